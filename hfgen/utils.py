@@ -1,0 +1,29 @@
+"""Small input checks shared by models, pipelines and metrics."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_num_samples(num_samples: object, name: str = "num_samples") -> int:
+    """Return ``num_samples`` if it is an ``int >= 1`` (bools rejected), else raise a clear error."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
+        raise TypeError(f"`{name}` must be an int >= 1, got {num_samples!r} ({type(num_samples).__name__})")
+    if num_samples < 1:
+        raise ValueError(f"`{name}` must be >= 1, got {num_samples}")
+    return num_samples
+
+
+def check_points(x: object, dim: int | None = None, name: str = "x") -> torch.Tensor:
+    """Check that ``x`` is a finite floating ``(N, D)`` tensor with ``N >= 1`` (and ``D == dim`` if given)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor of shape (N, D), got {type(x).__name__}")
+    expected = f"(N, {dim})" if dim is not None else "(N, D)"
+    if x.ndim != 2 or x.shape[0] < 1 or (dim is not None and x.shape[1] != dim):
+        raise ValueError(f"`{name}` must have shape {expected} with N >= 1, got {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {x.dtype}")
+    bad = ~torch.isfinite(x).all(dim=1)
+    if bad.any():
+        raise ValueError(f"`{name}` has {int(bad.sum())} row(s) with NaN or inf values; all values must be finite")
+    return x

@@ -1,0 +1,27 @@
+"""Test configuration: offline Hugging Face caches in a temp dir, one torch thread.
+
+The HF environment variables are read when huggingface_hub / datasets are imported, so they are set
+here, before any test module imports them.
+"""
+
+import os
+import tempfile
+
+_HF_HOME = tempfile.mkdtemp(prefix="hfgen-hf-home-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_CACHE"] = os.path.join(_HF_HOME, "hub")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.pop("HF_TOKEN", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    """A seeded CPU generator: same seed, same samples."""
+    return torch.Generator().manual_seed(0)
