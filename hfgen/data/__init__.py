@@ -1,0 +1,29 @@
+"""Data for hfgen: toy distributions in R^d with exact densities (``hfgen.data.toy``)."""
+
+from .toy import (
+    TOY_DISTRIBUTIONS,
+    Checkerboard,
+    EightGaussians,
+    SampleOnly,
+    Shifted,
+    StandardGaussian,
+    ToyDistribution,
+    TwoBalls,
+    TwoMoons,
+    get_toy_distribution,
+    toy_from_config,
+)
+
+__all__ = [
+    "TOY_DISTRIBUTIONS",
+    "Checkerboard",
+    "EightGaussians",
+    "SampleOnly",
+    "Shifted",
+    "StandardGaussian",
+    "ToyDistribution",
+    "TwoBalls",
+    "TwoMoons",
+    "get_toy_distribution",
+    "toy_from_config",
+]
