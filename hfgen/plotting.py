@@ -1,0 +1,253 @@
+"""Matplotlib figures for 2-D generative models: samples, trajectories, velocity fields and densities.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (so nothing is shown, nothing
+leaks into pyplot's figure registry, and any backend, Agg included, works); callers save it with
+``fig.savefig(path)``. Points are ``(N, 2)`` tensors; matplotlib is imported only when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from hfgen.likelihood import VelocityField
+
+__all__ = [
+    "plot_density",
+    "plot_histograms_over_time",
+    "plot_samples",
+    "plot_trajectory",
+    "plot_velocity_field",
+]
+
+_PANEL_SIZE = 3.2
+
+
+def _points_2d(name: str, points: object) -> np.ndarray:
+    """Check that ``points`` is an ``(N, 2)`` tensor and return it as a NumPy array."""
+    if not isinstance(points, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (N, 2), got {type(points).__name__}.")
+    if points.dim() != 2 or points.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (N, 2) (2-D points), got shape {tuple(points.shape)}.")
+    return points.detach().cpu().double().numpy()
+
+
+def _check_bounds(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
+    """Check that ``bounds`` is a pair ``(low, high)`` with ``low < high``."""
+    if len(bounds) != 2 or not float(bounds[0]) < float(bounds[1]):
+        raise ValueError(f"{name} must be a pair (low, high) with low < high, got {bounds!r}.")
+    return float(bounds[0]), float(bounds[1])
+
+
+def _check_grid_size(grid_size: int) -> None:
+    if not isinstance(grid_size, int) or grid_size < 2:
+        raise ValueError(f"grid_size must be an integer ≥ 2, got {grid_size!r}.")
+
+
+def _new_figure(num_panels: int) -> tuple[Figure, list[Axes]]:
+    """A pyplot-free figure with a row of ``num_panels`` axes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(_PANEL_SIZE * num_panels, _PANEL_SIZE), layout="constrained")
+    axes = fig.subplots(1, num_panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _set_square(ax: Axes, bounds: tuple[float, float] | None) -> None:
+    if bounds is not None:
+        ax.set_xlim(*bounds)
+        ax.set_ylim(*bounds)
+    ax.set_aspect("equal")
+
+
+def plot_samples(
+    samples: Tensor,
+    *,
+    reference: Tensor | None = None,
+    bounds: tuple[float, float] | None = None,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Scatter plot of 2-D samples, optionally over reference samples (say, the data) in another colour.
+
+    ``bounds = (low, high)`` fixes both axes to ``[low, high]``; the aspect is equal. When ``ax`` is given the
+    plot is drawn into it and its figure is returned.
+    """
+    points = _points_2d("samples", samples)
+    ref = None if reference is None else _points_2d("reference", reference)
+    box = None if bounds is None else _check_bounds("bounds", bounds)
+    if ax is None:
+        fig, (ax,) = _new_figure(1)
+    else:
+        fig = ax.figure
+    if ref is not None:
+        ax.scatter(ref[:, 0], ref[:, 1], s=2, alpha=0.3, color="tab:gray", label="reference", rasterized=True)
+    ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples", rasterized=True)
+    if ref is not None:
+        ax.legend(loc="upper right", markerscale=4)
+    _set_square(ax, box)
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def plot_trajectory(
+    trajectory: Tensor,
+    times: Sequence[float] | Tensor,
+    num_snapshots: int = 6,
+    bounds: tuple[float, float] | None = None,
+) -> Figure:
+    """A row of scatter plots of ``x_t`` at evenly spaced snapshots of a sampled trajectory.
+
+    ``trajectory[k]`` holds the ``(N, 2)`` points at time ``times[k]``; the snapshots are the indices
+    ``round(j (S − 1) / (num_snapshots − 1))``, ``j = 0 … num_snapshots − 1``, so the first (``t = 0``, the
+    source) and last (``t = 1``, the data) are always shown. Without ``bounds`` all panels share the data's
+    range.
+    """
+    if not isinstance(trajectory, Tensor) or trajectory.dim() != 3 or trajectory.shape[2] != 2:
+        shape = tuple(trajectory.shape) if isinstance(trajectory, Tensor) else type(trajectory).__name__
+        raise ValueError(f"trajectory must have shape (S, N, 2) (steps, points, 2), got {shape}.")
+    times = [float(s) for s in times]
+    num_steps = trajectory.shape[0]
+    if len(times) != num_steps:
+        raise ValueError(f"times must have one entry per step of trajectory ({num_steps}), got {len(times)}.")
+    if not isinstance(num_snapshots, int) or num_snapshots < 2:
+        raise ValueError(f"num_snapshots must be an integer ≥ 2 (first and last), got {num_snapshots!r}.")
+    if bounds is None:
+        finite = trajectory[torch.isfinite(trajectory).all(dim=-1)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.numel() else (-1.0, 1.0)
+        margin = 0.05 * (high - low) or 1.0
+        box = (low - margin, high + margin)
+    else:
+        box = _check_bounds("bounds", bounds)
+
+    indices = np.unique(np.rint(np.linspace(0, num_steps - 1, min(num_snapshots, num_steps))).astype(int))
+    fig, axes = _new_figure(len(indices))
+    for ax, k in zip(axes, indices, strict=True):
+        points = _points_2d("trajectory[k]", trajectory[k])
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue", rasterized=True)
+        _set_square(ax, box)
+        ax.set_title(f"t = {times[k]:.2f}")
+    return fig
+
+
+def _quiver_grid(bounds: tuple[float, float], grid_size: int) -> Tensor:
+    """The ``grid_size²`` points of a regular grid over ``bounds²``, as an ``(grid_size², 2)`` tensor."""
+    axis = torch.linspace(bounds[0], bounds[1], grid_size)
+    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+
+
+def plot_velocity_field(
+    velocity: VelocityField,
+    t: float = 0.0,
+    *,
+    bounds: tuple[float, float] = (-0.5, 0.5),
+    grid_size: int = 15,
+    reference: VelocityField | None = None,
+    titles: tuple[str, str] = ("learned", "reference"),
+) -> Figure:
+    """Quiver plot of the velocity field ``v(x, t)`` on a ``grid_size × grid_size`` grid over ``bounds²``.
+
+    With ``reference`` a second panel shows it side by side, for example the field a flow-matching model
+    learns at ``t = 0`` against the optimal one ``v*(x, 0) = E[x_1] − x`` (Lipman et al. 2022), which points
+    at the data mean.
+    """
+    box = _check_bounds("bounds", bounds)
+    _check_grid_size(grid_size)
+    if len(titles) != 2:
+        raise ValueError(f"titles must be a pair (learned, reference) of strings, got {titles!r}.")
+    grid = _quiver_grid(box, grid_size)
+    panels = [("velocity", velocity, titles[0])]
+    if reference is not None:
+        panels.append(("reference", reference, titles[1]))
+    fig, axes = _new_figure(len(panels))
+    xy = grid.double().numpy()
+    for ax, (name, field, title) in zip(axes, panels, strict=True):
+        with torch.no_grad():
+            arrows = field(grid, torch.tensor(float(t)))
+        uv = _points_2d(f"{name}(x, t)", arrows)
+        if uv.shape[0] != grid.shape[0]:
+            raise ValueError(
+                f"{name}(x, t) must return one vector per grid point ({grid.shape[0]}), got {uv.shape[0]}."
+            )
+        ax.quiver(xy[:, 0], xy[:, 1], uv[:, 0], uv[:, 1], color="tab:blue", angles="xy")
+        _set_square(ax, box)
+        ax.set_title(f"{title}, t = {float(t):.2f}")
+    return fig
+
+
+def plot_density(
+    log_prob_fn: Callable[[Tensor], Tensor],
+    *,
+    bounds: tuple[float, float] = (-3, 3),
+    grid_size: int = 200,
+    ax: Axes | None = None,
+    title: str | None = None,
+    batch_size: int = 10_000,
+) -> Figure:
+    """Heat map of the density ``p(x) = exp(log p(x))`` over ``bounds²`` with a colour bar.
+
+    The density is evaluated at the centres ``low + (k + ½)(high − low) / grid_size`` of the image's pixels,
+    in batches of ``batch_size`` points; pixel ``[i, j]`` holds ``p(x_j, y_i)`` (row ``i`` is the ``i``-th y
+    value, ``origin="lower"``).
+    """
+    box = _check_bounds("bounds", bounds)
+    _check_grid_size(grid_size)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    step = (box[1] - box[0]) / grid_size
+    centres = box[0] + (torch.arange(grid_size, dtype=torch.float64) + 0.5) * step
+    gx, gy = torch.meshgrid(centres, centres, indexing="xy")
+    points = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(torch.get_default_dtype())
+    values = []
+    with torch.no_grad():
+        for batch in points.split(batch_size):
+            log_p = log_prob_fn(batch)
+            if not isinstance(log_p, Tensor) or log_p.shape != batch.shape[:1]:
+                got = tuple(log_p.shape) if isinstance(log_p, Tensor) else type(log_p).__name__
+                raise ValueError(f"log_prob_fn must return a tensor of shape ({batch.shape[0]},), got {got}.")
+            values.append(log_p.detach().cpu().double().exp())
+    image = torch.cat(values).reshape(grid_size, grid_size).numpy()
+
+    if ax is None:
+        fig, (ax,) = _new_figure(1)
+    else:
+        fig = ax.figure
+    im = ax.imshow(image, extent=(box[0], box[1], box[0], box[1]), origin="lower", cmap="viridis")
+    fig.colorbar(im, ax=ax, label="density")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def plot_histograms_over_time(
+    samples_by_time: Mapping[float, Tensor],
+    bins: int = 100,
+    bounds: tuple[float, float] = (-3, 3),
+) -> Figure:
+    """A row of 2-D histograms of samples at several times, one panel per time in increasing order.
+
+    The course's figure of ``N(0, I)`` deformed by ``dz/dt = tanh(z³)`` at ``t = 0, 0.1, …, 0.5`` (see
+    :func:`hfgen.likelihood.deform_gaussian_example`).
+    """
+    if not samples_by_time:
+        raise ValueError("samples_by_time must map at least one time to an (N, 2) tensor, got an empty one.")
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}.")
+    box = _check_bounds("bounds", bounds)
+    panels = [(float(s), _points_2d(f"samples_by_time[{s}]", x)) for s, x in sorted(samples_by_time.items())]
+    fig, axes = _new_figure(len(panels))
+    for ax, (s, points) in zip(axes, panels, strict=True):
+        ax.hist2d(points[:, 0], points[:, 1], bins=bins, range=[box, box], cmap="viridis")
+        _set_square(ax, box)
+        ax.set_title(f"t = {s:.2f}")
+    return fig
