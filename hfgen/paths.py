@@ -1,0 +1,215 @@
+"""Flow-matching probability paths, couplings and the conditional flow-matching loss.
+
+Convention (Lipman et al. 2022): ``t ∈ [0, 1]``, ``x_0`` is a source sample (noise), ``x_1`` a data sample.
+An affine conditional path is ``x_t = α_t x_1 + σ_t x_0`` with conditional velocity
+``u_t(x_t | x_0, x_1) = α'_t x_1 + σ'_t x_0``; conditional flow matching (CFM) regresses a network on it:
+``L(θ) = E_{t, (x_0, x_1) ~ π} ‖v_θ(x_t, t) − u_t‖²``, whose minimiser is the marginal velocity
+``v*(x, t) = E[u_t | x_t = x]`` (Lipman et al. 2022, Thm. 2; Tong et al. 2023).
+The coupling ``π`` is the independent one ``q(x_0) q(x_1)`` or the minibatch optimal-transport one
+(Pooladian et al. 2023; Tong et al. 2023, OT-CFM).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from torch import nn
+
+COUPLINGS = ("independent", "ot")
+
+
+def _time_column(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """``t`` as a tensor broadcastable against ``like`` ``(N, …)``: a scalar or ``(N,)`` → ``(N, 1, …)``."""
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    if t.ndim == 1:
+        t = t.reshape(-1, *([1] * (like.ndim - 1)))
+    return t
+
+
+class AffinePath(ABC):
+    """Affine conditional path ``x_t = α_t x_1 + σ_t x_0`` with ``u_t = α'_t x_1 + σ'_t x_0``."""
+
+    @abstractmethod
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """Data coefficient ``α_t``."""
+
+    @abstractmethod
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Source coefficient ``σ_t``."""
+
+    @abstractmethod
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """Time derivative ``α'_t``."""
+
+    @abstractmethod
+    def d_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Time derivative ``σ'_t``."""
+
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """Point on the path: ``x_t = α_t x_1 + σ_t x_0``."""
+        t = _time_column(t, x1)
+        return self.alpha(t) * x1 + self.sigma(t) * x0
+
+    def target_velocity(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """Conditional velocity ``u_t = α'_t x_1 + σ'_t x_0``."""
+        t = _time_column(t, x1)
+        return self.d_alpha(t) * x1 + self.d_sigma(t) * x0
+
+
+class LinearPath(AffinePath):
+    r"""Linear (rectified / OT-conditional) path, Lipman et al. 2022 Eq. (20), Liu et al. 2022.
+
+    ``x_t = t x_1 + (1 − (1 − σ_min) t) x_0`` and ``u_t = x_1 − (1 − σ_min) x_0``; with ``σ_min = 0`` this is
+    ``x_t = (1 − t) x_0 + t x_1``, ``u_t = x_1 − x_0``.
+    """
+
+    def __init__(self, sigma_min: float = 0.0):
+        if not 0.0 <= sigma_min < 1.0:
+            raise ValueError(f"`sigma_min` must be in [0, 1), got {sigma_min}")
+        self.sigma_min = float(sigma_min)
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return 1 - (1 - self.sigma_min) * t
+
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(t)
+
+    def d_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(t, -(1 - self.sigma_min))
+
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        t = _time_column(t, x1)
+        return t * x1 + (1 - (1 - self.sigma_min) * t) * x0
+
+    def target_velocity(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        if self.sigma_min == 0.0:
+            return x1 - x0
+        return x1 - (1 - self.sigma_min) * x0
+
+    def __repr__(self) -> str:
+        return f"LinearPath(sigma_min={self.sigma_min})"
+
+
+class VPPath(AffinePath):
+    r"""Variance-preserving path (Song et al. 2021), in flow-matching time, Lipman et al. 2022 Eq. (19).
+
+    ``α_t = exp(−½ T(1 − t))``, ``σ_t = √(1 − α_t²)``, ``T(s) = β_min s + ½ (β_max − β_min) s²``.
+    At ``t = 1`` the path is at the data; at ``t = 0`` only ``α_0 = exp(−½ T(1))`` of it remains.
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        if not 0 < beta_min <= beta_max:
+            raise ValueError(f"need 0 < beta_min <= beta_max, got beta_min={beta_min}, beta_max={beta_max}")
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+
+    def _T(self, s: torch.Tensor) -> torch.Tensor:
+        return self.beta_min * s + 0.5 * (self.beta_max - self.beta_min) * s**2
+
+    def _beta(self, s: torch.Tensor) -> torch.Tensor:
+        return self.beta_min + (self.beta_max - self.beta_min) * s
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-0.5 * self._T(1 - t))
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(1 - self.alpha(t) ** 2)
+
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return 0.5 * self._beta(1 - t) * self.alpha(t)
+
+    def d_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        alpha = self.alpha(t)
+        return -alpha * self.d_alpha(t) / torch.sqrt(1 - alpha**2)
+
+    def __repr__(self) -> str:
+        return f"VPPath(beta_min={self.beta_min}, beta_max={self.beta_max})"
+
+
+class CosinePath(AffinePath):
+    r"""Cosine path (Nichol & Dhariwal 2021 in FM form): ``α_t = sin(πt/2)``, ``σ_t = cos(πt/2)``."""
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sin(0.5 * math.pi * t)
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.cos(0.5 * math.pi * t)
+
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
+
+    def d_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
+
+    def __repr__(self) -> str:
+        return "CosinePath()"
+
+
+PATHS: dict[str, type[AffinePath]] = {"linear": LinearPath, "vp": VPPath, "cosine": CosinePath}
+
+
+def get_path(name: str, **kwargs: float) -> AffinePath:
+    """Build a path by name: ``linear`` (kwarg ``sigma_min``), ``vp`` (``beta_min``, ``beta_max``), ``cosine``."""
+    if name not in PATHS:
+        raise ValueError(f"unknown path {name!r}; expected one of {sorted(PATHS)}")
+    return PATHS[name](**kwargs)
+
+
+def ot_assignment(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    r"""Exact optimal assignment ``σ`` between equal-size batches for the squared Euclidean cost.
+
+    Solves ``min_σ Σ_i ‖x_0^{σ(i)} − x_1^i‖²``; with uniform weights and equal sizes the optimal transport plan
+    is a permutation (Birkhoff–von Neumann), so this is the exact minibatch OT plan. Solved with
+    ``scipy.optimize.linear_sum_assignment`` on the ``float64`` cost matrix.
+    Returns the index tensor ``σ`` with ``x0[σ]`` matched to ``x1`` row by row.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if x0.shape != x1.shape or x0.ndim < 2:
+        raise ValueError(
+            f"minibatch OT needs batches of equal shape (N, ...), got {tuple(x0.shape)} and {tuple(x1.shape)}"
+        )
+    a = x0.detach().reshape(len(x0), -1).double().cpu()
+    b = x1.detach().reshape(len(x1), -1).double().cpu()
+    cost = torch.cdist(b, a).square_().numpy()
+    _, cols = linear_sum_assignment(cost)
+    return torch.from_numpy(np.ascontiguousarray(cols)).to(x0.device)
+
+
+def couple(x0: torch.Tensor, x1: torch.Tensor, coupling: str = "independent") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs ``(x_0, x_1)`` drawn from the coupling: ``independent`` keeps the order, ``ot`` reorders ``x_0``
+    by the exact minibatch OT plan (:func:`ot_assignment`)."""
+    if coupling == "independent":
+        return x0, x1
+    if coupling == "ot":
+        return x0[ot_assignment(x0, x1)], x1
+    raise ValueError(f"unknown coupling {coupling!r}; expected one of {COUPLINGS}")
+
+
+def cfm_loss(
+    model: nn.Module,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    path: AffinePath | None = None,
+    t: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Conditional flow-matching loss ``E_t ‖v_θ(x_t, t) − u_t(x_t | x_0, x_1)‖²`` on paired batches.
+
+    ``t ~ U[0, 1]`` per pair unless given; the squared norm sums over the point's coordinates and the mean is
+    over the batch. For the linear path this is ``‖v_θ(x_t, t) − (x_1 − x_0)‖²`` (Lipman et al. 2022 Eq. 23).
+    """
+    if x0.shape != x1.shape:
+        raise ValueError(f"`x0` and `x1` must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    path = path or LinearPath()
+    if t is None:
+        t = torch.rand(x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device)
+    x_t = path.sample(x0, x1, t)
+    target = path.target_velocity(x0, x1, t)
+    prediction = model(x_t, t, return_dict=False)[0]
+    return (prediction - target).square().flatten(1).sum(1).mean()
