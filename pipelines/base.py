@@ -1,0 +1,117 @@
+"""What every hfgen pipeline shares: loading from folders and Hub ids, and the points output."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+# What a saved hfgen pipeline is made of; nothing else (no pickles, no code) is fetched from the Hub.
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "README.md"]
+_HUB_DOWNLOAD_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
+OUTPUT_TYPES = ("pt", "np")
+
+
+@dataclass
+class PointsPipelineOutput(BaseOutput):
+    """Samples ``(N, D)``; ``trajectory`` ``(S + 1, N, D)`` from source to data when asked; ``nfe``, the number of
+    network evaluations used."""
+
+    samples: torch.Tensor | np.ndarray
+    trajectory: torch.Tensor | np.ndarray | None = None
+    nfe: int | None = None
+
+
+class HfgenPipeline(DiffusionPipeline):
+    """Base class: ``from_pretrained`` accepts a local folder or a Hub repo id, loads safetensors only, and
+    resolves the concrete pipeline class from ``model_index.json`` when called on this base class."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> HfgenPipeline:
+        """Load a pipeline saved with ``save_pretrained`` from a folder or a Hub repo id.
+
+        A repo id is fetched with ``huggingface_hub.snapshot_download`` (``revision``, ``cache_dir``, ``token``,
+        ``local_files_only`` and ``force_download`` are passed on; ``HF_HUB_OFFLINE=1`` serves the local cache),
+        then loaded from that folder. Weights are read from safetensors only.
+        """
+        folder = str(pretrained_model_name_or_path)
+        if not os.path.isdir(folder):
+            folder = cls._download(folder, kwargs)
+        for key in _HUB_DOWNLOAD_KWARGS:
+            kwargs.pop(key, None)
+        index_file = os.path.join(folder, "model_index.json")
+        if not os.path.isfile(index_file):
+            raise FileNotFoundError(
+                f"{pretrained_model_name_or_path!s} has no model_index.json: expected a folder written by "
+                "`save_pretrained` (model_index.json plus one sub-folder per component)"
+            )
+        try:
+            with open(index_file, encoding="utf-8") as f:
+                class_name = json.load(f)["_class_name"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{index_file} is corrupt or not a pipeline index: {error}") from error
+        pipeline_class = cls._resolve_class(class_name, index_file)
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            return DiffusionPipeline.from_pretrained.__func__(pipeline_class, folder, **kwargs)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise type(error)(
+                f"could not load {pipeline_class.__name__} from {folder}: {error}. Check that the folder "
+                "holds every component's config.json and safetensors weights, written by `save_pretrained`."
+            ) from error
+
+    @classmethod
+    def _download(cls, repo_id: str, kwargs: dict[str, Any]) -> str:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+        options = {key: kwargs[key] for key in _HUB_DOWNLOAD_KWARGS if key in kwargs}
+        try:
+            return snapshot_download(repo_id, allow_patterns=HUB_ALLOW_PATTERNS, **options)
+        except HFValidationError as error:
+            raise FileNotFoundError(
+                f"{repo_id!r} is neither an existing folder nor a valid Hub repo id ('user/name')"
+            ) from error
+        except LocalEntryNotFoundError as error:
+            raise FileNotFoundError(
+                f"{repo_id!r} is not a local folder and is not in the Hugging Face cache, and the Hub cannot be "
+                "reached (offline mode or no network)"
+            ) from error
+
+    @classmethod
+    def _resolve_class(cls, class_name: str, index_file: str) -> type[HfgenPipeline]:
+        if cls is not HfgenPipeline:
+            if class_name != cls.__name__:
+                raise ValueError(
+                    f"{index_file} describes a {class_name}, not a {cls.__name__}; load it with "
+                    f"{class_name}.from_pretrained or HfgenPipeline.from_pretrained"
+                )
+            return cls
+        known = {sub.__name__: sub for sub in _all_subclasses(HfgenPipeline)}
+        if class_name not in known:
+            raise ValueError(f"{index_file} names {class_name!r}, which is not an hfgen pipeline: {sorted(known)}")
+        return known[class_name]
+
+    @staticmethod
+    def _to_output_type(tensor: torch.Tensor | None, output_type: str) -> torch.Tensor | np.ndarray | None:
+        if tensor is None or output_type == "pt":
+            return tensor
+        return tensor.cpu().numpy()
+
+    @staticmethod
+    def _check_output_type(output_type: str) -> None:
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_all_subclasses(sub)]
+    return found

@@ -1,0 +1,175 @@
+"""FlowMatchingPipeline: sampling, trajectories, exact log-densities, save/load and Hub-id round trips, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from factories import (
+    AFFINE_A,
+    StraightLineAffineVelocity,
+    publish_to_local_hub_cache,
+    tiny_flow_matching_pipeline,
+)
+
+from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, HfgenPipeline
+from hfgen.data import Checkerboard, SampleOnly, TwoMoons
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_samples_shape_and_repeatability():
+    pipe = tiny_flow_matching_pipeline()
+    a = pipe(num_samples=13, num_inference_steps=5, generator=seeded()).samples
+    b = pipe(num_samples=13, num_inference_steps=5, generator=seeded()).samples
+    c = pipe(num_samples=13, num_inference_steps=5, generator=seeded(1)).samples
+    assert a.shape == (13, 2) and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "midpoint"])
+def test_trajectory_runs_from_the_source_to_the_samples(solver):
+    pipe = tiny_flow_matching_pipeline(solver)
+    out = pipe(num_samples=4, num_inference_steps=6, generator=seeded(), return_trajectory=True)
+    assert out.trajectory.shape == (7, 4, 2)
+    torch.testing.assert_close(out.trajectory[0], pipe.source_distribution.sample(4, seeded()))
+    torch.testing.assert_close(out.trajectory[-1], out.samples)
+    assert out.nfe == 6 * pipe.scheduler.order
+
+
+def test_euler_follows_the_straight_line_flow_and_lands_on_a_z():
+    # The straight-line affine flow has x(t) linear in t, so Euler is exact on it: x(1) = A z.
+    pipe = FlowMatchingPipeline(StraightLineAffineVelocity(), FlowMatchEulerScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    z = torch.randn(50, 2)
+    out = pipe(source_samples=z, num_inference_steps=3)
+    torch.testing.assert_close(out.samples, z @ torch.tensor(AFFINE_A).T, rtol=1e-5, atol=1e-5)
+    adaptive = pipe(source_samples=z, ode_solver="dopri5", rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(adaptive.samples, out.samples, rtol=1e-4, atol=1e-4)
+    assert adaptive.nfe > 0
+
+
+def test_log_prob_of_the_affine_flow_is_the_gaussian_with_covariance_a_at():
+    pipe = FlowMatchingPipeline(StraightLineAffineVelocity().double(), FlowMatchEulerScheduler())
+    a = torch.tensor(AFFINE_A, dtype=torch.float64)
+    oracle = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), a @ a.T)
+    x = oracle.sample((40,))
+    log_p = pipe.log_prob(x, rtol=1e-8, atol=1e-8)
+    assert not log_p.requires_grad
+    torch.testing.assert_close(log_p, oracle.log_prob(x), rtol=0, atol=1e-5)
+    hutchinson = pipe.log_prob(x, divergence="hutchinson", generator=seeded(), rtol=1e-8, atol=1e-8)
+    # Rademacher noise errs by ±∫(J₁₂ + J₂₁) dt per point (0.916 here) with random signs: unbiased on average.
+    error = hutchinson - oracle.log_prob(x)
+    assert error.abs().max() < 1.0 and error.mean().abs() < 3 * 0.92 / 40**0.5
+
+
+def test_velocity_field_matches_the_network():
+    pipe = tiny_flow_matching_pipeline()
+    points = torch.randn(9, 2)
+    with torch.no_grad():
+        expected = pipe.velocity(points, torch.full((9,), 0.3)).sample
+    torch.testing.assert_close(pipe.velocity_field(points, 0.3), expected)
+
+
+def test_numpy_output():
+    out = tiny_flow_matching_pipeline()(num_samples=3, num_inference_steps=2, output_type="np", return_trajectory=True)
+    assert isinstance(out.samples, np.ndarray) and isinstance(out.trajectory, np.ndarray)
+
+
+def test_save_and_load_give_identical_samples(tmp_path):
+    pipe = tiny_flow_matching_pipeline("heun", source=Checkerboard())
+    pipe.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_index.json", "scheduler", "velocity"]
+    assert (tmp_path / "velocity" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not list(tmp_path.rglob("*.bin"))
+    assert json.loads((tmp_path / "model_index.json").read_text())["source"] == {"name": "checkerboard"}
+    for loader in (FlowMatchingPipeline, HfgenPipeline):
+        loaded = loader.from_pretrained(tmp_path)
+        loaded.set_progress_bar_config(disable=True)
+        assert isinstance(loaded, FlowMatchingPipeline)
+        assert loaded.scheduler.config.solver == "heun"
+        assert isinstance(loaded.source_distribution, Checkerboard)
+        torch.testing.assert_close(
+            loaded(num_samples=20, generator=seeded()).samples,
+            pipe(num_samples=20, generator=seeded()).samples,
+        )
+
+
+def test_load_by_hub_repo_id_from_the_offline_cache(tmp_path):
+    pipe = tiny_flow_matching_pipeline(seed=5)
+    pipe.save_pretrained(tmp_path / "saved")
+    publish_to_local_hub_cache(tmp_path / "saved", "hfgen-tests/fm-tiny")
+    loaded = FlowMatchingPipeline.from_pretrained("hfgen-tests/fm-tiny")
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(
+        loaded(num_samples=10, generator=seeded()).samples, pipe(num_samples=10, generator=seeded()).samples
+    )
+    with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache"):
+        FlowMatchingPipeline.from_pretrained("hfgen-tests/does-not-exist")
+
+
+def test_sample_only_source_samples_but_has_no_log_prob():
+    pipe = tiny_flow_matching_pipeline(source=TwoMoons())
+    assert pipe(num_samples=5, num_inference_steps=2).samples.shape == (5, 2)
+    with pytest.raises(ValueError, match="sample-only"):
+        pipe.log_prob(torch.zeros(3, 2))
+
+
+def test_python_sampler_source_works_but_cannot_be_saved(tmp_path):
+    source = SampleOnly(lambda n, generator: torch.rand(n, 2, generator=generator), dim=2)
+    pipe = tiny_flow_matching_pipeline(source=source)
+    assert pipe(num_samples=4, num_inference_steps=2).samples.shape == (4, 2)
+    with pytest.raises(ValueError, match="cannot save"):
+        pipe.save_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("num_samples", [0, -1, 2.5, True])
+def test_bad_num_samples(num_samples):
+    with pytest.raises((ValueError, TypeError), match="num_samples"):
+        tiny_flow_matching_pipeline()(num_samples=num_samples)
+
+
+def test_bad_inputs():
+    pipe = tiny_flow_matching_pipeline()
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        pipe.log_prob(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        pipe.log_prob(torch.tensor([[0.0, float("nan")], [1.0, 1.0]]))
+    with pytest.raises(ValueError, match="points"):
+        pipe.velocity_field(torch.zeros(4), 0.5)
+    with pytest.raises(ValueError, match="source_samples"):
+        pipe(source_samples=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(num_samples=2, output_type="pil")
+    with pytest.raises(ValueError, match="dimension"):
+        FlowMatchingPipeline(pipe.velocity, pipe.scheduler, source={"name": "gaussian", "dim": 3})
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        FlowMatchingPipeline.from_pretrained(tmp_path)
+    pipe = tiny_flow_matching_pipeline()
+    pipe.save_pretrained(tmp_path / "run")
+    weights = tmp_path / "run" / "velocity" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(Exception, match="could not load FlowMatchingPipeline"):
+        FlowMatchingPipeline.from_pretrained(tmp_path / "run")
+    weights.unlink()
+    with pytest.raises(Exception, match="could not load FlowMatchingPipeline"):
+        FlowMatchingPipeline.from_pretrained(tmp_path / "run")
+    (tmp_path / "run" / "model_index.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        FlowMatchingPipeline.from_pretrained(tmp_path / "run")
+
+
+def test_loading_a_different_pipeline_class_is_refused(tmp_path):
+    tiny_flow_matching_pipeline().save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    index["_class_name"] = "SomethingElsePipeline"
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="not a FlowMatchingPipeline"):
+        FlowMatchingPipeline.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not an hfgen pipeline"):
+        HfgenPipeline.from_pretrained(tmp_path)
