@@ -1,0 +1,362 @@
+"""Sample-quality and likelihood metrics: exact W2, its finite-sample floor, MMD, NLL.
+
+Points are ``(N, D)`` float tensors (numpy arrays are accepted too); every metric is computed in float64 on
+the CPU and returned as a Python ``float``.
+
+Choice of the exact W2 solver. Timed on one thread, 2-D points x ~ N(0, I), y ~ N((0.5, 0.5), I) drawn by
+``numpy.random.default_rng(0)``, uniform weights, C = ``cdist(x, y, "sqeuclidean")`` built beforehand (not
+timed); ``ot.emd2(a, a, C, numItermax=10**8)`` against ``C[linear_sum_assignment(C)].mean()``::
+
+    n        POT 0.9.7 ot.emd2 (network simplex)   scipy linear_sum_assignment (Jonker-Volgenant)
+    1,000    0.13-0.17 s                           0.37 s
+    3,000    1.7 s                                 12.2 s
+    10,000   25.7 s                                634 s
+
+Both gave the same W2^2 to 12 digits. The network simplex is the faster exact solver at every size (25x at
+n = 10,000), so it is the default (``solver="emd"``); ``solver="lsa"`` stays as an independent exact check.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ArrayLike = Tensor | np.ndarray
+
+# Network-simplex pivots needed for n uniform points against n in 2-D grew like ~n^1.3 in our runs
+# (25,510 for n = 1,000; 64,850 for n = 2,000), about 5e5 extrapolated to n = 10,000: POT's default of
+# 1e5 is too small there, so the cap is 1e8 and reaching it is an error, never a silent approximation.
+DEFAULT_NUM_ITER_MAX = 100_000_000
+
+# Largest kernel block (rows x columns) that `mmd` holds at once: 2^22 float64 entries = 32 MiB.
+_MMD_BLOCK_ELEMENTS = 2**22
+
+# Number of pooled points (an evenly strided subset) used by the MMD median heuristic.
+_MEDIAN_HEURISTIC_POINTS = 2000
+
+
+def _to_float64(value: ArrayLike, name: str, shape: str) -> np.ndarray:
+    """Convert a real tensor or numpy array to a float64 numpy array, or raise TypeError naming ``name``."""
+    if isinstance(value, Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers, got a tensor of dtype {value.dtype}")
+        return value.detach().to(device="cpu", dtype=torch.float64).numpy()
+    if isinstance(value, np.ndarray):
+        if not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
+            raise TypeError(f"{name} must hold real numbers, got an array of dtype {value.dtype}")
+        return value.astype(np.float64, copy=False)
+    raise TypeError(
+        f"{name} must be a torch.Tensor or numpy.ndarray of shape {shape}, got {type(value).__name__}"
+    )
+
+
+def _as_points(x: ArrayLike, name: str) -> np.ndarray:
+    """Return ``x`` as a finite, non-empty ``(N, D)`` float64 numpy array, or raise naming ``name``."""
+    array = _to_float64(x, name, "(N, D)")
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape (N, D), got shape {tuple(array.shape)}; "
+            "reshape 1-D data with .reshape(-1, 1)"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one point of dimension >= 1, got shape {array.shape}")
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    if bad:
+        raise ValueError(f"{name} must be finite, got {bad} NaN/inf entries in shape {array.shape}")
+    return array
+
+
+def _as_pair(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two point sets of the same dimension."""
+    xa, ya = _as_points(x, "x"), _as_points(y, "y")
+    if xa.shape[1] != ya.shape[1]:
+        raise ValueError(
+            f"x and y must have the same dimension D, got x of shape {xa.shape} and y of shape {ya.shape}"
+        )
+    return xa, ya
+
+
+def _as_weights(w: ArrayLike | None, n: int, name: str) -> np.ndarray:
+    """Return the weights ``w`` (uniform when None) as a float64 probability vector of length ``n``."""
+    if w is None:
+        return np.full(n, 1.0 / n)
+    weights = _to_float64(w, name, f"({n},)")
+    if weights.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match the points, got shape {weights.shape}")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError(f"{name} must be finite, non-negative and have a positive sum, got {weights}")
+    return weights / weights.sum()
+
+
+def _squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cost matrix C_ij = ||x_i - y_j||^2 (differences, not the expanded form, so translations are exact)."""
+    from scipy.spatial.distance import cdist
+
+    return cdist(x, y, metric="sqeuclidean")
+
+
+def wasserstein2(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    a: ArrayLike | None = None,
+    b: ArrayLike | None = None,
+    solver: str = "emd",
+    num_iter_max: int = DEFAULT_NUM_ITER_MAX,
+) -> float:
+    """Exact 2-Wasserstein distance between the empirical measures Σ a_i δ_{x_i} and Σ b_j δ_{y_j}.
+
+    W2(μ, ν) = ( min_{π ∈ Π(a, b)} Σ_ij π_ij ||x_i − y_j||² )^{1/2}, computed in float64
+    (Villani, *Optimal Transport*, 2009; Peyré & Cuturi, *Computational Optimal Transport*, 2019).
+
+    Args:
+        x: source points, shape (N, D).
+        y: target points, shape (M, D).
+        a, b: non-negative weights of shape (N,) and (M,), normalised to sum to one; uniform when None.
+        solver: ``"emd"`` solves the linear program exactly by POT's network simplex ``ot.emd2``
+            (Bonneel et al. 2011) for any sizes and weights. ``"lsa"`` needs N = M and uniform weights: the
+            optimal plan is then n⁻¹ times a permutation (Birkhoff–von Neumann), found exactly by
+            ``scipy.optimize.linear_sum_assignment`` (Crouse 2016). ``"emd"`` is the default because it was
+            faster at every size measured (module docstring: 25.7 s against 634 s at n = 10,000).
+        num_iter_max: cap on network-simplex pivots; a RuntimeError is raised if it is reached before
+            optimality (POT would only warn and return a sub-optimal cost).
+
+    Memory: the dense (N, M) float64 cost matrix (800 MB at N = M = 10,000) plus the network simplex's
+    per-arc arrays and dense plan: 4.5 GB peak resident memory measured at N = M = 10,000 (25 s).
+    """
+    if solver not in ("emd", "lsa"):
+        raise ValueError(f"solver must be 'emd' or 'lsa', got {solver!r}")
+    xa, ya = _as_pair(x, y)
+    n, m = xa.shape[0], ya.shape[0]
+    wa, wb = _as_weights(a, n, "a"), _as_weights(b, m, "b")
+    cost = _squared_distances(xa, ya)
+    if solver == "emd":
+        import ot
+
+        with warnings.catch_warnings():
+            # The only warning of interest (numItermax reached) is turned into an error via result_code.
+            warnings.simplefilter("ignore", UserWarning)
+            value, log = ot.emd2(wa, wb, cost, numItermax=num_iter_max, log=True)
+        if log["result_code"] != 1:
+            raise RuntimeError(
+                f"ot.emd2 did not reach optimality (result_code={log['result_code']}: {log['warning']}) "
+                f"with num_iter_max={num_iter_max}; pass a larger num_iter_max"
+            )
+        squared = float(value)
+    else:
+        uniform = bool(np.ptp(wa) <= 1e-15 and np.ptp(wb) <= 1e-15)
+        if n != m or not uniform:
+            raise ValueError(
+                f"solver='lsa' needs equal sizes and uniform weights, got N={n}, M={m}, "
+                f"uniform weights={uniform}; use solver='emd'"
+            )
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(cost)
+        squared = float(cost[rows, cols].mean())
+    return math.sqrt(max(squared, 0.0))
+
+
+Sampler = Callable[[int, torch.Generator | None], Tensor]
+
+
+def _draw(sampler: Sampler | Any, num_samples: int, generator: torch.Generator | None, name: str) -> Tensor:
+    """Draw ``num_samples`` points from a callable ``sampler(n, generator)`` or an object with ``.sample``."""
+    if hasattr(sampler, "sample"):
+        return sampler.sample(num_samples, generator=generator)
+    if callable(sampler):
+        return sampler(num_samples, generator)
+    raise TypeError(
+        f"{name} must be a callable sampler(n, generator) or have a .sample(n, generator=...) method, "
+        f"got {type(sampler).__name__}"
+    )
+
+
+def wasserstein2_floor(
+    sampler: Sampler | Any,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+) -> float:
+    """Finite-sample floor of W2: the distance between two independent n-samples of the target itself.
+
+    floor_n = W2(p̂_n, p̂'_n) with p̂_n, p̂'_n empirical measures of independent draws from p. A perfect model
+    (q = p) scores this in distribution, so report a model's W2(q̂_n, p̂_n) beside it. It vanishes as
+    n → ∞, in D ≥ 3 like n^{-1/D} (Fournier & Guillin 2015), so it is far from zero for D ≥ 2 at practical n.
+
+    Args:
+        sampler: ``sampler(n, generator)`` returning an (n, D) tensor, or an object (a toy distribution) with
+            ``.sample(n, generator=...)``.
+        num_samples: n, the size of each of the two samples (same as the model sample it is compared with).
+        generator: drawn from twice in a row, so the two samples use different parts of its stream.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    first = _draw(sampler, num_samples, generator, "sampler")
+    second = _draw(sampler, num_samples, generator, "sampler")
+    return wasserstein2(first, second)
+
+
+def median_heuristic(x: ArrayLike, y: ArrayLike) -> float:
+    """Median pairwise distance of the pooled sample z = (x, y): σ_med = median{||z_i − z_j|| : i < j}.
+
+    Above 2,000 pooled points the median is taken over an evenly strided subset of 2,000 of them
+    (indices ``round(linspace(0, N + M − 1, 2000))``), which is deterministic (Gretton et al. 2012, §8).
+    """
+    from scipy.spatial.distance import pdist
+
+    xa, ya = _as_pair(x, y)
+    pooled = np.concatenate([xa, ya])
+    if len(pooled) > _MEDIAN_HEURISTIC_POINTS:
+        pooled = pooled[np.round(np.linspace(0, len(pooled) - 1, _MEDIAN_HEURISTIC_POINTS)).astype(np.int64)]
+    return float(np.median(pdist(pooled)))
+
+
+def _kernel_sum(u: np.ndarray, v: np.ndarray, inv_two_sigma_sq: np.ndarray) -> float:
+    """Σ_ij Σ_σ exp(−||u_i − v_j||² / (2σ²)), in row blocks of at most ``_MMD_BLOCK_ELEMENTS`` entries."""
+    rows = max(1, _MMD_BLOCK_ELEMENTS // len(v))
+    v_sq = np.einsum("ij,ij->i", v, v)
+    total = 0.0
+    for start in range(0, len(u), rows):
+        block = u[start : start + rows]
+        sq = np.einsum("ij,ij->i", block, block)[:, None] + v_sq[None, :] - 2.0 * (block @ v.T)
+        np.maximum(sq, 0.0, out=sq)
+        for coefficient in inv_two_sigma_sq:
+            total += float(np.exp(-coefficient * sq).sum())
+    return total
+
+
+def mmd(x: ArrayLike, y: ArrayLike, *, bandwidths: Sequence[float] | None = None) -> float:
+    """Unbiased squared maximum mean discrepancy MMD²_u (Gretton et al., JMLR 2012, eq. 3, a U-statistic).
+
+    MMD²_u = 1/(n(n−1)) Σ_{i≠j} k(x_i, x_j) + 1/(m(m−1)) Σ_{i≠j} k(y_i, y_j) − 2/(nm) Σ_ij k(x_i, y_j),
+    with the sum of Gaussian kernels k(a, b) = Σ_σ exp(−||a − b||² / (2σ²)). Its expectation is the
+    population MMD², zero iff the distributions agree, so two samples of one distribution can score
+    slightly below zero.
+
+    Args:
+        x: (n, D) points, n ≥ 2.
+        y: (m, D) points, m ≥ 2.
+        bandwidths: the σ's; by default σ ∈ {0.5, 1, 2} · σ_med with σ_med the median heuristic of the
+            pooled sample (``median_heuristic``).
+
+    Computed in float64 in row blocks of at most 2^22 kernel entries (32 MiB each, a few alive at once), so
+    n = m = 10,000 needs no more than ~150 MB.
+    """
+    xa, ya = _as_pair(x, y)
+    n, m = xa.shape[0], ya.shape[0]
+    if n < 2 or m < 2:
+        raise ValueError(f"mmd needs at least 2 points in each of x and y, got {n} and {m}")
+    if bandwidths is None:
+        sigma = median_heuristic(xa, ya)
+        if sigma <= 0:
+            raise ValueError(
+                "the median heuristic bandwidth is 0 (most pooled points coincide); pass bandwidths"
+            )
+        sigmas = np.array([0.5, 1.0, 2.0]) * sigma
+    else:
+        sigmas = np.asarray(list(bandwidths), dtype=np.float64)
+        if sigmas.ndim != 1 or len(sigmas) == 0 or not np.all(np.isfinite(sigmas)) or np.any(sigmas <= 0):
+            raise ValueError(
+                f"bandwidths must be a non-empty sequence of positive finite floats, got {bandwidths}"
+            )
+    coefficients = 1.0 / (2.0 * sigmas**2)
+    # Diagonal terms k(z_i, z_i) = len(sigmas) are removed from the within-sample sums.
+    kxx = (_kernel_sum(xa, xa, coefficients) - n * len(sigmas)) / (n * (n - 1))
+    kyy = (_kernel_sum(ya, ya, coefficients) - m * len(sigmas)) / (m * (m - 1))
+    kxy = _kernel_sum(xa, ya, coefficients) / (n * m)
+    return kxx + kyy - 2.0 * kxy
+
+
+def _as_log_prob(log_prob: ArrayLike) -> np.ndarray:
+    """Validate per-sample log-densities: a non-empty finite 1-D array, returned as float64."""
+    values = _to_float64(log_prob, "log_prob", "(N,)")
+    if values.ndim != 1 or values.shape[0] == 0:
+        raise ValueError(f"log_prob must have shape (N,) with N >= 1, got shape {values.shape}")
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise ValueError(
+            f"log_prob must be finite, got {bad} non-finite values (NaN/inf) of {values.shape[0]}"
+        )
+    return values
+
+
+def negative_log_likelihood(log_prob: ArrayLike) -> float:
+    """Mean negative log-likelihood in nats: NLL = −(1/N) Σ_i log q(x_i), with x_i drawn from the data p."""
+    return float(-_as_log_prob(log_prob).mean())
+
+
+def nll_report(log_prob: ArrayLike, entropy: float | None = None) -> dict[str, float | None]:
+    """NLL with its standard error, beside the data entropy when it is known.
+
+    NLL estimates the cross-entropy E_p[−log q] = H(p) + KL(p‖q) ≥ H(p), so ``nll_minus_entropy`` estimates
+    KL(p‖q) ≥ 0 (Cover & Thomas, *Elements of Information Theory*, 2006, §2.3); it can dip below 0 only by
+    sampling noise, of size ``nll_stderr`` = std(−log q(x_i)) / √N (sample std, ddof = 1).
+
+    Returns:
+        ``{"nll", "nll_stderr", "entropy", "nll_minus_entropy"}``; the last two are None without ``entropy``.
+    """
+    values = _as_log_prob(log_prob)
+    if values.shape[0] < 2:
+        raise ValueError(f"log_prob needs at least 2 values for a standard error, got {values.shape[0]}")
+    if entropy is not None and not math.isfinite(entropy):
+        raise ValueError(f"entropy must be a finite float or None, got {entropy}")
+    nll = float(-values.mean())
+    return {
+        "nll": nll,
+        "nll_stderr": float(values.std(ddof=1) / math.sqrt(values.shape[0])),
+        "entropy": None if entropy is None else float(entropy),
+        "nll_minus_entropy": None if entropy is None else nll - float(entropy),
+    }
+
+
+def fraction_in_support(samples: Tensor, distribution: Any) -> float:
+    """Fraction of samples inside the target's support: (1/N) Σ_i 1[x_i ∈ supp p].
+
+    Uses ``distribution.in_support(samples)``, a BoolTensor (N,), defined by toy distributions with bounded
+    support (a model's mass outside the support makes its KL(p‖q)-type scores misleading, this shows it).
+    """
+    _as_points(samples, "samples")
+    if not hasattr(distribution, "in_support"):
+        raise TypeError(
+            f"distribution must have an in_support(samples) method, got {type(distribution).__name__}"
+        )
+    mask = distribution.in_support(samples)
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (samples.shape[0],):
+        raise ValueError(
+            f"distribution.in_support must return a BoolTensor of shape ({samples.shape[0]},), got {mask!r}"
+        )
+    return float(mask.double().mean())
+
+
+def sample_quality_report(
+    samples: Tensor,
+    target: Sampler | Any,
+    *,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """W2 of a model sample against a fresh target sample, the W2 floor, their ratio, MMD² (and support).
+
+    With n = len(samples) and p̂_n, p̂'_n, p̂''_n three independent n-samples of the target (drawn in this order
+    from ``generator``): ``w2`` = W2(q̂_n, p̂_n), ``w2_floor`` = W2(p̂'_n, p̂''_n) (``wasserstein2_floor``),
+    ``w2_ratio`` = w2 / w2_floor (≈ 1 for a perfect model), ``mmd`` = MMD²_u(q̂_n, p̂_n) (``mmd``), and
+    ``fraction_in_support`` when ``target`` has ``in_support``.
+
+    Args:
+        samples: (n, D) model samples.
+        target: the target distribution (``.sample(n, generator=...)``) or ``sampler(n, generator)``.
+        generator: makes the target draws repeatable.
+    """
+    n = _as_points(samples, "samples").shape[0]
+    reference = _draw(target, n, generator, "target")
+    report = {"w2": wasserstein2(samples, reference), "w2_floor": wasserstein2_floor(target, n, generator)}
+    report["w2_ratio"] = report["w2"] / report["w2_floor"] if report["w2_floor"] > 0 else math.inf
+    report["mmd"] = mmd(samples, reference)
+    if hasattr(target, "in_support"):
+        report["fraction_in_support"] = fraction_in_support(samples, target)
+    return report
