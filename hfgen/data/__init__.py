@@ -1,5 +1,6 @@
 """Data for hfgen: toy distributions in R^d with exact densities (``hfgen.data.toy``)."""
 
+from .pairs import CoupledPairs
 from .toy import (
     TOY_DISTRIBUTIONS,
     Checkerboard,
@@ -15,6 +16,7 @@ from .toy import (
 )
 
 __all__ = [
+    "CoupledPairs",
     "TOY_DISTRIBUTIONS",
     "Checkerboard",
     "EightGaussians",

@@ -1,0 +1,38 @@
+"""CoupledPairs: the stream of coupled training batches is the same with and without background prefetch."""
+
+import pytest
+import torch
+
+from hfgen.data import Checkerboard, CoupledPairs, StandardGaussian
+from hfgen.paths import ot_assignment
+
+
+@pytest.mark.parametrize("coupling", ["independent", "ot"])
+def test_prefetch_gives_the_same_stream(coupling):
+    def take(prefetch):
+        with CoupledPairs(
+            StandardGaussian(2), Checkerboard(), 32, coupling, torch.Generator().manual_seed(0), 0.5, prefetch
+        ) as pairs:
+            return [next(pairs) for _ in range(5)]
+
+    for a, b in zip(take(0), take(2), strict=True):
+        for u, v in zip(a, b, strict=True):
+            assert torch.equal(u, v)
+
+
+def test_ot_batches_are_optimally_matched_and_times_follow_the_beta_law():
+    with CoupledPairs(StandardGaussian(2), Checkerboard(), 64, "ot", torch.Generator().manual_seed(1), 0.5) as pairs:
+        x0, x1, t = next(pairs)
+        # An optimal matching is its own optimum: re-solving returns the identity permutation.
+        assert torch.equal(ot_assignment(x0, x1), torch.arange(64))
+        times = torch.cat([next(pairs)[2] for _ in range(200)])
+    # t ~ Beta(1, 1/2): P(t ≤ s) = 1 − √(1 − s); mean 2/3.
+    assert abs(times.mean().item() - 2 / 3) < 0.01
+    assert abs((times <= 0.75).double().mean().item() - 0.5) < 0.01
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="dim"):
+        CoupledPairs(StandardGaussian(3), Checkerboard(), 8)
+    with pytest.raises(ValueError, match="prefetch"):
+        CoupledPairs(StandardGaussian(2), Checkerboard(), 8, prefetch=-1)
