@@ -1,0 +1,50 @@
+"""`from hfgen import FlowMatchingPipeline` works from the editable install and from a built wheel."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROBE = "import hfgen, hfgen.pipelines; from hfgen import FlowMatchingPipeline; print(hfgen.pipelines.__file__)"
+
+
+def run_probe(cwd: Path, env_path: str | None = None) -> str:
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    if env_path:
+        env["PYTHONPATH"] = env_path
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_editable_install_maps_pipelines_into_the_package(tmp_path):
+    assert Path(run_probe(tmp_path)) == REPO / "pipelines" / "__init__.py"
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_pipelines_folder_as_hfgen_pipelines(tmp_path):
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, REPO],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("hfgen-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "hfgen/pipelines/flow_matching.py" in names and "hfgen/models/mlp.py" in names
+    assert not any(name.startswith(("tests/", "pipelines/")) for name in names)
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site, wheel],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stderr
+    assert Path(run_probe(tmp_path, env_path=str(site))) == site / "hfgen" / "pipelines" / "__init__.py"
