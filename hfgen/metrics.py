@@ -345,7 +345,7 @@ def sample_quality_report(
     With n = len(samples) and p̂_n, p̂'_n, p̂''_n three independent n-samples of the target (drawn in this order
     from ``generator``): ``w2`` = W2(q̂_n, p̂_n), ``w2_floor`` = W2(p̂'_n, p̂''_n) (``wasserstein2_floor``),
     ``w2_ratio`` = w2 / w2_floor (≈ 1 for a perfect model), ``mmd`` = MMD²_u(q̂_n, p̂_n) (``mmd``), and
-    ``fraction_in_support`` when ``target`` has ``in_support``.
+    ``fraction_in_support`` when ``target`` has a bounded support (``has_bounded_support``).
 
     Args:
         samples: (n, D) model samples.
@@ -357,6 +357,6 @@ def sample_quality_report(
     report = {"w2": wasserstein2(samples, reference), "w2_floor": wasserstein2_floor(target, n, generator)}
     report["w2_ratio"] = report["w2"] / report["w2_floor"] if report["w2_floor"] > 0 else math.inf
     report["mmd"] = mmd(samples, reference)
-    if hasattr(target, "in_support"):
+    if getattr(target, "has_bounded_support", False):
         report["fraction_in_support"] = fraction_in_support(samples, target)
     return report

@@ -196,6 +196,7 @@ def evaluate_flow_matching(
 ) -> dict:
     """Sample quality against a held-out target sample (W2 and its floor, MMD, support) and, where the
     target has a density, NLL against its entropy (Euler samples and dopri5 log-densities)."""
+    pipeline.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(seed)
     samples = pipeline(num_samples, num_inference_steps, generator=generator).samples
     metrics = {f"samples_{k}": v for k, v in sample_quality_report(samples, target, generator=generator).items()}
@@ -216,6 +217,7 @@ def write_outputs(pipeline: FlowMatchingPipeline, metrics: dict, args: FlowMatch
     with open(os.path.join(args.output_dir, "args.json"), "w", encoding="utf-8") as f:
         json.dump(asdict(args), f, indent=2)
     target = get_toy_distribution(args.dataset)
+    pipeline.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(2)
     out = pipeline(2000, args.num_inference_steps, generator=generator, return_trajectory=True)
     # At t = 0 the CFM minimiser is v*(x, 0) = E[x_1] − x (x_0 carries no information about x_1).
@@ -232,6 +234,8 @@ def write_outputs(pipeline: FlowMatchingPipeline, metrics: dict, args: FlowMatch
         ),
     }
     if pipeline.source_distribution.has_log_prob and target.dim == 2:
-        figures["density.png"] = plotting.plot_density(lambda x: pipeline.log_prob(x), grid_size=100)
+        figures["density.png"] = plotting.plot_density(
+            lambda x: pipeline.log_prob(x, rtol=1e-4, atol=1e-4), bounds=(-2.5, 2.5), grid_size=80
+        )
     for name, figure in figures.items():
         figure.savefig(os.path.join(args.output_dir, name), dpi=100, bbox_inches="tight")

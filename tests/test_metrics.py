@@ -282,3 +282,13 @@ def test_bad_weights_raise() -> None:
         wasserstein2(x, x, a=np.ones(4))
     with pytest.raises(ValueError, match="b must be finite, non-negative"):
         wasserstein2(x, x, b=np.array([1.0, -1.0, 1.0]))
+
+
+def test_sample_quality_report_reports_support_only_for_bounded_targets():
+    from hfgen.data import Checkerboard, EightGaussians
+
+    generator = torch.Generator().manual_seed(0)
+    bounded = sample_quality_report(Checkerboard().sample(50, generator), Checkerboard(), generator=generator)
+    assert bounded["fraction_in_support"] == 1.0
+    unbounded = sample_quality_report(EightGaussians().sample(50, generator), EightGaussians(), generator=generator)
+    assert "fraction_in_support" not in unbounded

@@ -88,7 +88,8 @@ class TimeMLP(ModelMixin, ConfigMixin):
         else:
             half = time_embedding_dim // 2
             frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
-            self.register_buffer("frequencies", frequencies, persistent=False)
+            # ω_k s: the time scale is folded into the frequencies.
+            self.register_buffer("frequencies", frequencies * time_scale, persistent=False)
         octaves = math.pi * 2.0 ** torch.arange(num_position_frequencies, dtype=torch.float32)
         self.register_buffer("octaves", octaves, persistent=False)
         self.input_proj = nn.Linear(dim * (1 + 2 * num_position_frequencies), hidden_size)
@@ -102,10 +103,9 @@ class TimeMLP(ModelMixin, ConfigMixin):
 
     def embed_time(self, timestep: torch.Tensor) -> torch.Tensor:
         """Embedding ``e(s·t)`` of a 1-D tensor of times, shape ``(len(t), time_embedding_dim)``."""
-        scaled = timestep * self.config.time_scale
         if self.config.time_embedding == "fourier":
-            return self.fourier(scaled)
-        angles = scaled[:, None] * self.frequencies[None, :]
+            return self.fourier(timestep * self.config.time_scale)
+        angles = timestep[:, None] * self.frequencies[None, :]
         return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
     def encode_position(self, sample: torch.Tensor) -> torch.Tensor:
@@ -121,12 +121,13 @@ class TimeMLP(ModelMixin, ConfigMixin):
         """Evaluate ``f_θ(x, t)`` at points ``sample`` ``(N, D)``; ``timestep`` is a scalar or ``(N,)``."""
         if sample.ndim != 2 or sample.shape[1] != self.config.dim:
             raise ValueError(f"`sample` must have shape (N, {self.config.dim}), got {tuple(sample.shape)}")
-        timestep = torch.as_tensor(timestep, dtype=sample.dtype, device=sample.device)
+        if not isinstance(timestep, torch.Tensor) or timestep.dtype != sample.dtype:
+            timestep = torch.as_tensor(timestep, dtype=sample.dtype, device=sample.device)
         if timestep.ndim > 1 or (timestep.ndim == 1 and timestep.shape[0] not in (1, sample.shape[0])):
             raise ValueError(
                 f"`timestep` must be a scalar or have shape ({sample.shape[0]},), got {tuple(timestep.shape)}"
             )
-        time_features = self.time_proj(self.embed_time(timestep.reshape(-1)).to(sample.dtype))
+        time_features = self.time_proj(self.embed_time(timestep.reshape(-1)))
         hidden = self.input_proj(self.encode_position(sample)) + time_features
         out = self.body(hidden)
         if not return_dict:

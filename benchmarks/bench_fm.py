@@ -1,0 +1,263 @@
+"""Flow-matching benchmark: framework overhead, OT-coupling cost, sample quality and likelihood.
+
+    python benchmarks/bench_fm.py            # full run, writes benchmarks/RESULTS.md and benchmarks/results.json
+    python benchmarks/bench_fm.py --quick    # a smoke run with tiny budgets (numbers meaningless)
+
+Timings run on one thread and interleave the compared variants (A, B, A, B, …), reporting medians and the
+ratio measured in the same run, so that a noisy machine shifts both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
+from hfgen.data import CoupledPairs, StandardGaussian, get_toy_distribution
+from hfgen.metrics import wasserstein2, wasserstein2_floor
+from hfgen.paths import cfm_loss
+from hfgen.training import FlowMatchingArguments, evaluate_flow_matching, train_flow_matching
+
+HERE = Path(__file__).resolve().parent
+
+
+# ---- the plain PyTorch baseline: the same network and the same CFM loop in 20 lines -----------------------
+class PlainMLP(nn.Module):
+    def __init__(self, dim: int = 2, width: int = 64, layers: int = 3, embed: int = 64):
+        super().__init__()
+        self.register_buffer("freqs", torch.exp(-math.log(1e4) * torch.arange(embed // 2) / (embed // 2)))
+        self.inp, self.tp = nn.Linear(dim, width), nn.Linear(embed, width, bias=False)
+        body = [nn.SiLU()]
+        for _ in range(layers - 1):
+            body += [nn.Linear(width, width), nn.SiLU()]
+        self.body = nn.Sequential(*body, nn.Linear(width, dim))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        angles = (1000 * t.reshape(-1))[:, None] * self.freqs
+        return self.body(self.inp(x) + self.tp(torch.cat([angles.cos(), angles.sin()], -1)))
+
+
+def plain_train_step(net, opt, x0, x1, t):
+    xt = (1 - t[:, None]) * x0 + t[:, None] * x1
+    loss = (net(xt, t) - (x1 - x0)).square().sum(1).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+@torch.no_grad()
+def plain_sample(net, x, steps):
+    for i in range(steps):
+        x = x + net(x, torch.tensor(i / steps)) / steps
+    return x
+
+
+# ---- timing helpers ---------------------------------------------------------------------------------------
+def interleaved_medians(variants: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each variant, calling them in turn ``repeats`` times after one warm-up."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for fn in variants.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def bench_overhead(quick: bool) -> dict:
+    """hfgen (TimeMLP + cfm_loss, FlowMatchingPipeline) against the plain loop: MLP 3×64, batch 256."""
+    torch.manual_seed(0)
+    target, source = get_toy_distribution("checkerboard"), StandardGaussian(2)
+    ours = TimeMLP(dim=2, hidden_size=64, num_layers=3)
+    plain = PlainMLP()
+    plain.load_state_dict({k: v for k, v in ours.state_dict().items()}, strict=False)
+    opt_ours, opt_plain = torch.optim.Adam(ours.parameters(), 1e-3), torch.optim.Adam(plain.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(0)
+    batch, steps_per_call = 256, 20 if quick else 200
+    batches = [(source.sample(batch, g), target.sample(batch, g), torch.rand(batch, generator=g)) for _ in range(8)]
+
+    def train_ours():
+        for i in range(steps_per_call):
+            x0, x1, t = batches[i % 8]
+            loss = cfm_loss(ours, x0, x1, t=t)
+            opt_ours.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_ours.step()
+
+    def train_plain():
+        for i in range(steps_per_call):
+            plain_train_step(plain, opt_plain, *batches[i % 8])
+
+    train = interleaved_medians({"hfgen": train_ours, "plain": train_plain}, 3 if quick else 15)
+    pipe = FlowMatchingPipeline(ours, FlowMatchEulerScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    x0 = source.sample(1000, g)
+    sample = interleaved_medians(
+        {
+            "hfgen": lambda: pipe(source_samples=x0, num_inference_steps=100),
+            "plain": lambda: plain_sample(plain, x0, 100),
+        },
+        3 if quick else 25,
+    )
+    return {
+        "train_steps_per_s": {k: steps_per_call / v for k, v in train.items()},
+        "train_ratio_plain_over_hfgen_time": train["plain"] / train["hfgen"],
+        "euler_sampling_s": sample,
+        "sampling_ratio_hfgen_over_plain_time": sample["hfgen"] / sample["plain"],
+        "train_time_ratio_hfgen_over_plain": train["hfgen"] / train["plain"],
+    }
+
+
+def bench_ot_coupling(quick: bool) -> dict:
+    """Time per training step of OT-CFM against independent CFM at batch 256, one torch thread.
+
+    ``ot`` solves each minibatch's exact OT in the training thread; ``ot_prefetch`` is what training uses:
+    :class:`~hfgen.data.CoupledPairs` solves the next batches in a background thread (the solver releases the
+    GIL), overlapping the OT with the network's forward and backward passes.
+    """
+    results = {}
+    target, source = get_toy_distribution("checkerboard"), StandardGaussian(2)
+    steps = 5 if quick else 100
+    variants = {"independent": ("independent", 0), "ot": ("ot", 0), "ot_prefetch": ("ot", 2)}
+    for width, layers in ((64, 3), (256, 4)):
+        model = TimeMLP(dim=2, hidden_size=width, num_layers=layers)
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        streams = {
+            name: CoupledPairs(source, target, 256, coupling, torch.Generator().manual_seed(0), prefetch=prefetch)
+            for name, (coupling, prefetch) in variants.items()
+        }
+
+        def run(stream: CoupledPairs, model=model, opt=opt) -> None:
+            for _ in range(steps):
+                x0, x1, t = next(stream)
+                loss = cfm_loss(model, x0, x1, t=t)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+        medians = interleaved_medians({name: (lambda s=s: run(s)) for name, s in streams.items()}, 3 if quick else 9)
+        for stream in streams.values():
+            stream.close()
+        results[f"mlp_{layers}x{width}"] = {
+            "ms_per_step": {k: 1e3 * v / steps for k, v in medians.items()},
+            "ot_over_independent": medians["ot"] / medians["independent"],
+            "ot_prefetch_over_independent": medians["ot_prefetch"] / medians["independent"],
+        }
+    return results
+
+
+def bench_quality(quick: bool) -> dict:
+    """The built-in recipe on three targets: W2 vs. floor at 1k and 10k samples, dopri5 NFE, checkerboard NLL."""
+    results = {}
+    base = FlowMatchingArguments()
+    for dataset in ("checkerboard", "8gaussians", "moons"):
+        args = replace(base, dataset=dataset, output_dir=str(HERE / "out" / dataset))
+        if quick:
+            args = replace(args, max_train_steps=20, hidden_size=16, num_layers=2, num_eval_samples=200)
+        pipeline, train_info = train_flow_matching(args)
+        pipeline.set_progress_bar_config(disable=True)
+        target = get_toy_distribution(dataset)
+        row = {"train_seconds": train_info["train_seconds"], "train_steps": train_info["train_steps"]}
+        n_large = 200 if quick else 10_000
+        row |= evaluate_flow_matching(pipeline, target, n_large, args.num_inference_steps, args.num_nll_samples)
+        g = torch.Generator().manual_seed(3)
+        start = time.perf_counter()
+        euler = pipeline(1000, 100, generator=g).samples
+        row["euler100_sampling_s_1000"] = time.perf_counter() - start
+        start = time.perf_counter()
+        adaptive = pipeline(1000, generator=torch.Generator().manual_seed(3), ode_solver="dopri5")
+        row["dopri5_sampling_s_1000"] = time.perf_counter() - start
+        row["dopri5_nfe"] = adaptive.nfe
+        reference = target.sample(1000, g)
+        row["w2_1k_euler"] = wasserstein2(euler, reference)
+        row["w2_1k_dopri5"] = wasserstein2(adaptive.samples, reference)
+        row["w2_1k_floor"] = wasserstein2_floor(target, 1000, g)
+        results[dataset] = row
+    return results
+
+
+def write_report(results: dict, path: Path) -> None:
+    o, q = results["overhead"], results["quality"]
+    lines = [
+        "# hfgen flow-matching benchmark",
+        "",
+        f"Written by `python benchmarks/bench_fm.py` on {results['machine']}, torch {results['torch']}, "
+        f"{results['threads']} thread(s). Timings are medians of interleaved repeats; ratios come from one run.",
+        "",
+        "## Framework overhead (MLP 3×64, batch 256, one thread)",
+        "",
+        "| | hfgen | plain PyTorch loop | hfgen / plain (time) |",
+        "|---|---|---|---|",
+        f"| training steps/s | {o['train_steps_per_s']['hfgen']:.0f} | {o['train_steps_per_s']['plain']:.0f} | "
+        f"{o['train_time_ratio_hfgen_over_plain']:.3f} |",
+        f"| Euler sampling, 1,000 points × 100 steps (ms) | {1e3 * o['euler_sampling_s']['hfgen']:.1f} | "
+        f"{1e3 * o['euler_sampling_s']['plain']:.1f} | {o['sampling_ratio_hfgen_over_plain_time']:.3f} |",
+        "",
+        "## Minibatch OT coupling cost (batch 256, one thread)",
+        "",
+        "| network | independent CFM (ms/step) | OT-CFM, OT in the step (ms) | OT-CFM, OT prefetched (ms) "
+        "| OT / independent | prefetched OT / independent |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in results["ot_coupling"].items():
+        ms = row["ms_per_step"]
+        lines.append(
+            f"| {name} | {ms['independent']:.2f} | {ms['ot']:.2f} | {ms['ot_prefetch']:.2f} | "
+            f"{row['ot_over_independent']:.2f} | {row['ot_prefetch_over_independent']:.2f} |"
+        )
+    lines += [
+        "",
+        "## Quality of the built-in recipe (`FlowMatchingArguments` defaults)",
+        "",
+        "| target | train (s) | W2 10k (Euler 100) | floor 10k | ratio | W2 1k Euler | W2 1k dopri5 | floor 1k "
+        "| dopri5 NFE | in support | NLL | entropy | NLL − H |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in q.items():
+
+        def fmt(key, spec=".4f", r=r):
+            return format(r[key], spec) if r.get(key) is not None else "–"
+
+        lines.append(
+            f"| {name} | {r['train_seconds']:.0f} | {fmt('samples_w2')} | {fmt('samples_w2_floor')} | "
+            f"{fmt('samples_w2_ratio', '.2f')} | {fmt('w2_1k_euler')} | {fmt('w2_1k_dopri5')} | {fmt('w2_1k_floor')} | "
+            f"{r['dopri5_nfe']} | {fmt('samples_fraction_in_support', '.3f')} | {fmt('nll')} | {fmt('entropy')} | "
+            f"{fmt('nll_minus_entropy')} |"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking that the script runs")
+    parser.add_argument("--output", type=Path, default=HERE, help="folder for RESULTS.md and results.json")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    results = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "overhead": bench_overhead(args.quick),
+        "ot_coupling": bench_ot_coupling(args.quick),
+        "quality": bench_quality(args.quick),
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_report(results, args.output / "RESULTS.md")
+    print((args.output / "RESULTS.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
