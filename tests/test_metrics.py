@@ -57,6 +57,8 @@ def _naive_mmd(x: np.ndarray, y: np.ndarray, sigmas: list[float]) -> float:
 class _Square:
     """Uniform distribution on [0, 1]^2 with the toy-distribution interface (sample, in_support)."""
 
+    has_bounded_support = True
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.rand(n, 2, generator=generator, dtype=torch.float64)
 
