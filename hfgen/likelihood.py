@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hfgen.utils import check_points
+
 VelocityField = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = [
@@ -70,25 +72,6 @@ class DeformedGaussian:
 
     samples: dict[float, Tensor]
     log_density: dict[float, Tensor]
-
-
-def _check_points(name: str, x: object) -> Tensor:
-    """Check that ``x`` is a non-empty, finite ``(N, D)`` floating-point tensor and return it."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, D), got {type(x).__name__}.")
-    if x.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D tensor of points, shape (N, D), got shape {tuple(x.shape)}.")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}.")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be non-empty with shape (N, D), N, D ≥ 1, got shape {tuple(x.shape)}.")
-    bad_rows = int((~torch.isfinite(x)).any(dim=1).sum())
-    if bad_rows:
-        raise ValueError(
-            f"{name} must be finite, got {bad_rows} of {x.shape[0]} rows containing NaN or inf; "
-            "remove or fix those points before computing log-densities."
-        )
-    return x
 
 
 def _call_velocity(velocity: VelocityField, x: Tensor, t: Tensor) -> Tensor:
@@ -217,7 +200,7 @@ def integrate_with_log_density(
     Returns:
         A :class:`FlowODEResult`.
     """
-    x = _check_points("x", x)
+    x = check_points(x, name="x")
     if log_p_start is not None and (not isinstance(log_p_start, Tensor) or log_p_start.shape != x.shape[:1]):
         got = tuple(log_p_start.shape) if isinstance(log_p_start, Tensor) else type(log_p_start).__name__
         raise ValueError(f"log_p_start must be a tensor of shape ({x.shape[0]},), one per point, got {got}.")

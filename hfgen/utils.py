@@ -20,10 +20,12 @@ def check_points(x: object, dim: int | None = None, name: str = "x") -> torch.Te
         raise TypeError(f"`{name}` must be a torch.Tensor of shape (N, D), got {type(x).__name__}")
     expected = f"(N, {dim})" if dim is not None else "(N, D)"
     if x.ndim != 2 or x.shape[0] < 1 or (dim is not None and x.shape[1] != dim):
-        raise ValueError(f"`{name}` must have shape {expected} with N >= 1, got {tuple(x.shape)}")
+        raise ValueError(f"`{name}` must be a non-empty tensor of shape {expected}, got {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {x.dtype}")
     bad = ~torch.isfinite(x).all(dim=1)
     if bad.any():
-        raise ValueError(f"`{name}` has {int(bad.sum())} row(s) with NaN or inf values; all values must be finite")
+        raise ValueError(
+            f"`{name}` has {int(bad.sum())} of {x.shape[0]} rows with NaN or inf values; all values must be finite"
+        )
     return x
