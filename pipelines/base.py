@@ -61,7 +61,7 @@ class HfgenPipeline(DiffusionPipeline):
         try:
             return DiffusionPipeline.from_pretrained.__func__(pipeline_class, folder, **kwargs)
         except (OSError, ValueError, RuntimeError) as error:
-            raise type(error)(
+            raise (OSError if isinstance(error, OSError) else ValueError)(
                 f"could not load {pipeline_class.__name__} from {folder}: {error}. Check that the folder "
                 "holds every component's config.json and safetensors weights, written by `save_pretrained`."
             ) from error
