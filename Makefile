@@ -36,6 +36,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check hfgen pipelines training tests benchmarks model_cards
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

@@ -151,9 +151,7 @@ def divergence(
     return f, div
 
 
-def _solver_grid(
-    t_start: float, t_end: float, t_eval: Sequence[float] | None
-) -> tuple[list[float], list[int]]:
+def _solver_grid(t_start: float, t_end: float, t_eval: Sequence[float] | None) -> tuple[list[float], list[int]]:
     """Monotone time grid from ``t_start`` to ``t_end`` through ``t_eval``, and the indices of ``t_eval``."""
     lo, hi = min(t_start, t_end), max(t_start, t_end)
     requested = [float(s) for s in t_eval] if t_eval is not None else []
@@ -229,9 +227,7 @@ def integrate_with_log_density(
         from torchdiffeq import odeint
 
         times = torch.tensor(grid, dtype=x.dtype, device=x.device)
-        z_path, ell_path = odeint(
-            augmented, (x, zeros), times, rtol=rtol, atol=atol, method=method, options=options
-        )
+        z_path, ell_path = odeint(augmented, (x, zeros), times, rtol=rtol, atol=atol, method=method, options=options)
 
     trajectory = z_path[eval_index] if t_eval is not None else None
     log_p_trajectory = None

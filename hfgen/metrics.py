@@ -51,9 +51,7 @@ def _to_float64(value: ArrayLike, name: str, shape: str) -> np.ndarray:
         if not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
             raise TypeError(f"{name} must hold real numbers, got an array of dtype {value.dtype}")
         return value.astype(np.float64, copy=False)
-    raise TypeError(
-        f"{name} must be a torch.Tensor or numpy.ndarray of shape {shape}, got {type(value).__name__}"
-    )
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray of shape {shape}, got {type(value).__name__}")
 
 
 def _as_points(x: ArrayLike, name: str) -> np.ndarray:
@@ -61,8 +59,7 @@ def _as_points(x: ArrayLike, name: str) -> np.ndarray:
     array = _to_float64(x, name, "(N, D)")
     if array.ndim != 2:
         raise ValueError(
-            f"{name} must have shape (N, D), got shape {tuple(array.shape)}; "
-            "reshape 1-D data with .reshape(-1, 1)"
+            f"{name} must have shape (N, D), got shape {tuple(array.shape)}; reshape 1-D data with .reshape(-1, 1)"
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{name} must hold at least one point of dimension >= 1, got shape {array.shape}")
@@ -76,9 +73,7 @@ def _as_pair(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate two point sets of the same dimension."""
     xa, ya = _as_points(x, "x"), _as_points(y, "y")
     if xa.shape[1] != ya.shape[1]:
-        raise ValueError(
-            f"x and y must have the same dimension D, got x of shape {xa.shape} and y of shape {ya.shape}"
-        )
+        raise ValueError(f"x and y must have the same dimension D, got x of shape {xa.shape} and y of shape {ya.shape}")
     return xa, ya
 
 
@@ -255,16 +250,12 @@ def mmd(x: ArrayLike, y: ArrayLike, *, bandwidths: Sequence[float] | None = None
     if bandwidths is None:
         sigma = median_heuristic(xa, ya)
         if sigma <= 0:
-            raise ValueError(
-                "the median heuristic bandwidth is 0 (most pooled points coincide); pass bandwidths"
-            )
+            raise ValueError("the median heuristic bandwidth is 0 (most pooled points coincide); pass bandwidths")
         sigmas = np.array([0.5, 1.0, 2.0]) * sigma
     else:
         sigmas = np.asarray(list(bandwidths), dtype=np.float64)
         if sigmas.ndim != 1 or len(sigmas) == 0 or not np.all(np.isfinite(sigmas)) or np.any(sigmas <= 0):
-            raise ValueError(
-                f"bandwidths must be a non-empty sequence of positive finite floats, got {bandwidths}"
-            )
+            raise ValueError(f"bandwidths must be a non-empty sequence of positive finite floats, got {bandwidths}")
     coefficients = 1.0 / (2.0 * sigmas**2)
     # Diagonal terms k(z_i, z_i) = len(sigmas) are removed from the within-sample sums.
     kxx = (_kernel_sum(xa, xa, coefficients) - n * len(sigmas)) / (n * (n - 1))
@@ -280,9 +271,7 @@ def _as_log_prob(log_prob: ArrayLike) -> np.ndarray:
         raise ValueError(f"log_prob must have shape (N,) with N >= 1, got shape {values.shape}")
     bad = int(np.count_nonzero(~np.isfinite(values)))
     if bad:
-        raise ValueError(
-            f"log_prob must be finite, got {bad} non-finite values (NaN/inf) of {values.shape[0]}"
-        )
+        raise ValueError(f"log_prob must be finite, got {bad} non-finite values (NaN/inf) of {values.shape[0]}")
     return values
 
 
@@ -323,9 +312,7 @@ def fraction_in_support(samples: Tensor, distribution: Any) -> float:
     """
     _as_points(samples, "samples")
     if not hasattr(distribution, "in_support"):
-        raise TypeError(
-            f"distribution must have an in_support(samples) method, got {type(distribution).__name__}"
-        )
+        raise TypeError(f"distribution must have an in_support(samples) method, got {type(distribution).__name__}")
     mask = distribution.in_support(samples)
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (samples.shape[0],):
         raise ValueError(

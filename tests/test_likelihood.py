@@ -167,9 +167,7 @@ def test_hutchinson_in_the_solver_is_exact_for_a_diagonal_jacobian_and_repeatabl
     torch.testing.assert_close(solve(tanh_cubed_velocity, "hutchinson"), solve(tanh_cubed_velocity, "exact"))
     # Same generator, same noise, same estimate; the noise is drawn once per solve.
     weight = torch.tensor([[0.5, 2.0], [-1.0, 0.3]], dtype=F64)
-    torch.testing.assert_close(
-        solve(linear_field(weight), "hutchinson"), solve(linear_field(weight), "hutchinson")
-    )
+    torch.testing.assert_close(solve(linear_field(weight), "hutchinson"), solve(linear_field(weight), "hutchinson"))
 
 
 def test_fixed_step_euler_is_the_exact_euler_recursion_and_counts_evaluations(generator):
@@ -182,9 +180,7 @@ def test_fixed_step_euler_is_the_exact_euler_recursion_and_counts_evaluations(ge
         )
     step = torch.linalg.matrix_power(EYE + 0.1 * matrix, 10)
     torch.testing.assert_close(result.x_end, z0 @ step.T)
-    torch.testing.assert_close(
-        result.log_density_change, torch.full((8,), -float(torch.trace(matrix)), dtype=F64)
-    )
+    torch.testing.assert_close(result.log_density_change, torch.full((8,), -float(torch.trace(matrix)), dtype=F64))
     assert result.nfe == 10
     assert result.log_p_end is None and result.trajectory is None
 

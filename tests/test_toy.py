@@ -304,9 +304,7 @@ def test_two_balls_samples_are_uniform_in_each_ball(dim: int) -> None:
 
 def test_two_balls_support_and_log_prob() -> None:
     dist = TwoBalls(radius=0.5, separation=2.0)
-    x = torch.tensor(
-        [[1.0, 0.0], [-1.0, 0.0], [1.5, 0.0], [1.0, -0.49], [0.0, 0.0], [1.51, 0.0], [-1.0, 0.6]]
-    )
+    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.5, 0.0], [1.0, -0.49], [0.0, 0.0], [1.51, 0.0], [-1.0, 0.6]])
     inside = torch.tensor([True, True, True, True, False, False, False])
     assert torch.equal(dist.in_support(x), inside)
     expected = torch.where(inside, -math.log(2 * math.pi * 0.25), -math.inf)
@@ -540,9 +538,7 @@ def test_bad_generator() -> None:
         ([[0.0, 0.0]], TypeError, "x must be a torch.Tensor"),
     ],
 )
-@pytest.mark.parametrize(
-    "dist", [Checkerboard(), EightGaussians(), TwoBalls(), Shifted(TwoBalls(), [1, 1])], ids=repr
-)
+@pytest.mark.parametrize("dist", [Checkerboard(), EightGaussians(), TwoBalls(), Shifted(TwoBalls(), [1, 1])], ids=repr)
 def test_bad_points(dist: ToyDistribution, x, error, match) -> None:
     with pytest.raises(error, match=match):
         dist.log_prob(x)

@@ -95,17 +95,13 @@ class ToyDistribution(abc.ABC):
         """Draw the points, given an already validated ``num_samples`` and generator."""
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        raise NotImplementedError(
-            f"{type(self).__name__} declares has_log_prob but does not define _log_prob"
-        )
+        raise NotImplementedError(f"{type(self).__name__} declares has_log_prob but does not define _log_prob")
 
     def _entropy(self) -> float:
         raise NotImplementedError(f"{type(self).__name__} declares has_log_prob but does not define _entropy")
 
     def _in_support(self, x: Tensor) -> Tensor:
-        raise NotImplementedError(
-            f"{type(self).__name__} declares has_bounded_support but does not define _in_support"
-        )
+        raise NotImplementedError(f"{type(self).__name__} declares has_bounded_support but does not define _in_support")
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` i.i.d. points, a float32 tensor of shape ``(num_samples, dim)``.
@@ -267,9 +263,7 @@ class EightGaussians(ToyDistribution):
         self.std = _check_float("std", std, positive=True)
 
     @staticmethod
-    def centres(
-        radius: float, dtype: torch.dtype = torch.float32, device: torch.device | None = None
-    ) -> Tensor:
+    def centres(radius: float, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> Tensor:
         """The 8 component means radius·(cos kπ/4, sin kπ/4), k = 0..7, shape (8, 2)."""
         angles = torch.arange(8, dtype=torch.float64, device=device) * (math.pi / 4)
         return (radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)).to(dtype)
@@ -401,16 +395,12 @@ class Shifted(ToyDistribution):
             raise TypeError(f"base must be a ToyDistribution, got {type(base).__name__}")
         if isinstance(shift, Tensor):
             if shift.ndim != 1:
-                raise ValueError(
-                    f"shift must be a 1-D tensor of length {base.dim}, got shape {tuple(shift.shape)}"
-                )
+                raise ValueError(f"shift must be a 1-D tensor of length {base.dim}, got shape {tuple(shift.shape)}")
             shift = shift.tolist()
         if isinstance(shift, str | bytes) or not isinstance(shift, Sequence):
             raise TypeError(f"shift must be a sequence of floats or a 1-D tensor, got {type(shift).__name__}")
         if len(shift) != base.dim:
-            raise ValueError(
-                f"shift must have length base.dim = {base.dim}, got length {len(shift)}: {shift!r}"
-            )
+            raise ValueError(f"shift must have length base.dim = {base.dim}, got length {len(shift)}: {shift!r}")
         self.base = base
         self.shift = tuple(_check_float(f"shift[{i}]", value) for i, value in enumerate(shift))
 
@@ -512,9 +502,7 @@ def get_toy_distribution(name: str, **kwargs: Any) -> ToyDistribution:
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unexpected = sorted(set(kwargs) - set(accepted))
     if unexpected:
-        raise TypeError(
-            f"unexpected arguments {unexpected} for toy distribution {name!r}; accepted: {accepted}"
-        )
+        raise TypeError(f"unexpected arguments {unexpected} for toy distribution {name!r}; accepted: {accepted}")
     return cls(**kwargs)
 
 
@@ -523,9 +511,7 @@ def toy_from_config(config: Mapping[str, Any]) -> ToyDistribution:
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     if "name" not in config:
-        raise ValueError(
-            f"config must have a 'name' key (one of {sorted(TOY_DISTRIBUTIONS)}), got {dict(config)!r}"
-        )
+        raise ValueError(f"config must have a 'name' key (one of {sorted(TOY_DISTRIBUTIONS)}), got {dict(config)!r}")
     kwargs = {key: value for key, value in config.items() if key != "name"}
     if config["name"] == Shifted.name and isinstance(kwargs.get("base"), Mapping):
         kwargs["base"] = toy_from_config(kwargs["base"])
