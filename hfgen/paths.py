@@ -33,6 +33,10 @@ class AffinePath(ABC):
     """Affine conditional path ``x_t = α_t x_1 + σ_t x_0`` with ``u_t = α'_t x_1 + σ'_t x_0``."""
 
     @abstractmethod
+    def describe(self) -> str:
+        """The path's equations in one line of Markdown, for model cards."""
+
+    @abstractmethod
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         """Data coefficient ``α_t``."""
 
@@ -71,6 +75,14 @@ class LinearPath(AffinePath):
             raise ValueError(f"`sigma_min` must be in [0, 1), got {sigma_min}")
         self.sigma_min = float(sigma_min)
 
+    def describe(self) -> str:
+        if self.sigma_min == 0.0:
+            return "linear, `x_t = (1 − t) x_0 + t x_1`, `u_t = x_1 − x_0`"
+        return (
+            f"linear with σ_min = {self.sigma_min}, `x_t = t x_1 + (1 − (1 − σ_min) t) x_0`, "
+            "`u_t = x_1 − (1 − σ_min) x_0`"
+        )
+
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return t
 
@@ -108,6 +120,12 @@ class VPPath(AffinePath):
             raise ValueError(f"need 0 < beta_min <= beta_max, got beta_min={beta_min}, beta_max={beta_max}")
         self.beta_min, self.beta_max = float(beta_min), float(beta_max)
 
+    def describe(self) -> str:
+        return (
+            f"variance preserving, `x_t = α_t x_1 + σ_t x_0`, `α_t = exp(−½ T(1 − t))`, `σ_t = √(1 − α_t²)`, "
+            f"`T(s) = β_min s + ½ (β_max − β_min) s²` with β_min = {self.beta_min}, β_max = {self.beta_max}"
+        )
+
     def _T(self, s: torch.Tensor) -> torch.Tensor:
         return self.beta_min * s + 0.5 * (self.beta_max - self.beta_min) * s**2
 
@@ -133,6 +151,9 @@ class VPPath(AffinePath):
 
 class CosinePath(AffinePath):
     r"""Cosine path (Nichol & Dhariwal 2021 in FM form): ``α_t = sin(πt/2)``, ``σ_t = cos(πt/2)``."""
+
+    def describe(self) -> str:
+        return "cosine, `x_t = sin(πt/2) x_1 + cos(πt/2) x_0`"
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sin(0.5 * math.pi * t)

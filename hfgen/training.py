@@ -207,8 +207,10 @@ def evaluate_flow_matching(
 
 
 def write_outputs(pipeline: FlowMatchingPipeline, metrics: dict, args: FlowMatchingArguments) -> None:
-    """Save the pipeline (safetensors + configs), ``metrics.json``, ``args.json`` and the plots."""
+    """Save the pipeline (safetensors + configs), the model card ``README.md``, ``metrics.json``, ``args.json``
+    and the plots."""
     from hfgen import plotting
+    from hfgen.hub import flow_matching_card
 
     os.makedirs(args.output_dir, exist_ok=True)
     pipeline.save_pretrained(args.output_dir)
@@ -216,6 +218,7 @@ def write_outputs(pipeline: FlowMatchingPipeline, metrics: dict, args: FlowMatch
         json.dump(metrics, f, indent=2)
     with open(os.path.join(args.output_dir, "args.json"), "w", encoding="utf-8") as f:
         json.dump(asdict(args), f, indent=2)
+    flow_matching_card(args, metrics).save(os.path.join(args.output_dir, "README.md"))
     target = get_toy_distribution(args.dataset)
     pipeline.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(2)

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PROBE = "import hfgen, hfgen.pipelines; from hfgen import FlowMatchingPipeline; print(hfgen.pipelines.__file__)"
+PROBE = (
+    "import hfgen, hfgen.pipelines; from hfgen import FlowMatchingPipeline; from hfgen.hub import card_template; "
+    "assert '{{ card_data }}' in card_template('flow_matching'); "
+    "print(hfgen.pipelines.__file__)"
+)
 
 
 def run_probe(cwd: Path, env_path: str | None = None) -> str:
@@ -38,6 +42,7 @@ def test_wheel_ships_the_pipelines_folder_as_hfgen_pipelines(tmp_path):
     (wheel,) = tmp_path.glob("hfgen-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "hfgen/pipelines/flow_matching.py" in names and "hfgen/models/mlp.py" in names
+    assert "hfgen/model_cards/flow_matching.md" in names
     assert not any(name.startswith(("tests/", "pipelines/")) for name in names)
     site = tmp_path / "site"
     install = subprocess.run(

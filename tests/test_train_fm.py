@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 from hfgen import FlowMatchingPipeline
 from hfgen.training import FlowMatchingArguments
@@ -24,6 +25,7 @@ def test_tiny_run_writes_a_loadable_pipeline_plots_and_metrics(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     expected = [
         "model_index.json",
+        "README.md",
         "metrics.json",
         "samples.png",
         "trajectory.png",
@@ -38,6 +40,10 @@ def test_tiny_run_writes_a_loadable_pipeline_plots_and_metrics(tmp_path):
     assert metrics["train_steps"] == 30
     assert metrics["entropy"] == pytest.approx(torch.log(torch.tensor(8.0)).item())
     assert metrics["samples_w2"] > 0 and metrics["samples_w2_floor"] > 0
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "hfgen"
+    w2 = next(r for r in card.data.eval_results if r.metric_type == "wasserstein-2")
+    assert w2.metric_value == pytest.approx(metrics["samples_w2"], abs=1e-6)
     pipe = FlowMatchingPipeline.from_pretrained(out)
     assert pipe.velocity.config.hidden_size == 16
     assert pipe(num_samples=3, num_inference_steps=2).samples.shape == (3, 2)

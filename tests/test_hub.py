@@ -1,0 +1,69 @@
+"""Model cards: rendered from model_cards/ templates, YAML metadata that parses, metrics that match the run."""
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from hfgen.hub import card_template, flow_matching_card, markdown_table
+from hfgen.paths import PATHS, get_path
+from hfgen.training import FlowMatchingArguments
+
+METRICS = {
+    "train_seconds": 12.5,
+    "train_steps": 300,
+    "samples_w2": 0.0912,
+    "samples_w2_floor": 0.0801,
+    "samples_w2_ratio": 0.0912 / 0.0801,
+    "samples_mmd": 3.2e-5,
+    "samples_fraction_in_support": 0.953,
+    "nll": 2.2,
+    "nll_stderr": 0.01,
+    "entropy": 2.0794415416798357,
+    "nll_minus_entropy": 2.2 - 2.0794415416798357,
+}
+
+
+def front_matter(text: str) -> dict:
+    _, yaml_block, _ = text.split("---\n", 2)
+    return yaml.safe_load(yaml_block)
+
+
+def test_card_round_trips_through_model_card_load_with_the_run_metrics(tmp_path):
+    args = FlowMatchingArguments(output_dir=str(tmp_path), coupling="ot", ema_decay=0.99)
+    flow_matching_card(args, METRICS, repo_id="someone/fm-checkerboard").save(tmp_path / "README.md")
+    card = ModelCard.load(tmp_path / "README.md")
+    metadata = front_matter((tmp_path / "README.md").read_text(encoding="utf-8"))
+    assert metadata["library_name"] == "hfgen" and "flow-matching" in metadata["tags"]
+    assert metadata["model-index"][0]["name"] == "fm-checkerboard"
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values["wasserstein-2"] == pytest.approx(0.0912)
+    assert values["nll-minus-entropy"] == pytest.approx(METRICS["nll_minus_entropy"], abs=1e-6)
+    assert {r.dataset_name for r in card.data.eval_results} == {"checkerboard"}
+    body = card.text
+    assert 'FlowMatchingPipeline.from_pretrained("someone/fm-checkerboard")' in body
+    assert "| W2 / floor | 1.14 |" in body and "| in support | 0.953 |" in body
+    assert "exact minibatch optimal transport" in body and "decay 0.99" in body
+    assert "| coupling | ot |" in body and "![samples](samples.png)" in body
+
+
+def test_card_without_metrics_has_no_model_index_and_loads_from_the_output_folder(tmp_path):
+    args = FlowMatchingArguments(output_dir=str(tmp_path), ema_decay=0.0)
+    card = flow_matching_card(args, {})
+    assert "model-index" not in front_matter(str(card))
+    assert f'from_pretrained("{tmp_path}")' in card.text
+    assert "moving average" not in card.text
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+def test_every_path_describes_its_equation(name):
+    description = get_path(name).describe()
+    assert "x_t" in description and "x_0" in description and "x_1" in description
+
+
+def test_unknown_template_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="no model-card template named 'nope'"):
+        card_template("nope")
+
+
+def test_markdown_table_escapes_pipes():
+    assert markdown_table(("a", "b"), [("x|y", 1)]).splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
