@@ -58,6 +58,22 @@ def test_ot_assignment_is_exact_on_tiny_sets():
         assert ((x0[perm] - x1) ** 2).sum().item() == pytest.approx(brute_force_cost(x0, x1), rel=1e-6)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_ot_assignment_matches_scipy_on_larger_sets_with_and_without_ties(ties):
+    from scipy.optimize import linear_sum_assignment
+
+    generator = torch.Generator().manual_seed(5)
+    x0, x1 = torch.randn(257, 3, generator=generator), torch.rand(257, 3, generator=generator)
+    if ties:  # repeated points make the optimal permutation non-unique
+        x0[100:200] = x0[0]
+        x1[::2] = x1[1]
+    perm = ot_assignment(x0, x1)
+    assert sorted(perm.tolist()) == list(range(257))
+    cost = torch.cdist(x1.double(), x0.double()).square().numpy()
+    rows, cols = linear_sum_assignment(cost)
+    assert cost[range(257), perm.numpy()].sum() == pytest.approx(cost[rows, cols].sum(), rel=1e-12)
+
+
 def test_ot_coupling_never_increases_the_matched_cost():
     generator = torch.Generator().manual_seed(4)
     for _ in range(10):

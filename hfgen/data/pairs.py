@@ -16,7 +16,7 @@ class CoupledPairs:
     ``coupling`` (:func:`hfgen.paths.couple`), and ``t ~ Beta(1, b)`` (:func:`hfgen.paths.sample_times`).
 
     With ``prefetch = k > 0`` the next ``k`` batches are drawn and coupled in one background thread while the
-    caller trains on the current one. The exact minibatch OT solve (scipy's assignment solver) releases the GIL,
+    caller trains on the current one. The exact minibatch OT solve (POT's network simplex) releases the GIL,
     so its cost overlaps with the network's forward and backward passes. All random draws happen in that one
     thread, batch after batch, so the stream is the same for a given generator state whatever ``prefetch`` is.
     """
