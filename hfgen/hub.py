@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hfgen.paths import get_path
-
 if TYPE_CHECKING:
     from hfgen.training import FlowMatchingArguments
 
@@ -90,7 +88,6 @@ def flow_matching_card(
     ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
     """
     model_name = repo_id.split("/")[-1] if repo_id else f"fm-{args.source}-to-{args.dataset}"
-    path = get_path(args.path, **({"sigma_min": args.sigma_min} if args.path == "linear" else {}))
     card_data = ModelCardData(
         library_name="hfgen",
         license=LICENSE,
@@ -110,7 +107,7 @@ def flow_matching_card(
         repo_id=repo_id or args.output_dir,
         source=args.source,
         target=args.dataset,
-        path_description=path.describe(),
+        path_description=args.probability_path().describe(),
         coupling_description=coupling,
         time_beta=args.time_beta,
         solver=args.solver,

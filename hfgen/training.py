@@ -18,7 +18,7 @@ import torch
 from hfgen.data import CoupledPairs, ToyDistribution, get_toy_distribution
 from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.models import TimeMLP
-from hfgen.paths import COUPLINGS, PATHS, cfm_loss, get_path
+from hfgen.paths import COUPLINGS, PATHS, AffinePath, cfm_loss, get_path
 from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_euler import SOLVERS
@@ -68,7 +68,7 @@ class FlowMatchingArguments:
             raise ValueError(
                 f"`sigma_min` applies to the linear path only, got path={self.path!r}, sigma_min={self.sigma_min}"
             )
-        get_path(self.path, **({"sigma_min": self.sigma_min} if self.path == "linear" else {}))
+        self.probability_path()  # raises a clear error for unknown paths
         for name in (
             "train_batch_size",
             "max_train_steps",
@@ -82,6 +82,10 @@ class FlowMatchingArguments:
             raise ValueError(f"`time_beta` must be > 0, got {self.time_beta}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}")
+
+    def probability_path(self) -> AffinePath:
+        """The conditional path named by ``path`` (with ``sigma_min`` for the linear one)."""
+        return get_path(self.path, **({"sigma_min": self.sigma_min} if self.path == "linear" else {}))
 
 
 def build_velocity_model(args: FlowMatchingArguments, dim: int) -> TimeMLP:
@@ -141,7 +145,7 @@ def train_flow_matching(args: FlowMatchingArguments) -> tuple[FlowMatchingPipeli
     target, source = get_toy_distribution(args.dataset), get_toy_distribution(args.source)
     if source.dim != target.dim:
         raise ValueError(f"source {args.source!r} has dim {source.dim} but dataset {args.dataset!r} has {target.dim}")
-    path = get_path(args.path, **({"sigma_min": args.sigma_min} if args.path == "linear" else {}))
+    path = args.probability_path()
     model = build_velocity_model(args, target.dim)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
