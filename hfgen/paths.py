@@ -187,8 +187,8 @@ def ot_assignment(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     Solves ``min_σ Σ_i ‖x_0^{σ(i)} − x_1^i‖²``; with uniform weights and equal sizes the optimal transport plan
     is a permutation (Birkhoff–von Neumann), so this is the exact minibatch OT plan. Solved by POT's network
     simplex ``ot.emd`` on the ``float64`` cost matrix with unit masses: its basic optimal solution is a 0/1
-    permutation matrix. At batch 256, from N(0, I), it took 4.8–6.7 ms against scipy's
-    ``linear_sum_assignment`` 5.6–14 ms across the toy targets (``benchmarks/RESULTS.md``), and it releases the
+    permutation matrix. At batch 256, from N(0, I), it took 4.8–5.5 ms against scipy's
+    ``linear_sum_assignment`` 5.5–9.7 ms across the toy targets (``benchmarks/RESULTS.md``), and it releases the
     GIL, so :class:`~hfgen.data.CoupledPairs` can run it beside the training step.
     Returns the index tensor ``σ`` with ``x0[σ]`` matched to ``x1`` row by row.
     """
