@@ -181,19 +181,31 @@ def get_path(name: str, **kwargs: float) -> AffinePath:
     return PATHS[name](**kwargs)
 
 
-def ot_assignment(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-    r"""Exact optimal assignment ``σ`` between equal-size batches for the squared Euclidean cost.
+def optimal_permutation(cost: np.ndarray) -> np.ndarray:
+    r"""Exact solution ``σ`` of the assignment problem ``min_σ Σ_i C[i, σ(i)]`` for a square cost matrix.
 
-    Solves ``min_σ Σ_i ‖x_0^{σ(i)} − x_1^i‖²``; with uniform weights and equal sizes the optimal transport plan
-    is a permutation (Birkhoff–von Neumann), so this is the exact minibatch OT plan. Solved by POT's network
-    simplex ``ot.emd`` on the ``float64`` cost matrix with unit masses: its basic optimal solution is a 0/1
-    permutation matrix. At batch 256, from N(0, I), it took 4.8–5.5 ms against scipy's
+    Solved by POT's network simplex ``ot.emd`` with unit masses: its basic optimal solution is a 0/1
+    permutation matrix (Birkhoff–von Neumann). At batch 256, from N(0, I), it took 4.8–5.5 ms against scipy's
     ``linear_sum_assignment`` 5.5–9.7 ms across the toy targets (``benchmarks/RESULTS.md``), and it releases the
     GIL, so :class:`~hfgen.data.CoupledPairs` can run it beside the training step.
-    Returns the index tensor ``σ`` with ``x0[σ]`` matched to ``x1`` row by row.
     """
     import ot
 
+    mass = np.ones(len(cost))
+    plan, log = ot.emd(mass, mass, cost, numItermax=10**8, log=True)
+    sigma = plan.argmax(axis=1)
+    if log["warning"] is not None or np.bincount(sigma, minlength=len(cost)).max() != 1:
+        raise RuntimeError(f"the network simplex did not return an optimal permutation: {log['warning']}")
+    return sigma
+
+
+def ot_assignment(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    r"""Exact optimal assignment ``σ`` between equal-size batches for the squared Euclidean cost.
+
+    Solves ``min_σ Σ_i ‖x_0^{σ(i)} − x_1^i‖²`` (:func:`optimal_permutation` on the ``float64`` cost matrix);
+    with uniform weights and equal sizes the optimal transport plan is a permutation, so this is the exact
+    minibatch OT plan. Returns the index tensor ``σ`` with ``x0[σ]`` matched to ``x1`` row by row.
+    """
     if x0.shape != x1.shape or x0.ndim < 2:
         raise ValueError(
             f"minibatch OT needs batches of equal shape (N, ...), got {tuple(x0.shape)} and {tuple(x1.shape)}"
@@ -201,12 +213,7 @@ def ot_assignment(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     a = x0.detach().reshape(len(x0), -1).double().cpu()
     b = x1.detach().reshape(len(x1), -1).double().cpu()
     cost = torch.cdist(b, a).square_().numpy()
-    mass = np.ones(len(a))
-    plan, log = ot.emd(mass, mass, cost, numItermax=10**8, log=True)
-    sigma = plan.argmax(axis=1)
-    if log["warning"] is not None or np.bincount(sigma, minlength=len(a)).max() != 1:
-        raise RuntimeError(f"the network simplex did not return an optimal permutation: {log['warning']}")
-    return torch.from_numpy(sigma).to(x0.device)
+    return torch.from_numpy(optimal_permutation(cost)).to(x0.device)
 
 
 def couple(x0: torch.Tensor, x1: torch.Tensor, coupling: str = "independent") -> tuple[torch.Tensor, torch.Tensor]:
