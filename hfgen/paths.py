@@ -185,8 +185,8 @@ def optimal_permutation(cost: np.ndarray) -> np.ndarray:
     r"""Exact solution ``σ`` of the assignment problem ``min_σ Σ_i C[i, σ(i)]`` for a square cost matrix.
 
     Solved by POT's network simplex ``ot.emd`` with unit masses: its basic optimal solution is a 0/1
-    permutation matrix (Birkhoff–von Neumann). At batch 256, from N(0, I), it took 4.8–5.5 ms against scipy's
-    ``linear_sum_assignment`` 5.5–9.7 ms across the toy targets (``benchmarks/RESULTS.md``), and it releases the
+    permutation matrix (Birkhoff–von Neumann). At batch 256, from N(0, I), it took 5.1–5.8 ms against scipy's
+    ``linear_sum_assignment`` 5.5–9.8 ms across the toy targets (``benchmarks/RESULTS.md``), and it releases the
     GIL, so :class:`~hfgen.data.CoupledPairs` can run it beside the training step.
     """
     import ot
