@@ -136,7 +136,7 @@ def bench_ot_coupling(quick: bool) -> dict:
         model = TimeMLP(dim=2, hidden_size=width, num_layers=layers)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         streams = {
-            name: CoupledPairs(source, target, 256, coupling, torch.Generator().manual_seed(0), prefetch=prefetch)
+            name: CoupledPairs(source, target, 256, coupling, seed=0, prefetch=prefetch)
             for name, (coupling, prefetch) in variants.items()
         }
 

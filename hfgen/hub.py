@@ -1,13 +1,16 @@
-"""Model cards rendered from the Jinja templates in ``model_cards/`` with huggingface_hub's ``ModelCard``."""
+"""Model cards rendered from the Jinja templates in ``model_cards/`` with huggingface_hub's ``ModelCard``, and
+uploads to the Hub through one helper."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 if TYPE_CHECKING:
     from hfgen.training import FlowMatchingArguments
@@ -114,5 +117,84 @@ def flow_matching_card(
         num_inference_steps=args.num_inference_steps,
         ema_decay=args.ema_decay,
         metrics_table=flow_matching_metrics_table(metrics, args.num_eval_samples),
-        config_table=markdown_table(("argument", "value"), sorted(asdict(args).items())),
+        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
     )
+
+
+# What a saved hfgen run or pipeline uploads: weights, configs, the card, plots and metrics. Checkpoints (which
+# hold pickled optimizer and random states) and logs stay local.
+UPLOAD_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.png", "*.py"]
+UPLOAD_IGNORE_PATTERNS = ["checkpoints/**", "validation/**", "logs/**", ".*", "**/.*"]
+
+
+def push_folder_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    api: HfApi | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload with hfgen",
+    revision: str | None = None,
+    create_pr: bool = False,
+) -> Any:
+    """Upload a saved pipeline or training-run folder to the Hub model repo ``repo_id`` (created if missing).
+
+    Only safetensors weights, JSON configs and metrics, the card and the plots are sent
+    (:data:`UPLOAD_ALLOW_PATTERNS`); checkpoints and anything pickled are not. ``api`` defaults to an
+    ``HfApi()`` that uses the login cached by ``hf auth login`` (or ``HF_TOKEN``); tokens are never printed or
+    stored. Returns the upload's ``CommitInfo``.
+    """
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"{folder} has no model_index.json: save a pipeline there before pushing it")
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        raise ValueError(f"`repo_id` must look like 'user/name', got {repo_id!r}")
+    api = api or HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type="model",
+        commit_message=commit_message,
+        revision=revision,
+        create_pr=create_pr,
+        allow_patterns=UPLOAD_ALLOW_PATTERNS,
+        ignore_patterns=UPLOAD_IGNORE_PATTERNS,
+    )
+
+
+def pipeline_card(pipeline: Any, repo_id: str) -> ModelCard:
+    """A model card for a pipeline pushed on its own (not from a training run): metadata, components, usage."""
+    components = [(name, f"{type(module).__module__}.{type(module).__name__}") for name, module in pipeline.components.items()]
+    card_data = ModelCardData(
+        library_name="hfgen",
+        license=LICENSE,
+        tags=["hfgen", "diffusers", pipeline.config._class_name],
+        model_name=repo_id.split("/")[-1],
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_str=card_template("pipeline"),
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        pipeline_class=type(pipeline).__name__,
+        description=(type(pipeline).__doc__ or "").strip().split("\n\n")[0],
+        components_table=markdown_table(("component", "class"), components),
+    )
+
+
+def push_pipeline_to_hub(
+    pipeline: Any,
+    repo_id: str,
+    *,
+    card: ModelCard | None = None,
+    api: HfApi | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload with hfgen",
+) -> Any:
+    """Save ``pipeline`` (safetensors + configs) with ``card`` (default :func:`pipeline_card`) to a temporary
+    folder and upload it with :func:`push_folder_to_hub`."""
+    with tempfile.TemporaryDirectory(prefix="hfgen-push-") as tmp:
+        pipeline.save_pretrained(tmp, safe_serialization=True)
+        (card or pipeline_card(pipeline, repo_id)).save(os.path.join(tmp, "README.md"))
+        return push_folder_to_hub(tmp, repo_id, api=api, private=private, commit_message=commit_message)

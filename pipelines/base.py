@@ -98,6 +98,31 @@ class HfgenPipeline(DiffusionPipeline):
             raise ValueError(f"{index_file} names {class_name!r}, which is not an hfgen pipeline: {sorted(known)}")
         return known[class_name]
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        card: Any = None,
+        api: Any = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload with hfgen",
+    ) -> Any:
+        """Upload this pipeline (safetensors weights, configs and a model card) to the Hub repo ``repo_id``.
+
+        ``card`` is a ``huggingface_hub.ModelCard`` (default: a card naming the pipeline and its components);
+        ``api`` an ``HfApi`` (default: one with ``token``, else the cached login). Nothing is pickled and the
+        token is never printed or stored. See :func:`hfgen.hub.push_pipeline_to_hub`.
+        """
+        from huggingface_hub import HfApi
+
+        from hfgen.hub import push_pipeline_to_hub
+
+        api = api or HfApi(token=token)
+        return push_pipeline_to_hub(
+            self, repo_id, card=card, api=api, private=private, commit_message=commit_message
+        )
+
     @staticmethod
     def _to_output_type(tensor: torch.Tensor | None, output_type: str) -> torch.Tensor | np.ndarray | None:
         if tensor is None or output_type == "pt":

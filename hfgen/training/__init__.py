@@ -1,0 +1,31 @@
+"""What every training script shares: arguments, the Accelerate loop, checkpoints, evaluation and outputs.
+
+A script under ``training/`` parses its arguments dataclass (:func:`parse_arguments`: command line, YAML or
+JSON), builds its :class:`TrainingTask` and calls :func:`run`.
+"""
+
+from hfgen.training.arguments import TrainingArguments, parse_arguments
+from hfgen.training.checkpoints import CheckpointError, list_checkpoints
+from hfgen.training.flow_matching import (
+    FlowMatchingArguments,
+    FlowMatchingTask,
+    evaluate_flow_matching,
+    train_flow_matching,
+)
+from hfgen.training.loop import Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
+
+__all__ = [
+    "CheckpointError",
+    "FlowMatchingArguments",
+    "FlowMatchingTask",
+    "Trainer",
+    "TrainingArguments",
+    "TrainingDivergedError",
+    "TrainingResult",
+    "TrainingTask",
+    "evaluate_flow_matching",
+    "list_checkpoints",
+    "parse_arguments",
+    "run",
+    "train_flow_matching",
+]

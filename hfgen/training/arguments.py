@@ -1,0 +1,166 @@
+"""Arguments every training script shares, parsed with transformers' ``HfArgumentParser``.
+
+A script accepts its dataclass on the command line, from a YAML or JSON file (``--config run.yaml``, or the
+file as the only argument), or both: the file sets the values and command-line flags override them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from diffusers.optimization import SchedulerType
+
+LR_SCHEDULERS = tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+REPORT_TO = ("auto", "none", "all", "tensorboard", "wandb", "comet_ml", "mlflow", "aim", "clearml", "dvclive")
+
+
+def documented(default: Any, help: str) -> Any:
+    """A dataclass field with a ``--help`` text."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainingArguments:
+    """What every hfgen training run shares: output, optimisation, EMA, checkpoints, validation and sharing.
+
+    ``train_batch_size`` is per process and per micro-batch: one optimizer step sees
+    ``train_batch_size × gradient_accumulation_steps × num_processes`` samples.
+    """
+
+    #: fields that may change when a run is resumed: they do not change the trained weights
+    run_only_fields: ClassVar[frozenset[str]] = frozenset(
+        {
+            "output_dir",
+            "overwrite_output_dir",
+            "logging_steps",
+            "report_to",
+            "checkpointing_steps",
+            "checkpoints_total_limit",
+            "resume_from_checkpoint",
+            "validation_steps",
+            "num_validation_samples",
+            "push_to_hub",
+            "hub_model_id",
+            "hub_private_repo",
+        }
+    )
+
+    output_dir: str = documented("out/run", "where the run writes its pipeline, card, plots, metrics and checkpoints")
+    overwrite_output_dir: bool = documented(False, "allow writing into a folder that holds another run")
+    seed: int = field(default=0, metadata={"help": "seed of the weights and of every data batch"})
+    train_batch_size: int = field(default=512, metadata={"help": "samples per process and micro-batch"})
+    max_train_steps: int = field(default=15_000, metadata={"help": "optimizer steps"})
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-3
+    lr_scheduler: str = field(default="cosine", metadata={"help": f"learning-rate schedule: {LR_SCHEDULERS}"})
+    lr_warmup_steps: int = 200
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 0.0
+    max_grad_norm: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: no clipping)"})
+    mixed_precision: str = field(default="no", metadata={"help": f"Accelerate mixed precision: {MIXED_PRECISION}"})
+    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the weights (diffusers EMAModel); 0: off"})
+    logging_steps: int = documented(100, "log the loss, learning rate and throughput every N steps")
+    report_to: str = documented("auto", f"Accelerate trackers: {REPORT_TO} ('auto': tensorboard when installed)")
+    checkpointing_steps: int = documented(5_000, "save the training state every N steps (0: never)")
+    checkpoints_total_limit: int = documented(2, "keep only the newest N checkpoints (0: keep all)")
+    resume_from_checkpoint: str | None = documented(None, "'latest' or a checkpoint folder to continue from")
+    validation_steps: int = documented(5_000, "sample with the EMA weights, plot and score every N steps (0: never)")
+    num_validation_samples: int = documented(2_000, "samples drawn at each validation")
+    push_to_hub: bool = documented(False, "upload the output folder to the Hub at the end (needs `hf auth login`)")
+    hub_model_id: str | None = documented(None, "Hub repo id 'user/name' for --push_to_hub")
+    hub_private_repo: bool = documented(False, "create the Hub repo as private")
+
+    def __post_init__(self) -> None:
+        positive = ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "num_validation_samples")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        for name in ("lr_warmup_steps", "logging_steps", "checkpointing_steps", "validation_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if self.checkpoints_total_limit < 0:
+            raise ValueError(f"`checkpoints_total_limit` must be >= 0, got {self.checkpoints_total_limit}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate}")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"`max_grad_norm` must be >= 0 (0 turns clipping off), got {self.max_grad_norm}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}")
+        for name, allowed in (
+            ("lr_scheduler", LR_SCHEDULERS),
+            ("mixed_precision", MIXED_PRECISION),
+            ("report_to", REPORT_TO),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("`push_to_hub` needs `hub_model_id` ('user/name' of the Hub repo to upload to)")
+        if self.hub_model_id is not None and self.hub_model_id.count("/") != 1:
+            raise ValueError(f"`hub_model_id` must look like 'user/name', got {self.hub_model_id!r}")
+
+    def trained_config(self) -> dict[str, Any]:
+        """The fields that decide the trained weights: a resumed run must agree with its checkpoint on these."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.run_only_fields}
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields, JSON-serialisable (as written to ``args.json``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+ArgumentsT = TypeVar("ArgumentsT", bound=TrainingArguments)
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"config file {path!r} does not exist")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text)
+    elif file.suffix == ".json":
+        values = json.loads(text)
+    else:
+        raise ValueError(f"config file {path!r} must end in .yaml, .yml or .json")
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path!r} must hold a mapping of argument names to values")
+    return values
+
+
+def parse_arguments(arguments_class: type[ArgumentsT], argv: list[str] | None = None) -> ArgumentsT:
+    """Parse ``arguments_class`` from ``argv`` (default ``sys.argv[1:]``): flags, ``--config FILE`` (YAML or
+    JSON; flags given beside it override the file), or a lone ``FILE.yaml``/``FILE.json``."""
+    from transformers import HfArgumentParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        argv = ["--config", argv[0]]
+    parser = HfArgumentParser(arguments_class)
+    parser.add_argument("--config", default=None, help="YAML or JSON file of argument values")
+    config_path = None
+    if "--config" in argv:
+        index = argv.index("--config")
+        if index + 1 >= len(argv):
+            raise ValueError("`--config` needs a file path")
+        config_path = argv[index + 1]
+        del argv[index : index + 2]
+    if config_path is not None:
+        values = _read_config_file(config_path)
+        known = {f.name for f in fields(arguments_class)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"config file {config_path!r} has unknown arguments {unknown}; known: {sorted(known)}")
+        parser.set_defaults(**values)
+    namespace, remaining = parser.parse_known_args(argv)
+    if remaining:
+        raise ValueError(f"unknown command-line arguments {remaining}")
+    values = {k: v for k, v in vars(namespace).items() if k != "config"}
+    return arguments_class(**values)

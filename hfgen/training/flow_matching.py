@@ -1,0 +1,223 @@
+"""Flow matching as a :class:`~hfgen.training.loop.TrainingTask`: arguments, batches, loss, metrics, figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hfgen.data import CoupledPairs, get_toy_distribution
+from hfgen.metrics import nll_report, sample_quality_report
+from hfgen.models import TimeMLP
+from hfgen.paths import COUPLINGS, PATHS, AffinePath, cfm_loss, get_path
+from hfgen.pipelines import FlowMatchingPipeline
+from hfgen.schedulers import FlowMatchEulerScheduler
+from hfgen.schedulers.flow_match_euler import SOLVERS
+from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.loop import TrainingTask
+
+
+@dataclass
+class FlowMatchingArguments(TrainingArguments):
+    """Arguments of ``training/train_fm.py``; the defaults are the built-in checkerboard recipe."""
+
+    run_only_fields = TrainingArguments.run_only_fields | {
+        "num_eval_samples",
+        "num_nll_samples",
+        "num_validation_nll_samples",
+    }
+
+    output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
+    dataset: str = field(default="checkerboard", metadata={"help": "target toy distribution (hfgen.data), t = 1"})
+    source: str = field(default="gaussian", metadata={"help": "source toy distribution (t = 0); may be sample-only"})
+    path: str = field(default="linear", metadata={"help": f"probability path: {sorted(PATHS)}"})
+    sigma_min: float = field(default=0.0, metadata={"help": "σ_min of the linear path"})
+    coupling: str = field(
+        default="independent",
+        metadata={"help": f"minibatch coupling {COUPLINGS}; OT couples within each process's batch"},
+    )
+    hidden_size: int = 256
+    num_layers: int = 4
+    activation: str = "silu"
+    time_embedding: str = "sinusoidal"
+    num_position_frequencies: int = field(
+        default=6, metadata={"help": "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"}
+    )
+    time_beta: float = field(
+        default=0.5, metadata={"help": "train on t ~ Beta(1, b): b = 1 uniform, b < 1 favours the data end t = 1"}
+    )
+    solver: str = field(default="euler", metadata={"help": f"fixed-step sampler saved in the scheduler: {SOLVERS}"})
+    num_inference_steps: int = 100
+    num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
+    num_nll_samples: int = documented(2_000, "held-out points for the final NLL (dopri5)")
+    num_validation_nll_samples: int = documented(500, "held-out points for the NLL at each validation (0: none)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        target, source = get_toy_distribution(self.dataset), get_toy_distribution(self.source)
+        if source.dim != target.dim:
+            raise ValueError(
+                f"source {self.source!r} has dimension {source.dim} but dataset {self.dataset!r} has {target.dim}"
+            )
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"`coupling` must be one of {COUPLINGS}, got {self.coupling!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"`solver` must be one of {SOLVERS}, got {self.solver!r}")
+        if self.sigma_min and self.path != "linear":
+            raise ValueError(
+                f"`sigma_min` applies to the linear path only, got path={self.path!r}, sigma_min={self.sigma_min}"
+            )
+        self.probability_path()  # raises a clear error for unknown paths
+        for name in ("num_inference_steps", "num_eval_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        for name in ("num_nll_samples", "num_validation_nll_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if self.time_beta <= 0:
+            raise ValueError(f"`time_beta` must be > 0, got {self.time_beta}")
+
+    def probability_path(self) -> AffinePath:
+        """The conditional path named by ``path`` (with ``sigma_min`` for the linear one)."""
+        return get_path(self.path, **({"sigma_min": self.sigma_min} if self.path == "linear" else {}))
+
+
+class FlowMatchingTask(TrainingTask):
+    r"""Conditional flow matching from ``args.source`` to ``args.dataset``.
+
+    Each micro-batch draws fresh pairs ``x_0 ~ source``, ``x_1 ~ target``, couples them (independent, or exact
+    minibatch OT within this process's batch, solved in a background thread) and minimises
+    ``‖v_θ(x_t, t) − u_t‖²`` on the chosen path (:func:`hfgen.paths.cfm_loss`), ``t ~ Beta(1, b)``.
+    """
+
+    name = "flow_matching"
+    args: FlowMatchingArguments
+
+    def __init__(self, args: FlowMatchingArguments):
+        super().__init__(args)
+        self.target = get_toy_distribution(args.dataset)
+        self.source = get_toy_distribution(args.source)
+        self.path = args.probability_path()
+
+    def build_model(self) -> TimeMLP:
+        args = self.args
+        return TimeMLP(
+            dim=self.target.dim,
+            hidden_size=args.hidden_size,
+            num_layers=args.num_layers,
+            activation=args.activation,
+            time_embedding=args.time_embedding,
+            num_position_frequencies=args.num_position_frequencies,
+        )
+
+    @contextmanager
+    def batches(self, start: int, stream: int) -> Iterator[CoupledPairs]:
+        args = self.args
+        with CoupledPairs(
+            self.source,
+            self.target,
+            args.train_batch_size,
+            args.coupling,
+            seed=args.seed,
+            time_beta=args.time_beta,
+            prefetch=2 if args.coupling == "ot" else 0,
+            stream=stream,
+            start=start,
+        ) as pairs:
+            yield pairs
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        x0, x1, t = (tensor.to(device) for tensor in batch)
+        return cfm_loss(model, x0, x1, self.path, t=t)
+
+    def pipeline(self, model: TimeMLP) -> FlowMatchingPipeline:
+        return FlowMatchingPipeline(model, FlowMatchEulerScheduler(solver=self.args.solver), source=self.source)
+
+    def sample(self, pipeline: FlowMatchingPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+        return pipeline(num_samples, self.args.num_inference_steps, generator=generator).samples
+
+    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+        report = sample_quality_report(samples, self.target, generator=generator)
+        return {f"samples_{key}": value for key, value in report.items()}
+
+    def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> torch.Tensor | None:
+        if not (self.target.has_log_prob and self.source.has_log_prob):
+            return None
+        return self.target.sample(num_points, generator=generator)
+
+    def log_likelihood(self, pipeline: FlowMatchingPipeline, points: torch.Tensor) -> torch.Tensor:
+        return pipeline.log_prob(points)
+
+    def score_log_likelihood(self, log_prob: torch.Tensor) -> dict[str, float]:
+        return nll_report(log_prob, self.target.entropy)
+
+    def validation_figures(self, pipeline: FlowMatchingPipeline, samples: torch.Tensor) -> dict[str, Any]:
+        from hfgen import plotting
+
+        generator = torch.Generator().manual_seed(3)
+        out = pipeline(500, self.args.num_inference_steps, generator=generator, return_trajectory=True)
+        reference = self.target.sample(samples.shape[0], generator)
+        times = torch.linspace(0, 1, self.args.num_inference_steps + 1)
+        return {
+            "samples.png": plotting.plot_samples(samples, reference=reference, title="EMA samples"),
+            "trajectory.png": plotting.plot_trajectory(out.trajectory, times),
+        }
+
+    def final_figures(self, pipeline: FlowMatchingPipeline) -> dict[str, Any]:
+        from hfgen import plotting
+
+        generator = torch.Generator().manual_seed(2)
+        out = pipeline(2000, self.args.num_inference_steps, generator=generator, return_trajectory=True)
+        # At t = 0 the CFM minimiser is v*(x, 0) = E[x_1] − x (x_0 carries no information about x_1).
+        target_mean = self.target.sample(100_000, generator).mean(0)
+        times = torch.linspace(0, 1, self.args.num_inference_steps + 1)
+        figures = {
+            "samples.png": plotting.plot_samples(
+                out.samples, reference=self.target.sample(2000, generator), title="samples"
+            ),
+            "trajectory.png": plotting.plot_trajectory(out.trajectory, times),
+            "velocity_field.png": plotting.plot_velocity_field(
+                pipeline.velocity_field,
+                t=0.0,
+                reference=lambda x, t: target_mean - x,
+                titles=("learned v(x, 0)", "optimal E[x_1] − x"),
+            ),
+        }
+        if self.source.has_log_prob and self.target.dim == 2:
+            figures["density.png"] = plotting.plot_density(
+                lambda x: pipeline.log_prob(x, rtol=1e-4, atol=1e-4), bounds=(-2.5, 2.5), grid_size=80
+            )
+        return figures
+
+    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
+        from hfgen.hub import flow_matching_card
+
+        return flow_matching_card(self.args, metrics, repo_id=repo_id)
+
+
+def train_flow_matching(args: FlowMatchingArguments) -> tuple[FlowMatchingPipeline, dict[str, Any]]:
+    """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
+    training numbers."""
+    from hfgen.training.loop import Trainer
+
+    trainer = Trainer(FlowMatchingTask(args))
+    result = trainer.train()
+    trainer.end()
+    return result.pipeline, result.metrics
+
+
+def evaluate_flow_matching(
+    pipeline: FlowMatchingPipeline, args: FlowMatchingArguments, seed: int = 1
+) -> dict[str, Any]:
+    """Final metrics of a trained pipeline in this process: W2 and its floor, MMD, support, and the NLL."""
+    task = FlowMatchingTask(args)
+    pipeline.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(seed)
+    metrics = task.score(task.sample(pipeline, args.num_eval_samples, generator), generator)
+    points = task.log_likelihood_points(args.num_nll_samples, generator) if args.num_nll_samples else None
+    if points is not None:
+        metrics |= task.score_log_likelihood(task.log_likelihood(pipeline, points))
+    return metrics
