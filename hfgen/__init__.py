@@ -5,14 +5,17 @@ Every component module is imported here, eagerly: diffusers resolves the classes
 """
 
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
-from hfgen.models import TimeMLP
-from hfgen.pipelines import FlowMatchingPipeline, HfgenPipeline, PointsPipelineOutput
-from hfgen.schedulers import FlowMatchEulerScheduler
+from hfgen.models import DDPMOracle, TimeMLP
+from hfgen.pipelines import DDPMPointsPipeline, FlowMatchingPipeline, HfgenPipeline, PointsPipelineOutput
+from hfgen.schedulers import ConstantAlphaDDPMScheduler, FlowMatchEulerScheduler
 
 __version__ = "0.1.0"
 
 __all__ = [
     "TOY_DISTRIBUTIONS",
+    "ConstantAlphaDDPMScheduler",
+    "DDPMOracle",
+    "DDPMPointsPipeline",
     "FlowMatchEulerScheduler",
     "FlowMatchingPipeline",
     "HfgenPipeline",

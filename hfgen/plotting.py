@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "plot_density",
+    "plot_diffusion_forward",
+    "plot_diffusion_reverse",
     "plot_histograms_over_time",
     "plot_samples",
     "plot_trajectory",
@@ -251,3 +253,85 @@ def plot_histograms_over_time(
         _set_square(ax, box)
         ax.set_title(f"t = {s:.2f}")
     return fig
+
+
+def _diffusion_panels(
+    trajectory: Tensor,
+    timesteps: Sequence[int] | Tensor,
+    alpha: float,
+    indices: Sequence[int],
+    bounds: tuple[float, float] | None,
+) -> Figure:
+    """Scatter plots of ``trajectory[k]`` for ``k`` in ``indices``, titled with ``t`` and ``ᾱ_t = α^t``."""
+    panels = [_points_2d(f"trajectory[{k}]", trajectory[k]) for k in indices]
+    if bounds is None:
+        finite = trajectory[torch.isfinite(trajectory).all(dim=-1)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.numel() else (-1.0, 1.0)
+        margin = 0.05 * (high - low) or 1.0
+        box = (low - margin, high + margin)
+    else:
+        box = _check_bounds("bounds", bounds)
+    fig, axes = _new_figure(len(indices))
+    for ax, k, points in zip(axes, indices, panels, strict=True):
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue", rasterized=True)
+        _set_square(ax, box)
+        t = int(timesteps[k])
+        ax.set_title(f"t = {t}, ᾱ_t = {alpha**t:.3g}")
+    return fig
+
+
+def _check_diffusion_inputs(trajectory: Tensor, timesteps: Sequence[int] | Tensor, alpha: float) -> list[int]:
+    if not isinstance(trajectory, Tensor) or trajectory.dim() != 3 or trajectory.shape[2] != 2:
+        shape = tuple(trajectory.shape) if isinstance(trajectory, Tensor) else type(trajectory).__name__
+        raise ValueError(f"trajectory must have shape (K, N, 2) (states, points, 2), got {shape}.")
+    steps = [int(t) for t in timesteps]
+    if len(steps) != trajectory.shape[0] or any(t < 0 for t in steps):
+        raise ValueError(
+            f"timesteps must hold one step t >= 0 per state of trajectory ({trajectory.shape[0]}), got {steps}."
+        )
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be a float in the open interval (0, 1), got {alpha!r}.")
+    return steps
+
+
+def plot_diffusion_forward(
+    trajectory: Tensor,
+    timesteps: Sequence[int] | Tensor,
+    alpha: float,
+    *,
+    bounds: tuple[float, float] | None = None,
+) -> Figure:
+    r"""The DDPM forward process as a row of scatter plots, one per state ``x_t``, titled with ``t`` and ``ᾱ_t``.
+
+    ``trajectory[k]`` holds the ``(N, 2)`` points at step ``timesteps[k]`` of ``x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) z``,
+    ``ᾱ_t = α^t`` (for example :meth:`hfgen.pipelines.DDPMPointsPipeline.forward_trajectory`): the course's
+    "tuning T and α" figure, where the data should turn into ``N(0, I)`` slowly and be noise by ``t = T``.
+    Without ``bounds`` all panels share the range of the points.
+    """
+    _check_diffusion_inputs(trajectory, timesteps, alpha)
+    return _diffusion_panels(trajectory, timesteps, float(alpha), list(range(trajectory.shape[0])), bounds)
+
+
+def plot_diffusion_reverse(
+    trajectory: Tensor,
+    timesteps: Sequence[int] | Tensor,
+    alpha: float,
+    *,
+    num_snapshots: int = 6,
+    bounds: tuple[float, float] | None = None,
+) -> Figure:
+    r"""The DDPM reverse process ``x_T → … → x_0`` at evenly spaced snapshots, titled with ``t`` and ``ᾱ_t = α^t``.
+
+    ``trajectory`` ``(S + 1, N, 2)`` and ``timesteps`` (``T, …, 0``) are what
+    :class:`hfgen.pipelines.DDPMPointsPipeline` returns with ``return_trajectory=True``; the snapshots are the
+    states ``round(j S / (num_snapshots − 1))``, ``j = 0 … num_snapshots − 1``, so ``x_T`` and ``x_0`` are shown.
+    """
+    _check_diffusion_inputs(trajectory, timesteps, alpha)
+    if isinstance(num_snapshots, bool) or not isinstance(num_snapshots, int) or num_snapshots < 2:
+        raise ValueError(f"num_snapshots must be an integer ≥ 2 (first and last), got {num_snapshots!r}.")
+    num_states = trajectory.shape[0]
+    indices = np.unique(np.rint(np.linspace(0, num_states - 1, min(num_snapshots, num_states))).astype(int))
+    return _diffusion_panels(trajectory, timesteps, float(alpha), indices.tolist(), bounds)
+
+
+# Images: latent spaces of autoencoders and VAEs, reconstructions and samples.

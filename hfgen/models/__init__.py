@@ -1,5 +1,6 @@
 """Networks: diffusers ``ModelMixin`` + ``ConfigMixin`` classes, one module per family."""
 
+from hfgen.models.ddpm_oracle import DDPMOracle, DDPMOracleOutput
 from hfgen.models.mlp import TimeMLP, TimeMLPOutput
 
-__all__ = ["TimeMLP", "TimeMLPOutput"]
+__all__ = ["DDPMOracle", "DDPMOracleOutput", "TimeMLP", "TimeMLPOutput"]

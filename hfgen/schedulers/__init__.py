@@ -1,5 +1,16 @@
 """Schedulers: diffusers ``SchedulerMixin`` + ``ConfigMixin`` classes, one module per scheduler."""
 
+from hfgen.schedulers.constant_alpha_ddpm import (
+    ConstantAlphaDDPMScheduler,
+    ConstantAlphaDDPMSchedulerOutput,
+    alpha_for_final_alpha_bar,
+)
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput
 
-__all__ = ["FlowMatchEulerScheduler", "FlowMatchEulerSchedulerOutput"]
+__all__ = [
+    "ConstantAlphaDDPMScheduler",
+    "ConstantAlphaDDPMSchedulerOutput",
+    "alpha_for_final_alpha_bar",
+    "FlowMatchEulerScheduler",
+    "FlowMatchEulerSchedulerOutput",
+]
