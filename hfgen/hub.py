@@ -165,7 +165,9 @@ def push_folder_to_hub(
 
 def pipeline_card(pipeline: Any, repo_id: str) -> ModelCard:
     """A model card for a pipeline pushed on its own (not from a training run): metadata, components, usage."""
-    components = [(name, f"{type(module).__module__}.{type(module).__name__}") for name, module in pipeline.components.items()]
+    components = [
+        (name, f"{type(module).__module__}.{type(module).__name__}") for name, module in pipeline.components.items()
+    ]
     card_data = ModelCardData(
         library_name="hfgen",
         license=LICENSE,

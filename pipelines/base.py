@@ -119,9 +119,7 @@ class HfgenPipeline(DiffusionPipeline):
         from hfgen.hub import push_pipeline_to_hub
 
         api = api or HfApi(token=token)
-        return push_pipeline_to_hub(
-            self, repo_id, card=card, api=api, private=private, commit_message=commit_message
-        )
+        return push_pipeline_to_hub(self, repo_id, card=card, api=api, private=private, commit_message=commit_message)
 
     @staticmethod
     def _to_output_type(tensor: torch.Tensor | None, output_type: str) -> torch.Tensor | np.ndarray | None:

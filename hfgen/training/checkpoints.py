@@ -117,9 +117,7 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(
-    accelerator: Any, folder: Path, ema: Any | None, trained_config: dict[str, Any]
-) -> dict[str, Any]:
+def load_checkpoint(accelerator: Any, folder: Path, ema: Any | None, trained_config: dict[str, Any]) -> dict[str, Any]:
     """Restore model, optimizer, schedule, random states and EMA from ``folder``; returns its trainer state.
 
     Refuses a checkpoint written with other weight-deciding arguments (``trained_config``) than this run's.

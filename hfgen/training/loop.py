@@ -231,9 +231,7 @@ class Trainer:
         accum, world = args.gradient_accumulation_steps, accelerator.num_processes
         samples_per_step = args.train_batch_size * accum * world
         device = accelerator.device
-        progress = tqdm(
-            total=args.max_train_steps, initial=step, disable=not self.is_main, desc=f"train {task.name}"
-        )
+        progress = tqdm(total=args.max_train_steps, initial=step, disable=not self.is_main, desc=f"train {task.name}")
         tick, tick_step = time.perf_counter(), step
         with task.batches(start=step * accum, stream=accelerator.process_index) as batches:
             while step < args.max_train_steps:
