@@ -171,7 +171,7 @@ def pipeline_card(pipeline: Any, repo_id: str) -> ModelCard:
     card_data = ModelCardData(
         library_name="hfgen",
         license=LICENSE,
-        tags=["hfgen", "diffusers", pipeline.config._class_name],
+        tags=["hfgen", "diffusers", type(pipeline).__name__],
         model_name=repo_id.split("/")[-1],
     )
     return ModelCard.from_template(

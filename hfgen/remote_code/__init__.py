@@ -45,6 +45,10 @@ def export_remote_code(pipeline: Any, folder: str | os.PathLike) -> Path:
     pipeline_name = type(pipeline).__name__
     if pipeline_name not in REMOTE_PIPELINES:
         raise ValueError(f"no remote-code export for {pipeline_name}; supported: {sorted(REMOTE_PIPELINES)}")
+    if pipeline.config.get("source") is not None:
+        raise ValueError(
+            f"the exported pipeline samples from N(0, I) only, but this one's source is {pipeline.config['source']!r}"
+        )
     folder = Path(folder)
     pipeline.save_pretrained(folder, safe_serialization=True)
     index_file = folder / "model_index.json"
