@@ -60,6 +60,30 @@ def flow_matching_metrics_table(metrics: Mapping[str, float], num_samples: int) 
     return markdown_table(("metric", "value", "note"), rows)
 
 
+def training_summary(metrics: Mapping[str, Any]) -> str:
+    """One sentence on how the run trained: steps, processes, samples seen and time."""
+    if "train_steps" not in metrics:
+        return ""
+    processes = metrics.get("num_processes", 1)
+    parallel = f" on {processes} data-parallel processes" if processes > 1 else ""
+    return (
+        f"Trained for {metrics['train_steps']:,} optimizer steps{parallel} "
+        f"({metrics.get('samples_seen', 0):,} training samples) in {metrics.get('train_seconds', 0):.0f} s."
+    )
+
+
+def validation_table(history: list[Mapping[str, Any]]) -> str:
+    """The metrics logged at each validation (EMA weights), as a Markdown table; empty without validations."""
+    if not history:
+        return ""
+    columns = [("samples_w2", "W2"), ("samples_w2_ratio", "W2 / floor"), ("nll_minus_entropy", "NLL − entropy")]
+    columns = [(key, name) for key, name in columns if any(key in record for record in history)]
+    rows = [
+        (record["step"], *(f"{record[key]:.4f}" if key in record else "" for key, _ in columns)) for record in history
+    ]
+    return markdown_table(("step", *(name for _, name in columns)), rows)
+
+
 def flow_matching_eval_results(args: FlowMatchingArguments, metrics: Mapping[str, float]) -> list[EvalResult]:
     """Machine-readable metrics for the card's ``model-index``."""
     names = {
@@ -94,9 +118,11 @@ def flow_matching_card(
     card_data = ModelCardData(
         library_name="hfgen",
         license=LICENSE,
-        tags=["hfgen", "flow-matching", "diffusers", "toy-2d"],
+        tags=["hfgen", "flow-matching", "diffusers", "toy-2d", *(["ot-cfm"] if args.coupling == "ot" else [])],
         model_name=model_name,
         eval_results=flow_matching_eval_results(args, metrics) or None,
+        source_distribution=args.source,
+        target_distribution=args.dataset,
     )
     coupling = (
         "pairs coupled by exact minibatch optimal transport"
@@ -117,6 +143,8 @@ def flow_matching_card(
         num_inference_steps=args.num_inference_steps,
         ema_decay=args.ema_decay,
         metrics_table=flow_matching_metrics_table(metrics, args.num_eval_samples),
+        training_summary=training_summary(metrics),
+        validation_table=validation_table(metrics.get("validation", [])),
         config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
     )
 

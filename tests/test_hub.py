@@ -20,6 +20,12 @@ METRICS = {
     "nll_stderr": 0.01,
     "entropy": 2.0794415416798357,
     "nll_minus_entropy": 2.2 - 2.0794415416798357,
+    "num_processes": 2,
+    "samples_seen": 300 * 512 * 2,
+    "validation": [
+        {"step": 150, "samples_w2": 0.2, "samples_w2_ratio": 2.5, "nll_minus_entropy": 0.5},
+        {"step": 300, "samples_w2": 0.0912, "samples_w2_ratio": 1.14, "nll_minus_entropy": 0.12},
+    ],
 }
 
 
@@ -44,6 +50,9 @@ def test_card_round_trips_through_model_card_load_with_the_run_metrics(tmp_path)
     assert "| W2 / floor | 1.14 |" in body and "| in support | 0.953 |" in body
     assert "exact minibatch optimal transport" in body and "decay 0.99" in body
     assert "| coupling | ot |" in body and "![samples](samples.png)" in body
+    assert "Trained for 300 optimizer steps on 2 data-parallel processes (307,200 training samples) in 12 s." in body
+    assert "| step | W2 | W2 / floor | NLL − entropy |" in body and "| 150 | 0.2000 | 2.5000 | 0.5000 |" in body
+    assert metadata["source_distribution"] == "gaussian" and "ot-cfm" in metadata["tags"]
 
 
 def test_card_without_metrics_has_no_model_index_and_loads_from_the_output_folder(tmp_path):
@@ -52,6 +61,7 @@ def test_card_without_metrics_has_no_model_index_and_loads_from_the_output_folde
     assert "model-index" not in front_matter(str(card))
     assert f'from_pretrained("{tmp_path}")' in card.text
     assert "moving average" not in card.text
+    assert "Validation during training" not in card.text
 
 
 @pytest.mark.parametrize("name", sorted(PATHS))

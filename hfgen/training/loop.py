@@ -371,7 +371,7 @@ class Trainer:
             result.pipeline.save_pretrained(out, safe_serialization=True)
             record = {**metrics, "validation": self.history}
             _write_atomic(out / METRICS_FILE, json.dumps(record, indent=2))
-            self.task.model_card(metrics, self.args.hub_model_id).save(out / "README.md")
+            self.task.model_card(record, self.args.hub_model_id).save(out / "README.md")
             for name, figure in self.task.final_figures(result.pipeline).items():
                 _save_figure(figure, out / name)
         self.accelerator.wait_for_everyone()
