@@ -5,22 +5,35 @@ Every component module is imported here, eagerly: diffusers resolves the classes
 """
 
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
-from hfgen.models import DDPMOracle, TimeMLP
-from hfgen.pipelines import DDPMPointsPipeline, FlowMatchingPipeline, HfgenPipeline, PointsPipelineOutput
+from hfgen.models import VAE, AutoEncoder, DDPMOracle, MnistClassifier, MnistClassifierConfig, TimeMLP
+from hfgen.pipelines import (
+    AutoEncoderPipeline,
+    DDPMPointsPipeline,
+    FlowMatchingPipeline,
+    HfgenPipeline,
+    PointsPipelineOutput,
+    VAEPipeline,
+)
 from hfgen.schedulers import ConstantAlphaDDPMScheduler, FlowMatchEulerScheduler
 
 __version__ = "0.1.0"
 
 __all__ = [
     "TOY_DISTRIBUTIONS",
+    "AutoEncoder",
+    "AutoEncoderPipeline",
     "ConstantAlphaDDPMScheduler",
     "DDPMOracle",
     "DDPMPointsPipeline",
     "FlowMatchEulerScheduler",
     "FlowMatchingPipeline",
     "HfgenPipeline",
+    "MnistClassifier",
+    "MnistClassifierConfig",
     "PointsPipelineOutput",
     "TimeMLP",
     "ToyDistribution",
+    "VAE",
+    "VAEPipeline",
     "get_toy_distribution",
 ]

@@ -25,6 +25,10 @@ __all__ = [
     "plot_diffusion_forward",
     "plot_diffusion_reverse",
     "plot_histograms_over_time",
+    "plot_image_grid",
+    "plot_latent_grid",
+    "plot_latent_scatter",
+    "plot_reconstructions",
     "plot_samples",
     "plot_trajectory",
     "plot_velocity_field",
@@ -335,3 +339,159 @@ def plot_diffusion_reverse(
 
 
 # Images: latent spaces of autoencoders and VAEs, reconstructions and samples.
+
+
+def _images_hwc(name: str, images: object) -> np.ndarray:
+    """Check that ``images`` is an ``(N, C, H, W)`` tensor with ``C`` in {1, 3}; return ``(N, H, W, C)`` in [0, 1]."""
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] < 1:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a non-empty (N, C, H, W) tensor with C = 1 or 3, got {shape}.")
+    return images.detach().cpu().double().clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def _show_image(ax: Axes, image: np.ndarray, extent: tuple[float, float, float, float] | None = None) -> None:
+    """Draw one ``(H, W, C)`` image in [0, 1]: grey levels (black 0, white 1) for one channel, RGB for three."""
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+    else:
+        ax.imshow(image, extent=extent, interpolation="nearest")
+
+
+def _mosaic(images: np.ndarray, ncols: int) -> np.ndarray:
+    """Tile ``(N, H, W, C)`` images row by row into one ``(rows·H, ncols·W, C)`` image (blank cells are 0)."""
+    n, h, w, c = images.shape
+    rows = -(-n // ncols)
+    canvas = np.zeros((rows * h, ncols * w, c))
+    for i, image in enumerate(images):
+        r, col = divmod(i, ncols)
+        canvas[r * h : (r + 1) * h, col * w : (col + 1) * w] = image
+    return canvas
+
+
+def plot_latent_scatter(
+    codes: Tensor,
+    labels: Tensor | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Scatter of 2-D latent codes ``(N, 2)`` coloured by class label, one legend entry per class present.
+
+    ``class_names[c]`` names label ``c`` in the legend (default: the label itself). Without labels all points
+    share one colour.
+    """
+    points = _points_2d("codes", codes)
+    if ax is None:
+        fig, (ax,) = _new_figure(1)
+        fig.set_size_inches(5, 4.5)
+    else:
+        fig = ax.figure
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue", rasterized=True)
+    else:
+        if not isinstance(labels, Tensor) or labels.shape != (points.shape[0],):
+            got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise ValueError(f"labels must be a tensor of shape ({points.shape[0]},), one per code, got {got}.")
+        values = labels.detach().cpu().long().numpy()
+        classes = np.unique(values)
+        if class_names is not None and (classes.min() < 0 or classes.max() >= len(class_names)):
+            raise ValueError(f"class_names has {len(class_names)} names but the labels span {classes.tolist()}.")
+        for c in classes:
+            mask = values == c
+            name = str(c) if class_names is None else str(class_names[c])
+            color = f"C{c % 10}" if len(classes) <= 10 else None
+            ax.scatter(points[mask, 0], points[mask, 1], s=2, alpha=0.6, color=color, label=name, rasterized=True)
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=5, fontsize="small", frameon=False)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def _cell_edges(centres: np.ndarray) -> np.ndarray:
+    """Edges of the cells around sorted centres: midpoints between neighbours, the ends mirrored outwards."""
+    if centres.shape[0] == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mids = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mids[0]], mids, [2 * centres[-1] - mids[-1]]])
+
+
+def plot_latent_grid(
+    images: Tensor,
+    x: Tensor,
+    y: Tensor,
+    *,
+    codes: Tensor | None = None,
+    labels: Tensor | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Decoded images of an ``n × n`` latent grid drawn at their latent coordinates.
+
+    ``images`` ``(n², C, H, W)`` are row-major from the top-left, row ``r`` at ``z_2 = y[n − 1 − r]`` and column
+    ``c`` at ``z_1 = x[c]`` (the layout of :meth:`VAEPipeline.latent_grid`). Image ``(r, c)`` fills the cell
+    around its point bounded by the midpoints to the neighbouring grid points, so non-uniform grids (Gaussian
+    quantiles) keep their geometry. ``codes`` (with ``labels``) are scattered on top, faintly.
+    """
+    xs = np.asarray(torch.as_tensor(x).detach().cpu().double()).reshape(-1)
+    ys = np.asarray(torch.as_tensor(y).detach().cpu().double()).reshape(-1)
+    pictures = _images_hwc("images", images)
+    if pictures.shape[0] != xs.size * ys.size:
+        raise ValueError(f"images must hold len(x) * len(y) = {xs.size * ys.size} images, got {pictures.shape[0]}.")
+    if np.any(np.diff(xs) <= 0) or np.any(np.diff(ys) <= 0):
+        raise ValueError("x and y must be strictly increasing grid coordinates.")
+    x_edges, y_edges = _cell_edges(xs), _cell_edges(ys)
+    fig, (ax,) = _new_figure(1)
+    fig.set_size_inches(6, 6)
+    for i, image in enumerate(pictures):
+        r, c = divmod(i, xs.size)
+        j = ys.size - 1 - r
+        _show_image(ax, image, extent=(x_edges[c], x_edges[c + 1], y_edges[j], y_edges[j + 1]))
+    if codes is not None:
+        points = _points_2d("codes", codes)
+        colors = None if labels is None else [f"C{int(v) % 10}" for v in labels.detach().cpu().tolist()]
+        ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.15, c=colors or "tab:blue", rasterized=True)
+    ax.set_xlim(x_edges[0], x_edges[-1])
+    ax.set_ylim(y_edges[0], y_edges[-1])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def plot_reconstructions(originals: Tensor, reconstructions: Tensor, *, num_images: int = 10) -> Figure:
+    """Two rows: the first ``num_images`` originals (top) above their reconstructions (bottom)."""
+    top, bottom = _images_hwc("originals", originals), _images_hwc("reconstructions", reconstructions)
+    if top.shape != bottom.shape:
+        raise ValueError(f"originals and reconstructions must have the same shape, got {top.shape} and {bottom.shape}.")
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise ValueError(f"num_images must be a positive integer, got {num_images!r}.")
+    k = min(num_images, top.shape[0])
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.0 * k, 2.2), layout="constrained")
+    axes = fig.subplots(2, k, squeeze=False)
+    for row, (images, name) in enumerate(((top, "original"), (bottom, "reconstruction"))):
+        for col in range(k):
+            _show_image(axes[row, col], images[col])
+            axes[row, col].set_axis_off()
+        axes[row, 0].set_title(name, loc="left", fontsize="small")
+    return fig
+
+
+def plot_image_grid(images: Tensor, *, ncols: int | None = None, title: str | None = None) -> Figure:
+    """Images ``(N, C, H, W)`` in [0, 1] tiled in one picture, ``ncols`` per row (default ``⌈√N⌉``): samples."""
+    pictures = _images_hwc("images", images)
+    if ncols is None:
+        ncols = int(np.ceil(np.sqrt(pictures.shape[0])))
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
+    fig, (ax,) = _new_figure(1)
+    fig.set_size_inches(5, 5 * -(-pictures.shape[0] // ncols) / ncols)
+    _show_image(ax, _mosaic(pictures, ncols))
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    return fig

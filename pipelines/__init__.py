@@ -3,11 +3,16 @@
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.pipelines.ddpm_points import DDPMPointsPipeline, DDPMPointsPipelineOutput
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
+from hfgen.pipelines.vae import AutoEncoderPipeline, ImagesPipelineOutput, LatentGridOutput, VAEPipeline
 
 __all__ = [
+    "AutoEncoderPipeline",
     "DDPMPointsPipeline",
     "DDPMPointsPipelineOutput",
     "FlowMatchingPipeline",
     "HfgenPipeline",
+    "ImagesPipelineOutput",
+    "LatentGridOutput",
     "PointsPipelineOutput",
+    "VAEPipeline",
 ]

@@ -1,5 +1,6 @@
 """Data for hfgen: toy distributions in R^d with exact densities (``hfgen.data.toy``)."""
 
+from .images import dataset_to_tensors, dynamic_binarize, load_image_dataset, prepare_image_dataset
 from .pairs import CoupledPairs
 from .toy import (
     TOY_DISTRIBUTIONS,
@@ -26,6 +27,10 @@ __all__ = [
     "ToyDistribution",
     "TwoBalls",
     "TwoMoons",
+    "dataset_to_tensors",
+    "dynamic_binarize",
     "get_toy_distribution",
+    "load_image_dataset",
+    "prepare_image_dataset",
     "toy_from_config",
 ]

@@ -1,6 +1,22 @@
 """Networks: diffusers ``ModelMixin`` + ``ConfigMixin`` classes, one module per family."""
 
+from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig, MnistClassifierOutput
 from hfgen.models.ddpm_oracle import DDPMOracle, DDPMOracleOutput
 from hfgen.models.mlp import TimeMLP, TimeMLPOutput
+from hfgen.models.vae import VAE, AutoEncoder, AutoEncoderOutput, Decoder, Encoder, LatentLossOutput
 
-__all__ = ["DDPMOracle", "DDPMOracleOutput", "TimeMLP", "TimeMLPOutput"]
+__all__ = [
+    "AutoEncoder",
+    "AutoEncoderOutput",
+    "DDPMOracle",
+    "DDPMOracleOutput",
+    "Decoder",
+    "Encoder",
+    "LatentLossOutput",
+    "MnistClassifier",
+    "MnistClassifierConfig",
+    "MnistClassifierOutput",
+    "TimeMLP",
+    "TimeMLPOutput",
+    "VAE",
+]

@@ -1,0 +1,226 @@
+"""Pipelines for the image autoencoder and VAE: prior samples, encoding, decoding and the decoded latent grid.
+
+Images come out as ``output_type="pt"``: a ``(N, C, H, W)`` tensor in ``[0, 1]``; ``"np"``: a ``(N, H, W, C)``
+float32 array (diffusers' layout for images); ``"pil"``: a list of ``PIL.Image`` (mode ``"L"`` for one channel).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.utils import BaseOutput
+from hfgen.pipelines.base import HfgenPipeline
+
+from hfgen.models.vae import VAE, AutoEncoder
+from hfgen.utils import check_num_samples
+
+IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
+ImageBatch = torch.Tensor | np.ndarray | list
+
+
+@dataclass
+class ImagesPipelineOutput(BaseOutput):
+    """``images`` (in the requested ``output_type``) and the ``latents`` ``(N, d)`` they were decoded from."""
+
+    images: ImageBatch
+    latents: torch.Tensor
+
+
+@dataclass
+class LatentGridOutput(BaseOutput):
+    """A ``n × n`` grid of decoded latents, row-major from the top-left: row ``r`` holds ``z_2 = y[n − 1 − r]``
+    (the top row has the largest ``z_2``, as on a scatter plot) and column ``c`` holds ``z_1 = x[c]``.
+
+    ``images``: ``n²`` decoded images; ``latents``: ``(n², 2)``; ``x``, ``y``: the ``n`` coordinates per axis."""
+
+    images: ImageBatch
+    latents: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+class _LatentImagePipeline(HfgenPipeline):
+    """What both pipelines share: input checks, ``encode``, ``decode``, ``latent_grid`` and output types."""
+
+    @property
+    def model(self) -> VAE | AutoEncoder:
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_image_output_type(output_type: str) -> None:
+        if output_type not in IMAGE_OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
+
+    def _format_images(self, images: torch.Tensor, output_type: str) -> ImageBatch:
+        if output_type == "pt":
+            return images
+        array = images.detach().cpu().float().permute(0, 2, 3, 1).numpy()
+        return array if output_type == "np" else self.numpy_to_pil(array)
+
+    def _as_image_tensor(self, images: ImageBatch, name: str = "images") -> torch.Tensor:
+        """Accept a ``(N, C, H, W)`` tensor or a list of PIL images (pixel ``k`` read as ``k/255``)."""
+        if isinstance(images, (list, tuple)) and images and all(hasattr(im, "mode") for im in images):
+            arrays = [np.asarray(im, dtype=np.float32) / 255.0 for im in images]
+            stacked = np.stack([a[None] if a.ndim == 2 else a.transpose(2, 0, 1) for a in arrays])
+            images = torch.from_numpy(stacked)
+        return self.model.check_images(images, name)
+
+    @torch.no_grad()
+    def encode(self, images: ImageBatch, batch_size: int = 1000) -> torch.Tensor:
+        """Codes of images ``(N, C, H, W)`` (or a list of PIL images): ``z = e(x)`` for the autoencoder, the
+        posterior mean ``μ(x)`` for the VAE; shape ``(N, d)``."""
+        images = self._as_image_tensor(images)
+        check_num_samples(batch_size, "batch_size")
+        return torch.cat([self.model.encode(chunk).latent_mean for chunk in images.split(batch_size)])
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, output_type: str = "pt", batch_size: int = 1000) -> ImageBatch:
+        """Images ``E[x | z]`` of latents ``(N, d)``: Bernoulli means ``sigmoid(ℓ)`` or Gaussian means clipped
+        to ``[0, 1]``."""
+        self._check_image_output_type(output_type)
+        check_num_samples(batch_size, "batch_size")
+        latents = self.model.check_latents(latents)
+        chunks = [
+            self.model.mean_image(self.model.decode(chunk).sample).clamp(0, 1)
+            for chunk in self.progress_bar(latents.split(batch_size))
+        ]
+        return self._format_images(torch.cat(chunks), output_type)
+
+    def _grid_axes(
+        self,
+        n: int,
+        bounds: Sequence[Sequence[float]] | None,
+        codes: torch.Tensor | None,
+        quantile_range: tuple[float, float],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if bounds is None and codes is not None:
+            codes = self.model.check_latents(codes, "codes").detach().cpu().double()
+            bounds = list(zip(codes.min(0).values.tolist(), codes.max(0).values.tolist(), strict=True))
+        if bounds is not None:
+            if len(bounds) != 2 or any(len(b) != 2 or not float(b[0]) < float(b[1]) for b in bounds):
+                raise ValueError(f"`bounds` must be ((x_low, x_high), (y_low, y_high)) with low < high, got {bounds!r}")
+            return tuple(torch.linspace(float(low), float(high), n, dtype=torch.float64) for low, high in bounds)
+        if not isinstance(self.model, VAE):
+            raise ValueError(
+                "an AutoEncoder has no prior to take quantiles of: pass `codes` (e.g. pipe.encode(images)) or "
+                "`images` to span their range, or `bounds`"
+            )
+        low, high = quantile_range
+        if not 0 < low < high < 1:
+            raise ValueError(f"`quantile_range` must satisfy 0 < low < high < 1, got {quantile_range!r}")
+        levels = np.linspace(low, high, n) if n > 1 else np.array([0.5])
+        axis = torch.tensor([NormalDist().inv_cdf(float(q)) for q in levels], dtype=torch.float64)
+        return axis, axis.clone()
+
+    @torch.no_grad()
+    def latent_grid(
+        self,
+        n: int = 10,
+        bounds: Sequence[Sequence[float]] | None = None,
+        codes: torch.Tensor | None = None,
+        images: ImageBatch | None = None,
+        quantile_range: tuple[float, float] = (0.05, 0.95),
+        output_type: str = "pt",
+        return_dict: bool = True,
+    ) -> LatentGridOutput | tuple:
+        r"""Decode an ``n × n`` grid of a 2-D latent space (Kingma & Welling 2014, Fig. 4).
+
+        The axes are, by priority: ``bounds`` ``((x_low, x_high), (y_low, y_high))``; the range of ``codes``
+        (or of ``encode(images)``) per dimension, which an autoencoder needs; else, for the VAE, the Gaussian
+        quantiles ``Φ⁻¹(q)`` of ``n`` levels ``q`` evenly spaced over ``quantile_range``, so that each cell
+        holds about the same prior mass. Each axis has ``n`` evenly spaced points (``bounds`` and ``codes``).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"`n` must be an int >= 1 (the grid is n x n), got {n!r}")
+        self._check_image_output_type(output_type)
+        if self.model.config.latent_dim != 2:
+            raise ValueError(f"latent_grid needs a 2-D latent space, but latent_dim = {self.model.config.latent_dim}")
+        if codes is None and images is not None:
+            codes = self.encode(images)
+        x, y = self._grid_axes(n, bounds, codes, quantile_range)
+        gx, gy = torch.meshgrid(x, y.flip(0), indexing="xy")
+        latents = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(self.model.dtype)
+        decoded = self.decode(latents, output_type=output_type)
+        if not return_dict:
+            return (decoded, latents, x, y)
+        return LatentGridOutput(images=decoded, latents=latents, x=x, y=y)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save the model (safetensors + config) and ``model_index.json``."""
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+
+
+class VAEPipeline(_LatentImagePipeline):
+    r"""Generate images with a variational autoencoder (Kingma & Welling 2014): ``z ~ N(0, I_d)``, then the
+    decoder's mean ``E[x | z]`` (for a Bernoulli decoder, the pixel probabilities ``sigmoid(ℓ(z))``: the usual
+    grey-level picture of a binary model, smoother than a Bernoulli draw). Component: ``vae`` (:class:`VAE`).
+    """
+
+    model_cpu_offload_seq = "vae"
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        if not isinstance(vae, VAE):
+            raise TypeError(f"`vae` must be an hfgen VAE, got {type(vae).__name__}; use AutoEncoderPipeline for it")
+        self.register_modules(vae=vae)
+
+    @property
+    def model(self) -> VAE:
+        return self.vae
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        num_samples: int = 16,
+        generator: torch.Generator | None = None,
+        output_type: str = "pt",
+        return_dict: bool = True,
+        latents: torch.Tensor | None = None,
+        batch_size: int = 1000,
+    ) -> ImagesPipelineOutput | tuple:
+        """Draw ``num_samples`` images from the model: ``z ~ N(0, I)`` from ``generator`` (or the given
+        ``latents`` ``(N, d)``), decoded to ``E[x | z]`` in ``[0, 1]``."""
+        self._check_image_output_type(output_type)
+        if latents is None:
+            latents = self.vae.sample_prior(check_num_samples(num_samples), generator=generator)
+        latents = self.vae.check_latents(latents)
+        images = self.decode(latents, output_type=output_type, batch_size=batch_size)
+        if not return_dict:
+            return (images, latents)
+        return ImagesPipelineOutput(images=images, latents=latents)
+
+
+class AutoEncoderPipeline(_LatentImagePipeline):
+    """Reconstruct, encode and decode images with a deterministic autoencoder; an autoencoder has no prior, so
+    calling the pipeline reconstructs images. Component: ``autoencoder`` (:class:`AutoEncoder`)."""
+
+    model_cpu_offload_seq = "autoencoder"
+
+    def __init__(self, autoencoder: AutoEncoder):
+        super().__init__()
+        if not isinstance(autoencoder, AutoEncoder):
+            raise TypeError(f"`autoencoder` must be an hfgen AutoEncoder, got {type(autoencoder).__name__}")
+        self.register_modules(autoencoder=autoencoder)
+
+    @property
+    def model(self) -> AutoEncoder:
+        return self.autoencoder
+
+    @torch.no_grad()
+    def __call__(
+        self, images: ImageBatch, output_type: str = "pt", return_dict: bool = True, batch_size: int = 1000
+    ) -> ImagesPipelineOutput | tuple:
+        """Reconstructions ``d(e(x))`` of ``images`` and their codes ``e(x)``."""
+        self._check_image_output_type(output_type)
+        latents = self.encode(images, batch_size=batch_size)
+        reconstructions = self.decode(latents, output_type=output_type, batch_size=batch_size)
+        if not return_dict:
+            return (reconstructions, latents)
+        return ImagesPipelineOutput(images=reconstructions, latents=latents)
