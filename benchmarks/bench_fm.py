@@ -203,7 +203,8 @@ def w2_against_floor(sample_model, target, n: int, repeats: int, seed: int) -> d
 def bench_quality(quick: bool) -> dict:
     """The built-in recipe on three targets: W2 vs. floor at 1k and 10k samples, dopri5 NFE and time, NLL."""
     results = {}
-    base = FlowMatchingArguments()
+    # in-process runs: no checkpoints, validation or trackers, and the benchmark's own output folders
+    base = FlowMatchingArguments(validation_steps=0, checkpointing_steps=0, report_to="none", overwrite_output_dir=True)
     for dataset in QUALITY_TARGETS:
         args = replace(base, dataset=dataset, output_dir=str(HERE / "out" / dataset))
         if quick:

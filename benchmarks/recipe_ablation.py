@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from hfgen.data import get_toy_distribution
 from hfgen.training import FlowMatchingArguments, evaluate_flow_matching, train_flow_matching
 
 HERE = Path(__file__).resolve().parent
@@ -36,16 +35,20 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE)
     options = parser.parse_args()
     torch.set_num_threads(1)
-    target = get_toy_distribution("checkerboard")
     rows = {}
+    base = FlowMatchingArguments(
+        output_dir=str(HERE / "out" / "recipe"),
+        validation_steps=0,
+        checkpointing_steps=0,
+        report_to="none",
+        overwrite_output_dir=True,
+    )
     for name, overrides in VARIANTS.items():
-        args = replace(FlowMatchingArguments(), **overrides)
+        args = replace(base, **overrides)
         if options.quick:
             args = replace(args, max_train_steps=20, hidden_size=16, num_nll_samples=50, num_eval_samples=200)
         pipeline, info = train_flow_matching(args)
-        metrics = evaluate_flow_matching(
-            pipeline, target, args.num_eval_samples, args.num_inference_steps, args.num_nll_samples
-        )
+        metrics = evaluate_flow_matching(pipeline, args)
         rows[name] = {"overrides": overrides, **info, **metrics}
         print(name, json.dumps(rows[name]), flush=True)
     options.output.mkdir(parents=True, exist_ok=True)
