@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		--num_cpu_threads_per_process $$(nproc) training/train_fm.py
+		--num_cpu_threads_per_process $$(nproc) training/train_fm.py --overwrite_output_dir
 
 test: export OMP_NUM_THREADS ?= 1
 test: setup
