@@ -6,6 +6,7 @@ JSON), builds its :class:`TrainingTask` and calls :func:`run`.
 
 from hfgen.training.arguments import TrainingArguments, parse_arguments
 from hfgen.training.checkpoints import CheckpointError, list_checkpoints
+from hfgen.training.ddpm import DDPMArguments, DDPMTask, evaluate_ddpm, train_ddpm
 from hfgen.training.flow_matching import (
     FlowMatchingArguments,
     FlowMatchingTask,
@@ -16,6 +17,8 @@ from hfgen.training.loop import Trainer, TrainingDivergedError, TrainingResult, 
 
 __all__ = [
     "CheckpointError",
+    "DDPMArguments",
+    "DDPMTask",
     "FlowMatchingArguments",
     "FlowMatchingTask",
     "Trainer",
@@ -23,9 +26,11 @@ __all__ = [
     "TrainingDivergedError",
     "TrainingResult",
     "TrainingTask",
+    "evaluate_ddpm",
     "evaluate_flow_matching",
     "list_checkpoints",
     "parse_arguments",
     "run",
+    "train_ddpm",
     "train_flow_matching",
 ]

@@ -1,0 +1,366 @@
+"""Constant-α DDPM as a :class:`~hfgen.training.loop.TrainingTask`: arguments, batches, loss, metrics, figures,
+model card."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hfgen.data import get_toy_distribution
+from hfgen.data.pairs import batch_generator
+from hfgen.data.toy import ToyDistribution
+from hfgen.metrics import sample_quality_report
+from hfgen.models import TimeMLP
+from hfgen.models.mlp import TIME_EMBEDDINGS
+from hfgen.pipelines import DDPMPointsPipeline
+from hfgen.schedulers import ConstantAlphaDDPMScheduler
+from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES, alpha_for_final_alpha_bar
+from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.loop import TrainingTask
+
+#: α of the built-in recipe when neither ``alpha`` nor ``final_alpha_bar`` is given (with T = 500: ᾱ_T ≈ 0.0066)
+DEFAULT_ALPHA = 0.99
+
+
+@dataclass
+class DDPMArguments(TrainingArguments):
+    """Arguments of ``training/train_ddpm.py``; the defaults are the built-in recipe (checkerboard target).
+
+    The schedule is ``ᾱ_t = α^t``, ``t = 0 … T``: give ``alpha`` or ``final_alpha_bar`` (then
+    ``α = ᾱ_T^{1/T}``), not both; with neither, ``α = 0.99``.
+    """
+
+    run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples"}
+
+    output_dir: str = documented("out/ddpm-checkerboard", "where the run writes its outputs")
+    dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
+    num_train_timesteps: int = field(default=500, metadata={"help": "number T of diffusion steps"})
+    alpha: float | None = field(default=None, metadata={"help": f"constant α in (0, 1) (default {DEFAULT_ALPHA})"})
+    final_alpha_bar: float | None = field(
+        default=None, metadata={"help": "instead of alpha: ᾱ_T in (0, 1), giving α = ᾱ_T^(1/T)"}
+    )
+    hidden_size: int = 256
+    num_layers: int = 4
+    activation: str = "silu"
+    time_embedding: str = field(
+        default="sinusoidal",
+        metadata={"help": f"{TIME_EMBEDDINGS}: sinusoids of the integer t, or Fourier features of t / T"},
+    )
+    num_position_frequencies: int = field(
+        default=6, metadata={"help": "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"}
+    )
+    variance_type: str = field(
+        default="beta_tilde", metadata={"help": f"reverse-step variance {VARIANCE_TYPES} (β̃: posterior variance)"}
+    )
+    sampler: str = field(default="ancestral", metadata={"help": f"sampler saved in the scheduler: {SAMPLERS}"})
+    eta: float = field(default=0.0, metadata={"help": "DDIM noise scale η in [0, 1] (sampler='ddim' only)"})
+    num_inference_steps: int | None = field(
+        default=None, metadata={"help": "sampling steps in 1 … T for validation and evaluation (default: all T)"}
+    )
+    num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        get_toy_distribution(self.dataset)  # raises a clear error for unknown names
+        if isinstance(self.num_train_timesteps, bool) or not isinstance(self.num_train_timesteps, int):
+            raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {self.num_train_timesteps!r}")
+        if self.num_train_timesteps < 1:
+            raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {self.num_train_timesteps}")
+        if self.alpha is not None and self.final_alpha_bar is not None:
+            raise ValueError(
+                f"give `alpha` ({self.alpha}) or `final_alpha_bar` ({self.final_alpha_bar}), not both: "
+                "ᾱ_T = α^T ties them together"
+            )
+        for name in ("alpha", "final_alpha_bar"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise ValueError(f"`{name}` must be in the open interval (0, 1), got {value}")
+        if self.variance_type not in VARIANCE_TYPES:
+            raise ValueError(f"`variance_type` must be one of {VARIANCE_TYPES}, got {self.variance_type!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {self.sampler!r}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"`eta` must be in [0, 1], got {self.eta}")
+        if self.eta and self.sampler != "ddim":
+            raise ValueError(f"`eta` applies to sampler='ddim' only, got sampler={self.sampler!r}, eta={self.eta}")
+        if self.time_embedding not in TIME_EMBEDDINGS:
+            raise ValueError(f"`time_embedding` must be one of {TIME_EMBEDDINGS}, got {self.time_embedding!r}")
+        steps = self.num_inference_steps
+        if steps is not None and not 1 <= steps <= self.num_train_timesteps:
+            raise ValueError(
+                f"`num_inference_steps` must be in 1 … {self.num_train_timesteps} (num_train_timesteps), got {steps}"
+            )
+        if self.num_eval_samples < 1:
+            raise ValueError(f"`num_eval_samples` must be >= 1, got {self.num_eval_samples}")
+
+    def schedule_alpha(self) -> float:
+        """The constant ``α``: ``alpha``, else ``final_alpha_bar^{1/T}``, else :data:`DEFAULT_ALPHA`."""
+        if self.alpha is not None:
+            return float(self.alpha)
+        if self.final_alpha_bar is not None:
+            return alpha_for_final_alpha_bar(self.num_train_timesteps, self.final_alpha_bar)
+        return DEFAULT_ALPHA
+
+    def noise_scheduler(self) -> ConstantAlphaDDPMScheduler:
+        """The run's scheduler: ``ᾱ_t = α^t`` for ``t = 0 … T``, with the chosen sampler."""
+        return ConstantAlphaDDPMScheduler(
+            alpha=self.schedule_alpha(),
+            num_train_timesteps=self.num_train_timesteps,
+            variance_type=self.variance_type,
+            sampler=self.sampler,
+            eta=self.eta,
+        )
+
+
+class NoisedBatches:
+    r"""Iterator of ε-prediction batches ``(x_t, t, z)``: ``x_0 ~ target``, ``t ~ U{1, …, T}``, ``z ~ N(0, I)``,
+    ``x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) z`` (:meth:`ConstantAlphaDDPMScheduler.sample_training_inputs`).
+
+    Batch ``k`` is drawn from :func:`hfgen.data.pairs.batch_generator` ``(seed, stream, k)``, a pure function of its
+    index, so a run resumed at ``start = k`` sees exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(
+        self,
+        target: ToyDistribution,
+        scheduler: ConstantAlphaDDPMScheduler,
+        batch_size: int,
+        seed: int = 0,
+        stream: int = 0,
+        start: int = 0,
+    ):
+        if start < 0:
+            raise ValueError(f"`start` must be >= 0, got {start}")
+        self.target, self.scheduler, self.batch_size = target, scheduler, batch_size
+        self.seed, self.stream, self.next_index = seed, stream, start
+
+    def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch number ``index``."""
+        generator = batch_generator(self.seed, self.stream, index)
+        x0 = self.target.sample(self.batch_size, generator)
+        return self.scheduler.sample_training_inputs(x0, generator)
+
+    def __iter__(self) -> NoisedBatches:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index, self.next_index = self.next_index, self.next_index + 1
+        return self.draw(index)
+
+
+def epsilon_loss(
+    model: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    r"""``L(θ) = mean_i ‖ε_θ(x_t^(i), t_i) − z^(i)‖²`` (Ho et al. 2020, Algorithm 1, the "simple" loss)."""
+    prediction = model(noisy, timesteps, return_dict=False)[0]
+    return (prediction - noise).square().sum(dim=1).mean()
+
+
+class DDPMTask(TrainingTask):
+    r"""Constant-α DDPM on ``args.dataset`` with an ε-predicting :class:`~hfgen.models.TimeMLP`.
+
+    Each micro-batch draws ``x_0 ~ target``, ``t ~ U{1, …, T}`` and ``z ~ N(0, I)`` and minimises
+    ``‖ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) z, t) − z‖²`` with ``ᾱ_t = α^t`` (Ho et al. 2020). The network receives the integer
+    step ``t`` (sinusoidal embedding, ``time_scale = 1``) or ``t / T`` (Fourier features).
+    """
+
+    name = "ddpm"
+    args: DDPMArguments
+
+    def __init__(self, args: DDPMArguments):
+        super().__init__(args)
+        self.target = get_toy_distribution(args.dataset)
+        self.scheduler = args.noise_scheduler()
+
+    def build_model(self) -> TimeMLP:
+        args = self.args
+        return TimeMLP(
+            dim=self.target.dim,
+            hidden_size=args.hidden_size,
+            num_layers=args.num_layers,
+            activation=args.activation,
+            time_embedding=args.time_embedding,
+            time_scale=1.0 if args.time_embedding == "sinusoidal" else 1.0 / args.num_train_timesteps,
+            num_position_frequencies=args.num_position_frequencies,
+        )
+
+    @contextmanager
+    def batches(self, start: int, stream: int) -> Iterator[NoisedBatches]:
+        args = self.args
+        yield NoisedBatches(
+            self.target, self.scheduler, args.train_batch_size, seed=args.seed, stream=stream, start=start
+        )
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        noisy, timesteps, noise = (tensor.to(device) for tensor in batch)
+        return epsilon_loss(model, noisy, timesteps, noise)
+
+    def pipeline(self, model: TimeMLP) -> DDPMPointsPipeline:
+        return DDPMPointsPipeline(model, self.args.noise_scheduler())
+
+    def sample(self, pipeline: DDPMPointsPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+        return pipeline(num_samples, self.args.num_inference_steps, generator=generator).samples
+
+    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+        report = sample_quality_report(samples, self.target, generator=generator)
+        return {f"samples_{key}": value for key, value in report.items()}
+
+    def _reverse_figure(self, pipeline: DDPMPointsPipeline, num_samples: int, seed: int) -> Any:
+        from hfgen import plotting
+
+        generator = torch.Generator().manual_seed(seed)
+        out = pipeline(num_samples, self.args.num_inference_steps, generator=generator, return_trajectory=True)
+        return plotting.plot_diffusion_reverse(out.trajectory, out.timesteps, pipeline.scheduler.config.alpha)
+
+    def validation_figures(self, pipeline: DDPMPointsPipeline, samples: torch.Tensor) -> dict[str, Any]:
+        from hfgen import plotting
+
+        if self.target.dim != 2:
+            return {}
+        reference = self.target.sample(samples.shape[0], torch.Generator().manual_seed(3))
+        return {
+            "samples.png": plotting.plot_samples(samples, reference=reference, title="EMA samples"),
+            "reverse.png": self._reverse_figure(pipeline, 500, seed=3),
+        }
+
+    def final_figures(self, pipeline: DDPMPointsPipeline) -> dict[str, Any]:
+        from hfgen import plotting
+
+        if self.target.dim != 2:
+            return {}
+        generator = torch.Generator().manual_seed(2)
+        samples = pipeline(2000, self.args.num_inference_steps, generator=generator).samples
+        data = self.target.sample(2000, generator)
+        # The course's "tuning T and α" row: one forward path at six evenly spaced steps 0 … T.
+        T = self.args.num_train_timesteps
+        steps = sorted({round(T * k / 5) for k in range(6)})
+        forward = pipeline.forward_trajectory(data[:1000], steps, generator=generator)
+        alpha = pipeline.scheduler.config.alpha
+        return {
+            "samples.png": plotting.plot_samples(samples, reference=data, title="samples"),
+            "forward.png": plotting.plot_diffusion_forward(forward, steps, alpha),
+            "reverse.png": self._reverse_figure(pipeline, 1000, seed=2),
+        }
+
+    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
+        return ddpm_card(self.args, metrics, repo_id=repo_id)
+
+
+def train_ddpm(args: DDPMArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:
+    """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
+    training numbers."""
+    from hfgen.training.loop import Trainer
+
+    trainer = Trainer(DDPMTask(args))
+    result = trainer.train()
+    trainer.end()
+    return result.pipeline, result.metrics
+
+
+def evaluate_ddpm(pipeline: DDPMPointsPipeline, args: DDPMArguments, seed: int = 1) -> dict[str, Any]:
+    """Final metrics of a trained pipeline in this process: W2 against ``num_eval_samples`` fresh data points, its
+    floor and their ratio, MMD² (and the fraction in the support for bounded targets)."""
+    task = DDPMTask(args)
+    pipeline.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(seed)
+    return task.score(task.sample(pipeline, args.num_eval_samples, generator), generator)
+
+
+# ---- model card ------------------------------------------------------------------------------------------
+
+
+def ddpm_metrics_table(metrics: Mapping[str, Any], args: DDPMArguments) -> str:
+    """The card's metrics table from a DDPM run's ``metrics.json`` (missing entries are skipped)."""
+    from hfgen.hub import markdown_table
+
+    steps = args.num_inference_steps or args.num_train_timesteps
+    rows: list[tuple[Any, ...]] = []
+    if "samples_w2" in metrics:
+        note = f"exact OT (POT), {args.num_eval_samples:,} samples ({args.sampler}, {steps} steps) vs as many data"
+        rows.append(("W2 to fresh data samples", f"{metrics['samples_w2']:.4f}", note))
+        rows.append(("W2 floor", f"{metrics['samples_w2_floor']:.4f}", "W2 between two data samples of that size"))
+        rows.append(("W2 / floor", f"{metrics['samples_w2_ratio']:.2f}", "1.00 is as good as a fresh data sample"))
+    if "samples_mmd" in metrics:
+        rows.append(("MMD²", f"{metrics['samples_mmd']:.2e}", "Gaussian kernel"))
+    if "samples_fraction_in_support" in metrics:
+        rows.append(("in support", f"{metrics['samples_fraction_in_support']:.3f}", "fraction of samples"))
+    if "train_seconds" in metrics:
+        rows.append(("training", f"{metrics['train_steps']} steps, {metrics['train_seconds']:.0f} s", ""))
+    return markdown_table(("metric", "value", "note"), rows)
+
+
+def ddpm_eval_results(args: DDPMArguments, metrics: Mapping[str, Any]) -> list[Any]:
+    """Machine-readable metrics for the card's ``model-index``."""
+    from huggingface_hub import EvalResult
+
+    from hfgen.hub import TASK
+
+    names = {
+        "samples_w2": ("wasserstein-2", "W2"),
+        "samples_w2_floor": ("wasserstein-2-floor", "W2 floor"),
+        "samples_w2_ratio": ("wasserstein-2-over-floor", "W2 / floor"),
+        "samples_fraction_in_support": ("fraction-in-support", "fraction in support"),
+    }
+    return [
+        EvalResult(
+            task_type=TASK,
+            dataset_type=f"hfgen/{args.dataset}",
+            dataset_name=args.dataset,
+            metric_type=metric_type,
+            metric_name=metric_name,
+            metric_value=round(float(metrics[key]), 6),
+        )
+        for key, (metric_type, metric_name) in names.items()
+        if key in metrics
+    ]
+
+
+def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
+    """Render ``model_cards/ddpm.md`` for a training run: metadata, the forward process, loss and sampler, usage,
+    metrics, training summary, validation history and configuration.
+
+    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary, validation_table
+
+    alpha, T = args.schedule_alpha(), args.num_train_timesteps
+    model_name = repo_id.split("/")[-1] if repo_id else f"ddpm-{args.dataset}"
+    card_data = ModelCardData(
+        library_name="hfgen",
+        license=LICENSE,
+        tags=["hfgen", "ddpm", "diffusion", "diffusers", "toy-2d"],
+        model_name=model_name,
+        eval_results=ddpm_eval_results(args, metrics) or None,
+        target_distribution=args.dataset,
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_str=card_template("ddpm"),
+        model_name=model_name,
+        repo_id=repo_id or args.output_dir,
+        target=args.dataset,
+        alpha=f"{alpha:.6g}",
+        beta=f"{1 - alpha:.6g}",
+        num_train_timesteps=T,
+        final_alpha_bar=f"{alpha**T:.3g}",
+        first_noise_std=f"{(1 - alpha) ** 0.5:.3g}",
+        variance_type=args.variance_type,
+        sampler=args.sampler,
+        eta=args.eta,
+        num_inference_steps=args.num_inference_steps or T,
+        ddim_steps=min(50, T),
+        time_input="the integer step t (sinusoidal embedding)"
+        if args.time_embedding == "sinusoidal"
+        else "t / T (random Fourier features)",
+        ema_decay=args.ema_decay,
+        metrics_table=ddpm_metrics_table(metrics, args),
+        training_summary=training_summary(metrics),
+        validation_table=validation_table(metrics.get("validation", [])),
+        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+    )
