@@ -80,6 +80,8 @@ def test_saved_pipeline_holds_the_ema_weights_and_validation_writes_plots_and_me
     assert trainer.ema.get_decay(6) == pytest.approx(min(0.9, 6 / 15))
     assert [r["step"] for r in trainer.history] == [3, 6]
     assert all(r["samples_w2"] > 0 and r["samples_w2_floor"] > 0 for r in trainer.history)
+    # every validation compares against the same held-out reference, so the floor is the same number
+    assert trainer.history[0]["samples_w2_floor"] == trainer.history[1]["samples_w2_floor"]
     for step in (3, 6):
         for name in ("samples.png", "trajectory.png"):
             assert (tmp_path / "validation" / f"step-{step:07d}-{name}").is_file()

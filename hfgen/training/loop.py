@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 ARGS_FILE = "args.json"
 METRICS_FILE = "metrics.json"
 VALIDATION_FOLDER = "validation"
+HELD_OUT_SEED = 20_231_123  # seeds the held-out data every evaluation compares against
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -77,7 +78,8 @@ class TrainingTask(ABC):
 
     @abstractmethod
     def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        """Metrics of (all processes') samples against the data."""
+        """Metrics of (all processes') samples against held-out data drawn from ``generator`` (seeded the same at
+        every evaluation, so the reference set is fixed)."""
 
     def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> torch.Tensor | None:
         """Held-out data points whose model log-density is scored (``None``: no likelihood for this task)."""
@@ -325,12 +327,14 @@ class Trainer:
     def evaluate_pipeline(
         self, pipeline: Any, num_samples: int, num_likelihood_points: int, seed: int
     ) -> tuple[dict[str, Any], torch.Tensor]:
-        """Metrics of ``pipeline``: sample quality from ``num_samples`` samples drawn across processes, and the
-        likelihood of ``num_likelihood_points`` held-out points where the task has one."""
+        """Metrics of ``pipeline``: sample quality from ``num_samples`` samples drawn across processes (seeded by
+        ``seed``) against a fixed held-out reference, and the likelihood of ``num_likelihood_points`` fixed
+        held-out points where the task has one. The same reference at every validation makes them comparable."""
         samples = self._gather_samples(pipeline, num_samples, seed)
-        generator = torch.Generator().manual_seed(seed + 1)
-        metrics = self.task.score(samples, generator) if self.is_main else {}
-        points = self.task.log_likelihood_points(num_likelihood_points, generator) if num_likelihood_points else None
+        reference = torch.Generator().manual_seed(HELD_OUT_SEED)
+        metrics = self.task.score(samples, reference) if self.is_main else {}
+        held_out = torch.Generator().manual_seed(HELD_OUT_SEED + 1)
+        points = self.task.log_likelihood_points(num_likelihood_points, held_out) if num_likelihood_points else None
         if points is not None:
             log_prob = self._gather_log_likelihood(pipeline, points)
             if self.is_main:
@@ -348,7 +352,9 @@ class Trainer:
         pipeline = self.task.pipeline(model)
         pipeline.set_progress_bar_config(disable=True)
         num_points = getattr(self.args, "num_validation_nll_samples", 0)
-        metrics, samples = self.evaluate_pipeline(pipeline, self.args.num_validation_samples, num_points, seed=step)
+        metrics, samples = self.evaluate_pipeline(
+            pipeline, self.args.num_validation_samples, num_points, seed=self.args.seed + step
+        )
         if self.is_main:
             folder = Path(self.args.output_dir) / VALIDATION_FOLDER
             folder.mkdir(parents=True, exist_ok=True)
