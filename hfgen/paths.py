@@ -5,20 +5,22 @@ An affine conditional path is ``x_t = α_t x_1 + σ_t x_0`` with conditional vel
 ``u_t(x_t | x_0, x_1) = α'_t x_1 + σ'_t x_0``; conditional flow matching (CFM) regresses a network on it:
 ``L(θ) = E_{t, (x_0, x_1) ~ π} ‖v_θ(x_t, t) − u_t‖²``, whose minimiser is the marginal velocity
 ``v*(x, t) = E[u_t | x_t = x]`` (Lipman et al. 2022, Thm. 2; Tong et al. 2023).
-The coupling ``π`` is the independent one ``q(x_0) q(x_1)`` or the minibatch optimal-transport one
-(Pooladian et al. 2023; Tong et al. 2023, OT-CFM).
+The coupling ``π`` is the independent one ``q(x_0) q(x_1)``, the minibatch optimal-transport one
+(Pooladian et al. 2023; Tong et al. 2023, OT-CFM) or the minibatch entropic-OT one (``sinkhorn``), which with the
+Brownian-bridge path gives the Schrödinger-bridge CFM of Tong et al. 2023 (SB-CFM).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
 from torch import nn
 
-COUPLINGS = ("independent", "ot")
+COUPLINGS = ("independent", "ot", "sinkhorn")
 
 
 def _time_column(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
@@ -31,6 +33,9 @@ def _time_column(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
 
 class AffinePath(ABC):
     """Affine conditional path ``x_t = α_t x_1 + σ_t x_0`` with ``u_t = α'_t x_1 + σ'_t x_0``."""
+
+    #: Deterministic given ``(x_0, x_1, t)``: no extra noise ``ε`` is drawn.
+    has_noise = False
 
     @abstractmethod
     def describe(self) -> str:
@@ -171,11 +176,78 @@ class CosinePath(AffinePath):
         return "CosinePath()"
 
 
-PATHS: dict[str, type[AffinePath]] = {"linear": LinearPath, "vp": VPPath, "cosine": CosinePath}
+class BrownianBridgePath:
+    r"""Brownian-bridge path of SB-CFM (Tong et al. 2023, *Improving and generalizing flow-based generative models
+    with minibatch optimal transport*, Sec. 3.3): the law at time ``t`` of a Brownian motion of variance ``σ²``
+    per unit time pinned at ``x_0`` and ``x_1``,
+
+    ``x_t = (1 − t) x_0 + t x_1 + σ √(t(1 − t)) ε``, ``ε ~ N(0, I)``, with conditional velocity
+    ``u_t = x_1 − x_0 + σ (1 − 2t) / (2 √(t(1 − t))) ε`` (``= dx_t/dt`` at fixed ``ε``).
+
+    The velocity diverges like ``t^{-1/2}`` at both ends; it is evaluated with ``t(1 − t)`` floored at
+    ``1e-8`` so that a drawn ``t = 0`` stays finite. With the entropic-OT coupling of regularisation ``2σ²``
+    (``couple(..., "sinkhorn", sigma=σ)``) the pairs follow the Schrödinger bridge for this reference.
+    """
+
+    has_noise = True
+    _MIN_T_ONE_MINUS_T = 1e-8
+
+    def __init__(self, sigma: float = 1.0):
+        if not (isinstance(sigma, int | float) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"`sigma` must be a finite number > 0, got {sigma!r}")
+        self.sigma = float(sigma)
+
+    def describe(self) -> str:
+        return (
+            f"Brownian bridge with σ = {self.sigma}, `x_t = (1 − t) x_0 + t x_1 + σ √(t(1 − t)) ε`, "
+            "`u_t = x_1 − x_0 + σ (1 − 2t) / (2 √(t(1 − t))) ε`"
+        )
+
+    def _check_noise(self, noise: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        if noise is None:
+            raise ValueError("the Brownian-bridge path is random: pass `noise` ε ~ N(0, I) (cfm_loss draws it)")
+        if noise.shape != like.shape:
+            raise ValueError(f"`noise` must have the shape of x1, {tuple(like.shape)}, got {tuple(noise.shape)}")
+        return noise
+
+    def std(self, t: torch.Tensor | float) -> torch.Tensor:
+        """Standard deviation ``σ √(t(1 − t))`` of ``x_t`` given ``(x_0, x_1)``."""
+        t = torch.as_tensor(t)
+        return self.sigma * torch.sqrt(t * (1 - t))
+
+    def sample(
+        self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor | float, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Point on the path: ``x_t = (1 − t) x_0 + t x_1 + σ √(t(1 − t)) ε`` with ``ε = noise``."""
+        noise = self._check_noise(noise, x1)
+        t = _time_column(t, x1)
+        return (1 - t) * x0 + t * x1 + self.sigma * torch.sqrt(t * (1 - t)) * noise
+
+    def target_velocity(
+        self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor | float, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Conditional velocity ``u_t = x_1 − x_0 + σ (1 − 2t) / (2 √(t(1 − t))) ε`` with ``ε = noise``."""
+        noise = self._check_noise(noise, x1)
+        t = _time_column(t, x1)
+        root = torch.sqrt((t * (1 - t)).clamp_min(self._MIN_T_ONE_MINUS_T))
+        return x1 - x0 + self.sigma * (1 - 2 * t) / (2 * root) * noise
+
+    def __repr__(self) -> str:
+        return f"BrownianBridgePath(sigma={self.sigma})"
 
 
-def get_path(name: str, **kwargs: float) -> AffinePath:
-    """Build a path by name: ``linear`` (kwarg ``sigma_min``), ``vp`` (``beta_min``, ``beta_max``), ``cosine``."""
+ProbabilityPath = AffinePath | BrownianBridgePath
+PATHS: dict[str, type[ProbabilityPath]] = {
+    "linear": LinearPath,
+    "vp": VPPath,
+    "cosine": CosinePath,
+    "brownian": BrownianBridgePath,
+}
+
+
+def get_path(name: str, **kwargs: float) -> ProbabilityPath:
+    """Build a path by name: ``linear`` (kwarg ``sigma_min``), ``vp`` (``beta_min``, ``beta_max``), ``cosine``,
+    ``brownian`` (``sigma``)."""
     if name not in PATHS:
         raise ValueError(f"unknown path {name!r}; expected one of {sorted(PATHS)}")
     return PATHS[name](**kwargs)
@@ -216,13 +288,68 @@ def ot_assignment(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(optimal_permutation(cost)).to(x0.device)
 
 
-def couple(x0: torch.Tensor, x1: torch.Tensor, coupling: str = "independent") -> tuple[torch.Tensor, torch.Tensor]:
+def sinkhorn_plan(x0: torch.Tensor, x1: torch.Tensor, reg: float) -> torch.Tensor:
+    r"""Entropic OT plan between the uniform empirical measures of two batches (Cuturi 2013), ``float64``:
+
+    ``π = argmin_{π ∈ Π(1/n, 1/m)} Σ_ij π_ij ‖x_0^i − x_1^j‖² + reg Σ_ij π_ij log π_ij``, by POT's
+    ``ot.sinkhorn``: plain Sinkhorn iterations while ``max C / reg ≤ 100`` (no underflow of ``exp(−C/reg)``,
+    4 ms at batch 256), ε-scaling beyond (stable for small ``reg``; POT's log-domain solver is 10–100× slower).
+    ``π[i, j]`` pairs ``x0[i]`` with ``x1[j]``; as ``reg → 0`` it tends to the exact OT plan.
+    """
+    import ot
+
+    if x0.ndim < 2 or x1.ndim < 2 or x0.shape[1:] != x1.shape[1:]:
+        raise ValueError(
+            f"the Sinkhorn coupling needs batches (n, ...) and (m, ...) of the same point shape, got "
+            f"{tuple(x0.shape)} and {tuple(x1.shape)}"
+        )
+    if not (isinstance(reg, int | float) and not isinstance(reg, bool) and math.isfinite(reg) and reg > 0):
+        raise ValueError(f"`reg` must be a finite number > 0, got {reg!r}")
+    a = x0.detach().reshape(len(x0), -1).double().cpu()
+    b = x1.detach().reshape(len(x1), -1).double().cpu()
+    cost = torch.cdist(a, b).square_().numpy()
+    uniform0, uniform1 = np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b))
+    method = "sinkhorn" if cost.max() <= 100 * reg else "sinkhorn_epsilon_scaling"
+    with warnings.catch_warnings():  # ε-scaling warns about its inner loops; the final marginals are checked below
+        warnings.simplefilter("ignore", UserWarning)
+        plan = ot.sinkhorn(uniform0, uniform1, cost, reg, method=method, numItermax=10_000, stopThr=1e-9)
+    error = max(np.abs(plan.sum(1) * len(a) - 1).max(), np.abs(plan.sum(0) * len(b) - 1).max())
+    if not np.isfinite(plan).all() or error > 1e-4:
+        raise RuntimeError(
+            f"Sinkhorn ({method}, reg={reg}) did not reach uniform marginals (relative error {error:.2e}); "
+            "increase `reg` (σ of the bridge) or rescale the points"
+        )
+    return torch.from_numpy(plan)
+
+
+def sinkhorn_assignment(
+    x0: torch.Tensor, x1: torch.Tensor, reg: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    r"""For each ``x1[j]`` an index ``i_j ~ π(· | j) = π[:, j] / Σ_i π[i, j]`` of the entropic plan
+    (:func:`sinkhorn_plan`), drawn with ``generator``; ``(x0[i_j], x1[j])`` is then a draw from ``π`` that keeps
+    the ``x_1`` batch as it is."""
+    plan = sinkhorn_plan(x0, x1, reg)
+    columns = plan.T.clamp_min(0)
+    return torch.multinomial(columns, 1, generator=generator).reshape(-1).to(x0.device)
+
+
+def couple(
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    coupling: str = "independent",
+    generator: torch.Generator | None = None,
+    sigma: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs ``(x_0, x_1)`` drawn from the coupling: ``independent`` keeps the order, ``ot`` reorders ``x_0``
-    by the exact minibatch OT plan (:func:`ot_assignment`)."""
+    by the exact minibatch OT plan (:func:`ot_assignment`), ``sinkhorn`` draws ``x_0`` for each ``x_1`` from the
+    entropic plan with regularisation ``2σ²`` (:func:`sinkhorn_assignment`, with ``generator``): the static
+    Schrödinger bridge for a Brownian reference of variance ``σ²`` (SB-CFM, Tong et al. 2023)."""
     if coupling == "independent":
         return x0, x1
     if coupling == "ot":
         return x0[ot_assignment(x0, x1)], x1
+    if coupling == "sinkhorn":
+        return x0[sinkhorn_assignment(x0, x1, 2 * sigma**2, generator)], x1
     raise ValueError(f"unknown coupling {coupling!r}; expected one of {COUPLINGS}")
 
 
@@ -249,7 +376,7 @@ def cfm_loss(
     model: nn.Module,
     x0: torch.Tensor,
     x1: torch.Tensor,
-    path: AffinePath | None = None,
+    path: ProbabilityPath | None = None,
     t: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -257,13 +384,17 @@ def cfm_loss(
 
     ``t ~ U[0, 1]`` per pair unless given; the squared norm sums over the point's coordinates and the mean is
     over the batch. For the linear path this is ``‖v_θ(x_t, t) − (x_1 − x_0)‖²`` (Lipman et al. 2022 Eq. 23).
+    A path with noise (the Brownian bridge) gets one ``ε ~ N(0, I)`` per pair, drawn with ``generator`` after ``t``.
     """
     if x0.shape != x1.shape:
         raise ValueError(f"`x0` and `x1` must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     path = path or LinearPath()
     if t is None:
         t = torch.rand(x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device)
-    x_t = path.sample(x0, x1, t)
-    target = path.target_velocity(x0, x1, t)
+    if path.has_noise:
+        noise = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
+        x_t, target = path.sample(x0, x1, t, noise), path.target_velocity(x0, x1, t, noise)
+    else:
+        x_t, target = path.sample(x0, x1, t), path.target_velocity(x0, x1, t)
     prediction = model(x_t, t, return_dict=False)[0]
     return (prediction - target).square().flatten(1).sum(1).mean()
