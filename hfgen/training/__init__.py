@@ -14,6 +14,7 @@ from hfgen.training.flow_matching import (
     train_flow_matching,
 )
 from hfgen.training.loop import Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
+from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae, vae_card
 
 __all__ = [
     "CheckpointError",
@@ -26,11 +27,16 @@ __all__ = [
     "TrainingDivergedError",
     "TrainingResult",
     "TrainingTask",
+    "VAEArguments",
+    "VAETask",
     "evaluate_ddpm",
     "evaluate_flow_matching",
+    "evaluate_vae",
     "list_checkpoints",
     "parse_arguments",
     "run",
     "train_ddpm",
     "train_flow_matching",
+    "train_vae",
+    "vae_card",
 ]

@@ -1,0 +1,269 @@
+"""training/train_vae.py and hfgen.training.vae on tiny synthetic 8 × 8 digits: arguments, the batch stream, a
+full run (pipeline, card, plots, metrics), exact resume and the script in a subprocess."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from factories_training import fresh_accelerate_state  # noqa: F401 (autouse fixture)
+from factories_vae import write_image_parquet
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+from hfgen import AutoEncoderPipeline, VAEPipeline
+from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
+from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
+from hfgen.training import Trainer, VAEArguments, VAETask, run
+from hfgen.training.vae import _loss_through
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "training" / "train_vae.py"
+TINY = {
+    "image_size": 8,
+    "hidden_sizes": [16, 8],
+    "train_batch_size": 16,
+    "max_train_steps": 6,
+    "lr_warmup_steps": 2,
+    "checkpointing_steps": 3,
+    "validation_steps": 3,
+    "logging_steps": 2,
+    "num_validation_samples": 16,
+    "num_validation_nll_samples": 4,
+    "num_eval_images": 20,
+    "num_eval_samples": 16,
+    "num_nll_images": 8,
+    "num_importance_samples": 10,
+    "knn_neighbors": 3,
+    "report_to": "none",
+}
+
+
+def digit_pixels(labels, seed):
+    """8 × 8 uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 40, size=(len(labels), 8, 8)).astype(np.uint8)
+    for image, label in zip(pixels, labels, strict=True):
+        row, col = divmod(label, 4)
+        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
+    return pixels
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    train_labels, test_labels = [i % 10 for i in range(64)], [i % 10 for i in range(20)]
+    train = write_image_parquet(folder / "train.parquet", digit_pixels(train_labels, 0), train_labels)
+    test = write_image_parquet(folder / "test.parquet", digit_pixels(test_labels, 1), test_labels)
+    return str(train), str(test)
+
+
+def tiny_args(output_dir, data_files, **overrides) -> VAEArguments:
+    train, test = data_files
+    return VAEArguments(
+        output_dir=str(output_dir), train_data_files=train, test_data_files=test, **{**TINY, **overrides}
+    )
+
+
+def test_argument_errors_name_the_argument(data_files, tmp_path):
+    train, test = data_files
+    with pytest.raises(ValueError, match="exactly one data source"):
+        VAEArguments()
+    with pytest.raises(ValueError, match="exactly one data source"):
+        VAEArguments(dataset_name="ylecun/mnist", train_data_files=train)
+    with pytest.raises(ValueError, match="`test_data_files` needs `train_data_files`"):
+        VAEArguments(dataset_name="ylecun/mnist", test_data_files=test)
+    with pytest.raises(FileNotFoundError, match="train_data_files"):
+        VAEArguments(train_data_files=str(tmp_path / "missing.parquet"))
+    for name, value in [("model", "gan"), ("binarize", "otsu"), ("likelihood", "poisson"), ("architecture", "vit")]:
+        with pytest.raises(ValueError, match=f"`{name}` must be one of .*{value}"):
+            VAEArguments(train_data_files=train, **{name: value})
+    with pytest.raises(ValueError, match="`kl_weight` applies to the VAE only"):
+        VAEArguments(train_data_files=train, model="ae", kl_weight=0.5)
+    with pytest.raises(ValueError, match="`kl_weight` must be > 0"):
+        VAEArguments(train_data_files=train, kl_weight=0.0)
+    with pytest.raises(ValueError, match="`num_importance_samples` must be an int >= 1, got 0"):
+        VAEArguments(train_data_files=train, num_importance_samples=0)
+    with pytest.raises(ValueError, match="`train_batch_size`"):  # the shared checks still run
+        VAEArguments(train_data_files=train, train_batch_size=0)
+    args = VAEArguments(train_data_files=train)
+    assert (args.output_dir, args.model, args.latent_dim, args.binarize) == ("out/vae-mnist", "vae", 2, "dynamic")
+    assert "num_importance_samples" in args.run_only_fields and "kl_weight" not in args.run_only_fields
+
+
+def test_the_batch_stream_is_a_pure_function_of_its_index_and_shards_each_epoch(data_files, tmp_path):
+    task = VAETask(tiny_args(tmp_path, data_files))
+    per_epoch = 64 // 2 // 16  # two processes: 32 images each, 2 batches of 16 per epoch
+    first, again = task.batch(5, 1, 2), task.batch(5, 1, 2)
+    assert torch.equal(first[0], again[0])
+    assert torch.equal(torch.randn(3, generator=first[1]), torch.randn(3, generator=again[1]))
+    assert set(first[0].unique().tolist()) <= {0.0, 1.0}  # dynamically binarised
+    assert not torch.equal(task.batch(0, 0, 2)[0], task.batch(0, 1, 2)[0])
+
+    # One epoch of both processes visits 64 distinct training images (binarisation off to compare them).
+    grey = VAETask(tiny_args(tmp_path, data_files, binarize="none"))
+    seen = torch.cat([grey.batch(k, s, 2)[0] for s in (0, 1) for k in range(per_epoch)]).flatten(1)
+    assert seen.shape[0] == 64 and torch.unique(seen, dim=0).shape[0] == torch.unique(grey.train_images, dim=0).shape[0]
+    # the next epoch is another order of the same images
+    second = torch.cat([grey.batch(per_epoch + k, s, 2)[0] for s in (0, 1) for k in range(per_epoch)]).flatten(1)
+    assert not torch.equal(seen, second)
+    assert torch.equal(seen.sort(0).values, second.sort(0).values)
+
+    # Dynamic binarisation draws Bernoulli(pixel): over many batches the mean matches the grey levels.
+    draws = torch.stack([task.batch(k * per_epoch * 2, 0, 1)[0] for k in range(200)])
+    rows = grey.batch(0, 0, 1)[0]
+    assert torch.equal(rows, grey.train_images[task._permutation(0)[:16]])
+    greys = torch.stack([grey.batch(k * per_epoch * 2, 0, 1)[0] for k in range(200)])
+    assert abs(float(draws.mean() - greys.mean())) < 0.01 and float(greys.mean()) > 0.1
+
+
+def test_the_loss_goes_through_a_distributed_wrapper_forward():
+    from factories_vae import tiny_vae
+
+    class Wrapper(torch.nn.Module):  # what DistributedDataParallel looks like from the outside
+        def __init__(self, module):
+            super().__init__()
+            self.module, self.calls = module, 0
+
+        def forward(self, *args, **kwargs):
+            self.calls += 1
+            return self.module(*args, **kwargs)
+
+    vae, images = tiny_vae(), torch.rand(4, 1, 8, 8).bernoulli()
+    wrapped = Wrapper(vae)
+    through = _loss_through(wrapped, images, torch.Generator().manual_seed(0), beta=0.5)
+    direct = vae.loss(images, generator=torch.Generator().manual_seed(0), beta=0.5)
+    assert wrapped.calls == 1 and torch.equal(through.loss, direct.loss)
+    assert "forward" not in vae.__dict__  # the model's own forward is back
+    assert vae(images).sample.shape == images.shape
+
+
+def test_a_tiny_vae_run_writes_pipeline_card_plots_and_metrics(data_files, tmp_path):
+    classifier_dir = tmp_path / "classifier"
+    torch.manual_seed(0)
+    MnistClassifier(MnistClassifierConfig(image_size=8, conv_channels=[4, 8], hidden_size=16)).save_pretrained(
+        classifier_dir
+    )
+    out = tmp_path / "vae"
+    args = tiny_args(out, data_files, classifier_path=str(classifier_dir))
+    returned = run(VAETask(args), args.num_eval_samples, args.num_nll_images)
+
+    for name in ["model_index.json", "vae/diffusion_pytorch_model.safetensors", "README.md", "metrics.json",
+                 "latent_scatter.png", "latent_grid.png", "reconstructions.png", "samples.png",
+                 "checkpoints/checkpoint-6/ema.safetensors", "validation/step-0000003-latent_grid.png",
+                 "validation/step-0000006-samples.png"]:  # fmt: skip
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_steps"] == 6 and metrics["samples_seen"] == 6 * 16
+    assert metrics["num_importance_samples"] == 10 and metrics["num_nll_images"] == 8
+    assert metrics["nll"] == pytest.approx(-metrics["iwae"]) and returned["nll"] == pytest.approx(metrics["nll"])
+    assert 0.0 <= metrics["knn_accuracy"] <= 1.0 and metrics["reconstruction_nll"] > 0
+    assert len(metrics["samples_label_distribution"]) == 10 and metrics["samples_frechet_distance"] >= 0
+    assert [r["step"] for r in metrics["validation"]] == [3, 6] and "nll" in metrics["validation"][0]
+
+    pipe = VAEPipeline.from_pretrained(out)
+    assert pipe.vae.config.hidden_sizes == [16, 8] and pipe.vae.config.image_size == 8
+    # the saved metrics are those of the saved weights, on the first num_eval_images test images
+    task = VAETask(args)
+    images, labels = task.eval_images()
+    assert metrics["reconstruction_nll"] == pytest.approx(
+        reconstruction_metrics(pipe.vae, images)["reconstruction_nll"]
+    )
+    train_codes, test_codes = pipe.encode(task.train_images), pipe.encode(images)
+    assert metrics["knn_accuracy"] == knn_accuracy(train_codes, task.train_labels, test_codes, labels, k=3)
+    assert pipe(num_samples=2, generator=torch.Generator().manual_seed(0)).images.shape == (2, 1, 8, 8)
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "hfgen" and card.data.license == "apache-2.0"
+    assert "variational-autoencoder" in card.data.tags and card.data.datasets is None  # local files
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    pairs = [
+        ("nll", "nll"),
+        ("elbo", "elbo"),
+        ("knn_accuracy", "knn-accuracy"),
+        ("reconstruction_nll", "reconstruction-nll"),
+        ("samples_confidence", "classifier-confidence"),
+    ]
+    for key, metric_type in pairs:
+        assert values[metric_type] == pytest.approx(metrics[key], abs=1e-6), key
+    assert {r.dataset_name for r in card.data.eval_results} == {Path(data_files[0]).parent.name}
+    assert "½ Σ_i (σ_i² + μ_i² − 1 − 2 log σ_i)" in card.text
+    assert f'VAEPipeline.from_pretrained("{out}")' in card.text and "![latent grid](latent_grid.png)" in card.text
+
+
+def test_the_autoencoder_card_names_the_hub_dataset(data_files, tmp_path):
+    from hfgen.training import vae_card
+
+    args = replace(
+        tiny_args(tmp_path, data_files, model="ae"),
+        dataset_name="ylecun/mnist",
+        train_data_files=None,
+        test_data_files=None,
+    )
+    metrics = {"reconstruction_nll": 12.5, "knn_accuracy": 0.75, "train_steps": 6}
+    card = vae_card(args, metrics, repo_id="user/ae-mnist")
+    loaded = ModelCard(str(card))
+    assert loaded.data.datasets == ["ylecun/mnist"] and "autoencoder" in loaded.data.tags
+    assert {r.metric_type: r.metric_value for r in loaded.data.eval_results} == {
+        "reconstruction-nll": 12.5,
+        "knn-accuracy": 0.75,
+    }
+    assert 'AutoEncoderPipeline.from_pretrained("user/ae-mnist")' in card.text and "KL" not in card.text
+
+
+def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data_files, tmp_path):
+    from accelerate.state import AcceleratorState, GradientState
+
+    def train(args):
+        trainer = Trainer(VAETask(args))
+        result = trainer.train()
+        trainer.end()
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        return trainer, result
+
+    args = tiny_args(tmp_path / "full", data_files, validation_steps=0, train_batch_size=24)  # epochs of 2 batches
+    full_trainer, full = train(args)
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
+    resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+
+    assert resumed.metrics["train_steps"] == 6
+    full_ema, resumed_ema = full.pipeline.vae.state_dict(), resumed.pipeline.vae.state_dict()
+    for key, value in full_ema.items():
+        assert torch.equal(value, resumed_ema[key]), key
+    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    for key, value in full_raw.items():
+        assert torch.equal(value, resumed_raw[key]), key
+    assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
+    # and the weights did move: the comparison is not between two untouched initialisations
+    start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "model.safetensors"))
+    assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
+
+
+def test_the_script_trains_an_autoencoder_in_a_subprocess(data_files, tmp_path):
+    out = tmp_path / "ae"
+    train, test = data_files
+    flags = [f"--{k}={' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in TINY.items()]
+    flags = [f for f in flags if not f.startswith("--hidden_sizes")] + ["--hidden_sizes", "16", "8"]
+    command = [sys.executable, str(SCRIPT), "--model", "ae", "--train_data_files", train, "--test_data_files", test,
+               "--output_dir", str(out), "--binarize", "fixed", *flags]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "nll" not in metrics and "elbo" not in metrics and 0 <= metrics["knn_accuracy"] <= 1
+    assert json.loads(result.stdout[result.stdout.index("{") :])["knn_accuracy"] == metrics["knn_accuracy"]
+    for name in ("latent_scatter.png", "latent_grid.png", "reconstructions.png", "samples.png"):
+        assert (out / name).is_file(), name
+    pipe = AutoEncoderPipeline.from_pretrained(out)
+    assert pipe.encode(torch.rand(3, 1, 8, 8)).shape == (3, 2)
+    card = ModelCard.load(out / "README.md")
+    assert card.data.eval_results[0].metric_value == pytest.approx(metrics["reconstruction_nll"], abs=1e-6)

@@ -1,0 +1,23 @@
+"""Train an autoencoder or a VAE with a 2-D latent space on MNIST-family images and save it as a diffusers pipeline.
+
+accelerate launch training/train_vae.py --model vae --dataset_name ylecun/mnist --output_dir out/vae-mnist
+python training/train_vae.py --model ae --train_data_files ../shared/data/mnist/train.parquet \
+    --test_data_files ../shared/data/mnist/test.parquet --output_dir out/ae-mnist
+accelerate launch training/train_vae.py ... --resume_from_checkpoint latest       # continues exactly
+python training/train_vae.py ... --classifier_path out/mnist-classifier           # classifier scores of samples
+"""
+
+import json
+
+from hfgen.training import VAEArguments, VAETask, parse_arguments, run
+
+
+def main() -> None:
+    args = parse_arguments(VAEArguments)
+    metrics = run(VAETask(args), args.num_eval_samples, args.num_nll_images)
+    if metrics:
+        print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()
