@@ -134,7 +134,11 @@ def test_remote_code_export_loads_with_diffusers_alone_and_samples_like_hfgen(tm
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == ["pipeline_flow_matching", "FlowMatchingPipeline"]
     assert index["velocity"] == ["modeling_time_mlp", "TimeMLP"]
-    for name in ("pipeline_flow_matching.py", "velocity/modeling_time_mlp.py", "scheduler/scheduling_flow_match_euler.py"):
+    for name in (
+        "pipeline_flow_matching.py",
+        "velocity/modeling_time_mlp.py",
+        "scheduler/scheduling_flow_match_euler.py",
+    ):
         source = (folder / name).read_text()
         assert "from hfgen" not in source and "import hfgen" not in source and "from ." not in source
     result = load_without_hfgen(folder, tmp_path / "samples.npy", trust=True)
