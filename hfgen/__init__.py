@@ -5,16 +5,26 @@ Every component module is imported here, eagerly: diffusers resolves the classes
 """
 
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
-from hfgen.models import VAE, AutoEncoder, DDPMOracle, MnistClassifier, MnistClassifierConfig, TimeMLP
+from hfgen.gaussian_bridge import GaussianSchrodingerBridge
+from hfgen.models import (
+    VAE,
+    AutoEncoder,
+    DDPMOracle,
+    MnistClassifier,
+    MnistClassifierConfig,
+    StepwiseAffineMean,
+    TimeMLP,
+)
 from hfgen.pipelines import (
     AutoEncoderPipeline,
     DDPMPointsPipeline,
     FlowMatchingPipeline,
     HfgenPipeline,
     PointsPipelineOutput,
+    SchrodingerBridgePipeline,
     VAEPipeline,
 )
-from hfgen.schedulers import ConstantAlphaDDPMScheduler, FlowMatchEulerScheduler
+from hfgen.schedulers import BridgeScheduler, ConstantAlphaDDPMScheduler, FlowMatchEulerScheduler
 
 __version__ = "0.1.0"
 
@@ -22,15 +32,19 @@ __all__ = [
     "TOY_DISTRIBUTIONS",
     "AutoEncoder",
     "AutoEncoderPipeline",
+    "BridgeScheduler",
     "ConstantAlphaDDPMScheduler",
     "DDPMOracle",
     "DDPMPointsPipeline",
     "FlowMatchEulerScheduler",
     "FlowMatchingPipeline",
+    "GaussianSchrodingerBridge",
     "HfgenPipeline",
     "MnistClassifier",
     "MnistClassifierConfig",
     "PointsPipelineOutput",
+    "SchrodingerBridgePipeline",
+    "StepwiseAffineMean",
     "TimeMLP",
     "ToyDistribution",
     "VAE",

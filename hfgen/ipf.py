@@ -18,7 +18,7 @@ IPF alternates: iteration 0 fits ``B`` to the Brownian reference run forward fro
 the Schrödinger bridge: the law closest in KL to the reference with the two marginals (Kullback 1968;
 De Bortoli et al. 2021, Prop. 1). At a fixed γ the iterates keep an ``O(γ)`` bias (every kernel has variance
 ``2γ_k``, the exact time reversal has slightly less); between two 2-D Gaussians with ``Σγ = 1`` it is about 0.05 on
-the end marginal's mean and covariance at ``N = 20`` and 0.006 at ``N = 160`` (``tests/test_bridge.py``). Over many
+the end marginal's mean and covariance at ``N = 20`` and 0.007 at ``N = 160`` (``tests/test_bridge.py``). Over many
 IPF iterations at a fixed γ the coupling also drifts slowly, since the reference is only carried by that variance:
 a few IPF iterations are the intended use.
 """

@@ -3,6 +3,7 @@
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.pipelines.ddpm_points import DDPMPointsPipeline, DDPMPointsPipelineOutput
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
+from hfgen.pipelines.schrodinger_bridge import SchrodingerBridgePipeline
 from hfgen.pipelines.vae import AutoEncoderPipeline, ImagesPipelineOutput, LatentGridOutput, VAEPipeline
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "ImagesPipelineOutput",
     "LatentGridOutput",
     "PointsPipelineOutput",
+    "SchrodingerBridgePipeline",
     "VAEPipeline",
 ]

@@ -1,5 +1,6 @@
 """Networks: diffusers ``ModelMixin`` + ``ConfigMixin`` classes, one module per family."""
 
+from hfgen.models.affine_mean import StepwiseAffineMean, StepwiseAffineMeanOutput
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig, MnistClassifierOutput
 from hfgen.models.ddpm_oracle import DDPMOracle, DDPMOracleOutput
 from hfgen.models.mlp import TimeMLP, TimeMLPOutput
@@ -16,6 +17,8 @@ __all__ = [
     "MnistClassifier",
     "MnistClassifierConfig",
     "MnistClassifierOutput",
+    "StepwiseAffineMean",
+    "StepwiseAffineMeanOutput",
     "TimeMLP",
     "TimeMLPOutput",
     "VAE",

@@ -1,5 +1,6 @@
 """Schedulers: diffusers ``SchedulerMixin`` + ``ConfigMixin`` classes, one module per scheduler."""
 
+from hfgen.schedulers.bridge import BridgeScheduler, BridgeSchedulerOutput
 from hfgen.schedulers.constant_alpha_ddpm import (
     ConstantAlphaDDPMScheduler,
     ConstantAlphaDDPMSchedulerOutput,
@@ -8,6 +9,8 @@ from hfgen.schedulers.constant_alpha_ddpm import (
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput
 
 __all__ = [
+    "BridgeScheduler",
+    "BridgeSchedulerOutput",
     "ConstantAlphaDDPMScheduler",
     "ConstantAlphaDDPMSchedulerOutput",
     "alpha_for_final_alpha_bar",
