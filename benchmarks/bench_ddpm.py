@@ -1,0 +1,149 @@
+"""Constant-α DDPM benchmark: the built-in recipe (``DDPMArguments`` defaults) on three toy targets.
+
+    python benchmarks/bench_ddpm.py            # full run, writes benchmarks/DDPM_RESULTS.md and ddpm_results.json
+    python benchmarks/bench_ddpm.py --quick    # a smoke run with tiny budgets (numbers meaningless)
+
+For each target: training seconds (as the shared Trainer reports them, one thread), W2 of 10,000 ancestral
+samples against 10,000 fresh data samples beside the floor W2 between two data samples of that size (means over
+independent draws), and the time to draw 10,000 samples (median over those draws).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from hfgen.data import get_toy_distribution
+from hfgen.metrics import wasserstein2, wasserstein2_floor
+from hfgen.training import DDPMArguments, train_ddpm
+
+HERE = Path(__file__).resolve().parent
+TARGETS = ("checkerboard", "8gaussians", "moons")
+#: the issue's targets: W2 at 10,000 samples at most 1.5× the floor, training at most 5 minutes per task
+MAX_RATIO, MAX_TRAIN_SECONDS = 1.5, 300.0
+
+
+def w2_against_floor(sample_model, target, n: int, repeats: int, seed: int) -> dict[str, float]:
+    """Mean W2 of ``repeats`` model samples of size ``n`` against fresh target samples, and the mean floor
+    W2(target, target) over as many independent pairs of target samples."""
+    g = torch.Generator().manual_seed(seed)
+    model = [wasserstein2(sample_model(n, g), target.sample(n, g)) for _ in range(repeats)]
+    floor = [wasserstein2_floor(target, n, g) for _ in range(repeats)]
+    return {
+        "w2": statistics.mean(model),
+        "w2_sd": statistics.stdev(model) if repeats > 1 else 0.0,
+        "floor": statistics.mean(floor),
+        "floor_sd": statistics.stdev(floor) if repeats > 1 else 0.0,
+        "ratio": statistics.mean(model) / statistics.mean(floor),
+    }
+
+
+def bench_target(dataset: str, quick: bool) -> dict:
+    """Train the default recipe on ``dataset`` in this process and measure it."""
+    args = DDPMArguments(
+        dataset=dataset,
+        output_dir=str(HERE / "out" / f"ddpm-{dataset}"),
+        validation_steps=0,
+        checkpointing_steps=0,
+        report_to="none",
+        overwrite_output_dir=True,
+    )
+    if quick:
+        args = replace(args, max_train_steps=20, hidden_size=16, num_layers=2, num_train_timesteps=20)
+    pipeline, info = train_ddpm(args)
+    pipeline.set_progress_bar_config(disable=True)
+    target = get_toy_distribution(dataset)
+    n, sampling_seconds = 500 if quick else 10_000, []
+
+    def timed_samples(k: int, g: torch.Generator) -> torch.Tensor:
+        start = time.perf_counter()
+        samples = pipeline(k, generator=g).samples
+        sampling_seconds.append(time.perf_counter() - start)
+        return samples
+
+    quality = w2_against_floor(timed_samples, target, n, 2, seed=1)
+    return {
+        "train_steps": info["train_steps"],
+        "train_seconds": info["train_seconds"],
+        "num_samples": n,
+        "sampling_steps": args.num_train_timesteps,
+        "sampling_seconds": statistics.median(sampling_seconds),
+        "w2": quality,
+        "meets_targets": quality["ratio"] <= MAX_RATIO and info["train_seconds"] <= MAX_TRAIN_SECONDS,
+    }
+
+
+def recipe() -> dict:
+    """The default arguments that decide the result."""
+    args = DDPMArguments()
+    keys = ("num_train_timesteps", "hidden_size", "num_layers", "num_position_frequencies", "time_embedding",
+            "train_batch_size", "max_train_steps", "learning_rate", "lr_scheduler", "lr_warmup_steps", "ema_decay",
+            "variance_type", "sampler")  # fmt: skip
+    return {"alpha": args.schedule_alpha(), **{key: getattr(args, key) for key in keys}}
+
+
+def write_report(results: dict, path: Path) -> None:
+    r = results["recipe"]
+    T, alpha = r["num_train_timesteps"], r["alpha"]
+    n = f"{next(iter(results['quality'].values()))['num_samples']:,}"
+    lines = [
+        "# hfgen constant-α DDPM benchmark",
+        "",
+        f"Written by `python benchmarks/bench_ddpm.py` on {results['machine']}, torch {results['torch']}, "
+        f"{results['threads']} thread(s).",
+        "",
+        f"Recipe (`DDPMArguments` defaults): α = {alpha}, T = {T} (ᾱ_T = {alpha**T:.3g}), ε-network TimeMLP "
+        f"{r['num_layers']}×{r['hidden_size']} with octave position encoding L = {r['num_position_frequencies']} and "
+        f"{r['time_embedding']} embedding of the integer t, batch {r['train_batch_size']}, {r['max_train_steps']:,} "
+        f"steps, lr {r['learning_rate']} {r['lr_scheduler']} (warm-up {r['lr_warmup_steps']}), EMA {r['ema_decay']}; "
+        f"{r['sampler']} sampling on all T steps, variance {r['variance_type']}.",
+        "",
+        "W2 is the mean over 2 independent draws of model samples against fresh data samples; the floor is the",
+        "mean W2 between two independent data samples of the same size (± one sd). Targets: ratio at most "
+        f"{MAX_RATIO}, training at most {MAX_TRAIN_SECONDS:.0f} s.",
+        "",
+        f"| target | train steps | train (s) | W2 {n} | floor {n} | ratio | sampling {n} × T steps (s) | targets met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results["quality"].items():
+        w = row["w2"]
+        lines.append(
+            f"| {name} | {row['train_steps']:,} | {row['train_seconds']:.0f} | {w['w2']:.4f} ± {w['w2_sd']:.4f} | "
+            f"{w['floor']:.4f} ± {w['floor_sd']:.4f} | {w['ratio']:.2f} | {row['sampling_seconds']:.1f} | "
+            f"{'yes' if row['meets_targets'] else 'no'} |"
+        )
+    if results["quick"]:
+        lines += ["", "**Quick smoke run: tiny budgets, the numbers are meaningless.**"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking that the script runs")
+    parser.add_argument("--output", type=Path, default=HERE, help="folder for DDPM_RESULTS.md and ddpm_results.json")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    results = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+        "recipe": recipe(),
+        "quality": {dataset: bench_target(dataset, args.quick) for dataset in TARGETS},
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "ddpm_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_report(results, args.output / "DDPM_RESULTS.md")
+    print((args.output / "DDPM_RESULTS.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
