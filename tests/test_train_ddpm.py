@@ -73,6 +73,13 @@ def test_the_schedule_comes_from_alpha_or_from_the_final_alpha_bar():
     assert float(scheduler.alpha_bar(50)) == pytest.approx(1e-3) and len(scheduler) == 50
 
 
+def test_the_network_reads_the_integer_step_or_t_over_T_for_fourier_features():
+    small = {"num_train_timesteps": 50, "hidden_size": 8, "num_layers": 1}
+    assert DDPMTask(DDPMArguments(**small)).build_model().config.time_scale == 1.0
+    fourier = DDPMTask(DDPMArguments(time_embedding="fourier", **small)).build_model()
+    assert fourier.config.time_scale == pytest.approx(1 / 50)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
