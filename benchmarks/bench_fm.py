@@ -190,7 +190,7 @@ def bench_ot_coupling(quick: bool) -> dict:
 
         def run(stream: CoupledPairs, model=model, opt=opt) -> None:
             for _ in range(steps):
-                x0, x1, t = next(stream)
+                x0, x1, t, _ = next(stream)
                 loss = cfm_loss(model, x0, x1, t=t)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

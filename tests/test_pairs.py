@@ -7,7 +7,7 @@ from hfgen.data import Checkerboard, CoupledPairs, StandardGaussian
 from hfgen.paths import ot_assignment
 
 
-@pytest.mark.parametrize("coupling", ["independent", "ot"])
+@pytest.mark.parametrize("coupling", ["independent", "ot", "sinkhorn"])
 def test_prefetch_gives_the_same_stream(coupling):
     def take(prefetch):
         with CoupledPairs(
@@ -15,14 +15,15 @@ def test_prefetch_gives_the_same_stream(coupling):
         ) as pairs:
             return [next(pairs) for _ in range(5)]
 
-    for a, b in zip(take(0), take(2), strict=True):
+    for (*a, ga), (*b, gb) in zip(take(0), take(2), strict=True):
         for u, v in zip(a, b, strict=True):
             assert torch.equal(u, v)
+        assert torch.equal(torch.randn(3, generator=ga), torch.randn(3, generator=gb))  # the step's further draws
 
 
 def test_ot_batches_are_optimally_matched_and_times_follow_the_beta_law():
     with CoupledPairs(StandardGaussian(2), Checkerboard(), 64, "ot", seed=1, time_beta=0.5) as pairs:
-        x0, x1, t = next(pairs)
+        x0, x1, t, _ = next(pairs)
         # An optimal matching is its own optimum: re-solving returns the identity permutation.
         assert torch.equal(ot_assignment(x0, x1), torch.arange(64))
         times = torch.cat([next(pairs)[2] for _ in range(200)])
@@ -38,7 +39,7 @@ def test_a_stream_started_at_k_continues_the_full_stream_exactly():
 
     full, resumed = take(0, 6, 2), take(4, 2, 1)
     for a, b in zip(full[4:], resumed, strict=True):
-        for u, v in zip(a, b, strict=True):
+        for u, v in zip(a[:3], b[:3], strict=True):
             assert torch.equal(u, v)
 
 

@@ -40,10 +40,14 @@ def reset_accelerate():
 
 
 @pytest.mark.parametrize(
-    ("coupling", "accumulation"), [("independent", 1), ("ot", 2)], ids=["independent", "ot-accumulate-2"]
+    ("coupling", "path", "accumulation"),
+    [("independent", "linear", 1), ("ot", "linear", 2), ("sinkhorn", "brownian", 1)],
+    ids=["independent", "ot-accumulate-2", "sb-cfm"],
 )
-def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path, coupling, accumulation):
-    args = tiny_args(tmp_path / "full", coupling=coupling, gradient_accumulation_steps=accumulation)
+def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_ends(
+    tmp_path, coupling, path, accumulation
+):
+    args = tiny_args(tmp_path / "full", coupling=coupling, path=path, gradient_accumulation_steps=accumulation)
     full_trainer, full = train(args)
     full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
     reset_accelerate()
@@ -193,6 +197,7 @@ def test_arguments_from_yaml_json_and_flags_with_flags_winning(tmp_path):
         (["--coupling", "bogus"], ValueError, "coupling"),
         (["--time_beta", "0"], ValueError, "time_beta"),
         (["--path", "vp", "--sigma_min", "0.1"], ValueError, "sigma_min"),
+        (["--sigma", "0"], ValueError, "sigma"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_clear_message(tmp_path, argv, error, message):

@@ -23,8 +23,10 @@ def batch_generator(seed: int, stream: int, index: int) -> torch.Generator:
 
 
 class CoupledPairs:
-    r"""Iterator of batches ``(x_0, x_1, t)``: ``x_0 ~ source``, ``x_1 ~ target``, coupled by ``coupling``
-    (:func:`hfgen.paths.couple`), and ``t ~ Beta(1, b)`` (:func:`hfgen.paths.sample_times`).
+    r"""Iterator of batches ``(x_0, x_1, t, generator)``: ``x_0 ~ source``, ``x_1 ~ target``, coupled by
+    ``coupling`` (:func:`hfgen.paths.couple`; ``sigma`` is the entropic coupling's σ, regularisation 2σ²),
+    ``t ~ Beta(1, b)`` (:func:`hfgen.paths.sample_times`), and the batch's generator, positioned after those
+    draws, for any further randomness of the step (the Brownian-bridge path's ε).
 
     Batch ``k`` is drawn from :func:`batch_generator` ``(seed, stream, k)``: a pure function of its index, so a
     resumed run (``start = k``) sees exactly the batches an uninterrupted one would. With ``prefetch = p > 0``
@@ -44,6 +46,7 @@ class CoupledPairs:
         prefetch: int = 0,
         stream: int = 0,
         start: int = 0,
+        sigma: float = 1.0,
     ):
         if source.dim != target.dim:
             raise ValueError(f"source dim {source.dim} differs from target dim {target.dim}")
@@ -53,23 +56,23 @@ class CoupledPairs:
             raise ValueError(f"`start` must be >= 0, got {start}")
         self.source, self.target, self.batch_size = source, target, batch_size
         self.coupling, self.seed, self.time_beta = coupling, seed, time_beta
-        self.prefetch, self.stream, self.next_index = prefetch, stream, start
+        self.prefetch, self.stream, self.next_index, self.sigma = prefetch, stream, start, sigma
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs") if prefetch else None
         self._pending: deque[Future] = deque()
         self._submitted = start
 
-    def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         """Batch number ``index``, drawn now in the calling thread."""
         generator = batch_generator(self.seed, self.stream, index)
         x1 = self.target.sample(self.batch_size, generator)
         x0 = self.source.sample(self.batch_size, generator)
-        x0, x1 = couple(x0, x1, self.coupling)
-        return x0, x1, sample_times(self.batch_size, generator, self.time_beta)
+        x0, x1 = couple(x0, x1, self.coupling, generator=generator, sigma=self.sigma)
+        return x0, x1, sample_times(self.batch_size, generator, self.time_beta), generator
 
     def __iter__(self) -> CoupledPairs:
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         index, self.next_index = self.next_index, self.next_index + 1
         if self._executor is None:
             return self.draw(index)

@@ -12,7 +12,7 @@ import torch
 from hfgen.data import CoupledPairs, get_toy_distribution
 from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.models import TimeMLP
-from hfgen.paths import COUPLINGS, PATHS, AffinePath, cfm_loss, get_path
+from hfgen.paths import COUPLINGS, PATHS, ProbabilityPath, cfm_loss, get_path
 from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_euler import SOLVERS
@@ -35,6 +35,9 @@ class FlowMatchingArguments(TrainingArguments):
     source: str = field(default="gaussian", metadata={"help": "source toy distribution (t = 0); may be sample-only"})
     path: str = field(default="linear", metadata={"help": f"probability path: {sorted(PATHS)}"})
     sigma_min: float = field(default=0.0, metadata={"help": "σ_min of the linear path"})
+    sigma: float = field(
+        default=1.0, metadata={"help": "σ of the brownian path and of the sinkhorn coupling (regularisation 2σ²)"}
+    )
     coupling: str = field(
         default="independent",
         metadata={"help": f"minibatch coupling {COUPLINGS}; OT couples within each process's batch"},
@@ -70,6 +73,8 @@ class FlowMatchingArguments(TrainingArguments):
             raise ValueError(
                 f"`sigma_min` applies to the linear path only, got path={self.path!r}, sigma_min={self.sigma_min}"
             )
+        if self.sigma <= 0:
+            raise ValueError(f"`sigma` must be > 0, got {self.sigma}")
         self.probability_path()  # raises a clear error for unknown paths
         for name in ("num_inference_steps", "num_eval_samples"):
             if getattr(self, name) < 1:
@@ -80,16 +85,19 @@ class FlowMatchingArguments(TrainingArguments):
         if self.time_beta <= 0:
             raise ValueError(f"`time_beta` must be > 0, got {self.time_beta}")
 
-    def probability_path(self) -> AffinePath:
-        """The conditional path named by ``path`` (with ``sigma_min`` for the linear one)."""
-        return get_path(self.path, **({"sigma_min": self.sigma_min} if self.path == "linear" else {}))
+    def probability_path(self) -> ProbabilityPath:
+        """The conditional path named by ``path`` (with ``sigma_min`` for the linear one, ``sigma`` for the
+        Brownian bridge)."""
+        options = {"linear": {"sigma_min": self.sigma_min}, "brownian": {"sigma": self.sigma}}
+        return get_path(self.path, **options.get(self.path, {}))
 
 
 class FlowMatchingTask(TrainingTask):
     r"""Conditional flow matching from ``args.source`` to ``args.dataset``.
 
-    Each micro-batch draws fresh pairs ``x_0 ~ source``, ``x_1 ~ target``, couples them (independent, or exact
-    minibatch OT within this process's batch, solved in a background thread) and minimises
+    Each micro-batch draws fresh pairs ``x_0 ~ source``, ``x_1 ~ target``, couples them (independent, exact
+    minibatch OT, or entropic OT — SB-CFM with the brownian path — within this process's batch, solved in a
+    background thread) and minimises
     ``‖v_θ(x_t, t) − u_t‖²`` on the chosen path (:func:`hfgen.paths.cfm_loss`), ``t ~ Beta(1, b)``.
     """
 
@@ -123,15 +131,16 @@ class FlowMatchingTask(TrainingTask):
             args.coupling,
             seed=args.seed,
             time_beta=args.time_beta,
-            prefetch=2 if args.coupling == "ot" else 0,
+            prefetch=2 if args.coupling != "independent" else 0,
             stream=stream,
             start=start,
+            sigma=args.sigma,
         ) as pairs:
             yield pairs
 
     def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        x0, x1, t = (tensor.to(device) for tensor in batch)
-        return cfm_loss(model, x0, x1, self.path, t=t)
+        x0, x1, t, generator = batch
+        return cfm_loss(model, x0.to(device), x1.to(device), self.path, t=t.to(device), generator=generator)
 
     def pipeline(self, model: TimeMLP) -> FlowMatchingPipeline:
         return FlowMatchingPipeline(model, FlowMatchEulerScheduler(solver=self.args.solver), source=self.source)
