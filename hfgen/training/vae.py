@@ -421,7 +421,7 @@ def vae_validation_table(history: list[Mapping[str, Any]]) -> str:
     columns = [
         ("nll", "−log p (IWAE)"),
         ("elbo", "ELBO"),
-        ("reconstruction_nll", "−log p(x | ẑ)"),
+        ("reconstruction_nll", "−log p(x ∣ ẑ)"),
         ("knn_accuracy", "k-NN acc."),
     ]
     columns = [(key, name) for key, name in columns if any(key in record for record in history)]
