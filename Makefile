@@ -36,7 +36,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check hfgen pipelines training tests benchmarks model_cards
+	$(BIN)/ruff format --check hfgen pipelines training tests benchmarks
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

@@ -56,7 +56,7 @@ class FlowMatchingArguments(TrainingArguments):
     num_inference_steps: int = 100
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
     num_nll_samples: int = documented(2_000, "held-out points for the final NLL (dopri5)")
-    num_validation_nll_samples: int = documented(500, "held-out points for the NLL at each validation (0: none)")
+    num_validation_nll_samples: int = documented(250, "held-out points for the NLL at each validation (0: none)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -197,7 +197,7 @@ class FlowMatchingTask(TrainingTask):
         }
         if self.source.has_log_prob and self.target.dim == 2:
             figures["density.png"] = plotting.plot_density(
-                lambda x: pipeline.log_prob(x, rtol=1e-4, atol=1e-4), bounds=(-2.5, 2.5), grid_size=80
+                lambda x: pipeline.log_prob(x, rtol=1e-3, atol=1e-3), bounds=(-2.5, 2.5), grid_size=60
             )
         return figures
 
