@@ -12,6 +12,7 @@ from hfgen.models import (
     DDPMOracle,
     MnistClassifier,
     MnistClassifierConfig,
+    ResidualMean,
     StepwiseAffineMean,
     TimeMLP,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "MnistClassifier",
     "MnistClassifierConfig",
     "PointsPipelineOutput",
+    "ResidualMean",
     "SchrodingerBridgePipeline",
     "StepwiseAffineMean",
     "TimeMLP",

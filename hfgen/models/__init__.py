@@ -4,6 +4,7 @@ from hfgen.models.affine_mean import StepwiseAffineMean, StepwiseAffineMeanOutpu
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig, MnistClassifierOutput
 from hfgen.models.ddpm_oracle import DDPMOracle, DDPMOracleOutput
 from hfgen.models.mlp import TimeMLP, TimeMLPOutput
+from hfgen.models.residual_mean import ResidualMean, ResidualMeanOutput
 from hfgen.models.vae import VAE, AutoEncoder, AutoEncoderOutput, Decoder, Encoder, LatentLossOutput
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "MnistClassifier",
     "MnistClassifierConfig",
     "MnistClassifierOutput",
+    "ResidualMean",
+    "ResidualMeanOutput",
     "StepwiseAffineMean",
     "StepwiseAffineMeanOutput",
     "TimeMLP",

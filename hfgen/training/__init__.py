@@ -5,6 +5,7 @@ JSON), builds its :class:`TrainingTask` and calls :func:`run`.
 """
 
 from hfgen.training.arguments import TrainingArguments, parse_arguments
+from hfgen.training.bridge import BridgeArguments, BridgeTrainer, bridge_card, evaluate_bridge, run_bridge
 from hfgen.training.checkpoints import CheckpointError, list_checkpoints
 from hfgen.training.ddpm import DDPMArguments, DDPMTask, evaluate_ddpm, train_ddpm
 from hfgen.training.flow_matching import (
@@ -17,6 +18,8 @@ from hfgen.training.loop import Trainer, TrainingDivergedError, TrainingResult, 
 from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae, vae_card
 
 __all__ = [
+    "BridgeArguments",
+    "BridgeTrainer",
     "CheckpointError",
     "DDPMArguments",
     "DDPMTask",
@@ -29,12 +32,15 @@ __all__ = [
     "TrainingTask",
     "VAEArguments",
     "VAETask",
+    "bridge_card",
+    "evaluate_bridge",
     "evaluate_ddpm",
     "evaluate_flow_matching",
     "evaluate_vae",
     "list_checkpoints",
     "parse_arguments",
     "run",
+    "run_bridge",
     "train_ddpm",
     "train_flow_matching",
     "train_vae",
