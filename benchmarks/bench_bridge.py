@@ -69,7 +69,7 @@ def main() -> None:
         report_to="none",
         overwrite_output_dir=True,
     )
-    n, repeats = 2_000, 3
+    n, repeats = 2_000, 10  # the floor of a two-ball mixture varies a lot between draws (mixing proportions)
     if options.quick:
         args = replace(args, ipf_iterations=1, max_train_steps=20, hidden_size=16, num_trajectories=200)
         n, repeats = 200, 2

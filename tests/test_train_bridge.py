@@ -178,14 +178,14 @@ def test_a_tiny_ipf_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that
 
 
 def test_a_second_run_in_the_same_folder_is_refused_without_overwrite(tmp_path):
-    run_bridge(tiny_args(tmp_path, ipf_iterations=1, max_train_steps=2))
+    run_bridge(tiny_args(tmp_path, ipf_iterations=1, max_train_steps=2, plots=False))
     reset_accelerate()
     with pytest.raises(FileExistsError, match="holds another run"):
         BridgeTrainer(tiny_args(tmp_path, ipf_iterations=1))
 
 
 def test_a_run_resumed_after_a_half_iteration_ends_with_the_weights_of_the_uninterrupted_run(tmp_path):
-    args = tiny_args(tmp_path / "full", validation_steps=0)
+    args = tiny_args(tmp_path / "full", validation_steps=0, plots=False)
     _, full = train(args)
     full_weights = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-4" / "forward_model.safetensors"))
     reset_accelerate()
@@ -220,7 +220,8 @@ def test_the_script_trains_the_diffusion_stage_end_to_end(tmp_path):
     out = tmp_path / "run"
     argv = ["--output_dir", str(out), "--stage", "diffusion", "--num_steps", "8", "--max_train_steps", "4",
             "--hidden_size", "8", "--num_layers", "1", "--train_batch_size", "32", "--num_trajectories", "40",
-            "--num_eval_samples", "30", "--num_validation_samples", "30", "--report_to", "none"]  # fmt: skip
+            "--num_eval_samples", "30", "--num_validation_samples", "30", "--report_to", "none",
+            "--plots", "false"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
@@ -230,6 +231,6 @@ def test_the_script_trains_the_diffusion_stage_end_to_end(tmp_path):
     assert metrics["stage"] == "diffusion" and metrics["half_iterations"] == 2 and len(metrics["history"]) == 1
     assert json.loads(result.stdout)["forward_w2"] == metrics["forward_w2"]
     assert json.loads((out / "args.json").read_text())["stage"] == "diffusion"
-    assert (out / "ipf" / "iteration-000-forward.png").is_file() and (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "ipf").exists()  # --plots false
     card = ModelCard.load(out / "README.md")
     assert "stage `diffusion`" in card.text and card.data.source_distribution == "two_balls"

@@ -79,7 +79,7 @@ class BridgeArguments(TrainingArguments):
     and ``validation_steps`` count half-iterations and IPF iterations.
     """
 
-    run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples"}
+    run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples", "plots"}
 
     output_dir: str = documented("out/bridge-two-balls", "where the run writes its outputs")
     stage: str = documented("ipf", f"{STAGES}: 'diffusion' trains each direction from N(0, I); 'ipf' alternates")
@@ -107,6 +107,7 @@ class BridgeArguments(TrainingArguments):
     validation_steps: int = documented(1, "evaluate and plot every N IPF iterations (0: at the end only)")
     num_validation_samples: int = documented(2_000, "points transported at each evaluation")
     num_eval_samples: int = documented(2_000, "points transported for the final metrics")
+    plots: bool = documented(True, "save the progression plots at each evaluation and beside the final pipeline")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -335,10 +336,11 @@ class BridgeTrainer:
         losses = {f"{direction}_loss": loss for direction, loss in self.last_loss.items()}
         record = {"iteration": iteration, **record, **losses}
         if self.is_main:
-            folder = self.out / PLOTS_FOLDER
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, figure in progression_figures(self.pipeline(), 1000, seed=3).items():
-                _save_figure(figure, folder / f"iteration-{iteration:03d}-{name}")
+            if self.args.plots:
+                folder = self.out / PLOTS_FOLDER
+                folder.mkdir(parents=True, exist_ok=True)
+                for name, figure in progression_figures(self.pipeline(), 1000, seed=3).items():
+                    _save_figure(figure, folder / f"iteration-{iteration:03d}-{name}")
             self.history.append(record)
             self.accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=2 * iteration + 2)
             logger.info("evaluation after IPF iteration %d: %s", iteration, json.dumps(record))
@@ -350,7 +352,8 @@ class BridgeTrainer:
             result.pipeline.save_pretrained(self.out, safe_serialization=True)
             _write_atomic(self.out / METRICS_FILE, json.dumps(dict(metrics), indent=2))
             bridge_card(self.args, metrics, repo_id=self.args.hub_model_id).save(self.out / "README.md")
-            for name, figure in progression_figures(result.pipeline, 1000, seed=2).items():
+            figures = progression_figures(result.pipeline, 1000, seed=2) if self.args.plots else {}
+            for name, figure in figures.items():
                 _save_figure(figure, self.out / name)
         self.accelerator.wait_for_everyone()
 
