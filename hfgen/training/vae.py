@@ -218,6 +218,7 @@ class VAETask(TrainingTask):
             if tuple(getattr(self, name).shape[1:]) != shape:
                 raise ValueError(f"{name} have shape {tuple(getattr(self, name).shape)}, expected (N, {shape})")
         self.classifier = self._load_classifier(args.classifier_path)
+        self.name = "vae" if self.is_vae else "autoencoder"
         self._pipeline: VAEPipeline | AutoEncoderPipeline | None = None
         self._order: tuple[int, Tensor] | None = None
 
