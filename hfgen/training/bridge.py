@@ -245,9 +245,8 @@ class BridgeTrainer:
     def _chain(self, fitted_to: str, direction: str) -> tuple[Callable, Callable]:
         """``(start_sampler, other_mean)`` of the half-iteration: where its trajectories start and the mean that
         runs them in the other direction."""
-        start = self.source if direction == "backward" else self.target
-        if fitted_to == "noise":  # learn the reversal of the OU chain that noises the data
-            start = self.target if direction == "forward" else self.source
+        start = self.source if direction == "backward" else self.target  # X_0 ~ p_data or X_N ~ p'_data
+        if fitted_to == "noise":  # learn the reversal of the OU chain that noises that data into N(0, I)
             return start.sample, reference_mean(self.scheduler, opposite(direction), "ornstein_uhlenbeck")
         if fitted_to == "reference":
             return start.sample, reference_mean(self.scheduler, opposite(direction))
