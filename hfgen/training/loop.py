@@ -291,8 +291,8 @@ class Trainer:
             found = list_checkpoints(self.args.output_dir)
             last = f"the last good checkpoint is {found[-1][1]}" if found else "no checkpoint was saved yet"
             raise TrainingDivergedError(
-                f"the training loss became {loss.item()} at step {step}: stopping; {last}. Lower the learning rate "
-                "(or set --max_grad_norm) and resume with --resume_from_checkpoint"
+                f"the training loss became {loss.item()} at optimizer step {step + 1}: stopping; {last}. Lower the "
+                "learning rate (or set --max_grad_norm) and resume with --resume_from_checkpoint"
             )
 
     def save_checkpoint(self, step: int, train_seconds: float) -> Path:
