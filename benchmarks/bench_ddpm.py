@@ -73,11 +73,13 @@ def bench_target(dataset: str, quick: bool) -> dict:
     return {
         "train_steps": info["train_steps"],
         "train_seconds": info["train_seconds"],
+        "train_cpu_seconds": info["train_cpu_seconds"],
         "num_samples": n,
         "sampling_steps": args.num_train_timesteps,
         "sampling_seconds": statistics.median(sampling_seconds),
         "w2": quality,
-        "meets_targets": quality["ratio"] <= MAX_RATIO and info["train_seconds"] <= MAX_TRAIN_SECONDS,
+        # one thread: the CPU time is the wall-clock time the run takes on an otherwise idle machine
+        "meets_targets": quality["ratio"] <= MAX_RATIO and info["train_cpu_seconds"] <= MAX_TRAIN_SECONDS,
     }
 
 
@@ -108,15 +110,19 @@ def write_report(results: dict, path: Path) -> None:
         "",
         "W2 is the mean over 2 independent draws of model samples against fresh data samples; the floor is the",
         "mean W2 between two independent data samples of the same size (± one sd). Targets: ratio at most "
-        f"{MAX_RATIO}, training at most {MAX_TRAIN_SECONDS:.0f} s.",
+        f"{MAX_RATIO}, training at most {MAX_TRAIN_SECONDS:.0f} s. Training runs on one thread, so its CPU time is",
+        "its wall-clock time on an idle machine; the wall-clock column is inflated when other jobs share the CPU",
+        f"(load average {results['load_average'][0]:.1f} at the start, {results['load_average'][1]:.1f} at the end).",
         "",
-        f"| target | train steps | train (s) | W2 {n} | floor {n} | ratio | sampling {n} × T steps (s) | targets met |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| target | train steps | train CPU (s) | train wall (s) | W2 {n} | floor {n} | ratio "
+        f"| sampling {n} × T steps (s) | targets met |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in results["quality"].items():
         w = row["w2"]
         lines.append(
-            f"| {name} | {row['train_steps']:,} | {row['train_seconds']:.0f} | {w['w2']:.4f} ± {w['w2_sd']:.4f} | "
+            f"| {name} | {row['train_steps']:,} | {row['train_cpu_seconds']:.0f} | {row['train_seconds']:.0f} | "
+            f"{w['w2']:.4f} ± {w['w2_sd']:.4f} | "
             f"{w['floor']:.4f} ± {w['floor_sd']:.4f} | {w['ratio']:.2f} | {row['sampling_seconds']:.1f} | "
             f"{'yes' if row['meets_targets'] else 'no'} |"
         )
@@ -131,6 +137,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE, help="folder for DDPM_RESULTS.md and ddpm_results.json")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    load_at_start = os.getloadavg()[0]
     results = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "torch": torch.__version__,
@@ -139,6 +146,7 @@ def main() -> None:
         "recipe": recipe(),
         "quality": {dataset: bench_target(dataset, args.quick) for dataset in TARGETS},
     }
+    results["load_average"] = [load_at_start, os.getloadavg()[0]]
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "ddpm_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     write_report(results, args.output / "DDPM_RESULTS.md")

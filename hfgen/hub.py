@@ -66,9 +66,10 @@ def training_summary(metrics: Mapping[str, Any]) -> str:
         return ""
     processes = metrics.get("num_processes", 1)
     parallel = f" on {processes} data-parallel processes" if processes > 1 else ""
+    cpu = f" ({metrics['train_cpu_seconds']:.0f} s of CPU time)" if "train_cpu_seconds" in metrics else ""
     return (
         f"Trained for {metrics['train_steps']:,} optimizer steps{parallel} "
-        f"({metrics.get('samples_seen', 0):,} training samples) in {metrics.get('train_seconds', 0):.0f} s."
+        f"({metrics.get('samples_seen', 0):,} training samples) in {metrics.get('train_seconds', 0):.0f} s{cpu}."
     )
 
 

@@ -37,9 +37,9 @@ class DDPMArguments(TrainingArguments):
     run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples"}
 
     output_dir: str = documented("out/ddpm-checkerboard", "where the run writes its outputs")
-    max_train_steps: int = field(default=6_000, metadata={"help": "optimizer steps"})
-    checkpointing_steps: int = documented(2_000, "save the training state every N steps (0: never)")
-    validation_steps: int = documented(2_000, "sample with the EMA weights, plot and score every N steps (0: never)")
+    max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
+    checkpointing_steps: int = documented(4_000, "save the training state every N steps (0: never)")
+    validation_steps: int = documented(4_000, "sample with the EMA weights, plot and score every N steps (0: never)")
     dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
     num_train_timesteps: int = field(default=500, metadata={"help": "number T of diffusion steps"})
     alpha: float | None = field(default=None, metadata={"help": f"constant α in (0, 1) (default {DEFAULT_ALPHA})"})

@@ -106,6 +106,26 @@ class TrainingTask(ABC):
         raise NotImplementedError
 
 
+class Stopwatch:
+    """Training time, wall-clock and CPU (this process, all threads), accumulated while running.
+
+    With one thread the CPU time is what the wall-clock time would be on an otherwise idle machine."""
+
+    def __init__(self, wall: float = 0.0, cpu: float = 0.0):
+        self.wall, self.cpu = float(wall), float(cpu)
+        self._since: tuple[float, float] | None = None
+        self.resume()
+
+    def resume(self) -> None:
+        self._since = (time.perf_counter(), time.process_time())
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self.wall += time.perf_counter() - self._since[0]
+            self.cpu += time.process_time() - self._since[1]
+            self._since = None
+
+
 @dataclass
 class TrainingResult:
     """The trained pipeline (EMA weights when EMA is on) and the run's numbers."""
@@ -227,14 +247,14 @@ class Trainer:
         self._start_fresh_output_dir()
         self._build()
         step, state = self._resume()
-        train_seconds = float(state.get("train_seconds", 0.0))
+        clock = Stopwatch(state.get("train_seconds", 0.0), state.get("train_cpu_seconds", 0.0))
         if self.is_main and accelerator.log_with:
             accelerator.init_trackers(task.name, config=_scalar_config(args.to_dict()))
         accum, world = args.gradient_accumulation_steps, accelerator.num_processes
         samples_per_step = args.train_batch_size * accum * world
         device = accelerator.device
         progress = tqdm(total=args.max_train_steps, initial=step, disable=not self.is_main, desc=f"train {task.name}")
-        tick, tick_step = time.perf_counter(), step
+        rate_since, rate_step = time.perf_counter(), step
         with task.batches(start=step * accum, stream=accelerator.process_index) as batches:
             while step < args.max_train_steps:
                 for _ in range(accum):
@@ -254,29 +274,31 @@ class Trainer:
                 progress.update(1)
                 if args.logging_steps and (step % args.logging_steps == 0 or step == args.max_train_steps):
                     now = time.perf_counter()
-                    train_seconds += now - tick
-                    rate = (step - tick_step) * samples_per_step / max(now - tick, 1e-9)
+                    rate = (step - rate_step) * samples_per_step / max(now - rate_since, 1e-9)
                     mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
                     lr = self.lr_schedule.get_last_lr()[0]
                     progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:,.0f}")
                     accelerator.log({"loss": mean_loss, "lr": lr, "samples_per_second": rate}, step=step)
-                    tick, tick_step = time.perf_counter(), step
-                if args.validation_steps and step % args.validation_steps == 0:
-                    train_seconds += time.perf_counter() - tick
-                    self.validate(step)
-                    tick, tick_step = time.perf_counter(), step
-                if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                    train_seconds += time.perf_counter() - tick
-                    self.save_checkpoint(step, train_seconds)
-                    tick, tick_step = time.perf_counter(), step
-        train_seconds += time.perf_counter() - tick
+                    rate_since, rate_step = time.perf_counter(), step
+                validate = args.validation_steps and step % args.validation_steps == 0
+                checkpoint = args.checkpointing_steps and step % args.checkpointing_steps == 0
+                if validate or checkpoint:  # not training time
+                    clock.pause()
+                    if validate:
+                        self.validate(step)
+                    if checkpoint:
+                        self.save_checkpoint(step, clock)
+                    clock.resume()
+                    rate_since, rate_step = time.perf_counter(), step
+        clock.pause()
         progress.close()
         model = accelerator.unwrap_model(self.model)
         if self.ema is not None:
             self.ema.copy_to(model.parameters())
         info = {
             "train_steps": step,
-            "train_seconds": train_seconds,
+            "train_seconds": clock.wall,
+            "train_cpu_seconds": clock.cpu,
             "num_processes": world,
             "samples_seen": step * samples_per_step,
             "ema": self.ema is not None,
@@ -295,14 +317,14 @@ class Trainer:
                 "learning rate (or set --max_grad_norm) and resume with --resume_from_checkpoint"
             )
 
-    def save_checkpoint(self, step: int, train_seconds: float) -> Path:
+    def save_checkpoint(self, step: int, clock: Stopwatch) -> Path:
         return save_checkpoint(
             self.accelerator,
             self.args.output_dir,
             step,
             self.ema,
             self.args.trained_config(),
-            {"train_seconds": train_seconds, "validation": self.history},
+            {"train_seconds": clock.wall, "train_cpu_seconds": clock.cpu, "validation": self.history},
             self.args.checkpoints_total_limit,
         )
 
