@@ -38,26 +38,38 @@ def markdown_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     return "\n".join(lines)
 
 
-def flow_matching_metrics_table(metrics: Mapping[str, float], num_samples: int) -> str:
-    """The card's metrics table from the ``metrics.json`` of a flow-matching run (missing entries are skipped);
-    ``num_samples`` is the sample size of the W2, MMD and support figures."""
+def sample_quality_rows(metrics: Mapping[str, Any], sampler_note: str) -> list[tuple[Any, ...]]:
+    """Card rows for the sample-quality metrics of a run (``samples_w2``, its floor and ratio, MMD², support);
+    ``sampler_note`` says how the samples were drawn (for example ``"10,000 Euler samples"``)."""
     rows: list[tuple[Any, ...]] = []
     if "samples_w2" in metrics:
-        note = f"exact OT (POT), {num_samples:,} Euler samples against as many target samples"
-        rows.append(("W2 to fresh target samples", f"{metrics['samples_w2']:.4f}", note))
-        rows.append(("W2 floor", f"{metrics['samples_w2_floor']:.4f}", "W2 between two target samples of that size"))
-        rows.append(("W2 / floor", f"{metrics['samples_w2_ratio']:.2f}", "1.00 is as good as a fresh target sample"))
+        note = f"exact OT (POT), {sampler_note} against as many data samples"
+        rows.append(("W2 to fresh data samples", f"{metrics['samples_w2']:.4f}", note))
+        rows.append(("W2 floor", f"{metrics['samples_w2_floor']:.4f}", "W2 between two data samples of that size"))
+        rows.append(("W2 / floor", f"{metrics['samples_w2_ratio']:.2f}", "1.00 is as good as a fresh data sample"))
     if "samples_mmd" in metrics:
         rows.append(("MMD²", f"{metrics['samples_mmd']:.2e}", "Gaussian kernel"))
     if "samples_fraction_in_support" in metrics:
         rows.append(("in support", f"{metrics['samples_fraction_in_support']:.3f}", "fraction of samples"))
+    return rows
+
+
+def training_row(metrics: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The card row for the training budget, when the run reports it."""
+    if "train_seconds" not in metrics:
+        return []
+    return [("training", f"{metrics['train_steps']} steps, {metrics['train_seconds']:.0f} s", "")]
+
+
+def flow_matching_metrics_table(metrics: Mapping[str, float], num_samples: int) -> str:
+    """The card's metrics table from the ``metrics.json`` of a flow-matching run (missing entries are skipped);
+    ``num_samples`` is the sample size of the W2, MMD and support figures."""
+    rows = sample_quality_rows(metrics, f"{num_samples:,} Euler samples")
     if "nll" in metrics:
         rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", "held-out target points"))
         rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
         rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(target ‖ model)"))
-    if "train_seconds" in metrics:
-        rows.append(("training", f"{metrics['train_steps']} steps, {metrics['train_seconds']:.0f} s", ""))
-    return markdown_table(("metric", "value", "note"), rows)
+    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
 
 
 def training_summary(metrics: Mapping[str, Any]) -> str:
@@ -85,20 +97,16 @@ def validation_table(history: list[Mapping[str, Any]]) -> str:
     return markdown_table(("step", *(name for _, name in columns)), rows)
 
 
-def flow_matching_eval_results(args: FlowMatchingArguments, metrics: Mapping[str, float]) -> list[EvalResult]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    names = {
-        "samples_w2": ("wasserstein-2", "W2"),
-        "samples_w2_ratio": ("wasserstein-2-over-floor", "W2 / floor"),
-        "samples_fraction_in_support": ("fraction-in-support", "fraction in support"),
-        "nll": ("nll", "NLL (nats)"),
-        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
-    }
+def eval_results(
+    metrics: Mapping[str, Any], names: Mapping[str, tuple[str, str]], dataset_name: str, dataset_type: str
+) -> list[EvalResult]:
+    """``EvalResult``s for a card's ``model-index``: ``names`` maps a ``metrics.json`` key to its
+    ``(metric_type, metric_name)``; keys the run did not report are skipped."""
     return [
         EvalResult(
             task_type=TASK,
-            dataset_type=f"hfgen/{args.dataset}",
-            dataset_name=args.dataset,
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
             metric_type=metric_type,
             metric_name=metric_name,
             metric_value=round(float(metrics[key]), 6),
@@ -106,6 +114,24 @@ def flow_matching_eval_results(args: FlowMatchingArguments, metrics: Mapping[str
         for key, (metric_type, metric_name) in names.items()
         if key in metrics
     ]
+
+
+#: the sample-quality metrics every toy-data card reports in its ``model-index``
+SAMPLE_QUALITY_RESULTS = {
+    "samples_w2": ("wasserstein-2", "W2"),
+    "samples_w2_ratio": ("wasserstein-2-over-floor", "W2 / floor"),
+    "samples_fraction_in_support": ("fraction-in-support", "fraction in support"),
+}
+
+
+def flow_matching_eval_results(args: FlowMatchingArguments, metrics: Mapping[str, float]) -> list[EvalResult]:
+    """Machine-readable metrics for the card's ``model-index``."""
+    names = {
+        **SAMPLE_QUALITY_RESULTS,
+        "nll": ("nll", "NLL (nats)"),
+        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
+    }
+    return eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}")
 
 
 def flow_matching_card(

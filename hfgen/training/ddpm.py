@@ -278,48 +278,19 @@ def evaluate_ddpm(pipeline: DDPMPointsPipeline, args: DDPMArguments, seed: int =
 
 def ddpm_metrics_table(metrics: Mapping[str, Any], args: DDPMArguments) -> str:
     """The card's metrics table from a DDPM run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table
+    from hfgen.hub import markdown_table, sample_quality_rows, training_row
 
     steps = args.num_inference_steps or args.num_train_timesteps
-    rows: list[tuple[Any, ...]] = []
-    if "samples_w2" in metrics:
-        note = f"exact OT (POT), {args.num_eval_samples:,} samples ({args.sampler}, {steps} steps) vs as many data"
-        rows.append(("W2 to fresh data samples", f"{metrics['samples_w2']:.4f}", note))
-        rows.append(("W2 floor", f"{metrics['samples_w2_floor']:.4f}", "W2 between two data samples of that size"))
-        rows.append(("W2 / floor", f"{metrics['samples_w2_ratio']:.2f}", "1.00 is as good as a fresh data sample"))
-    if "samples_mmd" in metrics:
-        rows.append(("MMD²", f"{metrics['samples_mmd']:.2e}", "Gaussian kernel"))
-    if "samples_fraction_in_support" in metrics:
-        rows.append(("in support", f"{metrics['samples_fraction_in_support']:.3f}", "fraction of samples"))
-    if "train_seconds" in metrics:
-        rows.append(("training", f"{metrics['train_steps']} steps, {metrics['train_seconds']:.0f} s", ""))
-    return markdown_table(("metric", "value", "note"), rows)
+    rows = sample_quality_rows(metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {steps} steps)")
+    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
 
 
 def ddpm_eval_results(args: DDPMArguments, metrics: Mapping[str, Any]) -> list[Any]:
     """Machine-readable metrics for the card's ``model-index``."""
-    from huggingface_hub import EvalResult
+    from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
 
-    from hfgen.hub import TASK
-
-    names = {
-        "samples_w2": ("wasserstein-2", "W2"),
-        "samples_w2_floor": ("wasserstein-2-floor", "W2 floor"),
-        "samples_w2_ratio": ("wasserstein-2-over-floor", "W2 / floor"),
-        "samples_fraction_in_support": ("fraction-in-support", "fraction in support"),
-    }
-    return [
-        EvalResult(
-            task_type=TASK,
-            dataset_type=f"hfgen/{args.dataset}",
-            dataset_name=args.dataset,
-            metric_type=metric_type,
-            metric_name=metric_name,
-            metric_value=round(float(metrics[key]), 6),
-        )
-        for key, (metric_type, metric_name) in names.items()
-        if key in metrics
-    ]
+    names = {**SAMPLE_QUALITY_RESULTS, "samples_w2_floor": ("wasserstein-2-floor", "W2 floor")}
+    return eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}")
 
 
 def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
