@@ -222,6 +222,33 @@ def test_model_save_and_load(tmp_path):
     assert loaded.config.likelihood == "gaussian" and list(loaded.config.conv_channels) == [4, 8]
 
 
+def test_layer_norm_encoder_is_invariant_to_the_scale_of_its_first_layer_and_round_trips(tmp_path):
+    """LN(c (W x + b)) = LN(W x + b) for c > 0 (exactly with LayerNorm's ε = 0): scaling the first linear layer
+    of a ``normalization="layer"`` encoder leaves the codes unchanged; the decoder has no LayerNorm."""
+    torch.manual_seed(0)
+    ae = AutoEncoder(image_size=8, hidden_sizes=[16, 8], normalization="layer").double()
+    norms = [m for m in ae.encoder.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 2
+    for norm in norms:
+        norm.eps = 0.0
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in ae.decoder.modules())
+    x = binary_images(4).double()
+    codes = ae.encode(x).latent_mean
+    first = next(m for m in ae.encoder.modules() if isinstance(m, torch.nn.Linear))
+    with torch.no_grad():
+        first.weight.mul_(7.0)
+        first.bias.mul_(7.0)
+    torch.testing.assert_close(ae.encode(x).latent_mean, codes)
+    plain = AutoEncoder(image_size=8, hidden_sizes=[16, 8]).double()
+    assert not torch.allclose(plain.encode(x * 7.0).latent_mean, plain.encode(x).latent_mean)
+    ae.save_pretrained(tmp_path)
+    loaded = AutoEncoder.from_pretrained(tmp_path).double()
+    assert loaded.config.normalization == "layer"
+    for norm in (m for m in loaded.encoder.modules() if isinstance(m, torch.nn.LayerNorm)):
+        norm.eps = 0.0
+    torch.testing.assert_close(loaded.encode(x).latent_mean, ae.encode(x).latent_mean)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -232,6 +259,7 @@ def test_model_save_and_load(tmp_path):
         ({"architecture": "conv", "image_size": 30, "conv_channels": [4, 8]}, "divisible"),
         ({"hidden_sizes": [16, 0]}, "hidden_sizes"),
         ({"observation_std": 0.0}, "observation_std"),
+        ({"normalization": "batch"}, "normalization"),
     ],
 )
 def test_bad_configs(kwargs, match):

@@ -26,6 +26,8 @@ from hfgen.utils import check_num_samples
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHITECTURES = ("mlp", "conv")
+#: normalisation of the encoder's hidden MLP layers: none, or LayerNorm (Ba et al. 2016) before each activation
+NORMALIZATIONS = ("none", "layer")
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -106,11 +108,20 @@ def _check_common(
             )
 
 
-def _mlp(sizes: Sequence[int], activation: str) -> list[nn.Module]:
-    """Linear layers between consecutive ``sizes``, each followed by the activation."""
+def _check_normalization(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
+
+
+def _mlp(sizes: Sequence[int], activation: str, normalization: str = "none") -> list[nn.Module]:
+    """Linear layers between consecutive ``sizes``, each followed by the activation (with
+    ``normalization="layer"``, ``LayerNorm`` between the two: ``h ↦ act(LN(W h + b))``)."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(fan_in, fan_out))
+        if normalization == "layer":
+            layers.append(nn.LayerNorm(fan_out))
+        layers.append(ACTIVATIONS[activation]())
     return layers
 
 
@@ -119,7 +130,9 @@ class Encoder(ModelMixin, ConfigMixin):
 
     ``architecture="mlp"``: flatten, ``hidden_sizes`` layers with the activation, a linear head (with
     ``hidden_sizes=[]`` the encoder is affine). ``"conv"``: first ``len(conv_channels)`` stride-2 4×4
-    convolutions (each halves the size), then the same MLP and head.
+    convolutions (each halves the size), then the same MLP and head. ``normalization="layer"`` puts a
+    ``LayerNorm`` before each hidden activation of the MLP (only in the encoder: in the decoder it would discard
+    the scale of the 2-D code).
     """
 
     @register_to_config
@@ -133,9 +146,11 @@ class Encoder(ModelMixin, ConfigMixin):
         architecture: str = "mlp",
         conv_channels: Sequence[int] = (32, 64),
         variational: bool = True,
+        normalization: str = "none",
     ):
         super().__init__()
         _check_common(in_channels, image_size, latent_dim, hidden_sizes, activation, architecture, conv_channels)
+        _check_normalization(normalization)
         layers: list[nn.Module] = []
         if architecture == "conv":
             channels = [in_channels, *conv_channels]
@@ -145,7 +160,7 @@ class Encoder(ModelMixin, ConfigMixin):
         else:
             features = in_channels * image_size**2
         layers.append(nn.Flatten())
-        layers += _mlp([features, *hidden_sizes], activation)
+        layers += _mlp([features, *hidden_sizes], activation, normalization)
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(([features, *hidden_sizes])[-1], latent_dim * (2 if variational else 1))
 
@@ -224,6 +239,7 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
             hidden_sizes=list(cfg.hidden_sizes),
             conv_channels=list(cfg.conv_channels),
             variational=variational,
+            normalization=cfg.normalization,
             **shared,
         )
         self.decoder = Decoder(
@@ -306,6 +322,7 @@ class AutoEncoder(_LatentImageModel):
         conv_channels: Sequence[int] = (32, 64),
         likelihood: str = "bernoulli",
         observation_std: float = 1.0,
+        normalization: str = "none",
     ):
         super().__init__()
         self._build(variational=False)
@@ -355,6 +372,7 @@ class VAE(_LatentImageModel):
         conv_channels: Sequence[int] = (32, 64),
         likelihood: str = "bernoulli",
         observation_std: float = 1.0,
+        normalization: str = "none",
     ):
         super().__init__()
         self._build(variational=True)

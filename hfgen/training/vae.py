@@ -21,7 +21,7 @@ from torch import Tensor
 from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_dataset
 from hfgen.data.pairs import batch_generator
 from hfgen.image_metrics import classifier_scores, knn_accuracy, likelihood_bounds, reconstruction_metrics
-from hfgen.models.vae import ARCHITECTURES, LIKELIHOODS, VAE, AutoEncoder
+from hfgen.models.vae import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS, VAE, AutoEncoder
 from hfgen.pipelines.vae import AutoEncoderPipeline, VAEPipeline
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.loop import TrainingTask
@@ -66,6 +66,7 @@ class VAEArguments(TrainingArguments):
     )
     conv_channels: list[int] = field(default_factory=lambda: [32, 64], metadata={"help": "conv encoder channels"})
     activation: str = "relu"
+    normalization: str = documented("none", f"{NORMALIZATIONS}: LayerNorm before each hidden activation of the encoder")
     likelihood: str = documented("bernoulli", f"p(x | z): {LIKELIHOODS}")
     observation_std: float = documented(1.0, "s of the Gaussian likelihood N(x; m(z), s² I)")
     kl_weight: float = documented(1.0, "β of the VAE loss −log p(x | z) + β KL (1: the negative ELBO)")
@@ -86,7 +87,12 @@ class VAEArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        choices = (("model", MODELS), ("binarize", BINARIZE), ("architecture", ARCHITECTURES))
+        choices = (
+            ("model", MODELS),
+            ("binarize", BINARIZE),
+            ("architecture", ARCHITECTURES),
+            ("normalization", NORMALIZATIONS),
+        )
         for name, allowed in (*choices, ("likelihood", LIKELIHOODS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
@@ -130,6 +136,7 @@ class VAEArguments(TrainingArguments):
             "latent_dim": self.latent_dim,
             "hidden_sizes": list(self.hidden_sizes),
             "activation": self.activation,
+            "normalization": self.normalization,
             "architecture": self.architecture,
             "conv_channels": list(self.conv_channels),
             "likelihood": self.likelihood,
