@@ -74,6 +74,7 @@ def bench_run(args: VAEArguments, data: dict[str, torch.Tensor], quick: bool) ->
     start = time.perf_counter()
     pipeline, info, task = train_vae(args, data)
     wall = time.perf_counter() - start
+    load = os.getloadavg()[1]  # 5-minute load average at the end of training (2 cores: > 2 means a loaded machine)
     start = time.perf_counter()
     metrics = evaluate_vae(pipeline, task)
     eval_seconds = time.perf_counter() - start
@@ -93,13 +94,38 @@ def bench_run(args: VAEArguments, data: dict[str, torch.Tensor], quick: bool) ->
         "epochs": epochs,
         "seconds_per_epoch": info["train_seconds"] / epochs,
         "eval_seconds": eval_seconds,
+        "load_average_5min": load,
         "num_test_images": int(task.test_images.shape[0]),
         "arguments": {k: v for k, v in args.to_dict().items() if k in ARGUMENTS_SHOWN},
         "quick": quick,
     }
 
 
-ARGUMENTS_SHOWN = ("hidden_sizes", "train_batch_size", "max_train_steps", "learning_rate", "ema_decay", "binarize")
+ARGUMENTS_SHOWN = (
+    "hidden_sizes",
+    "activation",
+    "normalization",
+    "train_batch_size",
+    "max_train_steps",
+    "learning_rate",
+    "lr_warmup_steps",
+    "ema_decay",
+    "binarize",
+)
+
+
+def _recipe(arguments: dict) -> str:
+    """One line describing a run's recipe from its stored arguments."""
+    widths = " → ".join(str(h) for h in ["784", *arguments["hidden_sizes"], 2])
+    norm = arguments.get("normalization", "none")
+    encoder = f"MLP {widths}, {arguments.get('activation', 'relu')}" + (
+        f", {norm} norm in the encoder" * (norm != "none")
+    )
+    return (
+        f"{encoder}; batch {arguments['train_batch_size']}, {arguments['max_train_steps']:,} steps, AdamW "
+        f"{arguments['learning_rate']:g} ({arguments.get('lr_warmup_steps', 200)} warm-up steps, cosine decay), "
+        f"EMA {arguments['ema_decay']}, {arguments['binarize']} binarisation"
+    )
 
 
 def _cell(row: dict, key: str, fmt: str, stderr: str | None = None) -> str:
@@ -116,9 +142,14 @@ def write_report(results: dict, path: Path) -> None:
         "",
         f"Written by `python benchmarks/bench_vae.py` on {results['machine']}, torch {results['torch']}, "
         f"{results['threads']} thread(s), a machine shared with other jobs (times are upper bounds).",
-        "Recipe: the `VAEArguments` defaults (MLP 784 → 512 → 256 → 2, Bernoulli decoder, dynamically binarised",
-        "training images, batch 128, AdamW 1e-3 with cosine decay, EMA 0.999). Test metrics on the 10,000 test",
-        "images except the IWAE bound (first `num_nll_images` test images, K importance samples); nats per image.",
+        "Recipe: the `VAEArguments` defaults at the time of each run, Bernoulli decoder (the decoder mirrors the",
+        "encoder's widths). Test metrics on the 10,000 test images except the IWAE bound (first `num_nll_images`",
+        "test images, K importance samples); nats per image.",
+        "",
+        *sorted({f"- {name}: {_recipe(r['arguments'])}" for name, r in runs.items()}),
+        "",
+        "5-minute load average at the end of training (above the core count: other jobs shared the CPU): "
+        + ", ".join(f"{name} {r['load_average_5min']:.1f}" for name, r in runs.items() if "load_average_5min" in r),
         "",
         "| data | model | steps (epochs) | train (s) | s / epoch | −log p, IWAE (± se) | K × images | −ELBO "
         "| −log p(x ∣ ẑ) | MSE | k-NN acc. (k = 5) | classifier conf. | label entropy | Fréchet (clf.) |",

@@ -17,7 +17,7 @@ from factories_vae import write_image_parquet
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from hfgen import AutoEncoderPipeline, VAEPipeline
+from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, VAEPipeline
 from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training import Trainer, VAEArguments, VAETask, run
@@ -81,7 +81,8 @@ def test_argument_errors_name_the_argument(data_files, tmp_path):
         VAEArguments(dataset_name="ylecun/mnist", test_data_files=test)
     with pytest.raises(FileNotFoundError, match="train_data_files"):
         VAEArguments(train_data_files=str(tmp_path / "missing.parquet"))
-    for name, value in [("model", "gan"), ("binarize", "otsu"), ("likelihood", "poisson"), ("architecture", "vit")]:
+    bad = [("model", "gan"), ("binarize", "otsu"), ("likelihood", "poisson"), ("architecture", "vit")]
+    for name, value in [*bad, ("normalization", "batch")]:
         with pytest.raises(ValueError, match=f"`{name}` must be one of .*{value}"):
             VAEArguments(train_data_files=train, **{name: value})
     with pytest.raises(ValueError, match="`kl_weight` applies to the VAE only"):
@@ -95,6 +96,18 @@ def test_argument_errors_name_the_argument(data_files, tmp_path):
     args = VAEArguments(train_data_files=train)
     assert (args.output_dir, args.model, args.latent_dim, args.binarize) == ("out/vae-mnist", "vae", 2, "dynamic")
     assert "num_importance_samples" in args.run_only_fields and "kl_weight" not in args.run_only_fields
+
+
+def test_the_default_recipe_and_its_normalisation_reach_the_model(data_files):
+    train, _ = data_files
+    args = VAEArguments(train_data_files=train)
+    recipe = (args.train_batch_size, args.max_train_steps, args.learning_rate, args.activation, args.normalization)
+    assert recipe == (512, 4_000, 3e-3, "relu", "layer")
+    for normalization, count in (("layer", 2), ("none", 0)):
+        kwargs = replace(args, normalization=normalization, image_size=8, hidden_sizes=[16, 8]).model_kwargs()
+        for model in (VAE(**kwargs), AutoEncoder(**kwargs)):
+            assert model.config.normalization == normalization
+            assert sum(isinstance(m, torch.nn.LayerNorm) for m in model.encoder.modules()) == count
 
 
 def test_the_batch_stream_is_a_pure_function_of_its_index_and_shards_each_epoch(data_files, tmp_path):
