@@ -31,6 +31,7 @@ class FlowMatchingArguments(TrainingArguments):
     }
 
     output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
+    validation_steps: int = documented(6_000, "sample with the EMA weights, plot and score every N steps (0: never)")
     dataset: str = field(default="checkerboard", metadata={"help": "target toy distribution (hfgen.data), t = 1"})
     source: str = field(default="gaussian", metadata={"help": "source toy distribution (t = 0); may be sample-only"})
     path: str = field(default="linear", metadata={"help": f"probability path: {sorted(PATHS)}"})
@@ -55,7 +56,7 @@ class FlowMatchingArguments(TrainingArguments):
     solver: str = field(default="euler", metadata={"help": f"fixed-step sampler saved in the scheduler: {SOLVERS}"})
     num_inference_steps: int = 100
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
-    num_nll_samples: int = documented(2_000, "held-out points for the final NLL (dopri5)")
+    num_nll_samples: int = documented(1_000, "held-out points for the final NLL (dopri5)")
     num_validation_nll_samples: int = documented(250, "held-out points for the NLL at each validation (0: none)")
 
     def __post_init__(self) -> None:
