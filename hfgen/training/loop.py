@@ -193,6 +193,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def _build(self) -> None:
+        from accelerate.utils import DistributedType
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
 
@@ -203,6 +204,7 @@ class Trainer:
             lr=args.learning_rate,
             betas=(args.adam_beta1, args.adam_beta2),
             weight_decay=args.adam_weight_decay,
+            foreach=True,  # torch picks the per-tensor loop on CPU; the fused multi-tensor update is faster
         )
         # Accelerate steps a prepared schedule once per process per optimizer step (diffusers' convention).
         lr_schedule = get_scheduler(
@@ -212,7 +214,10 @@ class Trainer:
             num_training_steps=args.max_train_steps * accelerator.num_processes,
         )
         self.model, self.optimizer, self.lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
-        unwrapped = accelerator.unwrap_model(self.model)
+        self.unwrapped = unwrapped = accelerator.unwrap_model(self.model)
+        # AcceleratedOptimizer.step looks up optional packages on every call (about 0.3 ms each on CPU, 20% of a
+        # small network's step); without a gradient scaler or XLA it only calls the wrapped optimizer's step.
+        self._step_directly = accelerator.scaler is None and accelerator.distributed_type != DistributedType.XLA
         self.ema = (
             EMAModel(
                 unwrapped.parameters(),
@@ -265,12 +270,15 @@ class Trainer:
                         accelerator.backward(loss)
                         if accelerator.sync_gradients and args.max_grad_norm > 0:
                             accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-                        self.optimizer.step()
+                        if not self._step_directly:
+                            self.optimizer.step()
+                        elif accelerator.sync_gradients:
+                            self.optimizer.optimizer.step()
                         self.lr_schedule.step()
                         self.optimizer.zero_grad(set_to_none=True)
                 step += 1
                 if self.ema is not None:
-                    self.ema.step(accelerator.unwrap_model(self.model).parameters())
+                    self.ema.step(self.unwrapped.parameters())
                 progress.update(1)
                 if args.logging_steps and (step % args.logging_steps == 0 or step == args.max_train_steps):
                     now = time.perf_counter()
@@ -292,7 +300,7 @@ class Trainer:
                     rate_since, rate_step = time.perf_counter(), step
         clock.pause()
         progress.close()
-        model = accelerator.unwrap_model(self.model)
+        model = self.unwrapped
         if self.ema is not None:
             self.ema.copy_to(model.parameters())
         info = {
@@ -366,7 +374,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self, step: int) -> dict[str, Any]:
         """Sample with the EMA weights, save the task's figures under ``validation/`` and log the metrics."""
-        model = self.accelerator.unwrap_model(self.model)
+        model = self.unwrapped
         if self.ema is not None:
             self.ema.store(model.parameters())
             self.ema.copy_to(model.parameters())
