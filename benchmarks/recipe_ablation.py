@@ -25,7 +25,8 @@ VARIANTS = {
     "+ t ~ Beta(1, 1/2), 6k steps": {"num_position_frequencies": 0, "time_beta": 0.5, "max_train_steps": 6000},
     "+ octave position encoding (L = 6), 6k steps": {"time_beta": 1.0, "max_train_steps": 6000},
     "both, 6k steps": {"max_train_steps": 6000},
-    "both, 15k steps (the default)": {},
+    "both, 15k steps": {"max_train_steps": 15_000},
+    "both, 12k steps (the default)": {},
 }
 
 

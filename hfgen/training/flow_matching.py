@@ -31,7 +31,8 @@ class FlowMatchingArguments(TrainingArguments):
     }
 
     output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
-    validation_steps: int = documented(6_000, "sample with the EMA weights, plot and score every N steps (0: never)")
+    max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
+    validation_steps: int = documented(5_000, "sample with the EMA weights, plot and score every N steps (0: never)")
     dataset: str = field(default="checkerboard", metadata={"help": "target toy distribution (hfgen.data), t = 1"})
     source: str = field(default="gaussian", metadata={"help": "source toy distribution (t = 0); may be sample-only"})
     path: str = field(default="linear", metadata={"help": f"probability path: {sorted(PATHS)}"})
