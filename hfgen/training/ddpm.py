@@ -256,21 +256,18 @@ class DDPMTask(TrainingTask):
 def train_ddpm(args: DDPMArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
     training numbers."""
-    from hfgen.training.loop import Trainer
+    from hfgen.training.loop import train_in_process
 
-    trainer = Trainer(DDPMTask(args))
-    result = trainer.train()
-    trainer.end()
+    result = train_in_process(DDPMTask(args))
     return result.pipeline, result.metrics
 
 
 def evaluate_ddpm(pipeline: DDPMPointsPipeline, args: DDPMArguments, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 against ``num_eval_samples`` fresh data points, its
     floor and their ratio, MMD² (and the fraction in the support for bounded targets)."""
-    task = DDPMTask(args)
-    pipeline.set_progress_bar_config(disable=True)
-    generator = torch.Generator().manual_seed(seed)
-    return task.score(task.sample(pipeline, args.num_eval_samples, generator), generator)
+    from hfgen.training.loop import evaluate_in_process
+
+    return evaluate_in_process(DDPMTask(args), pipeline, args.num_eval_samples, seed=seed)
 
 
 # ---- model card ------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_euler import SOLVERS
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.loop import TrainingTask
+from hfgen.training.loop import TrainingTask, evaluate_in_process, train_in_process
 
 
 @dataclass
@@ -212,11 +212,7 @@ class FlowMatchingTask(TrainingTask):
 def train_flow_matching(args: FlowMatchingArguments) -> tuple[FlowMatchingPipeline, dict[str, Any]]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
     training numbers."""
-    from hfgen.training.loop import Trainer
-
-    trainer = Trainer(FlowMatchingTask(args))
-    result = trainer.train()
-    trainer.end()
+    result = train_in_process(FlowMatchingTask(args))
     return result.pipeline, result.metrics
 
 
@@ -224,11 +220,4 @@ def evaluate_flow_matching(
     pipeline: FlowMatchingPipeline, args: FlowMatchingArguments, seed: int = 1
 ) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 and its floor, MMD, support, and the NLL."""
-    task = FlowMatchingTask(args)
-    pipeline.set_progress_bar_config(disable=True)
-    generator = torch.Generator().manual_seed(seed)
-    metrics = task.score(task.sample(pipeline, args.num_eval_samples, generator), generator)
-    points = task.log_likelihood_points(args.num_nll_samples, generator) if args.num_nll_samples else None
-    if points is not None:
-        metrics |= task.score_log_likelihood(task.log_likelihood(pipeline, points))
-    return metrics
+    return evaluate_in_process(FlowMatchingTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)

@@ -434,6 +434,28 @@ def run(task: TrainingTask, num_eval_samples: int, num_likelihood_points: int = 
     return metrics if trainer.is_main else {}
 
 
+def train_in_process(task: TrainingTask) -> TrainingResult:
+    """Train ``task`` in this process without writing the final outputs (benchmarks, notebooks)."""
+    trainer = Trainer(task)
+    result = trainer.train()
+    trainer.end()
+    return result
+
+
+def evaluate_in_process(
+    task: TrainingTask, pipeline: Any, num_samples: int, num_likelihood_points: int = 0, seed: int = 1
+) -> dict[str, Any]:
+    """The task's final metrics of ``pipeline`` in this process: sample quality of ``num_samples`` samples and,
+    where the task has one, the likelihood of ``num_likelihood_points`` held-out points (all drawn from ``seed``)."""
+    pipeline.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(seed)
+    metrics = task.score(task.sample(pipeline, num_samples, generator), generator)
+    points = task.log_likelihood_points(num_likelihood_points, generator) if num_likelihood_points else None
+    if points is not None:
+        metrics |= task.score_log_likelihood(task.log_likelihood(pipeline, points))
+    return metrics
+
+
 def _scalar_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
 

@@ -522,23 +522,17 @@ def vae_card(args: VAEArguments, metrics: Mapping[str, Any], repo_id: str | None
 def train_vae(args: VAEArguments, data: Mapping[str, Tensor] | None = None) -> tuple[Any, dict[str, Any], VAETask]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the (EMA) pipeline, the
     training numbers and the task (which holds the data)."""
-    from hfgen.training.loop import Trainer
+    from hfgen.training.loop import train_in_process
 
     task = VAETask(args, data)
-    trainer = Trainer(task)
-    result = trainer.train()
-    trainer.end()
+    result = train_in_process(task)
     return result.pipeline, result.metrics, task
 
 
 def evaluate_vae(pipeline: Any, task: VAETask, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: held-out reconstruction, ELBO, k-NN accuracy,
     classifier scores of ``num_eval_samples`` generated images and the IWAE bound on ``num_nll_images``."""
+    from hfgen.training.loop import evaluate_in_process
+
     args = task.args
-    pipeline.set_progress_bar_config(disable=True)
-    generator = torch.Generator().manual_seed(seed)
-    metrics = task.score(task.sample(pipeline, args.num_eval_samples, generator), generator)
-    points = task.log_likelihood_points(args.num_nll_images, generator) if args.num_nll_images else None
-    if points is not None:
-        metrics |= task.score_log_likelihood(task.log_likelihood(pipeline, points))
-    return metrics
+    return evaluate_in_process(task, pipeline, args.num_eval_samples, args.num_nll_images, seed)
