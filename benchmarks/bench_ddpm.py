@@ -22,28 +22,13 @@ from pathlib import Path
 import torch
 
 from hfgen.data import get_toy_distribution
-from hfgen.metrics import wasserstein2, wasserstein2_floor
+from hfgen.metrics import w2_against_floor
 from hfgen.training import DDPMArguments, train_ddpm
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("checkerboard", "8gaussians", "moons")
 #: the issue's targets: W2 at 10,000 samples at most 1.5× the floor, training at most 5 minutes per task
 MAX_RATIO, MAX_TRAIN_SECONDS = 1.5, 300.0
-
-
-def w2_against_floor(sample_model, target, n: int, repeats: int, seed: int) -> dict[str, float]:
-    """Mean W2 of ``repeats`` model samples of size ``n`` against fresh target samples, and the mean floor
-    W2(target, target) over as many independent pairs of target samples."""
-    g = torch.Generator().manual_seed(seed)
-    model = [wasserstein2(sample_model(n, g), target.sample(n, g)) for _ in range(repeats)]
-    floor = [wasserstein2_floor(target, n, g) for _ in range(repeats)]
-    return {
-        "w2": statistics.mean(model),
-        "w2_sd": statistics.stdev(model) if repeats > 1 else 0.0,
-        "floor": statistics.mean(floor),
-        "floor_sd": statistics.stdev(floor) if repeats > 1 else 0.0,
-        "ratio": statistics.mean(model) / statistics.mean(floor),
-    }
 
 
 def bench_target(dataset: str, quick: bool) -> dict:

@@ -24,7 +24,7 @@ from torch import nn
 
 from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
 from hfgen.data import CoupledPairs, StandardGaussian, get_toy_distribution
-from hfgen.metrics import fraction_in_support, nll_report, wasserstein2, wasserstein2_floor
+from hfgen.metrics import fraction_in_support, nll_report, w2_against_floor
 from hfgen.paths import cfm_loss, optimal_permutation
 from hfgen.training import FlowMatchingArguments, train_flow_matching
 
@@ -230,22 +230,6 @@ def bench_ot_solvers(quick: bool) -> dict:
             assert abs(matched["scipy_lsa"] - matched["pot_emd"]) < 1e-9 * matched["scipy_lsa"]
         results[name] = {solver: 1e3 * statistics.median(values) for solver, values in timings.items()}
     return results
-
-
-def w2_against_floor(sample_model, target, n: int, repeats: int, seed: int) -> dict[str, float]:
-    """Mean W2 of model samples against fresh target samples, and the mean floor W2(target, target), over
-    ``repeats`` independent draws. Single draws are noisy for multimodal targets: the numbers of points per
-    mode differ between two samples by O(√n), and moving that surplus between modes dominates W2."""
-    g = torch.Generator().manual_seed(seed)
-    model = [wasserstein2(sample_model(n, g), target.sample(n, g)) for _ in range(repeats)]
-    floor = [wasserstein2_floor(target, n, g) for _ in range(repeats)]
-    return {
-        "w2": statistics.mean(model),
-        "w2_sd": statistics.stdev(model) if repeats > 1 else 0.0,
-        "floor": statistics.mean(floor),
-        "floor_sd": statistics.stdev(floor) if repeats > 1 else 0.0,
-        "ratio": statistics.mean(model) / statistics.mean(floor),
-    }
 
 
 def bench_quality(quick: bool) -> dict:

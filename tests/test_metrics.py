@@ -294,3 +294,15 @@ def test_sample_quality_report_reports_support_only_for_bounded_targets():
     assert bounded["fraction_in_support"] == 1.0
     unbounded = sample_quality_report(EightGaussians().sample(50, generator), EightGaussians(), generator=generator)
     assert "fraction_in_support" not in unbounded
+
+
+def test_w2_against_floor_of_a_perfect_model_is_about_one_and_of_a_shifted_one_is_larger():
+    from hfgen.data import get_toy_distribution
+    from hfgen.metrics import w2_against_floor
+
+    target = get_toy_distribution("8gaussians")
+    perfect = w2_against_floor(lambda n, g: target.sample(n, g), target, 300, repeats=6, seed=0)
+    shifted = w2_against_floor(lambda n, g: target.sample(n, g) + 0.5, target, 300, repeats=6, seed=0)
+    assert 0.8 < perfect["ratio"] < 1.25 and perfect["w2_sd"] > 0 and perfect["floor_sd"] > 0
+    # W2 ≥ ‖difference of the means‖ ≈ ‖(0.5, 0.5)‖ = 0.71, several times the floor at n = 300
+    assert shifted["w2"] > 0.5 and shifted["ratio"] > 2
