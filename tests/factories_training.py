@@ -33,9 +33,14 @@ def tiny_args(output_dir, **overrides) -> FlowMatchingArguments:
     return replace(FlowMatchingArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
 
 
+def reset_accelerate() -> None:
+    """Forget Accelerate's process-wide state, so the next in-process run starts clean."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     """Each in-process run starts from a clean Accelerate state (it is a process-wide singleton)."""
     yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate()

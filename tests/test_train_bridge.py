@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from factories_training import fresh_accelerate_state  # noqa: F401 (autouse fixture)
+from factories_training import fresh_accelerate_state, reset_accelerate  # noqa: F401 (autouse fixture)
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -42,13 +42,6 @@ TINY_RUN = {
 def tiny_args(output_dir, **overrides) -> BridgeArguments:
     """Arguments of a 2-iteration IPF run (4 half-iterations of 5 steps) on a 4-step chain."""
     return replace(BridgeArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
-
-
-def reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def train(args):

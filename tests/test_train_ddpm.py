@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from factories_training import fresh_accelerate_state  # noqa: F401 (autouse fixture)
+from factories_training import fresh_accelerate_state, reset_accelerate  # noqa: F401 (autouse fixture)
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -45,13 +45,6 @@ TINY_RUN = {
 def tiny_args(output_dir, **overrides) -> DDPMArguments:
     """Arguments of a 6-step run (T = 8) with checkpoints and validation every 3 steps."""
     return replace(DDPMArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
-
-
-def reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def train(args):

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from factories_training import fresh_accelerate_state, tiny_args  # noqa: F401 (autouse fixture)
+from factories_training import fresh_accelerate_state, reset_accelerate, tiny_args  # noqa: F401 (autouse fixture)
 from safetensors.torch import load_file
 
 from hfgen.training import (
@@ -30,13 +30,6 @@ def train(args):
 
 def weights(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 @pytest.mark.parametrize(
