@@ -78,6 +78,27 @@ def test_symmetric_schedule_keeps_the_total_and_rises_then_falls(num_steps):
         assert gammas.max() / gammas.min() == pytest.approx(10.0)
 
 
+@pytest.mark.parametrize("power", [0.0, 1.0, 2.0])
+def test_schedule_power_shapes_the_symmetric_ramp(power):
+    # γ_k ∝ min(k + 1, N − k)^p with Σ_k γ_k = N γ: for N = 4 the ramp is 1, 2, 2, 1
+    scheduler = BridgeScheduler(num_steps=4, gamma=0.1, schedule="symmetric", schedule_power=power)
+    weights = torch.tensor([1.0, 2.0**power, 2.0**power, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(scheduler.gammas, 0.4 * weights / weights.sum())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"schedule": "symmetric", "schedule_power": -1.0}, "schedule_power"),
+        ({"schedule": "symmetric", "schedule_power": float("nan")}, "schedule_power"),
+        ({"schedule": "constant", "schedule_power": 2.0}, "constant"),
+    ],
+)
+def test_bad_schedule_power_is_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BridgeScheduler(num_steps=4, **kwargs)
+
+
 def test_step_adds_exactly_sqrt_two_gamma_noise_and_runs_both_directions():
     scheduler = BridgeScheduler(num_steps=3, gamma=0.2, schedule="symmetric")
     mean = torch.randn(5, 2)

@@ -45,8 +45,10 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
     ``f_k(x) = x`` and ``X_N − X_0 ~ N(0, σ² I)`` with ``σ² = 2 Σ_k γ_k`` (:attr:`reference_variance`).
 
     Step sizes: ``gamma`` is the mean step (``None``: ``2 / N``, so ``Σ_k γ_k = 2``); the ``constant`` schedule
-    has ``γ_k = gamma``, the ``symmetric`` one ``γ_k ∝ min(k + 1, N − k)``, growing linearly to the middle of
-    the chain and shrinking back (small steps near both data sets, as in DSB), with the same ``Σ_k γ_k = N gamma``.
+    has ``γ_k = gamma``, the ``symmetric`` one ``γ_k ∝ min(k + 1, N − k)^p`` (``p = schedule_power``), growing
+    to the middle of the chain and shrinking back (small steps near both data sets, as in DSB), with the same
+    ``Σ_k γ_k = N gamma``. ``p = 1`` is DSB's linear ramp; a larger ``p`` makes the end steps smaller (the noise
+    of the last step, ``√(2γ_0)``, blurs what a chain delivers at its end) and the middle steps larger.
 
     ``final_step_noise=True`` (default) adds the noise at every step, so ``X_N`` (or ``X_0``) has the law that
     IPF matches to the marginal; ``False`` returns the mean at the last step (a denoised end point).
@@ -62,6 +64,7 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         gamma: float | None = None,
         schedule: str = "constant",
         final_step_noise: bool = True,
+        schedule_power: float = 1.0,
     ):
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"`num_steps` must be an int >= 1, got {num_steps!r}")
@@ -71,13 +74,26 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`gamma` must be a finite number > 0 (or None for 2 / num_steps), got {gamma!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"`schedule` must be one of {SCHEDULES}, got {schedule!r}")
+        if (
+            isinstance(schedule_power, bool)
+            or not isinstance(schedule_power, int | float)
+            or not math.isfinite(schedule_power)
+            or schedule_power < 0
+        ):
+            raise ValueError(f"`schedule_power` must be a finite number >= 0, got {schedule_power!r}")
+        if schedule == "constant" and schedule_power != 1.0:
+            raise ValueError(
+                f"`schedule_power` shapes the 'symmetric' schedule; the 'constant' schedule takes none, got "
+                f"schedule_power={schedule_power!r}"
+            )
         if not isinstance(final_step_noise, bool):
             raise TypeError(f"`final_step_noise` must be a bool, got {final_step_noise!r}")
         mean_gamma = 2.0 / num_steps if gamma is None else float(gamma)
         if schedule == "constant":
             gammas = torch.full((num_steps,), mean_gamma, dtype=torch.float64)
         else:
-            weights = torch.tensor([min(k + 1, num_steps - k) for k in range(num_steps)], dtype=torch.float64)
+            ramp = torch.tensor([min(k + 1, num_steps - k) for k in range(num_steps)], dtype=torch.float64)
+            weights = ramp ** float(schedule_power)
             gammas = num_steps * mean_gamma * weights / weights.sum()
         self.gammas = gammas
         self.num_inference_steps: int | None = None
