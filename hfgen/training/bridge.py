@@ -91,14 +91,15 @@ class BridgeArguments(TrainingArguments):
     num_steps: int = documented(20, "number N of steps of the chain")
     gamma: float | None = documented(None, "mean step size γ (default 2 / N)")
     schedule: str = documented("symmetric", f"step sizes {SCHEDULES}: all γ, or small steps near both ends (DSB)")
+    schedule_power: float = documented(1.0, "symmetric schedule: γ_k ∝ min(k + 1, N − k)^p (larger p: smaller ends)")
     final_step_noise: bool = documented(False, "sampling adds noise at the last step too (default: its mean)")
     ipf_iterations: int = documented(3, "IPF iterations (stage 'ipf'); each trains both directions")
     num_trajectories: int = documented(4_000, "trajectories per cache of regression pairs (DSB Alg. 1)")
     refresh_every: int = documented(100, "redraw the cache every N optimizer steps")
     residual: bool = documented(True, "mean network x + g(x, k) (ResidualMean); False: a plain TimeMLP")
-    hidden_size: int = 64
+    hidden_size: int = 128
     num_layers: int = 3
-    max_train_steps: int = documented(2_000, "optimizer steps per half-iteration")
+    max_train_steps: int = documented(5_000, "optimizer steps per half-iteration")
     learning_rate: float = 3e-3
     lr_warmup_steps: int = 50
     ema_decay: float = documented(0.0, "EMA decay within a half-iteration (0: off; the cosine schedule averages)")
@@ -141,6 +142,7 @@ class BridgeArguments(TrainingArguments):
             gamma=self.gamma,
             schedule=self.schedule,
             final_step_noise=self.final_step_noise,
+            schedule_power=self.schedule_power,
         )
 
     def marginals(self) -> tuple[ToyDistribution, ToyDistribution]:
