@@ -1,11 +1,13 @@
-"""Constant-α DDPM benchmark: the built-in recipe (``DDPMArguments`` defaults) on three toy targets.
+"""Constant-α DDPM benchmark: the built-in recipe (``DDPMArguments`` defaults) on three toy targets, two seeds.
 
     python benchmarks/bench_ddpm.py            # full run, writes benchmarks/DDPM_RESULTS.md and ddpm_results.json
+    python benchmarks/bench_ddpm.py --targets checkerboard --seeds 0 1 2   # a subset
     python benchmarks/bench_ddpm.py --quick    # a smoke run with tiny budgets (numbers meaningless)
 
-For each target: training seconds (as the shared Trainer reports them, one thread), W2 of 10,000 ancestral
-samples against 10,000 fresh data samples beside the floor W2 between two data samples of that size (means over
-independent draws), and the time to draw 10,000 samples (median over those draws).
+For each target and seed (the seed of the run: initial weights, batches, samples): training seconds (as the shared
+Trainer reports them, one thread), W2 of 10,000 ancestral samples against 10,000 fresh data samples beside the
+floor W2 between two data samples of that size (means over independent draws), and the time to draw 10,000 samples
+(median over those draws).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ TARGETS = ("checkerboard", "8gaussians", "moons")
 MAX_RATIO, MAX_TRAIN_SECONDS = 1.5, 300.0
 
 
-def bench_target(dataset: str, quick: bool) -> dict:
-    """Train the default recipe on ``dataset`` in this process and measure it."""
+def bench_target(dataset: str, seed: int, quick: bool) -> dict:
+    """Train the default recipe on ``dataset`` with ``seed`` in this process and measure it."""
     args = DDPMArguments(
         dataset=dataset,
+        seed=seed,
         output_dir=str(HERE / "out" / f"ddpm-{dataset}"),
         validation_steps=0,
         checkpointing_steps=0,
@@ -54,8 +57,10 @@ def bench_target(dataset: str, quick: bool) -> dict:
         sampling_seconds.append(time.perf_counter() - start)
         return samples
 
-    quality = w2_against_floor(timed_samples, target, n, 2, seed=1)
+    quality = w2_against_floor(timed_samples, target, n, 2, seed=1 + 1_000 * seed)
     return {
+        "target": dataset,
+        "seed": seed,
         "train_steps": info["train_steps"],
         "train_seconds": info["train_seconds"],
         "train_cpu_seconds": info["train_cpu_seconds"],
@@ -80,7 +85,7 @@ def recipe() -> dict:
 def write_report(results: dict, path: Path) -> None:
     r = results["recipe"]
     T, alpha = r["num_train_timesteps"], r["alpha"]
-    n = f"{next(iter(results['quality'].values()))['num_samples']:,}"
+    n = f"{results['runs'][0]['num_samples']:,}"
     lines = [
         "# hfgen constant-α DDPM benchmark",
         "",
@@ -93,20 +98,22 @@ def write_report(results: dict, path: Path) -> None:
         f"steps, lr {r['learning_rate']} {r['lr_scheduler']} (warm-up {r['lr_warmup_steps']}), EMA {r['ema_decay']}; "
         f"{r['sampler']} sampling on all T steps, variance {r['variance_type']}.",
         "",
-        "W2 is the mean over 2 independent draws of model samples against fresh data samples; the floor is the",
-        "mean W2 between two independent data samples of the same size (± one sd). Targets: ratio at most "
+        "One row per target and seed. W2 is the mean over 2 independent draws of model samples against fresh data",
+        "samples; the floor is the mean W2 between two independent data samples of the same size (± one sd).",
+        "Targets: ratio at most "
         f"{MAX_RATIO}, training at most {MAX_TRAIN_SECONDS:.0f} s. Training runs on one thread, so its CPU time is",
         "its wall-clock time on an idle machine; the wall-clock column is inflated when other jobs share the CPU",
         f"(load average {results['load_average'][0]:.1f} at the start, {results['load_average'][1]:.1f} at the end).",
         "",
-        f"| target | train steps | train CPU (s) | train wall (s) | W2 {n} | floor {n} | ratio "
+        f"| target | seed | train steps | train CPU (s) | train wall (s) | W2 {n} | floor {n} | ratio "
         f"| sampling {n} × T steps (s) | targets met |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, row in results["quality"].items():
+    for row in results["runs"]:
         w = row["w2"]
         lines.append(
-            f"| {name} | {row['train_steps']:,} | {row['train_cpu_seconds']:.0f} | {row['train_seconds']:.0f} | "
+            f"| {row['target']} | {row['seed']} | {row['train_steps']:,} | {row['train_cpu_seconds']:.0f} | "
+            f"{row['train_seconds']:.0f} | "
             f"{w['w2']:.4f} ± {w['w2_sd']:.4f} | "
             f"{w['floor']:.4f} ± {w['floor_sd']:.4f} | {w['ratio']:.2f} | {row['sampling_seconds']:.1f} | "
             f"{'yes' if row['meets_targets'] else 'no'} |"
@@ -120,6 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking that the script runs")
     parser.add_argument("--output", type=Path, default=HERE, help="folder for DDPM_RESULTS.md and ddpm_results.json")
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one training run per seed and target")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     load_at_start = os.getloadavg()[0]
@@ -129,7 +138,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "quick": args.quick,
         "recipe": recipe(),
-        "quality": {dataset: bench_target(dataset, args.quick) for dataset in TARGETS},
+        "runs": [bench_target(dataset, seed, args.quick) for dataset in args.targets for seed in args.seeds],
     }
     results["load_average"] = [load_at_start, os.getloadavg()[0]]
     args.output.mkdir(parents=True, exist_ok=True)
