@@ -102,7 +102,7 @@ def test_the_default_recipe_and_its_normalisation_reach_the_model(data_files):
     train, _ = data_files
     args = VAEArguments(train_data_files=train)
     recipe = (args.train_batch_size, args.max_train_steps, args.learning_rate, args.activation, args.normalization)
-    assert recipe == (512, 4_000, 3e-3, "relu", "layer")
+    assert recipe == (512, 8_000, 3e-3, "relu", "layer")
     for normalization, count in (("layer", 2), ("none", 0)):
         kwargs = replace(args, normalization=normalization, image_size=8, hidden_sizes=[16, 8]).model_kwargs()
         for model in (VAE(**kwargs), AutoEncoder(**kwargs)):
@@ -280,3 +280,27 @@ def test_the_script_trains_an_autoencoder_in_a_subprocess(data_files, tmp_path):
     assert pipe.encode(torch.rand(3, 1, 8, 8)).shape == (3, 2)
     card = ModelCard.load(out / "README.md")
     assert card.data.eval_results[0].metric_value == pytest.approx(metrics["reconstruction_nll"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_vae_data_parallel(data_files, tmp_path):
+    # real data parallelism on CPU (gloo DDP): each process draws its own shard of every epoch
+    out = tmp_path / "ddp"
+    train, test = data_files
+    flags = [f"--{k}={v}" for k, v in TINY.items() if k != "hidden_sizes"] + ["--hidden_sizes", "16", "8"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               "0", str(SCRIPT), "--train_data_files", train, "--test_data_files", test, "--output_dir", str(out),
+               *flags]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    batch, steps = TINY["train_batch_size"], TINY["max_train_steps"]
+    assert metrics["num_processes"] == 2 and metrics["samples_seen"] == 2 * steps * batch
+    # Bernoulli log-likelihoods are ≤ 0 and the KL ≥ 0, so the ELBO and the IWAE bound are negative
+    assert metrics["elbo"] < 0 and metrics["nll"] > 0 and 0 <= metrics["knn_accuracy"] <= 1
+    assert [r["step"] for r in metrics["validation"]] == [3, 6]
+    for rank in (0, 1):  # each process's random state is checkpointed
+        assert (out / "checkpoints" / "checkpoint-6" / f"random_states_{rank}.pkl").is_file()
+    assert VAEPipeline.from_pretrained(out)(num_samples=2).images.shape == (2, 1, 8, 8)
