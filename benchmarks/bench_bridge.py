@@ -154,7 +154,8 @@ def report(record: dict) -> str:
             f"between `{recipe['dataset']}` and the same shifted by {tuple(recipe['target_shift'])}, "
             f"N = {recipe['num_steps']} steps, mean γ = 2/N, `{recipe['schedule']}` schedule{power}, "
             f"final step {'noisy' if recipe['final_step_noise'] else 'returns its mean'}, "
-            f"{'residual' if recipe['residual'] else 'plain'} mean networks of width {recipe['hidden_size']}. "
+            f"{'residual' if recipe['residual'] else 'plain'} mean networks of width {recipe['hidden_size']}, "
+            f"mean-matching loss weighting `{recipe['loss_weighting']}`. "
             f"Machine: {record['machine']}; one IPF run per seed.",
             "",
             f"W2 of {record['num_samples']:,} transported points against as many fresh samples of the marginal they "

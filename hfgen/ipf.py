@@ -153,11 +153,31 @@ def mean_matching_targets(
 
 
 def mean_matching_loss(
-    model: nn.Module, inputs: torch.Tensor, timesteps: torch.Tensor, targets: torch.Tensor
+    model: nn.Module,
+    inputs: torch.Tensor,
+    timesteps: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``mean_i ‖model(inputs_i, timesteps_i) − targets_i‖²`` (squared norm over coordinates), DSB Alg. 1."""
+    """``mean_i w_i ‖model(inputs_i, timesteps_i) − targets_i‖²`` (squared norm over coordinates), DSB Alg. 1
+    with ``w_i = 1`` (``weights=None``), or per-pair weights such as :func:`step_weights`."""
     prediction = model(inputs, timesteps, return_dict=False)[0]
-    return (prediction - targets).square().sum(dim=1).mean()
+    errors = (prediction - targets).square().sum(dim=1)
+    return errors.mean() if weights is None else (weights * errors).mean()
+
+
+def step_weights(scheduler: BridgeScheduler, timesteps: torch.Tensor, direction: str) -> torch.Tensor:
+    r"""Weights ``w = γ̄ / γ_k`` of the mean-matching pairs of a ``direction`` network (``γ̄ = mean_k γ_k``).
+
+    A pair's target scatters around the mean with the step's noise, variance ``2γ_k`` per coordinate, so the plain
+    loss is dominated by the large middle steps; dividing by ``γ_k`` gives every step the same noise level (the loss
+    of the drift ``(F_k(x) − x) / γ_k``, up to ``γ̄``), so the small end steps, whose means the chain delivers, are
+    fitted as closely as the others. ``timesteps`` are those of :func:`mean_matching_targets`: ``k`` for the forward
+    network, ``k + 1`` for the backward one.
+    """
+    step = timesteps.long() - (1 if check_direction(direction) == "backward" else 0)
+    gammas = scheduler.gammas.to(device=timesteps.device, dtype=torch.float32)
+    return gammas.mean() / gammas[step]
 
 
 def fit_direction(

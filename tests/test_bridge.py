@@ -30,9 +30,11 @@ from hfgen.ipf import (
     fit_direction,
     fit_from_noise,
     iterative_proportional_fitting,
+    mean_matching_loss,
     mean_matching_targets,
     reference_mean,
     simulate_chain,
+    step_weights,
 )
 
 
@@ -200,6 +202,23 @@ def test_mean_matching_targets_for_a_known_linear_forward_map():
     # the Brownian reference gives the plain regression of X_k on X_{k+1}
     _, _, targets = mean_matching_targets(trajectory, reference_mean(scheduler, "forward"), "backward")
     torch.testing.assert_close(targets, x_k)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_step_weights_divide_by_the_step_size_of_each_pair(direction):
+    scheduler = BridgeScheduler(num_steps=4, gamma=0.1, schedule="symmetric")  # γ_k = 0.4 (1, 2, 2, 1) / 6
+    trajectory = simulate_chain(lambda x, t: 0.5 * x, torch.randn(3, 2, generator=seeded()), scheduler, "forward")
+    inputs, timesteps, targets = mean_matching_targets(trajectory, lambda x, t: 0.5 * x, direction)
+    weights = step_weights(scheduler, timesteps, direction)
+    # pairs come step-major, k = 0 … 3, three trajectories each; γ̄ / γ_k = (6 / 4) / (1, 2, 2, 1)
+    torch.testing.assert_close(weights, torch.tensor([1.5, 0.75, 0.75, 1.5]).repeat_interleave(3))
+    assert weights.mean().item() == pytest.approx(1.125)  # γ̄ · mean(1 / γ_k) ≥ 1
+    model = build_mean_network(dim=2, hidden_size=8, num_layers=1)
+    errors = (model(inputs, timesteps, return_dict=False)[0] - targets).square().sum(1)
+    torch.testing.assert_close(
+        mean_matching_loss(model, inputs, timesteps, targets, weights), (weights * errors).mean()
+    )
+    torch.testing.assert_close(mean_matching_loss(model, inputs, timesteps, targets), errors.mean())
 
 
 def test_first_half_iteration_learns_the_exact_gaussian_time_reversal():

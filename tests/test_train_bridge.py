@@ -79,6 +79,8 @@ def test_defaults_are_the_course_bridge_two_balls_to_the_same_shifted_with_n_20_
         (["--schedule", "cosine"], "schedule"),
         (["--stage", "diffusion", "--num_steps", "4"], r"needs every γ_k < 1/2, got max γ_k = 0.6667"),
         (["--ipf_iterations", "0"], "ipf_iterations"),
+        (["--loss_weighting", "snr"], r"`loss_weighting` must be one of \('none', 'inverse_gamma'\), got 'snr'"),
+        (["--schedule", "constant", "--schedule_power", "2"], "the 'constant' schedule takes none"),
         (["--dataset", "spiral"], "spiral"),
     ],
 )
@@ -166,6 +168,7 @@ def test_a_tiny_ipf_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that
     text = card.text
     assert f'SchrodingerBridgePipeline.from_pretrained("{tmp_path}")' in text and 'direction="forward"' in text
     assert "X_{k+1} = f_k(X_k) + √(2γ_k) Z" in text and "N = 4 steps" in text
+    assert "Loss weighting\n  `inverse_gamma`: each pair is weighted by `γ̄ / γ_k`" in text
     history_row = f"| 2 | {saved['history'][1]['forward_w2']:.4f} | {saved['history'][1]['forward_w2_floor']:.4f} |"
     assert history_row in text and "| ipf_iterations | 2 |" in text
 

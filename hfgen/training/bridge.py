@@ -48,7 +48,14 @@ from safetensors.torch import load_file, save_file
 
 from hfgen.data import Shifted, ToyDistribution, get_toy_distribution
 from hfgen.data.pairs import batch_generator
-from hfgen.ipf import mean_matching_loss, mean_matching_targets, opposite, reference_mean, simulate_chain
+from hfgen.ipf import (
+    mean_matching_loss,
+    mean_matching_targets,
+    opposite,
+    reference_mean,
+    simulate_chain,
+    step_weights,
+)
 from hfgen.metrics import sample_quality_report
 from hfgen.models.residual_mean import ResidualMean
 from hfgen.pipelines import SchrodingerBridgePipeline
@@ -65,6 +72,7 @@ from hfgen.training.loop import ARGS_FILE, METRICS_FILE, _report_to, _save_figur
 
 logger = logging.getLogger(__name__)
 STAGES = ("diffusion", "ipf")
+LOSS_WEIGHTINGS = ("none", "inverse_gamma")
 PLOTS_FOLDER = "ipf"
 HELD_OUT_SEED = 20_231_123  # the reference samples every evaluation compares against
 DIRECTIONS = ("forward", "backward")
@@ -93,6 +101,9 @@ class BridgeArguments(TrainingArguments):
     schedule: str = documented("symmetric", f"step sizes {SCHEDULES}: all γ, or small steps near both ends (DSB)")
     schedule_power: float = documented(1.0, "symmetric schedule: γ_k ∝ min(k + 1, N − k)^p (larger p: smaller ends)")
     final_step_noise: bool = documented(False, "sampling adds noise at the last step too (default: its mean)")
+    loss_weighting: str = documented(
+        "inverse_gamma", f"{LOSS_WEIGHTINGS}: weight each mean-matching pair by γ̄ / γ_k (hfgen.ipf.step_weights)"
+    )
     ipf_iterations: int = documented(3, "IPF iterations (stage 'ipf'); each trains both directions")
     num_trajectories: int = documented(4_000, "trajectories per cache of regression pairs (DSB Alg. 1)")
     refresh_every: int = documented(100, "redraw the cache every N optimizer steps")
@@ -114,6 +125,8 @@ class BridgeArguments(TrainingArguments):
         super().__post_init__()
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"`loss_weighting` must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         for name in ("num_steps", "ipf_iterations", "num_trajectories", "refresh_every", "num_eval_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -290,6 +303,8 @@ class BridgeTrainer:
                     start = start_sampler(args.num_trajectories, generator)
                     trajectory = simulate_chain(other_mean, start, self.scheduler, opposite(direction), generator)
                     cache = mean_matching_targets(trajectory, other_mean, direction)
+                    if args.loss_weighting == "inverse_gamma":
+                        cache = (*cache, step_weights(self.scheduler, cache[1], direction))
                 micro_step += 1
                 rows = torch.randint(len(cache[0]), (args.train_batch_size,), generator=generator)
                 batch = [tensor[rows].to(device) for tensor in cache]
@@ -585,6 +600,7 @@ def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str 
         reference_variance=f"{scheduler.reference_variance:.4g}",
         final_step_noise=args.final_step_noise,
         ipf_iterations=args.ipf_iterations,
+        loss_weighting=args.loss_weighting,
         network="x + g_θ(x, k) (ResidualMean)" if args.residual else "a TimeMLP m_θ(x, k)",
         num_eval_samples=args.num_eval_samples,
         final_table=markdown_table(("transport", "W2", "floor", "W2 / floor"), final),
