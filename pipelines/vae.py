@@ -99,9 +99,13 @@ class _LatentImagePipeline(HfgenPipeline):
         codes: torch.Tensor | None,
         quantile_range: tuple[float, float],
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        low, high = quantile_range
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"`quantile_range` must satisfy 0 <= low < high <= 1, got {quantile_range!r}")
         if bounds is None and codes is not None:
             codes = self.model.check_latents(codes, "codes").detach().cpu().double()
-            bounds = list(zip(codes.min(0).values.tolist(), codes.max(0).values.tolist(), strict=True))
+            levels = torch.tensor([low, high], dtype=torch.float64)
+            bounds = torch.quantile(codes, levels, dim=0).T.tolist()  # per dimension: (low, high) quantile
         if bounds is not None:
             if len(bounds) != 2 or any(len(b) != 2 or not float(b[0]) < float(b[1]) for b in bounds):
                 raise ValueError(f"`bounds` must be ((x_low, x_high), (y_low, y_high)) with low < high, got {bounds!r}")
@@ -109,11 +113,12 @@ class _LatentImagePipeline(HfgenPipeline):
         if not isinstance(self.model, VAE):
             raise ValueError(
                 "an AutoEncoder has no prior to take quantiles of: pass `codes` (e.g. pipe.encode(images)) or "
-                "`images` to span their range, or `bounds`"
+                "`images` to span their quantiles, or `bounds`"
             )
-        low, high = quantile_range
         if not 0 < low < high < 1:
-            raise ValueError(f"`quantile_range` must satisfy 0 < low < high < 1, got {quantile_range!r}")
+            raise ValueError(
+                f"`quantile_range` must satisfy 0 < low < high < 1 for prior quantiles, got {quantile_range!r}"
+            )
         levels = np.linspace(low, high, n) if n > 1 else np.array([0.5])
         axis = torch.tensor([NormalDist().inv_cdf(float(q)) for q in levels], dtype=torch.float64)
         return axis, axis.clone()
@@ -131,10 +136,12 @@ class _LatentImagePipeline(HfgenPipeline):
     ) -> LatentGridOutput | tuple:
         r"""Decode an ``n × n`` grid of a 2-D latent space (Kingma & Welling 2014, Fig. 4).
 
-        The axes are, by priority: ``bounds`` ``((x_low, x_high), (y_low, y_high))``; the range of ``codes``
-        (or of ``encode(images)``) per dimension, which an autoencoder needs; else, for the VAE, the Gaussian
-        quantiles ``Φ⁻¹(q)`` of ``n`` levels ``q`` evenly spaced over ``quantile_range``, so that each cell
-        holds about the same prior mass. Each axis has ``n`` evenly spaced points (``bounds`` and ``codes``).
+        The axes are, by priority: ``bounds`` ``((x_low, x_high), (y_low, y_high))``; the empirical
+        ``quantile_range`` quantiles of ``codes`` (or of ``encode(images)``) per dimension, which an autoencoder
+        needs (the default (0.05, 0.95) spans the populated region, not a few far-out codes; (0, 1) is min to
+        max); else, for the VAE, the Gaussian quantiles ``Φ⁻¹(q)`` of ``n`` levels ``q`` evenly spaced over
+        ``quantile_range``, so that each cell holds about the same prior mass. With ``bounds`` or ``codes`` each
+        axis has ``n`` evenly spaced points.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"`n` must be an int >= 1 (the grid is n x n), got {n!r}")

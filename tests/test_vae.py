@@ -190,8 +190,8 @@ def test_autoencoder_loss_is_the_reconstruction_nll_and_is_deterministic():
     expected = torch.nn.functional.binary_cross_entropy_with_logits(ae.decode(z).sample, x, reduction="sum") / 5
     torch.testing.assert_close(out.loss, expected)
     metrics = reconstruction_metrics(ae, x)
-    assert metrics["reconstruction_nll"] == pytest.approx(float(out.loss), rel=1e-6)
-    mse = float(((ae(x).sample - x) ** 2).mean())
+    assert metrics["reconstruction_nll"] == pytest.approx(out.loss.detach().item(), rel=1e-6)
+    mse = ((ae(x).sample.detach() - x) ** 2).mean().item()
     assert metrics["reconstruction_mse"] == pytest.approx(mse, rel=1e-6)
     assert ae.encoder.config.variational is False
 
@@ -345,9 +345,15 @@ def test_autoencoder_latent_grid_spans_the_encoded_data():
     pipe = tiny_autoencoder_pipeline()
     x = binary_images(20)
     codes = pipe.encode(x)
-    out = pipe.latent_grid(n=3, images=x)
+    out = pipe.latent_grid(n=3, images=x, quantile_range=(0.0, 1.0))  # min to max
     torch.testing.assert_close(out.x, torch.linspace(float(codes[:, 0].min()), float(codes[:, 0].max()), 3).double())
     torch.testing.assert_close(out.y, torch.linspace(float(codes[:, 1].min()), float(codes[:, 1].max()), 3).double())
+    # by default the 5% and 95% quantiles: one far-out code does not stretch the grid
+    far = torch.cat([torch.randn(199, 2, generator=torch.Generator().manual_seed(0)), torch.tensor([[100.0, -100.0]])])
+    central = pipe.latent_grid(n=2, codes=far)
+    expected = np.quantile(far.numpy().astype(np.float64), [0.05, 0.95], axis=0)
+    torch.testing.assert_close(central.x, torch.tensor(expected[:, 0]))
+    torch.testing.assert_close(central.y, torch.tensor(expected[:, 1]))
     bounds = pipe.latent_grid(n=2, bounds=((-1, 1), (0, 2)))
     torch.testing.assert_close(bounds.latents, torch.tensor([[-1.0, 2.0], [1.0, 2.0], [-1.0, 0.0], [1.0, 0.0]]))
     with pytest.raises(ValueError, match="no prior"):
