@@ -11,7 +11,7 @@ draws), and the time to transport ``n`` points (median over those draws). The is
 floor at both ends, for every seed.
 
 Noise. Between the two balls the random imbalance of the two counts (a binomial) dominates W2, so one floor draw
-scatters widely (at ``n = 5,000``: mean ≈ 0.10, sd ≈ 0.03). The floor depends only on the marginal and ``n``, so it is
+scatters widely (at ``n = 5,000``: mean ≈ 0.09, sd ≈ 0.04). The floor depends only on the marginal and ``n``, so it is
 drawn once per end, over more draws (``--floor_repeats``) than the transported samples (``--repeats``), and shared by
 the seeds; the table gives each ratio's standard error (delta method: ``se(m/f)/(m/f) = √((se_m/m)² + (se_f/f)²)``).
 A larger ``n`` (``--num_samples``) is a stricter test, since the floor shrinks while a model's bias does not.
