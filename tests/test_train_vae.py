@@ -89,6 +89,16 @@ def test_argument_errors_name_the_argument(data_files, tmp_path):
         VAEArguments(train_data_files=train, model="ae", kl_weight=0.5)
     with pytest.raises(ValueError, match="`kl_weight` must be > 0"):
         VAEArguments(train_data_files=train, kl_weight=0.0)
+    with pytest.raises(ValueError, match="`neighbor_weight` applies to the autoencoder only"):
+        VAEArguments(train_data_files=train, neighbor_weight=1.0)
+    with pytest.raises(ValueError, match="`neighbor_weight` must be >= 0"):
+        VAEArguments(train_data_files=train, model="ae", neighbor_weight=-1.0)
+    with pytest.raises(ValueError, match=r"`neighbor_negatives` must be in \[0, train_batch_size − 1 = 15\]"):
+        VAEArguments(
+            train_data_files=train, model="ae", neighbor_weight=1.0, train_batch_size=16, neighbor_negatives=16
+        )
+    with pytest.raises(ValueError, match="`neighbor_k` must be an int >= 1"):
+        VAEArguments(train_data_files=train, model="ae", neighbor_weight=1.0, neighbor_k=0)
     with pytest.raises(ValueError, match="`num_importance_samples` must be an int >= 1, got 0"):
         VAEArguments(train_data_files=train, num_importance_samples=0)
     with pytest.raises(ValueError, match="`train_batch_size`"):  # the shared checks still run
@@ -134,6 +144,28 @@ def test_the_batch_stream_is_a_pure_function_of_its_index_and_shards_each_epoch(
     assert torch.equal(rows, grey.train_images[task._permutation(0)[:16]])
     greys = torch.stack([grey.batch(k * per_epoch * 2, 0, 1)[0] for k in range(200)])
     assert abs(float(draws.mean() - greys.mean())) < 0.01 and float(greys.mean()) > 0.1
+
+
+def test_with_the_neighbour_term_each_image_brings_one_of_its_graph_neighbours(data_files, tmp_path):
+    from hfgen.neighbor_graph import nearest_neighbor_graph
+
+    options = {"model": "ae", "neighbor_weight": 1.0, "neighbor_k": 3, "neighbor_components": 10}
+    task = VAETask(tiny_args(tmp_path, data_files, binarize="none", **options))
+    graph = task.neighbor_graph
+    assert torch.equal(graph, nearest_neighbor_graph(task.train_images.flatten(1), 3, num_components=10))
+    images, generator, neighbours = task.batch(4, 1, 2)
+    again = task.batch(4, 1, 2)
+    assert torch.equal(neighbours, again[2]) and torch.equal(images, again[0])
+    flat = task.train_images.flatten(1)
+    for image, neighbour in zip(images.flatten(1), neighbours.flatten(1), strict=True):
+        row = int((flat == image).all(1).nonzero()[0])  # synthetic images are distinct
+        assert any(torch.equal(flat[j], neighbour) for j in graph[row])
+    # the images of the stream are those of a run without the term (the neighbours are drawn after them)
+    plain = VAETask(tiny_args(tmp_path, data_files, binarize="none", model="ae"))
+    assert torch.equal(plain.batch(4, 1, 2)[0], images) and plain.batch(4, 1, 2)[2] is None
+    # with dynamic binarisation the neighbours are binarised too
+    binary = VAETask(tiny_args(tmp_path, data_files, **options)).batch(0, 0, 1)[2]
+    assert set(binary.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_the_loss_goes_through_a_distributed_wrapper_forward():
@@ -228,9 +260,15 @@ def test_the_autoencoder_card_names_the_hub_dataset(data_files, tmp_path):
         "knn-accuracy": 0.75,
     }
     assert 'AutoEncoderPipeline.from_pretrained("user/ae-mnist")' in card.text and "KL" not in card.text
+    assert "Neighbour-embedding term" not in card.text  # reconstruction only
 
 
-def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data_files, tmp_path):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"model": "ae", "neighbor_weight": 2.0, "neighbor_k": 3, "neighbor_components": 10}],
+    ids=["vae", "ae-with-neighbour-term"],
+)
+def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data_files, tmp_path, options):
     from accelerate.state import AcceleratorState, GradientState
 
     def train(args):
@@ -241,14 +279,16 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
         GradientState._reset_state()
         return trainer, result
 
-    args = tiny_args(tmp_path / "full", data_files, validation_steps=0, train_batch_size=24)  # epochs of 2 batches
+    args = tiny_args(
+        tmp_path / "full", data_files, validation_steps=0, train_batch_size=24, **options
+    )  # 2-batch epochs
     full_trainer, full = train(args)
     resumed_dir = tmp_path / "resumed"
     shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
     resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
 
     assert resumed.metrics["train_steps"] == 6
-    full_ema, resumed_ema = full.pipeline.vae.state_dict(), resumed.pipeline.vae.state_dict()
+    full_ema, resumed_ema = full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict()
     for key, value in full_ema.items():
         assert torch.equal(value, resumed_ema[key]), key
     full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
@@ -267,7 +307,8 @@ def test_the_script_trains_an_autoencoder_in_a_subprocess(data_files, tmp_path):
     flags = [f"--{k}={' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in TINY.items()]
     flags = [f for f in flags if not f.startswith("--hidden_sizes")] + ["--hidden_sizes", "16", "8"]
     command = [sys.executable, str(SCRIPT), "--model", "ae", "--train_data_files", train, "--test_data_files", test,
-               "--output_dir", str(out), "--binarize", "fixed", *flags]  # fmt: skip
+               "--output_dir", str(out), "--binarize", "fixed", "--neighbor_weight", "1.5", "--neighbor_k", "4",
+               *flags]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -280,6 +321,7 @@ def test_the_script_trains_an_autoencoder_in_a_subprocess(data_files, tmp_path):
     assert pipe.encode(torch.rand(3, 1, 8, 8)).shape == (3, 2)
     card = ModelCard.load(out / "README.md")
     assert card.data.eval_results[0].metric_value == pytest.approx(metrics["reconstruction_nll"], abs=1e-6)
+    assert "Neighbour-embedding term" in card.text and "λ = 1.5" in card.text and "4 nearest training" in card.text
 
 
 @pytest.mark.slow

@@ -196,6 +196,23 @@ def test_autoencoder_loss_is_the_reconstruction_nll_and_is_deterministic():
     assert ae.encoder.config.variational is False
 
 
+def test_autoencoder_loss_with_neighbours_adds_lambda_times_the_neighbour_embedding_loss():
+    from hfgen.neighbor_graph import neighbor_embedding_loss
+
+    ae, x, neighbours = tiny_autoencoder(), binary_images(6), binary_images(6, seed=1)
+    out = ae.loss(x, neighbor_images=neighbours, neighbor_weight=2.5, num_negatives=2)
+    codes, neighbour_codes = ae.encode(x).latent_mean, ae.encode(neighbours).latent_mean
+    expected_neighbor = neighbor_embedding_loss(codes, neighbour_codes, num_negatives=2)
+    torch.testing.assert_close(out.neighbor, expected_neighbor)
+    torch.testing.assert_close(out.reconstruction, ae.loss(x).loss)  # the reconstruction is of x only
+    torch.testing.assert_close(out.loss, out.reconstruction + 2.5 * expected_neighbor)
+    assert ae.loss(x).neighbor is None
+    with pytest.raises(ValueError, match="one image per image, got 5 for 6"):
+        ae.loss(x, neighbor_images=neighbours[:5])
+    with pytest.raises(ValueError, match="neighbor_images"):
+        ae.loss(x, neighbor_images=torch.rand(6, 1, 4, 4))
+
+
 def test_a_few_steps_of_training_lower_the_negative_elbo():
     torch.manual_seed(0)
     vae = VAE(image_size=8, hidden_sizes=[16])

@@ -22,6 +22,7 @@ from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from hfgen.models.mlp import ACTIVATIONS
+from hfgen.neighbor_graph import neighbor_embedding_loss
 from hfgen.utils import check_num_samples
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -60,12 +61,14 @@ class AutoEncoderOutput(BaseOutput):
 
 @dataclass
 class LatentLossOutput(BaseOutput):
-    """Batch means, in nats per image: ``loss`` to minimise, its ``reconstruction`` part ``−log p(x | z)`` and,
-    for the VAE, the ``kl`` part ``KL(q(z | x) ‖ p(z))``."""
+    """Batch means, in nats per image: ``loss`` to minimise, its ``reconstruction`` part ``−log p(x | z)``, for
+    the VAE the ``kl`` part ``KL(q(z | x) ‖ p(z))``, and for an autoencoder given neighbour images the
+    ``neighbor`` part (:func:`hfgen.neighbor_graph.neighbor_embedding_loss`, before its weight)."""
 
     loss: Tensor
     reconstruction: Tensor
     kl: Tensor | None = None
+    neighbor: Tensor | None = None
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -344,11 +347,34 @@ class AutoEncoder(_LatentImageModel):
         images = self.check_images(images)
         return -self.log_likelihood(images, self.decoder(self.encoder(images).latent_mean).sample)
 
-    def loss(self, images: Tensor, generator: torch.Generator | None = None) -> LatentLossOutput:
-        """Training objective: the batch mean of :meth:`reconstruction_loss` (``generator`` is unused: the
-        autoencoder is deterministic; it is accepted so the AE and the VAE train with the same loop)."""
-        reconstruction = self.reconstruction_loss(images).mean()
-        return LatentLossOutput(loss=reconstruction, reconstruction=reconstruction)
+    def loss(
+        self,
+        images: Tensor,
+        generator: torch.Generator | None = None,
+        neighbor_images: Tensor | None = None,
+        neighbor_weight: float = 1.0,
+        num_negatives: int = 5,
+    ) -> LatentLossOutput:
+        r"""Training objective: the batch mean of :meth:`reconstruction_loss`; with ``neighbor_images`` (image
+        ``i``'s neighbour in a k-NN graph of the data, :mod:`hfgen.neighbor_graph`) plus ``λ`` times the
+        neighbour-embedding loss of the codes, ``L = mean_i −log p(x_i | e(x_i)) + λ L_nb(e(x), e(x'))``
+        (a UMAP-regularised autoencoder, Sainburg et al. 2021). ``generator`` is unused (the autoencoder is
+        deterministic); it is accepted so the AE and the VAE train with the same loop."""
+        if neighbor_images is None:
+            reconstruction = self.reconstruction_loss(images).mean()
+            return LatentLossOutput(loss=reconstruction, reconstruction=reconstruction)
+        images = self.check_images(images)
+        neighbor_images = self.check_images(neighbor_images, "neighbor_images")
+        if neighbor_images.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"`neighbor_images` must have one image per image, got {neighbor_images.shape[0]} for {images.shape[0]}"
+            )
+        codes, neighbor_codes = self.encoder(torch.cat([images, neighbor_images])).latent_mean.chunk(2)
+        reconstruction = -self.log_likelihood(images, self.decoder(codes).sample).mean()
+        neighbor = neighbor_embedding_loss(codes, neighbor_codes, num_negatives)
+        return LatentLossOutput(
+            loss=reconstruction + neighbor_weight * neighbor, reconstruction=reconstruction, neighbor=neighbor
+        )
 
 
 class VAE(_LatentImageModel):

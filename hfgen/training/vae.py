@@ -22,6 +22,7 @@ from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_d
 from hfgen.data.pairs import batch_generator
 from hfgen.image_metrics import classifier_scores, knn_accuracy, likelihood_bounds, reconstruction_metrics
 from hfgen.models.vae import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS, VAE, AutoEncoder
+from hfgen.neighbor_graph import nearest_neighbor_graph
 from hfgen.pipelines.vae import AutoEncoderPipeline, VAEPipeline
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.loop import TrainingTask
@@ -76,6 +77,12 @@ class VAEArguments(TrainingArguments):
     likelihood: str = documented("bernoulli", f"p(x | z): {LIKELIHOODS}")
     observation_std: float = documented(1.0, "s of the Gaussian likelihood N(x; m(z), s² I)")
     kl_weight: float = documented(1.0, "β of the VAE loss −log p(x | z) + β KL (1: the negative ELBO)")
+    neighbor_weight: float = documented(
+        0.0, "λ of the AE's k-NN-graph neighbour-embedding term −log p(x | e(x)) + λ L_nb (0: reconstruction only)"
+    )
+    neighbor_k: int = documented(15, "k of the k-NN graph of the training images (with --neighbor_weight > 0)")
+    neighbor_components: int = documented(50, "principal components the k-NN graph is computed on")
+    neighbor_negatives: int = documented(5, "random negatives per graph edge in the neighbour-embedding term")
     train_batch_size: int = 512
     max_train_steps: int = 8_000
     learning_rate: float = 3e-3
@@ -126,8 +133,31 @@ class VAEArguments(TrainingArguments):
             raise ValueError(f"`kl_weight` must be > 0, got {self.kl_weight}")
         if self.model == "ae" and self.kl_weight != 1.0:
             raise ValueError(f"`kl_weight` applies to the VAE only, got model='ae' with kl_weight={self.kl_weight}")
+        if not self.neighbor_weight >= 0:
+            raise ValueError(f"`neighbor_weight` must be >= 0, got {self.neighbor_weight}")
+        if self.model == "vae" and self.neighbor_weight != 0:
+            raise ValueError(
+                f"`neighbor_weight` applies to the autoencoder only (--model ae), got model='vae' with "
+                f"neighbor_weight={self.neighbor_weight}"
+            )
+        for name in ("neighbor_k", "neighbor_components"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        if isinstance(self.neighbor_negatives, bool) or not isinstance(self.neighbor_negatives, int):
+            raise ValueError(f"`neighbor_negatives` must be an int >= 0, got {self.neighbor_negatives!r}")
+        if not 0 <= self.neighbor_negatives < self.train_batch_size:
+            raise ValueError(
+                f"`neighbor_negatives` must be in [0, train_batch_size − 1 = {self.train_batch_size - 1}], "
+                f"got {self.neighbor_negatives}"
+            )
         if not self.observation_std > 0:
             raise ValueError(f"`observation_std` must be > 0, got {self.observation_std}")
+
+    @property
+    def uses_neighbor_graph(self) -> bool:
+        """Whether the autoencoder trains with the neighbour-embedding term."""
+        return self.model == "ae" and self.neighbor_weight > 0
 
     @property
     def dataset_label(self) -> str:
@@ -210,7 +240,10 @@ class VAETask(TrainingTask):
     ``e = k // B_e`` uses the permutation of the training set drawn from ``batch_generator(seed, −1, e)``,
     process ``s`` takes its shard ``perm[s::P]`` and batch ``k mod B_e`` of it; with dynamic binarisation
     ``x ~ Bernoulli(pixels)`` and the reparametrisation noise ``ε`` come from ``batch_generator(seed, s, k)``.
-    A resumed run therefore sees exactly the batches of an uninterrupted one.
+    A resumed run therefore sees exactly the batches of an uninterrupted one. With ``neighbor_weight > 0`` (the
+    autoencoder only) each image also brings one of its ``neighbor_k`` nearest training images, drawn with the same
+    generator, from a k-NN graph of the training set (:func:`~hfgen.neighbor_graph.nearest_neighbor_graph` on
+    ``neighbor_components`` principal components) that is built at the first batch, inside the training time.
 
     Validation and evaluation: :meth:`score` reports reconstruction (``−log p(x | ẑ)``, MSE), the ELBO (VAE) and
     the k-NN accuracy of test codes on held-out images, and classifier scores of generated images when
@@ -234,6 +267,17 @@ class VAETask(TrainingTask):
         self.name = "vae" if self.is_vae else "autoencoder"
         self._pipeline: VAEPipeline | AutoEncoderPipeline | None = None
         self._order: tuple[int, Tensor] | None = None
+        self._neighbor_graph: Tensor | None = None
+
+    @property
+    def neighbor_graph(self) -> Tensor:
+        """``(N, neighbor_k)`` indices of the nearest training images of each training image (built once)."""
+        if self._neighbor_graph is None:
+            features = self.train_images.flatten(1)
+            self._neighbor_graph = nearest_neighbor_graph(
+                features, self.args.neighbor_k, num_components=min(self.args.neighbor_components, features.shape[1])
+            )
+        return self._neighbor_graph
 
     @staticmethod
     def _load_classifier(path: str | None) -> Any:
@@ -250,9 +294,10 @@ class VAETask(TrainingTask):
     def build_model(self) -> VAE | AutoEncoder:
         return (VAE if self.is_vae else AutoEncoder)(**self.args.model_kwargs())
 
-    def batch(self, index: int, stream: int, num_streams: int) -> tuple[Tensor, torch.Generator]:
-        """Micro-batch ``index`` of process ``stream`` out of ``num_streams``: the images and the generator of
-        its remaining randomness (the VAE's ε)."""
+    def batch(self, index: int, stream: int, num_streams: int) -> tuple[Tensor, torch.Generator, Tensor | None]:
+        """Micro-batch ``index`` of process ``stream`` out of ``num_streams``: the images, the generator of
+        its remaining randomness (the VAE's ε) and, with the neighbour term, one graph neighbour of each image
+        (else None)."""
         size = self.args.train_batch_size
         per_epoch = (self.train_images.shape[0] // num_streams) // size
         if per_epoch < 1:
@@ -267,7 +312,14 @@ class VAETask(TrainingTask):
         images = self.train_images[rows]
         if self.args.binarize == "dynamic":
             images = dynamic_binarize(images, generator)
-        return images, generator
+        if not self.args.uses_neighbor_graph:
+            return images, generator, None
+        graph = self.neighbor_graph
+        choice = torch.randint(graph.shape[1], (rows.shape[0],), generator=generator)
+        neighbors = self.train_images[graph[rows, choice]]
+        if self.args.binarize == "dynamic":
+            neighbors = dynamic_binarize(neighbors, generator)
+        return images, generator, neighbors
 
     def _permutation(self, epoch: int) -> Tensor:
         """The order of the training images in ``epoch`` (cached for the current epoch)."""
@@ -277,12 +329,12 @@ class VAETask(TrainingTask):
         return self._order[1]
 
     @contextmanager
-    def batches(self, start: int, stream: int) -> Iterator[Iterator[tuple[Tensor, torch.Generator]]]:
+    def batches(self, start: int, stream: int) -> Iterator[Iterator[tuple[Tensor, torch.Generator, Tensor | None]]]:
         from accelerate import PartialState
 
         num_streams = PartialState().num_processes
 
-        def stream_of_batches() -> Iterator[tuple[Tensor, torch.Generator]]:
+        def stream_of_batches() -> Iterator[tuple[Tensor, torch.Generator, Tensor | None]]:
             index = start
             while True:
                 yield self.batch(index, stream, num_streams)
@@ -291,11 +343,20 @@ class VAETask(TrainingTask):
         yield stream_of_batches()
 
     def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> Tensor:
-        images, generator = batch
+        images, generator, neighbors = batch
         if device.type != "cpu":  # ε is drawn on the device, from a seed that comes from the batch's generator
             seed = int(torch.randint(2**62, (1,), generator=generator))
             generator = torch.Generator(device).manual_seed(seed)
-        kwargs = {"beta": self.args.kl_weight} if self.is_vae else {}
+        if self.is_vae:
+            kwargs: dict[str, Any] = {"beta": self.args.kl_weight}
+        elif neighbors is not None:
+            kwargs = {
+                "neighbor_images": neighbors.to(device),
+                "neighbor_weight": self.args.neighbor_weight,
+                "num_negatives": self.args.neighbor_negatives,
+            }
+        else:
+            kwargs = {}
         return _loss_through(model, images.to(device), generator, **kwargs).loss
 
     def pipeline(self, model: VAE | AutoEncoder) -> VAEPipeline | AutoEncoderPipeline:
@@ -507,6 +568,10 @@ def vae_card(args: VAEArguments, metrics: Mapping[str, Any], repo_id: str | None
         hidden_sizes=" → ".join(str(h) for h in args.hidden_sizes),
         likelihood_description=likelihood,
         kl_weight=args.kl_weight,
+        neighbor_weight=args.neighbor_weight if args.uses_neighbor_graph else 0,
+        neighbor_k=args.neighbor_k,
+        neighbor_components=args.neighbor_components,
+        neighbor_negatives=args.neighbor_negatives,
         ema_decay=args.ema_decay,
         num_importance_samples=metrics.get("num_importance_samples", args.num_importance_samples),
         num_nll_images=metrics.get("num_nll_images", 0),
