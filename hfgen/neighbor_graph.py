@@ -38,8 +38,9 @@ def nearest_neighbor_graph(
     features: Tensor, k: int = 15, num_components: int | None = 50, chunk_size: int = 2048
 ) -> Tensor:
     r"""Indices ``(N, k)`` of the ``k`` nearest other rows of each row of ``features`` ``(N, D)`` (Euclidean,
-    exact), nearest first, computed on the top ``num_components`` principal components (``None``: on the
-    features themselves). Distances ``‖a − b‖² = ‖a‖² − 2 a·b + ‖b‖²`` are formed ``chunk_size`` rows at a time."""
+    exact), nearest first, computed on the top ``num_components`` principal components (``None``, or at least
+    ``D``: on the features themselves). Distances ``‖a − b‖² = ‖a‖² − 2 a·b + ‖b‖²`` are formed ``chunk_size``
+    rows at a time."""
     if features.ndim != 2:
         raise ValueError(f"`features` must be a 2-D (N, D) tensor, got shape {tuple(features.shape)}")
     if not torch.isfinite(features).all():

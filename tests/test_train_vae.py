@@ -93,7 +93,7 @@ def test_argument_errors_name_the_argument(data_files, tmp_path):
         VAEArguments(train_data_files=train, neighbor_weight=1.0)
     with pytest.raises(ValueError, match="`neighbor_weight` must be >= 0"):
         VAEArguments(train_data_files=train, model="ae", neighbor_weight=-1.0)
-    with pytest.raises(ValueError, match=r"`neighbor_negatives` must be in \[0, train_batch_size − 1 = 15\]"):
+    with pytest.raises(ValueError, match=r"`neighbor_negatives` must be an int in \[0, train_batch_size − 1 = 15\]"):
         VAEArguments(
             train_data_files=train, model="ae", neighbor_weight=1.0, train_batch_size=16, neighbor_negatives=16
         )

@@ -121,8 +121,8 @@ class VAEArguments(TrainingArguments):
             path = getattr(self, name)
             if path is not None and not os.path.exists(path):
                 raise FileNotFoundError(f"`{name}` {path!r} does not exist")
-        positive = ("image_size", "num_channels", "latent_dim", "num_eval_images", "num_eval_samples")
-        for name in (*positive, "num_importance_samples", "knn_neighbors"):
+        positive = ("image_size", "num_channels", "latent_dim", "num_eval_images", "num_eval_samples", "neighbor_k")
+        for name in (*positive, "neighbor_components", "num_importance_samples", "knn_neighbors"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
@@ -140,24 +140,19 @@ class VAEArguments(TrainingArguments):
                 f"`neighbor_weight` applies to the autoencoder only (--model ae), got model='vae' with "
                 f"neighbor_weight={self.neighbor_weight}"
             )
-        for name in ("neighbor_k", "neighbor_components"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        if isinstance(self.neighbor_negatives, bool) or not isinstance(self.neighbor_negatives, int):
-            raise ValueError(f"`neighbor_negatives` must be an int >= 0, got {self.neighbor_negatives!r}")
-        if not 0 <= self.neighbor_negatives < self.train_batch_size:
+        negatives = self.neighbor_negatives
+        if isinstance(negatives, bool) or not isinstance(negatives, int) or not 0 <= negatives < self.train_batch_size:
             raise ValueError(
-                f"`neighbor_negatives` must be in [0, train_batch_size − 1 = {self.train_batch_size - 1}], "
-                f"got {self.neighbor_negatives}"
+                f"`neighbor_negatives` must be an int in [0, train_batch_size − 1 = {self.train_batch_size - 1}], "
+                f"got {negatives!r}"
             )
         if not self.observation_std > 0:
             raise ValueError(f"`observation_std` must be > 0, got {self.observation_std}")
 
     @property
     def uses_neighbor_graph(self) -> bool:
-        """Whether the autoencoder trains with the neighbour-embedding term."""
-        return self.model == "ae" and self.neighbor_weight > 0
+        """Whether the autoencoder trains with the neighbour-embedding term (the VAE refuses a weight)."""
+        return self.neighbor_weight > 0
 
     @property
     def dataset_label(self) -> str:
@@ -273,9 +268,8 @@ class VAETask(TrainingTask):
     def neighbor_graph(self) -> Tensor:
         """``(N, neighbor_k)`` indices of the nearest training images of each training image (built once)."""
         if self._neighbor_graph is None:
-            features = self.train_images.flatten(1)
             self._neighbor_graph = nearest_neighbor_graph(
-                features, self.args.neighbor_k, num_components=min(self.args.neighbor_components, features.shape[1])
+                self.train_images.flatten(1), self.args.neighbor_k, num_components=self.args.neighbor_components
             )
         return self._neighbor_graph
 
