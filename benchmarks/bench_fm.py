@@ -24,8 +24,9 @@ from torch import nn
 
 from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
 from hfgen.data import CoupledPairs, StandardGaussian, get_toy_distribution
+from hfgen.methods.couplings import optimal_permutation
+from hfgen.methods.flow_matching import cfm_loss
 from hfgen.metrics import fraction_in_support, nll_report, w2_against_floor
-from hfgen.paths import cfm_loss, optimal_permutation
 from hfgen.training import FlowMatchingArguments, train_flow_matching
 
 HERE = Path(__file__).resolve().parent
@@ -209,8 +210,8 @@ def bench_ot_coupling(quick: bool) -> dict:
 
 def bench_ot_solvers(quick: bool) -> dict:
     """Median time of one exact minibatch OT solve, batch 256, on the squared-distance cost between N(0, I)
-    and each toy target: :func:`hfgen.paths.optimal_permutation` (POT's network simplex, what training uses)
-    against scipy's ``linear_sum_assignment``. Both must reach the same optimal cost."""
+    and each toy target: :func:`hfgen.methods.couplings.optimal_permutation` (POT's network simplex, what training
+    uses) against scipy's ``linear_sum_assignment``. Both must reach the same optimal cost."""
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
@@ -311,7 +312,7 @@ def write_report(results: dict, path: Path) -> None:
         "",
         "## Exact minibatch OT solvers (batch 256, squared-distance cost from N(0, I) to the target, one thread)",
         "",
-        "| target | scipy `linear_sum_assignment` (ms) | POT `ot.emd`, `hfgen.paths.optimal_permutation` (ms) |",
+        "| target | scipy `linear_sum_assignment` (ms) | POT `ot.emd`, `optimal_permutation` (ms) |",
         "|---|---|---|",
     ]
     for name, row in results["ot_solvers"].items():

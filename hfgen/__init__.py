@@ -5,7 +5,7 @@ Every component module is imported here, eagerly: diffusers resolves the classes
 """
 
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
-from hfgen.gaussian_bridge import GaussianSchrodingerBridge
+from hfgen.methods.schrodinger_bridge import GaussianSchrodingerBridge
 from hfgen.models import (
     VAE,
     AutoEncoder,

@@ -8,12 +8,9 @@ import tempfile
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
-
-if TYPE_CHECKING:
-    from hfgen.training import FlowMatchingArguments
 
 LICENSE = "apache-2.0"
 TASK = "unconditional-generation"
@@ -59,17 +56,6 @@ def training_row(metrics: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     if "train_seconds" not in metrics:
         return []
     return [("training", f"{metrics['train_steps']} steps, {metrics['train_seconds']:.0f} s", "")]
-
-
-def flow_matching_metrics_table(metrics: Mapping[str, float], num_samples: int) -> str:
-    """The card's metrics table from the ``metrics.json`` of a flow-matching run (missing entries are skipped);
-    ``num_samples`` is the sample size of the W2, MMD and support figures."""
-    rows = sample_quality_rows(metrics, f"{num_samples:,} Euler samples")
-    if "nll" in metrics:
-        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", "held-out target points"))
-        rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
-        rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(target ‖ model)"))
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
 
 
 def training_summary(metrics: Mapping[str, Any]) -> str:
@@ -122,58 +108,6 @@ SAMPLE_QUALITY_RESULTS = {
     "samples_w2_ratio": ("wasserstein-2-over-floor", "W2 / floor"),
     "samples_fraction_in_support": ("fraction-in-support", "fraction in support"),
 }
-
-
-def flow_matching_eval_results(args: FlowMatchingArguments, metrics: Mapping[str, float]) -> list[EvalResult]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    names = {
-        **SAMPLE_QUALITY_RESULTS,
-        "nll": ("nll", "NLL (nats)"),
-        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
-    }
-    return eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}")
-
-
-def flow_matching_card(
-    args: FlowMatchingArguments, metrics: Mapping[str, float], repo_id: str | None = None
-) -> ModelCard:
-    """Render ``model_cards/flow_matching.md`` for a training run: metadata, math, usage, metrics, config.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
-    """
-    model_name = repo_id.split("/")[-1] if repo_id else f"fm-{args.source}-to-{args.dataset}"
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "flow-matching", "diffusers", "toy-2d", *(["ot-cfm"] if args.coupling == "ot" else [])],
-        model_name=model_name,
-        eval_results=flow_matching_eval_results(args, metrics) or None,
-        source_distribution=args.source,
-        target_distribution=args.dataset,
-    )
-    coupling = (
-        "pairs coupled by exact minibatch optimal transport"
-        if args.coupling == "ot"
-        else "independent pairs x_0 ~ source, x_1 ~ target"
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("flow_matching"),
-        model_name=model_name,
-        repo_id=repo_id or args.output_dir,
-        source=args.source,
-        target=args.dataset,
-        path_description=args.probability_path().describe(),
-        coupling_description=coupling,
-        time_beta=args.time_beta,
-        solver=args.solver,
-        num_inference_steps=args.num_inference_steps,
-        ema_decay=args.ema_decay,
-        metrics_table=flow_matching_metrics_table(metrics, args.num_eval_samples),
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
-    )
 
 
 # What a saved hfgen run or pipeline uploads: weights, configs, the card, plots and metrics. Checkpoints (which

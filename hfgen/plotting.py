@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from hfgen.likelihood import VelocityField
+    from hfgen.methods.continuous_flows import VelocityField
 
 __all__ = [
     "plot_density",
@@ -243,7 +243,7 @@ def plot_histograms_over_time(
     """A row of 2-D histograms of samples at several times, one panel per time in increasing order.
 
     The course's figure of ``N(0, I)`` deformed by ``dz/dt = tanh(z³)`` at ``t = 0, 0.1, …, 0.5`` (see
-    :func:`hfgen.likelihood.deform_gaussian_example`).
+    :func:`hfgen.methods.continuous_flows.deform_gaussian_example`).
     """
     if not samples_by_time:
         raise ValueError("samples_by_time must map at least one time to an (N, 2) tensor, got an empty one.")

@@ -1,8 +1,26 @@
-"""Small input checks shared by models, pipelines and metrics."""
+"""What every layer shares: input checks, the counter-based randomness contract and small type aliases."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+
 import torch
+
+VelocityField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``velocity(x, t) -> (N, D)``: a field at points ``x`` ``(N, D)`` and time ``t`` (a scalar or ``(N,)`` tensor)."""
+Sampler = Callable[[int, torch.Generator | None], torch.Tensor]
+"""``sampler(num_samples, generator) -> (num_samples, D)``, e.g. ``ToyDistribution.sample``."""
+
+
+def batch_generator(seed: int, stream: int, index: int) -> torch.Generator:
+    """The generator of batch ``index`` of stream ``stream`` (one per process) of a run seeded ``seed``.
+
+    Counter-based randomness: every batch has its own seed, a hash of ``(seed, stream, index)``, so batch ``k``
+    is the same whether the run reaches it directly, after a resume, or with any prefetch depth.
+    """
+    digest = hashlib.blake2b(f"{seed}:{stream}:{index}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
 
 
 def check_num_samples(num_samples: object, name: str = "num_samples") -> int:

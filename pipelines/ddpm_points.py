@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 
+from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
 from hfgen.utils import check_num_samples, check_points
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
-from hfgen.likelihood import log_prob as flow_log_prob
-from hfgen.ode import solve_ode
+from hfgen.methods.continuous_flows import log_prob as flow_log_prob
+from hfgen.methods.continuous_flows import solve_ode
+from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.utils import check_num_samples, check_points
 
@@ -141,7 +141,7 @@ class FlowMatchingPipeline(HfgenPipeline):
         r"""Log-density ``log p_1(x)`` of the model at points ``x`` ``(N, D)``, in nats.
 
         Integrates ``dz/dt = v_θ(z, t)`` backward from ``z(1) = x`` and
-        ``log p_1(x) = log p_0(z(0)) + ∫_0^1 Tr ∂v_θ/∂z (z(t), t) dt`` (Chen et al. 2018; Grathwohl et al.
+        ``log p_1(x) = log p_0(z(0)) − ∫_0^1 Tr ∂v_θ/∂z (z(t), t) dt`` (Chen et al. 2018; Grathwohl et al.
         2019). ``divergence="exact"`` takes the trace with ``D`` autograd passes; ``"hutchinson"`` estimates it
         unbiasedly with one (for high ``D``). Needs a source with a density.
         """

@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
-from hfgen.schedulers.bridge import BridgeScheduler, check_direction
+from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
 from hfgen.utils import check_num_samples, check_points
 
 

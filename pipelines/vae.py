@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers.utils import BaseOutput
-from hfgen.pipelines.base import HfgenPipeline
 
 from hfgen.models.vae import VAE, AutoEncoder
+from hfgen.pipelines.base import HfgenPipeline
 from hfgen.utils import check_num_samples
 
 IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")

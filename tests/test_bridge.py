@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from factories_bridge import (
     population_dsb_ipf,
     tiny_bridge_pipeline,
 )
+from factories_training import fresh_accelerate_state, reset_accelerate  # noqa: F401 (autouse fixture)
 
 from hfgen import (
     BridgeScheduler,
@@ -25,27 +27,59 @@ from hfgen import (
     StepwiseAffineMean,
 )
 from hfgen.data import Shifted, TwoBalls
-from hfgen.ipf import (
-    build_mean_network,
-    fit_direction,
-    fit_from_noise,
-    iterative_proportional_fitting,
+from hfgen.methods.schrodinger_bridge import (
     mean_matching_loss,
     mean_matching_targets,
     reference_mean,
     simulate_chain,
     step_weights,
 )
+from hfgen.models import TimeMLP
+from hfgen.training import BridgeArguments, BridgeTask, Trainer
 
 
 def seeded(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def lbfgs(model):
-    return torch.optim.LBFGS(
-        model.parameters(), lr=1, max_iter=100, history_size=20, line_search_fn="strong_wolfe", tolerance_change=1e-12
-    )
+class AffineBridgeTask(BridgeTask):
+    """The shipped bridge task with StepwiseAffineMean networks between two Gaussians (N(MEAN0, COV0) at X_0 and
+    N(MEAN1, COV1) at X_N), trained by the shipped Trainer; ``num_phases`` keeps the first phases of the plan."""
+
+    def __init__(self, args, num_phases=None):
+        super().__init__(args)
+        self.source = SimpleNamespace(dim=2, sample=gaussian_sampler(MEAN0, COV0))
+        self.target = SimpleNamespace(dim=2, sample=gaussian_sampler(MEAN1, COV1))
+        self.num_phases = num_phases
+
+    def build_models(self):
+        self.models = {d: StepwiseAffineMean(dim=2, num_steps=self.args.num_steps) for d in ("forward", "backward")}
+        return self.models
+
+    def phases(self):
+        return super().phases()[: self.num_phases]
+
+    def pipeline(self, forward, backward):
+        return forward, backward
+
+    def evaluate(self, trainer, pipeline, num_samples, num_likelihood_points, seed):
+        return {}, None
+
+
+def train_affine_bridge(tmp_path, num_phases=None, **overrides):
+    """Run the Trainer on :class:`AffineBridgeTask`: full-cache Adam fits of the affine means."""
+    settings = {
+        "output_dir": str(tmp_path), "num_steps": 5, "gamma": 0.2, "schedule": "constant", "ipf_iterations": 1,
+        "max_train_steps": 300, "train_batch_size": 4096, "num_trajectories": 20_000, "refresh_every": 10**6,
+        "learning_rate": 0.05, "lr_warmup_steps": 0, "loss_weighting": "none", "checkpointing_steps": 0,
+        "validation_steps": 0, "plots": False, "report_to": "none", **overrides,
+    }  # fmt: skip
+    task = AffineBridgeTask(BridgeArguments(**settings), num_phases)
+    trainer = Trainer(task)
+    trainer.train()
+    trainer.end()
+    reset_accelerate()
+    return task
 
 
 def affine_chain_moments(model, mean, cov, gammas):
@@ -213,7 +247,7 @@ def test_step_weights_divide_by_the_step_size_of_each_pair(direction):
     # pairs come step-major, k = 0 … 3, three trajectories each; γ̄ / γ_k = (6 / 4) / (1, 2, 2, 1)
     torch.testing.assert_close(weights, torch.tensor([1.5, 0.75, 0.75, 1.5]).repeat_interleave(3))
     assert weights.mean().item() == pytest.approx(1.125)  # γ̄ · mean(1 / γ_k) ≥ 1
-    model = build_mean_network(dim=2, hidden_size=8, num_layers=1)
+    model = TimeMLP(dim=2, hidden_size=8, num_layers=1, time_scale=1.0)
     errors = (model(inputs, timesteps, return_dict=False)[0] - targets).square().sum(1)
     torch.testing.assert_close(
         mean_matching_loss(model, inputs, timesteps, targets, weights), (weights * errors).mean()
@@ -221,57 +255,42 @@ def test_step_weights_divide_by_the_step_size_of_each_pair(direction):
     torch.testing.assert_close(mean_matching_loss(model, inputs, timesteps, targets), errors.mean())
 
 
-def test_first_half_iteration_learns_the_exact_gaussian_time_reversal():
+def test_first_half_iteration_learns_the_exact_gaussian_time_reversal(tmp_path):
     # Brownian chain from N(m, S): V_k = S + 2 t_k I and E[X_k | X_{k+1} = y] = m + V_k V_{k+1}^{-1} (y − m).
-    scheduler = BridgeScheduler(num_steps=5, gamma=0.2)
-    model = StepwiseAffineMean(dim=2, num_steps=5)
-    losses = fit_direction(
-        model, lbfgs(model), gaussian_sampler(MEAN0, COV0), reference_mean(scheduler, "forward"), scheduler,
-        "backward", num_iterations=2, batch_size=10**9, num_trajectories=20_000, generator=seeded(),
-    )  # fmt: skip
-    assert losses[-1] <= losses[0]
-    cov0, eye = torch.tensor(COV0), torch.eye(2)
+    task = train_affine_bridge(tmp_path, num_phases=1)  # IPF's first half-iteration: b against the reference
+    model, scheduler = task.models["backward"], task.scheduler
+    cov0, eye, mean0 = torch.tensor(COV0), torch.eye(2), torch.tensor(MEAN0)
     for k in range(5):
         v_k, v_next = cov0 + 2 * float(scheduler.times[k]) * eye, cov0 + 2 * float(scheduler.times[k + 1]) * eye
+        gain = v_k @ torch.linalg.inv(v_next)
         # least-squares error of a per-step regression with 20 000 points: about 0.01
-        torch.testing.assert_close(model.weight[k + 1].detach(), v_k @ torch.linalg.inv(v_next), atol=0.04, rtol=0)
-        torch.testing.assert_close(model.bias[k + 1].detach(), torch.zeros(2), atol=0.04, rtol=0)
+        torch.testing.assert_close(model.weight[k + 1].detach(), gain, atol=0.04, rtol=0)
+        torch.testing.assert_close(model.bias[k + 1].detach(), mean0 - gain @ mean0, atol=0.04, rtol=0)
+    assert torch.equal(task.models["forward"].weight.detach(), torch.eye(2).repeat(6, 1, 1))  # not trained yet
 
 
-def test_fit_from_noise_turns_the_standard_gaussian_into_the_data_up_to_an_order_gamma_bias():
+def test_the_diffusion_stage_turns_the_standard_gaussian_into_the_data_up_to_an_order_gamma_bias(tmp_path):
     # Σγ = 2 in both runs; mean matching is accurate to O(γ) (the OU mean √(1 − 2γ) x is not close to x when γ is
-    # large), and OU noising keeps Π(1 − 2γ_k) ≈ 1 % of the data. Measured errors: 0.25 / 0.31 at γ = 0.2,
-    # 0.067 / 0.064 at γ = 0.05 (mean / covariance, 8000 trajectories).
+    # large), and OU noising keeps Π(1 − 2γ_k) ≈ 1 % of the data.
     errors = []
     for num_steps in (10, 40):
-        scheduler = BridgeScheduler(num_steps=num_steps)
-        model = StepwiseAffineMean(dim=2, num_steps=num_steps)
-        fit_from_noise(
-            model, lbfgs(model), gaussian_sampler(MEAN1, COV1), scheduler, "forward", 2, batch_size=10**9,
-            num_trajectories=8000, generator=seeded(),
+        task = train_affine_bridge(
+            tmp_path / str(num_steps), num_phases=1, stage="diffusion", num_steps=num_steps, gamma=None,
+            num_trajectories=8000, train_batch_size=8000, max_train_steps=400,
         )  # fmt: skip
-        mean, cov, _ = affine_chain_moments(model, [0.0, 0.0], torch.eye(2).tolist(), scheduler.gammas)
+        mean, cov, _ = affine_chain_moments(
+            task.models["forward"], [0.0, 0.0], torch.eye(2).tolist(), task.scheduler.gammas
+        )
         errors.append([(mean - torch.tensor(MEAN1)).abs().max(), (cov - torch.tensor(COV1)).abs().max()])
     coarse, fine = torch.tensor(errors[0]), torch.tensor(errors[1])
     assert (fine < 0.1).all()
-    assert (fine < coarse / 2.5).all()  # 4× smaller steps: 3.8× and 4.8× smaller errors
+    assert (fine < coarse / 2.5).all()  # 4× smaller steps: about 4× smaller errors
 
 
-def test_fit_direction_trains_a_time_mlp_and_checks_arguments():
+def test_simulate_chain_checks_its_direction():
     scheduler = BridgeScheduler(num_steps=4)
-    network = build_mean_network(dim=2, hidden_size=16, num_layers=2, time_embedding_dim=8)
-    assert network.config.time_scale == 1.0
-    optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)
-    source = TwoBalls()
-    losses = fit_direction(
-        network, optimizer, source.sample, reference_mean(scheduler, "forward"), scheduler, "backward",
-        num_iterations=150, batch_size=128, num_trajectories=256, refresh_every=50, generator=seeded(),
-    )  # fmt: skip
-    assert len(losses) == 150 and np.mean(losses[-20:]) < 0.5 * np.mean(losses[:5])
     with pytest.raises(ValueError, match="direction"):
-        fit_direction(network, optimizer, source.sample, network, scheduler, "up", 1)
-    with pytest.raises(ValueError, match="num_iterations"):
-        fit_direction(network, optimizer, source.sample, network, scheduler, "forward", 0)
+        simulate_chain(lambda x, t: x, torch.zeros(3, 2), scheduler, "up")
 
 
 # --- the Gaussian oracle -------------------------------------------------------------------------------------------
@@ -293,7 +312,7 @@ def test_closed_form_has_the_gibbs_precision_and_the_right_limits():
     precision = torch.linalg.inv(bridge.joint_covariance)
     torch.testing.assert_close(precision[:3, 3:], -torch.eye(3, dtype=torch.float64) / s2, atol=1e-10, rtol=0)
     # σ → 0: the OT (Monge) coupling, X_N = T X_0 with T = Σ0^{-1/2} (Σ0^{1/2} Σ1 Σ0^{1/2})^{1/2} Σ0^{-1/2}
-    from hfgen.gaussian_bridge import _symmetric_sqrt
+    from hfgen.methods.schrodinger_bridge import _symmetric_sqrt
 
     root, inv_root = _symmetric_sqrt(cov0), _symmetric_sqrt(cov0, inverse=True)
     monge = inv_root @ _symmetric_sqrt(root @ cov1 @ root) @ inv_root
@@ -307,7 +326,7 @@ def test_closed_form_has_the_gibbs_precision_and_the_right_limits():
 
 
 def test_closed_form_matches_sinkhorn_on_gaussian_samples():
-    from hfgen.paths import sinkhorn_plan
+    from hfgen.methods.couplings import sinkhorn_plan
 
     n, s2 = 800, 2.0
     x0, x1 = gaussian_sampler(MEAN0, COV0)(n, seeded(6)), gaussian_sampler(MEAN1, COV1)(n, seeded(7))
@@ -338,15 +357,14 @@ def test_dsb_ipf_on_gaussian_moments_converges_to_the_closed_form_as_gamma_vanis
 
 
 @pytest.mark.slow
-def test_ipf_with_affine_means_recovers_the_closed_form_gaussian_bridge():
-    # N = 20 steps of γ = 0.05 (σ² = 2 Σγ = 2), 3 IPF iterations, 8000 trajectories per half-iteration.
-    scheduler = BridgeScheduler(num_steps=20, gamma=0.05)
-    forward, backward = StepwiseAffineMean(2, 20), StepwiseAffineMean(2, 20)
-    iterative_proportional_fitting(
-        forward, backward, lbfgs(forward), lbfgs(backward), gaussian_sampler(MEAN0, COV0),
-        gaussian_sampler(MEAN1, COV1), scheduler, num_ipf_iterations=3, num_iterations=2, batch_size=10**9,
-        num_trajectories=8000, generator=seeded(),
+def test_ipf_with_affine_means_recovers_the_closed_form_gaussian_bridge(tmp_path):
+    # N = 20 steps of γ = 0.05 (σ² = 2 Σγ = 2), 3 IPF iterations, 8000 trajectories per half-iteration, trained by
+    # the shipped Trainer (full-cache Adam on each half-iteration).
+    task = train_affine_bridge(
+        tmp_path, num_steps=20, gamma=0.05, ipf_iterations=3, num_trajectories=8000, train_batch_size=8000,
+        max_train_steps=400,
     )  # fmt: skip
+    forward, backward, scheduler = task.models["forward"], task.models["backward"], task.scheduler
     bridge = GaussianSchrodingerBridge(MEAN0, COV0, MEAN1, COV1, scheduler.reference_variance)
     learned = affine_chain_moments(forward, MEAN0, COV0, scheduler.gammas)
     population = population_dsb_ipf(MEAN0, COV0, MEAN1, COV1, scheduler.gammas, 3)
@@ -359,7 +377,7 @@ def test_ipf_with_affine_means_recovers_the_closed_form_gaussian_bridge():
     # the coupling is neither independent nor the OT one: C ≈ [[0.24, 0.06], [0.03, 0.24]]
     assert learned[2].diagonal().min() > 0.15
     # the pipeline with the learned pair transports with these moments (20 000 samples: ±0.02)
-    pipe = SchrodingerBridgePipeline(forward, backward, scheduler)
+    pipe = SchrodingerBridgePipeline(forward, backward, BridgeScheduler(num_steps=20, gamma=0.05))
     pipe.set_progress_bar_config(disable=True)
     x0 = gaussian_sampler(MEAN0, COV0)(20_000, seeded(1))
     x_n = pipe.transport(x0, "forward", generator=seeded(2)).double()

@@ -11,7 +11,6 @@ from factories_vae import write_image_parquet
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from hfgen import MnistClassifier, MnistClassifierConfig
-from hfgen.classifier_training import ClassifierTrainingArguments, classifier_accuracy, train_classifier
 from hfgen.image_metrics import (
     classifier_scores,
     frechet_distance,
@@ -19,6 +18,7 @@ from hfgen.image_metrics import (
     knn_accuracy,
     label_distribution_scores,
 )
+from hfgen.training.classifier import ClassifierArguments, classifier_accuracy, train_classifier
 
 
 def tiny_classifier(seed=0, **kwargs):
@@ -65,7 +65,7 @@ def test_bad_inputs_and_configs():
     with pytest.raises(ValueError, match="dropout"):
         MnistClassifierConfig(dropout=1.0)
     with pytest.raises(ValueError, match="train_data_files"):
-        ClassifierTrainingArguments()
+        ClassifierArguments()
 
 
 def test_training_learns_two_separable_classes(tmp_path):
@@ -75,7 +75,7 @@ def test_training_learns_two_separable_classes(tmp_path):
     labels = [0] * 40 + [1] * 40
     order = rng.permutation(80)
     path = write_image_parquet(tmp_path / "train.parquet", pixels[order], [labels[i] for i in order])
-    args = ClassifierTrainingArguments(
+    args = ClassifierArguments(
         output_dir=str(tmp_path / "out"),
         train_data_files=str(path),
         conv_channels=[4, 8],
@@ -90,7 +90,7 @@ def test_training_learns_two_separable_classes(tmp_path):
     x = torch.from_numpy(pixels[[0, 79]]).float()[:, None] / 255
     assert classifier_accuracy(loaded, x, torch.tensor([0, 1])) == 1.0
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert saved["metrics"]["test_accuracy"] == 1.0
+    assert saved["test_accuracy"] == 1.0
 
 
 # --- k-NN -------------------------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from hfgen.hub import card_template, flow_matching_card, markdown_table
-from hfgen.paths import PATHS, get_path
-from hfgen.training import FlowMatchingArguments
+from hfgen.hub import card_template, markdown_table
+from hfgen.methods.flow_matching import PATHS, get_path
+from hfgen.training import FlowMatchingArguments, flow_matching_card
 
 METRICS = {
     "train_seconds": 12.5,

@@ -1,4 +1,4 @@
-"""Instantaneous change of variables (hfgen.likelihood) checked against closed forms.
+"""Instantaneous change of variables (hfgen.methods.continuous_flows) checked against closed forms.
 
 Oracles: the trace of a linear field, the analytic trace of tanh(z³), the affine flow Y = A Z of the course
 (density N(0, A Aᵀ)), Euler's exact recursion on a linear field, the matrix exponential, and the
@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from hfgen.likelihood import (
+from hfgen.methods.continuous_flows import (
     FlowODEResult,
     deform_gaussian_example,
     divergence,

@@ -1,4 +1,4 @@
-"""hfgen.neighbor_graph: the exact k-NN graph against scikit-learn, PCA against scikit-learn, and the
+"""hfgen.methods.neighbor_embedding: the exact k-NN graph against scikit-learn, PCA against scikit-learn, and the
 neighbour-embedding loss against its closed form and its gradient."""
 
 import math
@@ -9,7 +9,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from hfgen.neighbor_graph import (
+from hfgen.methods.neighbor_embedding import (
     REPULSION_EPS,
     cauchy_similarity,
     nearest_neighbor_graph,

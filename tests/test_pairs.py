@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from hfgen.data import Checkerboard, CoupledPairs, StandardGaussian
-from hfgen.paths import ot_assignment
+from hfgen.data import Checkerboard, StandardGaussian
+from hfgen.methods.couplings import ot_assignment
+from hfgen.training.flow_matching import CoupledPairs
 
 
 @pytest.mark.parametrize("coupling", ["independent", "ot", "sinkhorn"])

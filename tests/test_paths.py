@@ -5,8 +5,9 @@ import itertools
 import pytest
 import torch
 
+from hfgen.methods.couplings import couple, ot_assignment
+from hfgen.methods.flow_matching import CosinePath, LinearPath, VPPath, cfm_loss, get_path
 from hfgen.models import TimeMLP
-from hfgen.paths import CosinePath, LinearPath, VPPath, cfm_loss, couple, get_path, ot_assignment
 
 ALL_PATHS = [LinearPath(), LinearPath(sigma_min=0.1), VPPath(), CosinePath()]
 

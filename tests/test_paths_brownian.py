@@ -5,16 +5,8 @@ import itertools
 import pytest
 import torch
 
-from hfgen.paths import (
-    COUPLINGS,
-    BrownianBridgePath,
-    cfm_loss,
-    couple,
-    get_path,
-    ot_assignment,
-    sinkhorn_assignment,
-    sinkhorn_plan,
-)
+from hfgen.methods.couplings import COUPLINGS, couple, ot_assignment, sinkhorn_assignment, sinkhorn_plan
+from hfgen.methods.flow_matching import BrownianBridgePath, cfm_loss, get_path
 
 
 def seeded(seed=0):

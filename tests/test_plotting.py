@@ -7,7 +7,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from hfgen.likelihood import deform_gaussian_example
+from hfgen.methods.continuous_flows import deform_gaussian_example
 from hfgen.plotting import (
     plot_density,
     plot_histograms_over_time,

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from hfgen import ResidualMean, SchrodingerBridgePipeline
 from hfgen.data import Shifted, TwoBalls
-from hfgen.training import BridgeArguments, BridgeTrainer, CheckpointError, parse_arguments, run_bridge
+from hfgen.training import BridgeArguments, BridgeTask, CheckpointError, Trainer, parse_arguments, run_bridge
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_bridge.py"
@@ -45,7 +45,7 @@ def tiny_args(output_dir, **overrides) -> BridgeArguments:
 
 
 def train(args):
-    trainer = BridgeTrainer(args)
+    trainer = Trainer(BridgeTask(args))
     result = trainer.train()
     trainer.end()
     return trainer, result
@@ -113,17 +113,20 @@ def test_the_first_half_iteration_learns_the_exact_time_reversal_of_the_brownian
         refresh_every=50,
         learning_rate=1e-2, lr_warmup_steps=10, report_to="none",
     )  # fmt: skip
-    trainer = BridgeTrainer(args)
-    trainer.fit(0, "backward", trainer._chain("reference", "backward"))
-    times = trainer.scheduler.times
+    args = replace(args, ipf_iterations=1, validation_steps=0, checkpointing_steps=0)
+    task = BridgeTask(args)
+    task.phases = lambda: BridgeTask.phases(task)[:1]  # the first half-iteration only: b against the reference
+    trainer = Trainer(task)
+    trainer.train()
+    times = task.scheduler.times
     y = torch.stack([torch.linspace(-1.5, 1.5, 9), torch.linspace(1, -1, 9)], dim=1)  # within ~1 std of X_{k+1}
     with torch.no_grad():
         for k in range(4):
             factor = float((1 + 2 * times[k]) / (1 + 2 * times[k + 1]))
-            predicted = trainer.models["backward"](y, torch.full((9,), float(k + 1))).sample
+            predicted = task.models["backward"](y, torch.full((9,), float(k + 1))).sample
             # regression of noisy targets (variance 2γ_k = 1) with 300 Adam steps: errors up to about 0.04
             torch.testing.assert_close(predicted, factor * y, atol=0.08, rtol=0)
-    assert torch.equal(trainer.models["forward"](y, 0).sample, y)  # the other network is untouched
+    assert torch.equal(task.models["forward"](y, 0).sample, y)  # the other network is untouched
     trainer.end()
 
 
@@ -136,18 +139,20 @@ def test_a_tiny_ipf_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that
     for name in ("model_index.json", "forward_model/diffusion_pytorch_model.safetensors",
                  "backward_model/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "README.md", "metrics.json", "args.json", "forward.png", "backward.png",
-                 "ipf/iteration-000-forward.png", "ipf/iteration-001-backward.png",
-                 "checkpoints/checkpoint-4/forward_model.safetensors"):  # fmt: skip
+                 "validation/step-0000010-forward.png", "validation/step-0000020-backward.png",
+                 "checkpoints/checkpoint-20/weights-forward.safetensors"):  # fmt: skip
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["half_iterations"] == 4 and saved["stage"] == "ipf"
-    assert [record["iteration"] for record in saved["history"]] == [0, 1]
+    assert saved["train_steps"] == 4 * 5 and json.loads((tmp_path / "args.json").read_text())["stage"] == "ipf"
+    assert [record["step"] for record in saved["validation"]] == [10, 20]  # after each IPF iteration
     for direction in ("forward", "backward"):
         assert saved[f"{direction}_w2"] == metrics[f"{direction}_w2"] > 0
         assert saved[f"{direction}_w2_ratio"] == pytest.approx(
             saved[f"{direction}_w2"] / saved[f"{direction}_w2_floor"]
         )
-        assert all(f"{direction}_loss" in record and f"{direction}_w2_floor" in record for record in saved["history"])
+        assert all(
+            f"{direction}_loss" in record and f"{direction}_w2_floor" in record for record in saved["validation"]
+        )
 
     pipe = SchrodingerBridgePipeline.from_pretrained(tmp_path)
     pipe.set_progress_bar_config(disable=True)
@@ -169,7 +174,8 @@ def test_a_tiny_ipf_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that
     assert f'SchrodingerBridgePipeline.from_pretrained("{tmp_path}")' in text and 'direction="forward"' in text
     assert "X_{k+1} = f_k(X_k) + √(2γ_k) Z" in text and "N = 4 steps" in text
     assert "Loss weighting\n  `inverse_gamma`: each pair is weighted by `γ̄ / γ_k`" in text
-    history_row = f"| 2 | {saved['history'][1]['forward_w2']:.4f} | {saved['history'][1]['forward_w2_floor']:.4f} |"
+    last = saved["validation"][1]
+    history_row = f"| 2 | {last['forward_w2']:.4f} | {last['forward_w2_floor']:.4f} |"
     assert history_row in text and "| ipf_iterations | 2 |" in text
 
 
@@ -177,21 +183,21 @@ def test_a_second_run_in_the_same_folder_is_refused_without_overwrite(tmp_path):
     run_bridge(tiny_args(tmp_path, ipf_iterations=1, max_train_steps=2, plots=False))
     reset_accelerate()
     with pytest.raises(FileExistsError, match="holds another run"):
-        BridgeTrainer(tiny_args(tmp_path, ipf_iterations=1))
+        Trainer(BridgeTask(tiny_args(tmp_path, ipf_iterations=1)))
 
 
 def test_a_run_resumed_after_a_half_iteration_ends_with_the_weights_of_the_uninterrupted_run(tmp_path):
     args = tiny_args(tmp_path / "full", validation_steps=0, plots=False)
     _, full = train(args)
-    full_weights = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-4" / "forward_model.safetensors"))
+    full_weights = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-20" / "weights-forward.safetensors"))
     reset_accelerate()
 
     resumed_dir = tmp_path / "resumed"  # only the state after half-iteration 1 (the first backward fit)
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-1", resumed_dir / "checkpoints" / "checkpoint-1")
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-5", resumed_dir / "checkpoints" / "checkpoint-5")
     resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
-    assert [p.name for p in sorted((resumed_dir / "checkpoints").iterdir())] == [
-        f"checkpoint-{k}" for k in (1, 2, 3, 4)
-    ]
+    assert sorted(p.name for p in (resumed_dir / "checkpoints").iterdir()) == sorted(
+        f"checkpoint-{k}" for k in (5, 10, 15, 20)
+    )
     for direction in ("forward_model", "backward_model"):
         expected, got = (
             getattr(full.pipeline, direction).state_dict(),
@@ -224,9 +230,9 @@ def test_the_script_trains_the_diffusion_stage_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["stage"] == "diffusion" and metrics["half_iterations"] == 2 and len(metrics["history"]) == 1
+    assert metrics["train_steps"] == 2 * 4 and len(metrics["validation"]) == 1
     assert json.loads(result.stdout)["forward_w2"] == metrics["forward_w2"]
     assert json.loads((out / "args.json").read_text())["stage"] == "diffusion"
-    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "ipf").exists()  # --plots false
+    assert (out / "checkpoints" / "checkpoint-8").is_dir() and not (out / "validation").exists()  # --plots false
     card = ModelCard.load(out / "README.md")
     assert "stage `diffusion`" in card.text and card.data.source_distribution == "two_balls"

@@ -19,9 +19,10 @@ from safetensors.torch import load_file
 
 from hfgen import DDPMPointsPipeline
 from hfgen.data import get_toy_distribution
-from hfgen.data.pairs import batch_generator
+from hfgen.methods.ddpm import epsilon_loss
 from hfgen.training import DDPMArguments, DDPMTask, Trainer, parse_arguments, run
-from hfgen.training.ddpm import DEFAULT_ALPHA, NoisedBatches, epsilon_loss
+from hfgen.training.ddpm import DEFAULT_ALPHA, NoisedBatches
+from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_ddpm.py"

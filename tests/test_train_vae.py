@@ -21,7 +21,6 @@ from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, VAEPipeline
 from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training import Trainer, VAEArguments, VAETask, run
-from hfgen.training.vae import _loss_through
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_vae.py"
@@ -147,7 +146,7 @@ def test_the_batch_stream_is_a_pure_function_of_its_index_and_shards_each_epoch(
 
 
 def test_with_the_neighbour_term_each_image_brings_one_of_its_graph_neighbours(data_files, tmp_path):
-    from hfgen.neighbor_graph import nearest_neighbor_graph
+    from hfgen.methods.neighbor_embedding import nearest_neighbor_graph
 
     options = {"model": "ae", "neighbor_weight": 1.0, "neighbor_k": 3, "neighbor_components": 10}
     task = VAETask(tiny_args(tmp_path, data_files, binarize="none", **options))
@@ -166,27 +165,6 @@ def test_with_the_neighbour_term_each_image_brings_one_of_its_graph_neighbours(d
     # with dynamic binarisation the neighbours are binarised too
     binary = VAETask(tiny_args(tmp_path, data_files, **options)).batch(0, 0, 1)[2]
     assert set(binary.unique().tolist()) <= {0.0, 1.0}
-
-
-def test_the_loss_goes_through_a_distributed_wrapper_forward():
-    from factories_vae import tiny_vae
-
-    class Wrapper(torch.nn.Module):  # what DistributedDataParallel looks like from the outside
-        def __init__(self, module):
-            super().__init__()
-            self.module, self.calls = module, 0
-
-        def forward(self, *args, **kwargs):
-            self.calls += 1
-            return self.module(*args, **kwargs)
-
-    vae, images = tiny_vae(), torch.rand(4, 1, 8, 8).bernoulli()
-    wrapped = Wrapper(vae)
-    through = _loss_through(wrapped, images, torch.Generator().manual_seed(0), beta=0.5)
-    direct = vae.loss(images, generator=torch.Generator().manual_seed(0), beta=0.5)
-    assert wrapped.calls == 1 and torch.equal(through.loss, direct.loss)
-    assert "forward" not in vae.__dict__  # the model's own forward is back
-    assert vae(images).sample.shape == images.shape
 
 
 def test_a_tiny_vae_run_writes_pipeline_card_plots_and_metrics(data_files, tmp_path):

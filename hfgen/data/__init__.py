@@ -1,7 +1,6 @@
 """Data for hfgen: toy distributions in R^d with exact densities (``hfgen.data.toy``)."""
 
 from .images import dataset_to_tensors, dynamic_binarize, load_image_dataset, prepare_image_dataset
-from .pairs import CoupledPairs
 from .toy import (
     TOY_DISTRIBUTIONS,
     Checkerboard,
@@ -17,7 +16,6 @@ from .toy import (
 )
 
 __all__ = [
-    "CoupledPairs",
     "TOY_DISTRIBUTIONS",
     "Checkerboard",
     "EightGaussians",

@@ -5,7 +5,7 @@ from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig, Mnis
 from hfgen.models.ddpm_oracle import DDPMOracle, DDPMOracleOutput
 from hfgen.models.mlp import TimeMLP, TimeMLPOutput
 from hfgen.models.residual_mean import ResidualMean, ResidualMeanOutput
-from hfgen.models.vae import VAE, AutoEncoder, AutoEncoderOutput, Decoder, Encoder, LatentLossOutput
+from hfgen.models.vae import VAE, AutoEncoder, AutoEncoderOutput, Decoder, Encoder
 
 __all__ = [
     "AutoEncoder",
@@ -14,7 +14,6 @@ __all__ = [
     "DDPMOracleOutput",
     "Decoder",
     "Encoder",
-    "LatentLossOutput",
     "MnistClassifier",
     "MnistClassifierConfig",
     "MnistClassifierOutput",

@@ -22,7 +22,6 @@ from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from hfgen.models.mlp import ACTIVATIONS
-from hfgen.neighbor_graph import neighbor_embedding_loss
 from hfgen.utils import check_num_samples
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -57,18 +56,6 @@ class AutoEncoderOutput(BaseOutput):
     latents: Tensor
     latent_mean: Tensor | None = None
     latent_log_std: Tensor | None = None
-
-
-@dataclass
-class LatentLossOutput(BaseOutput):
-    """Batch means, in nats per image: ``loss`` to minimise, its ``reconstruction`` part ``−log p(x | z)``, for
-    the VAE the ``kl`` part ``KL(q(z | x) ‖ p(z))``, and for an autoencoder given neighbour images the
-    ``neighbor`` part (:func:`hfgen.neighbor_graph.neighbor_embedding_loss`, before its weight)."""
-
-    loss: Tensor
-    reconstruction: Tensor
-    kl: Tensor | None = None
-    neighbor: Tensor | None = None
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -347,35 +334,6 @@ class AutoEncoder(_LatentImageModel):
         images = self.check_images(images)
         return -self.log_likelihood(images, self.decoder(self.encoder(images).latent_mean).sample)
 
-    def loss(
-        self,
-        images: Tensor,
-        generator: torch.Generator | None = None,
-        neighbor_images: Tensor | None = None,
-        neighbor_weight: float = 1.0,
-        num_negatives: int = 5,
-    ) -> LatentLossOutput:
-        r"""Training objective: the batch mean of :meth:`reconstruction_loss`; with ``neighbor_images`` (image
-        ``i``'s neighbour in a k-NN graph of the data, :mod:`hfgen.neighbor_graph`) plus ``λ`` times the
-        neighbour-embedding loss of the codes, ``L = mean_i −log p(x_i | e(x_i)) + λ L_nb(e(x), e(x'))``
-        (a UMAP-regularised autoencoder, Sainburg et al. 2021). ``generator`` is unused (the autoencoder is
-        deterministic); it is accepted so the AE and the VAE train with the same loop."""
-        if neighbor_images is None:
-            reconstruction = self.reconstruction_loss(images).mean()
-            return LatentLossOutput(loss=reconstruction, reconstruction=reconstruction)
-        images = self.check_images(images)
-        neighbor_images = self.check_images(neighbor_images, "neighbor_images")
-        if neighbor_images.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"`neighbor_images` must have one image per image, got {neighbor_images.shape[0]} for {images.shape[0]}"
-            )
-        codes, neighbor_codes = self.encoder(torch.cat([images, neighbor_images])).latent_mean.chunk(2)
-        reconstruction = -self.log_likelihood(images, self.decoder(codes).sample).mean()
-        neighbor = neighbor_embedding_loss(codes, neighbor_codes, num_negatives)
-        return LatentLossOutput(
-            loss=reconstruction + neighbor_weight * neighbor, reconstruction=reconstruction, neighbor=neighbor
-        )
-
 
 class VAE(_LatentImageModel):
     r"""Variational autoencoder with ``p(z) = N(0, I_d)``, ``q(z | x) = N(μ(x), diag σ(x)²)`` and ``p(x | z)``
@@ -418,7 +376,9 @@ class VAE(_LatentImageModel):
     def kl_divergence(mean: Tensor, log_std: Tensor) -> Tensor:
         r"""``KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_i (σ_i² + μ_i² − 1 − 2 log σ_i)`` per row, ``(N,)``, in nats.
 
-        (The course's ``Σ_i −log σ_i + σ_i² + μ_i²`` is this up to the factor ½ and the constant ``−d/2``.)
+        That is ``Σ_i (−log σ_i + ½σ_i² + ½μ_i²) − d/2``. The expression ``Σ_i (−log σ_i + σ_i² + μ_i²)`` is not
+        the KL up to a factor and a constant: it weighs the log term twice as much and is minimised at
+        ``σ_i² = ½``, where the KL is minimised at ``σ_i² = 1``.
         """
         return 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(-1)
 
@@ -441,16 +401,6 @@ class VAE(_LatentImageModel):
         if not return_dict:
             return (reconstruction, latents, mean, log_std)
         return AutoEncoderOutput(sample=reconstruction, latents=latents, latent_mean=mean, latent_log_std=log_std)
-
-    def loss(self, images: Tensor, generator: torch.Generator | None = None, beta: float = 1.0) -> LatentLossOutput:
-        r"""Training objective, the batch mean of ``−log p(x | z) + β KL(q(z | x) ‖ p(z))`` with one reparametrised
-        sample ``z = μ + σ ε`` per image; ``β = 1`` gives the negative ELBO (β-VAE, Higgins et al. 2017)."""
-        images = self.check_images(images)
-        mean, log_std = self.encoder(images, return_dict=False)
-        z = self.reparameterize(mean, log_std, generator)
-        reconstruction = -self.log_likelihood(images, self.decoder(z).sample).mean()
-        kl = self.kl_divergence(mean, log_std).mean()
-        return LatentLossOutput(loss=reconstruction + beta * kl, reconstruction=reconstruction, kl=kl)
 
     def elbo(self, images: Tensor, num_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
         r"""ELBO per image ``(N,)`` in nats: ``(1/S) Σ_s log p(x | z_s) − KL(q(z | x) ‖ p(z))``, ``z_s ~ q(z | x)``,

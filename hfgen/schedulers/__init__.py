@@ -1,12 +1,12 @@
 """Schedulers: diffusers ``SchedulerMixin`` + ``ConfigMixin`` classes, one module per scheduler."""
 
-from hfgen.schedulers.bridge import BridgeScheduler, BridgeSchedulerOutput
 from hfgen.schedulers.constant_alpha_ddpm import (
     ConstantAlphaDDPMScheduler,
     ConstantAlphaDDPMSchedulerOutput,
     alpha_for_final_alpha_bar,
 )
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput
+from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, BridgeSchedulerOutput
 
 __all__ = [
     "BridgeScheduler",

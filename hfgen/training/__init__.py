@@ -1,30 +1,33 @@
-"""What every training script shares: arguments, the Accelerate loop, checkpoints, evaluation and outputs.
+"""What every training script shares: arguments, the one Trainer, checkpoints, evaluation and outputs, and each
+model family's task.
 
 A script under ``training/`` parses its arguments dataclass (:func:`parse_arguments`: command line, YAML or
 JSON), builds its :class:`TrainingTask` and calls :func:`run`.
 """
 
 from hfgen.training.arguments import TrainingArguments, parse_arguments
-from hfgen.training.bridge import BridgeArguments, BridgeTrainer, bridge_card, evaluate_bridge, run_bridge
+from hfgen.training.bridge import BridgeArguments, BridgeTask, bridge_card, evaluate_bridge, run_bridge
 from hfgen.training.checkpoints import CheckpointError, list_checkpoints
 from hfgen.training.ddpm import DDPMArguments, DDPMTask, evaluate_ddpm, train_ddpm
 from hfgen.training.flow_matching import (
     FlowMatchingArguments,
     FlowMatchingTask,
     evaluate_flow_matching,
+    flow_matching_card,
     train_flow_matching,
 )
-from hfgen.training.loop import Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
+from hfgen.training.trainer import Phase, Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
 from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae, vae_card
 
 __all__ = [
     "BridgeArguments",
-    "BridgeTrainer",
+    "BridgeTask",
     "CheckpointError",
     "DDPMArguments",
     "DDPMTask",
     "FlowMatchingArguments",
     "FlowMatchingTask",
+    "Phase",
     "Trainer",
     "TrainingArguments",
     "TrainingDivergedError",
@@ -37,6 +40,7 @@ __all__ = [
     "evaluate_ddpm",
     "evaluate_flow_matching",
     "evaluate_vae",
+    "flow_matching_card",
     "list_checkpoints",
     "parse_arguments",
     "run",

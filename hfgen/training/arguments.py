@@ -76,9 +76,16 @@ class TrainingArguments:
     hub_model_id: str | None = documented(None, "Hub repo id 'user/name' for --push_to_hub")
     hub_private_repo: bool = documented(False, "create the Hub repo as private")
 
+    #: fields that must be ints >= 1
+    positive_fields: ClassVar[tuple[str, ...]] = (
+        "train_batch_size",
+        "max_train_steps",
+        "gradient_accumulation_steps",
+        "num_validation_samples",
+    )
+
     def __post_init__(self) -> None:
-        positive = ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "num_validation_samples")
-        for name in positive:
+        for name in self.positive_fields:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")

@@ -1,54 +1,46 @@
-r"""Training the γ-step diffusion Schrödinger bridge: the course's two stages as resumable half-iterations.
+r"""Training the γ-step diffusion Schrödinger bridge: the course's two stages as phases of the one Trainer.
 
 The chain is :class:`~hfgen.schedulers.BridgeScheduler`'s: ``X_0 ~ p_data``, ``X_N ~ p'_data``, forward
 ``X_{k+1} = f_k(X_k) + √(2γ_k) Z``, backward ``X_k = b_{k+1}(X_{k+1}) + √(2γ_k) Z``, with mean-predicting networks
-trained by DSB's mean matching (De Bortoli et al. 2021; :mod:`hfgen.ipf`).
+trained by DSB's mean matching (De Bortoli et al. 2021; :mod:`hfgen.methods.schrodinger_bridge`).
 
-Design. IPF alternates two networks, which does not fit :class:`~hfgen.training.loop.Trainer`'s one-model loop, so
-a run is a list of *half-iterations*, each one Accelerate-prepared optimisation of ONE direction's network by mean
-matching against a FIXED chain (the other network, or a reference), with its own AdamW, learning-rate schedule
-(warm-up, then ``lr_scheduler``) and optional EMA over ``max_train_steps`` steps:
+A run is a list of *half-iterations*, each a :class:`~hfgen.training.trainer.Phase`: one optimisation of ONE
+direction's network by mean matching against a FIXED chain (the other network, or a reference), with a fresh
+AdamW, learning-rate schedule (warm-up, then ``lr_scheduler``) and optional EMA over ``max_train_steps`` steps:
 
 - ``stage="diffusion"`` (the simplified diffusion approach): the forward network learns the time reversal of the
   Ornstein–Uhlenbeck chain that noises ``p'_data`` into ``N(0, I)`` (so its chain goes ``N(0, I) → p'_data``) and
-  the backward network that of ``p_data`` (``N(0, I) → p_data``); :func:`hfgen.ipf.fit_from_noise`. Started from
-  ``x_0 ~ p_data`` instead of noise, the forward chain still ends near ``p'_data`` (the OU chain forgets its
-  start), and the backward chain takes ``y ~ p'_data`` to ``p_data``. (The course calls the network that reaches
-  ``p'_data`` "b"; here names follow the direction of the chain.)
+  the backward network that of ``p_data`` (``N(0, I) → p_data``). Started from ``x_0 ~ p_data`` instead of noise,
+  the forward chain still ends near ``p'_data`` (the OU chain forgets its start), and the backward chain takes
+  ``y ~ p'_data`` to ``p_data``. (The course calls the network that reaches ``p'_data`` "b"; here names follow the
+  direction of the chain.)
 - ``stage="ipf"``: iteration ``n`` fits the backward network to the forward chain from ``p_data`` (the Brownian
   reference ``f_k(x) = x`` when ``n = 0``), then the forward network to that backward chain from ``p'_data``.
 
 Randomness of half-iteration ``h`` (trajectory caches, minibatches) comes from its own counter-based generator
-(:func:`hfgen.data.pairs.batch_generator` of ``(seed, process, h)``) and the optimiser starts afresh, so the run
-after ``h`` half-iterations is a function of the two networks' weights alone. That is what a checkpoint stores
-(``checkpoints/checkpoint-<h>``: both networks as safetensors and ``trainer_state.json``); a resumed run skips the
-finished half-iterations and ends with the same weights as an uninterrupted run. After every ``validation_steps``
-IPF iterations (and at the end) both networks transport ``num_validation_samples`` points, the W2 of each end to its
-target marginal is logged beside the floor, and the progression plots are saved under ``ipf/``.
+(:func:`hfgen.utils.batch_generator` of ``(seed, process, h)``) and the optimiser starts afresh, so the run after
+``h`` half-iterations is a function of the two networks' weights alone: checkpoints are taken at the ends of
+half-iterations (every ``checkpointing_steps`` of them) and a resumed run ends with the same weights as an
+uninterrupted one. After every ``validation_steps`` IPF iterations (and at the end) both networks transport
+``num_validation_samples`` points, the W2 of each end to its target marginal is logged beside the floor, and the
+progression plots are saved under ``validation/``.
 
 Several processes: each draws its own trajectories (stream = process index) and gradients are averaged.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import os
-import shutil
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
-from safetensors.torch import load_file, save_file
 
 from hfgen.data import Shifted, ToyDistribution, get_toy_distribution
-from hfgen.data.pairs import batch_generator
-from hfgen.ipf import (
+from hfgen.methods.schrodinger_bridge import (
     mean_matching_loss,
     mean_matching_targets,
     opposite,
@@ -57,24 +49,17 @@ from hfgen.ipf import (
     step_weights,
 )
 from hfgen.metrics import sample_quality_report
+from hfgen.models.mlp import TimeMLP
 from hfgen.models.residual_mean import ResidualMean
 from hfgen.pipelines import SchrodingerBridgePipeline
-from hfgen.schedulers.bridge import SCHEDULES, BridgeScheduler
+from hfgen.schedulers.schrodinger_bridge import SCHEDULES, BridgeScheduler
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.checkpoints import (
-    STATE_FILE,
-    CheckpointError,
-    checkpoints_root,
-    list_checkpoints,
-    resolve_checkpoint,
-)
-from hfgen.training.loop import ARGS_FILE, METRICS_FILE, _report_to, _save_figure, _write_atomic, check_output_dir
+from hfgen.training.engine import HELD_OUT_SEED
+from hfgen.training.trainer import Phase, Progress, Trainer, TrainingTask, run
+from hfgen.utils import batch_generator
 
-logger = logging.getLogger(__name__)
 STAGES = ("diffusion", "ipf")
 LOSS_WEIGHTINGS = ("none", "inverse_gamma")
-PLOTS_FOLDER = "ipf"
-HELD_OUT_SEED = 20_231_123  # the reference samples every evaluation compares against
 DIRECTIONS = ("forward", "backward")
 
 
@@ -102,7 +87,8 @@ class BridgeArguments(TrainingArguments):
     schedule_power: float = documented(1.0, "symmetric schedule: γ_k ∝ min(k + 1, N − k)^p (larger p: smaller ends)")
     final_step_noise: bool = documented(False, "sampling adds noise at the last step too (default: its mean)")
     loss_weighting: str = documented(
-        "inverse_gamma", f"{LOSS_WEIGHTINGS}: weight each mean-matching pair by γ̄ / γ_k (hfgen.ipf.step_weights)"
+        "inverse_gamma",
+        f"{LOSS_WEIGHTINGS}: weight each mean-matching pair by γ̄ / γ_k (hfgen.methods.schrodinger_bridge.step_weights)",
     )
     ipf_iterations: int = documented(3, "IPF iterations (stage 'ipf'); each trains both directions")
     num_trajectories: int = documented(4_000, "trajectories per cache of regression pairs (DSB Alg. 1)")
@@ -187,78 +173,65 @@ class BridgeArguments(TrainingArguments):
         """A direction's mean network: :class:`ResidualMean`, or a plain :class:`TimeMLP` mean."""
         if self.residual:
             return ResidualMean(dim=dim, hidden_size=self.hidden_size, num_layers=self.num_layers)
-        from hfgen.ipf import build_mean_network
-
-        return build_mean_network(dim=dim, hidden_size=self.hidden_size, num_layers=self.num_layers)
-
-
-@dataclass
-class BridgeRunResult:
-    """The trained pipeline and the run's numbers (``history``: one record per evaluation)."""
-
-    pipeline: SchrodingerBridgePipeline
-    metrics: dict[str, Any] = field(default_factory=dict)
+        # the integer state index k is the time input (time_scale 1, sinusoidal embedding)
+        return TimeMLP(dim=dim, hidden_size=self.hidden_size, num_layers=self.num_layers, time_scale=1.0)
 
 
-class BridgeTrainer:
-    """Runs the half-iterations of :meth:`BridgeArguments.half_iterations` under Accelerate, with checkpoints,
-    evaluation, plots, and the run's outputs (main process only)."""
+class BridgeBatches:
+    r"""The micro-batches of one half-iteration: regression pairs ``(Y, k, T[, w])`` of
+    :func:`~hfgen.methods.schrodinger_bridge.mean_matching_targets` drawn from a cache of ``num_trajectories``
+    chains, redrawn every ``refresh_every`` micro-batches (DSB Alg. 1), all from the half-iteration's generator."""
+
+    def __init__(self, task: BridgeTask, index: int, stream: int):
+        self.task, self.stream = task, stream
+        direction, fitted_to = task.args.half_iterations()[index]
+        self.direction = direction
+        self.start_sampler, self.other_mean = task.chain(fitted_to, direction)
+        self.generator = batch_generator(task.args.seed, stream, index)
+        self.micro_step = 0
+        self.cache: tuple[torch.Tensor, ...] = ()
+
+    def __iter__(self) -> BridgeBatches:
+        return self
+
+    def __next__(self) -> list[torch.Tensor]:
+        args, scheduler = self.task.args, self.task.scheduler
+        if self.micro_step % args.refresh_every == 0:
+            start = self.start_sampler(args.num_trajectories, self.generator)
+            trajectory = simulate_chain(self.other_mean, start, scheduler, opposite(self.direction), self.generator)
+            self.cache = mean_matching_targets(trajectory, self.other_mean, self.direction)
+            if args.loss_weighting == "inverse_gamma":
+                self.cache = (*self.cache, step_weights(scheduler, self.cache[1], self.direction))
+        self.micro_step += 1
+        rows = torch.randint(len(self.cache[0]), (args.train_batch_size,), generator=self.generator)
+        return [tensor[rows] for tensor in self.cache]
+
+
+class BridgeTask(TrainingTask):
+    """The bridge's two mean networks, ``forward`` and ``backward``, trained phase by phase
+    (:meth:`BridgeArguments.half_iterations`), evaluated after each IPF iteration by transporting points each way."""
+
+    name = "schrodinger_bridge"
 
     def __init__(self, args: BridgeArguments):
-        from accelerate import Accelerator
-        from accelerate.utils import ProjectConfiguration, set_seed
-
-        check_output_dir(args)
-        self.args = args
-        self.accelerator = Accelerator(
-            mixed_precision=args.mixed_precision,
-            gradient_accumulation_steps=args.gradient_accumulation_steps,
-            log_with=_report_to(args.report_to),
-            project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=args.output_dir),
-        )
-        set_seed(args.seed)
+        super().__init__(args)
         self.source, self.target = args.marginals()
         self.scheduler = args.noise_scheduler()
-        self.models = {direction: args.build_network(self.source.dim) for direction in DIRECTIONS}
-        self.history: list[dict[str, Any]] = []
         self.last_loss: dict[str, float] = {}
-        self.train_seconds = 0.0
 
-    @property
-    def is_main(self) -> bool:
-        return self.accelerator.is_main_process
+    def build_models(self) -> dict[str, ModelMixin]:
+        self.models = {direction: self.args.build_network(self.source.dim) for direction in DIRECTIONS}
+        return self.models
 
-    @property
-    def out(self) -> Path:
-        return Path(self.args.output_dir)
+    def phases(self) -> list[Phase]:
+        plan = self.args.half_iterations()
+        return [
+            Phase(direction, self.args.max_train_steps, f"{h + 1}: {direction}")
+            for h, (direction, _) in enumerate(plan)
+        ]
 
-    # -- the plan ---------------------------------------------------------------------------------------------
-
-    def train(self) -> BridgeRunResult:
-        """Run the remaining half-iterations (all of them, or those after the resumed checkpoint)."""
-        args = self.args
-        self._start_output_dir()
-        done = self._resume()
-        if self.is_main and self.accelerator.log_with:
-            self.accelerator.init_trackers("schrodinger_bridge", config=_scalar_config(args.to_dict()))
-        plan = args.half_iterations()
-        for index in range(done, len(plan)):
-            direction, fitted_to = plan[index]
-            tick = time.perf_counter()
-            losses = self.fit(index, direction, self._chain(fitted_to, direction))
-            self.train_seconds += time.perf_counter() - tick
-            self.last_loss[direction] = _tail_mean(losses)
-            self.accelerator.log({f"{direction}_loss": self.last_loss[direction]}, step=index + 1)
-            iteration, last = index // 2, index == len(plan) - 1
-            if index % 2 == 1 and (last or (args.validation_steps and (iteration + 1) % args.validation_steps == 0)):
-                self.evaluate(iteration)
-            if args.checkpointing_steps and ((index + 1) % args.checkpointing_steps == 0 or last):
-                self.save_checkpoint(index + 1)
-        info = {"stage": args.stage, "half_iterations": len(plan), "train_seconds": self.train_seconds}
-        return BridgeRunResult(self.pipeline(), info)
-
-    def _chain(self, fitted_to: str, direction: str) -> tuple[Callable, Callable]:
-        """``(start_sampler, other_mean)`` of the half-iteration: where its trajectories start and the mean that
+    def chain(self, fitted_to: str, direction: str) -> tuple[Callable, Callable]:
+        """``(start_sampler, other_mean)`` of a half-iteration: where its trajectories start and the mean that
         runs them in the other direction."""
         start = self.source if direction == "backward" else self.target  # X_0 ~ p_data or X_N ~ p'_data
         if fitted_to == "noise":  # learn the reversal of the OU chain that noises that data into N(0, I)
@@ -267,187 +240,76 @@ class BridgeTrainer:
             return start.sample, reference_mean(self.scheduler, opposite(direction))
         return start.sample, self.models[fitted_to]
 
-    def fit(self, index: int, direction: str, chain: tuple[Callable, Callable]) -> list[float]:
-        r"""Half-iteration ``index``: minimise ``E ‖m(Y, k) − T‖²`` over the ``direction`` network ``m`` with the
-        regression pairs ``(Y, k, T)`` of :func:`hfgen.ipf.mean_matching_targets`, from a cache of
-        ``num_trajectories`` chains redrawn every ``refresh_every`` steps. Returns the loss of every step."""
-        from diffusers.optimization import get_scheduler
-        from diffusers.training_utils import EMAModel
-        from tqdm.auto import tqdm
+    @contextmanager
+    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[BridgeBatches]:
+        if start != 0:
+            raise ValueError(
+                f"a bridge half-iteration restarts from its beginning (its trajectory cache is not checkpointed), "
+                f"got start={start}; checkpoints are taken at the ends of half-iterations"
+            )
+        yield BridgeBatches(self, phase, stream)
 
-        args, accelerator = self.args, self.accelerator
-        start_sampler, other_mean = chain
-        model = self.models[direction]
-        model.train()
-        optimizer = torch.optim.AdamW(
-            model.parameters(),
-            lr=args.learning_rate,
-            betas=(args.adam_beta1, args.adam_beta2),
-            weight_decay=args.adam_weight_decay,
-        )
-        lr_schedule = get_scheduler(
-            args.lr_scheduler,
-            optimizer,
-            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=args.max_train_steps * accelerator.num_processes,
-        )
-        prepared, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
-        ema = EMAModel(model.parameters(), decay=args.ema_decay, foreach=True) if args.ema_decay > 0 else None
-        generator = batch_generator(args.seed, accelerator.process_index, index)
-        device, losses = accelerator.device, []
-        progress = tqdm(total=args.max_train_steps, disable=not self.is_main, desc=f"{index + 1}: {direction}")
-        micro_step = 0
-        for step in range(args.max_train_steps):
-            for _ in range(args.gradient_accumulation_steps):
-                if micro_step % args.refresh_every == 0:
-                    start = start_sampler(args.num_trajectories, generator)
-                    trajectory = simulate_chain(other_mean, start, self.scheduler, opposite(direction), generator)
-                    cache = mean_matching_targets(trajectory, other_mean, direction)
-                    if args.loss_weighting == "inverse_gamma":
-                        cache = (*cache, step_weights(self.scheduler, cache[1], direction))
-                micro_step += 1
-                rows = torch.randint(len(cache[0]), (args.train_batch_size,), generator=generator)
-                batch = [tensor[rows].to(device) for tensor in cache]
-                with accelerator.accumulate(prepared), accelerator.autocast():
-                    loss = mean_matching_loss(prepared, *batch)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"the mean-matching loss became {loss.item()} at step {step} of half-iteration "
-                            f"{index + 1} ({direction}); lower --learning_rate or set --max_grad_norm"
-                        )
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(prepared.parameters(), args.max_grad_norm)
-                    optimizer.step()
-                    lr_schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.step(model.parameters())
-            losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
-            progress.update(1)
-            if args.logging_steps and (step + 1) % args.logging_steps == 0:
-                progress.set_postfix(loss=f"{_tail_mean(losses, args.logging_steps):.4f}")
-        progress.close()
-        if ema is not None:
-            ema.copy_to(model.parameters())
-        accelerator.free_memory()
-        model.eval()
-        return losses
+    def loss(self, model: torch.nn.Module, batch: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+        return mean_matching_loss(model, *(tensor.to(device) for tensor in batch))
 
-    # -- evaluation and outputs -------------------------------------------------------------------------------
-
-    def pipeline(self) -> SchrodingerBridgePipeline:
-        """The pipeline around the current networks (shared, not copied)."""
-        pipeline = SchrodingerBridgePipeline(
-            self.models["forward"], self.models["backward"], self.args.noise_scheduler(), self.source, self.target
-        )
+    def pipeline(self, forward: ModelMixin, backward: ModelMixin) -> SchrodingerBridgePipeline:
+        pipeline = SchrodingerBridgePipeline(forward, backward, self.args.noise_scheduler(), self.source, self.target)
         pipeline.set_progress_bar_config(disable=True)
         return pipeline
 
-    @torch.no_grad()
-    def evaluate(self, iteration: int) -> dict[str, Any]:
-        """Transport ``num_validation_samples`` points each way, score each end against its target marginal
-        (W2 beside the floor), save the progression plots under ``ipf/`` and log the record."""
-        record = evaluate_bridge(self.pipeline(), self.args.num_validation_samples, seed=self.args.seed + iteration)
+    def end_phase(self, phase: int, losses: list[float]) -> dict[str, Any]:
+        direction = self.args.half_iterations()[phase][0]
+        self.last_loss[direction] = _tail_mean(losses)
+        return {f"{direction}_loss": self.last_loss[direction]}
+
+    def _iteration_end(self, progress: Progress) -> bool:
+        """After the second half-iteration of IPF iteration ``n`` (``n + 1`` a multiple of ``validation_steps``),
+        and after the last one."""
+        if not progress.phase_done or progress.phase % 2 == 0:
+            return False
+        every = self.args.validation_steps
+        return progress.run_done or bool(every) and (progress.phase // 2 + 1) % every == 0
+
+    def validation_due(self, progress: Progress) -> bool:
+        return self._iteration_end(progress)
+
+    def checkpoint_due(self, progress: Progress) -> bool:
+        every = self.args.checkpointing_steps
+        return progress.phase_done and bool(every) and ((progress.phase + 1) % every == 0 or progress.run_done)
+
+    def evaluate(
+        self,
+        trainer: Trainer,
+        pipeline: SchrodingerBridgePipeline,
+        num_samples: int,
+        num_likelihood_points: int,
+        seed: int,
+    ) -> tuple[dict[str, Any], None]:
+        """:func:`evaluate_bridge` of ``num_samples`` points each way, and the last mean-matching losses."""
+        record = evaluate_bridge(pipeline, num_samples, seed=seed)
         losses = {f"{direction}_loss": loss for direction, loss in self.last_loss.items()}
-        record = {"iteration": iteration, **record, **losses}
-        if self.is_main:
-            if self.args.plots:
-                folder = self.out / PLOTS_FOLDER
-                folder.mkdir(parents=True, exist_ok=True)
-                for name, figure in progression_figures(self.pipeline(), 1000, seed=3).items():
-                    _save_figure(figure, folder / f"iteration-{iteration:03d}-{name}")
-            self.history.append(record)
-            self.accelerator.log({k: v for k, v in record.items() if isinstance(v, float)}, step=2 * iteration + 2)
-            logger.info("evaluation after IPF iteration %d: %s", iteration, json.dumps(record))
-        return record
+        return record | losses, None
 
-    def save(self, result: BridgeRunResult, metrics: Mapping[str, Any]) -> None:
-        """Write the pipeline, ``metrics.json``, the card ``README.md`` and the final plots (main process)."""
-        if self.is_main:
-            result.pipeline.save_pretrained(self.out, safe_serialization=True)
-            _write_atomic(self.out / METRICS_FILE, json.dumps(dict(metrics), indent=2))
-            bridge_card(self.args, metrics, repo_id=self.args.hub_model_id).save(self.out / "README.md")
-            figures = progression_figures(result.pipeline, 1000, seed=2) if self.args.plots else {}
-            for name, figure in figures.items():
-                _save_figure(figure, self.out / name)
-        self.accelerator.wait_for_everyone()
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"{direction}_loss": torch.tensor(loss) for direction, loss in self.last_loss.items()}
 
-    # -- checkpoints ------------------------------------------------------------------------------------------
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.last_loss = {key.removesuffix("_loss"): float(value) for key, value in state.items()}
 
-    def _start_output_dir(self) -> None:
-        if self.is_main:
-            if self.args.overwrite_output_dir and self.args.resume_from_checkpoint is None:
-                shutil.rmtree(checkpoints_root(self.out), ignore_errors=True)
-                shutil.rmtree(self.out / PLOTS_FOLDER, ignore_errors=True)
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / ARGS_FILE).write_text(json.dumps(self.args.to_dict(), indent=2), encoding="utf-8")
-        self.accelerator.wait_for_everyone()
+    def validation_figures(self, pipeline: SchrodingerBridgePipeline, samples: None) -> dict[str, Any]:
+        return progression_figures(pipeline, 1000, seed=3) if self.args.plots else {}
 
-    def save_checkpoint(self, done: int) -> Path:
-        """Save both networks after ``done`` half-iterations to ``checkpoints/checkpoint-<done>``, atomically."""
-        root = checkpoints_root(self.out)
-        final, tmp = root / f"checkpoint-{done}", root / f".tmp-checkpoint-{done}"
-        if self.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for direction, model in self.models.items():
-                weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-                save_file(weights, str(tmp / f"{direction}_model.safetensors"))
-            state = {
-                "step": done,
-                "trained_config": self.args.trained_config(),
-                "train_seconds": self.train_seconds,
-                "history": self.history,
-            }
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            if self.args.checkpoints_total_limit:
-                for _, old in list_checkpoints(self.out)[: -self.args.checkpoints_total_limit]:
-                    shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        return final
+    def final_figures(self, pipeline: SchrodingerBridgePipeline) -> dict[str, Any]:
+        return progression_figures(pipeline, 1000, seed=2) if self.args.plots else {}
 
-    def _resume(self) -> int:
-        """Load the checkpoint named by ``resume_from_checkpoint``; returns the number of finished half-iterations."""
-        which = self.args.resume_from_checkpoint
-        folder = None if which is None else resolve_checkpoint(self.out, which)
-        if folder is None:
-            if which is not None:
-                logger.warning("no checkpoint in %s yet: starting a new run", self.out)
-            return 0
-        try:
-            state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-            done = int(state["step"])
-            weights = {d: load_file(str(folder / f"{d}_model.safetensors")) for d in DIRECTIONS}
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(f"checkpoint {folder} is missing a file or corrupt: {error}") from error
-        saved, now = state.get("trained_config", {}), self.args.trained_config()
-        differences = sorted(k for k in now if saved.get(k) != now[k])
-        if differences:
-            listed = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in differences)
-            raise CheckpointError(f"cannot resume from {folder}: it was trained with other arguments ({listed})")
-        for direction, model in self.models.items():
-            model.load_state_dict(weights[direction])
-        self.history = state.get("history", [])
-        self.train_seconds = float(state.get("train_seconds", 0.0))
-        logger.info("resumed from %s after %d half-iterations", folder, done)
-        return done
-
-    def end(self) -> None:
-        self.accelerator.end_training()
+    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
+        return bridge_card(self.args, metrics, repo_id=repo_id)
 
 
 def _tail_mean(losses: list[float], size: int = 100) -> float:
     """Mean of the last ``size`` losses (the end of a half-iteration, where the schedule has settled)."""
     tail = losses[-size:]
     return sum(tail) / len(tail) if tail else math.nan
-
-
-def _scalar_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
 
 
 @torch.no_grad()
@@ -498,17 +360,7 @@ def run_bridge(args: BridgeArguments) -> dict[str, Any]:
     """Train (or resume), evaluate with ``num_eval_samples`` points each way, save the pipeline, ``metrics.json``,
     the card and the plots in ``output_dir`` and, with ``--push_to_hub``, upload them. Returns the metrics (main
     process; ``{}`` elsewhere)."""
-    trainer = BridgeTrainer(args)
-    result = trainer.train()
-    final = evaluate_bridge(result.pipeline, args.num_eval_samples, seed=1)
-    metrics = {**result.metrics, **final, "history": trainer.history}
-    trainer.save(result, metrics)
-    if trainer.is_main and args.push_to_hub:
-        from hfgen.hub import push_folder_to_hub
-
-        push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private_repo)
-    trainer.end()
-    return metrics if trainer.is_main else {}
+    return run(BridgeTask(args), args.num_eval_samples)
 
 
 # ---- model card ------------------------------------------------------------------------------------------
@@ -520,7 +372,7 @@ _METRICS = {
 }
 
 
-def bridge_history_table(history: list[Mapping[str, Any]]) -> str:
+def bridge_history_table(history: list[Mapping[str, Any]], steps_per_iteration: int) -> str:
     """Per IPF iteration: W2 of each end to its marginal beside the floor, and the final mean-matching losses."""
     from hfgen.hub import markdown_table
 
@@ -529,7 +381,7 @@ def bridge_history_table(history: list[Mapping[str, Any]]) -> str:
 
     rows = [
         (
-            record["iteration"] + 1,
+            record["step"] // steps_per_iteration,
             *(number(record, f"{d}_{k}") for d in DIRECTIONS for k in ("w2", "w2_floor", "w2_ratio")),
             number(record, "forward_loss"),
             number(record, "backward_loss"),
@@ -604,7 +456,7 @@ def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str 
         network="x + g_θ(x, k) (ResidualMean)" if args.residual else "a TimeMLP m_θ(x, k)",
         num_eval_samples=args.num_eval_samples,
         final_table=markdown_table(("transport", "W2", "floor", "W2 / floor"), final),
-        history_table=bridge_history_table(metrics.get("history", [])),
+        history_table=bridge_history_table(metrics.get("validation", []), 2 * args.max_train_steps),
         train_seconds=f"{metrics.get('train_seconds', 0.0):.0f}",
         half_iterations=metrics.get("half_iterations", len(args.half_iterations())),
         max_train_steps=args.max_train_steps,

@@ -1,8 +1,10 @@
 """Checkpoints of a training run: written atomically, rotated, and resumed exactly.
 
 A checkpoint is the folder ``<output_dir>/checkpoints/checkpoint-<step>`` holding Accelerate's
-``save_state`` (model weights as safetensors; optimizer, learning-rate schedule and random states through
-``torch.save``, read back with ``weights_only=True``), the EMA weights as ``ema.safetensors`` and
+``save_state`` (the weights of the model being optimised as safetensors; optimizer, learning-rate schedule and
+random states through ``torch.save``, read back with ``weights_only=True``), every model of the task as
+``weights-<name>.safetensors`` (a task may train several, one phase each), the EMA weights as ``ema.safetensors``,
+the task's own tensors (persistent chains, replay buffers …) as ``task_state.safetensors`` and
 ``trainer_state.json``. It is first written to ``.tmp-checkpoint-<step>`` and renamed when complete, so a run
 killed during a save never leaves a folder that looks like a checkpoint. Checkpoints are for resuming one's
 own runs: they are never uploaded to the Hub.
@@ -17,12 +19,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 CHECKPOINTS_FOLDER = "checkpoints"
 STATE_FILE = "trainer_state.json"
 EMA_FILE = "ema.safetensors"
+TASK_STATE_FILE = "task_state.safetensors"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -83,6 +87,10 @@ def _load_ema(ema: Any, folder: Path, scalars: dict[str, Any]) -> None:
     ema.load_state_dict({**scalars, "shadow_params": [tensors[str(i)] for i in range(len(tensors))]})
 
 
+def _weights_file(name: str) -> str:
+    return f"weights-{name}.safetensors"
+
+
 def save_checkpoint(
     accelerator: Any,
     output_dir: str | os.PathLike,
@@ -91,9 +99,13 @@ def save_checkpoint(
     trained_config: dict[str, Any],
     extra_state: dict[str, Any],
     total_limit: int = 0,
+    models: dict[str, torch.nn.Module] | None = None,
+    task_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save the full training state after ``step`` optimizer steps and keep the newest ``total_limit``
-    checkpoints (all when 0). Every process must call this; the main process writes and renames."""
+    checkpoints (all when 0): Accelerate's state, every model in ``models``, the EMA, the task's tensors
+    ``task_state`` and the JSON ``extra_state``. Every process must call this; the main process writes and
+    renames."""
     root = checkpoints_root(output_dir)
     final, tmp = root / f"checkpoint-{step}", root / f".tmp-checkpoint-{step}"
     if accelerator.is_main_process:
@@ -103,6 +115,11 @@ def save_checkpoint(
     accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for name, model in (models or {}).items():
+            weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(weights, str(tmp / _weights_file(name)))
+        if task_state:
+            save_file({k: v.detach().cpu().contiguous() for k, v in task_state.items()}, str(tmp / TASK_STATE_FILE))
         state = {"step": step, "trained_config": trained_config, **extra_state}
         if ema is not None:
             state["ema"] = _save_ema(ema, tmp)
@@ -117,14 +134,12 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(accelerator: Any, folder: Path, ema: Any | None, trained_config: dict[str, Any]) -> dict[str, Any]:
-    """Restore model, optimizer, schedule, random states and EMA from ``folder``; returns its trainer state.
-
-    Refuses a checkpoint written with other weight-deciding arguments (``trained_config``) than this run's.
-    """
+def read_trainer_state(folder: Path, trained_config: dict[str, Any]) -> dict[str, Any]:
+    """The ``trainer_state.json`` of ``folder``, refused when it was written with other weight-deciding arguments
+    (``trained_config``) than this run's."""
     try:
         state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        step = int(state["step"])
+        state["step"] = int(state["step"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{folder / STATE_FILE} is missing or corrupt: {error}") from error
     saved = state.get("trained_config", {})
@@ -135,16 +150,31 @@ def load_checkpoint(accelerator: Any, folder: Path, ema: Any | None, trained_con
             f"cannot resume from {folder}: it was trained with other arguments ({listed}). Resume with the "
             "checkpoint's arguments (see args.json) or start a new run in another output_dir"
         )
+    return state
+
+
+def load_checkpoint(
+    accelerator: Any,
+    folder: Path,
+    state: dict[str, Any],
+    ema: Any | None,
+    models: dict[str, torch.nn.Module],
+) -> dict[str, torch.Tensor]:
+    """Restore every model, then Accelerate's state (the model being optimised, its optimizer and schedule, the
+    random states) and the EMA from ``folder``, whose trainer state is ``state`` (:func:`read_trainer_state`).
+    Returns the task's tensors (empty when it saved none)."""
     if (ema is None) != ("ema" not in state):
         raise CheckpointError(f"{folder} {'has no' if ema is not None else 'has'} EMA weights, unlike this run")
     try:
+        for name, model in models.items():
+            model.load_state_dict(load_file(str(folder / _weights_file(name))))
         accelerator.load_state(str(folder))
         if ema is not None:
             _load_ema(ema, folder, state["ema"])
+        task_file = folder / TASK_STATE_FILE
+        return load_file(str(task_file)) if task_file.is_file() else {}
     except (OSError, RuntimeError, ValueError, KeyError, SafetensorError, EOFError) as error:
         raise CheckpointError(
             f"checkpoint {folder} is corrupt or incomplete ({type(error).__name__}: {error}); resume from another "
             f"checkpoint (available: {[p.name for _, p in list_checkpoints(folder.parent.parent)]})"
         ) from error
-    state["step"] = step
-    return state

@@ -1,4 +1,4 @@
-"""Constant-α DDPM as a :class:`~hfgen.training.loop.TrainingTask`: arguments, batches, loss, metrics, figures,
+"""Constant-α DDPM as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, batches, loss, metrics, figures,
 model card."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from hfgen.data import get_toy_distribution
-from hfgen.data.pairs import batch_generator
 from hfgen.data.toy import ToyDistribution
+from hfgen.methods.ddpm import epsilon_loss
 from hfgen.metrics import sample_quality_report
 from hfgen.models import TimeMLP
 from hfgen.models.mlp import TIME_EMBEDDINGS
@@ -20,7 +20,8 @@ from hfgen.pipelines import DDPMPointsPipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES, alpha_for_final_alpha_bar
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.loop import TrainingTask
+from hfgen.training.trainer import TrainingTask
+from hfgen.utils import batch_generator
 
 #: α of the built-in recipe when neither ``alpha`` nor ``final_alpha_bar`` is given (with T = 500: ᾱ_T ≈ 0.0066)
 DEFAULT_ALPHA = 0.99
@@ -155,14 +156,6 @@ class NoisedBatches:
         return self.draw(index)
 
 
-def epsilon_loss(
-    model: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor
-) -> torch.Tensor:
-    r"""``L(θ) = mean_i ‖ε_θ(x_t^(i), t_i) − z^(i)‖²`` (Ho et al. 2020, Algorithm 1, the "simple" loss)."""
-    prediction = model(noisy, timesteps, return_dict=False)[0]
-    return (prediction - noise).square().sum(dim=1).mean()
-
-
 class DDPMTask(TrainingTask):
     r"""Constant-α DDPM on ``args.dataset`` with an ε-predicting :class:`~hfgen.models.TimeMLP`.
 
@@ -192,7 +185,7 @@ class DDPMTask(TrainingTask):
         )
 
     @contextmanager
-    def batches(self, start: int, stream: int) -> Iterator[NoisedBatches]:
+    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[NoisedBatches]:
         args = self.args
         yield NoisedBatches(
             self.target, self.scheduler, args.train_batch_size, seed=args.seed, stream=stream, start=start
@@ -256,7 +249,7 @@ class DDPMTask(TrainingTask):
 def train_ddpm(args: DDPMArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
     training numbers."""
-    from hfgen.training.loop import train_in_process
+    from hfgen.training.trainer import train_in_process
 
     result = train_in_process(DDPMTask(args))
     return result.pipeline, result.metrics
@@ -265,7 +258,7 @@ def train_ddpm(args: DDPMArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]
 def evaluate_ddpm(pipeline: DDPMPointsPipeline, args: DDPMArguments, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 against ``num_eval_samples`` fresh data points, its
     floor and their ratio, MMD² (and the fraction in the support for bounded targets)."""
-    from hfgen.training.loop import evaluate_in_process
+    from hfgen.training.trainer import evaluate_in_process
 
     return evaluate_in_process(DDPMTask(args), pipeline, args.num_eval_samples, seed=seed)
 

@@ -1,23 +1,113 @@
-"""Flow matching as a :class:`~hfgen.training.loop.TrainingTask`: arguments, batches, loss, metrics, figures."""
+"""Flow matching as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, the coupled batch stream, loss,
+metrics, figures and the model card."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hfgen.data import CoupledPairs, get_toy_distribution
+from hfgen.data import ToyDistribution, get_toy_distribution
+from hfgen.hub import (
+    LICENSE,
+    SAMPLE_QUALITY_RESULTS,
+    card_template,
+    eval_results,
+    markdown_table,
+    sample_quality_rows,
+    training_row,
+    training_summary,
+    validation_table,
+)
+from hfgen.methods.couplings import COUPLINGS, couple
+from hfgen.methods.flow_matching import PATHS, ProbabilityPath, cfm_loss, get_path, sample_times
 from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.models import TimeMLP
-from hfgen.paths import COUPLINGS, PATHS, ProbabilityPath, cfm_loss, get_path
 from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_euler import SOLVERS
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.loop import TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.trainer import TrainingTask, evaluate_in_process, train_in_process
+from hfgen.utils import batch_generator
+
+
+class CoupledPairs:
+    r"""Iterator of batches ``(x_0, x_1, t, generator)``: ``x_0 ~ source``, ``x_1 ~ target``, coupled by
+    ``coupling`` (:func:`~hfgen.methods.couplings.couple`; ``sigma`` is the entropic coupling's σ, regularisation
+    2σ²), ``t ~ Beta(1, b)`` (:func:`~hfgen.methods.flow_matching.sample_times`), and the batch's generator,
+    positioned after those draws, for any further randomness of the step (the Brownian-bridge path's ε).
+
+    Batch ``k`` is drawn from :func:`~hfgen.utils.batch_generator` ``(seed, stream, k)``: a pure function of its
+    index, so a resumed run (``start = k``) sees exactly the batches an uninterrupted one would. With
+    ``prefetch = p > 0`` the next ``p`` batches are drawn and coupled in one background thread while the caller
+    trains on the current one: the exact minibatch OT solve (POT's network simplex) releases the GIL, so its cost
+    overlaps with the network's forward and backward passes.
+    """
+
+    def __init__(
+        self,
+        source: ToyDistribution,
+        target: ToyDistribution,
+        batch_size: int,
+        coupling: str = "independent",
+        seed: int = 0,
+        time_beta: float = 1.0,
+        prefetch: int = 0,
+        stream: int = 0,
+        start: int = 0,
+        sigma: float = 1.0,
+    ):
+        if source.dim != target.dim:
+            raise ValueError(f"source dim {source.dim} differs from target dim {target.dim}")
+        if prefetch < 0:
+            raise ValueError(f"`prefetch` must be >= 0, got {prefetch}")
+        if start < 0:
+            raise ValueError(f"`start` must be >= 0, got {start}")
+        self.source, self.target, self.batch_size = source, target, batch_size
+        self.coupling, self.seed, self.time_beta = coupling, seed, time_beta
+        self.prefetch, self.stream, self.next_index, self.sigma = prefetch, stream, start, sigma
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs") if prefetch else None
+        self._pending: deque[Future] = deque()
+        self._submitted = start
+
+    def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
+        """Batch number ``index``, drawn now in the calling thread."""
+        generator = batch_generator(self.seed, self.stream, index)
+        x1 = self.target.sample(self.batch_size, generator)
+        x0 = self.source.sample(self.batch_size, generator)
+        x0, x1 = couple(x0, x1, self.coupling, generator=generator, sigma=self.sigma)
+        return x0, x1, sample_times(self.batch_size, generator, self.time_beta), generator
+
+    def __iter__(self) -> CoupledPairs:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
+        index, self.next_index = self.next_index, self.next_index + 1
+        if self._executor is None:
+            return self.draw(index)
+        while len(self._pending) <= self.prefetch:
+            self._pending.append(self._executor.submit(self.draw, self._submitted))
+            self._submitted += 1
+        return self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Stop the background thread (pending batches are discarded)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+            self._pending.clear()
+
+    def __enter__(self) -> CoupledPairs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass
@@ -100,7 +190,7 @@ class FlowMatchingTask(TrainingTask):
     Each micro-batch draws fresh pairs ``x_0 ~ source``, ``x_1 ~ target``, couples them (independent, exact
     minibatch OT, or entropic OT — SB-CFM with the brownian path — within this process's batch, solved in a
     background thread) and minimises
-    ``‖v_θ(x_t, t) − u_t‖²`` on the chosen path (:func:`hfgen.paths.cfm_loss`), ``t ~ Beta(1, b)``.
+    ``‖v_θ(x_t, t) − u_t‖²`` on the chosen path (:func:`hfgen.methods.flow_matching.cfm_loss`), ``t ~ Beta(1, b)``.
     """
 
     name = "flow_matching"
@@ -124,7 +214,7 @@ class FlowMatchingTask(TrainingTask):
         )
 
     @contextmanager
-    def batches(self, start: int, stream: int) -> Iterator[CoupledPairs]:
+    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[CoupledPairs]:
         args = self.args
         with CoupledPairs(
             self.source,
@@ -204,8 +294,6 @@ class FlowMatchingTask(TrainingTask):
         return figures
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        from hfgen.hub import flow_matching_card
-
         return flow_matching_card(self.args, metrics, repo_id=repo_id)
 
 
@@ -221,3 +309,69 @@ def evaluate_flow_matching(
 ) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 and its floor, MMD, support, and the NLL."""
     return evaluate_in_process(FlowMatchingTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
+
+
+# ---- model card ------------------------------------------------------------------------------------------
+
+
+def flow_matching_metrics_table(metrics: Mapping[str, float], num_samples: int) -> str:
+    """The card's metrics table from the ``metrics.json`` of a flow-matching run (missing entries are skipped);
+    ``num_samples`` is the sample size of the W2, MMD and support figures."""
+    rows = sample_quality_rows(metrics, f"{num_samples:,} Euler samples")
+    if "nll" in metrics:
+        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", "held-out target points"))
+        rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
+        rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(target ‖ model)"))
+    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
+
+
+def flow_matching_eval_results(args: FlowMatchingArguments, metrics: Mapping[str, float]) -> list[EvalResult]:
+    """Machine-readable metrics for the card's ``model-index``."""
+    names = {
+        **SAMPLE_QUALITY_RESULTS,
+        "nll": ("nll", "NLL (nats)"),
+        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
+    }
+    return eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}")
+
+
+def flow_matching_card(
+    args: FlowMatchingArguments, metrics: Mapping[str, float], repo_id: str | None = None
+) -> ModelCard:
+    """Render ``model_cards/flow_matching.md`` for a training run: metadata, math, usage, metrics, config.
+
+    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
+    """
+    model_name = repo_id.split("/")[-1] if repo_id else f"fm-{args.source}-to-{args.dataset}"
+    card_data = ModelCardData(
+        library_name="hfgen",
+        license=LICENSE,
+        tags=["hfgen", "flow-matching", "diffusers", "toy-2d", *(["ot-cfm"] if args.coupling == "ot" else [])],
+        model_name=model_name,
+        eval_results=flow_matching_eval_results(args, metrics) or None,
+        source_distribution=args.source,
+        target_distribution=args.dataset,
+    )
+    coupling = (
+        "pairs coupled by exact minibatch optimal transport"
+        if args.coupling == "ot"
+        else "independent pairs x_0 ~ source, x_1 ~ target"
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_str=card_template("flow_matching"),
+        model_name=model_name,
+        repo_id=repo_id or args.output_dir,
+        source=args.source,
+        target=args.dataset,
+        path_description=args.probability_path().describe(),
+        coupling_description=coupling,
+        time_beta=args.time_beta,
+        solver=args.solver,
+        num_inference_steps=args.num_inference_steps,
+        ema_decay=args.ema_decay,
+        metrics_table=flow_matching_metrics_table(metrics, args.num_eval_samples),
+        training_summary=training_summary(metrics),
+        validation_table=validation_table(metrics.get("validation", [])),
+        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+    )

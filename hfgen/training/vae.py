@@ -1,4 +1,4 @@
-r"""The MNIST-family autoencoder and VAE as a :class:`~hfgen.training.loop.TrainingTask`: arguments, an exactly
+r"""The MNIST-family autoencoder and VAE as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, an exactly
 resumable image stream with dynamic binarisation, held-out metrics, figures and the model card.
 
 The VAE (Kingma & Welling 2014) maximises the ELBO ``log p(x) ≥ E_q[log p(x | z)] − KL(q(z | x) ‖ p(z))`` with
@@ -19,13 +19,14 @@ import torch
 from torch import Tensor
 
 from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_dataset
-from hfgen.data.pairs import batch_generator
 from hfgen.image_metrics import classifier_scores, knn_accuracy, likelihood_bounds, reconstruction_metrics
+from hfgen.methods.neighbor_embedding import nearest_neighbor_graph
+from hfgen.methods.vae import autoencoder_loss, negative_elbo
 from hfgen.models.vae import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS, VAE, AutoEncoder
-from hfgen.neighbor_graph import nearest_neighbor_graph
 from hfgen.pipelines.vae import AutoEncoderPipeline, VAEPipeline
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.loop import TrainingTask
+from hfgen.training.trainer import TrainingTask
+from hfgen.utils import batch_generator
 
 MODELS = ("vae", "ae")
 BINARIZE = ("dynamic", "fixed", "none")
@@ -211,23 +212,6 @@ def load_vae_data(args: VAEArguments) -> dict[str, Tensor]:
     }
 
 
-def _loss_through(model: torch.nn.Module, images: Tensor, generator: torch.Generator, **kwargs: Any) -> Any:
-    """``model.loss(images, generator)``, called through a distributed wrapper's ``forward`` when there is one,
-    so that DistributedDataParallel sees the pass and averages the gradients across processes."""
-    inner = getattr(model, "module", None)
-    if inner is None:
-        return model.loss(images, generator=generator, **kwargs)
-    previous = inner.__dict__.get("forward")
-    inner.forward = inner.loss
-    try:
-        return model(images, generator=generator, **kwargs)
-    finally:
-        if previous is None:
-            del inner.forward
-        else:
-            inner.forward = previous
-
-
 class VAETask(TrainingTask):
     r"""Train an :class:`AutoEncoder` or a :class:`VAE` on MNIST-family images.
 
@@ -237,7 +221,8 @@ class VAETask(TrainingTask):
     ``x ~ Bernoulli(pixels)`` and the reparametrisation noise ``ε`` come from ``batch_generator(seed, s, k)``.
     A resumed run therefore sees exactly the batches of an uninterrupted one. With ``neighbor_weight > 0`` (the
     autoencoder only) each image also brings one of its ``neighbor_k`` nearest training images, drawn with the same
-    generator, from a k-NN graph of the training set (:func:`~hfgen.neighbor_graph.nearest_neighbor_graph` on
+    generator, from a k-NN graph of the training set (:func:`~hfgen.methods.neighbor_embedding.nearest_neighbor_graph`
+    on
     ``neighbor_components`` principal components) that is built at the first batch, inside the training time.
 
     Validation and evaluation: :meth:`score` reports reconstruction (``−log p(x | ẑ)``, MSE), the ELBO (VAE) and
@@ -323,7 +308,9 @@ class VAETask(TrainingTask):
         return self._order[1]
 
     @contextmanager
-    def batches(self, start: int, stream: int) -> Iterator[Iterator[tuple[Tensor, torch.Generator, Tensor | None]]]:
+    def batches(
+        self, start: int, stream: int, phase: int = 0
+    ) -> Iterator[Iterator[tuple[Tensor, torch.Generator, Tensor | None]]]:
         from accelerate import PartialState
 
         num_streams = PartialState().num_processes
@@ -342,16 +329,16 @@ class VAETask(TrainingTask):
             seed = int(torch.randint(2**62, (1,), generator=generator))
             generator = torch.Generator(device).manual_seed(seed)
         if self.is_vae:
-            kwargs: dict[str, Any] = {"beta": self.args.kl_weight}
-        elif neighbors is not None:
-            kwargs = {
-                "neighbor_images": neighbors.to(device),
-                "neighbor_weight": self.args.neighbor_weight,
-                "num_negatives": self.args.neighbor_negatives,
-            }
-        else:
-            kwargs = {}
-        return _loss_through(model, images.to(device), generator, **kwargs).loss
+            return negative_elbo(model, images.to(device), generator, beta=self.args.kl_weight).loss
+        if neighbors is None:
+            return autoencoder_loss(model, images.to(device)).loss
+        return autoencoder_loss(
+            model,
+            images.to(device),
+            neighbors.to(device),
+            neighbor_weight=self.args.neighbor_weight,
+            num_negatives=self.args.neighbor_negatives,
+        ).loss
 
     def pipeline(self, model: VAE | AutoEncoder) -> VAEPipeline | AutoEncoderPipeline:
         return VAEPipeline(model) if isinstance(model, VAE) else AutoEncoderPipeline(model)
@@ -581,7 +568,7 @@ def vae_card(args: VAEArguments, metrics: Mapping[str, Any], repo_id: str | None
 def train_vae(args: VAEArguments, data: Mapping[str, Tensor] | None = None) -> tuple[Any, dict[str, Any], VAETask]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the (EMA) pipeline, the
     training numbers and the task (which holds the data)."""
-    from hfgen.training.loop import train_in_process
+    from hfgen.training.trainer import train_in_process
 
     task = VAETask(args, data)
     result = train_in_process(task)
@@ -591,7 +578,7 @@ def train_vae(args: VAEArguments, data: Mapping[str, Tensor] | None = None) -> t
 def evaluate_vae(pipeline: Any, task: VAETask, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: held-out reconstruction, ELBO, k-NN accuracy,
     classifier scores of ``num_eval_samples`` generated images and the IWAE bound on ``num_nll_images``."""
-    from hfgen.training.loop import evaluate_in_process
+    from hfgen.training.trainer import evaluate_in_process
 
     args = task.args
     return evaluate_in_process(task, pipeline, args.num_eval_samples, args.num_nll_images, seed)

@@ -1,4 +1,5 @@
-"""Log-densities of continuous flows by the instantaneous change of variables.
+"""Continuous flows: solving ``dz/dt = f(z, t)`` with torchdiffeq, and log-densities by the instantaneous change
+of variables.
 
 A flow ``dz/dt = f(z, t)`` transports a density ``p_t`` along its trajectories, and the log-density of a point
 changes by minus the divergence of the field (Chen et al. 2018, *Neural Ordinary Differential Equations*,
@@ -20,27 +21,86 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from hfgen.utils import check_points
-
-VelocityField = Callable[[Tensor, Tensor], Tensor]
+from hfgen.utils import VelocityField, check_points
 
 __all__ = [
     "DeformedGaussian",
     "FlowODEResult",
-    "VelocityField",
+    "ODESolution",
     "deform_gaussian_example",
     "divergence",
     "integrate_with_log_density",
     "log_prob",
+    "solve_ode",
     "tanh_cubed_divergence",
     "tanh_cubed_velocity",
 ]
 
 _DIVERGENCE_METHODS = ("exact", "hutchinson")
+
+
+class CountingField:
+    """A torchdiffeq right-hand side ``f(t, y)`` that counts its evaluations (the solver's NFE)."""
+
+    def __init__(self, field: Callable[[Tensor, Any], Any]):
+        self.field = field
+        self.nfe = 0
+
+    def __call__(self, t: Tensor, state: Any) -> Any:
+        self.nfe += 1
+        return self.field(t, state)
+
+
+def _odeint(field: CountingField, state: Any, grid: Tensor, **solver: Any) -> Any:
+    """``torchdiffeq.odeint(field, state, grid, **solver)`` (Chen et al. 2018): the one call of the solver that
+    sampling and log-densities share."""
+    from torchdiffeq import odeint
+
+    return odeint(field, state, grid, **solver)
+
+
+@dataclass
+class ODESolution:
+    """End state ``x(t_end)``, the states at the requested times (``(len(t_eval), N, D)``) and the number of
+    velocity evaluations (NFE) the solver used."""
+
+    x_end: Tensor
+    trajectory: Tensor | None
+    nfe: int
+
+
+def solve_ode(
+    velocity: VelocityField,
+    x: Tensor,
+    t_start: float = 0.0,
+    t_end: float = 1.0,
+    method: str = "dopri5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    t_eval: Sequence[float] | None = None,
+    options: dict | None = None,
+) -> ODESolution:
+    r"""Solve ``dx/dt = v(x, t)`` from ``t_start`` to ``t_end`` with ``torchdiffeq.odeint``.
+
+    ``method`` is any torchdiffeq solver: adaptive (``dopri5``, ``dopri8``, ``bosh3``, ``adaptive_heun``) with
+    tolerances ``rtol``/``atol``, or fixed-step (``euler``, ``midpoint``, ``rk4``) with
+    ``options={"step_size": h}``. ``t_eval`` (increasing or decreasing, from ``t_start`` to ``t_end``) asks for
+    the intermediate states.
+    """
+    if rtol <= 0 or atol <= 0:
+        raise ValueError(f"`rtol` and `atol` must be > 0, got rtol={rtol}, atol={atol}")
+    times = list(t_eval) if t_eval is not None else [t_start, t_end]
+    if times[0] != t_start or times[-1] != t_end:
+        raise ValueError(f"`t_eval` must start at t_start={t_start} and end at t_end={t_end}, got {times}")
+    field = CountingField(lambda t, state: velocity(state, t))
+    grid = torch.tensor(times, dtype=x.dtype, device=x.device)
+    states = _odeint(field, x, grid, method=method, rtol=rtol, atol=atol, options=options)
+    return ODESolution(x_end=states[-1], trajectory=states if t_eval is not None else None, nfe=field.nfe)
 
 
 @dataclass
@@ -212,22 +272,17 @@ def integrate_with_log_density(
         bits = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
         noise = bits.to(x.dtype) * 2 - 1
 
-    nfe = 0
-
     def augmented(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        nonlocal nfe
-        nfe += 1
         f, div = divergence(velocity, state[0], t, method=divergence_method, noise=noise)
         return f, -div
 
+    field = CountingField(augmented)
     zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     if len(grid) == 1:  # t_start == t_end: the flow is the identity
         z_path, ell_path = x.unsqueeze(0), zeros.unsqueeze(0)
     else:
-        from torchdiffeq import odeint
-
         times = torch.tensor(grid, dtype=x.dtype, device=x.device)
-        z_path, ell_path = odeint(augmented, (x, zeros), times, rtol=rtol, atol=atol, method=method, options=options)
+        z_path, ell_path = _odeint(field, (x, zeros), times, rtol=rtol, atol=atol, method=method, options=options)
 
     trajectory = z_path[eval_index] if t_eval is not None else None
     log_p_trajectory = None
@@ -240,7 +295,7 @@ def integrate_with_log_density(
         log_p_end=None if log_p_start is None else log_p_start + change,
         trajectory=trajectory,
         log_p_trajectory=log_p_trajectory,
-        nfe=nfe,
+        nfe=field.nfe,
     )
 
 
@@ -259,7 +314,7 @@ def log_prob(
     Integrates backward from ``t = 1`` (the points ``x``) to ``t = 0`` and applies the instantaneous change of
     variables (Chen et al. 2018, Neural ODEs; Grathwohl et al. 2019, FFJORD)::
 
-        log p_1(x) = log p_0(z(0)) + ∫_0^1 Tr(∂f/∂z (z(t), t)) dt,    z(1) = x.
+        log p_1(x) = log p_0(z(0)) − ∫_0^1 Tr(∂f/∂z (z(t), t)) dt,    z(1) = x.
 
     Args:
         velocity: the field ``f(x, t)`` (see :data:`VelocityField`).
@@ -275,7 +330,7 @@ def log_prob(
     if source_log_prob is None:
         raise ValueError(
             "source_log_prob is None, but the log-density of a flow needs a source with a density: "
-            "log p_1(x) = log p_0(z(0)) + ∫ Tr(∂f/∂z) dt, and a sample-only source cannot give log_prob. "
+            "log p_1(x) = log p_0(z(0)) − ∫ Tr(∂f/∂z) dt, and a sample-only source cannot give log_prob. "
             "Use a source distribution with a log_prob (for example the standard normal N(0, I))."
         )
     result = integrate_with_log_density(

@@ -1,4 +1,4 @@
-r"""Iterative proportional fitting (IPF) for the γ-step diffusion Schrödinger bridge with mean matching.
+r"""The γ-step diffusion Schrödinger bridge: reference chains, mean matching for IPF, and the Gaussian closed form.
 
 De Bortoli et al. 2021, *Diffusion Schrödinger Bridge with Applications to Score-Based Generative Modeling*
 (DSB), Sec. 3, Prop. 3 and Alg. 1, in the chain of :class:`~hfgen.schedulers.BridgeScheduler`: states
@@ -21,6 +21,19 @@ De Bortoli et al. 2021, Prop. 1). At a fixed γ the iterates keep an ``O(γ)`` b
 the end marginal's mean and covariance at ``N = 20`` and 0.007 at ``N = 160`` (``tests/test_bridge.py``). Over many
 IPF iterations at a fixed γ the coupling also drifts slowly, since the reference is only carried by that variance:
 a few IPF iterations are the intended use.
+
+The Gaussian closed form (:class:`GaussianSchrodingerBridge`, the IPF oracle). The static Schrödinger bridge
+``π* = argmin { KL(π ‖ R_{0N}) : π_0 = N(m_0, Σ_0), π_N = N(m_1, Σ_1) }`` for the
+Brownian reference ``X_N = X_0 + σ W``, ``W ~ N(0, I)``, is the entropic optimal transport plan for the cost
+``‖x − y‖²`` with regularisation ``2σ²`` (``min E‖X_0 − X_N‖² + 2σ² KL(π ‖ π_0 ⊗ π_N)``). It is Gaussian with
+the marginals' means and covariances and the cross-covariance
+
+    ``C = Cov(X_0, X_N) = ½ (Σ_0^{1/2} D Σ_0^{-1/2} − σ² I)``,  ``D = (4 Σ_0^{1/2} Σ_1 Σ_0^{1/2} + σ⁴ I)^{1/2}``
+
+(Janati et al. 2020, *Entropic Optimal Transport between Unbalanced Gaussian Measures has a Closed Form*, Thm. 1;
+Mallasto et al. 2021; Bunne et al. 2023, *The Schrödinger Bridge between Gaussian Measures has a Closed Form*).
+Equivalently the joint precision matrix has off-diagonal block ``−I / σ²``: the plan has the Gibbs form
+``π*(x, y) ∝ exp(φ(x) + ψ(y) − ‖x − y‖² / (2σ²))``. For the γ-step chain, ``σ² = 2 Σ_k γ_k``.
 """
 
 from __future__ import annotations
@@ -30,14 +43,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from hfgen.models.mlp import TimeMLP
-from hfgen.schedulers.bridge import BridgeScheduler, check_direction
-from hfgen.utils import check_num_samples, check_points
+from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
+from hfgen.utils import check_points
 
 MeanFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``mean(x, timestep) -> (n, D)``: the predicted mean of the next state; ``timestep`` is a scalar or ``(n,)``."""
-Sampler = Callable[[int, torch.Generator | None], torch.Tensor]
-"""``sampler(num_samples, generator) -> (num_samples, D)``, e.g. ``ToyDistribution.sample``."""
 REFERENCES = ("brownian", "ornstein_uhlenbeck")
 
 
@@ -82,13 +92,6 @@ def reference_mean(scheduler: BridgeScheduler, direction: str, kind: str = "brow
         return factors[step].to(dtype=x.dtype, device=x.device)[:, None] * x
 
     return mean
-
-
-def build_mean_network(dim: int = 2, hidden_size: int = 128, num_layers: int = 3, **kwargs) -> TimeMLP:
-    """A :class:`~hfgen.models.TimeMLP` for a bridge direction: it reads the integer state index ``k`` as time
-    (``time_scale=1``, sinusoidal embedding) and predicts the mean of the next state."""
-    kwargs.setdefault("time_scale", 1.0)
-    return TimeMLP(dim=dim, hidden_size=hidden_size, num_layers=num_layers, **kwargs)
 
 
 @torch.no_grad()
@@ -180,113 +183,81 @@ def step_weights(scheduler: BridgeScheduler, timesteps: torch.Tensor, direction:
     return gammas.mean() / gammas[step]
 
 
-def fit_direction(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    start_sampler: Sampler,
-    other_mean: nn.Module | MeanFunction,
-    scheduler: BridgeScheduler,
-    direction: str,
-    num_iterations: int,
-    batch_size: int = 256,
-    num_trajectories: int = 1000,
-    refresh_every: int | None = None,
-    generator: torch.Generator | None = None,
-) -> list[float]:
-    r"""One IPF half-iteration: fit the ``direction`` mean network ``model`` by mean matching.
-
-    Trajectories start from ``start_sampler`` (``X_0 ~ p_data`` when fitting ``backward``, ``X_N ~ p'_data``
-    when fitting ``forward``) and run with ``other_mean`` in the other direction
-    (:func:`simulate_chain`); the cache holds the ``N · num_trajectories`` regression pairs of
-    :func:`mean_matching_targets` and is redrawn every ``refresh_every`` iterations (``None``: never),
-    DSB Alg. 1's cache. Each iteration draws a minibatch of ``batch_size`` pairs (all of them when the
-    cache is smaller) and calls ``optimizer.step(closure)``, so LBFGS works as well as Adam.
-    Returns the loss of every iteration.
-    """
-    direction = check_direction(direction)
-    check_num_samples(num_iterations, "num_iterations")
-    check_num_samples(batch_size, "batch_size")
-    check_num_samples(num_trajectories, "num_trajectories")
-    if refresh_every is not None:
-        check_num_samples(refresh_every, "refresh_every")
-    was_training = model.training
-    model.train()
-    losses: list[float] = []
-    for iteration in range(num_iterations):
-        if iteration == 0 or (refresh_every is not None and iteration % refresh_every == 0):
-            start = start_sampler(num_trajectories, generator)
-            trajectory = simulate_chain(other_mean, start, scheduler, opposite(direction), generator)
-            inputs, timesteps, targets = mean_matching_targets(trajectory, other_mean, direction)
-        if batch_size >= len(inputs):
-            batch = (inputs, timesteps, targets)
-        else:
-            index = torch.randint(len(inputs), (batch_size,), generator=generator).to(inputs.device)
-            batch = (inputs[index], timesteps[index], targets[index])
-
-        def closure(batch: tuple[torch.Tensor, ...] = batch) -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = mean_matching_loss(model, *batch)
-            loss.backward()
-            return loss
-
-        losses.append(optimizer.step(closure).item())
-    model.train(was_training)
-    return losses
+# ---- the closed form between two Gaussians -------------------------------------------------------------
 
 
-def fit_from_noise(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data_sampler: Sampler,
-    scheduler: BridgeScheduler,
-    direction: str,
-    num_iterations: int,
-    **kwargs,
-) -> list[float]:
-    r"""The simplified diffusion approach: train ``model`` so that its ``direction`` chain started from
-    ``N(0, I)`` ends at the data.
-
-    The reference is the discrete Ornstein–Uhlenbeck chain of :func:`reference_mean` run in the other
-    direction from the data (``X_N ~ data`` when ``direction="forward"``, ``X_0 ~ data`` when
-    ``"backward"``): it noises the data to ``≈ N(0, I)`` in ``N`` steps, and ``model`` learns its time
-    reversal by mean matching (one :func:`fit_direction`; Song et al. 2021's reverse diffusion in the γ-step
-    discretisation of DSB). ``kwargs`` go to :func:`fit_direction`.
-    """
-    reference = reference_mean(scheduler, opposite(direction), "ornstein_uhlenbeck")
-    return fit_direction(model, optimizer, data_sampler, reference, scheduler, direction, num_iterations, **kwargs)
+def _symmetric_sqrt(matrix: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """``M^{1/2}`` (or ``M^{-1/2}``) of a symmetric positive definite matrix, by its eigendecomposition."""
+    values, vectors = torch.linalg.eigh(matrix)
+    roots = values.sqrt()
+    return (vectors * (1 / roots if inverse else roots)) @ vectors.T
 
 
-def iterative_proportional_fitting(
-    forward_model: nn.Module,
-    backward_model: nn.Module,
-    forward_optimizer: torch.optim.Optimizer,
-    backward_optimizer: torch.optim.Optimizer,
-    source_sampler: Sampler,
-    target_sampler: Sampler,
-    scheduler: BridgeScheduler,
-    num_ipf_iterations: int,
-    num_iterations: int,
-    callback: Callable[[int, str, list[float]], None] | None = None,
-    **kwargs,
-) -> None:
-    r"""DSB Alg. 1: for ``n = 0 … num_ipf_iterations − 1`` fit the backward mean to the forward chain from
-    ``X_0 ~ source_sampler`` (the Brownian reference ``F_k(x) = x`` when ``n = 0``, ``forward_model`` after),
-    then the forward mean to the backward chain from ``X_N ~ target_sampler``.
+def _check_covariance(name: str, cov: torch.Tensor, dim: int) -> torch.Tensor:
+    if cov.shape != (dim, dim):
+        raise ValueError(f"`{name}` must have shape ({dim}, {dim}), got {tuple(cov.shape)}")
+    if not torch.allclose(cov, cov.T, rtol=1e-10, atol=1e-12):
+        raise ValueError(f"`{name}` must be symmetric, got {cov.tolist()}")
+    if torch.linalg.eigvalsh(cov).min() <= 0:
+        raise ValueError(f"`{name}` must be positive definite, got eigenvalues {torch.linalg.eigvalsh(cov).tolist()}")
+    return cov
 
-    Each half-iteration is :func:`fit_direction` with ``num_iterations`` optimiser steps (``kwargs`` are passed
-    on); ``callback(n, direction, losses)`` runs after each one (for logging and plots).
-    """
-    check_num_samples(num_ipf_iterations, "num_ipf_iterations")
-    for n in range(num_ipf_iterations):
-        forward_mean = reference_mean(scheduler, "forward") if n == 0 else forward_model
-        fit = {"scheduler": scheduler, "num_iterations": num_iterations, **kwargs}
-        losses = fit_direction(
-            backward_model, backward_optimizer, source_sampler, forward_mean, direction="backward", **fit
-        )
-        if callback is not None:
-            callback(n, "backward", losses)
-        losses = fit_direction(
-            forward_model, forward_optimizer, target_sampler, backward_model, direction="forward", **fit
-        )
-        if callback is not None:
-            callback(n, "forward", losses)
+
+class GaussianSchrodingerBridge:
+    r"""The Schrödinger bridge between ``N(m_0, Σ_0)`` and ``N(m_1, Σ_1)`` for the Brownian reference of total
+    variance ``σ²`` (``reference_variance``): the Gaussian law of ``(X_0, X_N)`` (float64 throughout)."""
+
+    def __init__(
+        self,
+        mean0: torch.Tensor,
+        cov0: torch.Tensor,
+        mean1: torch.Tensor,
+        cov1: torch.Tensor,
+        reference_variance: float,
+    ):
+        self.mean0 = torch.as_tensor(mean0, dtype=torch.float64).reshape(-1)
+        self.mean1 = torch.as_tensor(mean1, dtype=torch.float64).reshape(-1)
+        dim = self.mean0.numel()
+        if self.mean1.numel() != dim:
+            raise ValueError(f"`mean0` and `mean1` must have the same length, got {dim} and {self.mean1.numel()}")
+        self.cov0 = _check_covariance("cov0", torch.as_tensor(cov0, dtype=torch.float64), dim)
+        self.cov1 = _check_covariance("cov1", torch.as_tensor(cov1, dtype=torch.float64), dim)
+        if not reference_variance > 0:
+            raise ValueError(f"`reference_variance` σ² must be > 0, got {reference_variance!r}")
+        self.reference_variance = float(reference_variance)
+
+    @property
+    def dim(self) -> int:
+        """Dimension ``D`` of each marginal."""
+        return self.mean0.numel()
+
+    @property
+    def cross_covariance(self) -> torch.Tensor:
+        r"""``C = Cov(X_0, X_N) = E[(X_0 − m_0)(X_N − m_1)ᵀ] = ½ (Σ_0^{1/2} D Σ_0^{-1/2} − σ² I)`` with
+        ``D = (4 Σ_0^{1/2} Σ_1 Σ_0^{1/2} + σ⁴ I)^{1/2}``."""
+        s2, eye = self.reference_variance, torch.eye(self.dim, dtype=torch.float64)
+        root0, inv_root0 = _symmetric_sqrt(self.cov0), _symmetric_sqrt(self.cov0, inverse=True)
+        inner = 4 * root0 @ self.cov1 @ root0
+        d = _symmetric_sqrt(0.5 * (inner + inner.T) + s2**2 * eye)
+        return 0.5 * (root0 @ d @ inv_root0 - s2 * eye)
+
+    @property
+    def joint_mean(self) -> torch.Tensor:
+        """``(m_0, m_1)``, shape ``(2D,)``."""
+        return torch.cat([self.mean0, self.mean1])
+
+    @property
+    def joint_covariance(self) -> torch.Tensor:
+        """``[[Σ_0, C], [Cᵀ, Σ_1]]``, shape ``(2D, 2D)``."""
+        c = self.cross_covariance
+        return torch.cat([torch.cat([self.cov0, c], 1), torch.cat([c.T, self.cov1], 1)], 0)
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs ``(X_0, X_N)`` from the bridge's coupling, each ``(num_samples, D)`` float64."""
+        chol = torch.linalg.cholesky(self.joint_covariance)
+        z = torch.randn(num_samples, 2 * self.dim, generator=generator, dtype=torch.float64)
+        pairs = self.joint_mean + z @ chol.T
+        return pairs[:, : self.dim], pairs[:, self.dim :]
+
+    def __repr__(self) -> str:
+        return f"GaussianSchrodingerBridge(dim={self.dim}, reference_variance={self.reference_variance})"

@@ -1,0 +1,7 @@
+"""Each model family's mathematics as plain torch: no Accelerate, no file I/O, no network built here.
+
+One module per family: ``flow_matching`` (paths, training times, the CFM loss), ``couplings`` (exact OT, Sinkhorn,
+``couple``), ``continuous_flows`` (the ODE solver wrapper and log-densities by the instantaneous change of
+variables), ``ddpm`` (the ε-loss), ``schrodinger_bridge`` (reference chains, mean matching, the Gaussian closed
+form), ``vae`` (the VAE and autoencoder objectives) and ``neighbor_embedding`` (k-NN graphs and the UMAP-style loss).
+"""

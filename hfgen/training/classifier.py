@@ -1,0 +1,236 @@
+"""The MNIST-family classifier (:class:`~hfgen.models.classifier.MnistClassifier`) as a
+:class:`~hfgen.training.trainer.TrainingTask`.
+
+Minimises the cross-entropy ``−(1/B) Σ_i log softmax(f(x_i))_{y_i}`` with Adam (AdamW without weight decay) on
+shuffled mini-batches for ``num_epochs`` passes, reports the test and training accuracy and saves the model with
+``save_pretrained`` (``config.json`` + ``model.safetensors``, loadable with transformers' Auto classes), a card and
+``metrics.json`` in ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hfgen.data.images import dataset_to_tensors, load_image_dataset
+from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
+from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.trainer import Phase, Trainer, TrainingTask, run
+
+
+@dataclass
+class ClassifierArguments(TrainingArguments):
+    """Arguments of ``training/train_classifier.py`` (``--dataset_name`` or ``--train_data_files`` is required)."""
+
+    run_only_fields = TrainingArguments.run_only_fields | {"eval_batch_size"}
+    positive_fields = ("train_batch_size", "gradient_accumulation_steps", "num_validation_samples")
+
+    output_dir: str = documented("out/mnist-classifier", "where the model, its card and metrics are saved")
+    dataset_name: str | None = documented(None, "Hub id, e.g. ylecun/mnist")
+    train_data_files: str | None = documented(None, "local train parquet (instead of a Hub id)")
+    test_data_files: str | None = documented(None, "local test parquet")
+    image_column: str = documented("image", "column of the images")
+    label_column: str = documented("label", "column of the labels")
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64], metadata={"help": "channels of the convs"})
+    hidden_size: int = documented(128, "width of the hidden layer (the features of the Fréchet distance)")
+    dropout: float = documented(0.25, "dropout before the hidden and the output layer")
+    num_epochs: int = documented(2, "passes over the training set")
+    max_train_steps: int = documented(0, "optimizer steps (0: num_epochs passes over the training set)")
+    train_batch_size: int = documented(128, "images per process and micro-batch")
+    eval_batch_size: int = documented(1000, "images per batch when measuring the accuracy")
+    learning_rate: float = 1e-3
+    lr_scheduler: str = documented("constant", "learning-rate schedule")
+    lr_warmup_steps: int = 0
+    ema_decay: float = documented(0.0, "EMA decay of the weights (0: off)")
+    max_train_samples: int | None = documented(None, "use only the first N training images")
+    checkpointing_steps: int = documented(0, "save the training state every N steps (0: never)")
+    validation_steps: int = documented(0, "measure the test accuracy every N steps (0: at the end only)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dataset_name is None and self.train_data_files is None:
+            raise ValueError("pass `dataset_name` (a Hub id) or `train_data_files` (a parquet file)")
+        for name in ("num_epochs", "eval_batch_size", "hidden_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        if (
+            isinstance(self.max_train_steps, bool)
+            or not isinstance(self.max_train_steps, int)
+            or self.max_train_steps < 0
+        ):
+            raise ValueError(
+                f"`max_train_steps` must be an int >= 0 (0: num_epochs epochs), got {self.max_train_steps!r}"
+            )
+
+
+def _load_splits(args: ClassifierArguments) -> Any:
+    if args.train_data_files is not None:
+        files = {"train": args.train_data_files}
+        if args.test_data_files is not None:
+            files["test"] = args.test_data_files
+        return load_image_dataset(
+            data_files=files, image_column=args.image_column, label_column=args.label_column, seed=args.seed
+        )
+    return load_image_dataset(
+        args.dataset_name, image_column=args.image_column, label_column=args.label_column, seed=args.seed
+    )
+
+
+@torch.no_grad()
+def classifier_accuracy(model: MnistClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000):
+    """Accuracy ``(1/N) Σ_i 1[argmax f(x_i) = y_i]`` of the model on ``images`` ``(N, C, H, W)``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = sum(
+        int((model(pixel_values=x.to(device)).logits.argmax(-1).cpu() == y).sum())
+        for x, y in zip(images.split(batch_size), labels.split(batch_size), strict=True)
+    )
+    model.train(was_training)
+    return correct / labels.shape[0]
+
+
+class ClassifierTask(TrainingTask):
+    """Cross-entropy training of :class:`MnistClassifier` on shuffled mini-batches.
+
+    The batch order is that of a ``DataLoader(shuffle=True)`` whose generator is seeded by ``seed``: epoch after
+    epoch, batch ``k`` of the run goes to process ``k mod P``, so batch ``k`` is a function of ``(seed, k)`` and a
+    resumed run sees the batches of an uninterrupted one. Dropout draws from the global generator, whose state is
+    part of every checkpoint."""
+
+    name = "classifier"
+
+    def __init__(self, args: ClassifierArguments):
+        super().__init__(args)
+        self.data: dict[str, torch.Tensor] = {}
+
+    def build_model(self) -> MnistClassifier:
+        args = self.args
+        splits = _load_splits(args)
+        train_images, train_labels = dataset_to_tensors(splits["train"])
+        test_images, test_labels = dataset_to_tensors(splits["test"])
+        if args.max_train_samples is not None:
+            train_images, train_labels = train_images[: args.max_train_samples], train_labels[: args.max_train_samples]
+        self.data = {"train_images": train_images, "train_labels": train_labels}
+        self.data |= {"test_images": test_images, "test_labels": test_labels}
+        label_feature = splits["train"].features[args.label_column]
+        names = getattr(label_feature, "names", None) or [str(i) for i in range(int(train_labels.max()) + 1)]
+        config = MnistClassifierConfig(
+            num_channels=train_images.shape[1],
+            image_size=train_images.shape[-1],
+            conv_channels=args.conv_channels,
+            hidden_size=args.hidden_size,
+            dropout=args.dropout,
+            id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)},
+        )
+        self.model = MnistClassifier(config)
+        return self.model
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.data["train_labels"].shape[0] / self.args.train_batch_size)
+
+    def phases(self) -> list[Phase]:
+        args = self.args
+        accum = args.gradient_accumulation_steps
+        from accelerate import PartialState
+
+        per_step = accum * PartialState().num_processes
+        steps = args.max_train_steps or max(1, args.num_epochs * self.batches_per_epoch // per_step)
+        return [Phase("model", steps)]
+
+    def _epoch_orders(self) -> Iterator[torch.Tensor]:
+        """The training-set index order of each mini-batch, epoch after epoch, as a shuffling ``DataLoader``
+        seeded by ``seed`` draws them."""
+        n = self.data["train_labels"].shape[0]
+        loader = torch.utils.data.DataLoader(
+            range(n),
+            batch_size=self.args.train_batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(self.args.seed),
+        )
+        while True:
+            yield from loader
+
+    @contextmanager
+    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        from accelerate import PartialState
+
+        world = PartialState().num_processes
+        images, labels = self.data["train_images"], self.data["train_labels"]
+
+        def stream_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for k, rows in enumerate(self._epoch_orders()):
+                if k % world == stream and k // world >= start:
+                    yield images[rows], labels[rows]
+
+        yield stream_batches()
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device):
+        images, labels = batch
+        return model(pixel_values=images.to(device), labels=labels.to(device)).loss
+
+    def pipeline(self, model: MnistClassifier) -> MnistClassifier:
+        return model
+
+    def evaluate(
+        self, trainer: Trainer, pipeline: MnistClassifier, num_samples: int, num_likelihood_points: int, seed: int
+    ) -> tuple[dict[str, Any], None]:
+        """Test and training accuracy (``num_samples`` and the other arguments are unused: nothing is sampled)."""
+        batch = self.args.eval_batch_size
+        return {
+            "test_accuracy": classifier_accuracy(pipeline, self.data["test_images"], self.data["test_labels"], batch),
+            "train_accuracy": classifier_accuracy(
+                pipeline, self.data["train_images"], self.data["train_labels"], batch
+            ),
+            "num_train_images": int(self.data["train_labels"].shape[0]),
+            "num_test_images": int(self.data["test_labels"].shape[0]),
+        }, None
+
+    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
+        return classifier_card(self.args, metrics, repo_id)
+
+
+def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id: str | None = None) -> Any:
+    """Render ``model_cards/classifier.md``: what the classifier is for, its accuracy, usage and configuration."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary
+
+    model_name = repo_id.split("/")[-1] if repo_id else "mnist-classifier"
+    data = args.dataset_name or args.train_data_files
+    card_data = ModelCardData(
+        library_name="transformers",
+        license=LICENSE,
+        tags=["hfgen", "image-classification", "mnist"],
+        model_name=model_name,
+        pipeline_tag="image-classification",
+    )
+    rows = [
+        ("test accuracy", f"{metrics['test_accuracy']:.4f}", f"{metrics['num_test_images']:,} test images"),
+        ("training accuracy", f"{metrics['train_accuracy']:.4f}", f"{metrics['num_train_images']:,} training images"),
+    ]
+    return ModelCard.from_template(
+        card_data,
+        template_str=card_template("classifier"),
+        model_name=model_name,
+        repo_id=repo_id or args.output_dir,
+        dataset=data,
+        metrics_table=markdown_table(("metric", "value", "note"), rows),
+        training_summary=training_summary(metrics),
+        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+    )
+
+
+def train_classifier(args: ClassifierArguments) -> tuple[MnistClassifier, dict[str, Any]]:
+    """Train, evaluate and save a classifier (:func:`~hfgen.training.trainer.run`); returns it and its metrics."""
+    task = ClassifierTask(args)
+    metrics = run(task, num_eval_samples=0)
+    return task.model, metrics
