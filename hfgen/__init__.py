@@ -10,8 +10,10 @@ from hfgen.models import (
     VAE,
     AutoEncoder,
     DDPMOracle,
+    EnergyMLP,
     MnistClassifier,
     MnistClassifierConfig,
+    RBMModel,
     ResidualMean,
     StepwiseAffineMean,
     TimeMLP,
@@ -19,13 +21,22 @@ from hfgen.models import (
 from hfgen.pipelines import (
     AutoEncoderPipeline,
     DDPMPointsPipeline,
+    EnergyPipeline,
     FlowMatchingPipeline,
     HfgenPipeline,
     PointsPipelineOutput,
+    RBMPipeline,
     SchrodingerBridgePipeline,
     VAEPipeline,
 )
-from hfgen.schedulers import BridgeScheduler, ConstantAlphaDDPMScheduler, FlowMatchEulerScheduler
+from hfgen.schedulers import (
+    BridgeScheduler,
+    ConstantAlphaDDPMScheduler,
+    FlowMatchEulerScheduler,
+    GibbsScheduler,
+    LangevinScheduler,
+    MALAScheduler,
+)
 
 __version__ = "0.1.0"
 
@@ -37,13 +48,20 @@ __all__ = [
     "ConstantAlphaDDPMScheduler",
     "DDPMOracle",
     "DDPMPointsPipeline",
+    "EnergyMLP",
+    "EnergyPipeline",
     "FlowMatchEulerScheduler",
     "FlowMatchingPipeline",
+    "GibbsScheduler",
     "GaussianSchrodingerBridge",
     "HfgenPipeline",
+    "LangevinScheduler",
+    "MALAScheduler",
     "MnistClassifier",
     "MnistClassifierConfig",
     "PointsPipelineOutput",
+    "RBMModel",
+    "RBMPipeline",
     "ResidualMean",
     "SchrodingerBridgePipeline",
     "StepwiseAffineMean",

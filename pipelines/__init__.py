@@ -2,7 +2,9 @@
 
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.pipelines.ddpm_points import DDPMPointsPipeline, DDPMPointsPipelineOutput
+from hfgen.pipelines.energy import EnergyPipeline, EnergyPipelineOutput
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
+from hfgen.pipelines.rbm import RBMPipeline, RBMPipelineOutput
 from hfgen.pipelines.schrodinger_bridge import SchrodingerBridgePipeline
 from hfgen.pipelines.vae import AutoEncoderPipeline, ImagesPipelineOutput, LatentGridOutput, VAEPipeline
 
@@ -10,11 +12,15 @@ __all__ = [
     "AutoEncoderPipeline",
     "DDPMPointsPipeline",
     "DDPMPointsPipelineOutput",
+    "EnergyPipeline",
+    "EnergyPipelineOutput",
     "FlowMatchingPipeline",
     "HfgenPipeline",
     "ImagesPipelineOutput",
     "LatentGridOutput",
     "PointsPipelineOutput",
+    "RBMPipeline",
+    "RBMPipelineOutput",
     "SchrodingerBridgePipeline",
     "VAEPipeline",
 ]

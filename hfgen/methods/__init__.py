@@ -3,5 +3,7 @@
 One module per family: ``flow_matching`` (paths, training times, the CFM loss), ``couplings`` (exact OT, Sinkhorn,
 ``couple``), ``continuous_flows`` (the ODE solver wrapper and log-densities by the instantaneous change of
 variables), ``ddpm`` (the ε-loss), ``schrodinger_bridge`` (reference chains, mean matching, the Gaussian closed
-form), ``vae`` (the VAE and autoencoder objectives) and ``neighbor_embedding`` (k-NN graphs and the UMAP-style loss).
+form), ``vae`` (the VAE and autoencoder objectives), ``neighbor_embedding`` (k-NN graphs and the UMAP-style loss),
+``rbm`` (CD/PCD, exact enumeration, pseudo-likelihood, AIS) and ``energy`` (the maximum-likelihood loss, a replay
+buffer, Langevin chains, log Z by quadrature).
 """

@@ -3,7 +3,9 @@
 from hfgen.models.affine_mean import StepwiseAffineMean, StepwiseAffineMeanOutput
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig, MnistClassifierOutput
 from hfgen.models.ddpm_oracle import DDPMOracle, DDPMOracleOutput
+from hfgen.models.energy import EnergyMLP, EnergyMLPOutput
 from hfgen.models.mlp import TimeMLP, TimeMLPOutput
+from hfgen.models.rbm import RBMModel, RBMModelOutput
 from hfgen.models.residual_mean import ResidualMean, ResidualMeanOutput
 from hfgen.models.vae import VAE, AutoEncoder, AutoEncoderOutput, Decoder, Encoder
 
@@ -13,10 +15,14 @@ __all__ = [
     "DDPMOracle",
     "DDPMOracleOutput",
     "Decoder",
+    "EnergyMLP",
+    "EnergyMLPOutput",
     "Encoder",
     "MnistClassifier",
     "MnistClassifierConfig",
     "MnistClassifierOutput",
+    "RBMModel",
+    "RBMModelOutput",
     "ResidualMean",
     "ResidualMeanOutput",
     "StepwiseAffineMean",

@@ -1,0 +1,195 @@
+r"""Langevin samplers of ``p(x) ∝ exp(−E(x))`` as diffusers schedulers: unadjusted Langevin and MALA.
+
+Both discretise the Langevin diffusion ``dX = ∇log p(X) dt + √2 dW`` with a step ``η``, and both take as
+``model_output`` the score ``s(x) = ∇log p(x) = −∇E(x)`` at ``sample``. The chain is time-homogeneous: timesteps
+are step indices ``0 … S − 1``. One solver per class; they share the proposal and the step bookkeeping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+
+@dataclass
+class LangevinSchedulerOutput(BaseOutput):
+    """Output of :meth:`LangevinScheduler.step`: the next state ``prev_sample``; every call completes a step."""
+
+    prev_sample: torch.Tensor
+    step_complete: bool = True
+
+
+@dataclass
+class MALASchedulerOutput(BaseOutput):
+    """Output of :meth:`MALAScheduler.step`.
+
+    The first call of a step returns the proposal ``x'`` as ``prev_sample`` (``step_complete=False``); the second
+    returns the next state, ``x'`` where accepted and ``x`` elsewhere, and ``accepted`` ``(N,)`` (bool).
+    """
+
+    prev_sample: torch.Tensor
+    step_complete: bool
+    accepted: torch.Tensor | None = None
+
+
+class _LangevinDynamics(SchedulerMixin, ConfigMixin):
+    """What both samplers share: the step size check, the timesteps and the Langevin proposal."""
+
+    config_name = "scheduler_config.json"
+    order = 1
+
+    def _initialize(self, step_size: float) -> None:
+        if isinstance(step_size, bool) or not isinstance(step_size, int | float):
+            raise TypeError(f"`step_size` must be a float > 0, got {step_size!r}")
+        if not (math.isfinite(step_size) and step_size > 0):
+            raise ValueError(f"`step_size` must be a finite float > 0, got {step_size!r}")
+        self.num_inference_steps: int | None = None
+        self.timesteps = torch.empty(0, dtype=torch.long)
+        self._step_index = 0
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        """Plan ``num_inference_steps`` steps: ``timesteps`` lists each step index ``order`` times (one per call)."""
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+            raise TypeError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}")
+        if num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
+        self.num_inference_steps = num_inference_steps
+        self.timesteps = torch.arange(num_inference_steps, device=device).repeat_interleave(self.order)
+        self._step_index = 0
+
+    def _advance(self) -> None:
+        if self.num_inference_steps is None:
+            raise RuntimeError("Call `set_timesteps(num_inference_steps)` before `step`.")
+        if self._step_index >= len(self.timesteps):
+            raise RuntimeError(
+                f"`step` was called {self._step_index + 1} times but there are only {len(self.timesteps)} timesteps; "
+                "call `set_timesteps` again to start a new chain."
+            )
+        self._step_index += 1
+
+    def _propose(
+        self, model_output: torch.Tensor, sample: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """``x' = x + η s(x) + √(2η) z``, ``z ~ N(0, I)`` from ``generator``."""
+        if model_output.shape != sample.shape:
+            raise ValueError(
+                f"`model_output` (the score) must have the shape of `sample` {tuple(sample.shape)}, "
+                f"got {tuple(model_output.shape)}"
+            )
+        eta = self.config.step_size
+        noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        return sample + eta * model_output + math.sqrt(2 * eta) * noise
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+
+class LangevinScheduler(_LangevinDynamics):
+    r"""Unadjusted Langevin algorithm (ULA; Roberts & Tweedie 1996; Welling & Teh 2011):
+
+    ``x_{k+1} = x_k − η ∇E(x_k) + √(2η) z_k``, ``z_k ~ N(0, I)``.
+
+    It samples ``exp(−E)`` only as ``η → 0``: for ``E(x) = ½ xᵀAx`` its stationary law is
+    ``N(0, 2η (I − (I − ηA)²)⁻¹)`` rather than ``N(0, A⁻¹)``. ``model_output`` is the score ``−∇E(x_k)``.
+    """
+
+    @register_to_config
+    def __init__(self, step_size: float = 0.01):
+        self._initialize(step_size)
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor | int,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> LangevinSchedulerOutput | tuple[torch.Tensor, bool]:
+        """One ULA step from ``sample`` with the score ``model_output = −∇E(sample)``; calls follow ``timesteps``."""
+        self._advance()
+        prev = self._propose(model_output, sample, generator)
+        if not return_dict:
+            return (prev, True)
+        return LangevinSchedulerOutput(prev_sample=prev)
+
+
+class MALAScheduler(_LangevinDynamics):
+    r"""Metropolis-adjusted Langevin algorithm (Roberts & Tweedie 1996; Besag 1994): the ULA proposal
+    ``x' = x + η s(x) + √(2η) z`` is accepted with probability ``min(1, α)``,
+
+    ``log α = E(x) − E(x') + log q(x | x') − log q(x' | x)``, ``log q(y | x) = −‖y − x − η s(x)‖² / (4η)``,
+
+    so the chain leaves ``exp(−E)`` exactly invariant for every ``η``. A step needs the score and the energy at
+    ``x`` and at ``x'``: it is two calls of :meth:`step` (``order = 2``, each step index listed twice in
+    ``timesteps``, as in diffusers' Heun scheduler), each given the score ``model_output`` and ``energy`` at
+    ``sample``. The first call returns the proposal, the second the accepted state.
+    """
+
+    order = 2
+
+    @register_to_config
+    def __init__(self, step_size: float = 0.01):
+        self._initialize(step_size)
+        self._current: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def state_in_first_order(self) -> bool:
+        """True when the next :meth:`step` call starts a new step (evaluate at the chain's state, not a proposal)."""
+        return self._current is None
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        """Plan ``num_inference_steps`` MALA steps: ``timesteps = [0, 0, 1, 1, …]`` (proposal, then accept/reject)."""
+        super().set_timesteps(num_inference_steps, device)
+        self._current = None
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: torch.Tensor | int,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+        energy: torch.Tensor | None = None,
+    ) -> MALASchedulerOutput | tuple[torch.Tensor, bool, torch.Tensor | None]:
+        """Propose from ``sample`` (first call) or accept/reject the proposal ``sample`` (second call).
+
+        ``model_output`` is the score ``−∇E(sample)`` and ``energy`` ``(N,)`` is ``E(sample)``; the noise and the
+        acceptance uniforms come from ``generator``. A proposal with a non-finite energy is rejected.
+        """
+        if not isinstance(energy, torch.Tensor) or energy.shape != sample.shape[:1]:
+            raise ValueError(
+                f"`energy` must be the tensor E(sample) of shape ({sample.shape[0]},), got "
+                f"{tuple(energy.shape) if isinstance(energy, torch.Tensor) else energy!r}"
+            )
+        self._advance()
+        if self._current is None:
+            self._current = (sample, energy, model_output)
+            proposal = self._propose(model_output, sample, generator)
+            if not return_dict:
+                return (proposal, False, None)
+            return MALASchedulerOutput(prev_sample=proposal, step_complete=False)
+        x, energy_x, score_x = self._current
+        self._current = None
+        if sample.shape != x.shape or model_output.shape != x.shape:
+            raise ValueError(
+                f"the second call of a MALA step needs the proposal and its score, of shape {tuple(x.shape)}; got "
+                f"`sample` {tuple(sample.shape)} and `model_output` {tuple(model_output.shape)}"
+            )
+        eta = self.config.step_size
+        log_q_forward = -(sample - x - eta * score_x).square().flatten(1).sum(-1) / (4 * eta)
+        log_q_backward = -(x - sample - eta * model_output).square().flatten(1).sum(-1) / (4 * eta)
+        log_alpha = energy_x - energy + log_q_backward - log_q_forward
+        device = generator.device if generator is not None else sample.device
+        uniform = torch.rand(sample.shape[0], generator=generator, device=device, dtype=sample.dtype).to(sample.device)
+        accepted = torch.log(uniform) < log_alpha  # False for NaN: a non-finite proposal is rejected
+        shape = (-1,) + (1,) * (sample.ndim - 1)
+        prev = torch.where(accepted.reshape(shape), sample, x)
+        if not return_dict:
+            return (prev, True, accepted)
+        return MALASchedulerOutput(prev_sample=prev, step_complete=True, accepted=accepted)
