@@ -7,10 +7,14 @@ Every component module is imported here, eagerly: diffusers resolves the classes
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
 from hfgen.methods.schrodinger_bridge import GaussianSchrodingerBridge
 from hfgen.models import (
+    MADE,
     VAE,
     AutoEncoder,
+    CouplingFlow,
     DDPMOracle,
     EnergyMLP,
+    GaussianMixture,
+    KernelDensity,
     MnistClassifier,
     MnistClassifierConfig,
     RBMModel,
@@ -21,6 +25,7 @@ from hfgen.models import (
 from hfgen.pipelines import (
     AutoEncoderPipeline,
     DDPMPointsPipeline,
+    DensityPipeline,
     EnergyPipeline,
     FlowMatchingPipeline,
     HfgenPipeline,
@@ -41,6 +46,11 @@ from hfgen.schedulers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "MADE",
+    "CouplingFlow",
+    "DensityPipeline",
+    "GaussianMixture",
+    "KernelDensity",
     "TOY_DISTRIBUTIONS",
     "AutoEncoder",
     "AutoEncoderPipeline",

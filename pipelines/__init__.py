@@ -2,6 +2,7 @@
 
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.pipelines.ddpm_points import DDPMPointsPipeline, DDPMPointsPipelineOutput
+from hfgen.pipelines.density import DensityPipeline, DensityPipelineOutput
 from hfgen.pipelines.energy import EnergyPipeline, EnergyPipelineOutput
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
 from hfgen.pipelines.rbm import RBMPipeline, RBMPipelineOutput
@@ -9,6 +10,8 @@ from hfgen.pipelines.schrodinger_bridge import SchrodingerBridgePipeline
 from hfgen.pipelines.vae import AutoEncoderPipeline, ImagesPipelineOutput, LatentGridOutput, VAEPipeline
 
 __all__ = [
+    "DensityPipeline",
+    "DensityPipelineOutput",
     "AutoEncoderPipeline",
     "DDPMPointsPipeline",
     "DDPMPointsPipelineOutput",

@@ -4,6 +4,7 @@ One module per family: ``flow_matching`` (paths, training times, the CFM loss), 
 ``couple``), ``continuous_flows`` (the ODE solver wrapper and log-densities by the instantaneous change of
 variables), ``ddpm`` (the ε-loss), ``schrodinger_bridge`` (reference chains, mean matching, the Gaussian closed
 form), ``vae`` (the VAE and autoencoder objectives), ``neighbor_embedding`` (k-NN graphs and the UMAP-style loss),
+``mixtures`` (EM, k-means++, a gradient fit), ``kde`` (bandwidth selection by held-out likelihood),
 ``rbm`` (CD/PCD, exact enumeration, pseudo-likelihood, AIS) and ``energy`` (the maximum-likelihood loss, a replay
 buffer, Langevin chains, log Z by quadrature).
 """
