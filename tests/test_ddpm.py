@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
-from factories import publish_to_local_hub_cache
 from factories_ddpm import TWO_POINTS, oracle_pipeline, tiny_ddpm_pipeline, tiny_epsilon_network
 from matplotlib.figure import Figure
 
@@ -132,8 +131,7 @@ def test_scheduler_config_round_trip(tmp_path):
     )
     scheduler.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "scheduler_config.json").read_text())["alpha"] == 0.93
-    loaded = ConstantAlphaDDPMScheduler.from_pretrained(tmp_path)
-    assert dict(loaded.config) == dict(scheduler.config)
+    loaded = ConstantAlphaDDPMScheduler.from_pretrained(tmp_path)  # config and timesteps: test_conformance.py
     torch.testing.assert_close(loaded.alphas_cumprod, scheduler.alphas_cumprod)
 
 
@@ -359,13 +357,11 @@ def test_oracle_bad_inputs():
 # ---------------------------------------------------------------------------------------------- pipeline
 
 
-def test_samples_shape_repeatability_and_trajectory():
+def test_samples_shape_and_trajectory():
+    # Repeatability, output types, save/load and Hub-id round trips: tests/test_conformance.py.
     pipe = tiny_ddpm_pipeline()
     a = pipe(num_samples=13, generator=seeded(), return_trajectory=True)
-    b = pipe(num_samples=13, generator=seeded()).samples
-    c = pipe(num_samples=13, generator=seeded(1)).samples
     assert a.samples.shape == (13, 2) and a.samples.dtype == torch.float32
-    assert torch.equal(a.samples, b) and not torch.equal(b, c)
     assert a.trajectory.shape == (11, 13, 2) and a.timesteps == list(range(10, -1, -1)) and a.nfe == 10
     torch.testing.assert_close(a.trajectory[0], torch.randn(13, 2, generator=seeded()))
     assert torch.equal(a.trajectory[-1], a.samples)
@@ -384,24 +380,13 @@ def test_pipeline_runs_the_scheduler_loop_with_the_integer_step():
     torch.testing.assert_close(out.samples, x)
 
 
-def test_numpy_output():
-    out = tiny_ddpm_pipeline()(num_samples=3, output_type="np", return_trajectory=True)
-    assert isinstance(out.samples, np.ndarray) and isinstance(out.trajectory, np.ndarray)
-
-
-def test_save_and_load_give_identical_samples(tmp_path):
+def test_saved_folder_layout(tmp_path):
     pipe = tiny_ddpm_pipeline(variance_type="beta")
     pipe.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model_index.json", "scheduler"]
     assert (tmp_path / "model" / "diffusion_pytorch_model.safetensors").is_file()
-    assert not list(tmp_path.rglob("*.bin"))
     for loader in (DDPMPointsPipeline, HfgenPipeline):
-        loaded = loader.from_pretrained(tmp_path)
-        loaded.set_progress_bar_config(disable=True)
-        assert isinstance(loaded, DDPMPointsPipeline) and loaded.scheduler.config.variance_type == "beta"
-        torch.testing.assert_close(
-            loaded(num_samples=20, generator=seeded()).samples, pipe(num_samples=20, generator=seeded()).samples
-        )
+        assert loader.from_pretrained(tmp_path).scheduler.config.variance_type == "beta"
 
 
 def test_oracle_pipeline_saves_and_loads(tmp_path):
@@ -413,17 +398,6 @@ def test_oracle_pipeline_saves_and_loads(tmp_path):
     assert isinstance(loaded.model, DDPMOracle) and loaded.model.config.data_points == pipe.model.config.data_points
     torch.testing.assert_close(
         loaded(num_samples=20, generator=seeded()).samples, pipe(num_samples=20, generator=seeded()).samples
-    )
-
-
-def test_load_by_hub_repo_id_from_the_offline_cache(tmp_path):
-    pipe = tiny_ddpm_pipeline(seed=5)
-    pipe.save_pretrained(tmp_path / "saved")
-    publish_to_local_hub_cache(tmp_path / "saved", "hfgen-tests/ddpm-tiny")
-    loaded = DDPMPointsPipeline.from_pretrained("hfgen-tests/ddpm-tiny")
-    loaded.set_progress_bar_config(disable=True)
-    torch.testing.assert_close(
-        loaded(num_samples=10, generator=seeded()).samples, pipe(num_samples=10, generator=seeded()).samples
     )
 
 
@@ -534,12 +508,6 @@ def test_bad_timesteps_and_shapes():
         scheduler.set_timesteps(0)
     with pytest.raises(TypeError, match="num_inference_steps"):
         scheduler.set_timesteps(2.0)
-
-
-@pytest.mark.parametrize("num_samples", [0, -1, 2.5, True])
-def test_bad_num_samples(num_samples):
-    with pytest.raises((ValueError, TypeError), match="num_samples"):
-        tiny_ddpm_pipeline()(num_samples=num_samples)
 
 
 def test_bad_pipeline_inputs():

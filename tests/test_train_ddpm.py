@@ -193,13 +193,13 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
 def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
     args = tiny_args(tmp_path / "full", validation_steps=0)
     full_trainer, full = train(args)
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
     reset_accelerate()
 
     resumed_dir = tmp_path / "resumed"  # only the state after step 3, as if killed right after saving it
     shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
     resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
 
     assert resumed.metrics["train_steps"] == 6
     ema_full, ema_resumed = full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict()

@@ -269,13 +269,13 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     full_ema, resumed_ema = full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict()
     for key, value in full_ema.items():
         assert torch.equal(value, resumed_ema[key]), key
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
+    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
     for key, value in full_raw.items():
         assert torch.equal(value, resumed_raw[key]), key
     assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
     # and the weights did move: the comparison is not between two untouched initialisations
-    start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "model.safetensors"))
+    start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
     assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
 
 

@@ -42,14 +42,14 @@ def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_en
 ):
     args = tiny_args(tmp_path / "full", coupling=coupling, path=path, gradient_accumulation_steps=accumulation)
     full_trainer, full = train(args)
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
     reset_accelerate()
 
     # A second run that only has the state after step 3 (as if killed right after saving it).
     resumed_dir = tmp_path / "resumed"
     shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
     resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
 
     assert resumed.metrics["train_steps"] == 6
     for key, value in weights(full.pipeline.velocity).items():  # EMA weights
@@ -70,7 +70,7 @@ def test_saved_pipeline_holds_the_ema_weights_and_validation_writes_plots_and_me
     trainer, result = train(tiny_args(tmp_path, ema_decay=0.9))
     ema = trainer.ema.shadow_params
     assert all(torch.equal(p, s) for p, s in zip(result.pipeline.velocity.parameters(), ema, strict=True))
-    raw = load_file(str(tmp_path / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    raw = load_file(str(tmp_path / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
     assert any(not torch.equal(raw[k], v) for k, v in weights(result.pipeline.velocity).items())
     # diffusers' EMAModel: θ̄_s = d_s θ̄_{s−1} + (1 − d_s) θ_s with d_s = min(decay, s/(9 + s)) at update s
     assert trainer.ema.optimization_step == 6
@@ -114,7 +114,7 @@ def test_missing_corrupt_and_mismatched_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="hidden_size: checkpoint 8 vs now 16"):
         train(replace(args, hidden_size=16, resume_from_checkpoint="latest"))
     reset_accelerate()
-    model_file = tmp_path / "checkpoints" / "checkpoint-3" / "model.safetensors"
+    model_file = tmp_path / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"
     model_file.write_bytes(model_file.read_bytes()[:40])
     with pytest.raises(CheckpointError, match="corrupt or incomplete"):
         train(replace(args, resume_from_checkpoint="latest"))
@@ -137,7 +137,7 @@ def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoin
     with pytest.raises(TrainingDivergedError, match=r"became nan at optimizer step 5.*checkpoint-3"):
         trainer.train()
     assert [step for step, _ in list_checkpoints(tmp_path)] == [3]
-    weights_at_3 = load_file(str(tmp_path / "checkpoints" / "checkpoint-3" / "model.safetensors"))
+    weights_at_3 = load_file(str(tmp_path / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
     assert all(torch.isfinite(v).all() for v in weights_at_3.values())
     reset_accelerate()
     _, resumed = train(replace(args, resume_from_checkpoint="latest"))

@@ -1,5 +1,9 @@
-"""Schedulers: diffusers ``SchedulerMixin`` + ``ConfigMixin`` classes, one module per scheduler."""
+"""Schedulers: diffusers ``SchedulerMixin`` + ``ConfigMixin`` classes, one module per scheduler.
 
+``hfgen.schedulers.bridge`` is imported for the pipelines saved before the bridge scheduler moved (see it).
+"""
+
+from hfgen.schedulers import bridge  # noqa: F401 (the former module path, named by older model_index.json files)
 from hfgen.schedulers.constant_alpha_ddpm import (
     ConstantAlphaDDPMScheduler,
     ConstantAlphaDDPMSchedulerOutput,

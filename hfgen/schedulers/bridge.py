@@ -1,7 +1,9 @@
 """Former module path of :class:`BridgeScheduler`: ``model_index.json`` files saved before the scheduler moved to
 :mod:`hfgen.schedulers.schrodinger_bridge` name ``["hfgen.schedulers.bridge", "BridgeScheduler"]``, and diffusers
-imports that path to load them."""
+imports that path (and looks up ``SchedulerMixin`` in it) to load them."""
+
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler
 
-__all__ = ["BridgeScheduler"]
+__all__ = ["BridgeScheduler", "SchedulerMixin"]

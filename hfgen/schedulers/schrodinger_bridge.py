@@ -139,6 +139,10 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         (or ``None``).
         """
         direction = check_direction(direction)
+        if num_inference_steps is not None and (
+            isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int)
+        ):
+            raise TypeError(f"`num_inference_steps` must be an int (or None), got {num_inference_steps!r}")
         if num_inference_steps is not None and num_inference_steps != self.num_steps:
             raise ValueError(
                 f"`num_inference_steps` must equal the chain's num_steps = {self.num_steps} (the mean networks are "

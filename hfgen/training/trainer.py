@@ -294,7 +294,6 @@ class Trainer:
             self.ema.copy_to(self.model.parameters())
         self.model.eval()
         self.accelerator.free_memory()
-        self.ema = None
 
     # -- resume -------------------------------------------------------------------------------------------------
 

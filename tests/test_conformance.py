@@ -1,0 +1,144 @@
+"""Every pipeline and scheduler of hfgen through the shared conformance classes (tests/conformance.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from conformance import PipelineConformance, SchedulerConformance, seeded
+from factories import tiny_flow_matching_pipeline
+from factories_bridge import tiny_bridge_pipeline
+from factories_ddpm import tiny_ddpm_pipeline
+from factories_vae import tiny_autoencoder_pipeline, tiny_vae_pipeline
+
+from hfgen import (
+    AutoEncoderPipeline,
+    BridgeScheduler,
+    ConstantAlphaDDPMScheduler,
+    DDPMPointsPipeline,
+    FlowMatchEulerScheduler,
+    FlowMatchingPipeline,
+    SchrodingerBridgePipeline,
+    VAEPipeline,
+)
+from hfgen.data import Checkerboard, Shifted, TwoBalls
+
+# ------------------------------------------------------------------------------------------------- pipelines
+
+
+class TestFlowMatchingPipeline(PipelineConformance):
+    pipeline_class = FlowMatchingPipeline
+    call_kwargs = {"num_samples": 6, "num_inference_steps": 2}
+    output_type_kwargs = {"return_trajectory": True}
+
+    def get_pipeline(self):
+        # A two-stage solver and a saved toy source: the round trips must restore both.
+        return tiny_flow_matching_pipeline("heun", source=Checkerboard())
+
+    def float64_call(self, pipeline, dtype):
+        return pipeline(source_samples=torch.randn(4, 2, generator=seeded()).to(dtype), num_inference_steps=2).samples
+
+
+class TestDDPMPointsPipeline(PipelineConformance):
+    pipeline_class = DDPMPointsPipeline
+    call_kwargs = {"num_samples": 6}
+    output_type_kwargs = {"return_trajectory": True}
+
+    def get_pipeline(self):
+        return tiny_ddpm_pipeline(variance_type="beta")
+
+    def float64_call(self, pipeline, dtype):
+        x = torch.randn(4, 2, generator=seeded()).to(dtype)
+        return pipeline.forward_trajectory(x, [1, 5, 10], generator=seeded(1))
+
+
+class TestSchrodingerBridgePipelineForward(PipelineConformance):
+    pipeline_class = SchrodingerBridgePipeline
+    call_kwargs: dict[str, Any] = {"num_samples": 6, "direction": "forward"}
+    output_type_kwargs = {"return_trajectory": True}
+
+    def get_pipeline(self):
+        # Both marginals are saved toy distributions (a shifted one for the target).
+        return tiny_bridge_pipeline(source=TwoBalls(), target=Shifted(TwoBalls(), [0.0, 3.0]))
+
+    def float64_call(self, pipeline, dtype):
+        x = torch.randn(4, 2, generator=seeded()).to(dtype)
+        return pipeline.transport(x, self.call_kwargs["direction"], generator=seeded(1))
+
+
+class TestSchrodingerBridgePipelineBackward(TestSchrodingerBridgePipelineForward):
+    call_kwargs = {"num_samples": 6, "direction": "backward"}
+
+
+class TestVAEPipeline(PipelineConformance):
+    pipeline_class = VAEPipeline
+    output_name = "images"
+    call_kwargs = {"num_samples": 3}
+    # One decoder pass per image: the VAE has no inference steps.
+    takes_num_inference_steps = False
+
+    def get_pipeline(self):
+        return tiny_vae_pipeline(seed=3, architecture="conv")
+
+    def to_numpy_layout(self, name, tensor):
+        # Images are (N, C, H, W) under "pt" and (N, H, W, C) under "np", diffusers' layout for images.
+        return tensor.permute(0, 2, 3, 1).numpy() if name == "images" else tensor.numpy()
+
+    def float64_call(self, pipeline, dtype):
+        return pipeline.encode(torch.rand(3, 1, 8, 8, generator=seeded()).to(dtype))
+
+
+class TestAutoEncoderPipeline(TestVAEPipeline):
+    # An autoencoder has no prior: calling the pipeline reconstructs given images. The conformance draws are
+    # adapted through the hooks: the generator draws the input images (same seed, same images, same
+    # reconstructions), and the "number of draws" is the batch of images, so the bad sizes are bad batches.
+    pipeline_class = AutoEncoderPipeline
+    call_kwargs = {}
+    size_argument = "images"
+
+    def get_pipeline(self):
+        return tiny_autoencoder_pipeline(seed=4)
+
+    def sample(self, pipeline, generator=None, **overrides):
+        images = torch.rand(3, 1, 8, 8, generator=generator)
+        return pipeline(**{"images": images, **self.call_kwargs, **overrides})
+
+    def bad_size_overrides(self):
+        return [{"images": torch.zeros(0, 1, 8, 8)}, {"images": torch.zeros(2, 1, 4, 4)}, {"images": [1.5]}]
+
+
+# ------------------------------------------------------------------------------------------------ schedulers
+
+
+class TestFlowMatchEulerScheduler(SchedulerConformance):
+    scheduler_class = FlowMatchEulerScheduler
+
+    def get_scheduler(self):
+        return FlowMatchEulerScheduler(solver="midpoint")
+
+
+class TestConstantAlphaDDPMScheduler(SchedulerConformance):
+    scheduler_class = ConstantAlphaDDPMScheduler
+
+    def get_scheduler(self):
+        return ConstantAlphaDDPMScheduler(
+            alpha=0.93, num_train_timesteps=17, variance_type="beta", sampler="ddim", eta=0.3
+        )
+
+    def step_off_schedule(self, scheduler, sample):
+        # The DDPM step is stateless (any grid timestep may be stepped again); leaving the schedule means a
+        # timestep that is not on the grid.
+        scheduler.step(self.model_output(sample, 0), 0, sample)
+
+
+class TestBridgeScheduler(SchedulerConformance):
+    scheduler_class = BridgeScheduler
+    # The chain has a fixed number of steps: num_inference_steps must be num_steps (or None).
+    num_inference_steps = 7
+    set_timesteps_kwargs = {"direction": "backward"}
+
+    def get_scheduler(self):
+        return BridgeScheduler(num_steps=7, gamma=0.03, schedule="symmetric")
+
+    def model_output(self, sample, t):
+        return 0.9 * sample  # a mean network: the predicted mean of the next state

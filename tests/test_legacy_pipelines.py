@@ -1,0 +1,92 @@
+"""Folders saved before the restructure still load and draw the same samples.
+
+``tests/fixtures/legacy_pipelines/`` holds tiny pipelines written by ``save_pretrained`` of the pre-restructure
+code (the tests' tiny factories) and ``expected_samples.safetensors``, the draws those pipelines made at save
+time with a generator seeded 0. Their ``model_index.json`` files name the component modules of that time; the
+bridge's names ``hfgen.schedulers.bridge``, now an alias of ``hfgen.schedulers.schrodinger_bridge``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from factories_bridge import tiny_bridge_pipeline
+from safetensors.torch import load_file
+
+from hfgen import (
+    AutoEncoderPipeline,
+    BridgeScheduler,
+    DDPMPointsPipeline,
+    FlowMatchingPipeline,
+    HfgenPipeline,
+    SchrodingerBridgePipeline,
+    VAEPipeline,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "legacy_pipelines"
+
+
+# Known bug, to be fixed in hfgen (not in this test): the alias module hfgen.schedulers.bridge is not imported by
+# `import hfgen`, and it exposes only BridgeScheduler, while diffusers needs the module imported and looks the base
+# class up in it (`hfgen.schedulers.bridge.SchedulerMixin`). Strict: remove the marker once old folders load.
+
+
+def seeded() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+# name -> (pipeline class, the draw made at save time: see the fixture's README in this module's docstring)
+LEGACY = {
+    "flow_matching": (
+        FlowMatchingPipeline,
+        lambda p: p(num_samples=5, num_inference_steps=3, generator=seeded()).samples,
+    ),
+    "ddpm": (DDPMPointsPipeline, lambda p: p(num_samples=5, generator=seeded()).samples),
+    "bridge": (SchrodingerBridgePipeline, lambda p: p(num_samples=5, generator=seeded()).samples),
+    "vae": (VAEPipeline, lambda p: p(num_samples=3, generator=seeded()).images),
+    "autoencoder": (AutoEncoderPipeline, lambda p: p.decode(torch.tensor([[0.5, -0.25]]))),
+}
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict[str, torch.Tensor]:
+    return load_file(FIXTURES / "expected_samples.safetensors")
+
+
+def test_the_fixture_is_complete_and_tiny(expected):
+    assert sorted(expected) == sorted(LEGACY)
+    assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == sorted(LEGACY)
+    assert sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file()) < 200_000
+    assert not list(FIXTURES.rglob("*.bin")) and not list(FIXTURES.rglob("*.pt"))
+
+
+@pytest.mark.parametrize("loader", ["HfgenPipeline", "own class"])
+@pytest.mark.parametrize("name", sorted(LEGACY))
+def test_legacy_folder_loads_and_draws_the_saved_samples(name, loader, expected):
+    pipeline_class, draw = LEGACY[name]
+    folder = FIXTURES / name
+    pipeline = (HfgenPipeline if loader == "HfgenPipeline" else pipeline_class).from_pretrained(folder)
+    assert type(pipeline) is pipeline_class
+    pipeline.set_progress_bar_config(disable=True)
+    samples = draw(pipeline).float()
+    assert samples.shape == expected[name].shape
+    torch.testing.assert_close(samples, expected[name], rtol=0, atol=1e-6)
+
+
+def test_legacy_bridge_names_the_old_scheduler_module_and_gets_the_current_class():
+    index = json.loads((FIXTURES / "bridge" / "model_index.json").read_text())
+    assert index["scheduler"] == ["hfgen.schedulers.bridge", "BridgeScheduler"]
+    pipeline = SchrodingerBridgePipeline.from_pretrained(FIXTURES / "bridge")
+    assert type(pipeline.scheduler) is BridgeScheduler
+    assert BridgeScheduler.__module__ == "hfgen.schedulers.schrodinger_bridge"
+
+
+def test_a_freshly_saved_bridge_records_the_new_scheduler_module(tmp_path):
+    tiny_bridge_pipeline().save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["scheduler"] == ["hfgen.schedulers.schrodinger_bridge", "BridgeScheduler"]
+    loaded = HfgenPipeline.from_pretrained(tmp_path)
+    assert type(loaded) is SchrodingerBridgePipeline and type(loaded.scheduler) is BridgeScheduler
