@@ -13,6 +13,7 @@ from hfgen.models import (
     CouplingFlow,
     DDPMOracle,
     EnergyMLP,
+    FiniteDataVelocity,
     GaussianMixture,
     KernelDensity,
     MnistClassifier,
@@ -32,6 +33,7 @@ from hfgen.pipelines import (
     PointsPipelineOutput,
     RBMPipeline,
     SchrodingerBridgePipeline,
+    ScoreSDEPipeline,
     VAEPipeline,
 )
 from hfgen.schedulers import (
@@ -41,11 +43,17 @@ from hfgen.schedulers import (
     GibbsScheduler,
     LangevinScheduler,
     MALAScheduler,
+    VESDEScheduler,
+    VPSDEScheduler,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FiniteDataVelocity",
+    "ScoreSDEPipeline",
+    "VESDEScheduler",
+    "VPSDEScheduler",
     "MADE",
     "CouplingFlow",
     "DensityPipeline",

@@ -7,9 +7,12 @@ from hfgen.pipelines.energy import EnergyPipeline, EnergyPipelineOutput
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
 from hfgen.pipelines.rbm import RBMPipeline, RBMPipelineOutput
 from hfgen.pipelines.schrodinger_bridge import SchrodingerBridgePipeline
+from hfgen.pipelines.score_sde import ScoreSDEPipeline, ScoreSDEPipelineOutput
 from hfgen.pipelines.vae import AutoEncoderPipeline, ImagesPipelineOutput, LatentGridOutput, VAEPipeline
 
 __all__ = [
+    "ScoreSDEPipeline",
+    "ScoreSDEPipelineOutput",
     "DensityPipeline",
     "DensityPipelineOutput",
     "AutoEncoderPipeline",

@@ -5,6 +5,7 @@ from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig, Mnis
 from hfgen.models.coupling_flow import CouplingFlow, CouplingFlowOutput
 from hfgen.models.ddpm_oracle import DDPMOracle, DDPMOracleOutput
 from hfgen.models.energy import EnergyMLP, EnergyMLPOutput
+from hfgen.models.finite_data_velocity import FiniteDataVelocity, FiniteDataVelocityOutput
 from hfgen.models.kde import KernelDensity, KernelDensityOutput
 from hfgen.models.made import MADE, MADEOutput
 from hfgen.models.mixture import GaussianMixture, GaussianMixtureOutput
@@ -14,6 +15,8 @@ from hfgen.models.residual_mean import ResidualMean, ResidualMeanOutput
 from hfgen.models.vae import VAE, AutoEncoder, AutoEncoderOutput, Decoder, Encoder
 
 __all__ = [
+    "FiniteDataVelocity",
+    "FiniteDataVelocityOutput",
     "CouplingFlow",
     "CouplingFlowOutput",
     "GaussianMixture",

@@ -13,8 +13,13 @@ from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler, FlowMatch
 from hfgen.schedulers.gibbs import GibbsScheduler, GibbsSchedulerOutput
 from hfgen.schedulers.langevin import LangevinScheduler, LangevinSchedulerOutput, MALAScheduler, MALASchedulerOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, BridgeSchedulerOutput
+from hfgen.schedulers.score_sde import ScoreSDEScheduler, ScoreSDESchedulerOutput, VESDEScheduler, VPSDEScheduler
 
 __all__ = [
+    "ScoreSDEScheduler",
+    "ScoreSDESchedulerOutput",
+    "VESDEScheduler",
+    "VPSDEScheduler",
     "BridgeScheduler",
     "BridgeSchedulerOutput",
     "ConstantAlphaDDPMScheduler",
