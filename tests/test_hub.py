@@ -77,3 +77,21 @@ def test_unknown_template_is_a_clear_error():
 
 def test_markdown_table_escapes_pipes():
     assert markdown_table(("a", "b"), [("x|y", 1)]).splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
+
+
+def test_every_metrics_row_of_the_card_shows_its_own_metrics_json_value(tmp_path):
+    # distinct numbers, so a swapped value/stderr or a floor row showing the model's W2 cannot pass
+    metrics = {**METRICS, "samples_w2": 0.1234, "samples_w2_floor": 0.0567, "samples_w2_ratio": 0.1234 / 0.0567}
+    metrics |= {"samples_mmd": 7.5e-4, "nll": 2.345, "nll_stderr": 0.0678, "entropy": 2.1, "nll_minus_entropy": 0.245}
+    args = FlowMatchingArguments(output_dir=str(tmp_path))
+    text = flow_matching_card(args, metrics).text
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip() for line in text.splitlines() if line.count("|") >= 4
+    }
+    assert rows["W2 to fresh data samples"] == "0.1234"
+    assert rows["W2 floor"] == "0.0567"
+    assert rows["W2 / floor"] == f"{0.1234 / 0.0567:.2f}"
+    assert rows["MMD²"] == "7.50e-04"
+    assert rows["NLL (nats)"] == "2.3450 ± 0.0678"
+    assert rows["entropy (nats)"] == "2.1000"
+    assert rows["NLL − entropy"] == "0.2450"

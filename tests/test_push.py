@@ -155,3 +155,38 @@ def test_remote_code_export_refuses_what_it_cannot_export(tmp_path):
 
     with pytest.raises(ValueError, match="N\\(0, I\\) only"):
         export_remote_code(tiny_flow_matching_pipeline(source=get_toy_distribution("8gaussians")), tmp_path)
+
+
+def test_the_remote_code_guard_refuses_sources_that_import_hfgen():
+    from hfgen.remote_code import _self_contained_source
+
+    clean = "import torch\nfrom diffusers import DiffusionPipeline\n"
+    assert _self_contained_source(clean, "clean.py") == clean
+    for text in (
+        "import hfgen\n",
+        "from hfgen.models import mlp\n",
+        "    from hfgen import utils\n",
+        "from . import x\n",
+    ):
+        with pytest.raises(ValueError, match="imports hfgen or uses relative imports"):
+            _self_contained_source("import torch\n" + text, "module.py")
+
+
+def test_the_exported_remote_code_pipeline_honours_output_type():
+    import importlib.util
+
+    from hfgen import remote_code
+
+    path = Path(remote_code.__file__).with_name("pipeline_flow_matching.py")
+    spec = importlib.util.spec_from_file_location("exported_pipeline_flow_matching", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    hfgen_pipe = tiny_flow_matching_pipeline()
+    pipe = module.FlowMatchingPipeline(velocity=hfgen_pipe.velocity, scheduler=hfgen_pipe.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    pt = pipe(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).samples
+    np_ = pipe(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
+    assert isinstance(pt, torch.Tensor) and isinstance(np_.samples, np.ndarray)
+    np.testing.assert_array_equal(np_.samples, pt.numpy())
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(num_samples=4, num_inference_steps=3, output_type="pil")

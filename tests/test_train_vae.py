@@ -324,3 +324,17 @@ def test_two_processes_train_a_vae_data_parallel(data_files, tmp_path):
     for rank in (0, 1):  # each process's random state is checkpointed
         assert (out / "checkpoints" / "checkpoint-6" / f"random_states_{rank}.pkl").is_file()
     assert VAEPipeline.from_pretrained(out)(num_samples=2).images.shape == (2, 1, 8, 8)
+
+
+def test_the_vae_loss_weighs_the_kl_by_kl_weight(data_files, tmp_path):
+    from hfgen.methods.vae import negative_elbo
+
+    task = VAETask(tiny_args(tmp_path, data_files, kl_weight=0.3))
+    torch.manual_seed(0)
+    model = task.build_model()
+    images, _, neighbors = task.batch(0, 0, 1)
+    loss = task.loss(model, (images, torch.Generator().manual_seed(5), neighbors), torch.device("cpu"))
+    expected = negative_elbo(model, images, torch.Generator().manual_seed(5), beta=0.3)
+    torch.testing.assert_close(loss, expected.loss)
+    torch.testing.assert_close(loss, expected.reconstruction + 0.3 * expected.kl)
+    assert expected.kl > 0 and not torch.isclose(loss, expected.reconstruction + expected.kl)
