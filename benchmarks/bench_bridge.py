@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from hfgen.metrics import wasserstein2, wasserstein2_floor
-from hfgen.training import BridgeArguments, BridgeTrainer
+from hfgen.training import BridgeArguments, BridgeTask, Trainer
 
 HERE = Path(__file__).resolve().parent
 MAX_RATIO = 1.3
@@ -106,7 +106,7 @@ def main() -> None:
         n, repeats, floor_repeats = 200, 2, 2
     runs = []
     for seed in options.seeds:
-        trainer = BridgeTrainer(replace(args, seed=seed))
+        trainer = Trainer(BridgeTask(replace(args, seed=seed)))
         result = trainer.train()
         trainer.end()
         ends = {d: transported_w2(result.pipeline, d, n, repeats, seed=11 + i) for i, d in enumerate(DIRECTIONS)}
