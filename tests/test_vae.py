@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from factories import publish_to_local_hub_cache
 from factories_vae import (
     LINEAR_B,
     LINEAR_S,
@@ -425,16 +424,6 @@ def test_save_and_load_round_trip(tmp_path):
     assert isinstance(loaded, AutoEncoderPipeline) and isinstance(loaded.autoencoder, AutoEncoder)
     x = binary_images(3)
     torch.testing.assert_close(loaded.encode(x), ae.encode(x))
-
-
-def test_load_by_hub_repo_id_from_the_offline_cache(tmp_path):
-    pipe = tiny_vae_pipeline(seed=5)
-    pipe.save_pretrained(tmp_path / "saved")
-    publish_to_local_hub_cache(tmp_path / "saved", "hfgen-tests/vae-tiny")
-    loaded = VAEPipeline.from_pretrained("hfgen-tests/vae-tiny")
-    loaded.set_progress_bar_config(disable=True)
-    grid, expected = loaded.latent_grid(n=3), pipe.latent_grid(n=3)
-    torch.testing.assert_close(grid.images, expected.images)
 
 
 # --- plots ------------------------------------------------------------------------------------------------
