@@ -13,6 +13,7 @@ from hfgen.training import (
     CheckpointError,
     FlowMatchingArguments,
     FlowMatchingTask,
+    Phase,
     Trainer,
     TrainingDivergedError,
     list_checkpoints,
@@ -202,3 +203,51 @@ def test_unknown_keys_in_a_config_file_are_named(tmp_path):
     (tmp_path / "run.yaml").write_text("datset: moons\n")
     with pytest.raises(ValueError, match=r"unknown arguments \['datset'\]"):
         parse_arguments(FlowMatchingArguments, ["--config", str(tmp_path / "run.yaml")])
+
+
+class ChainTask(FlowMatchingTask):
+    """Flow matching plus what the energy and density families need: a persistent Markov chain kept as task state
+    (x ← 0.5 x + ε from each batch's generator) and a second, closed-form phase (the velocity's last bias moved
+    halfway to the chain mean, EM-like)."""
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.chain = torch.zeros(4, 2)
+
+    def phases(self):
+        return [Phase("model", 4), Phase("model", 2, "closed form", optimize=False)]
+
+    def loss(self, model, batch, device):
+        *_, generator = batch
+        self.chain = 0.5 * self.chain + torch.randn(self.chain.shape, generator=generator)
+        return super().loss(model, batch, device)
+
+    def update(self, model, batch, device):
+        bias = list(model.parameters())[-1]
+        bias.copy_(0.5 * (bias + self.chain.mean(0)))
+        return bias.square().sum()
+
+    def state_dict(self):
+        return {"chain": self.chain}
+
+    def load_state_dict(self, state):
+        self.chain = state["chain"].clone()
+
+
+def test_task_state_and_closed_form_phases_resume_exactly(tmp_path):
+    args = tiny_args(tmp_path / "full", checkpointing_steps=1, checkpoints_total_limit=0, validation_steps=0)
+    full_task = ChainTask(args)
+    full = Trainer(full_task).train()
+    reset_accelerate()
+    for step in (2, 4, 5):  # inside the gradient phase, at its end, inside the closed-form phase
+        resumed_dir = tmp_path / f"resumed-{step}"
+        checkpoint = f"checkpoint-{step}"
+        shutil.copytree(tmp_path / "full" / "checkpoints" / checkpoint, resumed_dir / "checkpoints" / checkpoint)
+        task = ChainTask(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+        resumed = Trainer(task).train()
+        reset_accelerate()
+        assert torch.equal(task.chain, full_task.chain), step
+        for key, value in full.pipeline.velocity.state_dict().items():
+            assert torch.equal(value, resumed.pipeline.velocity.state_dict()[key]), (step, key)
+    saved = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "task_state.safetensors"))
+    assert saved["chain"].shape == (4, 2) and not torch.equal(saved["chain"], full_task.chain)

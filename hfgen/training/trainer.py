@@ -59,11 +59,13 @@ class TrainingDivergedError(FloatingPointError):
 
 @dataclass(frozen=True)
 class Phase:
-    """``num_steps`` optimizer steps on the task's model ``model`` with a fresh optimizer, schedule and EMA."""
+    """``num_steps`` optimizer steps on the task's model ``model`` with a fresh optimizer, schedule and EMA; with
+    ``optimize=False`` the steps are the task's own closed-form updates (:meth:`TrainingTask.update`, e.g. EM)."""
 
     model: str
     num_steps: int
     name: str = "train"
+    optimize: bool = True
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,11 @@ class TrainingTask(ABC):
     @abstractmethod
     def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         """The scalar training loss of one micro-batch."""
+
+    def update(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        """One closed-form step of a ``Phase(optimize=False)`` (an EM iteration, say), run without gradients;
+        returns the scalar to log (the objective before or after the step)."""
+        raise NotImplementedError(f"{type(self).__name__} has a phase with optimize=False but no update()")
 
     @abstractmethod
     def pipeline(self, **models: ModelMixin) -> Any:
@@ -245,7 +252,8 @@ class Trainer:
     # -- one phase's optimisation objects -------------------------------------------------------------------------
 
     def _prepare_phase(self, phase: Phase) -> None:
-        """A fresh AdamW, learning-rate schedule and EMA for ``phase``'s model, prepared by Accelerate."""
+        """A fresh AdamW, learning-rate schedule and EMA for ``phase``'s model, prepared by Accelerate (nothing
+        for a closed-form phase)."""
         from accelerate.utils import DistributedType
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
@@ -255,6 +263,10 @@ class Trainer:
         for other in self.models.values():
             other.eval()
         model.train()
+        self.model, self.ema = model, None
+        if not phase.optimize:
+            model.to(accelerator.device)
+            return
         optimizer = torch.optim.AdamW(
             model.parameters(),
             lr=args.learning_rate,
@@ -272,7 +284,6 @@ class Trainer:
         self.loss_module, self.optimizer, self.lr_schedule = accelerator.prepare(
             _TaskLoss(model, self.task), optimizer, lr_schedule
         )
-        self.model = model
         # AcceleratedOptimizer.step looks up optional packages on every call (about 0.3 ms each on CPU, 20% of a
         # small network's step); without a gradient scaler or XLA it only calls the wrapped optimizer's step.
         self._step_directly = accelerator.scaler is None and accelerator.distributed_type != DistributedType.XLA
@@ -361,7 +372,11 @@ class Trainer:
             if start < phase.num_steps:
                 with task.batches(start=start * accum, stream=accelerator.process_index, phase=index) as batches:
                     for local in range(start, phase.num_steps):
-                        for _ in range(accum):
+                        if not phase.optimize:
+                            with torch.no_grad():
+                                loss = task.update(self.model, next(batches), device)
+                            self._check_finite(loss, step)
+                        for _ in range(accum if phase.optimize else 0):
                             with accumulate(self.loss_module), autocast():
                                 loss = self.loss_module(next(batches), device)
                                 self._check_finite(loss, step)
@@ -384,7 +399,7 @@ class Trainer:
                             now = time.perf_counter()
                             rate = (step - rate_step) * samples_per_step / max(now - rate_since, 1e-9)
                             mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
-                            lr = self.lr_schedule.get_last_lr()[0]
+                            lr = self.lr_schedule.get_last_lr()[0] if phase.optimize else 0.0
                             progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:,.0f}")
                             accelerator.log({"loss": mean_loss, "lr": lr, "samples_per_second": rate}, step=step)
                             rate_since, rate_step = time.perf_counter(), step
