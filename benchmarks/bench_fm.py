@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
-from hfgen.data import CoupledPairs, StandardGaussian, get_toy_distribution
+from hfgen.data import StandardGaussian, get_toy_distribution
 from hfgen.methods.couplings import optimal_permutation
 from hfgen.methods.flow_matching import cfm_loss
 from hfgen.metrics import fraction_in_support, nll_report, w2_against_floor
 from hfgen.training import FlowMatchingArguments, train_flow_matching
+from hfgen.training.flow_matching import CoupledPairs
 
 HERE = Path(__file__).resolve().parent
 QUALITY_TARGETS = ("checkerboard", "8gaussians", "moons")
