@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hfgen.utils import check_positive_int
+
 ArrayLike = Tensor | np.ndarray
 
 # Network-simplex pivots needed for n uniform points against n in 2-D grew like ~n^1.3 in our runs
@@ -190,8 +192,7 @@ def wasserstein2_floor(
         num_samples: n, the size of each of the two samples (same as the model sample it is compared with).
         generator: drawn from twice in a row, so the two samples use different parts of its stream.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    check_positive_int(num_samples, "num_samples")
     first = _draw(sampler, num_samples, generator, "sampler")
     second = _draw(sampler, num_samples, generator, "sampler")
     return wasserstein2(first, second)

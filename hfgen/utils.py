@@ -32,6 +32,13 @@ def check_num_samples(num_samples: object, name: str = "num_samples") -> int:
     return num_samples
 
 
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an ``int >= 1`` (bools rejected), else raise a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+    return value
+
+
 def check_points(x: object, dim: int | None = None, name: str = "x") -> torch.Tensor:
     """Check that ``x`` is a finite floating ``(N, D)`` tensor with ``N >= 1`` (and ``D == dim`` if given)."""
     if not isinstance(x, torch.Tensor):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.utils import VelocityField, check_points
+from hfgen.utils import VelocityField, check_points, check_positive_int
 
 __all__ = [
     "DeformedGaussian",
@@ -384,10 +384,8 @@ def deform_gaussian_example(
         A :class:`DeformedGaussian` with, for each time in ``times``, the samples ``(num_samples, dim)`` and
         their log-densities ``(num_samples,)``.
     """
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}.")
+    check_positive_int(num_samples, "num_samples")
+    check_positive_int(dim, "dim")
     times = [float(s) for s in times]
     if not times or min(times) < 0.0:
         raise ValueError(f"times must be a non-empty sequence of times t ≥ 0, got {times}.")

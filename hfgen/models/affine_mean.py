@@ -10,6 +10,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from hfgen.utils import check_positive_int
+
 
 @dataclass
 class StepwiseAffineMeanOutput(BaseOutput):
@@ -32,8 +34,7 @@ class StepwiseAffineMean(ModelMixin, ConfigMixin):
     def __init__(self, dim: int = 2, num_steps: int = 20):
         super().__init__()
         for name, value in (("dim", dim), ("num_steps", num_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+            check_positive_int(value, name)
         self.weight = nn.Parameter(torch.eye(dim).repeat(num_steps + 1, 1, 1))
         self.bias = nn.Parameter(torch.zeros(num_steps + 1, dim))
 

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
 
+from hfgen.utils import check_positive_int
+
 MODEL_TYPE = "hfgen-mnist-classifier"
 
 
@@ -40,8 +42,7 @@ class MnistClassifierConfig(PretrainedConfig):
         kwargs.setdefault("num_labels", 10)
         super().__init__(**kwargs)
         for name, value in (("num_channels", num_channels), ("image_size", image_size), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+            check_positive_int(value, name)
         if not conv_channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in conv_channels):
             raise ValueError(f"`conv_channels` must be a non-empty list of positive ints, got {conv_channels!r}")
         if image_size % 2 ** len(conv_channels):

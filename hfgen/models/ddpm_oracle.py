@@ -10,6 +10,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
+from hfgen.utils import check_positive_int
+
 
 @dataclass
 class DDPMOracleOutput(BaseOutput):
@@ -52,8 +54,7 @@ class DDPMOracle(ModelMixin, ConfigMixin):
             raise ValueError("`data_points` must be finite (no NaN or inf)")
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
             raise ValueError(f"`alpha` must be a float in the open interval (0, 1), got {alpha!r}")
-        if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int) or num_train_timesteps < 1:
-            raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {num_train_timesteps!r}")
+        check_positive_int(num_train_timesteps, "num_train_timesteps")
         self.register_buffer("data", points.to(torch.float32))
 
     @property

@@ -12,6 +12,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from hfgen.utils import check_positive_int
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "relu": nn.ReLU,
@@ -66,8 +68,7 @@ class TimeMLP(ModelMixin, ConfigMixin):
             ("num_layers", num_layers),
             ("time_embedding_dim", time_embedding_dim),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+            check_positive_int(value, name)
         if (
             isinstance(num_position_frequencies, bool)
             or not isinstance(num_position_frequencies, int)

@@ -22,7 +22,7 @@ from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from hfgen.models.mlp import ACTIVATIONS
-from hfgen.utils import check_num_samples
+from hfgen.utils import check_num_samples, check_positive_int
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHITECTURES = ("mlp", "conv")
@@ -58,18 +58,13 @@ class AutoEncoderOutput(BaseOutput):
     latent_log_std: Tensor | None = None
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-
-
 def _check_sizes(name: str, sizes: Sequence[int], allow_empty: bool) -> list[int]:
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or (not allow_empty and not sizes):
         raise ValueError(
             f"`{name}` must be a {'' if allow_empty else 'non-empty '}list of positive ints, got {sizes!r}"
         )
     for size in sizes:
-        _check_positive_int(name, size)
+        check_positive_int(size, name)
     return list(sizes)
 
 
@@ -83,7 +78,7 @@ def _check_common(
     conv_channels: Sequence[int],
 ) -> None:
     for name, value in (("in_channels", in_channels), ("image_size", image_size), ("latent_dim", latent_dim)):
-        _check_positive_int(name, value)
+        check_positive_int(value, name)
     _check_sizes("hidden_sizes", hidden_sizes, allow_empty=True)
     if activation not in ACTIVATIONS:
         raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")

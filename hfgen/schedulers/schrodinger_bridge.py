@@ -10,6 +10,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
+from hfgen.utils import check_positive_int
+
 SCHEDULES = ("constant", "symmetric")
 DIRECTIONS = ("forward", "backward")
 
@@ -66,8 +68,7 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         final_step_noise: bool = True,
         schedule_power: float = 1.0,
     ):
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"`num_steps` must be an int >= 1, got {num_steps!r}")
+        check_positive_int(num_steps, "num_steps")
         if gamma is not None and (
             isinstance(gamma, bool) or not isinstance(gamma, int | float) or not math.isfinite(gamma) or gamma <= 0
         ):

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, TypeVar
 
 from diffusers.optimization import SchedulerType
 
+from hfgen.utils import check_positive_int
+
 LR_SCHEDULERS = tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 REPORT_TO = ("auto", "none", "all", "tensorboard", "wandb", "comet_ml", "mlflow", "aim", "clearml", "dvclive")
@@ -86,9 +88,7 @@ class TrainingArguments:
 
     def __post_init__(self) -> None:
         for name in self.positive_fields:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         for name in ("lr_warmup_steps", "logging_steps", "checkpointing_steps", "validation_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")

@@ -56,7 +56,7 @@ from hfgen.schedulers.schrodinger_bridge import SCHEDULES, BridgeScheduler
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.trainer import Phase, Progress, Trainer, TrainingTask, run
-from hfgen.utils import batch_generator
+from hfgen.utils import batch_generator, check_positive_int
 
 STAGES = ("diffusion", "ipf")
 LOSS_WEIGHTINGS = ("none", "inverse_gamma")
@@ -114,9 +114,7 @@ class BridgeArguments(TrainingArguments):
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"`loss_weighting` must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         for name in ("num_steps", "ipf_iterations", "num_trajectories", "refresh_every", "num_eval_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0):
             raise ValueError(f"`gamma` must be a finite number > 0 (or None for 2 / num_steps), got {self.gamma!r}")
         scheduler = self.noise_scheduler()  # the scheduler's own checks (schedule name)

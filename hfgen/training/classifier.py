@@ -21,6 +21,7 @@ from hfgen.data.images import dataset_to_tensors, load_image_dataset
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.trainer import Phase, Trainer, TrainingTask, run
+from hfgen.utils import check_positive_int
 
 
 @dataclass
@@ -56,9 +57,7 @@ class ClassifierArguments(TrainingArguments):
         if self.dataset_name is None and self.train_data_files is None:
             raise ValueError("pass `dataset_name` (a Hub id) or `train_data_files` (a parquet file)")
         for name in ("num_epochs", "eval_batch_size", "hidden_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         if (
             isinstance(self.max_train_steps, bool)
             or not isinstance(self.max_train_steps, int)
