@@ -464,3 +464,23 @@ def test_pipeline_errors():
         SchrodingerBridgePipeline(pipe.forward_model, StepwiseAffineMean(dim=3, num_steps=4), pipe.scheduler)
     with pytest.raises(ValueError, match="timestep"):
         StepwiseAffineMean(2, 4)(torch.zeros(1, 2), 5)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_mean_matching_targets_use_the_other_mean_at_its_own_timestep(direction):
+    # a time-dependent other mean m(x, j) = (1 + j) x makes every index of the DSB targets visible
+    trajectory = torch.randn(4, 2, 2, generator=seeded(9), dtype=torch.float64)  # X_0 … X_3, two chains
+    other = lambda x, t: (1 + torch.as_tensor(t, dtype=x.dtype)).reshape(-1, 1) * x  # noqa: E731
+    inputs, timesteps, targets = mean_matching_targets(trajectory, other, direction)
+    for k in range(3):
+        rows = slice(2 * k, 2 * k + 2)
+        here, there = trajectory[k], trajectory[k + 1]
+        if direction == "backward":  # input X_{k+1} at k + 1; target X_{k+1} + F_k(X_k) − F_k(X_{k+1})
+            expected_input, expected_t, j = there, k + 1, k
+            expected = there + (1 + j) * here - (1 + j) * there
+        else:  # input X_k at k; target X_k + B_{k+1}(X_{k+1}) − B_{k+1}(X_k)
+            expected_input, expected_t, j = here, k, k + 1
+            expected = here + (1 + j) * there - (1 + j) * here
+        torch.testing.assert_close(inputs[rows], expected_input)
+        assert timesteps[rows].tolist() == [expected_t, expected_t]
+        torch.testing.assert_close(targets[rows], expected)

@@ -11,6 +11,8 @@ import torch
 from huggingface_hub import ModelCard
 
 from hfgen import FlowMatchingPipeline
+from hfgen.training import FlowMatchingArguments, FlowMatchingTask
+from hfgen.training.engine import HELD_OUT_SEED
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_fm.py"
@@ -59,6 +61,13 @@ def test_tiny_run_from_a_yaml_config_writes_a_loadable_pipeline_card_plots_metri
     pipe = FlowMatchingPipeline.from_pretrained(out)
     assert pipe.velocity.config.hidden_size == 16
     assert pipe(num_samples=3, num_inference_steps=2).samples.shape == (3, 2)
+    # the recorded W2 is the saved pipeline's: its samples (seed 1) against the held-out reference reproduce it
+    task = FlowMatchingTask(FlowMatchingArguments(**{**args, "output_dir": str(tmp_path / "unused")}))
+    pipe.set_progress_bar_config(disable=True)
+    samples = task.sample(pipe, args["num_eval_samples"], torch.Generator().manual_seed(1))
+    again = task.score(samples, torch.Generator().manual_seed(HELD_OUT_SEED))
+    assert again["samples_w2"] == pytest.approx(metrics["samples_w2"], rel=1e-6)
+    assert again["samples_w2_floor"] == pytest.approx(metrics["samples_w2_floor"], rel=1e-6)
 
 
 @pytest.mark.slow
