@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,10 @@ from diffusers.utils import BaseOutput
 
 # What a saved hfgen pipeline is made of; nothing else (no pickles, no code) is fetched from the Hub.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "README.md"]
+#: SHA-256 of every weight file of a saved pipeline, written by ``save_pretrained``, checked by ``verify=True``
+CHECKSUMS_FILE = "weights_sha256.json"
+#: present while a training run writes into its output folder; a folder holding it is not loaded
+RUN_IN_PROGRESS_FILE = ".hfgen-run-in-progress"
 _HUB_DOWNLOAD_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 OUTPUT_TYPES = ("pt", "np")
 
@@ -38,13 +44,24 @@ class HfgenPipeline(DiffusionPipeline):
 
         A repo id is fetched with ``huggingface_hub.snapshot_download`` (``revision``, ``cache_dir``, ``token``,
         ``local_files_only`` and ``force_download`` are passed on; ``HF_HUB_OFFLINE=1`` serves the local cache),
-        then loaded from that folder. Weights are read from safetensors only.
+        then loaded from that folder. Weights are read from safetensors only. ``verify=True`` first checks every
+        weight file against the SHA-256 that ``save_pretrained`` recorded in ``weights_sha256.json``. A folder in
+        which a training run is still writing (or died before saving) is refused.
         """
+        verify = kwargs.pop("verify", False)
         folder = str(pretrained_model_name_or_path)
         if not os.path.isdir(folder):
             folder = cls._download(folder, kwargs)
         for key in _HUB_DOWNLOAD_KWARGS:
             kwargs.pop(key, None)
+        if os.path.exists(os.path.join(folder, RUN_IN_PROGRESS_FILE)):
+            raise ValueError(
+                f"{pretrained_model_name_or_path!s} holds a training run that has not finished ({RUN_IN_PROGRESS_FILE} "
+                "is there): its pipeline files may be missing or left from an earlier run. Resume the run with "
+                "--resume_from_checkpoint latest, or load another folder"
+            )
+        if verify:
+            verify_checksums(folder)
         index_file = os.path.join(folder, "model_index.json")
         if not os.path.isfile(index_file):
             raise FileNotFoundError(
@@ -98,6 +115,13 @@ class HfgenPipeline(DiffusionPipeline):
             raise ValueError(f"{index_file} names {class_name!r}, which is not an hfgen pipeline: {sorted(known)}")
         return known[class_name]
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save the components (safetensors weights + configs), ``model_index.json`` and the SHA-256 of every
+        weight file (``weights_sha256.json``, checked by ``from_pretrained(..., verify=True)``)."""
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+        write_checksums(save_directory)
+
     def push_to_hub(
         self,
         repo_id: str,
@@ -138,3 +162,37 @@ def _all_subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         found += [sub, *_all_subclasses(sub)]
     return found
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: str | os.PathLike) -> dict[str, str]:
+    """Record the SHA-256 of every ``*.safetensors`` file under ``folder`` in ``weights_sha256.json`` (paths
+    relative to the folder, as the Hub lists them beside its LFS hashes)."""
+    root = Path(folder)
+    sums = {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*.safetensors"))}
+    sums = {name: digest for name, digest in sums.items() if not name.startswith("checkpoints/")}
+    (root / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=2) + "\n", encoding="utf-8")
+    return sums
+
+
+def verify_checksums(folder: str | os.PathLike) -> None:
+    """Check every weight file listed in ``weights_sha256.json`` against its recorded SHA-256; raise a
+    ``ValueError`` naming the files that differ or are missing."""
+    root = Path(folder)
+    listing = root / CHECKSUMS_FILE
+    if not listing.is_file():
+        raise ValueError(f"{folder} has no {CHECKSUMS_FILE}: it was saved without checksums, so it cannot be verified")
+    try:
+        expected = json.loads(listing.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{listing} is corrupt: {error}") from error
+    bad = [name for name, digest in expected.items() if not (root / name).is_file() or _sha256(root / name) != digest]
+    if bad:
+        raise ValueError(f"{folder}: these weight files are missing or do not match their recorded SHA-256: {bad}")

@@ -18,6 +18,7 @@ import torch
 from factories import publish_to_local_hub_cache
 
 from hfgen import HfgenPipeline
+from hfgen.pipelines.base import CHECKSUMS_FILE
 
 BAD_NUM_SAMPLES = (0, -1, 1.5, True)
 
@@ -91,7 +92,7 @@ class PipelineConformance:
         index = json.loads((tmp_path / "model_index.json").read_text())
         assert index["_class_name"] == self.pipeline_class.__name__
         folders = sorted(name for name, value in index.items() if isinstance(value, list) and value[0] is not None)
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*folders, "model_index.json"])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*folders, "model_index.json", CHECKSUMS_FILE])
         for folder in folders:
             assert (tmp_path / folder / "config.json").is_file() or (
                 tmp_path / folder / "scheduler_config.json"
@@ -108,6 +109,23 @@ class PipelineConformance:
             assert public_config(loaded.config) == public_config(pipeline.config)
             loaded.set_progress_bar_config(disable=True)
             _assert_same(self._draw(loaded), expected, f"{self.output_name} after {loader.__name__}.from_pretrained")
+
+    def test_verify_checks_every_weight_file_against_its_recorded_sha256(self, tmp_path):
+        pipeline = self.get_pipeline()
+        pipeline.save_pretrained(tmp_path)
+        sums = json.loads((tmp_path / CHECKSUMS_FILE).read_text())
+        assert sorted(sums) == sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.safetensors"))
+        assert all(len(digest) == 64 for digest in sums.values())
+        self.pipeline_class.from_pretrained(tmp_path, verify=True)
+        if not sums:
+            return  # nothing to corrupt (a pipeline whose components hold no weights)
+        weights = tmp_path / sorted(sums)[0]
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0x01  # one flipped bit in the last tensor's data
+        weights.write_bytes(bytes(data))
+        self.pipeline_class.from_pretrained(tmp_path)  # safetensors itself has no checksum: loads silently
+        with pytest.raises(ValueError, match="do not match their recorded SHA-256"):
+            self.pipeline_class.from_pretrained(tmp_path, verify=True)
 
     def test_load_by_hub_repo_id_from_the_offline_cache(self, tmp_path):
         pipeline = self.get_pipeline()

@@ -423,6 +423,7 @@ def test_save_and_load_give_identical_samples(tmp_path):
         "forward_model",
         "model_index.json",
         "scheduler",
+        "weights_sha256.json",
     ]
     assert (tmp_path / "forward_model" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(tmp_path.rglob("*.bin"))

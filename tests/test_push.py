@@ -46,6 +46,7 @@ def test_pushing_a_run_creates_the_repo_and_uploads_weights_configs_card_and_plo
     assert kwargs["repo_id"] == "someone/fm-run" and kwargs["folder_path"] == str(tmp_path)
     assert uploaded_files(tmp_path) == {
         "model_index.json",
+        "weights_sha256.json",
         "README.md",
         "metrics.json",
         "args.json",
@@ -69,6 +70,7 @@ def test_pipeline_push_to_hub_sends_safetensors_configs_and_a_valid_card(tmp_pat
     pipeline.push_to_hub("someone/tiny-fm", api=api)
     assert set(sent) == {
         "model_index.json",
+        "weights_sha256.json",
         "README.md",
         "velocity/config.json",
         "velocity/diffusion_pytorch_model.safetensors",

@@ -1,4 +1,8 @@
-"""A time-conditioned MLP for points: a velocity, noise or score network in any dimension."""
+"""A time-conditioned MLP for points: a velocity, noise or score network in any dimension.
+
+This module imports only torch and diffusers (no hfgen): it is copied verbatim into diffusers' remote-code layout
+(:mod:`hfgen.remote_code`), so a diffusers-only user can load a saved velocity network.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ from diffusers.models.embeddings import GaussianFourierProjection
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
-
-from hfgen.utils import check_positive_int
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -68,7 +70,8 @@ class TimeMLP(ModelMixin, ConfigMixin):
             ("num_layers", num_layers),
             ("time_embedding_dim", time_embedding_dim),
         ):
-            check_positive_int(value, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
         if (
             isinstance(num_position_frequencies, bool)
             or not isinstance(num_position_frequencies, int)

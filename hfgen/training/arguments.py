@@ -7,6 +7,7 @@ file as the only argument), or both: the file sets the values and command-line f
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -86,20 +87,35 @@ class TrainingArguments:
         "num_validation_samples",
     )
 
+    #: fields a resumed run may change (with a warning): they steer the optimisation, not the network or the data
+    adjustable_on_resume: ClassVar[frozenset[str]] = frozenset(
+        {"learning_rate", "lr_scheduler", "lr_warmup_steps", "max_grad_norm", "max_train_steps"}
+    )
+    #: the largest learning rate accepted (larger ones only make an Adam step diverge)
+    max_learning_rate: ClassVar[float] = 10.0
+
     def __post_init__(self) -> None:
+        if not isinstance(self.output_dir, str) or not self.output_dir:
+            raise ValueError(f"`output_dir` must be a folder path (a non-empty string), got {self.output_dir!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"`seed` must be an int >= 0, got {self.seed!r}")
         for name in self.positive_fields:
             check_positive_int(getattr(self, name), name)
-        for name in ("lr_warmup_steps", "logging_steps", "checkpointing_steps", "validation_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
-        if self.checkpoints_total_limit < 0:
-            raise ValueError(f"`checkpoints_total_limit` must be >= 0, got {self.checkpoints_total_limit}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate}")
-        if self.max_grad_norm < 0:
-            raise ValueError(f"`max_grad_norm` must be >= 0 (0 turns clipping off), got {self.max_grad_norm}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}")
+        for name in (
+            "lr_warmup_steps",
+            "logging_steps",
+            "checkpointing_steps",
+            "validation_steps",
+            "checkpoints_total_limit",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
+        check_number(self.learning_rate, "learning_rate", low=0.0, high=self.max_learning_rate, open_low=True)
+        check_number(self.max_grad_norm, "max_grad_norm", low=0.0, note="0 turns clipping off")
+        check_number(self.adam_weight_decay, "adam_weight_decay", low=0.0)
+        for name in ("adam_beta1", "adam_beta2", "ema_decay"):
+            check_number(getattr(self, name), name, low=0.0, high=1.0, open_high=True)
         for name, allowed in (
             ("lr_scheduler", LR_SCHEDULERS),
             ("mixed_precision", MIXED_PRECISION),
@@ -124,6 +140,29 @@ class TrainingArguments:
 ArgumentsT = TypeVar("ArgumentsT", bound=TrainingArguments)
 
 
+def check_number(
+    value: object,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+    note: str = "",
+) -> float:
+    """Return ``value`` if it is a finite real number in the given range, else raise a ``ValueError`` naming
+    ``name``, the value and the range (bools, strings, NaN and infinities are refused)."""
+    interval = f"{'(' if open_low else '['}{'-inf' if low is None else f'{low:g}'}, "
+    interval += "inf" if high is None else f"{high:g}"
+    interval += ")" if open_high or high is None else "]"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if open_low else value >= low))
+    ok = ok and (high is None or (value < high if open_high else value <= high))
+    if not ok:
+        extra = f" ({note})" if note else ""
+        raise ValueError(f"`{name}` must be a finite number in {interval}{extra}, got {value!r}")
+    return float(value)
+
+
 def _read_config_file(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
@@ -142,23 +181,40 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return values
 
 
+def _take_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The file of ``--config FILE`` or ``--config=FILE`` (at most one) and the other arguments."""
+    paths, rest, index = [], [], 0
+    while index < len(argv):
+        item = argv[index]
+        if item == "--config":
+            if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
+                raise ValueError("`--config` needs a file path: --config run.yaml or --config=run.yaml")
+            paths.append(argv[index + 1])
+            index += 2
+            continue
+        if item.startswith("--config="):
+            if not item.removeprefix("--config="):
+                raise ValueError("`--config=` needs a file path: --config=run.yaml")
+            paths.append(item.removeprefix("--config="))
+        else:
+            rest.append(item)
+        index += 1
+    if len(paths) > 1:
+        raise ValueError(f"`--config` was given {len(paths)} times ({paths}); pass one file, and flags to override it")
+    return (paths[0] if paths else None), rest
+
+
 def parse_arguments(arguments_class: type[ArgumentsT], argv: list[str] | None = None) -> ArgumentsT:
     """Parse ``arguments_class`` from ``argv`` (default ``sys.argv[1:]``): flags, ``--config FILE`` (YAML or
     JSON; flags given beside it override the file), or a lone ``FILE.yaml``/``FILE.json``."""
     from transformers import HfArgumentParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+    if len(argv) == 1 and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = ["--config", argv[0]]
     parser = HfArgumentParser(arguments_class)
     parser.add_argument("--config", default=None, help="YAML or JSON file of argument values")
-    config_path = None
-    if "--config" in argv:
-        index = argv.index("--config")
-        if index + 1 >= len(argv):
-            raise ValueError("`--config` needs a file path")
-        config_path = argv[index + 1]
-        del argv[index : index + 2]
+    config_path, argv = _take_config_flag(argv)
     if config_path is not None:
         values = _read_config_file(config_path)
         known = {f.name for f in fields(arguments_class)}

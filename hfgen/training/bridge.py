@@ -73,6 +73,8 @@ class BridgeArguments(TrainingArguments):
     """
 
     run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples", "plots"}
+    # a half-iteration's length decides where every later phase starts: it cannot change on resume
+    adjustable_on_resume = TrainingArguments.adjustable_on_resume - {"max_train_steps"}
 
     output_dir: str = documented("out/bridge-two-balls", "where the run writes its outputs")
     stage: str = documented("ipf", f"{STAGES}: 'diffusion' trains each direction from N(0, I); 'ipf' alternates")

@@ -13,6 +13,7 @@ own runs: they are never uploaded to the Hub.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS_FOLDER = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -91,6 +94,18 @@ def _weights_file(name: str) -> str:
     return f"weights-{name}.safetensors"
 
 
+def _remove_leftovers(root: Path) -> None:
+    """Remove what interrupted saves and deletions left in ``root``: ``.tmp-*`` and ``.delete-*`` folders and
+    checkpoint folders without their ``trainer_state.json``."""
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        leftover = entry.name.startswith((".tmp-", ".delete-"))
+        incomplete = _NAME.match(entry.name) is not None and not (entry / STATE_FILE).is_file()
+        if entry.is_dir() and (leftover or incomplete):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def save_checkpoint(
     accelerator: Any,
     output_dir: str | os.PathLike,
@@ -109,7 +124,7 @@ def save_checkpoint(
     root = checkpoints_root(output_dir)
     final, tmp = root / f"checkpoint-{step}", root / f".tmp-checkpoint-{step}"
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_leftovers(root)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
@@ -129,21 +144,34 @@ def save_checkpoint(
         os.replace(tmp, final)
         if total_limit:
             for _, old in list_checkpoints(output_dir)[:-total_limit]:
-                shutil.rmtree(old, ignore_errors=True)
+                # renamed first: a run killed while deleting leaves a hidden leftover, never a broken checkpoint
+                doomed = old.with_name(f".delete-{old.name}")
+                os.replace(old, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
 
-def read_trainer_state(folder: Path, trained_config: dict[str, Any]) -> dict[str, Any]:
+def read_trainer_state(
+    folder: Path, trained_config: dict[str, Any], adjustable: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The ``trainer_state.json`` of ``folder``, refused when it was written with other weight-deciding arguments
-    (``trained_config``) than this run's."""
+    (``trained_config``) than this run's; a change of an ``adjustable`` one (the learning rate, say, to recover
+    from a divergence) is allowed with a warning."""
     try:
         state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
         state["step"] = int(state["step"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{folder / STATE_FILE} is missing or corrupt: {error}") from error
+    if state["step"] < 1:
+        raise CheckpointError(f"{folder / STATE_FILE} is corrupt: step {state['step']} (a checkpoint has step >= 1)")
     saved = state.get("trained_config", {})
-    differences = {k: (saved.get(k), v) for k, v in trained_config.items() if saved.get(k) != v}
+    changed = {k: (saved.get(k), v) for k, v in trained_config.items() if saved.get(k) != v}
+    adjusted = {k: change for k, change in changed.items() if k in adjustable}
+    if adjusted:
+        listed = ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in sorted(adjusted.items()))
+        logger.warning("resuming %s with changed optimisation arguments (%s)", folder, listed)
+    differences = {k: change for k, change in changed.items() if k not in adjustable}
     if differences:
         listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(differences.items()))
         raise CheckpointError(

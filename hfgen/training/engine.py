@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hfgen.pipelines.base import RUN_IN_PROGRESS_FILE
 from hfgen.training.arguments import TrainingArguments
 from hfgen.training.checkpoints import CHECKPOINTS_FOLDER
 
@@ -19,6 +20,7 @@ ARGS_FILE = "args.json"
 METRICS_FILE = "metrics.json"
 VALIDATION_FOLDER = "validation"
 HELD_OUT_SEED = 20_231_123  # seeds the held-out data every evaluation compares against
+LOCK_FILE = ".hfgen-run.lock"
 
 
 def report_to(choice: str) -> str | None:
@@ -46,35 +48,99 @@ def make_accelerator(args: TrainingArguments) -> Any:
     return accelerator
 
 
+class OutputFolderLock:
+    """An exclusive lock on a run's output folder for the life of the run: ``.hfgen-run.lock`` in the folder,
+    holding the process id, locked with ``fcntl.flock``. The operating system releases it when the process ends,
+    however it ends, so a lock left by a dead run never blocks the next one."""
+
+    def __init__(self, output_dir: str | os.PathLike):
+        import fcntl
+
+        folder = Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / LOCK_FILE
+        self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open for the run's life)
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            self._file.seek(0)
+            other = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise FileExistsError(
+                f"output_dir {str(folder)!r} is in use by another training run (process {other}); wait for it to "
+                "end or pass another --output_dir"
+            ) from error
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        """Unlock (also done by the operating system when the process ends)."""
+        if not self._file.closed:
+            self._file.close()
+
+
+def holds_run(output_dir: str | os.PathLike) -> bool:
+    """Whether ``output_dir`` holds a run: its ``args.json``, a saved pipeline or checkpoints."""
+    out = Path(output_dir)
+    return (out / ARGS_FILE).is_file() or (out / "model_index.json").is_file() or (out / CHECKPOINTS_FOLDER).is_dir()
+
+
 def check_output_dir(args: TrainingArguments) -> None:
     """Refuse to start a new run in a folder that holds another run, unless asked to overwrite it.
 
     Resuming checks instead, when it loads a checkpoint, that it agrees on every weight-deciding argument."""
-    out = Path(args.output_dir)
-    holds_run = (
-        (out / ARGS_FILE).is_file() or (out / "model_index.json").is_file() or (out / CHECKPOINTS_FOLDER).is_dir()
-    )
-    if args.resume_from_checkpoint is not None or not holds_run:
+    if args.resume_from_checkpoint is not None or not holds_run(args.output_dir):
         return
     if not args.overwrite_output_dir:
         raise FileExistsError(
-            f"output_dir {str(out)!r} holds another run (args.json, model_index.json or checkpoints/). Pass "
+            f"output_dir {args.output_dir!r} holds another run (args.json, model_index.json or checkpoints/). Pass "
             "--resume_from_checkpoint latest to continue it, --overwrite_output_dir to replace it, or another "
             "--output_dir"
         )
 
 
+def check_fresh_start_allowed(args: TrainingArguments) -> None:
+    """``--resume_from_checkpoint latest`` found no checkpoint: start afresh only where no run would be lost —
+    an empty folder, or one whose run died before its first checkpoint with the same arguments."""
+    out = Path(args.output_dir)
+    if (out / "model_index.json").is_file() and not (out / RUN_IN_PROGRESS_FILE).is_file():
+        raise FileExistsError(
+            f"output_dir {args.output_dir!r} holds a finished run and no checkpoint to resume from; starting afresh "
+            "would overwrite it. Pass --overwrite_output_dir to replace it, or another --output_dir"
+        )
+    previous = out / ARGS_FILE
+    if previous.is_file():
+        saved = json.loads(previous.read_text(encoding="utf-8"))
+        now = args.trained_config()
+        differences = sorted(k for k in now if k in saved and saved[k] != now[k])
+        if differences:
+            listed = ", ".join(f"{k}: folder {saved[k]!r} vs now {now[k]!r}" for k in differences)
+            raise FileExistsError(
+                f"output_dir {args.output_dir!r} holds a run with other arguments ({listed}) and no checkpoint; "
+                "pass --overwrite_output_dir to replace it, or another --output_dir"
+            )
+
+
 def start_output_dir(accelerator: Any, args: TrainingArguments) -> None:
-    """Create ``output_dir`` and write ``args.json`` (main process); a fresh ``--overwrite_output_dir`` run first
-    removes the previous run's checkpoints and validation figures."""
+    """Mark ``output_dir`` as holding a run in progress (a pipeline is not loaded from it until the run has saved)
+    and write ``args.json`` (main process); a fresh ``--overwrite_output_dir`` run first removes the previous
+    run's checkpoints and validation figures."""
     out = Path(args.output_dir)
     if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_IN_PROGRESS_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
         if args.overwrite_output_dir and args.resume_from_checkpoint is None:
             shutil.rmtree(out / CHECKPOINTS_FOLDER, ignore_errors=True)
             shutil.rmtree(out / VALIDATION_FOLDER, ignore_errors=True)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ARGS_FILE).write_text(json.dumps(args.to_dict(), indent=2), encoding="utf-8")
+        write_atomic(out / ARGS_FILE, json.dumps(args.to_dict(), indent=2))
     accelerator.wait_for_everyone()
+
+
+def finish_output_dir(args: TrainingArguments) -> None:
+    """The run has saved everything: its folder loads as a pipeline again."""
+    (Path(args.output_dir) / RUN_IN_PROGRESS_FILE).unlink(missing_ok=True)
 
 
 def scalar_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -32,9 +32,9 @@ from hfgen.models import TimeMLP
 from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_euler import SOLVERS
-from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.arguments import TrainingArguments, check_number, documented
 from hfgen.training.trainer import TrainingTask, evaluate_in_process, train_in_process
-from hfgen.utils import batch_generator
+from hfgen.utils import batch_generator, check_positive_int
 
 
 class CoupledPairs:
@@ -165,17 +165,16 @@ class FlowMatchingArguments(TrainingArguments):
             raise ValueError(
                 f"`sigma_min` applies to the linear path only, got path={self.path!r}, sigma_min={self.sigma_min}"
             )
-        if self.sigma <= 0:
-            raise ValueError(f"`sigma` must be > 0, got {self.sigma}")
+        check_number(self.sigma, "sigma", low=0.0, open_low=True)
+        check_number(self.sigma_min, "sigma_min", low=0.0, high=1.0, open_high=True)
+        check_number(self.time_beta, "time_beta", low=0.0, open_low=True)
         self.probability_path()  # raises a clear error for unknown paths
         for name in ("num_inference_steps", "num_eval_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+            check_positive_int(getattr(self, name), name)
         for name in ("num_nll_samples", "num_validation_nll_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
-        if self.time_beta <= 0:
-            raise ValueError(f"`time_beta` must be > 0, got {self.time_beta}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
 
     def probability_path(self) -> ProbabilityPath:
         """The conditional path named by ``path`` (with ``sigma_min`` for the linear one, ``sigma`` for the

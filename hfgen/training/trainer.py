@@ -41,7 +41,10 @@ from hfgen.training.engine import (
     HELD_OUT_SEED,
     METRICS_FILE,
     VALIDATION_FOLDER,
+    OutputFolderLock,
+    check_fresh_start_allowed,
     check_output_dir,
+    finish_output_dir,
     is_number,
     make_accelerator,
     push_outputs,
@@ -254,8 +257,10 @@ class Trainer:
 
     def __init__(self, task: TrainingTask):
         self.task, self.args = task, task.args
-        check_output_dir(self.args)
         self.accelerator = make_accelerator(self.args)
+        # the main process holds the folder for the life of the run: a second run started at the same instant stops
+        self.lock = OutputFolderLock(self.args.output_dir) if self.is_main else None
+        check_output_dir(self.args)
         self.history: list[dict[str, Any]] = []
         self.models: dict[str, ModelMixin] = {}
         self.ema: Any = None
@@ -347,10 +352,11 @@ class Trainer:
             return None
         folder = resolve_checkpoint(self.args.output_dir, which)
         if folder is None:
+            check_fresh_start_allowed(self.args)
             logger.warning("no checkpoint in %s yet: starting a new run", self.args.output_dir)
             return None
         self.accelerator.wait_for_everyone()
-        return folder, read_trainer_state(folder, self.args.trained_config())
+        return folder, read_trainer_state(folder, self.args.trained_config(), self.args.adjustable_on_resume)
 
     def _restore(self, folder: Path, state: dict[str, Any]) -> None:
         self.task.load_state_dict(load_checkpoint(self.accelerator, folder, state, self.ema, self.models))
@@ -361,14 +367,22 @@ class Trainer:
 
     def train(self) -> TrainingResult:
         """Run every phase of the task's plan (or what remains after the resumed checkpoint); returns the pipeline
-        with the final (EMA) weights."""
+        with the final (EMA) weights. A run that fails unlocks its output folder (its process may go on)."""
+        try:
+            return self._train()
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
+
+    def _train(self) -> TrainingResult:
         from tqdm.auto import tqdm
 
         args, accelerator, task = self.args, self.accelerator, self.task
-        start_output_dir(accelerator, args)
-        self.models = task.build_models()
+        self.models = task.build_models()  # before anything is written: bad model arguments fail here
         phases = task.phases()
         resumed = self._checkpoint_to_resume()
+        start_output_dir(accelerator, args)
         state = resumed[1] if resumed else {}
         step = state.get("step", 0)
         phase_index, phase_step = self._locate(step, phases)
@@ -563,10 +577,13 @@ class Trainer:
             self.task.model_card(record, self.args.hub_model_id).save(out / "README.md")
             for name, figure in self.task.final_figures(result.pipeline).items():
                 save_figure(figure, out / name)
+            finish_output_dir(self.args)
         self.accelerator.wait_for_everyone()
 
     def end(self) -> None:
         self.accelerator.end_training()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def run(task: TrainingTask, num_eval_samples: int, num_likelihood_points: int = 0) -> dict[str, Any]:

@@ -1,0 +1,171 @@
+"""Output folders that cannot be lost and inputs that cannot slip through: each case failed before its fix."""
+
+import json
+import math
+import multiprocessing
+from dataclasses import replace
+
+import pytest
+import torch
+from factories_training import fresh_accelerate_state, reset_accelerate, tiny_args  # noqa: F401 (autouse fixture)
+
+from hfgen import FlowMatchingPipeline
+from hfgen.training import CheckpointError, FlowMatchingArguments, FlowMatchingTask, Trainer, parse_arguments, run
+from hfgen.training.engine import LOCK_FILE, OutputFolderLock
+
+
+def train(args):
+    trainer = Trainer(FlowMatchingTask(args))
+    result = trainer.train()
+    trainer.end()
+    return trainer, result
+
+
+# --- the output folder -------------------------------------------------------------------------------------------
+
+
+def _hold_lock(folder, ready, done):
+    lock = OutputFolderLock(folder)
+    ready.set()
+    done.wait(30)
+    lock.release()
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_other_process(tmp_path):
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    other = context.Process(target=_hold_lock, args=(str(tmp_path), ready, done))
+    other.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(FileExistsError, match=f"in use by another training run \\(process {other.pid}\\)"):
+            Trainer(FlowMatchingTask(tiny_args(tmp_path)))
+        assert not (tmp_path / "args.json").exists()  # refused before writing anything
+    finally:
+        done.set()
+        other.join(30)
+    # the lock died with its process: the folder is free again, and the lock file names the new holder
+    trainer = Trainer(FlowMatchingTask(tiny_args(tmp_path)))
+    assert (tmp_path / LOCK_FILE).read_text().strip().isdigit()
+    trainer.end()
+
+
+def test_resuming_latest_never_starts_afresh_over_a_finished_run(tmp_path):
+    args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
+    run(FlowMatchingTask(args), args.num_eval_samples)
+    weights = (tmp_path / "velocity" / "diffusion_pytorch_model.safetensors").read_bytes()
+    reset_accelerate()
+    again = replace(args, seed=7, hidden_size=32, resume_from_checkpoint="latest")
+    with pytest.raises(FileExistsError, match="holds a finished run and no checkpoint"):
+        Trainer(FlowMatchingTask(again)).train()
+    assert (tmp_path / "velocity" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+    assert json.loads((tmp_path / "args.json").read_text())["seed"] == 0
+
+
+def test_resuming_latest_with_other_arguments_and_no_checkpoint_is_refused(tmp_path):
+    (tmp_path / "args.json").write_text(json.dumps(tiny_args(tmp_path).to_dict()))  # a run that died early
+    args = tiny_args(tmp_path, hidden_size=32, resume_from_checkpoint="latest")
+    with pytest.raises(FileExistsError, match="hidden_size: folder 8 vs now 32"):
+        Trainer(FlowMatchingTask(args)).train()
+
+
+def test_a_run_that_fails_after_overwriting_leaves_a_folder_that_does_not_load(tmp_path):
+    args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
+    run(FlowMatchingTask(args), args.num_eval_samples)
+    FlowMatchingPipeline.from_pretrained(tmp_path)  # a finished run loads
+    reset_accelerate()
+
+    class Fails(FlowMatchingTask):
+        def loss(self, model, batch, device):
+            raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        Trainer(Fails(replace(args, overwrite_output_dir=True, hidden_size=32))).train()
+    # the old pipeline files sit beside the new args.json: loading refuses the mix
+    with pytest.raises(ValueError, match="holds a training run that has not finished"):
+        FlowMatchingPipeline.from_pretrained(tmp_path)
+
+
+def test_bad_model_arguments_fail_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="hidden_size"):
+        Trainer(FlowMatchingTask(tiny_args(tmp_path, hidden_size=0))).train()
+    assert not (tmp_path / "args.json").exists()
+
+
+def test_interrupted_checkpoint_saves_and_deletions_leave_nothing_behind(tmp_path):
+    root = tmp_path / "checkpoints"
+    for name in ("checkpoint-100", ".tmp-checkpoint-5", ".delete-checkpoint-2"):
+        (root / name).mkdir(parents=True)
+    args = tiny_args(tmp_path, overwrite_output_dir=True, checkpointing_steps=3, validation_steps=0)
+    train(args)
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint-3", "checkpoint-6"]
+
+
+def test_a_checkpoint_with_a_negative_step_is_refused(tmp_path):
+    args = tiny_args(tmp_path, validation_steps=0)
+    train(args)
+    reset_accelerate()
+    state = tmp_path / "checkpoints" / "checkpoint-6" / "trainer_state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "step": -3}))
+    with pytest.raises(CheckpointError, match="step -3"):
+        train(replace(args, resume_from_checkpoint="checkpoint-6"))
+
+
+def test_a_resume_may_lower_the_learning_rate_but_not_change_the_network(tmp_path):
+    args = tiny_args(tmp_path, validation_steps=0, checkpoints_total_limit=0)
+    train(args)
+    reset_accelerate()
+    _, resumed = train(replace(args, resume_from_checkpoint="checkpoint-3", learning_rate=1e-4, max_grad_norm=1.0))
+    assert resumed.metrics["train_steps"] == 6
+    reset_accelerate()
+    with pytest.raises(CheckpointError, match="num_layers: checkpoint 1 vs now 2"):
+        train(replace(args, resume_from_checkpoint="checkpoint-3", num_layers=2))
+
+
+# --- arguments ---------------------------------------------------------------------------------------------------
+
+
+def test_config_given_with_an_equals_sign_is_read_and_a_second_config_is_refused(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("max_train_steps: 7\n")
+    assert parse_arguments(FlowMatchingArguments, [f"--config={config}"]).max_train_steps == 7
+    assert parse_arguments(FlowMatchingArguments, [f"--config={config}", "--max_train_steps", "9"]).max_train_steps == 9
+    with pytest.raises(ValueError, match="`--config` was given 2 times"):
+        parse_arguments(FlowMatchingArguments, [f"--config={config}", "--config", str(config)])
+    with pytest.raises(ValueError, match="`--config=` needs a file path"):
+        parse_arguments(FlowMatchingArguments, ["--config="])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("checkpointing_steps", 2.5, "`checkpointing_steps` must be an int >= 0, got 2.5"),
+        ("lr_warmup_steps", 2.5, "`lr_warmup_steps` must be an int >= 0"),
+        ("max_grad_norm", math.nan, "`max_grad_norm` must be a finite number in \\[0, inf\\)"),
+        ("time_beta", math.inf, "`time_beta` must be a finite number in \\(0, inf\\)"),
+        ("seed", 1.5, "`seed` must be an int >= 0, got 1.5"),
+        ("output_dir", 123, "`output_dir` must be a folder path"),
+        ("learning_rate", 1e39, "`learning_rate` must be a finite number in \\(0, 10\\], got 1e\\+39"),
+        ("adam_beta1", 2.0, "`adam_beta1` must be a finite number in \\[0, 1\\), got 2.0"),
+        ("ema_decay", True, "`ema_decay` must be a finite number"),
+        ("num_eval_samples", 0, "`num_eval_samples` must be an int >= 1"),
+    ],
+)
+def test_every_argument_is_type_and_range_checked_with_its_name(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        FlowMatchingArguments(**{field: value})
+
+
+def test_the_arguments_are_checked_before_the_folder_is_touched(tmp_path):
+    with pytest.raises(ValueError, match="learning_rate"):
+        Trainer(FlowMatchingTask(replace(tiny_args(tmp_path), learning_rate=float("nan"))))
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_finished_run_records_the_sha256_of_its_weights(tmp_path):
+    args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
+    run(FlowMatchingTask(args), args.num_eval_samples)
+    sums = json.loads((tmp_path / "weights_sha256.json").read_text())
+    assert list(sums) == ["velocity/diffusion_pytorch_model.safetensors"]
+    pipe = FlowMatchingPipeline.from_pretrained(tmp_path, verify=True)
+    assert torch.isfinite(pipe(num_samples=3, num_inference_steps=2).samples).all()
