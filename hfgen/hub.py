@@ -3,6 +3,7 @@ uploads to the Hub through one helper."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -102,6 +103,25 @@ def eval_results(
     ]
 
 
+#: arguments naming local data files: a card shows only the file name
+DATA_PATH_ARGUMENTS = ("train_data_files", "test_data_files", "classifier_path", "data_root")
+
+
+def public_value(name: str, value: Any) -> Any:
+    """``value`` as a card may show it: a data file (:data:`DATA_PATH_ARGUMENTS`) or any absolute path reduced to
+    its last part, so that home folders and data locations stay private."""
+    if isinstance(value, (list, tuple)):
+        return [public_value(name, item) for item in value]
+    if isinstance(value, str) and (name in DATA_PATH_ARGUMENTS or os.path.isabs(value) or value.startswith("~")):
+        return Path(value).name or value
+    return value
+
+
+def config_table(arguments: Mapping[str, Any]) -> str:
+    """The card's configuration table: every argument and its value, local paths reduced to their last part."""
+    return markdown_table(("argument", "value"), sorted((k, public_value(k, v)) for k, v in arguments.items()))
+
+
 #: the sample-quality metrics every toy-data card reports in its ``model-index``
 SAMPLE_QUALITY_RESULTS = {
     "samples_w2": ("wasserstein-2", "W2"),
@@ -110,10 +130,29 @@ SAMPLE_QUALITY_RESULTS = {
 }
 
 
-# What a saved hfgen run or pipeline uploads: weights, configs, the card, plots and metrics. Checkpoints (which
-# hold pickled optimizer and random states) and logs stay local.
-UPLOAD_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.png", "*.py"]
-UPLOAD_IGNORE_PATTERNS = ["checkpoints/**", "validation/**", "logs/**", ".*", "**/.*"]
+#: what a training run adds to its pipeline's files on the Hub: the card, the metrics and the top-level plots.
+#: Its ``args.json`` (local paths), checkpoints (pickled optimizer and random states), validation figures and logs
+#: stay local, and so does anything else found in the folder.
+RUN_FILES = ("README.md", "metrics.json")
+
+
+def upload_files(folder: str | os.PathLike) -> list[str]:
+    """The files of ``folder`` an upload sends, as paths relative to it: ``model_index.json``,
+    ``weights_sha256.json``, each component's config, safetensors weights and remote-code module (the folders
+    ``model_index.json`` names), a remote-code pipeline module, :data:`RUN_FILES` and the top-level ``*.png``."""
+    root = Path(folder)
+    index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
+    names = ["model_index.json", "weights_sha256.json", *RUN_FILES]
+    class_name = index.get("_class_name")
+    if isinstance(class_name, list) and class_name:  # diffusers' remote-code layout: the pipeline's module
+        names.append(f"{class_name[0]}.py")
+    for component, entry in index.items():
+        if component.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+            continue
+        files = ["config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors", "model.safetensors"]
+        names += [f"{component}/{name}" for name in files] + [f"{component}/{entry[0]}.py"]
+    names += [p.name for p in root.glob("*.png")]
+    return sorted(name for name in set(names) if (root / name).is_file())
 
 
 def push_folder_to_hub(
@@ -128,8 +167,8 @@ def push_folder_to_hub(
 ) -> Any:
     """Upload a saved pipeline or training-run folder to the Hub model repo ``repo_id`` (created if missing).
 
-    Only safetensors weights, JSON configs and metrics, the card and the plots are sent
-    (:data:`UPLOAD_ALLOW_PATTERNS`); checkpoints and anything pickled are not. ``api`` defaults to an
+    Exactly the files a saved pipeline consists of, plus the run's card, metrics and plots, are sent
+    (:func:`upload_files`); nothing else in the folder is. ``api`` defaults to an
     ``HfApi()`` that uses the login cached by ``hf auth login`` (or ``HF_TOKEN``); tokens are never printed or
     stored. Returns the upload's ``CommitInfo``.
     """
@@ -147,8 +186,7 @@ def push_folder_to_hub(
         commit_message=commit_message,
         revision=revision,
         create_pr=create_pr,
-        allow_patterns=UPLOAD_ALLOW_PATTERNS,
-        ignore_patterns=UPLOAD_IGNORE_PATTERNS,
+        allow_patterns=upload_files(folder),
     )
 
 

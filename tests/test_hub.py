@@ -59,7 +59,7 @@ def test_card_without_metrics_has_no_model_index_and_loads_from_the_output_folde
     args = FlowMatchingArguments(output_dir=str(tmp_path), ema_decay=0.0)
     card = flow_matching_card(args, {})
     assert "model-index" not in front_matter(str(card))
-    assert f'from_pretrained("{tmp_path}")' in card.text
+    assert f'from_pretrained("{tmp_path.name}")' in card.text and str(tmp_path) not in card.text
     assert "moving average" not in card.text
     assert "Validation during training" not in card.text
 
@@ -95,3 +95,14 @@ def test_every_metrics_row_of_the_card_shows_its_own_metrics_json_value(tmp_path
     assert rows["NLL (nats)"] == "2.3450 ± 0.0678"
     assert rows["entropy (nats)"] == "2.1000"
     assert rows["NLL − entropy"] == "0.2450"
+
+
+def test_cards_show_local_data_paths_by_their_file_name_only(tmp_path):
+    from hfgen.training.classifier import ClassifierArguments, classifier_card
+
+    private = "/home/alice/secret-project/mnist/train.parquet"
+    args = ClassifierArguments(output_dir="/home/alice/runs/clf", train_data_files=private)
+    metrics = {"test_accuracy": 0.9, "train_accuracy": 0.95, "num_test_images": 10, "num_train_images": 100}
+    text = str(classifier_card(args, metrics))
+    assert "/home/alice" not in text
+    assert "| train_data_files | train.parquet |" in text and "| output_dir | clf |" in text

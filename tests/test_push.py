@@ -16,23 +16,27 @@ from factories import tiny_flow_matching_pipeline
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.utils import filter_repo_objects
 
-from hfgen.hub import UPLOAD_ALLOW_PATTERNS, UPLOAD_IGNORE_PATTERNS, push_folder_to_hub
+from hfgen.hub import push_folder_to_hub
 from hfgen.remote_code import export_remote_code
 
 
-def uploaded_files(folder: Path) -> set[str]:
-    """The files upload_folder sends for our allow/ignore patterns (huggingface_hub's own filter)."""
+def uploaded_files(folder: Path, call_kwargs: dict) -> set[str]:
+    """The files upload_folder sends with the patterns it was called with (huggingface_hub's own filter)."""
     files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
-    return set(filter_repo_objects(files, allow_patterns=UPLOAD_ALLOW_PATTERNS, ignore_patterns=UPLOAD_IGNORE_PATTERNS))
+    patterns = {key: call_kwargs.get(key) for key in ("allow_patterns", "ignore_patterns")}
+    return set(filter_repo_objects(files, **patterns))
 
 
 def fake_training_run(folder: Path) -> None:
     tiny_flow_matching_pipeline().save_pretrained(folder)
     for name in ("README.md", "metrics.json", "args.json", "samples.png"):
         (folder / name).write_text("{}")
+    # what a careless user leaves in a run folder: none of it may be uploaded
     for name in ("checkpoints/checkpoint-10/optimizer.bin", "checkpoints/checkpoint-10/random_states_0.pkl",
                  "checkpoints/checkpoint-10/model.safetensors", "validation/step-0000010-samples.png",
-                 ".hidden/notes.json", "velocity/.tmp.json"):  # fmt: skip
+                 ".hidden/notes.json", "velocity/.tmp.json", "credentials.json", "notes/my_script.py",
+                 "sweep/checkpoints/checkpoint-1/trainer_state.json", "velocity/extra.safetensors",
+                 "notes/plot.png"):  # fmt: skip
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text("x")
 
@@ -44,12 +48,11 @@ def test_pushing_a_run_creates_the_repo_and_uploads_weights_configs_card_and_plo
     api.create_repo.assert_called_once_with("someone/fm-run", repo_type="model", private=True, exist_ok=True)
     kwargs = api.upload_folder.call_args.kwargs
     assert kwargs["repo_id"] == "someone/fm-run" and kwargs["folder_path"] == str(tmp_path)
-    assert uploaded_files(tmp_path) == {
+    assert uploaded_files(tmp_path, kwargs) == {
         "model_index.json",
         "weights_sha256.json",
         "README.md",
         "metrics.json",
-        "args.json",
         "samples.png",
         "velocity/config.json",
         "velocity/diffusion_pytorch_model.safetensors",
@@ -64,7 +67,7 @@ def test_pipeline_push_to_hub_sends_safetensors_configs_and_a_valid_card(tmp_pat
 
     def record(**kwargs):  # the temporary folder is gone after the call: read it during the upload
         folder = Path(kwargs["folder_path"])
-        sent.update({name: (folder / name).read_bytes() for name in uploaded_files(folder)})
+        sent.update({name: (folder / name).read_bytes() for name in uploaded_files(folder, kwargs)})
 
     api.upload_folder.side_effect = record
     pipeline.push_to_hub("someone/tiny-fm", api=api)

@@ -169,3 +169,36 @@ def test_a_finished_run_records_the_sha256_of_its_weights(tmp_path):
     assert list(sums) == ["velocity/diffusion_pytorch_model.safetensors"]
     pipe = FlowMatchingPipeline.from_pretrained(tmp_path, verify=True)
     assert torch.isfinite(pipe(num_samples=3, num_inference_steps=2).samples).all()
+
+
+@pytest.mark.parametrize("garbage", [b"\x80\x04\x95garbage", b"not a zip archive at all"])
+def test_a_corrupt_optimizer_file_gives_a_checkpoint_error_without_unsafe_advice(tmp_path, garbage):
+    args = tiny_args(tmp_path, validation_steps=0)
+    train(args)
+    reset_accelerate()
+    (tmp_path / "checkpoints" / "checkpoint-6" / "optimizer.bin").write_bytes(garbage)
+    with pytest.raises(CheckpointError, match="checkpoint-6 is corrupt or incomplete") as error:
+        train(replace(args, resume_from_checkpoint="checkpoint-6"))
+    assert "weights_only" not in str(error.value)
+
+
+def test_a_missing_random_state_file_is_reported(tmp_path, caplog):
+    args = tiny_args(tmp_path, validation_steps=0, checkpoints_total_limit=0)
+    train(args)
+    reset_accelerate()
+    (tmp_path / "checkpoints" / "checkpoint-3" / "random_states_0.pkl").unlink()
+    with caplog.at_level("WARNING"):
+        train(replace(args, resume_from_checkpoint="checkpoint-3"))
+    assert "random_states_0.pkl: the random states are not restored" in caplog.text
+
+
+def test_an_evaluation_error_after_training_never_loses_the_trained_model(tmp_path):
+    class EvaluationFails(FlowMatchingTask):
+        def score(self, samples, generator):
+            raise ValueError("labels must be >= 0")
+
+    args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        run(EvaluationFails(args), args.num_eval_samples)
+    pipe = FlowMatchingPipeline.from_pretrained(tmp_path, verify=True)  # saved, complete, loadable
+    assert torch.isfinite(pipe(num_samples=2, num_inference_steps=2).samples).all()

@@ -400,7 +400,7 @@ def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str 
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, TASK, card_template, markdown_table
+    from hfgen.hub import LICENSE, TASK, card_template, config_table, markdown_table, public_value
 
     source, target = args.marginals()
     scheduler = args.noise_scheduler()
@@ -441,7 +441,7 @@ def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str 
         card_data,
         template_str=card_template("schrodinger_bridge"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=repo_id or public_value("output_dir", args.output_dir),
         source=f"{args.dataset}: {source!r}",
         target=f"{args.describe_target()}: {target!r}",
         stage=args.stage,
@@ -460,5 +460,5 @@ def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str 
         train_seconds=f"{metrics.get('train_seconds', 0.0):.0f}",
         half_iterations=metrics.get("half_iterations", len(args.half_iterations())),
         max_train_steps=args.max_train_steps,
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -193,6 +194,10 @@ def load_checkpoint(
     Returns the task's tensors (empty when it saved none)."""
     if (ema is None) != ("ema" not in state):
         raise CheckpointError(f"{folder} {'has no' if ema is not None else 'has'} EMA weights, unlike this run")
+    random_states = folder / f"random_states_{accelerator.process_index}.pkl"
+    if not random_states.is_file():
+        logger.warning("%s has no %s: the random states are not restored, so the resumed run is not exact", folder,
+                       random_states.name)  # fmt: skip
     try:
         for name, model in models.items():
             model.load_state_dict(load_file(str(folder / _weights_file(name))))
@@ -201,8 +206,10 @@ def load_checkpoint(
             _load_ema(ema, folder, state["ema"])
         task_file = folder / TASK_STATE_FILE
         return load_file(str(task_file)) if task_file.is_file() else {}
-    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError, EOFError) as error:
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError, EOFError, pickle.UnpicklingError) as error:
+        # torch's own message for a file it cannot read safely suggests weights_only=False: never pass that on
+        reason = "it cannot be read safely" if isinstance(error, pickle.UnpicklingError) else str(error)
         raise CheckpointError(
-            f"checkpoint {folder} is corrupt or incomplete ({type(error).__name__}: {error}); resume from another "
+            f"checkpoint {folder} is corrupt or incomplete ({type(error).__name__}: {reason}); resume from another "
             f"checkpoint (available: {[p.name for _, p in list_checkpoints(folder.parent.parent)]})"
         ) from error

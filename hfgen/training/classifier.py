@@ -201,10 +201,10 @@ def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id:
     """Render ``model_cards/classifier.md``: what the classifier is for, its accuracy, usage and configuration."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary
+    from hfgen.hub import LICENSE, card_template, config_table, markdown_table, public_value, training_summary
 
     model_name = repo_id.split("/")[-1] if repo_id else "mnist-classifier"
-    data = args.dataset_name or args.train_data_files
+    data = args.dataset_name or public_value("train_data_files", args.train_data_files)
     card_data = ModelCardData(
         library_name="transformers",
         license=LICENSE,
@@ -220,11 +220,11 @@ def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id:
         card_data,
         template_str=card_template("classifier"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=repo_id or public_value("output_dir", args.output_dir),
         dataset=data,
         metrics_table=markdown_table(("metric", "value", "note"), rows),
         training_summary=training_summary(metrics),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )
 
 

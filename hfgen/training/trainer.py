@@ -566,18 +566,24 @@ class Trainer:
         self.model.train()
         return metrics
 
+    def save_pipeline(self, result: TrainingResult) -> None:
+        """Write the trained pipeline (safetensors + configs + checksums) into ``output_dir`` (main process): the
+        folder loads from now on, whatever happens during the evaluation that follows."""
+        if self.is_main:
+            result.pipeline.save_pretrained(Path(self.args.output_dir), safe_serialization=True)
+            finish_output_dir(self.args)
+        self.accelerator.wait_for_everyone()
+
     def save(self, result: TrainingResult, metrics: dict[str, Any]) -> None:
-        """Write the pipeline (safetensors + configs), ``metrics.json``, the card ``README.md`` and the figures
-        into ``output_dir`` (main process only)."""
+        """Write ``metrics.json``, the card ``README.md`` and the final figures beside the saved pipeline (main
+        process only)."""
         if self.is_main:
             out = Path(self.args.output_dir)
-            result.pipeline.save_pretrained(out, safe_serialization=True)
             record = {**metrics, "validation": self.history}
             write_atomic(out / METRICS_FILE, json.dumps(record, indent=2))
             self.task.model_card(record, self.args.hub_model_id).save(out / "README.md")
             for name, figure in self.task.final_figures(result.pipeline).items():
                 save_figure(figure, out / name)
-            finish_output_dir(self.args)
         self.accelerator.wait_for_everyone()
 
     def end(self) -> None:
@@ -587,18 +593,21 @@ class Trainer:
 
 
 def run(task: TrainingTask, num_eval_samples: int, num_likelihood_points: int = 0) -> dict[str, Any]:
-    """Train, evaluate (``num_eval_samples`` samples, ``num_likelihood_points`` held-out points), save the
-    outputs and, with ``--push_to_hub``, upload them. Returns the final metrics (on the main process; ``{}`` on
-    the others)."""
+    """Train, save the pipeline, evaluate (``num_eval_samples`` samples, ``num_likelihood_points`` held-out
+    points), save the metrics, card and figures and, with ``--push_to_hub``, upload them. Returns the final
+    metrics (on the main process; ``{}`` on the others)."""
     trainer = Trainer(task)
-    result = trainer.train()
-    _quiet(result.pipeline)
-    metrics, _ = task.evaluate(trainer, result.pipeline, num_eval_samples, num_likelihood_points, 1)
-    metrics = {**result.metrics, **metrics}
-    trainer.save(result, metrics)
-    if trainer.is_main and task.args.push_to_hub:
-        push_outputs(task.args)
-    trainer.end()
+    try:
+        result = trainer.train()
+        trainer.save_pipeline(result)  # the trained model is on disk before anything that can fail after training
+        _quiet(result.pipeline)
+        metrics, _ = task.evaluate(trainer, result.pipeline, num_eval_samples, num_likelihood_points, 1)
+        metrics = {**result.metrics, **metrics}
+        trainer.save(result, metrics)
+        if trainer.is_main and task.args.push_to_hub:
+            push_outputs(task.args)
+    finally:
+        trainer.end()
     return metrics if trainer.is_main else {}
 
 
