@@ -1,4 +1,6 @@
 # Fresh-machine entry points. `make demo` trains the built-in recipe; `make test` runs the test suite.
+# The demo's network is small: one compute thread per process (two OpenMP threads collapse when the other core is
+# busy), and the minibatch OT solve runs in its own background thread.
 # Both create .venv and install everything first. CPU-only machines get the pinned CPU build of torch
 # (an unpinned torch would pull a multi-GB CUDA build); machines with nvidia-smi get torch from pyproject.
 
@@ -21,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		--num_cpu_threads_per_process $$(nproc) training/train_fm.py --overwrite_output_dir
+		--num_cpu_threads_per_process 1 training/train_fm.py --overwrite_output_dir
 
 test: export OMP_NUM_THREADS ?= 1
 test: setup

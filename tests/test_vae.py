@@ -271,8 +271,13 @@ def test_layer_norm_encoder_is_invariant_to_the_scale_of_its_first_layer_and_rou
         first.weight.mul_(7.0)
         first.bias.mul_(7.0)
     torch.testing.assert_close(ae.encode(x).latent_mean, codes)
-    plain = AutoEncoder(image_size=8, hidden_sizes=[16, 8]).double()
-    assert not torch.allclose(plain.encode(x * 7.0).latent_mean, plain.encode(x).latent_mean)
+    plain = AutoEncoder(image_size=8, hidden_sizes=[16, 8]).double()  # without LayerNorm the scale shows
+    before = plain.encode(x).latent_mean
+    plain_first = next(m for m in plain.encoder.modules() if isinstance(m, torch.nn.Linear))
+    with torch.no_grad():
+        plain_first.weight.mul_(7.0)
+        plain_first.bias.mul_(7.0)
+    assert not torch.allclose(plain.encode(x).latent_mean, before)
     ae.save_pretrained(tmp_path)
     loaded = AutoEncoder.from_pretrained(tmp_path).double()
     assert loaded.config.normalization == "layer"
@@ -422,7 +427,7 @@ def test_pipeline_bad_inputs():
 def test_save_and_load_round_trip(tmp_path):
     pipe = tiny_vae_pipeline(seed=3, architecture="conv")
     pipe.save_pretrained(tmp_path / "vae")
-    assert sorted(p.name for p in (tmp_path / "vae").iterdir()) == ["model_index.json", "vae"]
+    assert sorted(p.name for p in (tmp_path / "vae").iterdir()) == ["model_index.json", "vae", "weights_sha256.json"]
     assert (tmp_path / "vae" / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(tmp_path.rglob("*.bin"))
     assert json.loads((tmp_path / "vae" / "model_index.json").read_text())["vae"] == ["hfgen.models.vae", "VAE"]
@@ -485,3 +490,14 @@ def test_plots(no_pyplot_figures_left):
         plot_latent_grid(grid.images[:4], grid.x, grid.y)
     with pytest.raises(ValueError, match="C = 1 or 3"):
         plot_image_grid(torch.zeros(2, 2, 8, 8))
+
+
+def test_bernoulli_models_refuse_images_outside_the_unit_interval():
+    vae, ae = tiny_vae(), tiny_autoencoder()
+    x = binary_images(3)
+    for bad in (x * 255, x - 0.5):
+        with pytest.raises(ValueError, match=r"`images` must hold values in \[0, 1\] for the Bernoulli likelihood"):
+            vae.elbo(bad)
+        with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+            ae.encode(bad)
+    assert torch.isfinite(vae.elbo(x, generator=seeded())).all()  # the unit interval itself is accepted

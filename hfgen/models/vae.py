@@ -240,7 +240,8 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
         return (self.config.in_channels, self.config.image_size, self.config.image_size)
 
     def check_images(self, images: object, name: str = "images") -> Tensor:
-        """Check that ``images`` is a finite float ``(N, C, H, W)`` tensor of this model's image shape."""
+        """Check that ``images`` is a finite float ``(N, C, H, W)`` tensor of this model's image shape, with values in
+        ``[0, 1]`` for the Bernoulli likelihood (the Gaussian likelihood takes any real values)."""
         expected = "(N, {}, {}, {})".format(*self.image_shape)
         if not isinstance(images, Tensor):
             raise TypeError(f"`{name}` must be a torch.Tensor of shape {expected}, got {type(images).__name__}")
@@ -252,6 +253,12 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
             raise TypeError(f"`{name}` must be a floating-point tensor (values in [0, 1]), got dtype {images.dtype}")
         if not torch.isfinite(images).all():
             raise ValueError(f"`{name}` must be finite, got NaN or inf values")
+        if self.config.likelihood == "bernoulli" and (images.min() < 0 or images.max() > 1):
+            raise ValueError(
+                f"`{name}` must hold values in [0, 1] for the Bernoulli likelihood (pixel intensities or binary "
+                f"pixels), got values in [{float(images.min()):.4g}, {float(images.max()):.4g}]; divide 0…255 "
+                "images by 255"
+            )
         return images.to(device=self.device, dtype=self.dtype)
 
     def check_latents(self, latents: object, name: str = "latents") -> Tensor:
