@@ -140,3 +140,57 @@ def test_bad_arguments(parquet_files):
         load_image_dataset()
     with pytest.raises(TypeError, match="datasets.Dataset"):
         prepare_image_dataset({"image": []})
+
+
+# --- bad input files: each refused with a message that names the file, column or row ------------------------------
+
+
+def _pixels(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 8, 8)).astype(np.uint8)
+
+
+def test_zero_rows_a_folder_and_column_mismatches_are_refused_clearly(tmp_path):
+    from datasets import Dataset
+
+    empty = tmp_path / "empty.parquet"
+    Dataset.from_dict({"image": [], "label": []}).to_parquet(str(empty))
+    with pytest.raises(ValueError, match="empty"):
+        load_image_dataset(data_files={"train": str(empty)}, image_size=8)
+    with pytest.raises(ValueError, match="is a folder: pass the parquet file"):
+        load_image_dataset(data_files={"train": str(tmp_path)}, image_size=8)
+    train = write_image_parquet(tmp_path / "train.parquet", _pixels(6), [0, 1, 2, 3, 4, 5])
+    test = write_image_parquet(tmp_path / "test.parquet", _pixels(4), None)  # no label column
+    with pytest.raises(ValueError, match="split 'test' has 4 rows without a label in column 'label'"):
+        load_image_dataset(data_files={"train": str(train), "test": str(test)}, image_size=8)
+
+
+def test_string_and_negative_labels_are_refused_at_load_time(tmp_path):
+    from datasets import Dataset, Features, Image, Value
+    from PIL import Image as PILImage
+
+    images = [PILImage.fromarray(p) for p in _pixels(4)]
+    strings = tmp_path / "strings.parquet"
+    features = Features({"image": Image(), "label": Value("string")})
+    Dataset.from_dict({"image": images, "label": ["a", "b", "a", "b"]}, features=features).to_parquet(str(strings))
+    with pytest.raises(ValueError, match="labels must be integers 0 … K−1 \\(cast strings"):
+        load_image_dataset(data_files={"train": str(strings)}, image_size=8, test_split=None)
+    negative = tmp_path / "negative.parquet"
+    features = Features({"image": Image(), "label": Value("int64")})
+    Dataset.from_dict({"image": images, "label": [0, 1, -1, 2]}, features=features).to_parquet(str(negative))
+    data = load_image_dataset(data_files={"train": str(negative)}, image_size=8, test_split=None)
+    with pytest.raises(ValueError, match="row 2 has label -1"):
+        dataset_to_tensors(data["train"])
+
+
+def test_a_corrupt_image_row_is_named(tmp_path):
+    from datasets import Dataset, Features, Image, Value
+
+    good = write_image_parquet(tmp_path / "good.parquet", _pixels(5), [0, 1, 2, 3, 4])
+    rows = Dataset.from_parquet(str(good)).cast_column("image", Image(decode=False)).to_list()
+    rows[3]["image"] = {"bytes": b"\x89PNG\r\n\x1a\n truncated", "path": None}
+    bad = tmp_path / "bad.parquet"
+    features = Features({"image": Image(), "label": Value("int64")})
+    Dataset.from_list(rows, features=features).to_parquet(str(bad))
+    data = load_image_dataset(data_files={"train": str(bad)}, image_size=8, test_split=None)
+    with pytest.raises(ValueError, match="row 3 of the data set cannot be decoded as an image"):
+        dataset_to_tensors(data["train"], batch_size=2)

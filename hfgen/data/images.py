@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pyarrow.lib import ArrowException
 from torch import Tensor
 
 __all__ = [
@@ -150,6 +151,20 @@ def prepare_image_dataset(
         )
     if len(dataset) == 0:
         raise ValueError(f"split {split!r} of the dataset is empty")
+    if label_column is not None:
+        feature = dataset.features[label_column]
+        dtype = getattr(feature, "dtype", "")
+        if not (hasattr(feature, "names") or str(dtype).startswith(("int", "uint"))):
+            raise ValueError(
+                f"the label column {label_column!r} of split {split!r} holds {dtype or type(feature).__name__} "
+                "values; labels must be integers 0 … K−1 (cast strings with dataset.class_encode_column)"
+            )
+        missing = dataset.data.column(label_column).null_count
+        if missing:
+            raise ValueError(
+                f"split {split!r} has {missing} rows without a label in column {label_column!r} (does its file lack "
+                "the column the other split has?); every row needs a label, or pass label_column=None"
+            )
     transform = ImageTransform(image_column, label_column, binarize, seed, split, image_size, num_channels)
     transform.check_image(dataset[0][image_column])
     if binarize == "fixed" and ROW_COLUMN not in columns:
@@ -163,6 +178,14 @@ def _load_source(path: str | os.PathLike | None, data_files: Any, cache_dir: str
 
     if path is None and data_files is None:
         raise ValueError("pass a Hub dataset id or local folder as `path`, or parquet files as `data_files`")
+    files = data_files.values() if isinstance(data_files, Mapping) else [data_files] if data_files else []
+    for entry in files:
+        for file in [entry] if isinstance(entry, (str, os.PathLike)) else entry:
+            if os.path.isdir(file):
+                raise ValueError(
+                    f"`data_files` entry {str(file)!r} is a folder: pass the parquet file(s) inside it, or the folder "
+                    "itself as the data set path"
+                )
     if path is not None and os.path.isdir(path):
         if any(os.path.isfile(os.path.join(path, name)) for name in ("dataset_dict.json", "state.json")):
             return load_from_disk(str(path))
@@ -171,7 +194,10 @@ def _load_source(path: str | os.PathLike | None, data_files: Any, cache_dir: str
         path, data_files = "parquet", {"train": str(path)}
     elif path is None:
         path = "parquet"
-    return load_dataset(str(path), data_files=data_files, cache_dir=cache_dir)
+    try:
+        return load_dataset(str(path), data_files=data_files, cache_dir=cache_dir)
+    except (ArrowException, ValueError) as error:
+        raise ValueError(f"could not read {data_files or path} as an image data set: {error}") from error
 
 
 def load_image_dataset(
@@ -214,6 +240,11 @@ def load_image_dataset(
     if test_split is not None:
         if test_split in source and test_split != split:
             splits["test"] = source[test_split]
+            if sorted(splits["test"].column_names) != sorted(train.column_names):
+                raise ValueError(
+                    f"the {test_split!r} split has columns {splits['test'].column_names} but the {split!r} split has "
+                    f"{train.column_names}: both splits need the same image and label columns"
+                )
         else:
             held_out = train.train_test_split(test_size=test_size, seed=seed)
             splits = {"train": held_out["train"], "test": held_out["test"]}
@@ -238,10 +269,28 @@ def dataset_to_tensors(dataset: Any, batch_size: int = 1000) -> tuple[Tensor, Te
         raise TypeError(f"`dataset` must be a transformed datasets.Dataset, got {type(dataset).__name__}")
     images, labels = [], []
     for start in range(0, len(dataset), batch_size):
-        batch = dataset[start : start + batch_size]
+        batch = _decode_rows(dataset, start, min(start + batch_size, len(dataset)))
         if "pixel_values" not in batch:
             raise ValueError("`dataset` has no `pixel_values`: prepare it with `prepare_image_dataset` first")
         images.append(batch["pixel_values"])
         if "labels" in batch:
             labels.append(batch["labels"])
-    return torch.cat(images), (torch.cat(labels) if labels else None)
+    labels = torch.cat(labels) if labels else None
+    if labels is not None and labels.numel() and labels.min() < 0:
+        row = int(torch.nonzero(labels < 0)[0])
+        raise ValueError(f"row {row} has label {int(labels[row])}: labels must be integers 0 … K−1")
+    return torch.cat(images), labels
+
+
+def _decode_rows(dataset: Any, start: int, stop: int) -> Mapping[str, Any]:
+    """Rows ``start … stop − 1`` decoded by the data set's transform; a row that cannot be decoded (a corrupt image)
+    is named in the error."""
+    try:
+        return dataset[start:stop]
+    except (OSError, ValueError, SyntaxError) as error:  # what PIL raises on corrupt image bytes
+        for row in range(start, stop):
+            try:
+                dataset[row : row + 1]
+            except (OSError, ValueError, SyntaxError) as row_error:
+                raise ValueError(f"row {row} of the data set cannot be decoded as an image: {row_error}") from error
+        raise
