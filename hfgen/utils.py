@@ -32,6 +32,13 @@ def check_num_samples(num_samples: object, name: str = "num_samples") -> int:
     return num_samples
 
 
+def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:
+    """Return ``generator`` if it is a ``torch.Generator`` or None, else raise a ``TypeError`` naming ``name``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`{name}` must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
 def check_positive_int(value: object, name: str) -> int:
     """Return ``value`` if it is an ``int >= 1`` (bools rejected), else raise a ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

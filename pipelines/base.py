@@ -70,9 +70,11 @@ class HfgenPipeline(DiffusionPipeline):
             )
         try:
             with open(index_file, encoding="utf-8") as f:
-                class_name = json.load(f)["_class_name"]
+                index = json.load(f)
+            class_name = index["_class_name"]
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"{index_file} is corrupt or not a pipeline index: {error}") from error
+        _check_component_configs(folder, index)
         pipeline_class = cls._resolve_class(class_name, index_file)
         kwargs.setdefault("use_safetensors", True)
         try:
@@ -162,6 +164,24 @@ def _all_subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         found += [sub, *_all_subclasses(sub)]
     return found
+
+
+def _check_component_configs(folder: str, index: dict[str, Any]) -> None:
+    """Every component config named by ``model_index.json`` must be a JSON object (diffusers otherwise reports a
+    network error)."""
+    for component, entry in index.items():
+        if component.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+            continue
+        for name in ("config.json", "scheduler_config.json"):
+            path = Path(folder) / component / name
+            if not path.is_file():
+                continue
+            try:
+                config = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} is not valid JSON: {error}") from error
+            if not isinstance(config, dict):
+                raise ValueError(f"{path} must hold a JSON object of the component's settings, got {config!r}")
 
 
 def _sha256(path: Path) -> str:

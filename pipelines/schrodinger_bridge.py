@@ -10,7 +10,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
-from hfgen.utils import check_num_samples, check_points
+from hfgen.utils import check_generator, check_num_samples, check_points
 
 
 class SchrodingerBridgePipeline(HfgenPipeline):
@@ -69,6 +69,7 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         ``(N + 1, n, D)`` (``[0]`` is ``x``). The noise is drawn from ``generator``.
         """
         direction = check_direction(direction)
+        check_generator(generator)
         model = self.forward_model if direction == "forward" else self.backward_model
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=model.dtype)
         self.scheduler.set_timesteps(device=x.device, direction=direction)

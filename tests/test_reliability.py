@@ -202,3 +202,36 @@ def test_an_evaluation_error_after_training_never_loses_the_trained_model(tmp_pa
         run(EvaluationFails(args), args.num_eval_samples)
     pipe = FlowMatchingPipeline.from_pretrained(tmp_path, verify=True)  # saved, complete, loadable
     assert torch.isfinite(pipe(num_samples=2, num_inference_steps=2).samples).all()
+
+
+# --- inputs of the library -----------------------------------------------------------------------------------------
+
+
+def test_one_generator_check_everywhere():
+    from factories_bridge import tiny_bridge_pipeline
+    from factories_vae import tiny_vae
+
+    from hfgen.methods.continuous_flows import log_prob
+
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
+        tiny_bridge_pipeline().transport(torch.zeros(2, 2), generator=0)
+    vae = tiny_vae()
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got str"):
+        vae.elbo(torch.zeros(2, 1, 8, 8), generator="seed")
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
+        vae.iwae_bound(torch.zeros(2, 1, 8, 8), 4, generator=3)
+    velocity = lambda x, t: -x  # noqa: E731
+    standard = lambda z: -0.5 * (z**2).sum(1)  # noqa: E731
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got list"):
+        log_prob(velocity, torch.zeros(2, 2), standard, divergence_method="hutchinson", generator=[1])
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0, got rtol=-1"):
+        log_prob(velocity, torch.zeros(2, 2), standard, rtol=-1, atol=-1)
+
+
+def test_a_component_config_that_is_not_an_object_is_named(tmp_path):
+    from factories import tiny_flow_matching_pipeline
+
+    tiny_flow_matching_pipeline().save_pretrained(tmp_path)
+    (tmp_path / "velocity" / "config.json").write_text("[]")
+    with pytest.raises(ValueError, match="velocity/config.json must hold a JSON object"):
+        FlowMatchingPipeline.from_pretrained(tmp_path)

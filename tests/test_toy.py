@@ -524,7 +524,7 @@ def test_bad_num_samples(dist: ToyDistribution, num_samples) -> None:
 
 
 def test_bad_generator() -> None:
-    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
         Checkerboard().sample(3, 0)
 
 

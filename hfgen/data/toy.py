@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hfgen.utils import check_generator
+
 __all__ = [
     "TOY_DISTRIBUTIONS",
     "Checkerboard",
@@ -63,11 +65,7 @@ def _check_float(name: str, value: Any, *, positive: bool = False, nonnegative: 
 
 def _check_generator(generator: Any) -> torch.device:
     """Validate ``generator`` and return the device samples are drawn on (the generator's, else CPU)."""
-    if generator is None:
-        return torch.device("cpu")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    return generator.device
+    return torch.device("cpu") if check_generator(generator) is None else generator.device
 
 
 class ToyDistribution(abc.ABC):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.utils import VelocityField, check_points, check_positive_int
+from hfgen.utils import VelocityField, check_generator, check_points, check_positive_int
 
 __all__ = [
     "DeformedGaussian",
@@ -264,6 +264,9 @@ def integrate_with_log_density(
         raise ValueError(f"log_p_start must be a tensor of shape ({x.shape[0]},), one per point, got {got}.")
     if divergence_method not in _DIVERGENCE_METHODS:
         raise ValueError(f"divergence_method must be one of {_DIVERGENCE_METHODS}, got {divergence_method!r}")
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"`rtol` and `atol` must be > 0, got rtol={rtol}, atol={atol}")
+    check_generator(generator)
     t_start, t_end = float(t_start), float(t_end)
     grid, eval_index = _solver_grid(t_start, t_end, t_eval)
 

@@ -22,7 +22,7 @@ from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from hfgen.models.mlp import ACTIVATIONS
-from hfgen.utils import check_num_samples, check_positive_int
+from hfgen.utils import check_generator, check_num_samples, check_positive_int
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHITECTURES = ("mlp", "conv")
@@ -371,7 +371,7 @@ class VAE(_LatentImageModel):
     def reparameterize(mean: Tensor, log_std: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``z = μ + σ ⊙ ε`` with ``ε ~ N(0, I)`` drawn from ``generator``: a sample of ``q(z | x)``, differentiable
         in μ and σ."""
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = torch.randn(mean.shape, generator=check_generator(generator), device=mean.device, dtype=mean.dtype)
         return mean + log_std.exp() * noise
 
     @staticmethod
@@ -387,7 +387,7 @@ class VAE(_LatentImageModel):
     def sample_prior(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``num_samples`` latents ``z ~ N(0, I_d)``, ``(num_samples, d)``."""
         shape = (check_num_samples(num_samples), self.config.latent_dim)
-        return torch.randn(shape, generator=generator, dtype=self.dtype).to(self.device)
+        return torch.randn(shape, generator=check_generator(generator), dtype=self.dtype).to(self.device)
 
     def forward(
         self,
@@ -433,6 +433,7 @@ class VAE(_LatentImageModel):
         """
         check_num_samples(num_samples)
         check_num_samples(chunk_size, "chunk_size")
+        check_generator(generator)
         images = self.check_images(images)
         mean, log_std = self.encoder(images, return_dict=False)
         running = torch.full((images.shape[0],), -math.inf, dtype=images.dtype, device=images.device)
