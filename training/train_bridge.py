@@ -7,17 +7,8 @@ python training/train_bridge.py --num_steps 40 --schedule symmetric --ipf_iterat
 python training/train_bridge.py --config run.yaml                   # flags beside it override the file
 """
 
-import json
-
-from hfgen.training import BridgeArguments, parse_arguments, run_bridge
-
-
-def main() -> None:
-    args = parse_arguments(BridgeArguments)
-    metrics = run_bridge(args)
-    if metrics:
-        print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
-
+from hfgen.training import BridgeArguments, run_bridge
+from hfgen.training.cli import run_script
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(BridgeArguments, run_bridge, __doc__))

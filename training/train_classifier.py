@@ -5,18 +5,8 @@ python training/train_classifier.py --train_data_files mnist/train.parquet --tes
 accelerate launch --multi_gpu --num_processes 2 training/train_classifier.py --dataset_name ylecun/mnist
 """
 
-import json
-
-from hfgen.training import parse_arguments
 from hfgen.training.classifier import ClassifierArguments, train_classifier
-
-
-def main() -> None:
-    args = parse_arguments(ClassifierArguments)
-    _, metrics = train_classifier(args)
-    if metrics:
-        print(json.dumps(metrics, indent=2))
-
+from hfgen.training.cli import run_script
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(ClassifierArguments, lambda args: train_classifier(args)[1], __doc__))

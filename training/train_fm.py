@@ -7,17 +7,13 @@ python training/train_fm.py --config training/configs/fm_checkerboard.yaml   # f
 accelerate launch --multi_gpu --num_processes 2 training/train_fm.py  # data parallel (OT within each process)
 """
 
-import json
+from hfgen.training import FlowMatchingArguments, FlowMatchingTask, run
+from hfgen.training.cli import run_script
 
-from hfgen.training import FlowMatchingArguments, FlowMatchingTask, parse_arguments, run
 
-
-def main() -> None:
-    args = parse_arguments(FlowMatchingArguments)
-    metrics = run(FlowMatchingTask(args), args.num_eval_samples, args.num_nll_samples)
-    if metrics:
-        print(json.dumps(metrics, indent=2))
+def train(args: FlowMatchingArguments) -> dict:
+    return run(FlowMatchingTask(args), args.num_eval_samples, args.num_nll_samples)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(FlowMatchingArguments, train, __doc__))

@@ -7,17 +7,13 @@ accelerate launch training/train_vae.py ... --resume_from_checkpoint latest     
 python training/train_vae.py ... --classifier_path out/mnist-classifier           # classifier scores of samples
 """
 
-import json
+from hfgen.training import VAEArguments, VAETask, run
+from hfgen.training.cli import run_script
 
-from hfgen.training import VAEArguments, VAETask, parse_arguments, run
 
-
-def main() -> None:
-    args = parse_arguments(VAEArguments)
-    metrics = run(VAETask(args), args.num_eval_samples, args.num_nll_images)
-    if metrics:
-        print(json.dumps(metrics, indent=2))
+def train(args: VAEArguments) -> dict:
+    return run(VAETask(args), args.num_eval_samples, args.num_nll_images)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(VAEArguments, train, __doc__))

@@ -6,10 +6,11 @@ file as the only argument), or both: the file sets the values and command-line f
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -181,6 +182,45 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return values
 
 
+#: help of the arguments the families declare with their own defaults (a redeclared field loses its metadata)
+SHARED_HELP = {
+    "gradient_accumulation_steps": "micro-batches per optimizer step",
+    "learning_rate": "AdamW learning rate (peak, after the warm-up)",
+    "lr_warmup_steps": "optimizer steps of linear learning-rate warm-up",
+    "adam_beta1": "AdamW β1",
+    "adam_beta2": "AdamW β2",
+    "adam_weight_decay": "AdamW decoupled weight decay",
+    "hidden_size": "width of the network's hidden layers",
+    "num_layers": "number of hidden layers",
+    "activation": "activation of the hidden layers",
+    "time_embedding": "embedding of the time input",
+    "num_inference_steps": "steps of the sampler used for validation and evaluation",
+    "image_column": "column of the data set holding the images",
+    "label_column": "column of the data set holding the labels",
+    "image_size": "height and width of the (square) images",
+    "num_channels": "image channels",
+    "latent_dim": "dimension of the latent codes",
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the script's docstring as written (its example command lines) and shows every default."""
+
+
+def _document(parser: Any, arguments_class: type) -> None:
+    """Give every flag a help text: its own, the one of the field it redeclares in a base class, or
+    :data:`SHARED_HELP`; the parser's formatter then also shows its default."""
+    inherited: dict[str, str] = {}
+    for cls in reversed(arguments_class.__mro__):
+        if is_dataclass(cls):
+            inherited |= {f.name: f.metadata["help"] for f in fields(cls) if f.metadata.get("help")}
+    for action in parser._actions:
+        if not action.help:
+            action.help = inherited.get(action.dest) or SHARED_HELP.get(action.dest)
+        if action.choices and action.help and "choices" not in action.help:
+            action.help += f" (choices: {', '.join(map(str, action.choices))})"
+
+
 def _take_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
     """The file of ``--config FILE`` or ``--config=FILE`` (at most one) and the other arguments."""
     paths, rest, index = [], [], 0
@@ -204,16 +244,20 @@ def _take_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
     return (paths[0] if paths else None), rest
 
 
-def parse_arguments(arguments_class: type[ArgumentsT], argv: list[str] | None = None) -> ArgumentsT:
+def parse_arguments(
+    arguments_class: type[ArgumentsT], argv: list[str] | None = None, description: str | None = None
+) -> ArgumentsT:
     """Parse ``arguments_class`` from ``argv`` (default ``sys.argv[1:]``): flags, ``--config FILE`` (YAML or
-    JSON; flags given beside it override the file), or a lone ``FILE.yaml``/``FILE.json``."""
+    JSON; flags given beside it override the file), or a lone ``FILE.yaml``/``FILE.json``. ``description`` (a
+    script's docstring) heads ``--help``."""
     from transformers import HfArgumentParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 1 and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = ["--config", argv[0]]
-    parser = HfArgumentParser(arguments_class)
+    parser = HfArgumentParser(arguments_class, description=description, formatter_class=_HelpFormatter)
     parser.add_argument("--config", default=None, help="YAML or JSON file of argument values")
+    _document(parser, arguments_class)
     config_path, argv = _take_config_flag(argv)
     if config_path is not None:
         values = _read_config_file(config_path)

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
-from hfgen.data import Shifted, ToyDistribution, get_toy_distribution
+from hfgen.data import TOY_DISTRIBUTIONS, Shifted, ToyDistribution, get_toy_distribution
 from hfgen.methods.schrodinger_bridge import (
     mean_matching_loss,
     mean_matching_targets,
@@ -78,7 +78,7 @@ class BridgeArguments(TrainingArguments):
 
     output_dir: str = documented("out/bridge-two-balls", "where the run writes its outputs")
     stage: str = documented("ipf", f"{STAGES}: 'diffusion' trains each direction from N(0, I); 'ipf' alternates")
-    dataset: str = documented("two_balls", "p_data, the law of X_0 (hfgen.data toy name)")
+    dataset: str = documented("two_balls", f"p_data, the law of X_0, one of {', '.join(TOY_DISTRIBUTIONS)}")
     target_dataset: str | None = documented(None, "base of p'_data, the law of X_N (default: dataset)")
     target_shift: list[float] = field(
         default_factory=lambda: [0.0, 3.0], metadata={"help": "p'_data = target_dataset shifted by this vector"}

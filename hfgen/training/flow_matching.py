@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hfgen.data import ToyDistribution, get_toy_distribution
+from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
 from hfgen.hub import (
     LICENSE,
     SAMPLE_QUALITY_RESULTS,
@@ -125,8 +125,8 @@ class FlowMatchingArguments(TrainingArguments):
     output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
     max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
     validation_steps: int = documented(5_000, "sample with the EMA weights, plot and score every N steps (0: never)")
-    dataset: str = field(default="checkerboard", metadata={"help": "target toy distribution (hfgen.data), t = 1"})
-    source: str = field(default="gaussian", metadata={"help": "source toy distribution (t = 0); may be sample-only"})
+    dataset: str = documented("checkerboard", f"target toy distribution at t = 1: {', '.join(TOY_DISTRIBUTIONS)}")
+    source: str = documented("gaussian", "source toy distribution at t = 0 (same names; may be sample-only)")
     path: str = field(default="linear", metadata={"help": f"probability path: {sorted(PATHS)}"})
     sigma_min: float = field(default=0.0, metadata={"help": "σ_min of the linear path"})
     sigma: float = field(

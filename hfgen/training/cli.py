@@ -1,0 +1,42 @@
+"""What every ``training/train_*.py`` script does: parse its arguments, run, print the metrics, and report the
+user's mistakes (a bad argument, a folder in use or holding another run, a checkpoint that does not fit, a diverged
+loss) as one line on stderr with exit status 2 instead of a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from hfgen.training.arguments import ArgumentsT, parse_arguments
+from hfgen.training.checkpoints import CheckpointError
+from hfgen.training.trainer import TrainingDivergedError
+
+#: errors that describe something the user can fix by changing the command line
+USER_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, CheckpointError, TrainingDivergedError)
+
+
+def run_script(
+    arguments_class: type[ArgumentsT],
+    train: Callable[[ArgumentsT], dict[str, Any]],
+    description: str | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    """Parse ``arguments_class`` (``--help`` shows ``description``), call ``train(args)`` and print its metrics as
+    JSON; returns the exit status. Argument errors of any kind and the run's own refusals (:data:`USER_ERRORS`
+    raised before training starts, or a folder/checkpoint/divergence error later) print ``error: …`` only."""
+    try:
+        args = parse_arguments(arguments_class, argv, description)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        metrics = train(args)
+    except (FileExistsError, CheckpointError, TrainingDivergedError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if metrics:
+        printable = {key: value for key, value in metrics.items() if key != "validation"}
+        print(json.dumps(printable, indent=2))
+    return 0
