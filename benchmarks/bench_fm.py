@@ -175,8 +175,8 @@ def bench_ot_coupling(quick: bool) -> dict:
     """Time per training step of OT-CFM against independent CFM at batch 256, one torch thread.
 
     ``ot`` solves each minibatch's exact OT in the training thread; ``ot_prefetch`` is what training uses:
-    :class:`~hfgen.data.CoupledPairs` solves the next batches in a background thread (the solver releases the
-    GIL), overlapping the OT with the network's forward and backward passes.
+    :class:`~hfgen.training.flow_matching.CoupledPairs` solves the next batches in a background thread (the solver
+    releases the GIL), overlapping the OT with the network's forward and backward passes.
     """
     results = {}
     target, source = get_toy_distribution("checkerboard"), StandardGaussian(2)
