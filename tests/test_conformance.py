@@ -9,16 +9,25 @@ from conformance import PipelineConformance, SchedulerConformance, seeded
 from factories import tiny_flow_matching_pipeline
 from factories_bridge import tiny_bridge_pipeline
 from factories_ddpm import tiny_ddpm_pipeline
+from factories_energy import tiny_energy_pipeline
+from factories_rbm import tiny_rbm_pipeline
+from factories_score_sde import tiny_score_sde_pipeline
 from factories_vae import tiny_autoencoder_pipeline, tiny_vae_pipeline
 
 from hfgen import (
     AutoEncoderPipeline,
     BridgeScheduler,
     ConstantAlphaDDPMScheduler,
+    CouplingFlow,
     DDPMPointsPipeline,
+    DensityPipeline,
+    EnergyPipeline,
     FlowMatchEulerScheduler,
     FlowMatchingPipeline,
+    GaussianMixture,
+    RBMPipeline,
     SchrodingerBridgePipeline,
+    ScoreSDEPipeline,
     VAEPipeline,
 )
 from hfgen.data import Checkerboard, Shifted, TwoBalls
@@ -105,6 +114,65 @@ class TestAutoEncoderPipeline(TestVAEPipeline):
 
     def bad_size_overrides(self):
         return [{"images": torch.zeros(0, 1, 8, 8)}, {"images": torch.zeros(2, 1, 4, 4)}, {"images": [1.5]}]
+
+
+class TestDensityPipelineWithAMixture(PipelineConformance):
+    pipeline_class = DensityPipeline
+    call_kwargs = {"num_samples": 6}
+    takes_num_inference_steps = False  # the density models sample exactly, in one pass: no steps, no bar
+    shows_progress = False
+
+    def get_pipeline(self):
+        torch.manual_seed(0)
+        model = GaussianMixture(num_components=3, dim=2, covariance_type="full")
+        pipeline = DensityPipeline(model)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    def float64_call(self, pipeline, dtype):
+        return pipeline.log_prob(torch.randn(4, 2, generator=seeded()).to(dtype))
+
+
+class TestDensityPipelineWithACouplingFlow(TestDensityPipelineWithAMixture):
+    def get_pipeline(self):
+        torch.manual_seed(0)
+        pipeline = DensityPipeline(CouplingFlow(dim=2, num_couplings=2, hidden_size=8))
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+
+class TestRBMPipeline(PipelineConformance):
+    pipeline_class = RBMPipeline
+    output_name = "images"
+    call_kwargs = {"num_samples": 3, "num_inference_steps": 2}
+
+    def get_pipeline(self):
+        return tiny_rbm_pipeline()
+
+    def to_numpy_layout(self, name, tensor):
+        # images (and the trajectory of states) are (…, C, H, W) under "pt", channels last under "np"
+        return tensor.movedim(-3, -1).numpy() if tensor.ndim >= 4 else tensor.numpy()
+
+
+class TestEnergyPipeline(PipelineConformance):
+    pipeline_class = EnergyPipeline
+    call_kwargs = {"num_samples": 6, "num_inference_steps": 3}
+    output_type_kwargs = {"return_trajectory": True}
+
+    def get_pipeline(self):
+        return tiny_energy_pipeline("mala")
+
+    def float64_call(self, pipeline, dtype):
+        return pipeline.score(torch.randn(4, 2, generator=seeded()).to(dtype))
+
+
+class TestScoreSDEPipeline(PipelineConformance):
+    pipeline_class = ScoreSDEPipeline
+    call_kwargs = {"num_samples": 6, "num_inference_steps": 3}
+    output_type_kwargs = {"return_trajectory": True}
+
+    def get_pipeline(self):
+        return tiny_score_sde_pipeline("vp")
 
 
 # ------------------------------------------------------------------------------------------------ schedulers
