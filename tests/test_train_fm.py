@@ -81,3 +81,13 @@ def test_two_processes_train_data_parallel_and_gather_their_samples(tmp_path):
     for rank in (0, 1):  # each process's random state is checkpointed
         assert (out / "checkpoints" / "checkpoint-30" / f"random_states_{rank}.pkl").is_file()
     assert FlowMatchingPipeline.from_pretrained(out)(num_samples=4).samples.shape == (4, 2)
+
+
+def test_short_runs_evaluate_fast_and_long_runs_in_full():
+    short = FlowMatchingArguments(max_train_steps=300)
+    assert short.evaluation_sizes() == (2_000, 200, 30)
+    assert FlowMatchingArguments().evaluation_sizes() == (10_000, 1_000, 60)  # the 12,000-step recipe
+    assert FlowMatchingArguments(max_train_steps=300, evaluation="full").evaluation_sizes() == (10_000, 1_000, 60)
+    assert FlowMatchingArguments(evaluation="fast", num_eval_samples=500).evaluation_sizes() == (500, 200, 30)
+    with pytest.raises(ValueError, match="`evaluation` must be one of \\('auto', 'fast', 'full'\\), got 'quick'"):
+        FlowMatchingArguments(evaluation="quick")

@@ -12,7 +12,8 @@ from hfgen.training.cli import run_script
 
 
 def train(args: FlowMatchingArguments) -> dict:
-    return run(FlowMatchingTask(args), args.num_eval_samples, args.num_nll_samples)
+    num_samples, num_nll_points, _ = args.evaluation_sizes()
+    return run(FlowMatchingTask(args), num_samples, num_nll_points)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,12 @@ def start_output_dir(accelerator: Any, args: TrainingArguments) -> None:
 def finish_output_dir(args: TrainingArguments) -> None:
     """The run has saved everything: its folder loads as a pipeline again."""
     (Path(args.output_dir) / RUN_IN_PROGRESS_FILE).unlink(missing_ok=True)
+
+
+def status(accelerator: Any, message: str) -> None:
+    """One line on stderr for a stage of the run that takes more than a moment (main process only)."""
+    if accelerator.is_main_process:
+        print(f"[hfgen] {message}", file=sys.stderr, flush=True)
 
 
 def scalar_config(config: dict[str, Any]) -> dict[str, Any]:

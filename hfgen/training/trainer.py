@@ -51,6 +51,7 @@ from hfgen.training.engine import (
     save_figure,
     scalar_config,
     start_output_dir,
+    status,
     write_atomic,
 )
 
@@ -600,11 +601,16 @@ def run(task: TrainingTask, num_eval_samples: int, num_likelihood_points: int = 
     try:
         result = trainer.train()
         trainer.save_pipeline(result)  # the trained model is on disk before anything that can fail after training
+        status(trainer.accelerator, f"saved the pipeline to {task.args.output_dir}")
         _quiet(result.pipeline)
+        held_out = f" and {num_likelihood_points:,} held-out log-densities" if num_likelihood_points else ""
+        status(trainer.accelerator, f"evaluating: {num_eval_samples:,} samples{held_out} …")
         metrics, _ = task.evaluate(trainer, result.pipeline, num_eval_samples, num_likelihood_points, 1)
         metrics = {**result.metrics, **metrics}
+        status(trainer.accelerator, "writing metrics.json, the model card and the figures …")
         trainer.save(result, metrics)
         if trainer.is_main and task.args.push_to_hub:
+            status(trainer.accelerator, f"uploading to {task.args.hub_model_id} …")
             push_outputs(task.args)
     finally:
         trainer.end()
