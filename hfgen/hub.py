@@ -46,7 +46,13 @@ def sample_quality_rows(metrics: Mapping[str, Any], sampler_note: str) -> list[t
         rows.append(("W2 floor", f"{metrics['samples_w2_floor']:.4f}", "W2 between two data samples of that size"))
         rows.append(("W2 / floor", f"{metrics['samples_w2_ratio']:.2f}", "1.00 is as good as a fresh data sample"))
     if "samples_mmd" in metrics:
-        rows.append(("MMD²", f"{metrics['samples_mmd']:.2e}", "Gaussian kernel"))
+        rows.append(
+            (
+                "MMD²",
+                f"{metrics['samples_mmd']:.2e}",
+                "Gaussian kernels; the unbiased estimate, so slightly negative when samples and data match",
+            )
+        )
     if "samples_fraction_in_support" in metrics:
         rows.append(("in support", f"{metrics['samples_fraction_in_support']:.3f}", "fraction of samples"))
     return rows
@@ -72,14 +78,18 @@ def training_summary(metrics: Mapping[str, Any]) -> str:
     )
 
 
-def validation_table(history: list[Mapping[str, Any]]) -> str:
-    """The metrics logged at each validation (EMA weights), as a Markdown table; empty without validations."""
+def validation_table(history: list[Mapping[str, Any]], final: Mapping[str, Any] | None = None) -> str:
+    """The metrics logged at each validation (EMA weights), as a Markdown table, ending with the ``final``
+    evaluation's row when the last validation was before the last step; empty without validations."""
     if not history:
         return ""
+    records = list(history)
+    if final is not None and "train_steps" in final and records[-1]["step"] != final["train_steps"]:
+        records.append({**final, "step": f"{final['train_steps']} (final)"})
     columns = [("samples_w2", "W2"), ("samples_w2_ratio", "W2 / floor"), ("nll_minus_entropy", "NLL − entropy")]
-    columns = [(key, name) for key, name in columns if any(key in record for record in history)]
+    columns = [(key, name) for key, name in columns if any(key in record for record in records)]
     rows = [
-        (record["step"], *(f"{record[key]:.4f}" if key in record else "" for key, _ in columns)) for record in history
+        (record["step"], *(f"{record[key]:.4f}" if key in record else "" for key, _ in columns)) for record in records
     ]
     return markdown_table(("step", *(name for _, name in columns)), rows)
 

@@ -8,7 +8,9 @@ leaks into pyplot's figure registry, and any backend, Agg included, works); call
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -97,8 +99,8 @@ def plot_samples(
     if ref is not None:
         ax.scatter(ref[:, 0], ref[:, 1], s=2, alpha=0.3, color="tab:gray", label="reference", rasterized=True)
     ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples", rasterized=True)
-    if ref is not None:
-        ax.legend(loc="upper right", markerscale=4)
+    if ref is not None:  # below the axes: inside, it would hide part of the data (a checkerboard cell)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, markerscale=4, frameon=False)
     _set_square(ax, box)
     if title is not None:
         ax.set_title(title)
@@ -191,6 +193,73 @@ def plot_velocity_field(
     return fig
 
 
+def plot_velocity_over_time(
+    velocity: VelocityField,
+    times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 0.95),
+    *,
+    bounds: tuple[float, float] = (-3, 3),
+    grid_size: int = 17,
+) -> Figure:
+    """Quiver plots of the field ``v(x, t)`` at several ``times`` over ``bounds²`` (the data range), one panel per
+    time: how the flow carries the source to the data (``t = 0`` source, ``t = 1`` data)."""
+    box = _check_bounds("bounds", bounds)
+    _check_grid_size(grid_size)
+    times = [float(t) for t in times]
+    if not times:
+        raise ValueError("times must name at least one time")
+    grid = _quiver_grid(box, grid_size)
+    xy = grid.double().numpy()
+    fig, axes = _new_figure(len(times))
+    for ax, t in zip(axes, times, strict=True):
+        with torch.no_grad():
+            uv = _points_2d("velocity(x, t)", velocity(grid, torch.tensor(t)))
+        ax.quiver(xy[:, 0], xy[:, 1], uv[:, 0], uv[:, 1], color="tab:blue", angles="xy")
+        _set_square(ax, box)
+        ax.set_title(f"v(x, t), t = {t:.2f}")
+    return fig
+
+
+@dataclass
+class Animation:
+    """A matplotlib animation and its figure; :meth:`save` writes a GIF (Pillow) and frees the figure."""
+
+    figure: Figure
+    animation: Any
+
+    def save(self, path: str | Path, fps: int = 12) -> None:
+        import matplotlib.pyplot as plt
+
+        self.animation.save(path, writer="pillow", fps=fps, dpi=80)
+        plt.close(self.figure)
+
+
+def trajectory_animation(
+    trajectory: Tensor, times: Sequence[float] | Tensor, *, bounds: tuple[float, float] | None = None
+) -> Animation:
+    """An :class:`Animation` of 2-D points moving along ``trajectory`` ``(S + 1, N, 2)``, one frame per state,
+    titled with its time."""
+    from matplotlib.animation import FuncAnimation
+
+    if not isinstance(trajectory, Tensor) or trajectory.ndim != 3 or trajectory.shape[-1] != 2:
+        got = tuple(trajectory.shape) if isinstance(trajectory, Tensor) else type(trajectory).__name__
+        raise ValueError(f"trajectory must be a tensor of shape (S + 1, N, 2), got {got}.")
+    times = [float(t) for t in times]
+    if len(times) != trajectory.shape[0]:
+        raise ValueError(f"times must have one entry per state ({trajectory.shape[0]}), got {len(times)}.")
+    states = trajectory.detach().cpu().double().numpy()
+    low, high = (float(states.min()), float(states.max())) if bounds is None else _check_bounds("bounds", bounds)
+    fig, (ax,) = _new_figure(1)
+    dots = ax.scatter(states[0, :, 0], states[0, :, 1], s=2, alpha=0.5, color="tab:blue", rasterized=True)
+    _set_square(ax, (low, high))
+
+    def draw(frame: int) -> tuple[Any, ...]:
+        dots.set_offsets(states[frame])
+        ax.set_title(f"t = {times[frame]:.2f}")
+        return (dots,)
+
+    return Animation(fig, FuncAnimation(fig, draw, frames=len(times), interval=80, blit=False))
+
+
 def plot_density(
     log_prob_fn: Callable[[Tensor], Tensor],
     *,
@@ -228,10 +297,11 @@ def plot_density(
         fig, (ax,) = _new_figure(1)
     else:
         fig = ax.figure
-    im = ax.imshow(image, extent=(box[0], box[1], box[0], box[1]), origin="lower", cmap="viridis")
-    fig.colorbar(im, ax=ax, label="density")
-    if title is not None:
-        ax.set_title(title)
+    # robust colour limits: one very bright pixel (a sharp mode) would otherwise wash out the rest of the map
+    top = float(np.quantile(image, 0.995)) or float(image.max()) or 1.0
+    im = ax.imshow(image, extent=(box[0], box[1], box[0], box[1]), origin="lower", cmap="viridis", vmin=0.0, vmax=top)
+    fig.colorbar(im, ax=ax, label="density (clipped at its 99.5 % quantile)", fraction=0.046, pad=0.04)
+    ax.set_title(title if title is not None else "model density p(x)")
     return fig
 
 

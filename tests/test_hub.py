@@ -106,3 +106,13 @@ def test_cards_show_local_data_paths_by_their_file_name_only(tmp_path):
     text = str(classifier_card(args, metrics))
     assert "/home/alice" not in text
     assert "| train_data_files | train.parquet |" in text and "| output_dir | clf |" in text
+
+
+def test_the_card_ends_its_validation_table_with_the_final_step_and_omits_unused_settings(tmp_path):
+    metrics = {**METRICS, "train_steps": 400}  # last validation at 300
+    text = flow_matching_card(FlowMatchingArguments(output_dir=str(tmp_path)), metrics).text
+    assert f"| 400 (final) | {METRICS['samples_w2']:.4f} |" in text
+    assert "| sigma |" not in text and "| sigma_min |" in text  # the linear path uses σ_min, not σ
+    brownian = flow_matching_card(FlowMatchingArguments(output_dir=str(tmp_path), path="brownian"), metrics).text
+    assert "| sigma |" in brownian and "| sigma_min |" not in brownian
+    assert "unbiased estimate, so slightly negative" in text

@@ -126,3 +126,23 @@ def test_bad_inputs_raise_value_errors(draw, message):
 def test_non_tensor_points_raise_type_error():
     with pytest.raises(TypeError, match="torch.Tensor"):
         plot_samples(np.zeros((5, 2)))
+
+
+def test_the_trajectory_animation_is_a_gif_with_one_frame_per_state(tmp_path):
+    from PIL import Image
+
+    from hfgen.plotting import trajectory_animation
+
+    trajectory = torch.stack([torch.randn(50, 2, generator=torch.Generator().manual_seed(k)) for k in range(4)])
+    trajectory_animation(trajectory, [0.0, 0.3, 0.6, 1.0], bounds=(-3, 3)).save(tmp_path / "flow.gif")
+    with Image.open(tmp_path / "flow.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 4
+    with pytest.raises(ValueError, match="one entry per state"):
+        trajectory_animation(trajectory, [0.0, 1.0])
+
+
+def test_the_velocity_over_time_has_one_panel_per_time():
+    from hfgen.plotting import plot_velocity_over_time
+
+    fig = plot_velocity_over_time(lambda x, t: -x * (1 - t), times=(0.0, 0.5, 1.0), grid_size=5)
+    assert [ax.get_title() for ax in fig.axes] == ["v(x, t), t = 0.00", "v(x, t), t = 0.50", "v(x, t), t = 1.00"]

@@ -42,6 +42,7 @@ def test_tiny_run_from_a_yaml_config_writes_a_loadable_pipeline_card_plots_metri
     out = tmp_path / "run"
     launch("--config", str(config), *TINY, "--output_dir", str(out))  # the flags override the file
     expected = ["model_index.json", "README.md", "metrics.json", "args.json", "samples.png", "trajectory.png",
+                "trajectory.gif", "velocity_over_time.png",
                 "velocity_field.png", "density.png", "velocity/diffusion_pytorch_model.safetensors",
                 "scheduler/scheduler_config.json", "checkpoints/checkpoint-15/model.safetensors",
                 "checkpoints/checkpoint-30/ema.safetensors", "validation/step-0000015-samples.png"]  # fmt: skip

@@ -160,10 +160,13 @@ def is_number(value: Any) -> bool:
 
 
 def save_figure(figure: Any, path: Path) -> None:
-    """Write a matplotlib figure as PNG and free it."""
+    """Write a matplotlib figure as PNG (or an animation as GIF) and free it."""
     import matplotlib.pyplot as plt
 
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    if hasattr(figure, "save"):  # an hfgen.plotting.Animation: a GIF
+        figure.save(path)
+        return
+    figure.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -301,6 +301,8 @@ class FlowMatchingTask(TrainingTask):
                 out.samples, reference=self.target.sample(2000, generator), title="samples"
             ),
             "trajectory.png": plotting.plot_trajectory(out.trajectory, times),
+            "trajectory.gif": plotting.trajectory_animation(out.trajectory[:, :500], times, bounds=(-3.5, 3.5)),
+            "velocity_over_time.png": plotting.plot_velocity_over_time(pipeline.velocity_field),
             "velocity_field.png": plotting.plot_velocity_field(
                 pipeline.velocity_field,
                 t=0.0,
@@ -395,6 +397,17 @@ def flow_matching_card(
         ema_decay=args.ema_decay,
         metrics_table=flow_matching_metrics_table(metrics, args.evaluation_sizes()[0]),
         training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
+        validation_table=validation_table(metrics.get("validation", []), final=metrics),
+        config_table=config_table(_settings_in_use(args)),
     )
+
+
+def _settings_in_use(args: FlowMatchingArguments) -> dict[str, Any]:
+    """The run's arguments without those its path and coupling do not use (``sigma`` outside the Brownian bridge
+    and Sinkhorn, ``sigma_min`` outside the linear path)."""
+    unused = set()
+    if args.path != "brownian" and args.coupling != "sinkhorn":
+        unused.add("sigma")
+    if args.path != "linear":
+        unused.add("sigma_min")
+    return {key: value for key, value in args.to_dict().items() if key not in unused}
