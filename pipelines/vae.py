@@ -6,6 +6,7 @@ float32 array (diffusers' layout for images); ``"pil"``: a list of ``PIL.Image``
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from hfgen.pipelines.base import HfgenPipeline
 from hfgen.utils import check_num_samples
 
 IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
+LOG_PROB_METHODS = ("quadrature", "iwae")
 ImageBatch = torch.Tensor | np.ndarray | list
 
 
@@ -202,6 +204,67 @@ class VAEPipeline(_LatentImagePipeline):
         if not return_dict:
             return (images, latents)
         return ImagesPipelineOutput(images=images, latents=latents)
+
+    @torch.no_grad()
+    def log_prob(
+        self,
+        images: ImageBatch,
+        method: str = "quadrature",
+        grid_size: int = 200,
+        grid_limit: float = 6.0,
+        num_importance_samples: int = 1000,
+        generator: torch.Generator | None = None,
+        batch_size: int = 100,
+    ) -> torch.Tensor:
+        r"""``log p(x)`` per image ``(N,)`` in nats, ``p(x) = ∫ p(x | z) N(z; 0, I) dz``.
+
+        ``"quadrature"`` (2-D latent space only): the midpoint rule on the ``G × G`` grid of cell centres
+        ``z_ij = −L + (i + ½, j + ½) Δ``, ``Δ = 2L / G`` over ``[−L, L]²`` (``G = grid_size``, ``L = grid_limit``),
+        ``log p(x) ≈ logsumexp_ij [log p(x | z_ij) + log N(z_ij; 0, I)] + 2 log Δ``: exact as ``G → ∞`` up to the
+        prior mass outside the square (``< 4 Φ(−L)``, about 4e-9 for ``L = 6``), and smooth decoders converge
+        fast in ``G`` (compare two grid sizes to see it). ``"iwae"``: the importance-weighted lower bound with
+        ``K = num_importance_samples`` posterior samples from ``generator`` (Burda et al. 2016), which tends to
+        ``log p(x)`` from below as ``K → ∞``.
+        """
+        if method not in LOG_PROB_METHODS:
+            raise ValueError(f"`method` must be one of {LOG_PROB_METHODS}, got {method!r}")
+        images = self._as_image_tensor(images)
+        check_num_samples(batch_size, "batch_size")
+        if method == "iwae":
+            check_num_samples(num_importance_samples, "num_importance_samples")
+            chunks = images.split(batch_size)
+            return torch.cat([self.vae.iwae_bound(c, num_importance_samples, generator) for c in chunks])
+        if self.vae.config.latent_dim != 2:
+            raise ValueError(
+                f"method='quadrature' needs a 2-D latent space, but latent_dim = {self.vae.config.latent_dim}; "
+                "use method='iwae'"
+            )
+        check_num_samples(grid_size, "grid_size")
+        if not (isinstance(grid_limit, (int, float)) and math.isfinite(grid_limit) and grid_limit > 0):
+            raise ValueError(f"`grid_limit` must be a finite number > 0, got {grid_limit!r}")
+        step = 2.0 * grid_limit / grid_size
+        axis = -grid_limit + (torch.arange(grid_size, dtype=torch.float64) + 0.5) * step
+        gx, gy = torch.meshgrid(axis, axis, indexing="xy")
+        grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(device=self.device, dtype=self.vae.dtype)
+        flat = images.flatten(1)
+        total = torch.full((flat.shape[0],), -math.inf, dtype=flat.dtype, device=flat.device)
+        for latents in grid.split(max(1, 2_000_000 // flat.shape[1])):
+            decoded = self.vae.decode(latents).sample.flatten(1)  # (G_c, D)
+            log_prior = -0.5 * latents.square().sum(dim=1) - math.log(2 * math.pi)
+            total = torch.logaddexp(
+                total, torch.logsumexp(_log_likelihood_matrix(self.vae, flat, decoded) + log_prior, 1)
+            )
+        return total + 2 * math.log(step)
+
+
+def _log_likelihood_matrix(vae: VAE, flat: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+    r"""``log p(x_n | z_g)`` ``(N, G)`` for flattened images ``(N, D)`` and decoder outputs ``(G, D)`` by matrix
+    products: Bernoulli ``x · ℓ − Σ_j softplus(ℓ_j)``; Gaussian ``−(‖x‖² − 2 x · m + ‖m‖²) / 2s² − (D/2) log 2πs²``."""
+    if vae.config.likelihood == "bernoulli":
+        return flat @ decoded.T - torch.nn.functional.softplus(decoded).sum(dim=1)[None]
+    s = vae.config.observation_std
+    squares = flat.square().sum(dim=1)[:, None] - 2 * flat @ decoded.T + decoded.square().sum(dim=1)[None]
+    return -0.5 * squares / s**2 - 0.5 * flat.shape[1] * math.log(2 * math.pi * s**2)
 
 
 class AutoEncoderPipeline(_LatentImagePipeline):

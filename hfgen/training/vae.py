@@ -49,6 +49,7 @@ class VAEArguments(TrainingArguments):
         "num_nll_images",
         "num_validation_nll_samples",
         "num_importance_samples",
+        "quadrature_grid_size",
         "knn_neighbors",
         "classifier_path",
     }
@@ -57,7 +58,7 @@ class VAEArguments(TrainingArguments):
     model: str = documented("vae", f"which model to train: {MODELS}")
     dataset_name: str | None = documented(None, "Hub dataset id, e.g. ylecun/mnist (or use --train_data_files)")
     train_data_files: str | None = documented(None, "local training parquet file (instead of --dataset_name)")
-    test_data_files: str | None = documented(None, "local test parquet file (default: 10% held out of the train)")
+    test_data_files: str | None = documented(None, "local test parquet file (default: a tenth of the train held out)")
     image_column: str = "image"
     label_column: str = "label"
     image_size: int = 28
@@ -96,6 +97,9 @@ class VAEArguments(TrainingArguments):
     num_eval_samples: int = documented(1_000, "generated images scored by the classifier at the end")
     num_nll_images: int = documented(1_000, "test images for the final IWAE bound (VAE)")
     num_importance_samples: int = documented(1_000, "K of the IWAE bound")
+    quadrature_grid_size: int = documented(
+        200, "G: exact log p(x) of a 2-D-latent VAE by quadrature on a G × G grid over ±6σ, checked at G/2 (0: off)"
+    )
     knn_neighbors: int = documented(5, "k of the k-NN accuracy of test codes against training codes")
     classifier_path: str | None = documented(None, "folder of a saved MnistClassifier to score generated images")
 
@@ -127,7 +131,7 @@ class VAEArguments(TrainingArguments):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        for name in ("num_nll_images", "num_validation_nll_samples"):
+        for name in ("num_nll_images", "num_validation_nll_samples", "quadrature_grid_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
         if not self.kl_weight > 0:
@@ -248,6 +252,7 @@ class VAETask(TrainingTask):
         self._pipeline: VAEPipeline | AutoEncoderPipeline | None = None
         self._order: tuple[int, Tensor] | None = None
         self._neighbor_graph: Tensor | None = None
+        self._quadrature: tuple[Tensor, Tensor] | None = None
 
     @property
     def neighbor_graph(self) -> Tensor:
@@ -392,21 +397,40 @@ class VAETask(TrainingTask):
     @torch.no_grad()
     def log_likelihood(self, pipeline: VAEPipeline, points: Tensor) -> Tensor:
         """IWAE bound ``log (1/K) Σ_k p(x, z_k) / q(z_k | x)`` per image, ``K = num_importance_samples``, with
-        noise from a generator seeded by the run's seed (repeatable evaluations)."""
+        noise from a generator seeded by the run's seed (repeatable evaluations). With a 2-D latent space and
+        ``quadrature_grid_size = G > 0`` the exact ``log p(x)`` by quadrature (:meth:`VAEPipeline.log_prob`) on
+        grids of ``G`` and ``G/2`` points per axis is kept for :meth:`score_log_likelihood` (this process's
+        images)."""
         generator = torch.Generator().manual_seed(self.args.seed)
         chunks = [pipeline.vae.iwae_bound(c, self.args.num_importance_samples, generator) for c in points.split(100)]
+        grid = self.args.quadrature_grid_size
+        self._quadrature = None
+        if grid and pipeline.vae.config.latent_dim == 2:
+            exact = [pipeline.log_prob(points, grid_size=g) for g in (grid, max(grid // 2, 1))]
+            self._quadrature = (exact[0], exact[1])
         return torch.cat(chunks)
 
     def score_log_likelihood(self, log_prob: Tensor) -> dict[str, float]:
         values = log_prob.double()
         stderr = float(values.std() / values.numel() ** 0.5) if values.numel() > 1 else float("nan")
-        return {
+        metrics = {
             "iwae": float(values.mean()),
             "iwae_stderr": stderr,
             "nll": -float(values.mean()),
             "num_importance_samples": self.args.num_importance_samples,
             "num_nll_images": int(values.numel()),
         }
+        if self._quadrature is not None:
+            fine, coarse = (q.double() for q in self._quadrature)
+            count = fine.numel()
+            metrics |= {
+                "quadrature_nll": -float(fine.mean()),
+                "quadrature_nll_stderr": float(fine.std() / count**0.5) if count > 1 else float("nan"),
+                "quadrature_grid_size": self.args.quadrature_grid_size,
+                "quadrature_grid_change": float((fine - coarse).abs().max()),
+                "num_quadrature_images": count,
+            }
+        return metrics
 
     def _figures(self, pipeline: VAEPipeline | AutoEncoderPipeline, samples: Tensor | None) -> dict[str, Any]:
         from hfgen import plotting
@@ -440,6 +464,11 @@ class VAETask(TrainingTask):
 # card metrics: key → (model-index metric type, name, note); nats are per image
 _CARD_METRICS = {
     "nll": ("nll", "−log p(x) (nats, IWAE)", "importance-weighted bound with K samples on test images"),
+    "quadrature_nll": (
+        "quadrature-nll",
+        "−log p(x) (nats, exact)",
+        "quadrature of ∫ p(x | z) N(z; 0, I) dz on a latent grid over ±6σ",
+    ),
     "elbo": ("elbo", "ELBO (nats)", "E_q log p(x | z) − KL, one z per test image"),
     "reconstruction_nll": ("reconstruction-nll", "−log p(x | ẑ) (nats)", "through the code ẑ = μ(x) / e(x)"),
     "reconstruction_mse": ("reconstruction-mse", "reconstruction MSE", "per pixel, E[x | ẑ] against x"),
@@ -448,7 +477,7 @@ _CARD_METRICS = {
     "samples_label_entropy": ("label-entropy", "label entropy (nats)", "of the samples' predicted labels; log 10"),
     "samples_frechet_distance": ("frechet-distance", "Fréchet distance", "classifier features, samples vs test"),
 }
-_STDERR = {"nll": "iwae_stderr", "elbo": "elbo_stderr"}
+_STDERR = {"nll": "iwae_stderr", "elbo": "elbo_stderr", "quadrature_nll": "quadrature_nll_stderr"}
 
 
 def _format(value: Any) -> str:
@@ -556,6 +585,9 @@ def vae_card(args: VAEArguments, metrics: Mapping[str, Any], repo_id: str | None
         ema_decay=args.ema_decay,
         num_importance_samples=metrics.get("num_importance_samples", args.num_importance_samples),
         num_nll_images=metrics.get("num_nll_images", 0),
+        quadrature_grid_size=metrics.get("quadrature_grid_size", 0),
+        quadrature_grid_change=metrics.get("quadrature_grid_change"),
+        num_quadrature_images=metrics.get("num_quadrature_images", 0),
         knn_neighbors=args.knn_neighbors,
         num_eval_images=args.num_eval_images,
         metrics_table=vae_metrics_table(metrics),

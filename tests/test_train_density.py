@@ -1,0 +1,259 @@
+"""hfgen.training.density and training/train_density.py: recipes, refusals, EM and KDE steps against their maths and
+scikit-learn, the CNF's maximum-likelihood loss against a closed form, exact resume, outputs and the card."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from factories import reset_accelerate
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+from hfgen.methods.cnf import cnf_log_prob, cnf_nll_loss
+from hfgen.methods.kde import select_bandwidth
+from hfgen.methods.mixtures import e_step, m_step
+from hfgen.models.kde import rule_bandwidth
+from hfgen.models.mixture import GaussianMixture
+from hfgen.pipelines.density import DensityPipeline
+from hfgen.pipelines.flow_matching import FlowMatchingPipeline
+from hfgen.training.density import DensityArguments, DensityTask
+from hfgen.training.trainer import Trainer, run
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "training" / "train_density.py"
+TINY = {
+    "gmm": {"num_components": 3, "num_train_points": 300, "max_train_steps": 6, "num_inits": 2},
+    "kde": {"num_train_points": 200, "bandwidth_grid_size": 4, "cv_folds": 2},
+    "made": {"hidden_sizes": [8], "num_components": 2, "max_train_steps": 6, "train_batch_size": 32},
+    "coupling": {"num_couplings": 2, "hidden_size": 8, "num_layers": 1, "max_train_steps": 6, "train_batch_size": 32},
+    "cnf": {"hidden_size": 8, "num_layers": 1, "max_train_steps": 6, "train_batch_size": 16, "num_ode_steps": 2},
+}
+QUIET = {
+    "report_to": "none",
+    "lr_warmup_steps": 2,
+    "checkpointing_steps": 3,
+    "validation_steps": 0,
+    "num_eval_samples": 50,
+    "num_nll_samples": 20,
+    "num_validation_samples": 50,
+    "num_validation_nll_samples": 0,
+    "num_inference_steps": 4,
+}
+
+
+def tiny(model: str, out, **overrides) -> DensityArguments:
+    return DensityArguments(model=model, output_dir=str(out), **{**QUIET, **TINY[model], **overrides})
+
+
+def test_unset_arguments_take_the_models_recipe_and_set_ones_are_kept():
+    gmm = DensityArguments(model="gmm")
+    assert (gmm.num_components, gmm.num_train_points, gmm.max_train_steps) == (8, 10_000, 100)
+    assert DensityArguments(model="gmm", num_components=5).num_components == 5
+    made_points = DensityArguments(model="made")
+    made_images = DensityArguments(model="made", dataset_name="ylecun/mnist")
+    assert made_points.num_train_points == 0 and made_points.hidden_sizes != made_images.hidden_sizes
+    assert DensityArguments(model="kde").bandwidth == "cv" and DensityArguments(model="kde").max_train_steps == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "gmm", "num_train_points": 5, "num_components": 8}, "`num_train_points`=5 is fewer than `num_co"),
+        ({"model": "kde", "bandwidth": "0"}, "`bandwidth` must be a finite number > 0, got '0'"),
+        ({"model": "kde", "bandwidth": "-0.5"}, "`bandwidth` must be a finite number > 0"),
+        ({"model": "kde", "bandwidth": "wide"}, "`bandwidth` must be a number > 0, 'cv' or one of"),
+        ({"model": "gmm", "dataset_name": "ylecun/mnist"}, "image data .* needs `model`='made'"),
+        ({"model": "flow"}, "`model` must be one of"),
+        ({"model": "made", "dataset": "nope"}, "unknown toy distribution 'nope'"),
+        ({"model": "cnf", "divergence": "trace"}, "`divergence` must be one of"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DensityArguments(**kwargs)
+
+
+def test_bad_data_is_refused_naming_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="`train_points` have dimension 3, but dataset '8gaussians' has 2"):
+        DensityTask(tiny("made", tmp_path), {"train": torch.zeros(10, 3)})
+    nan = torch.zeros(10, 2)
+    nan[4, 1] = float("nan")
+    with pytest.raises(ValueError, match="`train_points` has 1 of 10 rows with NaN"):
+        DensityTask(tiny("made", tmp_path), {"train": nan})
+    with pytest.raises(ValueError, match="`train_points` has 2 points, fewer than `num_components`=3"):
+        DensityTask(tiny("gmm", tmp_path), {"train": torch.randn(2, 2)})
+    images = {"train": torch.rand(4, 1, 2, 2) * 1.5, "test": torch.rand(4, 1, 2, 2)}
+    with pytest.raises(ValueError, match="`train_images` must lie in \\[0, 1\\] for the Bernoulli model"):
+        DensityTask(tiny("made", tmp_path, dataset_name="ylecun/mnist"), images)
+
+
+def test_an_em_step_is_the_e_step_then_the_m_step_and_the_likelihood_never_decreases(tmp_path):
+    task = DensityTask(tiny("gmm", tmp_path))
+    model = task.build_model()
+    reference = GaussianMixture(3, 2, "full").double()
+    reference.load_state_dict(model.state_dict())
+    data = task.train.double()
+    before = task.update(model, task.batch(0, 0), torch.device("cpu"))
+    log_resp, log_prob = e_step(reference, data)
+    m_step(reference, data, log_resp, task.args.reg_covar)
+    assert before.item() == pytest.approx(-log_prob.mean().item(), abs=1e-12)
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=1e-12)
+    for _ in range(10):
+        task.update(model, task.batch(0, 0), torch.device("cpu"))
+    history = task.em_history
+    assert all(b >= a - 1e-12 for a, b in zip(history, history[1:], strict=False))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # tol = 0: it runs all 200 steps
+def test_the_fitted_gmm_matches_scikit_learn_from_the_same_start(tmp_path):
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    task = DensityTask(tiny("gmm", tmp_path, max_train_steps=200))
+    model = task.build_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(200):
+        task.update(model, task.batch(0, 0), torch.device("cpu"))
+    model.load_state_dict(start)
+    sk = SkGaussianMixture(
+        3, weights_init=model.weights.detach().numpy(), means_init=model.means.detach().numpy(),
+        precisions_init=torch.linalg.inv(model.covariances).detach().numpy(), max_iter=200, tol=0.0, reg_covar=1e-6,
+    ).fit(task.train.double().numpy())  # fmt: skip
+    ours = DensityTask(tiny("gmm", tmp_path, max_train_steps=200))
+    fitted = ours.build_model()
+    for _ in range(200):
+        ours.update(fitted, ours.batch(0, 0), torch.device("cpu"))
+    with torch.no_grad():
+        mean_log_lik = fitted.log_prob(task.train.double()).mean().item()
+    assert mean_log_lik == pytest.approx(sk.score(task.train.double().numpy()), abs=1e-6)
+
+
+def test_the_kde_step_stores_the_sample_and_picks_the_cross_validated_bandwidth(tmp_path):
+    from sklearn.neighbors import KernelDensity as SkKernelDensity
+
+    task = DensityTask(tiny("kde", tmp_path))
+    model = task.build_model()
+    task.update(model, task.batch(0, 0), torch.device("cpu"))
+    assert torch.equal(model.data, task.train)
+    scott = rule_bandwidth(task.train, "scott")
+    grid = scott * torch.logspace(math.log10(0.1), math.log10(2.0), 4)
+    expected = select_bandwidth(task.train, grid, 2, torch.Generator().manual_seed(0)).bandwidth
+    assert model.bandwidth == expected == task.state_dict()["bandwidth"].item()
+    points = task.target.sample(30, torch.Generator().manual_seed(1)).double()
+    sk = SkKernelDensity(bandwidth=expected).fit(task.train.double().numpy())
+    model64 = DensityTask(tiny("kde", tmp_path, bandwidth=str(expected)), {"train": task.train.double()})
+    kde64 = model64.build_model()
+    model64.update(kde64, model64.batch(0, 0), torch.device("cpu"))
+    expected = torch.from_numpy(sk.score_samples(points.numpy()))
+    torch.testing.assert_close(kde64.log_prob(points), expected, rtol=0, atol=1e-6)
+
+
+def test_the_cnf_likelihood_and_its_gradient_equal_the_closed_form_of_a_linear_field():
+    # v(x, t) = a x: z(1) = x gives z(0) = e^{−a} x, and log p_1(x) = log N(e^{−a} x; 0, I) − D a.
+    a = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def normal(z):
+        return -0.5 * z.square().sum(1) - math.log(2 * math.pi)
+
+    got = cnf_log_prob(lambda z, t: a * z, x, normal, solver="rk4", num_steps=20)
+    squares = x.square().sum(1)
+    expected = -0.5 * squares * math.exp(-0.6) - math.log(2 * math.pi) - 2 * 0.3
+    torch.testing.assert_close(got.detach(), expected, rtol=0, atol=1e-8)
+    cnf_nll_loss(lambda z, t: a * z, x, normal, solver="rk4", num_steps=20).backward()
+    # d/da of −mean log p_1 = −mean(‖x‖² e^{−2a} − D)
+    assert a.grad.item() == pytest.approx(-(squares * math.exp(-0.6) - 2).mean().item(), abs=1e-7)
+    hutchinson = cnf_log_prob(
+        lambda z, t: a * z, x, normal, num_steps=20, divergence_method="hutchinson", generator=torch.Generator()
+    )
+    torch.testing.assert_close(hutchinson.detach(), expected, rtol=0, atol=1e-8)  # εᵀ(aI)ε = a·D exactly
+
+
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [("gmm", {}), ("made", {}), ("coupling", {}), ("cnf", {}), ("cnf", {"divergence": "hutchinson"})],
+)
+def test_a_run_resumed_from_a_mid_run_checkpoint_ends_with_bit_identical_weights(tmp_path, model, options):
+    full_args = tiny(model, tmp_path / "full", **options)
+    full = Trainer(DensityTask(full_args)).train()
+    reset_accelerate()
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
+    task = DensityTask(replace(full_args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    resumed = Trainer(task).train()
+    reset_accelerate()
+    network = "velocity" if model == "cnf" else "model"
+    ours, theirs = getattr(full.pipeline, network), getattr(resumed.pipeline, network)
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, theirs.state_dict()[key]), key
+    saved = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
+    assert saved.keys()
+    if model == "gmm":
+        assert len(task.em_history) == 6
+
+
+def test_a_tiny_cnf_run_saves_a_flow_matching_pipeline_with_metrics_figures_and_card(tmp_path):
+    args = tiny("cnf", tmp_path / "cnf", validation_steps=3, num_validation_nll_samples=10)
+    metrics = run(DensityTask(args), args.num_eval_samples, args.num_nll_samples)
+    reset_accelerate()
+    out = tmp_path / "cnf"
+    names = ("model_index.json", "README.md", "metrics.json", "samples.png", "density.png",
+             "validation/step-0000003-density.png", "checkpoints/checkpoint-6/weights-model.safetensors")  # fmt: skip
+    for name in names:
+        assert (out / name).is_file(), name
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["nll_minus_entropy"] == pytest.approx(stored["nll"] - stored["entropy"])
+    assert [r["step"] for r in stored["validation"]] == [3, 6] and metrics["num_nll_samples"] == 20
+    pipe = FlowMatchingPipeline.from_pretrained(out)
+    points = torch.randn(4, 2)
+    torch.testing.assert_close(pipe.log_prob(points), DensityTask(args).log_likelihood(pipe, points))
+    card = ModelCard.load(out / "README.md")
+    nll = next(r for r in card.data.eval_results if r.metric_type == "nll")
+    assert nll.metric_value == pytest.approx(stored["nll"], abs=1e-6)
+    assert "FFJORD" in card.text and "FlowMatchingPipeline.from_pretrained" in card.text
+
+
+def test_made_on_tiny_binary_images_reports_the_test_nll_in_nats_and_a_sample_grid(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    grey = {"train": torch.rand(64, 1, 3, 3, generator=generator), "test": torch.rand(16, 1, 3, 3, generator=generator)}
+    args = tiny("made", tmp_path / "made", dataset_name="ylecun/mnist", image_size=3, num_nll_samples=16)
+    task = DensityTask(args, grey)
+    assert torch.equal(task.test, (grey["test"] > 0.5).float())  # binarised at 0.5
+    metrics = run(task, args.num_eval_samples, args.num_nll_samples)
+    reset_accelerate()
+    pipe = DensityPipeline.from_pretrained(tmp_path / "made")
+    nll = -pipe.log_prob(task.test).double().mean().item()
+    assert metrics["nll"] == pytest.approx(nll, abs=1e-5) and "entropy" not in metrics
+    assert (tmp_path / "made" / "samples.png").is_file() and not (tmp_path / "made" / "density.png").exists()
+    assert "binarised at 0.5" in (tmp_path / "made" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_script_fits_the_gmm_recipe_and_writes_a_loadable_pipeline_and_card(tmp_path):
+    out = tmp_path / "gmm"
+    argv = ["--model", "gmm", "--num_train_points", "400", "--num_eval_samples", "100", "--num_nll_samples", "50",
+            "--max_train_steps", "20", "--report_to", "none", "--output_dir", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["em_monotone"] and len(metrics["em_log_likelihood"]) == 21
+    assert json.loads((out / "args.json").read_text())["num_components"] == 8  # the 8gaussians recipe
+    pipe = DensityPipeline.from_pretrained(out)
+    assert pipe.model.config.num_components == 8
+    card = (out / "README.md").read_text()
+    assert "Dempster, Laird" in card and "never decreased" in card
+
+
+def test_the_help_of_every_argument_renders():
+    from transformers import HfArgumentParser
+
+    text = HfArgumentParser(DensityArguments).format_help()
+    assert "--bandwidth" in text and "ylecun/mnist" in text and "../shared" not in text

@@ -1,0 +1,20 @@
+"""Train an explicit density model (GMM by EM, KDE, MADE, coupling flow, CNF by maximum likelihood) and save it as a
+diffusers pipeline. Arguments left unset take the model's benchmark recipe (hfgen.training.density.RECIPES).
+
+python training/train_density.py --model gmm --dataset 8gaussians --output_dir out/gmm-8g
+python training/train_density.py --model cnf --dataset checkerboard --output_dir out/cnf-cb
+python training/train_density.py --model made --dataset_name ylecun/mnist --output_dir out/made-mnist
+accelerate launch training/train_density.py --model coupling ... --resume_from_checkpoint latest
+"""
+
+from hfgen.training.cli import run_script
+from hfgen.training.density import DensityArguments, DensityTask
+from hfgen.training.trainer import run
+
+
+def train(args: DensityArguments) -> dict:
+    return run(DensityTask(args), args.num_eval_samples, args.num_nll_samples)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(DensityArguments, train, __doc__))
