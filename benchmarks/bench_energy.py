@@ -1,0 +1,448 @@
+"""Energy-based models benchmark: the RBM on MNIST (PCD, our AIS) beside scikit-learn's ``BernoulliRBM`` trained on
+the same batches for the same CPU time, and 2-D EBMs trained by maximum likelihood (8 Gaussians, checkerboard)
+beside torchebm's Langevin sampler run on the same trained energy.
+
+    python benchmarks/bench_energy.py --data_root /path/to/data          # every run (MNIST parquet in <root>/mnist)
+    python benchmarks/bench_energy.py --runs rbm sklearn_rbm --data_root /path/to/data   # a subset; others are kept
+    python benchmarks/bench_energy.py --runs ebm-8gaussians ebm-checkerboard
+    python benchmarks/bench_energy.py --quick --data_root /path/to/data  # a smoke run in seconds (numbers meaningless)
+
+One thread; training times are CPU seconds of this process (``time.process_time``), as the shared Trainer reports
+them. Every run is stored as ``<output>/energy_runs/<run>.json`` and ``ENERGY_RESULTS.md`` and
+``energy_results.json`` are written from all stored runs, so runs can be made in separate processes.
+
+- ``rbm``: the ``RBMArguments`` defaults (500 hidden units, PCD-1). MNIST training images are binarised afresh at
+  every batch (``v ~ Bernoulli(pixel)``), the 10,000 test images once with seed 0. Test log-likelihood
+  ``−F(v) − log Ẑ`` with ``log Ẑ`` by AIS from the base-rate model (``ais_num_chains`` runs, ``ais_num_betas``
+  equally spaced β).
+- ``sklearn_rbm``: ``sklearn.neural_network.BernoulliRBM`` (500 components, PCD-1 with SGD), ``partial_fit`` on the
+  same stream of binarised batches until it has used the CPU time of the stored ``rbm`` run; scored by the same AIS.
+- ``ebm-<dataset>``: the ``EBMArguments`` defaults (the 8-Gaussians recipe) with ``EBM_OVERRIDES`` for the data
+  set; W2 of 10,000 samples against as many data samples, mean of 2 draws, beside the floor W2 between two data
+  samples; NLL of 10,000 held-out points with ``log Z`` by quadrature, beside the exact entropy. Peer: torchebm's
+  ``LangevinDynamics`` (ULA) and ours (``LangevinScheduler``) run on the trained energy from the same uniform starts
+  with the same step and length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hfgen.data import get_toy_distribution
+from hfgen.metrics import nll_report, w2_against_floor, wasserstein2
+from hfgen.models.rbm import RBMModel
+from hfgen.pipelines.rbm import RBMPipeline
+from hfgen.schedulers.gibbs import GibbsScheduler
+from hfgen.schedulers.langevin import LangevinScheduler
+from hfgen.training.ebm import EBMArguments, train_ebm
+from hfgen.training.engine import HELD_OUT_SEED
+from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, load_rbm_data, train_rbm
+
+HERE = Path(__file__).resolve().parent
+EBM_DATASETS = ("8gaussians", "checkerboard")
+RUNS = ("rbm", "sklearn_rbm", *(f"ebm-{d}" for d in EBM_DATASETS))
+TARGETS = {
+    "rbm_log_likelihood_min": -100.0,
+    "rbm_cpu_minutes_max": 20.0,
+    "ebm_nll_minus_entropy_max": {"8gaussians": 0.20, "checkerboard": 0.35},
+    "ebm_w2_ratio_max": {"8gaussians": 2.0},
+    "ebm_cpu_minutes_max": 10.0,
+}
+#: Salakhutdinov & Murray (2008), Table 1: 500 hidden units, MNIST, AIS test log-likelihoods (nats)
+PUBLISHED = {"CD-1": -125.53, "CD-3": -105.50, "CD-25": -86.34}
+#: scikit-learn's learning rate for the same batches (SGD on the mean gradient)
+SKLEARN_LEARNING_RATE = 0.05
+EBM_W2_SAMPLES, EBM_W2_DRAWS, EBM_NLL_POINTS = 10_000, 2, 10_000
+#: arguments that differ from the ``EBMArguments`` defaults (the 8-Gaussians recipe), per data set
+EBM_OVERRIDES: dict[str, dict[str, Any]] = {
+    "checkerboard": {
+        "training_sampler": "langevin",
+        "step_size": 1e-3,
+        "langevin_steps": 40,
+        "regularization": 0.01,
+        "max_train_steps": 5_000,
+    }
+}
+
+
+def rbm_args(data_root: Path, quick: bool) -> RBMArguments:
+    args = RBMArguments(
+        train_data_files=str(data_root / "mnist" / "train.parquet"),
+        test_data_files=str(data_root / "mnist" / "test.parquet"),
+        output_dir=str(HERE / "out" / "energy-rbm"),
+        overwrite_output_dir=True,
+        checkpointing_steps=0,
+        validation_steps=0,
+        report_to="none",
+        logging_steps=500,
+    )
+    if quick:
+        args = replace(args, max_train_steps=30, num_nll_images=200, num_eval_images=200, ais_num_betas=100)
+    return args
+
+
+def rbm_data(args: RBMArguments, quick: bool) -> dict[str, torch.Tensor]:
+    data = load_rbm_data(args)
+    return {k: v[:3000] for k, v in data.items()} if quick else data
+
+
+def rbm_row(metrics: dict[str, Any], train_cpu: float, steps: int, task: RBMTask) -> dict[str, Any]:
+    return {
+        **metrics,
+        "train_cpu_seconds": train_cpu,
+        "train_steps": steps,
+        "epochs": steps * task.args.train_batch_size / task.train_images.shape[0],
+        "num_test_images": int(task.test_images.shape[0]),
+        "binarize": task.args.binarize,
+        "num_hidden": task.args.num_hidden,
+    }
+
+
+def bench_rbm(data_root: Path, quick: bool) -> dict[str, Any]:
+    """Train and evaluate our RBM (the ``RBMArguments`` defaults)."""
+    args = rbm_args(data_root, quick)
+    pipeline, info, task = train_rbm(args, rbm_data(args, quick))
+    start = time.process_time()
+    metrics = evaluate_rbm(pipeline, task)
+    row = rbm_row(metrics, info["train_cpu_seconds"], info["train_steps"], task)
+    recipe = ("method", "gibbs_steps", "num_chains", "train_batch_size", "learning_rate", "adam_beta1", "lr_scheduler")
+    return {**row, "eval_cpu_seconds": time.process_time() - start, "recipe": {k: getattr(args, k) for k in recipe}}
+
+
+def bench_sklearn_rbm(data_root: Path, quick: bool, cpu_budget: float) -> dict[str, Any]:
+    """``BernoulliRBM.partial_fit`` on our batch stream until ``cpu_budget`` CPU seconds are used; our AIS."""
+    from sklearn.neural_network import BernoulliRBM
+
+    args = rbm_args(data_root, quick)
+    task = RBMTask(args, rbm_data(args, quick))
+    rbm = BernoulliRBM(
+        n_components=args.num_hidden, learning_rate=SKLEARN_LEARNING_RATE, batch_size=args.train_batch_size,
+        random_state=0,
+    )  # fmt: skip
+    start, steps = time.process_time(), 0
+    while time.process_time() - start < cpu_budget:
+        rbm.partial_fit(task.batch(steps, 0, 1)[0].numpy())
+        steps += 1
+    train_cpu = time.process_time() - start
+    model = RBMModel(num_visible=args.num_visible, num_hidden=args.num_hidden, image_size=args.image_size)
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(rbm.components_.T.astype(np.float32)))
+        model.visible_bias.copy_(torch.from_numpy(rbm.intercept_visible_.astype(np.float32)))
+        model.hidden_bias.copy_(torch.from_numpy(rbm.intercept_hidden_.astype(np.float32)))
+    pipeline = RBMPipeline(model, GibbsScheduler())
+    start = time.process_time()
+    metrics = evaluate_rbm(pipeline, task)
+    row = rbm_row(metrics, train_cpu, steps, task)
+    recipe = {"learning_rate": SKLEARN_LEARNING_RATE, "batch_size": args.train_batch_size, "method": "PCD-1, SGD"}
+    return {**row, "eval_cpu_seconds": time.process_time() - start, "recipe": recipe}
+
+
+def torchebm_samples(model: torch.nn.Module, starts: torch.Tensor, step_size: float, steps: int, seed: int) -> Any:
+    """torchebm's ``LangevinDynamics`` (``x ← x − η∇E + √(2η) z``) on ``model`` from ``starts``."""
+    from torchebm.core import BaseModel
+    from torchebm.samplers import LangevinDynamics
+
+    class TrainedEnergy(BaseModel):
+        def __init__(self, energy: torch.nn.Module):
+            super().__init__()
+            self.energy = energy
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.energy(x, return_dict=False)[0]
+
+    sampler = LangevinDynamics(TrainedEnergy(model), step_size=step_size, noise_scale=1.0)
+    return sampler.sample(x=starts.clone(), n_steps=steps, generator=torch.Generator().manual_seed(seed))
+
+
+def peer_rows(pipeline: Any, args: EBMArguments, n: int) -> dict[str, Any]:
+    """W2 to the data of ULA samples by torchebm and by hfgen from the same starts (step ``sample_step_size``,
+    ``num_sample_steps`` steps), W2 between the two sample sets, and the CPU seconds of each."""
+    target = get_toy_distribution(args.dataset)
+    g = torch.Generator().manual_seed(11)
+    starts = args.buffer_low + (args.buffer_high - args.buffer_low) * torch.rand(n, 2, generator=g)
+    data = target.sample(n, g)
+    start = time.process_time()
+    ours = pipeline(
+        start_samples=starts, num_inference_steps=args.num_sample_steps, generator=torch.Generator().manual_seed(12),
+    ).samples  # fmt: skip
+    our_cpu = time.process_time() - start
+    ours_ula = type(pipeline)(pipeline.model, LangevinScheduler(step_size=args.sample_step_size))
+    ours_ula.set_progress_bar_config(disable=True)
+    start = time.process_time()
+    ula = ours_ula(
+        start_samples=starts, num_inference_steps=args.num_sample_steps, generator=torch.Generator().manual_seed(13)
+    ).samples
+    ula_cpu = time.process_time() - start
+    row: dict[str, Any] = {
+        "num_samples": n,
+        "hfgen_sampler_w2": wasserstein2(ours, data),
+        "hfgen_sampler_cpu_seconds": our_cpu,
+        "hfgen_ula_w2": wasserstein2(ula, data),
+        "hfgen_ula_cpu_seconds": ula_cpu,
+        "data_floor_w2": wasserstein2(target.sample(n, g), data),
+    }
+    try:
+        import torchebm
+    except ImportError as error:
+        return {**row, "torchebm": f"not installed ({error}): pip install torchebm"}
+    start = time.process_time()
+    theirs = torchebm_samples(pipeline.model, starts, args.sample_step_size, args.num_sample_steps, 14)
+    row |= {
+        "torchebm_version": torchebm.__version__,
+        "torchebm_ula_w2": wasserstein2(theirs, data),
+        "torchebm_ula_cpu_seconds": time.process_time() - start,
+        "hfgen_ula_vs_torchebm_w2": wasserstein2(ula, theirs),
+    }
+    return row
+
+
+def bench_ebm(dataset: str, quick: bool) -> dict[str, Any]:
+    """Train the ``EBMArguments`` defaults (with :data:`EBM_OVERRIDES`) on ``dataset`` and measure it."""
+    args = EBMArguments(
+        dataset=dataset,
+        output_dir=str(HERE / "out" / f"energy-ebm-{dataset}"),
+        overwrite_output_dir=True,
+        checkpointing_steps=0,
+        validation_steps=0,
+        report_to="none",
+        logging_steps=500,
+        num_nll_samples=EBM_NLL_POINTS,
+        **EBM_OVERRIDES.get(dataset, {}),
+    )
+    n, draws = EBM_W2_SAMPLES, EBM_W2_DRAWS
+    if quick:
+        args = replace(args, max_train_steps=20, num_sample_steps=20, num_nll_samples=200, grid_size=64)
+        n, draws = 300, 2
+    pipeline, info, _ = train_ebm(args)
+    pipeline.set_progress_bar_config(disable=True)
+    start = time.process_time()
+    target = get_toy_distribution(dataset)
+    held_out = target.sample(args.num_nll_samples, torch.Generator().manual_seed(HELD_OUT_SEED))
+    metrics = nll_report(pipeline.log_prob(held_out, args.bounds, args.grid_size), target.entropy)
+
+    def sample(k: int, g: torch.Generator) -> torch.Tensor:
+        return pipeline(k, args.num_sample_steps, generator=g).samples
+
+    w2 = w2_against_floor(sample, target, n, draws, seed=5)
+    log_z = pipeline.log_partition(args.bounds, args.grid_size)
+    recipe_keys = ("hidden_size", "num_layers", "confinement", "regularization", "training_sampler", "step_size",
+                   "langevin_steps", "buffer_size", "reinit_fraction", "train_batch_size", "max_train_steps",
+                   "learning_rate", "sample_sampler", "sample_step_size", "num_sample_steps", "grid_bound",
+                   "grid_size")  # fmt: skip
+    return {
+        "dataset": dataset,
+        "train_cpu_seconds": info["train_cpu_seconds"],
+        "train_steps": info["train_steps"],
+        "nll": metrics["nll"],
+        "nll_stderr": metrics["nll_stderr"],
+        "entropy": metrics["entropy"],
+        "nll_minus_entropy": metrics["nll_minus_entropy"],
+        "num_nll_points": args.num_nll_samples,
+        "log_partition": float(log_z.log_partition),
+        "log_partition_error": log_z.error_estimate,
+        "w2": w2,
+        "w2_samples": n,
+        "w2_draws": draws,
+        "eval_cpu_seconds": time.process_time() - start,
+        "peer": peer_rows(pipeline, args, 2_000 if not quick else 200),
+        "recipe": {k: getattr(args, k) for k in recipe_keys},
+    }
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def write_report(results: dict[str, Any], path: Path) -> None:
+    runs, targets = results["runs"], results["targets"]
+    quick = any(r.get("quick") for r in runs.values())
+    lines = [
+        "# hfgen energy-based models benchmark" + (" (QUICK smoke run: numbers meaningless)" if quick else ""),
+        "",
+        f"Written by `python benchmarks/bench_energy.py` on {results['machine']}, torch {results['torch']}, "
+        f"{results['threads']} thread; times are CPU seconds of the process (`time.process_time`), on a machine",
+        "shared with other jobs.",
+        "",
+    ]
+    ours, peer = runs.get("rbm"), runs.get("sklearn_rbm")
+    if ours or peer:
+        lines += [
+            "## RBM, 500 hidden units, MNIST",
+            "",
+            "Binarisation: training images drawn afresh at every batch, `v ~ Bernoulli(pixel / 255)`; the 10,000 test",
+            "images binarised once (stochastically, seed 0) and kept fixed. Test log-likelihood `−F(v) − log Ẑ` in",
+            "nats per image, `log Ẑ` by AIS from the base-rate model (visible biases `log p̄ / (1 − p̄)` of the",
+            "training pixels) with the number of runs and of equally spaced β shown; ± combines the spread over",
+            "test images and the AIS standard error of `log Ẑ`. The pseudo-log-likelihood and the reconstruction",
+            "error are on the same test images.",
+            "",
+            "| model | training | CPU s (epochs) | test log p (AIS) | log Ẑ ± se | AIS runs × β | pseudo-LL | "
+            "recon. error |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, label in (("rbm", "hfgen `RBMModel`"), ("sklearn_rbm", "scikit-learn `BernoulliRBM`")):
+            r = runs.get(name)
+            if r is None:
+                continue
+            recipe = r["recipe"]
+            if name == "rbm":
+                training = (
+                    f"{recipe['method'].upper()}-{recipe['gibbs_steps']}, {recipe['num_chains']} chains, batch "
+                    f"{recipe['train_batch_size']}, AdamW {recipe['learning_rate']:g} (β₁ {recipe['adam_beta1']}), "
+                    f"{recipe['lr_scheduler']}"
+                )
+            else:
+                training = f"{recipe['method']} {recipe['learning_rate']:g}, batch {recipe['batch_size']}, same batches"
+            lines.append(
+                f"| {label} | {training} | {r['train_cpu_seconds']:.0f} ({r['epochs']:.1f}) | "
+                f"{r['log_likelihood']:.2f} ± {r['log_likelihood_stderr']:.2f} | {r['log_partition']:.2f} ± "
+                f"{r['log_partition_stderr']:.2f} | {r['ais_num_chains']} × {r['ais_num_betas']:,} | "
+                f"{r['pseudo_log_likelihood']:.2f} | {r['reconstruction_error']:.2f} |"
+            )
+        if peer is None:
+            lines.append(
+                "| scikit-learn `BernoulliRBM` | not measured yet: `python benchmarks/bench_energy.py --runs "
+                "sklearn_rbm --data_root …` | | | | | | |"
+            )
+        lines += [
+            "",
+            "Published (Salakhutdinov & Murray 2008, 500 hidden units, AIS): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in PUBLISHED.items())
+            + " nats (their binarisation and AIS schedule differ from ours).",
+            "",
+        ]
+        if ours:
+            minutes = ours["train_cpu_seconds"] / 60
+            ok = (
+                ours["log_likelihood"] >= targets["rbm_log_likelihood_min"]
+                and minutes <= targets["rbm_cpu_minutes_max"]
+            )
+            lines += [
+                f"Target: test log-likelihood ≥ {targets['rbm_log_likelihood_min']:.0f} nats within "
+                f"{targets['rbm_cpu_minutes_max']:.0f} CPU minutes: {ours['log_likelihood']:.2f} in {minutes:.1f} min, "
+                f"{_met(ok)}.",
+                "",
+            ]
+    for dataset in EBM_DATASETS:
+        r = runs.get(f"ebm-{dataset}")
+        if r is None:
+            continue
+        recipe, w2, p = r["recipe"], r["w2"], r["peer"]
+        lines += [
+            f"## 2-D EBM, {dataset}",
+            "",
+            f"Energy MLP {recipe['num_layers']} × {recipe['hidden_size']} (κ = {recipe['confinement']}), α = "
+            f"{recipe['regularization']}; training chains: {recipe['langevin_steps']} {recipe['training_sampler']} "
+            "steps "
+            f"(η = {recipe['step_size']}) from a replay buffer of {recipe['buffer_size']:,} (restarts "
+            f"{recipe['reinit_fraction']}); batch {recipe['train_batch_size']}, {r['train_steps']:,} steps, AdamW "
+            f"{recipe['learning_rate']:g}. Samples: {recipe['num_sample_steps']} {recipe['sample_sampler']} steps "
+            f"(η = {recipe['sample_step_size']}) from uniform noise. log Z by quadrature on {recipe['grid_size']}² "
+            f"cells of [−{recipe['grid_bound']:g}, {recipe['grid_bound']:g}]² (error estimate "
+            f"{r['log_partition_error']:.1e}).",
+            "",
+            "| train CPU s | NLL ± se | entropy | NLL − entropy | W2 (mean of draws) | floor | W2 / floor |",
+            "|---|---|---|---|---|---|---|",
+            f"| {r['train_cpu_seconds']:.0f} | {r['nll']:.4f} ± {r['nll_stderr']:.4f} | {r['entropy']:.4f} | "
+            f"{r['nll_minus_entropy']:.4f} | {w2['w2']:.4f} ± {w2['w2_sd']:.4f} | {w2['floor']:.4f} | "
+            f"{w2['ratio']:.2f} |",
+            "",
+            f"NLL on {r['num_nll_points']:,} held-out points; W2 of {r['w2_samples']:,} samples against as many data "
+            f"samples, mean of {r['w2_draws']} draws, beside the floor W2 between two data samples.",
+            "",
+        ]
+        found = [
+            f"NLL − entropy {r['nll_minus_entropy']:.3f} ≤ {targets['ebm_nll_minus_entropy_max'][dataset]}: "
+            + _met(r["nll_minus_entropy"] <= targets["ebm_nll_minus_entropy_max"][dataset])
+        ]
+        if dataset in targets["ebm_w2_ratio_max"]:
+            bound = targets["ebm_w2_ratio_max"][dataset]
+            found.append(f"W2 / floor {w2['ratio']:.2f} ≤ {bound}: " + _met(w2["ratio"] <= bound))
+        minutes = r["train_cpu_seconds"] / 60
+        bound = targets["ebm_cpu_minutes_max"]
+        found.append(f"{minutes:.1f} CPU min ≤ {bound:.0f}: " + _met(minutes <= bound))
+        lines += ["Targets: " + "; ".join(found) + ".", ""]
+        peer_lines = [
+            f"Peer check of the sampler ({p['num_samples']:,} chains from the same uniform starts, "
+            f"{recipe['num_sample_steps']} steps, η = {recipe['sample_step_size']}; W2 to {p['num_samples']:,} "
+            "data samples):",
+            "",
+            "| sampler | W2 to data | CPU s |",
+            "|---|---|---|",
+            f"| hfgen `EnergyPipeline` ({recipe['sample_sampler']}) | {p['hfgen_sampler_w2']:.4f} | "
+            f"{p['hfgen_sampler_cpu_seconds']:.2f} |",
+            f"| hfgen `LangevinScheduler` (ULA) | {p['hfgen_ula_w2']:.4f} | {p['hfgen_ula_cpu_seconds']:.2f} |",
+        ]
+        if "torchebm_ula_w2" in p:
+            peer_lines += [
+                f"| torchebm {p['torchebm_version']} `LangevinDynamics` (ULA) | {p['torchebm_ula_w2']:.4f} | "
+                f"{p['torchebm_ula_cpu_seconds']:.2f} |",
+                f"| two data samples (floor) | {p['data_floor_w2']:.4f} | |",
+                "",
+                f"W2 between the hfgen ULA and torchebm ULA samples: {p['hfgen_ula_vs_torchebm_w2']:.4f} (the floor "
+                f"between two data samples of this size is {p['data_floor_w2']:.4f}).",
+            ]
+        else:
+            peer_lines += ["", f"torchebm: {p['torchebm']}."]
+        lines += [*peer_lines, ""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking that the script runs")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    parser.add_argument("--data_root", type=Path, default=None, help="folder holding mnist/{train,test}.parquet")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="folder for ENERGY_RESULTS.md and energy_results.json (default: benchmarks/, or "
+        "benchmarks/out/energy-quick with --quick)",
+    )
+    args = parser.parse_args()
+    if any(run.endswith("rbm") for run in args.runs) and args.data_root is None:
+        parser.error("the RBM runs need --data_root, the folder holding mnist/train.parquet and mnist/test.parquet")
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    output = args.output or (HERE / "out" / "energy-quick" if args.quick else HERE)
+    store = output / "energy_runs"
+    store.mkdir(parents=True, exist_ok=True)
+    for run in args.runs:
+        if run == "rbm":
+            row = bench_rbm(args.data_root, args.quick)
+        elif run == "sklearn_rbm":
+            stored = store / "rbm.json"
+            if not stored.is_file():
+                parser.error("sklearn_rbm takes the CPU time of the stored rbm run: run `--runs rbm` first")
+            budget = json.loads(stored.read_text(encoding="utf-8"))["train_cpu_seconds"]
+            row = bench_sklearn_rbm(args.data_root, args.quick, budget)
+        else:
+            row = bench_ebm(run.removeprefix("ebm-"), args.quick)
+        row["quick"] = args.quick
+        (store / f"{run}.json").write_text(json.dumps(row, indent=2), encoding="utf-8")
+        print(f"{run}: stored", flush=True)
+    results = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "targets": TARGETS,
+        "published_salakhutdinov_murray_2008": PUBLISHED,
+        "runs": {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(store.glob("*.json"))},
+    }
+    (output / "energy_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_report(results, output / "ENERGY_RESULTS.md")
+    print((output / "ENERGY_RESULTS.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()

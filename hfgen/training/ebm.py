@@ -1,0 +1,405 @@
+r"""Energy-based models of 2-D toy data as a :class:`~hfgen.training.trainer.TrainingTask`: arguments,
+maximum-likelihood training with short-run persistent Langevin chains and a replay buffer kept in the checkpoint,
+metrics (NLL by quadrature, W2 of Langevin samples), figures (energy landscape, samples, chains) and the model card.
+
+One step (Du & Mordatch 2019, "Implicit Generation and Generalization in Energy-Based Models"): draw ``B`` chain
+starts from the replay buffer (each restarted from uniform noise with probability ``reinit_fraction``), run
+``langevin_steps`` steps of the training sampler on ``E_θ``, write the ends back, and minimise
+``mean E_θ(x⁺) − mean E_θ(x⁻) + α (mean E_θ(x⁺)² + mean E_θ(x⁻)²)`` with ``x⁺`` data and ``x⁻`` the chain ends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hfgen.data import get_toy_distribution
+from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihood_loss
+from hfgen.metrics import nll_report, sample_quality_report
+from hfgen.models.energy import SMOOTH_ACTIVATIONS, EnergyMLP
+from hfgen.pipelines.energy import EnergyPipeline
+from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
+from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.checkpoints import list_checkpoints
+from hfgen.training.trainer import TrainingDivergedError, TrainingTask, evaluate_in_process, train_in_process
+from hfgen.utils import batch_generator
+
+SAMPLERS = {"langevin": LangevinScheduler, "mala": MALAScheduler}
+#: stream index of ``batch_generator`` for the replay buffers' initial noise (process streams are 0, 1, …)
+BUFFER_STREAM = -1
+#: data samples that measure the support's extent for the ``grid_bound`` check
+_EXTENT_SAMPLES = 100_000
+
+
+@dataclass
+class EBMArguments(TrainingArguments):
+    """Arguments of ``training/train_ebm.py``; the defaults are the 8-Gaussians recipe of
+    `benchmarks/ENERGY_RESULTS.md`."""
+
+    run_only_fields = TrainingArguments.run_only_fields | {
+        "num_eval_samples",
+        "num_nll_samples",
+        "num_validation_nll_samples",
+        "num_sample_steps",
+        "sample_sampler",
+        "sample_step_size",
+        "grid_bound",
+        "grid_size",
+    }
+
+    output_dir: str = documented("out/ebm-8gaussians", "where the run writes its outputs")
+    dataset: str = documented("8gaussians", "toy data set of hfgen.data: 8gaussians, checkerboard, … (2-D, density)")
+    hidden_size: int = 128
+    num_layers: int = 3
+    activation: str = documented("silu", f"smooth activation of the energy MLP: {sorted(SMOOTH_ACTIVATIONS)}")
+    confinement: float = documented(1.0, "κ of the quadratic well ½ κ ‖x‖² added to the MLP (keeps Z finite)")
+    regularization: float = documented(0.001, "α of the energy-magnitude term α (E(x⁺)² + E(x⁻)²)")
+    training_sampler: str = documented("mala", f"sampler of the training chains: {sorted(SAMPLERS)}")
+    step_size: float = documented(5e-3, "η of the training chains' Langevin steps")
+    langevin_steps: int = documented(20, "Langevin steps per training step, from the replay buffer")
+    buffer_size: int = documented(10_000, "replay-buffer chains per process")
+    reinit_fraction: float = documented(0.05, "probability that a chain restarts from uniform noise")
+    buffer_low: float = documented(-4.0, "chains restart uniformly on [buffer_low, buffer_high]²")
+    buffer_high: float = documented(4.0, "chains restart uniformly on [buffer_low, buffer_high]²")
+    train_batch_size: int = 256
+    max_train_steps: int = 3_000
+    learning_rate: float = 2e-3
+    lr_warmup_steps: int = 100
+    ema_decay: float = 0.0
+    checkpointing_steps: int = 500
+    validation_steps: int = 1_000
+    num_validation_samples: int = documented(2_000, "samples drawn, scored and plotted at each validation")
+    sample_sampler: str = documented("mala", f"sampler the saved pipeline uses: {sorted(SAMPLERS)}")
+    sample_step_size: float = documented(5e-3, "η of the saved pipeline's sampler")
+    num_sample_steps: int = documented(300, "steps of a sample chain from uniform noise")
+    num_eval_samples: int = documented(10_000, "samples for W2 and MMD at the end")
+    num_nll_samples: int = documented(5_000, "held-out points for the final NLL")
+    num_validation_nll_samples: int = documented(1_000, "held-out points for the NLL at each validation (0: none)")
+    grid_bound: float = documented(6.0, "log Z by quadrature on [−b, b]² (must cover the data's support)")
+    grid_size: int = documented(512, "cells per axis of the quadrature grid (even)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        target = get_toy_distribution(self.dataset)
+        if target.dim != 2 or not target.has_log_prob:
+            raise ValueError(
+                f"`dataset` must be a 2-D toy distribution with a density (for the NLL), got {self.dataset!r}"
+            )
+        for name, allowed in (("training_sampler", SAMPLERS), ("sample_sampler", SAMPLERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
+        if self.activation not in SMOOTH_ACTIVATIONS:
+            raise ValueError(f"`activation` must be one of {sorted(SMOOTH_ACTIVATIONS)}, got {self.activation!r}")
+        for name in ("step_size", "sample_step_size"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"`{name}` must be a finite float > 0, got {value}")
+        for name in ("hidden_size", "num_layers", "langevin_steps", "buffer_size", "num_sample_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        if self.num_eval_samples < 2:
+            raise ValueError(f"`num_eval_samples` must be >= 2, got {self.num_eval_samples}")
+        for name in ("num_nll_samples", "num_validation_nll_samples"):
+            if getattr(self, name) < 0 or getattr(self, name) == 1:
+                raise ValueError(f"`{name}` must be 0 or >= 2 (a standard error needs two), got {getattr(self, name)}")
+        if self.buffer_size < self.train_batch_size:
+            raise ValueError(
+                f"`buffer_size` must be >= train_batch_size ({self.train_batch_size}), got {self.buffer_size}"
+            )
+        for name in ("confinement", "regularization"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.reinit_fraction <= 1:
+            raise ValueError(f"`reinit_fraction` must be in [0, 1], got {self.reinit_fraction}")
+        if not self.buffer_low < self.buffer_high:
+            raise ValueError(f"`buffer_low` must be < `buffer_high`, got {self.buffer_low} and {self.buffer_high}")
+        if isinstance(self.grid_size, bool) or not isinstance(self.grid_size, int) or self.grid_size < 4:
+            raise ValueError(f"`grid_size` must be an even int >= 4, got {self.grid_size!r}")
+        if self.grid_size % 2:
+            raise ValueError(f"`grid_size` must be even (the error estimate halves it), got {self.grid_size}")
+        extent = support_extent(self.dataset)
+        if not self.grid_bound > extent:
+            raise ValueError(
+                f"`grid_bound` {self.grid_bound} is too small for the support of {self.dataset!r}: the quadrature "
+                f"grid [−b, b]² must contain the data, which reaches |x_i| = {extent:.2f}; pass a larger grid_bound"
+            )
+
+    @property
+    def bounds(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The quadrature grid ``[−b, b]²``."""
+        return ((-self.grid_bound, self.grid_bound),) * 2
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of :class:`~hfgen.models.energy.EnergyMLP`."""
+        return {
+            "dim": 2,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "activation": self.activation,
+            "confinement": self.confinement,
+        }
+
+
+def support_extent(dataset: str) -> float:
+    """``max_i |x_i|`` over 100,000 samples of ``dataset`` (seed 0): where the data reaches (a bounded support's
+    edge, or about 4.4 standard deviations of a Gaussian mode's tail)."""
+    points = get_toy_distribution(dataset).sample(_EXTENT_SAMPLES, torch.Generator().manual_seed(0))
+    return float(points.abs().max())
+
+
+class EBMTask(TrainingTask):
+    r"""Maximum-likelihood training of an :class:`~hfgen.models.energy.EnergyMLP` on a 2-D toy distribution.
+
+    Micro-batch ``k`` of process ``s`` draws the data ``x⁺ ~ p`` from ``batch_generator(seed, s, k)``; the same
+    generator then picks the replay slots, the restarts and every Langevin noise, so a batch is a pure function of
+    ``(seed, s, k)`` and of the replay buffer. The buffer starts uniform on ``[buffer_low, buffer_high]²`` from
+    ``batch_generator(seed, −1, s)`` and is the task's state: saved in every checkpoint (all processes' buffers)
+    and restored on resume, so a resumed run ends bit for bit where an uninterrupted one ends. A chain that leaves
+    the finite numbers stops the run with ``FloatingPointError`` naming the step.
+    """
+
+    name = "ebm"
+    args: EBMArguments
+
+    def __init__(self, args: EBMArguments):
+        super().__init__(args)
+        self.target = get_toy_distribution(args.dataset)
+        self.buffer: ReplayBuffer | None = None
+
+    def build_model(self) -> EnergyMLP:
+        return EnergyMLP(**self.args.model_kwargs())
+
+    def new_buffer(self, stream: int) -> ReplayBuffer:
+        args = self.args
+        return ReplayBuffer(
+            args.buffer_size,
+            2,
+            args.buffer_low,
+            args.buffer_high,
+            args.reinit_fraction,
+            generator=batch_generator(args.seed, BUFFER_STREAM, stream),
+        )
+
+    def training_scheduler(self) -> LangevinScheduler | MALAScheduler:
+        return SAMPLERS[self.args.training_sampler](step_size=self.args.step_size)
+
+    @contextmanager
+    def batches(
+        self, start: int, stream: int, phase: int = 0
+    ) -> Iterator[Iterator[tuple[Tensor, torch.Generator, int]]]:
+        if self.buffer is None:
+            self.buffer = self.new_buffer(stream)
+        size, seed = self.args.train_batch_size, self.args.seed
+
+        def stream_of_batches() -> Iterator[tuple[Tensor, torch.Generator, int]]:
+            index = start
+            while True:
+                generator = batch_generator(seed, stream, index)
+                yield self.target.sample(size, generator), generator, index
+                index += 1
+
+        yield stream_of_batches()
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> Tensor:
+        """Replay-buffer starts → ``langevin_steps`` steps on ``E_θ`` → buffer update → the ML loss. A chain that
+        reaches NaN or inf stops the run (:class:`TrainingDivergedError` with the step and the last checkpoint)."""
+        data, generator, index = batch
+        starts = self.buffer.sample(self.args.train_batch_size, generator)
+        if device.type != "cpu":  # the chain noise is drawn on the device, seeded from the batch's generator
+            generator = torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        try:
+            chains = langevin_chain(
+                model, starts.samples.to(device), self.training_scheduler(), self.args.langevin_steps, generator
+            ).sample
+        except FloatingPointError as error:
+            raise self._diverged(index, error) from error
+        self.buffer.update(starts.indices, chains)
+        return maximum_likelihood_loss(model, data.to(device), chains, self.args.regularization).loss
+
+    def _diverged(self, index: int, error: FloatingPointError) -> TrainingDivergedError:
+        step = index // self.args.gradient_accumulation_steps + 1
+        found = list_checkpoints(self.args.output_dir)
+        last = f"the last good checkpoint is {found[-1][1]}" if found else "no checkpoint was saved yet"
+        return TrainingDivergedError(
+            f"the training chains diverged at optimizer step {step} ({error}): stopping; {last}. Lower `step_size` "
+            "or the learning rate and resume with --resume_from_checkpoint"
+        )
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """``{"buffer": (P · buffer_size, 2)}``: every process's replay buffer, process ``s`` in rows block ``s``."""
+        if self.buffer is None:
+            return {}
+        from accelerate import PartialState
+        from accelerate.utils import gather
+
+        state = PartialState()
+        chains = self.buffer.chains
+        if state.num_processes > 1:
+            chains = gather(chains.to(state.device)).cpu()
+        return {"buffer": chains.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        from accelerate import PartialState
+
+        process = PartialState()
+        chains = state.get("buffer")
+        expected = (process.num_processes * self.args.buffer_size, 2)
+        if chains is None or tuple(chains.shape) != expected:
+            got = None if chains is None else tuple(chains.shape)
+            raise ValueError(f"the checkpoint's replay buffer must have shape {expected}, got {got}")
+        self.buffer = self.new_buffer(process.process_index)
+        mine = chains.reshape(process.num_processes, self.args.buffer_size, 2)[process.process_index]
+        self.buffer.load_state_dict({"chains": mine})
+
+    def pipeline(self, model: EnergyMLP) -> EnergyPipeline:
+        args = self.args
+        scheduler = SAMPLERS[args.sample_sampler](step_size=args.sample_step_size)
+        return EnergyPipeline(model, scheduler, start_low=args.buffer_low, start_high=args.buffer_high)
+
+    def sample(self, pipeline: EnergyPipeline, num_samples: int, generator: torch.Generator) -> Tensor:
+        """``num_sample_steps`` steps of the pipeline's sampler from uniform noise."""
+        return pipeline(num_samples, self.args.num_sample_steps, generator=generator).samples.cpu()
+
+    def score(self, samples: Tensor, generator: torch.Generator) -> dict[str, float]:
+        report = sample_quality_report(samples, self.target, generator=generator)
+        return {f"samples_{key}": value for key, value in report.items()}
+
+    def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> Tensor | None:
+        return self.target.sample(num_points, generator=generator)
+
+    def log_likelihood(self, pipeline: EnergyPipeline, points: Tensor) -> Tensor:
+        """``log p(x) = −E(x) − log Z``, ``log Z`` by the midpoint rule on ``grid_size²`` cells of ``[−b, b]²``."""
+        return pipeline.log_prob(points, self.args.bounds, self.args.grid_size)
+
+    def score_log_likelihood(self, log_prob: Tensor) -> dict[str, float]:
+        return nll_report(log_prob, self.target.entropy)
+
+    def figures(self, pipeline: EnergyPipeline, samples: Tensor) -> dict[str, Any]:
+        from hfgen import plotting
+
+        args = self.args
+        reference = self.target.sample(samples.shape[0], torch.Generator().manual_seed(3))
+        trajectory = pipeline(
+            200, args.num_sample_steps, generator=torch.Generator().manual_seed(4), return_trajectory=True
+        ).trajectory
+        times = torch.arange(trajectory.shape[0], dtype=torch.float64)
+        bound = args.grid_bound
+        figures = {
+            "samples.png": plotting.plot_samples(samples, reference=reference, title=f"{args.sample_sampler} samples"),
+            "chains.png": plotting.plot_trajectory(trajectory, times),
+            "energy.png": plotting.plot_density(
+                lambda x: -pipeline.energy(x), bounds=(-bound, bound), grid_size=200, title="exp(−E(x)), unnormalised"
+            ),
+        }
+        if self.buffer is not None:
+            figures["replay_buffer.png"] = plotting.plot_samples(
+                self.buffer.chains[:5_000], reference=reference, title="replay buffer (training chains)"
+            )
+        return figures
+
+    def validation_figures(self, pipeline: EnergyPipeline, samples: Tensor | None) -> dict[str, Any]:
+        return self.figures(pipeline, samples) if samples is not None else {}
+
+    def final_figures(self, pipeline: EnergyPipeline) -> dict[str, Any]:
+        return self.figures(pipeline, self.sample(pipeline, 2_000, torch.Generator().manual_seed(2)))
+
+    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
+        return energy_card(self.args, metrics, repo_id=repo_id)
+
+
+def train_ebm(args: EBMArguments) -> tuple[EnergyPipeline, dict[str, Any], EBMTask]:
+    """Train in this process without writing outputs (benchmarks, notebooks); returns the pipeline, the training
+    numbers and the task (which holds the replay buffer)."""
+    task = EBMTask(args)
+    result = train_in_process(task)
+    return result.pipeline, result.metrics, task
+
+
+def evaluate_ebm(pipeline: EnergyPipeline, args: EBMArguments, seed: int = 1) -> dict[str, Any]:
+    """Final metrics of a trained pipeline in this process: W2 (and its floor), MMD of ``num_eval_samples``
+    samples, and the NLL of ``num_nll_samples`` held-out points with ``log Z`` by quadrature."""
+    return evaluate_in_process(EBMTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
+
+
+# ---- model card ------------------------------------------------------------------------------------------
+
+
+def energy_metrics_table(metrics: Mapping[str, Any], args: EBMArguments) -> str:
+    """The card's metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
+    from hfgen.hub import markdown_table, sample_quality_rows, training_row
+
+    rows = sample_quality_rows(metrics, f"{args.num_eval_samples:,} {args.sample_sampler} samples")
+    if "nll" in metrics:
+        grid = f"log Z on {args.grid_size}² cells of [−{args.grid_bound:g}, {args.grid_bound:g}]²"
+        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", f"held-out points; {grid}"))
+        rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
+        rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(data ‖ model)"))
+    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
+
+
+def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
+    """Render ``model_cards/energy.md`` for a training run: metadata, the equations, usage, metrics, figures and
+    configuration. ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from hfgen.hub import (
+        LICENSE,
+        SAMPLE_QUALITY_RESULTS,
+        card_template,
+        eval_results,
+        markdown_table,
+        training_summary,
+        validation_table,
+    )
+
+    model_name = repo_id.split("/")[-1] if repo_id else f"ebm-{args.dataset}"
+    names = {
+        **SAMPLE_QUALITY_RESULTS,
+        "nll": ("nll", "NLL (nats)"),
+        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
+    }
+    card_data = ModelCardData(
+        library_name="hfgen",
+        license=LICENSE,
+        tags=["hfgen", "diffusers", "energy-based-model", "langevin", "toy-2d"],
+        model_name=model_name,
+        eval_results=eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}") or None,
+        target_distribution=args.dataset,
+    )
+    sampler_names = {"langevin": "unadjusted Langevin (ULA)", "mala": "MALA (Langevin proposal + Metropolis test)"}
+    return ModelCard.from_template(
+        card_data,
+        template_str=card_template("energy"),
+        model_name=model_name,
+        repo_id=repo_id or args.output_dir,
+        dataset=args.dataset,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        activation=args.activation,
+        confinement=args.confinement,
+        regularization=args.regularization,
+        training_sampler=sampler_names[args.training_sampler],
+        step_size=args.step_size,
+        langevin_steps=args.langevin_steps,
+        buffer_size=args.buffer_size,
+        reinit_fraction=args.reinit_fraction,
+        buffer_low=args.buffer_low,
+        buffer_high=args.buffer_high,
+        sample_sampler=sampler_names[args.sample_sampler],
+        sample_step_size=args.sample_step_size,
+        num_sample_steps=args.num_sample_steps,
+        grid_bound=args.grid_bound,
+        grid_size=args.grid_size,
+        ema_decay=args.ema_decay,
+        metrics_table=energy_metrics_table(metrics, args),
+        training_summary=training_summary(metrics),
+        validation_table=validation_table(metrics.get("validation", [])),
+        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+    )

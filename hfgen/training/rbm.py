@@ -1,0 +1,554 @@
+r"""The Bernoulli–Bernoulli RBM on binarised MNIST-family images as a :class:`~hfgen.training.trainer.TrainingTask`:
+arguments, an exactly resumable batch stream with persistent chains in the checkpoint, held-out metrics (AIS
+log-likelihood, pseudo-likelihood, reconstruction error), figures (samples, filters, chains) and the model card.
+
+Training minimises the surrogate ``mean F(v_data) − mean F(v_neg)`` (:func:`~hfgen.methods.rbm.free_energy_loss`),
+whose gradient is minus the CD estimate of ``∇ log p``: ``v_neg`` is ``k`` block-Gibbs sweeps from the data (CD-k,
+Hinton 2002) or from persistent chains carried across updates (PCD, Tieleman 2008). Test log-likelihoods are
+``log p(v) = −F(v) − log Ẑ`` with ``log Ẑ`` from annealed importance sampling (Salakhutdinov & Murray 2008).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_dataset
+from hfgen.methods.rbm import (
+    annealed_importance_sampling,
+    base_rate_visible_bias,
+    contrastive_divergence,
+    pseudo_log_likelihood,
+    reconstruction_error,
+)
+from hfgen.models.rbm import RBMModel, sample_bernoulli
+from hfgen.pipelines.rbm import RBMPipeline
+from hfgen.schedulers.gibbs import GibbsScheduler
+from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.trainer import Progress, Trainer, TrainingTask, evaluate_in_process, train_in_process
+from hfgen.utils import batch_generator
+
+METHODS = ("pcd", "cd")
+BINARIZE = ("dynamic", "fixed", "threshold")
+#: stream indices of ``batch_generator`` outside the process streams 0, 1, …: epoch permutations, chain starts,
+#: and the fixed binarisation of the images
+PERMUTATION_STREAM, CHAIN_STREAM, BINARIZATION_STREAM = -1, -2, -3
+
+
+@dataclass
+class RBMArguments(TrainingArguments):
+    """Arguments of ``training/train_rbm.py`` (``--dataset_name`` or ``--train_data_files`` is required).
+
+    The defaults train a 500-hidden-unit RBM by PCD-1 (Tieleman 2008) on dynamically binarised MNIST: batch 100,
+    100 persistent chains, 12,000 steps (20 epochs), AdamW 1e-3 with β₁ = 0.5 and cosine decay, visible biases
+    started at the base rate (Hinton 2010, §8.1); `benchmarks/ENERGY_RESULTS.md` has the measured time and test
+    log-likelihood."""
+
+    run_only_fields = TrainingArguments.run_only_fields | {
+        "num_eval_images",
+        "num_nll_images",
+        "num_validation_nll_samples",
+        "num_sample_steps",
+        "ais_num_chains",
+        "ais_num_betas",
+        "validation_ais_num_betas",
+    }
+
+    output_dir: str = documented("out/rbm-mnist", "where the run writes its outputs")
+    dataset_name: str | None = documented(None, "Hub dataset id, e.g. ylecun/mnist (or use --train_data_files)")
+    train_data_files: str | None = documented(None, "local training parquet file (instead of --dataset_name)")
+    test_data_files: str | None = documented(None, "local test parquet file (default: 10% held out of the train)")
+    image_column: str = "image"
+    image_size: int = 28
+    num_channels: int = 1
+    binarize: str = documented(
+        "dynamic",
+        f"{BINARIZE}: a fresh Bernoulli(pixel) draw per batch (the test set drawn once with the seed), one draw per "
+        "image, or pixel > 0.5",
+    )
+    num_hidden: int = documented(500, "hidden units H")
+    weight_init_std: float = documented(0.01, "W starts as N(0, s²) (Hinton 2010, §8)")
+    method: str = documented("pcd", f"{METHODS}: persistent chains (Tieleman 2008) or chains started at the data")
+    gibbs_steps: int = documented(1, "k: block-Gibbs sweeps per update")
+    num_chains: int = documented(100, "persistent chains per process (PCD)")
+    train_batch_size: int = 100
+    max_train_steps: int = documented(12_000, "optimizer steps (20 epochs of 60,000 images at batch 100)")
+    learning_rate: float = 1e-3
+    adam_beta1: float = 0.5
+    lr_warmup_steps: int = 0
+    ema_decay: float = 0.0
+    checkpointing_steps: int = 3_000
+    validation_steps: int = 3_000
+    num_validation_samples: int = documented(64, "Gibbs samples drawn and plotted at each validation")
+    num_sample_steps: int = documented(1_000, "Gibbs sweeps from uniform noise for each sample")
+    num_validation_nll_samples: int = documented(1_000, "test images whose AIS log-likelihood is logged (0: none)")
+    num_eval_images: int = documented(10_000, "test images for the reconstruction error and pseudo-likelihood")
+    num_nll_images: int = documented(10_000, "test images for the final AIS log-likelihood (capped at the split)")
+    ais_num_chains: int = documented(100, "AIS runs (Salakhutdinov & Murray 2008 use 100)")
+    ais_num_betas: int = documented(14_500, "intermediate distributions of the final AIS (Salakhutdinov & Murray 2008)")
+    validation_ais_num_betas: int = documented(1_000, "intermediate distributions of AIS at each validation")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, allowed in (("binarize", BINARIZE), ("method", METHODS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
+        if (self.dataset_name is None) == (self.train_data_files is None):
+            raise ValueError(
+                "pass exactly one data source: `dataset_name` (a Hub id such as 'ylecun/mnist') or "
+                f"`train_data_files` (a parquet file); got dataset_name={self.dataset_name!r}, "
+                f"train_data_files={self.train_data_files!r}"
+            )
+        if self.test_data_files is not None and self.train_data_files is None:
+            raise ValueError("`test_data_files` needs `train_data_files` (a Hub dataset brings its own test split)")
+        for name in ("train_data_files", "test_data_files"):
+            path = getattr(self, name)
+            if path is not None and not os.path.exists(path):
+                raise FileNotFoundError(f"`{name}` {path!r} does not exist")
+        positive = ("image_size", "num_channels", "num_hidden", "gibbs_steps", "num_chains", "num_sample_steps")
+        for name in (*positive, "num_eval_images", "ais_num_chains", "ais_num_betas", "validation_ais_num_betas"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        for name in ("num_nll_images", "num_validation_nll_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if not self.weight_init_std >= 0:
+            raise ValueError(f"`weight_init_std` must be >= 0, got {self.weight_init_std}")
+
+    @property
+    def dataset_label(self) -> str:
+        """The data set's name: the Hub id, or the folder of the local training file."""
+        return self.dataset_name or Path(self.train_data_files).resolve().parent.name
+
+    @property
+    def num_visible(self) -> int:
+        return self.num_channels * self.image_size**2
+
+
+def load_rbm_data(args: RBMArguments) -> dict[str, Tensor]:
+    """Train and test images ``(N, C, H, W)`` in [0, 1] as :class:`RBMTask` takes them (grey levels; the
+    binarisation is the task's)."""
+    options = {
+        "image_column": args.image_column,
+        "label_column": None,
+        "image_size": args.image_size,
+        "num_channels": args.num_channels,
+        "seed": args.seed,
+    }
+    if args.train_data_files is not None:
+        files = {"train": args.train_data_files}
+        if args.test_data_files is not None:
+            files["test"] = args.test_data_files
+        splits = load_image_dataset(data_files=files, **options)
+    else:
+        splits = load_image_dataset(args.dataset_name, **options)
+    return {
+        "train_images": dataset_to_tensors(splits["train"])[0],
+        "test_images": dataset_to_tensors(splits["test"])[0],
+    }
+
+
+def binarize_images(images: Tensor, mode: str, seed: int, split: str) -> Tensor:
+    """Binary images: ``"threshold"``, ``1[x > 0.5]``; ``"fixed"`` and ``"dynamic"`` (held-out images), one draw
+    ``x ~ Bernoulli(pixel)`` from ``batch_generator(seed, −3, 0 | 1)`` (train | test), the same on every call."""
+    if mode == "threshold":
+        return (images > 0.5).to(images.dtype)
+    return dynamic_binarize(images, batch_generator(seed, BINARIZATION_STREAM, int(split == "test")))
+
+
+def check_images(images: object, name: str, shape: tuple[int, int, int]) -> Tensor:
+    """Refuse images that are not a float ``(N, *shape)`` tensor in [0, 1], naming ``name``."""
+    if not isinstance(images, Tensor) or not torch.is_floating_point(images):
+        raise TypeError(f"`{name}` must be a float tensor (N, {', '.join(map(str, shape))}) in [0, 1]")
+    if images.ndim != 4 or tuple(images.shape[1:]) != shape or images.shape[0] < 1:
+        raise ValueError(f"`{name}` must have shape (N, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
+    if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
+        raise ValueError(
+            f"`{name}` must lie in [0, 1], got range [{float(images.min())}, {float(images.max())}]: scale pixels "
+            "by 1/255"
+        )
+    return images
+
+
+class RBMTask(TrainingTask):
+    r"""Train an :class:`~hfgen.models.rbm.RBMModel` by CD-k or PCD-k on binarised images.
+
+    Micro-batch ``k`` of process ``s`` (of ``P``) is a pure function of ``(seed, s, k)``: epoch ``e`` uses the
+    permutation of the training images drawn from ``batch_generator(seed, −1, e)``, process ``s`` takes
+    ``perm[s::P]``; with dynamic binarisation ``v ~ Bernoulli(pixels)`` and then every Gibbs draw come from
+    ``batch_generator(seed, s, k)``. The persistent chains (PCD) start at ``v ~ Bernoulli(σ(b_A))`` (the base-rate
+    model) from ``batch_generator(seed, −2, s)`` and are the task's state: saved in every checkpoint (all processes'
+    chains) and restored on resume, so a resumed run ends bit for bit where an uninterrupted one ends.
+    """
+
+    name = "rbm"
+    args: RBMArguments
+
+    def __init__(self, args: RBMArguments, data: Mapping[str, Tensor] | None = None):
+        super().__init__(args)
+        data = dict(data) if data is not None else load_rbm_data(args)
+        shape = (args.num_channels, args.image_size, args.image_size)
+        train = check_images(data.get("train_images"), "train_images", shape)
+        grey = args.binarize == "dynamic"
+        self.train_images = train if grey else binarize_images(train, args.binarize, args.seed, "train")
+        test = check_images(data.get("test_images"), "test_images", shape)
+        self.test_images = binarize_images(test, args.binarize, args.seed, "test")
+        self.base_visible_bias = base_rate_visible_bias(self.train_images)
+        self.chains: Tensor | None = None
+        self._order: tuple[int, Tensor] | None = None
+        self._pipeline: RBMPipeline | None = None
+        self._validation_pending = False
+
+    @property
+    def persistent(self) -> bool:
+        return self.args.method == "pcd"
+
+    def build_model(self) -> RBMModel:
+        """The RBM with ``W ~ N(0, s²)``, ``c = 0`` and the base-rate visible biases ``b = log p̄ / (1 − p̄)``."""
+        args = self.args
+        model = RBMModel(
+            num_visible=args.num_visible,
+            num_hidden=args.num_hidden,
+            image_size=args.image_size,
+            in_channels=args.num_channels,
+            weight_init_std=args.weight_init_std,
+        )
+        with torch.no_grad():
+            model.visible_bias.copy_(self.base_visible_bias)
+        return model
+
+    def rows(self, index: int, stream: int, num_streams: int) -> Tensor:
+        """The training-image rows of micro-batch ``index`` of process ``stream`` of ``num_streams``: epoch ``e``
+        is the permutation drawn from ``batch_generator(seed, −1, e)``, sharded as ``perm[stream::num_streams]``."""
+        size = self.args.train_batch_size
+        per_epoch = (self.train_images.shape[0] // num_streams) // size
+        if per_epoch < 1:
+            raise ValueError(
+                f"`train_batch_size` {size} is larger than one process's share of the "
+                f"{self.train_images.shape[0]} training images ({num_streams} processes)"
+            )
+        epoch, position = divmod(index, per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            generator = batch_generator(self.args.seed, PERMUTATION_STREAM, epoch)
+            self._order = (epoch, torch.randperm(self.train_images.shape[0], generator=generator))
+        return self._order[1][stream::num_streams][position * size : (position + 1) * size]
+
+    def batch(self, index: int, stream: int, num_streams: int) -> tuple[Tensor, torch.Generator]:
+        """Micro-batch ``index`` of process ``stream`` of ``num_streams``: binary images ``(B, V)`` and the generator
+        of the Gibbs draws (which first binarises the images when ``binarize="dynamic"``)."""
+        generator = batch_generator(self.args.seed, stream, index)
+        images = self.train_images[self.rows(index, stream, num_streams)].flatten(1)
+        if self.args.binarize == "dynamic":
+            images = dynamic_binarize(images, generator)
+        return images, generator
+
+    def initial_chains(self, stream: int) -> Tensor:
+        """Process ``stream``'s persistent chains at the start: ``num_chains`` draws of the base-rate model."""
+        probabilities = torch.sigmoid(self.base_visible_bias).expand(self.args.num_chains, -1)
+        return sample_bernoulli(probabilities, batch_generator(self.args.seed, CHAIN_STREAM, stream))
+
+    @contextmanager
+    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[Iterator[tuple[Tensor, torch.Generator]]]:
+        from accelerate import PartialState
+
+        num_streams = PartialState().num_processes
+        if self.persistent and self.chains is None:
+            self.chains = self.initial_chains(stream)
+
+        def stream_of_batches() -> Iterator[tuple[Tensor, torch.Generator]]:
+            index = start
+            while True:
+                yield self.batch(index, stream, num_streams)
+                index += 1
+
+        yield stream_of_batches()
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> Tensor:
+        """``mean F(v_data) − mean F(v_neg)``; with PCD the chain ends become the next persistent chains."""
+        images, generator = batch
+        if device.type != "cpu":  # the Gibbs draws are made on the device, seeded from the batch's generator
+            generator = torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        chains = self.chains.to(device) if self.persistent else None
+        out = contrastive_divergence(model, images.to(device), self.args.gibbs_steps, generator, chains=chains)
+        if self.persistent:
+            self.chains = out.negative_samples.detach().cpu()
+        return out.loss
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """``{"chains": (P · num_chains, V)}``: every process's persistent chains, process ``s`` in rows block ``s``
+        (PCD; nothing for CD)."""
+        if not self.persistent or self.chains is None:
+            return {}
+        from accelerate import PartialState
+        from accelerate.utils import gather
+
+        state = PartialState()
+        chains = gather(self.chains.to(state.device)).cpu() if state.num_processes > 1 else self.chains
+        return {"chains": chains.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if not self.persistent:
+            super().load_state_dict(state)
+            return
+        from accelerate import PartialState
+
+        process = PartialState()
+        chains = state.get("chains")
+        expected = (process.num_processes * self.args.num_chains, self.args.num_visible)
+        if chains is None or tuple(chains.shape) != expected:
+            got = None if chains is None else tuple(chains.shape)
+            raise ValueError(f"the checkpoint's persistent chains must have shape {expected}, got {got}")
+        mine = chains.reshape(process.num_processes, self.args.num_chains, self.args.num_visible)
+        self.chains = mine[process.process_index].clone()
+
+    def pipeline(self, model: RBMModel) -> RBMPipeline:
+        return RBMPipeline(model, GibbsScheduler())
+
+    def validation_due(self, progress: Progress) -> bool:
+        """As the Trainer's, and remembers it so that :meth:`evaluate` uses the cheaper validation AIS."""
+        self._validation_pending = super().validation_due(progress)
+        return self._validation_pending
+
+    @torch.no_grad()
+    def sample(self, pipeline: RBMPipeline, num_samples: int, generator: torch.Generator) -> Tensor:
+        """Images ``p(v | h_S)`` after ``num_sample_steps`` Gibbs sweeps from uniform binary noise."""
+        self._pipeline = pipeline
+        return pipeline(num_samples, self.args.num_sample_steps, generator=generator).images.cpu()
+
+    @torch.no_grad()
+    def score(self, samples: Tensor, generator: torch.Generator) -> dict[str, float]:
+        """Held-out reconstruction error ``Σ_i (v_i − p(v_i | h))²`` and pseudo-log-likelihood (per image, means over
+        ``num_eval_images`` binarised test images) of the pipeline that drew ``samples``."""
+        if self._pipeline is None:
+            raise RuntimeError("score() needs the pipeline of a preceding sample() call")
+        model = self._pipeline.model
+        images = self.test_images[: self.args.num_eval_images].flatten(1).to(model.device, model.dtype)
+        errors = reconstruction_error(model, images, generator).double()
+        pseudo = pseudo_log_likelihood(model, images, generator=generator).double()
+        return {
+            "reconstruction_error": float(errors.mean()),
+            "pseudo_log_likelihood": float(pseudo.mean()),
+            "pseudo_log_likelihood_stderr": float(pseudo.std() / math.sqrt(pseudo.numel()))
+            if pseudo.numel() > 1
+            else 0.0,
+            "num_eval_images": int(images.shape[0]),
+        }
+
+    def evaluate(
+        self, trainer: Trainer, pipeline: RBMPipeline, num_samples: int, num_likelihood_points: int, seed: int
+    ) -> tuple[dict[str, Any], Tensor | None]:
+        """:meth:`score` of ``num_samples`` Gibbs samples and the AIS log-likelihood of ``num_likelihood_points``
+        test images (:func:`ais_log_likelihood`; ``validation_ais_num_betas`` at a validation, ``ais_num_betas``
+        otherwise), computed on the main process."""
+        validating, self._validation_pending = self._validation_pending, False
+        metrics, samples = trainer.evaluate_pipeline(pipeline, num_samples, 0, seed)
+        if num_likelihood_points and trainer.is_main:
+            betas = self.args.validation_ais_num_betas if validating else self.args.ais_num_betas
+            metrics |= self.ais_log_likelihood(pipeline.model, num_likelihood_points, betas)
+        return metrics, samples
+
+    def ais_log_likelihood(self, model: RBMModel, num_images: int, num_betas: int) -> dict[str, float]:
+        """See :func:`ais_log_likelihood` (the first ``num_images`` binarised test images, base-rate base model)."""
+        images = self.test_images[:num_images].flatten(1)
+        return ais_log_likelihood(model, images, self.base_visible_bias, self.args.ais_num_chains, num_betas)
+
+    def figures(self, pipeline: RBMPipeline, samples: Tensor | None) -> dict[str, Any]:
+        from hfgen import plotting
+
+        model = pipeline.model
+        figures = {"filters.png": plotting.plot_image_grid(filter_images(model, 100), title="filters: columns of W")}
+        if samples is not None:
+            title = f"p(v | h) after {self.args.num_sample_steps} Gibbs sweeps from noise"
+            figures["samples.png"] = plotting.plot_image_grid(samples[:64], title=title)
+        if self.persistent and self.chains is not None:
+            chains = self.chains[:64].reshape(-1, *model.image_shape)
+            figures["chains.png"] = plotting.plot_image_grid(chains, title="persistent chains (binary states)")
+        return figures
+
+    def validation_figures(self, pipeline: RBMPipeline, samples: Tensor | None) -> dict[str, Any]:
+        return self.figures(pipeline, samples)
+
+    def final_figures(self, pipeline: RBMPipeline) -> dict[str, Any]:
+        return self.figures(pipeline, self.sample(pipeline, 64, torch.Generator().manual_seed(2)))
+
+    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
+        return rbm_card(self.args, metrics, repo_id=repo_id)
+
+
+def ais_log_likelihood(
+    model: RBMModel, images: Tensor, base_visible_bias: Tensor, num_chains: int, num_betas: int, seed: int = 0
+) -> dict[str, float]:
+    r"""Mean test log-likelihood ``(1/N) Σ_n [−F(v_n)] − log Ẑ`` in nats, ``log Ẑ`` by AIS from the base-rate model
+    (Salakhutdinov & Murray 2008) with ``num_chains`` runs over ``num_betas`` equally spaced ``β``.
+
+    ``log_likelihood_stderr`` combines the spread over images and the AIS error of ``log Ẑ`` (delta method):
+    ``√(var(−F) / N + se(log Ẑ)²)``. AIS is unbiased for ``Z``, so ``log Ẑ`` is biased low on average and the
+    log-likelihood high (by about the variance of the log-weights over 2M)."""
+    images = model.check_visible(images.flatten(1), "images", binary=True)
+    generator = torch.Generator(model.device).manual_seed(seed)
+    ais = annealed_importance_sampling(
+        model, num_chains, num_betas, base_visible_bias=base_visible_bias, generator=generator
+    )
+    with torch.no_grad():
+        unnormalized = torch.cat([-model.free_energy(chunk).double() for chunk in images.split(1000)])
+    n = unnormalized.numel()
+    spread = float(unnormalized.var()) / n if n > 1 else 0.0
+    mean = float(unnormalized.mean()) - ais.log_partition
+    return {
+        "log_likelihood": mean,
+        "log_likelihood_stderr": math.sqrt(spread + ais.standard_error**2),
+        "nll": -mean,
+        "log_partition": ais.log_partition,
+        "log_partition_stderr": ais.standard_error,
+        "ais_num_chains": num_chains,
+        "ais_num_betas": num_betas,
+        "num_nll_images": n,
+    }
+
+
+def filter_images(model: RBMModel, num_filters: int) -> Tensor:
+    """The first ``num_filters`` columns of ``W`` as images ``(K, C, H, W)``, each scaled to [0, 1] by its own
+    min and max (the receptive field of a hidden unit, Hinton 2010 §15)."""
+    weights = model.weight.detach().T[:num_filters].cpu().float()
+    low, high = weights.min(1, keepdim=True).values, weights.max(1, keepdim=True).values
+    scaled = (weights - low) / (high - low).clamp_min(1e-12)
+    return scaled.reshape(-1, *model.image_shape)
+
+
+# ---- model card ------------------------------------------------------------------------------------------
+
+_CARD_METRICS = {
+    "log_likelihood": ("log-likelihood", "test log p(v) (nats, AIS)", "−F(v) − log Ẑ, log Ẑ by AIS"),
+    "log_partition": ("log-partition", "log Ẑ (AIS)", "from the base-rate model"),
+    "pseudo_log_likelihood": ("pseudo-log-likelihood", "pseudo-log-likelihood (nats)", "V log σ(F(ṽ) − F(v))"),
+    "reconstruction_error": ("reconstruction-error", "reconstruction error", "Σ_i (v_i − p(v_i ∣ h))², h ~ p(h ∣ v)"),
+}
+_STDERR = {
+    "log_likelihood": "log_likelihood_stderr",
+    "log_partition": "log_partition_stderr",
+    "pseudo_log_likelihood": "pseudo_log_likelihood_stderr",
+}
+
+
+def rbm_metrics_table(metrics: Mapping[str, Any]) -> str:
+    """The card's metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
+    from hfgen.hub import markdown_table, training_row
+
+    rows = []
+    for key, (_, name, note) in _CARD_METRICS.items():
+        if key in metrics:
+            stderr = metrics.get(_STDERR.get(key, ""))
+            value = f"{metrics[key]:.2f}" + (f" ± {stderr:.2f}" if isinstance(stderr, float) else "")
+            rows.append((name, value, note))
+    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
+
+
+def rbm_validation_table(history: list[Mapping[str, Any]]) -> str:
+    """The held-out metrics logged at each validation, as a Markdown table (empty without validations)."""
+    from hfgen.hub import markdown_table
+
+    if not history:
+        return ""
+    columns = [
+        ("log_likelihood", "log p (AIS)"),
+        ("pseudo_log_likelihood", "pseudo-LL"),
+        ("reconstruction_error", "recon. error"),
+    ]
+    columns = [(key, name) for key, name in columns if any(key in record for record in history)]
+    rows = [(r["step"], *(f"{r[key]:.2f}" if key in r else "" for key, _ in columns)) for r in history]
+    return markdown_table(("step", *(name for _, name in columns)), rows)
+
+
+def rbm_card(args: RBMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
+    """Render ``model_cards/rbm.md`` for a training run: metadata, the equations, usage, metrics, figures and
+    configuration. ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from hfgen.hub import LICENSE, TASK, card_template, markdown_table, training_summary
+
+    model_name = repo_id.split("/")[-1] if repo_id else f"rbm-{args.dataset_label.split('/')[-1]}"
+    results = [
+        EvalResult(
+            task_type=TASK,
+            dataset_type=args.dataset_name or f"local/{args.dataset_label}",
+            dataset_name=args.dataset_label,
+            dataset_split="test",
+            metric_type=metric_type,
+            metric_name=name,
+            metric_value=round(float(metrics[key]), 6),
+        )
+        for key, (metric_type, name, _) in _CARD_METRICS.items()
+        if key in metrics
+    ]
+    card_data = ModelCardData(
+        library_name="hfgen",
+        license=LICENSE,
+        tags=["hfgen", "diffusers", "restricted-boltzmann-machine", "energy-based-model", "image"],
+        datasets=[args.dataset_name] if args.dataset_name else None,
+        model_name=model_name,
+        eval_results=results or None,
+    )
+    binarize = {
+        "dynamic": "dynamically binarised: a fresh `v ~ Bernoulli(pixel)` at every batch; the test images drawn "
+        "once with the seed",
+        "fixed": "stochastically binarised once per image with the seed",
+        "threshold": "binarised by thresholding, `v = 1[pixel > 0.5]`",
+    }[args.binarize]
+    method = (
+        f"persistent contrastive divergence, PCD-{args.gibbs_steps} (Tieleman 2008), with {args.num_chains} "
+        "persistent chains per process"
+        if args.method == "pcd"
+        else f"contrastive divergence, CD-{args.gibbs_steps} (Hinton 2002), chains started at the data"
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_str=card_template("rbm"),
+        model_name=model_name,
+        repo_id=repo_id or args.output_dir,
+        dataset=args.dataset_label,
+        binarize_description=binarize,
+        image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
+        num_visible=args.num_visible,
+        num_hidden=args.num_hidden,
+        method_description=method,
+        gibbs_steps=args.gibbs_steps,
+        num_sample_steps=args.num_sample_steps,
+        ais_num_chains=f"{metrics.get('ais_num_chains', args.ais_num_chains):,}",
+        ais_num_betas=f"{metrics.get('ais_num_betas', args.ais_num_betas):,}",
+        num_nll_images=f"{metrics.get('num_nll_images', 0):,}",
+        num_eval_images=f"{metrics.get('num_eval_images', args.num_eval_images):,}",
+        ema_decay=args.ema_decay,
+        metrics_table=rbm_metrics_table(metrics),
+        training_summary=training_summary(metrics),
+        validation_table=rbm_validation_table(metrics.get("validation", [])),
+        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+    )
+
+
+def train_rbm(
+    args: RBMArguments, data: Mapping[str, Tensor] | None = None
+) -> tuple[RBMPipeline, dict[str, Any], RBMTask]:
+    """Train in this process without writing outputs (benchmarks, notebooks); returns the pipeline, the training
+    numbers and the task (which holds the binarised data)."""
+    task = RBMTask(args, data)
+    result = train_in_process(task)
+    return result.pipeline, result.metrics, task
+
+
+def evaluate_rbm(pipeline: RBMPipeline, task: RBMTask, seed: int = 1) -> dict[str, Any]:
+    """Final metrics of a trained pipeline in this process: reconstruction error and pseudo-likelihood on
+    ``num_eval_images`` test images and the AIS log-likelihood of ``num_nll_images`` (``ais_num_betas``)."""
+    args = task.args
+    metrics = evaluate_in_process(task, pipeline, args.num_validation_samples, 0, seed)
+    if args.num_nll_images:
+        metrics |= task.ais_log_likelihood(pipeline.model, args.num_nll_images, args.ais_num_betas)
+    return metrics

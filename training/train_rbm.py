@@ -1,0 +1,20 @@
+"""Train a Bernoulli–Bernoulli RBM on binarised MNIST-family images by CD-k or persistent CD and save it as a
+diffusers pipeline (model card with the AIS test log-likelihood, samples and filters).
+
+accelerate launch training/train_rbm.py --dataset_name ylecun/mnist --output_dir out/rbm-mnist   # PCD-1, 500 hidden
+python training/train_rbm.py --train_data_files data/mnist/train.parquet --test_data_files data/mnist/test.parquet
+python training/train_rbm.py --dataset_name ylecun/mnist --method cd --gibbs_steps 3 --output_dir out/rbm-cd3
+accelerate launch training/train_rbm.py ... --resume_from_checkpoint latest   # continues exactly (chains included)
+"""
+
+from hfgen.training.cli import run_script
+from hfgen.training.rbm import RBMArguments, RBMTask
+from hfgen.training.trainer import run
+
+
+def train(args: RBMArguments) -> dict:
+    return run(RBMTask(args), args.num_validation_samples, args.num_nll_images)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(RBMArguments, train, __doc__))
