@@ -14,6 +14,8 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from hfgen.utils import check_points
+
 # What a saved hfgen pipeline is made of; nothing else (no pickles, no code) is fetched from the Hub.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "README.md"]
 #: SHA-256 of every weight file of a saved pipeline, written by ``save_pretrained``, checked by ``verify=True``
@@ -164,6 +166,21 @@ def _all_subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         found += [sub, *_all_subclasses(sub)]
     return found
+
+
+def check_sdedit(strength: object, start_samples: object, dim: int) -> torch.Tensor:
+    """SDEdit's pair of arguments (Meng et al. 2022): ``strength`` a real in ``[0, 1]`` and ``start_samples`` finite
+    ``(N, dim)`` points, both given; returns the points."""
+    if strength is None or start_samples is None:
+        raise ValueError(
+            "SDEdit needs both `strength` and `start_samples`, got "
+            f"strength={strength!r} and start_samples={'None' if start_samples is None else 'a tensor'}"
+        )
+    if isinstance(strength, bool) or not isinstance(strength, int | float):
+        raise TypeError(f"`strength` must be a float in [0, 1], got {strength!r} ({type(strength).__name__})")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"`strength` must lie in [0, 1], got {strength!r}")
+    return check_points(start_samples, dim, "start_samples")
 
 
 def _check_component_configs(folder: str, index: dict[str, Any]) -> None:

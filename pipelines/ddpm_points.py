@@ -1,23 +1,60 @@
-"""Constant-α DDPM pipeline for points: ancestral or DDIM sampling from an ε-network, and the forward process."""
+"""DDPM pipeline for points: ancestral or DDIM sampling from an ε-network with the constant-α scheduler or diffusers'
+own ``DDPMScheduler``/``DDIMScheduler`` (any β schedule), SDEdit, the forward process, and log-densities through the
+probability-flow ODE of the schedule's continuous limit."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.methods.continuous_flows import integrate_with_log_density
+from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
 from hfgen.utils import check_num_samples, check_points
+
+#: the schedulers the pipeline runs: the course's constant-α one and diffusers' own ε-prediction DDPM/DDIM
+DDPM_SCHEDULERS = (ConstantAlphaDDPMScheduler, DDPMScheduler, DDIMScheduler)
+DIFFUSERS_VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log")
+
+
+def _check_scheduler(scheduler: object) -> None:
+    """Refuse (``TypeError``) a scheduler the pipeline cannot run: not one of :data:`DDPM_SCHEDULERS`, or a diffusers
+    one that does not predict ε, clips or thresholds ``x̂_0`` (points are not images in ``[−1, 1]``) or learns its
+    variance."""
+    names = ", ".join(cls.__name__ for cls in DDPM_SCHEDULERS)
+    if not isinstance(scheduler, DDPM_SCHEDULERS):
+        raise TypeError(f"`scheduler` must be one of {names}, got {type(scheduler).__name__}")
+    if isinstance(scheduler, ConstantAlphaDDPMScheduler):
+        return
+    config = scheduler.config
+    if config.prediction_type != "epsilon":
+        raise TypeError(
+            f"`scheduler` must have prediction_type='epsilon' (the model predicts the noise), got "
+            f"{config.prediction_type!r}"
+        )
+    if config.clip_sample or config.thresholding:
+        raise TypeError(
+            "`scheduler` must not clip or threshold x̂_0 (points are not images in [-1, 1]): build it with "
+            f"clip_sample=False, thresholding=False, got clip_sample={config.clip_sample}, "
+            f"thresholding={config.thresholding}"
+        )
+    if isinstance(scheduler, DDPMScheduler) and config.variance_type not in DIFFUSERS_VARIANCE_TYPES:
+        raise TypeError(
+            f"`scheduler` must have a fixed variance_type {DIFFUSERS_VARIANCE_TYPES}, got {config.variance_type!r}"
+        )
 
 
 @dataclass
 class DDPMPointsPipelineOutput(PointsPipelineOutput):
-    """Points output plus ``timesteps``: the step ``t`` of each trajectory state (``T, …, 0``) when one is returned."""
+    """Points output plus ``timesteps``: the noise level ``t`` of each trajectory state (``ᾱ_t``, ``ᾱ_0 = 1``: ``T, …,
+    0`` for a full run) when one is returned."""
 
     timesteps: list[int] | None = None
 
@@ -33,15 +70,42 @@ class DDPMPointsPipeline(HfgenPipeline):
     ``time_scale=1``, or the closed-form :class:`~hfgen.models.DDPMOracle`) and ``scheduler``
     (:class:`~hfgen.schedulers.ConstantAlphaDDPMScheduler`). To sample with DDIM, swap the scheduler:
     ``pipe.scheduler = ConstantAlphaDDPMScheduler.from_config(pipe.scheduler.config, sampler="ddim")``.
+
+    General β schedules: ``scheduler`` may also be diffusers' ``DDPMScheduler`` or ``DDIMScheduler`` (``beta_schedule``
+    ``"linear"``, ``"scaled_linear"``, ``"squaredcos_cap_v2"`` …) with ``prediction_type="epsilon"`` and
+    ``clip_sample=False``; the network then receives diffusers' timestep index ``τ = t − 1 ∈ {0, …, T − 1}``, whose
+    level is ``ᾱ_t = alphas_cumprod[τ]`` (the constant-α scheduler is ``trained_betas=[1 − α] * T`` in this
+    convention).
+
+    SDEdit (Meng et al. 2022): with ``start_samples`` and ``strength = s ∈ [0, 1]`` the points are noised to the
+    first grid level ``t_0 ≤ s T``, ``x_{t_0} = √ᾱ_{t_0} x + √(1 − ᾱ_{t_0}) z``, and the sampler runs from there.
     """
 
     model_cpu_offload_seq = "model"
 
-    def __init__(self, model: ModelMixin, scheduler: ConstantAlphaDDPMScheduler):
+    def __init__(self, model: ModelMixin, scheduler: ConstantAlphaDDPMScheduler | DDPMScheduler | DDIMScheduler):
         super().__init__()
-        if not isinstance(scheduler, ConstantAlphaDDPMScheduler):
-            raise TypeError(f"`scheduler` must be a ConstantAlphaDDPMScheduler, got {type(scheduler).__name__}")
+        _check_scheduler(scheduler)
         self.register_modules(model=model, scheduler=scheduler)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "scheduler":
+            _check_scheduler(value)
+        super().__setattr__(name, value)
+
+    @property
+    def _diffusers_scheduler(self) -> bool:
+        return not isinstance(self.scheduler, ConstantAlphaDDPMScheduler)
+
+    def _level(self, timestep: torch.Tensor | int) -> int:
+        """The noise level ``t`` (``ᾱ_t``, ``ᾱ_0 = 1``) of a scheduler timestep: ``t`` itself, or ``τ + 1``."""
+        return int(timestep) + 1 if self._diffusers_scheduler else int(timestep)
+
+    def log_alpha_bars(self) -> torch.Tensor:
+        """``log ᾱ_t`` for the levels ``t = 0 … T`` (float64, ``log ᾱ_0 = 0``)."""
+        if not self._diffusers_scheduler:
+            return self.scheduler.alphas_cumprod.log()
+        return torch.cat([torch.zeros(1, dtype=torch.float64), self.scheduler.alphas_cumprod.to(torch.float64).log()])
 
     @property
     def dim(self) -> int:
@@ -57,35 +121,61 @@ class DDPMPointsPipeline(HfgenPipeline):
         output_type: str = "pt",
         return_trajectory: bool = False,
         return_dict: bool = True,
+        strength: float | None = None,
+        start_samples: torch.Tensor | None = None,
     ) -> DDPMPointsPipelineOutput | tuple:
-        r"""Draw ``num_samples`` points.
+        r"""Draw ``num_samples`` points, or edit ``start_samples`` (SDEdit).
 
         Args:
-            num_samples: number of points ``N``.
+            num_samples: number of points ``N`` (ignored when ``start_samples`` is given).
             num_inference_steps: grid size ``S`` in ``1 … T``; ``None`` takes all ``T`` steps (what ancestral
                 sampling is trained for; fewer steps suit ``sampler="ddim"``).
             generator: draws ``x_T`` and the noise of random steps; the same generator state gives the same samples.
             output_type: ``"pt"`` (torch) or ``"np"`` (numpy).
-            return_trajectory: also return the states ``x_T, …, x_0``, shape ``(S + 1, N, D)``, and their steps.
+            return_trajectory: also return the states ``x_T, …, x_0``, shape ``(S + 1, N, D)``, and their levels.
+            strength: SDEdit strength ``s ∈ [0, 1]``: the grid steps at levels ``t ≤ s T`` run, from ``start_samples``
+                noised to the first of them (``s = 0``, or no grid step below ``s T``, returns the points).
+            start_samples: the points ``(N, D)`` to edit, given together with ``strength``.
         """
         self._check_output_type(output_type)
-        n = check_num_samples(num_samples)
         steps = self.scheduler.config.num_train_timesteps if num_inference_steps is None else num_inference_steps
         self.scheduler.set_timesteps(steps, device=self.device)
-        x = randn_tensor((n, self.dim), generator=generator, device=self.device, dtype=self.model.dtype)
+        timesteps = self.scheduler.timesteps
+        if strength is None and start_samples is None:
+            n = check_num_samples(num_samples)
+            x = randn_tensor((n, self.dim), generator=generator, device=self.device, dtype=self.model.dtype)
+        else:
+            x, timesteps = self._sdedit_start(strength, start_samples, timesteps, generator)
         states = [x] if return_trajectory else None
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for t in self.progress_bar(timesteps):
             eps = self.model(x, t, return_dict=False)[0]
             x = self.scheduler.step(eps, t, x, generator=generator, return_dict=False)[0]
             if states is not None:
                 states.append(x)
         trajectory = torch.stack(states) if states is not None else None
-        timesteps = self.scheduler.timesteps.tolist() + [0] if return_trajectory else None
+        levels = [self._level(t) for t in timesteps] + [0] if return_trajectory else None
         samples = self._to_output_type(x, output_type)
         trajectory = self._to_output_type(trajectory, output_type)
         if not return_dict:
-            return (samples, trajectory, steps, timesteps)
-        return DDPMPointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=steps, timesteps=timesteps)
+            return (samples, trajectory, len(timesteps), levels)
+        return DDPMPointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=len(timesteps), timesteps=levels)
+
+    def _sdedit_start(
+        self,
+        strength: float | None,
+        start_samples: torch.Tensor | None,
+        timesteps: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SDEdit's start (Meng et al. 2022): the grid steps at levels ``t ≤ strength · T`` and the points noised to
+        the first of them, ``√ᾱ_t x + √(1 − ᾱ_t) z``."""
+        x = check_sdedit(strength, start_samples, self.dim).to(device=self.device, dtype=self.model.dtype)
+        limit = strength * self.scheduler.config.num_train_timesteps
+        kept = timesteps[[self._level(t) <= limit + 1e-9 for t in timesteps]]
+        if not len(kept):
+            return x.clone(), kept
+        noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return self.scheduler.add_noise(x, noise, kept[:1]), kept
 
     def forward_trajectory(
         self, original_samples: torch.Tensor, timesteps: Sequence[int], generator: torch.Generator | None = None
@@ -106,13 +196,97 @@ class DDPMPointsPipeline(HfgenPipeline):
             )
         if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
             raise ValueError(f"`timesteps` must be strictly increasing, got {steps}")
+        log_alpha_bars = self.log_alpha_bars()
         states, previous = [], 0
         for t in steps:
             noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = self.scheduler.forward_transition(x, noise, previous, t)
+            if self._diffusers_scheduler:
+                ratio = float((log_alpha_bars[t] - log_alpha_bars[previous]).exp())
+                x = math.sqrt(ratio) * x + math.sqrt(1.0 - ratio) * noise
+            else:
+                x = self.scheduler.forward_transition(x, noise, previous, t)
             states.append(x)
             previous = t
         return torch.stack(states)
+
+    # -- likelihood through the continuous limit -------------------------------------------------------------------
+
+    def _continuous_schedule(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log ᾱ(t), β(t) = −d log ᾱ/dt)`` of the continuous limit at real ``t ∈ (0, T]``: ``log ᾱ`` interpolated
+        linearly between the integer levels (exact for constant α, where ``β(t) = −log α``)."""
+        table = self.log_alpha_bars()
+        T = table.shape[0] - 1
+        tt = t.detach().to(torch.float64).cpu().clamp(0.0, float(T))
+        k = tt.ceil().clamp(1, T).long()
+        slope = table[k] - table[k - 1]
+        return table[k - 1] + (tt - (k - 1)) * slope, -slope
+
+    def _probability_flow_field(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``dx/dt = −½ β(t) (x − ε̂(x, t) / √(1 − ᾱ(t)))``, the probability-flow ODE of the VP SDE
+        ``dx = −½ β(t) x dt + √β(t) dW`` whose marginals are ``x_t = √ᾱ(t) x_0 + √(1 − ᾱ(t)) z``."""
+        log_alpha_bar, beta = self._continuous_schedule(t)
+        std = float(-torch.expm1(log_alpha_bar)) ** 0.5
+        model_time = t - 1 if self._diffusers_scheduler else t
+        eps = self.model(x, model_time.to(x.dtype), return_dict=False)[0]
+        return -0.5 * float(beta) * (x - eps / std)
+
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        start_level: float = 1.0,
+        ode_solver: str = "dopri5",
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        batch_size: int = 10_000,
+    ) -> torch.Tensor:
+        r"""Approximate log-density ``log p_{t_s}(x)`` in nats at points ``x`` ``(N, D)``, ``t_s = start_level``.
+
+        The discrete chain is replaced by its continuous limit (Song et al. 2021, Sec. 3.3 and App. B): the VP SDE
+        ``dx = −½ β(t) x dt + √β(t) dW`` on ``t ∈ [0, T]`` whose marginals ``x_t = √ᾱ(t) x_0 + √(1 − ᾱ(t)) z``
+        match the chain's at every integer ``t`` (``log ᾱ`` interpolated linearly, exact for constant α:
+        ``β = −log α``). With the score ``∇ log p_t = −ε̂(x, t) / √(1 − ᾱ(t))`` its probability-flow ODE
+        ``dx/dt = F = −½ β(t) (x − ε̂ / √(1 − ᾱ(t)))`` is integrated from ``x(t_s) = x`` to ``T`` with the
+        instantaneous change of variables (Chen et al. 2018):
+
+        ``log p_{t_s}(x) = log N(x(T); 0, I) + ∫_{t_s}^T div F(x(t), t) dt``.
+
+        Approximations, measured in ``tests/test_ddpm.py`` and ``benchmarks/bench_score.py``: (1) the density is
+        that of the ODE model, not of the ancestral sampler's outputs; (2) it is the density of the level
+        ``t_s`` (default 1, the least noisy level the network is trained on: data convolved with
+        ``N(0, (1 − ᾱ_1) I)``), not of ``x_0`` (``start_level < 1`` extrapolates the network below its training
+        levels); (3) ``p_T`` is taken to be ``N(0, I)``, as the sampler does, which is off by ``O(√ᾱ_T |E x_0| + ᾱ_T)``;
+        (4) the network reads real-valued times between the integer steps it was trained on. For a diffusers schedule
+        ``β(t)`` jumps at every integer level; the solver is told where (torchdiffeq's ``jump_t``).
+        """
+        x = check_points(x, self.dim, "x")
+        x = x.to(device=self.device, dtype=self.model.dtype)
+        check_num_samples(batch_size, "batch_size")
+        T = self.scheduler.config.num_train_timesteps
+        if isinstance(start_level, bool) or not isinstance(start_level, int | float) or not 0 < start_level < T:
+            raise ValueError(
+                f"`start_level` must be a real number in (0, {T}) (num_train_timesteps), got {start_level!r}"
+            )
+        options: dict[str, torch.Tensor] = {"step_t": torch.tensor([float(T)], dtype=x.dtype)}
+        if self._diffusers_scheduler:  # β(t) jumps at the integer levels: tell the solver where
+            options["jump_t"] = torch.arange(math.floor(start_level) + 1, T, dtype=x.dtype)
+        chunks = []
+        with torch.no_grad():
+            for chunk in x.split(batch_size):
+                result = integrate_with_log_density(
+                    self._probability_flow_field,
+                    chunk,
+                    None,
+                    float(start_level),
+                    float(T),
+                    method=ode_solver,
+                    rtol=rtol,
+                    atol=atol,
+                    options=options,
+                )
+                z = result.x_end
+                prior = -0.5 * z.square().sum(dim=1) - 0.5 * self.dim * math.log(2 * math.pi)
+                chunks.append(prior - result.log_density_change)
+        return torch.cat(chunks)
 
     def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
         """Save the components (safetensors weights + configs) and ``model_index.json``."""

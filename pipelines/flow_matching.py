@@ -11,9 +11,12 @@ from diffusers.models.modeling_utils import ModelMixin
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
 from hfgen.methods.continuous_flows import log_prob as flow_log_prob
 from hfgen.methods.continuous_flows import solve_ode
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.utils import check_num_samples, check_points
+
+#: the torchdiffeq fixed-grid method that takes the same steps as each solver of FlowMatchEulerScheduler
+TORCHDIFFEQ_METHODS = {"euler": "euler", "heun": "heun2", "midpoint": "midpoint"}
 
 
 class FlowMatchingPipeline(HfgenPipeline):
@@ -79,8 +82,10 @@ class FlowMatchingPipeline(HfgenPipeline):
         ode_solver: str | None = None,
         rtol: float = 1e-5,
         atol: float = 1e-5,
+        strength: float | None = None,
+        start_samples: torch.Tensor | None = None,
     ) -> PointsPipelineOutput | tuple:
-        r"""Draw ``num_samples`` points.
+        r"""Draw ``num_samples`` points, or edit ``start_samples`` (SDEdit).
 
         Args:
             num_samples: number of points (ignored when ``source_samples`` is given).
@@ -92,9 +97,19 @@ class FlowMatchingPipeline(HfgenPipeline):
             source_samples: start points ``x_0`` ``(N, D)`` instead of drawing them from the source.
             ode_solver: ``None`` uses the scheduler's fixed-step solver; a torchdiffeq method (``"dopri5"``…)
                 solves adaptively with tolerances ``rtol``/``atol``.
+            strength: SDEdit strength ``s ∈ [0, 1]`` (Meng et al. 2022), given with ``start_samples``: the points are
+                put on the path at ``t_0 = 1 − s``, ``x_{t_0} = s x_0 + (1 − s) x`` with ``x_0`` from the source, and
+                the ODE runs from ``t_0`` to 1 (fixed-step: ``round(s n)`` steps, at least one, of the scheduler's
+                method; ``s = 0`` returns the points, ``s = 1`` samples the model afresh).
+            start_samples: the points ``(N, D)`` to edit.
         """
         self._check_output_type(output_type)
         check_num_samples(num_inference_steps, "num_inference_steps")
+        if strength is not None or start_samples is not None:
+            return self._sdedit(
+                strength, start_samples, num_inference_steps, generator, output_type, return_trajectory, return_dict,
+                ode_solver, rtol, atol,
+            )  # fmt: skip
         if source_samples is None:
             x = self.source_distribution.sample(check_num_samples(num_samples), generator=generator)
         else:
@@ -108,6 +123,44 @@ class FlowMatchingPipeline(HfgenPipeline):
             solution = solve_ode(self._field, x, 0.0, 1.0, method=ode_solver, rtol=rtol, atol=atol, t_eval=t_eval)
             x, trajectory, nfe = solution.x_end, solution.trajectory, solution.nfe
 
+        samples = self._to_output_type(x, output_type)
+        trajectory = self._to_output_type(trajectory, output_type)
+        if not return_dict:
+            return (samples, trajectory, nfe)
+        return PointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=nfe)
+
+    def _sdedit(
+        self,
+        strength: float | None,
+        start_samples: torch.Tensor | None,
+        num_inference_steps: int,
+        generator: torch.Generator | None,
+        output_type: str,
+        return_trajectory: bool,
+        return_dict: bool,
+        ode_solver: str | None,
+        rtol: float,
+        atol: float,
+    ) -> PointsPipelineOutput | tuple:
+        """SDEdit on the linear path: start at ``t_0 = 1 − strength`` and integrate to ``t = 1``."""
+        x = check_sdedit(strength, start_samples, self.dim).to(device=self.device, dtype=self.velocity.dtype)
+        if strength == 0.0:
+            x, trajectory, nfe = x.clone(), x[None].clone() if return_trajectory else None, 0
+        else:
+            noise = self.source_distribution.sample(x.shape[0], generator=generator).to(x)
+            t0 = 1.0 - float(strength)
+            x = (1.0 - t0) * noise + t0 * x  # the linear path x_t = (1 − t) x_0 + t x_1 (σ_min = 0)
+            steps = max(1, round(strength * num_inference_steps))
+            grid = torch.linspace(t0, 1.0, steps + 1, dtype=torch.float64).tolist()
+            grid[0], grid[-1] = t0, 1.0
+            with torch.no_grad():
+                if ode_solver is None:
+                    method = TORCHDIFFEQ_METHODS[self.scheduler.config.solver]
+                    solution = solve_ode(self._field, x, t0, 1.0, method=method, t_eval=grid)
+                else:
+                    t_eval = grid if return_trajectory else None
+                    solution = solve_ode(self._field, x, t0, 1.0, ode_solver, rtol=rtol, atol=atol, t_eval=t_eval)
+            x, trajectory, nfe = solution.x_end, solution.trajectory if return_trajectory else None, solution.nfe
         samples = self._to_output_type(x, output_type)
         trajectory = self._to_output_type(trajectory, output_type)
         if not return_dict:

@@ -11,7 +11,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.continuous_flows import integrate_with_log_density, solve_ode
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.score_sde import ScoreSDEScheduler
 from hfgen.utils import check_num_samples, check_points
 
@@ -181,22 +181,13 @@ class ScoreSDEPipeline(HfgenPipeline):
         if strength is None and start_samples is None:
             n = check_num_samples(num_samples)
             return self.scheduler.sample_prior(n, self.dim, generator=generator, device=device, dtype=dtype), 1.0
-        if strength is None or start_samples is None:
-            raise ValueError(
-                "SDEdit needs both `strength` and `start_samples`, got "
-                f"strength={strength!r} and start_samples={'None' if start_samples is None else 'a tensor'}"
-            )
-        if isinstance(strength, bool) or not isinstance(strength, int | float):
-            raise TypeError(f"`strength` must be a float in [0, 1], got {strength!r} ({type(strength).__name__})")
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"`strength` must lie in [0, 1], got {strength!r}")
+        x = check_sdedit(strength, start_samples, self.dim).to(device=device, dtype=dtype)
         eps = self.scheduler.config.sampling_eps
         if 0.0 < strength <= eps:
             raise ValueError(
                 f"`strength` must be 0 or greater than sampling_eps = {eps} (the sampler stops at t = ε), "
                 f"got {strength!r}"
             )
-        x = check_points(start_samples, self.dim, "start_samples").to(device=device, dtype=dtype)
         if strength == 0.0:
             return x.clone(), 0.0
         noise = randn_tensor(x.shape, generator=generator, device=device, dtype=dtype)

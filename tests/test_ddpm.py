@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
-from factories_ddpm import TWO_POINTS, oracle_pipeline, tiny_ddpm_pipeline, tiny_epsilon_network
+from factories import TWO_POINTS, oracle_pipeline, tiny_ddpm_pipeline, tiny_epsilon_network
 from matplotlib.figure import Figure
 
 from hfgen import ConstantAlphaDDPMScheduler, DDPMOracle, DDPMPointsPipeline, HfgenPipeline
@@ -383,7 +383,8 @@ def test_pipeline_runs_the_scheduler_loop_with_the_integer_step():
 def test_saved_folder_layout(tmp_path):
     pipe = tiny_ddpm_pipeline(variance_type="beta")
     pipe.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model_index.json", "scheduler"]
+    names = ["model", "model_index.json", "scheduler", "weights_sha256.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
     assert (tmp_path / "model" / "diffusion_pytorch_model.safetensors").is_file()
     for loader in (DDPMPointsPipeline, HfgenPipeline):
         assert loader.from_pretrained(tmp_path).scheduler.config.variance_type == "beta"
@@ -524,3 +525,131 @@ def test_bad_pipeline_inputs():
         pipe.forward_trajectory(torch.zeros(3, 2), [3, 1])
     with pytest.raises(ValueError, match="timesteps"):
         pipe.forward_trajectory(torch.zeros(3, 2), [1, 11])
+
+
+# --------------------------------------------------------------------------- general β schedules (diffusers)
+
+
+class _ShiftedOracle(DDPMOracle):
+    """The oracle reading diffusers' index τ as our level t = τ + 1 (ConstantAlphaDDPMScheduler's docstring)."""
+
+    def forward(self, sample, timestep, return_dict=True):
+        return super().forward(sample, timestep + 1, return_dict=return_dict)
+
+
+def _gaussian_oracle_pipeline(scheduler, mean=(0.5, -1.0), var=(0.25, 2.0)):
+    from factories import GaussianEpsilonOracle
+
+    diffusers_scheduler = not isinstance(scheduler, ConstantAlphaDDPMScheduler)
+    table = (
+        torch.cat([torch.zeros(1, dtype=torch.float64), scheduler.alphas_cumprod.double().log()])
+        if diffusers_scheduler
+        else scheduler.alphas_cumprod.log()
+    )
+    oracle = GaussianEpsilonOracle(list(mean), list(var), table.tolist(), level_offset=int(diffusers_scheduler))
+    pipeline = DDPMPointsPipeline(oracle, scheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def test_diffusers_ddpm_scheduler_with_the_oracle_reproduces_the_constant_alpha_samples():
+    # DDPMScheduler(trained_betas=[1 − α] * T) is the constant-α chain with τ = t − 1: same generator, same samples.
+    T = 40
+    ours = oracle_pipeline(data_points=[[1.0, 0.0], [-1.0, 1.0], [0.0, -1.5]], num_train_timesteps=T)
+    shifted = _ShiftedOracle(**{k: v for k, v in ours.model.config.items() if not k.startswith("_")})
+    theirs = DDPMPointsPipeline(shifted, _diffusers_ddpm(ours.scheduler.config.alpha, T, "beta_tilde"))
+    theirs.set_progress_bar_config(disable=True)
+    a = ours(num_samples=64, generator=seeded(3), return_trajectory=True)
+    b = theirs(num_samples=64, generator=seeded(3), return_trajectory=True)
+    torch.testing.assert_close(a.samples, b.samples, rtol=1e-4, atol=1e-4)
+    assert a.timesteps == b.timesteps == list(range(T, -1, -1))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+def test_diffusers_schedules_have_the_closed_form_forward_marginals_and_sample_the_oracles_gaussian(schedule):
+    T = 200
+    kwargs = {"beta_end": 0.1} if schedule != "squaredcos_cap_v2" else {}
+    scheduler = DDPMScheduler(num_train_timesteps=T, beta_schedule=schedule, clip_sample=False, **kwargs)
+    pipe = _gaussian_oracle_pipeline(scheduler)
+    # forward: x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) z with ᾱ_t = alphas_cumprod[t − 1]
+    x0 = torch.tensor([[1.0, -1.0]]).expand(50_000, 2)
+    levels = [1, 50, 120, T]
+    path = pipe.forward_trajectory(x0, levels, generator=seeded())
+    se = 5 / math.sqrt(x0.shape[0])
+    for k, t in enumerate(levels):
+        a = float(scheduler.alphas_cumprod[t - 1])
+        assert (path[k].mean(0) - math.sqrt(a) * x0[0]).abs().max() < se
+        assert (path[k].var(0) - (1 - a)).abs().max() < 2 * se
+    # reverse: ancestral sampling with the exact ε of N(μ, diag v) returns N(μ, diag v) (up to O(1/T))
+    samples = pipe(num_samples=20_000, generator=seeded(1)).samples.double()
+    torch.testing.assert_close(samples.mean(0), torch.tensor([0.5, -1.0], dtype=torch.float64), atol=0.04, rtol=0)
+    torch.testing.assert_close(samples.var(0), torch.tensor([0.25, 2.0], dtype=torch.float64), atol=0, rtol=0.06)
+
+
+@pytest.mark.parametrize("scheduler_class", [DDPMScheduler, DDIMScheduler])
+def test_pipeline_with_a_diffusers_scheduler_saves_and_loads(tmp_path, scheduler_class):
+    scheduler = scheduler_class(num_train_timesteps=10, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+    pipe = DDPMPointsPipeline(tiny_epsilon_network(), scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["scheduler"] == ["diffusers", scheduler_class.__name__]
+    loaded = DDPMPointsPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.scheduler) is scheduler_class
+    assert loaded.scheduler.config.beta_schedule == "squaredcos_cap_v2" and not loaded.scheduler.config.clip_sample
+    torch.testing.assert_close(
+        loaded(num_samples=8, generator=seeded()).samples, pipe(num_samples=8, generator=seeded()).samples
+    )
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "message"),
+    [
+        (DDPMScheduler(num_train_timesteps=10), "clip_sample=False"),
+        (DDPMScheduler(num_train_timesteps=10, clip_sample=False, prediction_type="v_prediction"), "epsilon"),
+        (DDPMScheduler(num_train_timesteps=10, clip_sample=False, variance_type="learned"), "variance_type"),
+        (DDIMScheduler(num_train_timesteps=10, clip_sample=False, thresholding=True), "threshold"),
+    ],
+)
+def test_a_scheduler_that_does_not_fit_is_refused_naming_the_argument(scheduler, message):
+    with pytest.raises(TypeError, match=f"`scheduler`.*{message}"):
+        DDPMPointsPipeline(tiny_epsilon_network(), scheduler)
+    pipe = tiny_ddpm_pipeline()
+    with pytest.raises(TypeError, match="`scheduler`"):
+        pipe.scheduler = scheduler
+
+
+# --------------------------------------------------------------------------- likelihood (continuous limit)
+
+
+@pytest.mark.parametrize("kind", ["constant_alpha", "linear"])
+def test_log_prob_of_the_gaussian_oracle_is_the_exact_density_of_the_first_level(kind):
+    # With the exact ε of N(μ, diag v) the probability-flow ODE of the continuous limit transports the exact level
+    # marginals N(√ᾱ_t μ, ᾱ_t v + 1 − ᾱ_t), so log_prob at level t_s is their log-density, up to the solver's
+    # tolerance and the O(√ᾱ_T |μ|) error of taking p_T = N(0, I) (ᾱ_T = 1e-6 gives 7e-4 here, 1e-10 gives 7e-6).
+    if kind == "constant_alpha":
+        scheduler = ConstantAlphaDDPMScheduler.from_final_alpha_bar(100, 1e-10)
+    else:
+        # a steep linear schedule (ᾱ_T ≈ 1e-11): log ᾱ between the integer levels is interpolated by both the
+        # pipeline and the oracle, so the continuous limit is exact for the oracle's marginals too
+        scheduler = DDPMScheduler(num_train_timesteps=100, beta_end=0.5, clip_sample=False)
+    pipe = _gaussian_oracle_pipeline(scheduler, mean=(0.2, -0.3), var=(0.5, 1.5))
+    x = torch.randn(6, 2, generator=seeded(2), dtype=torch.float64) + torch.tensor([0.2, -0.3])
+    for level in (1.0, 0.25, 30.0) if kind == "constant_alpha" else (1.0, 30.0):
+        mean, var = pipe.model.marginal(level)
+        exact = torch.distributions.Normal(mean, var.sqrt()).log_prob(x).sum(1)
+        estimate = pipe.log_prob(x, start_level=level, rtol=1e-8, atol=1e-8)
+        torch.testing.assert_close(estimate, exact, atol=3e-5, rtol=0)
+
+
+def test_log_prob_bad_inputs():
+    pipe = tiny_ddpm_pipeline()
+    with pytest.raises(ValueError, match="start_level"):
+        pipe.log_prob(torch.zeros(2, 2), start_level=0.0)
+    with pytest.raises(ValueError, match="start_level"):
+        pipe.log_prob(torch.zeros(2, 2), start_level=10)
+    with pytest.raises(ValueError, match="`x`.*NaN"):
+        pipe.log_prob(torch.tensor([[0.0, math.nan]]))
+    with pytest.raises(ValueError, match="`x`"):
+        pipe.log_prob(torch.zeros(2, 3))

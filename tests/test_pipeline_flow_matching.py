@@ -68,7 +68,8 @@ def test_velocity_field_matches_the_network():
 def test_saved_folder_records_the_source_and_loading_restores_it(tmp_path):
     pipe = tiny_flow_matching_pipeline("heun", source=Checkerboard())
     pipe.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_index.json", "scheduler", "velocity"]
+    names = ["model_index.json", "scheduler", "velocity", "weights_sha256.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
     assert (tmp_path / "velocity" / "diffusion_pytorch_model.safetensors").is_file()
     assert json.loads((tmp_path / "model_index.json").read_text())["source"] == {"name": "checkerboard"}
     for loader in (FlowMatchingPipeline, HfgenPipeline):

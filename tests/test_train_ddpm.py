@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from factories_training import fresh_accelerate_state, reset_accelerate  # noqa: F401 (autouse fixture)
+from factories import reset_accelerate
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -232,3 +232,64 @@ def test_the_script_trains_and_evaluates_end_to_end(tmp_path):
     assert (out / "checkpoints" / "checkpoint-10" / "ema.safetensors").is_file()
     assert json.loads((out / "args.json").read_text())["dataset"] == "moons"
     assert ModelCard.load(out / "README.md").data.target_distribution == "moons"
+
+
+# ------------------------------------------------------------------------------- general β schedules
+
+
+def test_the_default_schedule_is_the_constant_alpha_one_and_others_are_diffusers_schedulers():
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from hfgen import ConstantAlphaDDPMScheduler
+
+    assert DDPMArguments().beta_schedule == "constant_alpha"
+    assert isinstance(DDPMArguments().noise_scheduler(), ConstantAlphaDDPMScheduler)
+    linear = DDPMArguments(beta_schedule="linear", num_train_timesteps=50, beta_end=0.05).noise_scheduler()
+    assert isinstance(linear, DDPMScheduler) and linear.config.variance_type == "fixed_small"
+    assert not linear.config.clip_sample and linear.config.prediction_type == "epsilon"
+    torch.testing.assert_close(linear.betas, torch.linspace(1e-4, 0.05, 50))
+    large = DDPMArguments(beta_schedule="scaled_linear", variance_type="beta").noise_scheduler()
+    assert large.config.variance_type == "fixed_large" and large.config.beta_schedule == "scaled_linear"
+    ddim = DDPMArguments(beta_schedule="squaredcos_cap_v2", sampler="ddim").noise_scheduler()
+    assert isinstance(ddim, DDIMScheduler) and ddim.config.beta_schedule == "squaredcos_cap_v2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--beta_schedule", "sigmoid"], "beta_schedule"),
+        (["--beta_schedule", "linear", "--alpha", "0.9"], "`alpha` applies to beta_schedule='constant_alpha'"),
+        (["--beta_schedule", "linear", "--final_alpha_bar", "0.01"], "final_alpha_bar"),
+        (["--beta_schedule", "linear", "--sampler", "ddim", "--eta", "0.5"], "`eta` applies"),
+        (["--beta_schedule", "linear", "--beta_start", "0.1", "--beta_end", "0.01"], "beta_start"),
+    ],
+)
+def test_bad_schedule_arguments_are_refused(argv, message):
+    with pytest.raises(ValueError, match=message):
+        parse_arguments(DDPMArguments, argv)
+
+
+def test_batches_with_a_diffusers_schedule_follow_its_forward_process():
+    target = get_toy_distribution("8gaussians")
+    scheduler = DDPMArguments(beta_schedule="squaredcos_cap_v2", num_train_timesteps=12).noise_scheduler()
+    noisy, tau, z = NoisedBatches(target, scheduler, batch_size=4_000, seed=2).draw(0)
+    x0 = target.sample(4_000, batch_generator(2, 0, 0))
+    assert tau.dtype == torch.long and int(tau.min()) == 0 and int(tau.max()) == 11  # diffusers' index τ = t − 1
+    a = scheduler.alphas_cumprod[tau][:, None]
+    torch.testing.assert_close(noisy, a.sqrt() * x0 + (1 - a).sqrt() * z)
+
+
+def test_a_tiny_run_with_a_cosine_schedule_saves_a_diffusers_scheduler(tmp_path):
+    from diffusers import DDPMScheduler
+
+    args = tiny_args(tmp_path, beta_schedule="squaredcos_cap_v2", validation_steps=0, checkpointing_steps=0)
+    run(DDPMTask(args), args.num_eval_samples)
+    for name in ("samples.png", "forward.png", "reverse.png", "README.md"):
+        assert (tmp_path / name).is_file(), name
+    pipe = DDPMPointsPipeline.from_pretrained(tmp_path)
+    assert isinstance(pipe.scheduler, DDPMScheduler) and pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(num_samples=5, generator=torch.Generator().manual_seed(0), return_trajectory=True)
+    assert out.samples.shape == (5, 2) and out.timesteps == list(range(8, -1, -1))
+    text = ModelCard.load(tmp_path / "README.md").text
+    assert "squaredcos_cap_v2" in text and "| beta_schedule | squaredcos_cap_v2 |" in text

@@ -29,6 +29,7 @@ __all__ = [
     "ScoreField",
     "ScoreMatchingGap",
     "denoising_score_matching_loss",
+    "denoising_score_matching_loss_at",
     "diffused_mixture_log_prob",
     "diffused_mixture_score",
     "dsm_esm_gap",
@@ -109,6 +110,18 @@ def denoising_score_matching_loss(
     """
     x0 = check_points(original_samples, name="original_samples")
     sample, timestep, noise = scheduler.sample_training_inputs(x0, generator=generator)
+    return _dsm_terms(model, sample, timestep, noise, scheduler)[0].mean()
+
+
+def denoising_score_matching_loss_at(
+    model: ModelMixin, sample: Tensor, timestep: Tensor, noise: Tensor, scheduler: ScoreSDEScheduler
+) -> Tensor:
+    r"""The denoising score matching objective on given draws ``x_t = m_t x_0 + σ_t z`` (``sample``), their times
+    ``timestep`` ``(N,)`` and noises ``noise``: the mean of ``σ_t² ‖s_θ(x_t, t) + z/σ_t‖²`` (Vincent 2011;
+    Song et al. 2021, eq. 7), for training loops that draw ``(x_t, t, z)`` themselves (another law of ``t``)."""
+    sample = check_points(sample, name="sample")
+    if noise.shape != sample.shape:
+        raise ValueError(f"`noise` must have the shape of `sample` {tuple(sample.shape)}, got {tuple(noise.shape)}")
     return _dsm_terms(model, sample, timestep, noise, scheduler)[0].mean()
 
 

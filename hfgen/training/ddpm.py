@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.data import get_toy_distribution
 from hfgen.data.toy import ToyDistribution
@@ -25,6 +27,8 @@ from hfgen.utils import batch_generator
 
 #: α of the built-in recipe when neither ``alpha`` nor ``final_alpha_bar`` is given (with T = 500: ᾱ_T ≈ 0.0066)
 DEFAULT_ALPHA = 0.99
+#: ``beta_schedule`` choices: the course's constant α, or one of diffusers' DDPMScheduler/DDIMScheduler schedules
+BETA_SCHEDULES = ("constant_alpha", "linear", "scaled_linear", "squaredcos_cap_v2")
 
 
 @dataclass
@@ -32,7 +36,9 @@ class DDPMArguments(TrainingArguments):
     """Arguments of ``training/train_ddpm.py``; the defaults are the built-in recipe (checkerboard target).
 
     The schedule is ``ᾱ_t = α^t``, ``t = 0 … T``: give ``alpha`` or ``final_alpha_bar`` (then
-    ``α = ᾱ_T^{1/T}``), not both; with neither, ``α = 0.99``.
+    ``α = ᾱ_T^{1/T}``), not both; with neither, ``α = 0.99``. With ``beta_schedule`` other than ``"constant_alpha"``
+    the run uses diffusers' own ``DDPMScheduler`` (or ``DDIMScheduler`` for ``sampler="ddim"``) with that β schedule
+    from ``beta_start`` to ``beta_end`` (``clip_sample=False``, ε-prediction), ``ᾱ_t = Π_{s ≤ t} (1 − β_s)``.
     """
 
     run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples"}
@@ -43,6 +49,12 @@ class DDPMArguments(TrainingArguments):
     validation_steps: int = documented(4_000, "sample with the EMA weights, plot and score every N steps (0: never)")
     dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
     num_train_timesteps: int = field(default=500, metadata={"help": "number T of diffusion steps"})
+    beta_schedule: str = field(
+        default="constant_alpha",
+        metadata={"help": f"{BETA_SCHEDULES}: the course's ᾱ_t = α^t, or a diffusers DDPMScheduler β schedule"},
+    )
+    beta_start: float = field(default=1e-4, metadata={"help": "β_1 of a diffusers linear or scaled_linear schedule"})
+    beta_end: float = field(default=0.02, metadata={"help": "β_T of a diffusers linear or scaled_linear schedule"})
     alpha: float | None = field(default=None, metadata={"help": f"constant α in (0, 1) (default {DEFAULT_ALPHA})"})
     final_alpha_bar: float | None = field(
         default=None, metadata={"help": "instead of alpha: ᾱ_T in (0, 1), giving α = ᾱ_T^(1/T)"}
@@ -74,6 +86,25 @@ class DDPMArguments(TrainingArguments):
             raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {self.num_train_timesteps!r}")
         if self.num_train_timesteps < 1:
             raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {self.num_train_timesteps}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"`beta_schedule` must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
+        if self.beta_schedule != "constant_alpha":
+            for name in ("alpha", "final_alpha_bar"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"`{name}` applies to beta_schedule='constant_alpha' only, got beta_schedule="
+                        f"{self.beta_schedule!r}, {name}={getattr(self, name)}"
+                    )
+            if self.eta:
+                raise ValueError(
+                    f"`eta` applies to beta_schedule='constant_alpha' only (diffusers' DDIMScheduler takes η at each "
+                    f"step), got beta_schedule={self.beta_schedule!r}, eta={self.eta}"
+                )
+            if not 0.0 < self.beta_start <= self.beta_end < 1.0:
+                raise ValueError(
+                    f"`beta_start` and `beta_end` must satisfy 0 < beta_start <= beta_end < 1, got "
+                    f"beta_start={self.beta_start}, beta_end={self.beta_end}"
+                )
         if self.alpha is not None and self.final_alpha_bar is not None:
             raise ValueError(
                 f"give `alpha` ({self.alpha}) or `final_alpha_bar` ({self.final_alpha_bar}), not both: "
@@ -109,8 +140,23 @@ class DDPMArguments(TrainingArguments):
             return alpha_for_final_alpha_bar(self.num_train_timesteps, self.final_alpha_bar)
         return DEFAULT_ALPHA
 
-    def noise_scheduler(self) -> ConstantAlphaDDPMScheduler:
-        """The run's scheduler: ``ᾱ_t = α^t`` for ``t = 0 … T``, with the chosen sampler."""
+    def noise_scheduler(self) -> ConstantAlphaDDPMScheduler | DDPMScheduler | DDIMScheduler:
+        """The run's scheduler: ``ᾱ_t = α^t`` for ``t = 0 … T`` with the chosen sampler, or diffusers' DDPM (DDIM for
+        ``sampler="ddim"``) scheduler with ``beta_schedule``; ``variance_type`` ``beta_tilde``/``beta`` is diffusers'
+        ``fixed_small``/``fixed_large``."""
+        if self.beta_schedule != "constant_alpha":
+            common = {
+                "num_train_timesteps": self.num_train_timesteps,
+                "beta_schedule": self.beta_schedule,
+                "beta_start": self.beta_start,
+                "beta_end": self.beta_end,
+                "clip_sample": False,
+                "prediction_type": "epsilon",
+            }
+            if self.sampler == "ddim":
+                return DDIMScheduler(**common)
+            variance = "fixed_small" if self.variance_type == "beta_tilde" else "fixed_large"
+            return DDPMScheduler(variance_type=variance, **common)
         return ConstantAlphaDDPMScheduler(
             alpha=self.schedule_alpha(),
             num_train_timesteps=self.num_train_timesteps,
@@ -122,7 +168,8 @@ class DDPMArguments(TrainingArguments):
 
 class NoisedBatches:
     r"""Iterator of ε-prediction batches ``(x_t, t, z)``: ``x_0 ~ target``, ``t ~ U{1, …, T}``, ``z ~ N(0, I)``,
-    ``x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) z`` (:meth:`ConstantAlphaDDPMScheduler.sample_training_inputs`).
+    ``x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) z`` (:meth:`ConstantAlphaDDPMScheduler.sample_training_inputs`; with a diffusers
+    scheduler, its index ``τ = t − 1 ~ U{0, …, T − 1}`` and its ``add_noise``).
 
     Batch ``k`` is drawn from :func:`hfgen.data.pairs.batch_generator` ``(seed, stream, k)``, a pure function of its
     index, so a run resumed at ``start = k`` sees exactly the batches an uninterrupted one would.
@@ -131,7 +178,7 @@ class NoisedBatches:
     def __init__(
         self,
         target: ToyDistribution,
-        scheduler: ConstantAlphaDDPMScheduler,
+        scheduler: ConstantAlphaDDPMScheduler | DDPMScheduler | DDIMScheduler,
         batch_size: int,
         seed: int = 0,
         stream: int = 0,
@@ -146,7 +193,11 @@ class NoisedBatches:
         """Batch number ``index``."""
         generator = batch_generator(self.seed, self.stream, index)
         x0 = self.target.sample(self.batch_size, generator)
-        return self.scheduler.sample_training_inputs(x0, generator)
+        if isinstance(self.scheduler, ConstantAlphaDDPMScheduler):
+            return self.scheduler.sample_training_inputs(x0, generator)
+        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
+        noise = randn_tensor(x0.shape, generator=generator, dtype=x0.dtype)
+        return self.scheduler.add_noise(x0, noise, timesteps), timesteps, noise
 
     def __iter__(self) -> NoisedBatches:
         return self
@@ -157,7 +208,8 @@ class NoisedBatches:
 
 
 class DDPMTask(TrainingTask):
-    r"""Constant-α DDPM on ``args.dataset`` with an ε-predicting :class:`~hfgen.models.TimeMLP`.
+    r"""DDPM (constant α, or a diffusers β schedule) on ``args.dataset`` with an ε-predicting
+    :class:`~hfgen.models.TimeMLP`.
 
     Each micro-batch draws ``x_0 ~ target``, ``t ~ U{1, …, T}`` and ``z ~ N(0, I)`` and minimises
     ``‖ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) z, t) − z‖²`` with ``ᾱ_t = α^t`` (Ho et al. 2020). The network receives the integer
@@ -210,6 +262,8 @@ class DDPMTask(TrainingTask):
 
         generator = torch.Generator().manual_seed(seed)
         out = pipeline(num_samples, self.args.num_inference_steps, generator=generator, return_trajectory=True)
+        if self.args.beta_schedule != "constant_alpha":
+            return plotting.plot_trajectory(out.trajectory, out.timesteps)
         return plotting.plot_diffusion_reverse(out.trajectory, out.timesteps, pipeline.scheduler.config.alpha)
 
     def validation_figures(self, pipeline: DDPMPointsPipeline, samples: torch.Tensor) -> dict[str, Any]:
@@ -235,10 +289,13 @@ class DDPMTask(TrainingTask):
         T = self.args.num_train_timesteps
         steps = sorted({round(T * k / 5) for k in range(6)})
         forward = pipeline.forward_trajectory(data[:1000], steps, generator=generator)
-        alpha = pipeline.scheduler.config.alpha
+        if self.args.beta_schedule == "constant_alpha":
+            forward_figure = plotting.plot_diffusion_forward(forward, steps, pipeline.scheduler.config.alpha)
+        else:
+            forward_figure = plotting.plot_trajectory(forward, steps)
         return {
             "samples.png": plotting.plot_samples(samples, reference=data, title="samples"),
-            "forward.png": plotting.plot_diffusion_forward(forward, steps, alpha),
+            "forward.png": forward_figure,
             "reverse.png": self._reverse_figure(pipeline, 1000, seed=2),
         }
 
@@ -294,6 +351,20 @@ def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | No
     from hfgen.hub import LICENSE, card_template, markdown_table, training_summary, validation_table
 
     alpha, T = args.schedule_alpha(), args.num_train_timesteps
+    schedule = {
+        "alpha": f"{alpha:.6g}",
+        "beta": f"{1 - alpha:.6g}",
+        "final_alpha_bar": f"{alpha**T:.3g}",
+        "first_noise_std": f"{(1 - alpha) ** 0.5:.3g}",
+    }
+    if args.beta_schedule != "constant_alpha":  # diffusers' β_t schedule: the card states its range
+        scheduler = args.noise_scheduler()
+        betas = scheduler.betas.double()
+        schedule = {
+            "beta": f"{float(betas[0]):.3g} … {float(betas[-1]):.3g}",
+            "final_alpha_bar": f"{float(scheduler.alphas_cumprod[-1]):.3g}",
+            "first_noise_std": f"{float(betas[0]) ** 0.5:.3g}",
+        }
     model_name = repo_id.split("/")[-1] if repo_id else f"ddpm-{args.dataset}"
     card_data = ModelCardData(
         library_name="hfgen",
@@ -309,11 +380,9 @@ def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | No
         model_name=model_name,
         repo_id=repo_id or args.output_dir,
         target=args.dataset,
-        alpha=f"{alpha:.6g}",
-        beta=f"{1 - alpha:.6g}",
         num_train_timesteps=T,
-        final_alpha_bar=f"{alpha**T:.3g}",
-        first_noise_std=f"{(1 - alpha) ** 0.5:.3g}",
+        beta_schedule=args.beta_schedule,
+        **schedule,
         variance_type=args.variance_type,
         sampler=args.sampler,
         eta=args.eta,

@@ -1,0 +1,354 @@
+"""Score SDE training (denoising score matching) as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, the
+noised batch stream, loss, metrics, figures and the model card."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hfgen.data import ToyDistribution, get_toy_distribution
+from hfgen.methods.flow_matching import sample_times
+from hfgen.methods.score_matching import denoising_score_matching_loss_at
+from hfgen.metrics import nll_report, sample_quality_report
+from hfgen.models import TimeMLP
+from hfgen.models.mlp import TIME_EMBEDDINGS
+from hfgen.pipelines.score_sde import SAMPLERS, ScoreSDEPipeline
+from hfgen.schedulers.score_sde import PREDICTION_TYPES, ScoreSDEScheduler, VESDEScheduler, VPSDEScheduler
+from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.trainer import TrainingTask, evaluate_in_process, train_in_process
+from hfgen.utils import batch_generator
+
+SDES = ("vp", "ve")
+
+
+@dataclass
+class ScoreArguments(TrainingArguments):
+    """Arguments of ``training/train_score.py``; the defaults are the built-in VP recipe (checkerboard target)."""
+
+    run_only_fields = TrainingArguments.run_only_fields | {
+        "num_eval_samples",
+        "num_nll_samples",
+        "num_validation_nll_samples",
+    }
+
+    output_dir: str = documented("out/score-checkerboard", "where the run writes its outputs")
+    max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
+    validation_steps: int = documented(4_000, "sample with the EMA weights, plot and score every N steps (0: never)")
+    checkpointing_steps: int = documented(4_000, "save the training state every N steps (0: never)")
+    dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
+    sde: str = field(default="vp", metadata={"help": f"forward SDE {SDES}: variance preserving or exploding"})
+    beta_min: float = field(default=0.1, metadata={"help": "VP: β(0)"})
+    beta_max: float = field(default=10.0, metadata={"help": "VP: β(1); 10 leaves m_1 ≈ 0.08 of the data at t = 1"})
+    sigma_min: float = field(default=0.01, metadata={"help": "VE: σ(0)"})
+    sigma_max: float = field(default=10.0, metadata={"help": "VE: σ(1), the prior's standard deviation"})
+    sampling_eps: float = field(default=1e-3, metadata={"help": "smallest time ε: training times and sampling end"})
+    prediction_type: str = field(
+        default="epsilon", metadata={"help": f"network output {PREDICTION_TYPES}: ε̂ = −σ_t s, or the score s"}
+    )
+    hidden_size: int = 256
+    num_layers: int = 4
+    activation: str = "silu"
+    time_embedding: str = field(default="sinusoidal", metadata={"help": f"{TIME_EMBEDDINGS} embedding of t ∈ [ε, 1]"})
+    num_position_frequencies: int = field(
+        default=3, metadata={"help": "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"}
+    )
+    time_beta: float = field(
+        default=1.0,
+        metadata={"help": "train on t = ε + (1 − ε)(1 − u), u ~ Beta(1, b): b = 1 uniform, b < 1 favours t near ε"},
+    )
+    sampler: str = field(
+        default="euler_maruyama", metadata={"help": f"sampler for validation and evaluation {SAMPLERS}"}
+    )
+    num_inference_steps: int = documented(500, "sampler steps from t = 1 to ε")
+    num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
+    num_nll_samples: int = documented(1_000, "held-out points for the final probability-flow NLL (dopri5)")
+    num_validation_nll_samples: int = documented(250, "held-out points for the NLL at each validation (0: none)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        get_toy_distribution(self.dataset)  # raises a clear error for unknown names
+        if self.sde not in SDES:
+            raise ValueError(f"`sde` must be one of {SDES}, got {self.sde!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.time_embedding not in TIME_EMBEDDINGS:
+            raise ValueError(f"`time_embedding` must be one of {TIME_EMBEDDINGS}, got {self.time_embedding!r}")
+        if self.time_beta <= 0:
+            raise ValueError(f"`time_beta` must be > 0, got {self.time_beta}")
+        for name in ("num_inference_steps", "num_eval_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        for name in ("num_nll_samples", "num_validation_nll_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        self.noise_scheduler()  # the scheduler checks β, σ, ε and the prediction type
+
+    def noise_scheduler(self) -> ScoreSDEScheduler:
+        """The run's SDE: :class:`VPSDEScheduler` (``β_min, β_max``) or :class:`VESDEScheduler` (``σ_min, σ_max``)."""
+        common = {"sampling_eps": self.sampling_eps, "prediction_type": self.prediction_type}
+        if self.sde == "vp":
+            return VPSDEScheduler(beta_min=self.beta_min, beta_max=self.beta_max, **common)
+        return VESDEScheduler(sigma_min=self.sigma_min, sigma_max=self.sigma_max, **common)
+
+
+class NoisedScoreBatches:
+    r"""Iterator of denoising-score-matching batches ``(x_t, t, z)``: ``x_0 ~ target``,
+    ``t = ε + (1 − ε)(1 − u)`` with ``u ~ Beta(1, b)`` (:func:`~hfgen.methods.flow_matching.sample_times`; ``b = 1``
+    is Song et al.'s ``t ~ U[ε, 1]``, ``b < 1`` puts more times near the data), ``z ~ N(0, I)`` and
+    ``x_t = m_t x_0 + σ_t z`` (:meth:`ScoreSDEScheduler.add_noise`).
+
+    Batch ``k`` is drawn from :func:`~hfgen.utils.batch_generator` ``(seed, stream, k)``, a pure function of its
+    index, so a run resumed at ``start = k`` sees exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(
+        self,
+        target: ToyDistribution,
+        scheduler: ScoreSDEScheduler,
+        batch_size: int,
+        time_beta: float = 1.0,
+        seed: int = 0,
+        stream: int = 0,
+        start: int = 0,
+    ):
+        if start < 0:
+            raise ValueError(f"`start` must be >= 0, got {start}")
+        self.target, self.scheduler, self.batch_size, self.time_beta = target, scheduler, batch_size, time_beta
+        self.seed, self.stream, self.next_index = seed, stream, start
+
+    def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch number ``index``."""
+        generator = batch_generator(self.seed, self.stream, index)
+        x0 = self.target.sample(self.batch_size, generator)
+        eps = self.scheduler.config.sampling_eps
+        u = sample_times(self.batch_size, generator, self.time_beta, dtype=torch.float64)
+        timesteps = (eps + (1.0 - eps) * (1.0 - u)).clamp(eps, 1.0).to(x0.dtype)
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        return self.scheduler.add_noise(x0, noise, timesteps), timesteps, noise
+
+    def __iter__(self) -> NoisedScoreBatches:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index, self.next_index = self.next_index, self.next_index + 1
+        return self.draw(index)
+
+
+class ScoreTask(TrainingTask):
+    r"""A score SDE (Song et al. 2021) on ``args.dataset`` with a :class:`~hfgen.models.TimeMLP` score network.
+
+    Each micro-batch draws ``(x_0, t, z)`` (:class:`NoisedScoreBatches`) and minimises the denoising score matching
+    objective with the usual weight ``λ(t) = σ_t²``, ``σ_t² ‖s_θ(x_t, t) + z/σ_t‖²`` (Vincent 2011; Song et al.
+    2021, eq. 7; :func:`~hfgen.methods.score_matching.denoising_score_matching_loss_at`), which in the
+    ε-parametrisation is ``‖ε̂_θ(x_t, t) − z‖²``. The network receives the SDE time ``t ∈ [ε, 1]``.
+    """
+
+    name = "score_sde"
+    args: ScoreArguments
+
+    def __init__(self, args: ScoreArguments):
+        super().__init__(args)
+        self.target = get_toy_distribution(args.dataset)
+        self.scheduler = args.noise_scheduler()
+
+    def build_model(self) -> TimeMLP:
+        args = self.args
+        return TimeMLP(
+            dim=self.target.dim,
+            hidden_size=args.hidden_size,
+            num_layers=args.num_layers,
+            activation=args.activation,
+            time_embedding=args.time_embedding,
+            num_position_frequencies=args.num_position_frequencies,
+        )
+
+    @contextmanager
+    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[NoisedScoreBatches]:
+        args = self.args
+        yield NoisedScoreBatches(
+            self.target,
+            self.scheduler,
+            args.train_batch_size,
+            time_beta=args.time_beta,
+            seed=args.seed,
+            stream=stream,
+            start=start,
+        )
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        noisy, timesteps, noise = (tensor.to(device) for tensor in batch)
+        return denoising_score_matching_loss_at(model, noisy, timesteps, noise, self.scheduler)
+
+    def pipeline(self, model: TimeMLP) -> ScoreSDEPipeline:
+        return ScoreSDEPipeline(model, self.args.noise_scheduler())
+
+    def sample(self, pipeline: ScoreSDEPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+        args = self.args
+        return pipeline(num_samples, args.num_inference_steps, sampler=args.sampler, generator=generator).samples
+
+    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+        report = sample_quality_report(samples, self.target, generator=generator)
+        return {f"samples_{key}": value for key, value in report.items()}
+
+    def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> torch.Tensor | None:
+        if not self.target.has_log_prob:
+            return None
+        return self.target.sample(num_points, generator=generator)
+
+    def log_likelihood(self, pipeline: ScoreSDEPipeline, points: torch.Tensor) -> torch.Tensor:
+        return pipeline.log_prob(points)
+
+    def score_log_likelihood(self, log_prob: torch.Tensor) -> dict[str, float]:
+        return nll_report(log_prob, self.target.entropy)
+
+    def _trajectory_figure(self, pipeline: ScoreSDEPipeline, num_samples: int, seed: int) -> Any:
+        from hfgen import plotting
+
+        generator = torch.Generator().manual_seed(seed)
+        out = pipeline(
+            num_samples, self.args.num_inference_steps, sampler=self.args.sampler, generator=generator,
+            return_trajectory=True,
+        )  # fmt: skip
+        # plot_trajectory reads its panels as time running from the source to the data: t ↦ 1 − t.
+        return plotting.plot_trajectory(out.trajectory, [1.0 - t for t in out.timesteps], bounds=(-3.0, 3.0))
+
+    def validation_figures(self, pipeline: ScoreSDEPipeline, samples: torch.Tensor) -> dict[str, Any]:
+        from hfgen import plotting
+
+        if self.target.dim != 2:
+            return {}
+        reference = self.target.sample(samples.shape[0], torch.Generator().manual_seed(3))
+        return {
+            "samples.png": plotting.plot_samples(samples, reference=reference, title="EMA samples"),
+            "trajectory.png": self._trajectory_figure(pipeline, 500, seed=3),
+        }
+
+    def final_figures(self, pipeline: ScoreSDEPipeline) -> dict[str, Any]:
+        from hfgen import plotting
+
+        if self.target.dim != 2:
+            return {}
+        generator = torch.Generator().manual_seed(2)
+        samples = self.sample(pipeline, 2000, generator)
+        t_small = 0.05
+        m, s = (float(v) for v in pipeline.scheduler.marginal_coefficients(t_small))
+        figures = {
+            "samples.png": plotting.plot_samples(
+                samples, reference=self.target.sample(2000, generator), title="samples"
+            ),
+            "trajectory.png": self._trajectory_figure(pipeline, 1000, seed=2),
+            "score_field.png": plotting.plot_velocity_field(
+                pipeline.score,
+                t=t_small,
+                bounds=(-2.5, 2.5),
+                grid_size=21,
+                titles=(f"learned score s_θ(x, t), m_t = {m:.2f}, σ_t = {s:.2f}", ""),
+            ),
+        }
+        if self.target.has_log_prob:
+            figures["density.png"] = plotting.plot_density(
+                lambda x: pipeline.log_prob(x, rtol=1e-3, atol=1e-3), bounds=(-2.5, 2.5), grid_size=60,
+                title="probability-flow density",
+            )  # fmt: skip
+        return figures
+
+    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
+        return score_card(self.args, metrics, repo_id=repo_id)
+
+
+def train_score(args: ScoreArguments) -> tuple[ScoreSDEPipeline, dict[str, Any]]:
+    """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
+    training numbers."""
+    result = train_in_process(ScoreTask(args))
+    return result.pipeline, result.metrics
+
+
+def evaluate_score(pipeline: ScoreSDEPipeline, args: ScoreArguments, seed: int = 1) -> dict[str, Any]:
+    """Final metrics of a trained pipeline in this process: W2 and its floor, MMD, support, and the
+    probability-flow NLL of ``num_nll_samples`` held-out points."""
+    return evaluate_in_process(ScoreTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
+
+
+# ---- model card ------------------------------------------------------------------------------------------
+
+
+def score_metrics_table(metrics: Mapping[str, Any], args: ScoreArguments) -> str:
+    """The card's metrics table from a score-SDE run's ``metrics.json`` (missing entries are skipped)."""
+    from hfgen.hub import markdown_table, sample_quality_rows, training_row
+
+    rows = sample_quality_rows(
+        metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {args.num_inference_steps} steps)"
+    )
+    if metrics.get("nll") is not None:
+        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", "probability-flow ODE"))
+        if metrics.get("entropy") is not None:
+            rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
+            rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(target ‖ model)"))
+    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
+
+
+def score_eval_results(args: ScoreArguments, metrics: Mapping[str, Any]) -> list[Any]:
+    """Machine-readable metrics for the card's ``model-index``."""
+    from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
+
+    names = {
+        **SAMPLE_QUALITY_RESULTS,
+        "nll": ("nll", "NLL (nats)"),
+        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
+    }
+    present = {key: value for key, value in metrics.items() if value is not None}
+    return eval_results(present, names, args.dataset, f"hfgen/{args.dataset}")
+
+
+def score_card(args: ScoreArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
+    """Render ``model_cards/score_sde.md`` for a training run: metadata, the SDE, loss, samplers, likelihood,
+    usage, metrics, training summary, validation history and configuration.
+
+    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary, validation_table
+
+    model_name = repo_id.split("/")[-1] if repo_id else f"score-{args.sde}-{args.dataset}"
+    card_data = ModelCardData(
+        library_name="hfgen",
+        license=LICENSE,
+        tags=["hfgen", "score-sde", "score-matching", "diffusion", "diffusers", "toy-2d"],
+        model_name=model_name,
+        eval_results=score_eval_results(args, metrics) or None,
+        target_distribution=args.dataset,
+    )
+    if args.sde == "vp":
+        sde = (
+            f"variance preserving, `dx = −½ β(t) x dt + √β(t) dW`, `β(t) = {args.beta_min} + t ({args.beta_max} − "
+            f"{args.beta_min})`; `x_t = e^(−B(t)/2) x_0 + √(1 − e^(−B(t))) z`, prior `N(0, I)`"
+        )
+    else:
+        sde = (
+            f"variance exploding, `dx = √(dσ²/dt) dW`, "
+            f"`σ(t) = {args.sigma_min} ({args.sigma_max}/{args.sigma_min})^t`; "
+            f"`x_t = x_0 + √(σ(t)² − σ_min²) z`, prior `N(0, {args.sigma_max}² I)`"
+        )
+    return ModelCard.from_template(
+        card_data,
+        template_str=card_template("score_sde"),
+        model_name=model_name,
+        repo_id=repo_id or args.output_dir,
+        target=args.dataset,
+        sde_description=sde,
+        sampling_eps=args.sampling_eps,
+        prediction_type=args.prediction_type,
+        time_beta=args.time_beta,
+        sampler=args.sampler,
+        num_inference_steps=args.num_inference_steps,
+        ema_decay=args.ema_decay,
+        metrics_table=score_metrics_table(metrics, args),
+        training_summary=training_summary(metrics),
+        validation_table=validation_table(metrics.get("validation", [])),
+        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+    )

@@ -1,0 +1,20 @@
+"""Train a score SDE (denoising score matching) on a toy distribution and save it as a diffusers pipeline.
+
+accelerate launch training/train_score.py                               # built-in recipe: VP SDE, checkerboard
+accelerate launch training/train_score.py --resume_from_checkpoint latest
+python training/train_score.py --dataset 8gaussians --output_dir out/score-8g
+python training/train_score.py --sde ve --sigma_max 10 --output_dir out/score-ve
+python training/train_score.py --config run.yaml                        # flags beside it override the file
+"""
+
+from hfgen.training.cli import run_script
+from hfgen.training.score import ScoreArguments, ScoreTask
+from hfgen.training.trainer import run
+
+
+def train(args: ScoreArguments) -> dict:
+    return run(ScoreTask(args), args.num_eval_samples, args.num_nll_samples)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(ScoreArguments, train, __doc__))
