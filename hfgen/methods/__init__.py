@@ -9,6 +9,7 @@ One module per family:
 - ``schrodinger_bridge``: reference chains, mean matching, the Gaussian closed form;
 - ``vae``: the VAE and autoencoder objectives; ``neighbor_embedding``: k-NN graphs and the UMAP-style loss;
 - ``mixtures``: EM, k-means++, a gradient fit; ``kde``: bandwidth selection by held-out likelihood;
+- ``cnf``: the maximum-likelihood loss of a continuous normalising flow (FFJORD);
 - ``rbm``: CD/PCD, exact enumeration, pseudo-likelihood, AIS; ``energy``: the maximum-likelihood loss, a replay
   buffer, Langevin chains, log Z by quadrature.
 """
