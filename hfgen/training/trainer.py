@@ -407,6 +407,9 @@ class Trainer:
                 self._restore(*resumed)
             losses: list[float] = []
             rate_since, rate_step = time.perf_counter(), step
+            # one process: the prepared module is the plain wrapper, whose forward is called without nn.Module's
+            # call machinery; several: through the distributed wrapper, which must see the pass
+            compute_loss = (self.loss_module if world > 1 else self.loss_module.forward) if phase.optimize else None
             if start < phase.num_steps:
                 with task.batches(start=start * accum, stream=accelerator.process_index, phase=index) as batches:
                     for local in range(start, phase.num_steps):
@@ -416,7 +419,7 @@ class Trainer:
                             self._check_finite(loss, step)
                         for _ in range(accum if phase.optimize else 0):
                             with accumulate(self.loss_module), autocast():
-                                loss = self.loss_module(next(batches), device)
+                                loss = compute_loss(next(batches), device)
                                 self._check_finite(loss, step)
                                 accelerator.backward(loss)
                                 if accelerator.sync_gradients and args.max_grad_norm > 0:
@@ -478,10 +481,11 @@ class Trainer:
         return validate or checkpoint
 
     def _check_finite(self, loss: torch.Tensor, step: int) -> None:
-        bad = (~torch.isfinite(loss.detach())).float()
-        if self.accelerator.num_processes > 1:
-            bad = self.accelerator.reduce(bad, "sum")
-        if bad.item():
+        if self.accelerator.num_processes > 1:  # every process must stop, so the verdict is all-reduced
+            bad = self.accelerator.reduce((~torch.isfinite(loss.detach())).float(), "sum").item()
+        else:
+            bad = not math.isfinite(loss.item())
+        if bad:
             found = list_checkpoints(self.args.output_dir)
             last = f"the last good checkpoint is {found[-1][1]}" if found else "no checkpoint was saved yet"
             raise TrainingDivergedError(
