@@ -5,15 +5,36 @@ import argparse
 from dataclasses import fields
 
 import pytest
-from factories_training import fresh_accelerate_state, tiny_args  # noqa: F401 (autouse fixture)
+from factories import tiny_args
 from transformers import HfArgumentParser
 
-from hfgen.training import BridgeArguments, DDPMArguments, FlowMatchingArguments, FlowMatchingTask, VAEArguments, run
+from hfgen.training import (
+    BridgeArguments,
+    DDPMArguments,
+    DensityArguments,
+    EBMArguments,
+    FlowMatchingArguments,
+    FlowMatchingTask,
+    RBMArguments,
+    ScoreArguments,
+    VAEArguments,
+    run,
+)
 from hfgen.training.arguments import _document
 from hfgen.training.classifier import ClassifierArguments
 from hfgen.training.cli import run_script
 
-ARGUMENTS = [FlowMatchingArguments, BridgeArguments, DDPMArguments, VAEArguments, ClassifierArguments]
+ARGUMENTS = [
+    FlowMatchingArguments,
+    BridgeArguments,
+    DDPMArguments,
+    VAEArguments,
+    ClassifierArguments,
+    DensityArguments,
+    RBMArguments,
+    EBMArguments,
+    ScoreArguments,
+]
 
 
 @pytest.mark.parametrize("arguments_class", ARGUMENTS, ids=lambda cls: cls.__name__)
@@ -50,3 +71,10 @@ def test_a_folder_holding_another_run_is_one_line_with_exit_status_2(tmp_path, c
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: output_dir") and "holds another run" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("arguments_class", ARGUMENTS, ids=lambda cls: cls.__name__)
+def test_help_renders_for_every_script(arguments_class, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_script(arguments_class, lambda args: {}, "A script.", ["--help"])
+    assert stopped.value.code == 0 and "(default:" in capsys.readouterr().out

@@ -217,6 +217,8 @@ def _document(parser: Any, arguments_class: type) -> None:
     for action in parser._actions:
         if not action.help:
             action.help = inherited.get(action.dest) or SHARED_HELP.get(action.dest)
+        if action.help and "%(" not in action.help:  # argparse %-formats help texts: "10%" must read "10%%"
+            action.help = action.help.replace("%", "%%")
         if action.choices and action.help and "choices" not in action.help:
             action.help += f" (choices: {', '.join(map(str, action.choices))})"
 
