@@ -25,3 +25,12 @@ torch.set_num_threads(1)
 def generator() -> torch.Generator:
     """A seeded CPU generator: same seed, same samples."""
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process training run starts from a clean Accelerate state (a process-wide singleton)."""
+    yield
+    from factories import reset_accelerate
+
+    reset_accelerate()

@@ -7,16 +7,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from factories_bridge import (
+from factories import (
     COV0,
     COV1,
     MEAN0,
     MEAN1,
     gaussian_sampler,
     population_dsb_ipf,
+    reset_accelerate,
     tiny_bridge_pipeline,
 )
-from factories_training import fresh_accelerate_state, reset_accelerate  # noqa: F401 (autouse fixture)
 
 from hfgen import (
     BridgeScheduler,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from factories_vae import write_image_parquet
+from factories import write_image_parquet
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from hfgen import MnistClassifier, MnistClassifierConfig

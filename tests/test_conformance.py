@@ -6,13 +6,16 @@ from typing import Any
 
 import torch
 from conformance import PipelineConformance, SchedulerConformance, seeded
-from factories import tiny_flow_matching_pipeline
-from factories_bridge import tiny_bridge_pipeline
-from factories_ddpm import tiny_ddpm_pipeline
-from factories_energy import tiny_energy_pipeline
-from factories_rbm import tiny_rbm_pipeline
-from factories_score_sde import tiny_score_sde_pipeline
-from factories_vae import tiny_autoencoder_pipeline, tiny_vae_pipeline
+from factories import (
+    tiny_autoencoder_pipeline,
+    tiny_bridge_pipeline,
+    tiny_ddpm_pipeline,
+    tiny_energy_pipeline,
+    tiny_flow_matching_pipeline,
+    tiny_rbm_pipeline,
+    tiny_score_sde_pipeline,
+    tiny_vae_pipeline,
+)
 
 from hfgen import (
     AutoEncoderPipeline,

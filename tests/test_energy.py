@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from factories import publish_to_local_hub_cache
-from factories_energy import QuadraticEnergy, tiny_energy_pipeline
+from factories import QuadraticEnergy, publish_to_local_hub_cache, tiny_energy_pipeline
 
 from hfgen.methods.energy import (
     ReplayBuffer,

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from factories import publish_to_local_hub_cache
-from factories_rbm import random_rbm, tiny_rbm_pipeline
+from factories import publish_to_local_hub_cache, random_rbm, tiny_rbm_pipeline
 from PIL import Image
 
 from hfgen.methods import rbm as methods

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from factories_vae import write_image_parquet
+from factories import write_image_parquet
 
 from hfgen.data import dataset_to_tensors, dynamic_binarize, load_image_dataset, prepare_image_dataset
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from factories_energy import QuadraticEnergy
+from factories import QuadraticEnergy
 
 from hfgen.methods.energy import langevin_chain
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler

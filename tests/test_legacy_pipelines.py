@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories_bridge import tiny_bridge_pipeline
+from factories import tiny_bridge_pipeline
 from safetensors.torch import load_file
 
 from hfgen import (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from factories_rbm import binary_data, random_rbm
+from factories import binary_data, random_rbm
 from sklearn.neural_network import BernoulliRBM
 
 from hfgen.methods import rbm as methods

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from factories_training import fresh_accelerate_state, reset_accelerate, tiny_args  # noqa: F401 (autouse fixture)
+from factories import reset_accelerate, tiny_args
 
 from hfgen import FlowMatchingPipeline
 from hfgen.training import CheckpointError, FlowMatchingArguments, FlowMatchingTask, Trainer, parse_arguments, run
@@ -208,8 +208,7 @@ def test_an_evaluation_error_after_training_never_loses_the_trained_model(tmp_pa
 
 
 def test_one_generator_check_everywhere():
-    from factories_bridge import tiny_bridge_pipeline
-    from factories_vae import tiny_vae
+    from factories import tiny_bridge_pipeline, tiny_vae
 
     from hfgen.methods.continuous_flows import log_prob
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from factories_score_sde import ExactMixtureScore, gaussian_mixture, tiny_score_network
+from factories import ExactMixtureScore, gaussian_mixture, tiny_score_network
 
 from hfgen.methods.score_matching import (
     denoising_score_matching_loss,

@@ -8,7 +8,7 @@ y = C_t^{1/2} u with u constant solves dy/dt = (a + ½ g² C_t^{-1}) y since dC/
 import numpy as np
 import pytest
 import torch
-from factories_score_sde import COV, MEAN, SDES, exact_score_pipeline, tiny_score_sde_pipeline
+from factories import COV, MEAN, SDES, exact_score_pipeline, tiny_score_sde_pipeline
 
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.score_sde import ScoreSDEPipeline

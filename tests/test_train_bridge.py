@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from factories_training import fresh_accelerate_state, reset_accelerate  # noqa: F401 (autouse fixture)
+from factories import reset_accelerate
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from factories_training import fresh_accelerate_state  # noqa: F401 (autouse fixture)
-from factories_vae import write_image_parquet
+from factories import write_image_parquet
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 

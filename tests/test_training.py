@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from factories_training import fresh_accelerate_state, reset_accelerate, tiny_args  # noqa: F401 (autouse fixture)
+from factories import reset_accelerate, tiny_args
 from safetensors.torch import load_file
 
 from hfgen.training import (

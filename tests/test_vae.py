@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from factories_vae import (
+from factories import (
     LINEAR_B,
     LINEAR_S,
     LINEAR_W,

@@ -5,7 +5,7 @@ import math
 from dataclasses import replace
 
 import torch
-from factories_training import fresh_accelerate_state, tiny_args  # noqa: F401 (autouse fixture)
+from factories import tiny_args
 
 from hfgen.methods.couplings import couple, sinkhorn_assignment
 from hfgen.methods.flow_matching import BrownianBridgePath, VPPath, cfm_loss, sample_times
