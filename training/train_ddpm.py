@@ -7,17 +7,14 @@ python training/train_ddpm.py --num_train_timesteps 100 --final_alpha_bar 1e-3  
 python training/train_ddpm.py --config run.yaml                         # flags beside it override the file
 """
 
-import json
+from hfgen.training import DDPMArguments, DDPMTask
+from hfgen.training.cli import run_script
+from hfgen.training.trainer import run
 
-from hfgen.training import DDPMArguments, DDPMTask, parse_arguments, run
 
-
-def main() -> None:
-    args = parse_arguments(DDPMArguments)
-    metrics = run(DDPMTask(args), args.num_eval_samples)
-    if metrics:
-        print(json.dumps(metrics, indent=2))
+def train(args: DDPMArguments) -> dict:
+    return run(DDPMTask(args), args.num_eval_samples)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(DDPMArguments, train, __doc__))
