@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -78,20 +78,34 @@ def training_summary(metrics: Mapping[str, Any]) -> str:
     )
 
 
-def validation_table(history: list[Mapping[str, Any]], final: Mapping[str, Any] | None = None) -> str:
-    """The metrics logged at each validation (EMA weights), as a Markdown table, ending with the ``final``
-    evaluation's row when the last validation was before the last step; empty without validations."""
+#: the columns of a toy-data run's validation table: metric key → header
+SAMPLE_QUALITY_COLUMNS = (
+    ("samples_w2", "W2"),
+    ("samples_w2_ratio", "W2 / floor"),
+    ("nll_minus_entropy", "NLL − entropy"),
+)
+
+
+def validation_table(
+    history: list[Mapping[str, Any]],
+    final: Mapping[str, Any] | None = None,
+    columns: Sequence[tuple[str, str]] = SAMPLE_QUALITY_COLUMNS,
+    digits: int = 4,
+) -> str:
+    """The metrics logged at each validation (EMA weights), one row per validation and one column per metric of
+    ``columns`` that any record has, ending with the ``final`` evaluation's row when the last validation was before
+    the last step; empty without validations."""
     if not history:
         return ""
     records = list(history)
     if final is not None and "train_steps" in final and records[-1]["step"] != final["train_steps"]:
         records.append({**final, "step": f"{final['train_steps']} (final)"})
-    columns = [("samples_w2", "W2"), ("samples_w2_ratio", "W2 / floor"), ("nll_minus_entropy", "NLL − entropy")]
-    columns = [(key, name) for key, name in columns if any(key in record for record in records)]
+    shown = [(key, name) for key, name in columns if any(key in record for record in records)]
     rows = [
-        (record["step"], *(f"{record[key]:.4f}" if key in record else "" for key, _ in columns)) for record in records
+        (record["step"], *(f"{record[key]:.{digits}f}" if key in record else "" for key, _ in shown))
+        for record in records
     ]
-    return markdown_table(("step", *(name for _, name in columns)), rows)
+    return markdown_table(("step", *(name for _, name in shown)), rows)
 
 
 def eval_results(

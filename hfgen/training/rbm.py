@@ -454,18 +454,14 @@ def rbm_metrics_table(metrics: Mapping[str, Any]) -> str:
 
 def rbm_validation_table(history: list[Mapping[str, Any]]) -> str:
     """The held-out metrics logged at each validation, as a Markdown table (empty without validations)."""
-    from hfgen.hub import markdown_table
+    from hfgen.hub import validation_table
 
-    if not history:
-        return ""
-    columns = [
+    columns = (
         ("log_likelihood", "log p (AIS)"),
         ("pseudo_log_likelihood", "pseudo-LL"),
         ("reconstruction_error", "recon. error"),
-    ]
-    columns = [(key, name) for key, name in columns if any(key in record for record in history)]
-    rows = [(r["step"], *(f"{r[key]:.2f}" if key in r else "" for key, _ in columns)) for r in history]
-    return markdown_table(("step", *(name for _, name in columns)), rows)
+    )
+    return validation_table(history, columns=columns, digits=2)
 
 
 def rbm_card(args: RBMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:

@@ -499,19 +499,15 @@ def vae_metrics_table(metrics: Mapping[str, Any]) -> str:
 
 def vae_validation_table(history: list[Mapping[str, Any]]) -> str:
     """The held-out metrics logged at each validation, as a Markdown table (empty without validations)."""
-    from hfgen.hub import markdown_table
+    from hfgen.hub import validation_table
 
-    if not history:
-        return ""
-    columns = [
+    columns = (
         ("nll", "−log p (IWAE)"),
         ("elbo", "ELBO"),
         ("reconstruction_nll", "−log p(x ∣ ẑ)"),
         ("knn_accuracy", "k-NN acc."),
-    ]
-    columns = [(key, name) for key, name in columns if any(key in record for record in history)]
-    rows = [(r["step"], *(f"{r[key]:.4f}" if key in r else "" for key, _ in columns)) for r in history]
-    return markdown_table(("step", *(name for _, name in columns)), rows)
+    )
+    return validation_table(history, columns=columns)
 
 
 def vae_eval_results(args: VAEArguments, metrics: Mapping[str, Any]) -> list[Any]:
