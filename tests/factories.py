@@ -424,9 +424,10 @@ TINY_RUN = {
 }
 
 
-def tiny_args(output_dir, **overrides) -> FlowMatchingArguments:
-    """Arguments of a 6-step run with checkpoints and validation every 3 steps."""
-    return replace(FlowMatchingArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
+def tiny_args(output_dir, arguments_class=FlowMatchingArguments, **overrides):
+    """Arguments of a 6-step point-data run (flow matching by default; any family with the same fields, such as
+    score SDEs) with checkpoints and validation every 3 steps."""
+    return replace(arguments_class(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
 
 
 def reset_accelerate() -> None:

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import factories
 import pytest
 import torch
 import yaml
@@ -27,28 +28,11 @@ from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_score.py"
-TINY_RUN = {
-    "max_train_steps": 6,
-    "hidden_size": 8,
-    "num_layers": 1,
-    "num_position_frequencies": 0,
-    "train_batch_size": 32,
-    "lr_warmup_steps": 2,
-    "checkpointing_steps": 3,
-    "validation_steps": 3,
-    "num_validation_samples": 40,
-    "num_validation_nll_samples": 0,
-    "num_eval_samples": 40,
-    "num_nll_samples": 0,
-    "num_inference_steps": 5,
-    "logging_steps": 2,
-    "report_to": "none",
-}
 
 
 def tiny_args(output_dir, **overrides) -> ScoreArguments:
-    """Arguments of a 6-step run with checkpoints and validation every 3 steps."""
-    return replace(ScoreArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
+    """The shared 6-step run (tests/factories.py) for a score SDE, with 5 sampler steps."""
+    return factories.tiny_args(output_dir, ScoreArguments, **{"num_inference_steps": 5, **overrides})
 
 
 def train(args):

@@ -259,6 +259,20 @@ def load_image_dataset(
     return DatasetDict({name: prepare_image_dataset(data, split=name, **options) for name, data in splits.items()})
 
 
+def load_image_splits(
+    dataset_name: str | None, train_data_files: str | None, test_data_files: str | None = None, **options: Any
+) -> Any:
+    """The ``"train"``/``"test"`` splits of a training script's data: local parquet files (``train_data_files``,
+    optionally ``test_data_files``) or a Hub id / folder (``dataset_name``), through :func:`load_image_dataset`
+    with ``options``."""
+    if train_data_files is not None:
+        files = {"train": train_data_files}
+        if test_data_files is not None:
+            files["test"] = test_data_files
+        return load_image_dataset(data_files=files, **options)
+    return load_image_dataset(dataset_name, **options)
+
+
 def dataset_to_tensors(dataset: Any, batch_size: int = 1000) -> tuple[Tensor, Tensor | None]:
     """All ``pixel_values`` ``(N, C, H, W)`` and ``labels`` ``(N,)`` (None when unlabelled) of a transformed data set.
 

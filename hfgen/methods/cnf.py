@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from hfgen.methods.continuous_flows import integrate_with_log_density
+from hfgen.methods.continuous_flows import log_prob
 from hfgen.utils import VelocityField, check_num_samples
 
 #: torchdiffeq's fixed-step solvers (``options={"step_size": 1 / num_steps}``); any other method is adaptive
@@ -37,20 +37,7 @@ def cnf_log_prob(
     options = None
     if solver in FIXED_STEP_SOLVERS:
         options = {"step_size": 1.0 / check_num_samples(num_steps, "num_steps")}
-    result = integrate_with_log_density(
-        velocity,
-        x,
-        None,
-        1.0,
-        0.0,
-        method=solver,
-        rtol=rtol,
-        atol=atol,
-        divergence_method=divergence_method,
-        generator=generator,
-        options=options,
-    )
-    return source_log_prob(result.x_end) - result.log_density_change
+    return log_prob(velocity, x, source_log_prob, solver, rtol, atol, divergence_method, generator, options)
 
 
 def cnf_nll_loss(

@@ -311,6 +311,7 @@ def log_prob(
     atol: float = 1e-5,
     divergence_method: str = "exact",
     generator: torch.Generator | None = None,
+    options: dict | None = None,
 ) -> Tensor:
     """Log-density at ``t = 1`` of the flow that pushes the source ``p_0`` forward along ``velocity``.
 
@@ -347,6 +348,7 @@ def log_prob(
         atol=atol,
         divergence_method=divergence_method,
         generator=generator,
+        options=options,
     )
     log_p_source = source_log_prob(result.x_end)
     if not isinstance(log_p_source, Tensor) or log_p_source.shape != x.shape[:1]:

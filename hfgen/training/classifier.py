@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from hfgen.data.images import dataset_to_tensors, load_image_dataset
+from hfgen.data.images import dataset_to_tensors, load_image_splits
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.trainer import Phase, Trainer, TrainingTask, run
@@ -69,16 +69,8 @@ class ClassifierArguments(TrainingArguments):
 
 
 def _load_splits(args: ClassifierArguments) -> Any:
-    if args.train_data_files is not None:
-        files = {"train": args.train_data_files}
-        if args.test_data_files is not None:
-            files["test"] = args.test_data_files
-        return load_image_dataset(
-            data_files=files, image_column=args.image_column, label_column=args.label_column, seed=args.seed
-        )
-    return load_image_dataset(
-        args.dataset_name, image_column=args.image_column, label_column=args.label_column, seed=args.seed
-    )
+    columns = {"image_column": args.image_column, "label_column": args.label_column}
+    return load_image_splits(args.dataset_name, args.train_data_files, args.test_data_files, seed=args.seed, **columns)
 
 
 @torch.no_grad()

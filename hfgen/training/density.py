@@ -298,16 +298,12 @@ def check_images(images: object, name: str) -> Tensor:
 def load_density_images(args: DensityArguments) -> dict[str, Tensor]:
     """Train and test images ``(N, 1, H, W)`` in ``[0, 1]`` (grey levels) through ``datasets``
     (:func:`hfgen.data.images.load_image_dataset`), as the VAE loads them."""
-    from hfgen.data.images import dataset_to_tensors, load_image_dataset
+    from hfgen.data.images import dataset_to_tensors, load_image_splits
 
     options = {"image_column": args.image_column, "label_column": None, "image_size": args.image_size}
-    if args.train_data_files is not None:
-        files = {"train": args.train_data_files}
-        if args.test_data_files is not None:
-            files["test"] = args.test_data_files
-        splits = load_image_dataset(data_files=files, seed=args.seed, **options)
-    else:
-        splits = load_image_dataset(args.dataset_name, seed=args.seed, **options)
+    splits = load_image_splits(
+        args.dataset_name, args.train_data_files, args.test_data_files, seed=args.seed, **options
+    )
     return {"train": dataset_to_tensors(splits["train"])[0], "test": dataset_to_tensors(splits["test"])[0]}
 
 

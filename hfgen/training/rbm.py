@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_dataset
+from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_splits
 from hfgen.methods.rbm import (
     annealed_importance_sampling,
     base_rate_visible_bias,
@@ -144,13 +144,7 @@ def load_rbm_data(args: RBMArguments) -> dict[str, Tensor]:
         "num_channels": args.num_channels,
         "seed": args.seed,
     }
-    if args.train_data_files is not None:
-        files = {"train": args.train_data_files}
-        if args.test_data_files is not None:
-            files["test"] = args.test_data_files
-        splits = load_image_dataset(data_files=files, **options)
-    else:
-        splits = load_image_dataset(args.dataset_name, **options)
+    splits = load_image_splits(args.dataset_name, args.train_data_files, args.test_data_files, **options)
     return {
         "train_images": dataset_to_tensors(splits["train"])[0],
         "test_images": dataset_to_tensors(splits["test"])[0],

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_dataset
+from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_splits
 from hfgen.image_metrics import classifier_scores, knn_accuracy, likelihood_bounds, reconstruction_metrics
 from hfgen.methods.neighbor_embedding import nearest_neighbor_graph
 from hfgen.methods.vae import autoencoder_loss, negative_elbo
@@ -195,13 +195,7 @@ def load_vae_data(args: VAEArguments) -> dict[str, Tensor]:
         "image_size": args.image_size,
         "num_channels": args.num_channels,
     }
-    if args.train_data_files is not None:
-        files = {"train": args.train_data_files}
-        if args.test_data_files is not None:
-            files["test"] = args.test_data_files
-        splits = load_image_dataset(data_files=files, **options)
-    else:
-        splits = load_image_dataset(args.dataset_name, **options)
+    splits = load_image_splits(args.dataset_name, args.train_data_files, args.test_data_files, **options)
     train_images, train_labels = dataset_to_tensors(splits["train"])
     test_images, test_labels = dataset_to_tensors(splits["test"])
     test_grey = test_images
