@@ -259,9 +259,12 @@ class Trainer:
     def __init__(self, task: TrainingTask):
         self.task, self.args = task, task.args
         self.accelerator = make_accelerator(self.args)
-        # the main process holds the folder for the life of the run: a second run started at the same instant stops
-        self.lock = OutputFolderLock(self.args.output_dir) if self.is_main else None
-        check_output_dir(self.args)
+        # the main process holds the folder for the life of the run (a second run started at the same instant stops)
+        # and alone decides whether the folder may be used: the others would see the files it writes next
+        self.lock = None
+        if self.is_main:
+            self.lock = OutputFolderLock(self.args.output_dir)
+            check_output_dir(self.args)
         self.history: list[dict[str, Any]] = []
         self.models: dict[str, ModelMixin] = {}
         self.ema: Any = None
@@ -353,7 +356,8 @@ class Trainer:
             return None
         folder = resolve_checkpoint(self.args.output_dir, which)
         if folder is None:
-            check_fresh_start_allowed(self.args)
+            if self.is_main:
+                check_fresh_start_allowed(self.args)
             logger.warning("no checkpoint in %s yet: starting a new run", self.args.output_dir)
             return None
         self.accelerator.wait_for_everyone()
