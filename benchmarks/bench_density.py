@@ -175,7 +175,10 @@ RECIPE_KEYS = {
     "kde": ("num_train_points", "bandwidth", "bandwidth_grid_size", "cv_folds"),
     "made": ("hidden_sizes", "num_components", "train_batch_size", "max_train_steps", "learning_rate", "binarize"),
     "coupling": (
+        "coupling_type",
         "num_couplings",
+        "num_bins",
+        "tail_bound",
         "hidden_size",
         "num_layers",
         "invertible_linear",

@@ -1,23 +1,33 @@
-"""RealNVP coupling flow: exact inverse, log-determinants by autograd, and the density of a linear flow."""
+"""Coupling flows (RealNVP and rational-quadratic splines): exact inverse, log-determinants by autograd, the
+spline's knots and derivatives, normalisation on a grid, the density of a linear flow, save and load."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 
-from hfgen.models.coupling_flow import ActNorm, AffineCoupling, CouplingFlow, InvertibleLinear
+from hfgen.models.coupling_flow import (
+    ActNorm,
+    AffineCoupling,
+    CouplingFlow,
+    InvertibleLinear,
+    SplineCoupling,
+    rational_quadratic_spline,
+)
 
 A = torch.tensor([[3 / 5, 2 / 5], [1 / 5, 4 / 5]], dtype=torch.float64)
 
 
-def random_flow(dim: int = 3, dtype: torch.dtype = torch.float64, **kwargs) -> CouplingFlow:
-    """A flow whose every parameter is perturbed, so that no layer is the identity."""
+def random_flow(dim: int = 3, dtype: torch.dtype = torch.float64, noise: float = 0.3, **kwargs) -> CouplingFlow:
+    """A flow whose every parameter is perturbed by ``noise`` standard normals, so that no layer is the identity."""
     torch.manual_seed(0)
     flow = CouplingFlow(dim=dim, hidden_size=16, **kwargs).to(dtype)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in flow.parameters():
-            parameter.add_(0.3 * torch.randn(parameter.shape, generator=g, dtype=dtype))
+            parameter.add_(noise * torch.randn(parameter.shape, generator=g, dtype=dtype))
     return flow
 
 
@@ -25,13 +35,21 @@ FLOW_VARIANTS = [
     {"num_couplings": 4},
     {"num_couplings": 3, "invertible_linear": True},
     {"num_couplings": 2, "actnorm": False, "num_hidden_layers": 1},
+    {"num_couplings": 4, "coupling_type": "spline"},
+    {"num_couplings": 3, "coupling_type": "spline", "invertible_linear": True, "num_bins": 5, "tail_bound": 2.0},
 ]
+
+
+def _noise(kwargs: dict, dtype: torch.dtype) -> float:
+    """Splines of strongly perturbed parameters have slopes from 1e-3 to 1e3, whose float32 inverse loses ~1e-4:
+    single precision gets milder (still far from identity) splines."""
+    return 0.1 if kwargs.get("coupling_type") == "spline" and dtype == torch.float32 else 0.3
 
 
 @pytest.mark.parametrize("kwargs", FLOW_VARIANTS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_inverse_undoes_forward(kwargs, dtype):
-    flow = random_flow(dtype=dtype, **kwargs)
+    flow = random_flow(dtype=dtype, noise=_noise(kwargs, dtype), **kwargs)
     x = torch.randn(64, 3, generator=torch.Generator().manual_seed(2), dtype=dtype)
     with torch.no_grad():
         z, log_det = flow(x, return_dict=False)
@@ -119,6 +137,13 @@ def test_bad_inputs_are_refused_with_the_argument_named():
         CouplingFlow(num_couplings=0)
     with pytest.raises(TypeError, match="actnorm"):
         CouplingFlow(actnorm=1)
+    with pytest.raises(ValueError, match="coupling_type"):
+        CouplingFlow(coupling_type="additive")
+    with pytest.raises(ValueError, match="num_bins"):
+        CouplingFlow(coupling_type="spline", num_bins=1)
+    for bound in (0.0, -1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="tail_bound"):
+            CouplingFlow(coupling_type="spline", tail_bound=bound)
     with pytest.raises(ValueError, match="x"):
         flow.log_prob(torch.zeros(4, 3))
     with pytest.raises(ValueError, match="x"):
@@ -129,3 +154,102 @@ def test_bad_inputs_are_refused_with_the_argument_named():
         flow.initialize_actnorm(torch.ones(5, 2))
     with pytest.raises(ValueError, match="num_samples"):
         flow.sample(-1)
+
+
+def spline_parameters(shape: tuple[int, ...], num_bins: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    widths, heights = (torch.randn(*shape, num_bins, generator=g, dtype=torch.float64) for _ in range(2))
+    return widths, heights, torch.randn(*shape, num_bins - 1, generator=g, dtype=torch.float64)
+
+
+def test_the_spline_passes_through_its_knots_with_their_derivatives_and_is_the_identity_outside():
+    bound, num_bins = 2.5, 6
+    widths, heights, derivatives = spline_parameters((), num_bins, 0)
+    # knots from the definition (softmax with a floor, cumulated on [−B, B]); δ = 1e-3 + softplus(u + c), δ(0) = 1
+    floor = 1e-3
+
+    def knots(u: torch.Tensor) -> torch.Tensor:
+        sizes = floor + (1 - floor * num_bins) * torch.softmax(u, dim=-1)
+        return torch.cat([torch.zeros(1, dtype=u.dtype), torch.cumsum(sizes, dim=-1)]) * 2 * bound - bound
+
+    shift = torch.log(torch.expm1(torch.tensor(1 - floor, dtype=torch.float64)))
+    slopes = torch.cat([torch.ones(1), floor + torch.nn.functional.softplus(derivatives + shift), torch.ones(1)])
+    x_knots, y_knots = knots(widths), knots(heights)
+    x = x_knots.clone().requires_grad_(True)
+    y, log_derivative = rational_quadratic_spline(
+        x, *(p.expand(num_bins + 1, -1) for p in (widths, heights)), derivatives.expand(num_bins + 1, -1), bound
+    )
+    torch.testing.assert_close(y.detach(), y_knots, rtol=0, atol=1e-12)
+    (autograd_slope,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(autograd_slope, slopes, rtol=1e-9, atol=0)
+    torch.testing.assert_close(log_derivative.detach(), slopes.log(), rtol=0, atol=1e-9)
+    outside = torch.tensor([-7.0, -2.5001, 2.5001, 30.0], dtype=torch.float64)
+    params = (p.expand(4, -1) for p in (widths, heights, derivatives))
+    y_out, log_out = rational_quadratic_spline(outside, *params, bound)
+    assert torch.equal(y_out, outside) and torch.equal(log_out, torch.zeros(4, dtype=torch.float64))
+
+
+def test_the_spline_is_increasing_and_its_inverse_undoes_it():
+    widths, heights, derivatives = spline_parameters((2000,), 8, 1)
+    x = torch.linspace(-4, 4, 2000, dtype=torch.float64)
+    shared = [p[:1].expand(2000, -1) for p in (widths, heights, derivatives)]
+    y, log_derivative = rational_quadratic_spline(x, *shared, 3.0)
+    assert bool((y.diff() > 0).all())
+    back, inverse_log_derivative = rational_quadratic_spline(y, *shared, 3.0, inverse=True)
+    torch.testing.assert_close(back, x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(inverse_log_derivative, -log_derivative, rtol=0, atol=1e-12)
+    y, _ = rational_quadratic_spline(x, widths, heights, derivatives, 3.0)  # a different spline per point
+    torch.testing.assert_close(
+        rational_quadratic_spline(y, widths, heights, derivatives, 3.0, True)[0], x, rtol=0, atol=1e-12
+    )
+
+
+def test_new_spline_couplings_are_identities_and_alternate():
+    flow = CouplingFlow(dim=2, num_couplings=3, hidden_size=8, coupling_type="spline").double()
+    x = 2 * torch.randn(50, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    with torch.no_grad():
+        z, log_det = flow(x, return_dict=False)
+    torch.testing.assert_close(z, x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_det, torch.zeros(50, dtype=torch.float64), rtol=0, atol=1e-12)
+    masks = [layer.mask.tolist() for layer in flow.layers if isinstance(layer, SplineCoupling)]
+    assert masks == [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]
+
+
+@pytest.mark.parametrize("coupling_type", ["affine", "spline"])
+def test_a_two_dimensional_flow_density_integrates_to_one(coupling_type):
+    flow = random_flow(dim=2, noise=0.15, num_couplings=4, invertible_linear=True, coupling_type=coupling_type)
+    half_width, cells = 8.0, 200
+    step = 2 * half_width / cells
+    axis = -half_width + step * (torch.arange(cells, dtype=torch.float64) + 0.5)  # midpoint rule
+    with torch.no_grad():
+        density = flow.log_prob(torch.cartesian_prod(axis, axis)).exp().reshape(cells, cells)
+    assert abs(float(density.sum()) * step * step - 1) <= 1e-3
+    assert max(float(density[[0, -1]].max()), float(density[:, [0, -1]].max())) < 1e-6
+
+
+@pytest.mark.parametrize("coupling_type", ["affine", "spline"])
+def test_save_and_load_give_the_same_flow(tmp_path, coupling_type):
+    flow = random_flow(2, torch.float32, 0.15, invertible_linear=True, coupling_type=coupling_type, num_bins=4)
+    flow.save_pretrained(tmp_path)
+    loaded = CouplingFlow.from_pretrained(tmp_path)
+    assert loaded.config.coupling_type == coupling_type and loaded.config.num_bins == 4
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert torch.equal(loaded.log_prob(x), flow.log_prob(x))
+    generator = torch.Generator().manual_seed(10)
+    assert torch.equal(loaded.sample(7, generator), flow.sample(7, torch.Generator().manual_seed(10)))
+
+
+def test_a_saved_flow_from_before_the_spline_option_loads_as_the_same_affine_flow(tmp_path):
+    flow = random_flow(2, torch.float32, invertible_linear=True)
+    flow.save_pretrained(tmp_path)
+    config_path = tmp_path / "config.json"
+    config = json.loads(config_path.read_text())
+    for key in ("coupling_type", "num_bins", "tail_bound"):
+        del config[key]
+    config_path.write_text(json.dumps(config))
+    loaded = CouplingFlow.from_pretrained(tmp_path)
+    assert loaded.config.coupling_type == "affine"
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        assert torch.equal(loaded.log_prob(x), flow.log_prob(x))

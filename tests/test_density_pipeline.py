@@ -42,9 +42,9 @@ def made_images() -> MADE:
     return MADE(dim=6, hidden_sizes=[16], num_masks=2, order="random", image_shape=[1, 2, 3])
 
 
-def coupling_flow() -> CouplingFlow:
+def coupling_flow(coupling_type: str = "affine") -> CouplingFlow:
     torch.manual_seed(0)
-    flow = CouplingFlow(dim=2, num_couplings=4, hidden_size=16, invertible_linear=True)
+    flow = CouplingFlow(dim=2, num_couplings=4, hidden_size=16, invertible_linear=True, coupling_type=coupling_type)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in flow.parameters():
@@ -58,9 +58,11 @@ FACTORIES: dict[str, Callable[[], torch.nn.Module]] = {
     "made_points": made_points,
     "made_images": made_images,
     "coupling_flow": coupling_flow,
+    "spline_flow": lambda: coupling_flow("spline"),
 }
 # half-width of a square [-w, w]² holding all but a negligible part of each 2-D density's mass
-HALF_WIDTHS = {"gaussian_mixture": 4.5, "kernel_density": 6.0, "made_points": 12.0, "coupling_flow": 10.0}
+HALF_WIDTHS = {"gaussian_mixture": 4.5, "kernel_density": 6.0, "made_points": 12.0, "coupling_flow": 10.0,
+               "spline_flow": 10.0}
 
 
 def pipeline(name: str) -> DensityPipeline:

@@ -73,11 +73,24 @@ def test_unset_arguments_take_the_models_recipe_and_set_ones_are_kept():
         ({"model": "flow"}, "`model` must be one of"),
         ({"model": "made", "dataset": "nope"}, "unknown toy distribution 'nope'"),
         ({"model": "cnf", "divergence": "trace"}, "`divergence` must be one of"),
+        ({"model": "coupling", "coupling_type": "additive"}, "`coupling_type` must be one of"),
+        ({"model": "coupling", "num_bins": 1}, "`num_bins` must be an int >= 2, got 1"),
+        ({"model": "coupling", "tail_bound": 0.0}, "`tail_bound` must be a finite number > 0, got 0.0"),
     ],
 )
 def test_bad_arguments_are_refused_naming_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DensityArguments(**kwargs)
+
+
+def test_the_coupling_recipe_is_a_spline_flow_and_the_affine_flow_stays_available(tmp_path):
+    recipe = DensityArguments(model="coupling")
+    assert (recipe.coupling_type, recipe.num_couplings, recipe.max_train_steps) == ("spline", 8, 2_000)
+    spline = DensityTask(tiny("coupling", tmp_path, num_bins=5, tail_bound=2.0)).build_model()
+    assert (spline.config.coupling_type, spline.config.num_bins, spline.config.tail_bound) == ("spline", 5, 2.0)
+    affine = DensityTask(tiny("coupling", tmp_path, coupling_type="affine")).build_model()
+    assert affine.config.coupling_type == "affine"
+    assert {type(layer).__name__ for layer in affine.layers} == {"ActNorm", "InvertibleLinear", "AffineCoupling"}
 
 
 def test_bad_data_is_refused_naming_the_argument(tmp_path):
@@ -178,7 +191,14 @@ def test_the_cnf_likelihood_and_its_gradient_equal_the_closed_form_of_a_linear_f
 
 @pytest.mark.parametrize(
     ("model", "options"),
-    [("gmm", {}), ("made", {}), ("coupling", {}), ("cnf", {}), ("cnf", {"divergence": "hutchinson"})],
+    [
+        ("gmm", {}),
+        ("made", {}),
+        ("coupling", {}),
+        ("coupling", {"coupling_type": "affine"}),
+        ("cnf", {}),
+        ("cnf", {"divergence": "hutchinson"}),
+    ],
 )
 def test_a_run_resumed_from_a_mid_run_checkpoint_ends_with_bit_identical_weights(tmp_path, model, options):
     full_args = tiny(model, tmp_path / "full", **options)

@@ -1,4 +1,5 @@
-"""An affine coupling flow on points (RealNVP) with ActNorm and optional invertible linear layers (Glow)."""
+"""A coupling flow on points: affine (RealNVP) or rational-quadratic spline couplings, with ActNorm and optional
+invertible linear layers (Glow)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
+from torch.nn import functional as F
 
 from hfgen.utils import check_num_samples, check_points
+
+COUPLINGS = ("affine", "spline")
+#: the smallest bin width and height (as fractions of 2B) and knot derivative of a spline (Durkan et al. 2019)
+MIN_BIN_SIZE, MIN_DERIVATIVE = 1e-3, 1e-3
 
 
 @dataclass
@@ -70,6 +76,20 @@ class InvertibleLinear(nn.Module):
         return x, -torch.linalg.slogdet(self.weight).logabsdet.expand(y.shape[0])
 
 
+def _conditioner(dim: int, hidden_size: int, num_hidden_layers: int, num_outputs: int) -> nn.Sequential:
+    """The coupling network: an MLP ``dim → hidden_size (× num_hidden_layers, SiLU) → num_outputs`` whose last layer
+    starts at zero (so that a new coupling layer is the identity)."""
+    layers: list[nn.Module] = []
+    width = dim
+    for _ in range(num_hidden_layers):
+        layers += [nn.Linear(width, hidden_size), nn.SiLU()]
+        width = hidden_size
+    last = nn.Linear(width, num_outputs)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
+
+
 class AffineCoupling(nn.Module):
     r"""Affine coupling layer (Dinh et al. 2017): with a binary mask ``b``,
 
@@ -82,15 +102,7 @@ class AffineCoupling(nn.Module):
         super().__init__()
         dim = mask.numel()
         self.register_buffer("mask", mask.float())
-        layers: list[nn.Module] = []
-        width = dim
-        for _ in range(num_hidden_layers):
-            layers += [nn.Linear(width, hidden_size), nn.SiLU()]
-            width = hidden_size
-        last = nn.Linear(width, 2 * dim)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.net = nn.Sequential(*layers, last)
+        self.net = _conditioner(dim, hidden_size, num_hidden_layers, 2 * dim)
         self.scale = nn.Parameter(torch.ones(dim))
 
     def _shift_and_log_scale(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,12 +121,116 @@ class AffineCoupling(nn.Module):
         return (y - shift) * (-log_scale).exp(), -log_scale.sum(dim=1)
 
 
+def _knots(unnormalized: torch.Tensor, tail_bound: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin sizes ``(…, K)`` from ``softmax`` with a floor of ``MIN_BIN_SIZE``, scaled to ``[−B, B]``, and the
+    ``K + 1`` knot positions ``−B = k_0 < … < k_K = B``."""
+    num_bins = unnormalized.shape[-1]
+    fractions = MIN_BIN_SIZE + (1 - MIN_BIN_SIZE * num_bins) * torch.softmax(unnormalized, dim=-1)
+    interior = 2 * tail_bound * torch.cumsum(fractions[..., :-1], dim=-1) - tail_bound
+    knots = F.pad(F.pad(interior, (1, 0), value=-tail_bound), (0, 1), value=tail_bound)  # exact end knots
+    return knots[..., 1:] - knots[..., :-1], knots
+
+
+def rational_quadratic_spline(
+    inputs: torch.Tensor,
+    unnormalized_widths: torch.Tensor,
+    unnormalized_heights: torch.Tensor,
+    unnormalized_derivatives: torch.Tensor,
+    tail_bound: float,
+    inverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Monotone rational-quadratic spline on ``[−B, B]`` with identity tails, elementwise (Durkan et al. 2019,
+    Neural Spline Flows; the rational-quadratic interpolant of Gregory & Delbourgo 1982).
+
+    ``K`` bins with knots ``(x_k, y_k)``, widths ``w_k``, heights ``h_k``, slopes ``s_k = h_k / w_k`` and knot
+    derivatives ``δ_k > 0`` (``δ_0 = δ_K = 1``, matching the tails); for ``ξ = (x − x_k) / w_k`` in bin ``k``
+
+    ``y = y_k + h_k [s_k ξ² + δ_k ξ(1 − ξ)] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1 − ξ)]``,
+
+    ``dy/dx = s_k² [δ_{k+1} ξ² + 2 s_k ξ(1 − ξ) + δ_k (1 − ξ)²] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1 − ξ)]²``;
+
+    the inverse solves the quadratic ``a ξ² + b ξ + c = 0`` for its root in ``[0, 1]``,
+    ``ξ = 2c / (−b − √(b² − 4ac))``. Shapes: ``inputs`` ``(…)``, widths and heights ``(…, K)``, derivatives
+    ``(…, K − 1)`` (interior knots; ``δ = MIN_DERIVATIVE + softplus(·)``, shifted so that a zero input gives 1).
+    Returns the outputs and ``log |dy/dx|`` (forward) or ``log |dx/dy|`` (inverse), both of ``inputs``' shape.
+    """
+    inside = (inputs >= -tail_bound) & (inputs <= tail_bound)
+    x = inputs.clamp(-tail_bound, tail_bound)
+    widths, x_knots = _knots(unnormalized_widths, tail_bound)
+    heights, y_knots = _knots(unnormalized_heights, tail_bound)
+    shift = math.log(math.expm1(1 - MIN_DERIVATIVE))  # softplus(0 + shift) + MIN_DERIVATIVE = 1
+    interior = MIN_DERIVATIVE + F.softplus(unnormalized_derivatives + shift)
+    derivatives = F.pad(interior, (1, 1), value=1.0)
+
+    knots = y_knots if inverse else x_knots
+    bin_index = torch.searchsorted(knots[..., 1:-1].contiguous(), x[..., None].contiguous())  # in 0 … K − 1
+
+    def at(values: torch.Tensor) -> torch.Tensor:
+        return values.gather(-1, bin_index)[..., 0]
+
+    x_k, y_k, w_k, h_k = at(x_knots), at(y_knots), at(widths), at(heights)
+    d_k, d_next = at(derivatives), at(derivatives[..., 1:])
+    slope = h_k / w_k
+    curvature = d_next + d_k - 2 * slope
+    if inverse:
+        y = x - y_k
+        a = h_k * (slope - d_k) + y * curvature
+        b = h_k * d_k - y * curvature
+        c = -slope * y
+        xi = (2 * c / (-b - (b.square() - 4 * a * c).clamp(min=0).sqrt())).clamp(0, 1)
+        outputs = x_k + xi * w_k
+    else:
+        xi = (x - x_k) / w_k
+        outputs = y_k + h_k * (slope * xi.square() + d_k * xi * (1 - xi)) / (slope + curvature * xi * (1 - xi))
+    mixed = xi * (1 - xi)
+    numerator = slope.square() * (d_next * xi.square() + 2 * slope * mixed + d_k * (1 - xi).square())
+    log_derivative = numerator.log() - 2 * (slope + curvature * mixed).log()
+    if inverse:
+        log_derivative = -log_derivative
+    return torch.where(inside, outputs, inputs), torch.where(inside, log_derivative, torch.zeros_like(inputs))
+
+
+class SplineCoupling(nn.Module):
+    r"""Rational-quadratic spline coupling layer (Durkan et al. 2019): with a binary mask ``b``,
+
+    ``y = b ⊙ x + (1 − b) ⊙ g_θ(x)``, ``θ = NN(b ⊙ x)``, ``log|det ∂y/∂x| = Σ_d (1 − b_d) log g'_{θ_d}(x_d)``,
+
+    where each free coordinate goes through its own monotone spline :func:`rational_quadratic_spline` of
+    ``num_bins`` bins on ``[−tail_bound, tail_bound]`` (identity outside). The MLP's last layer starts at zero:
+    uniform bins with unit knot derivatives, so a new layer is the identity."""
+
+    def __init__(self, mask: torch.Tensor, hidden_size: int, num_hidden_layers: int, num_bins: int, tail_bound: float):
+        super().__init__()
+        dim = mask.numel()
+        self.register_buffer("mask", mask.float())
+        self.num_bins, self.tail_bound = num_bins, tail_bound
+        self.net = _conditioner(dim, hidden_size, num_hidden_layers, dim * (3 * num_bins - 1))
+
+    def _transform(self, h: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        params = self.net(self.mask * h).reshape(h.shape[0], h.shape[1], 3 * self.num_bins - 1)
+        widths, heights, derivatives = params.split([self.num_bins, self.num_bins, self.num_bins - 1], dim=-1)
+        out, log_derivative = rational_quadratic_spline(h, widths, heights, derivatives, self.tail_bound, inverse)
+        free = self.mask == 0
+        return torch.where(free, out, h), torch.where(free, log_derivative, 0.0).sum(dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y, log|det ∂y/∂x|)``."""
+        return self._transform(x, inverse=False)
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, log|det ∂x/∂y|)``: each free coordinate through its spline's inverse (``b ⊙ x = b ⊙ y``)."""
+        return self._transform(y, inverse=True)
+
+
 class CouplingFlow(ModelMixin, ConfigMixin):
-    r"""RealNVP normalising flow on points (Dinh et al. 2017) with a standard Gaussian base.
+    r"""Coupling normalising flow on points with a standard Gaussian base: RealNVP (Dinh et al. 2017) or a neural
+    spline flow (Durkan et al. 2019).
 
     ``forward`` maps data to latent, ``z = f(x) = f_L ∘ … ∘ f_1(x)``, where each of the ``num_couplings`` blocks is
-    ``[ActNorm] → [InvertibleLinear] → AffineCoupling`` (Kingma & Dhariwal 2018 for the first two; the coupling
-    masks alternate between even and odd coordinates). By the change of variables
+    ``[ActNorm] → [InvertibleLinear] → coupling`` (Kingma & Dhariwal 2018 for the first two; the coupling masks
+    alternate between even and odd coordinates), the coupling an :class:`AffineCoupling` (``coupling_type="affine"``)
+    or a :class:`SplineCoupling` of ``num_bins`` rational-quadratic bins on ``[−tail_bound, tail_bound]``
+    (``coupling_type="spline"``). By the change of variables
 
     ``log p(x) = log N(f(x); 0, I) + Σ_l log|det ∂f_l/∂h_{l−1}|``;
 
@@ -132,6 +248,9 @@ class CouplingFlow(ModelMixin, ConfigMixin):
         num_hidden_layers: int = 2,
         actnorm: bool = True,
         invertible_linear: bool = False,
+        coupling_type: str = "affine",
+        num_bins: int = 8,
+        tail_bound: float = 3.0,
     ):
         super().__init__()
         for name, value, minimum in (
@@ -139,12 +258,17 @@ class CouplingFlow(ModelMixin, ConfigMixin):
             ("num_couplings", num_couplings, 1),
             ("hidden_size", hidden_size, 1),
             ("num_hidden_layers", num_hidden_layers, 0),
+            ("num_bins", num_bins, 2),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
         for name, value in (("actnorm", actnorm), ("invertible_linear", invertible_linear)):
             if not isinstance(value, bool):
                 raise TypeError(f"`{name}` must be a bool, got {value!r}")
+        if coupling_type not in COUPLINGS:
+            raise ValueError(f"`coupling_type` must be one of {COUPLINGS}, got {coupling_type!r}")
+        if isinstance(tail_bound, bool) or not isinstance(tail_bound, int | float) or not 0 < tail_bound < math.inf:
+            raise ValueError(f"`tail_bound` must be a finite number > 0, got {tail_bound!r}")
         layers: list[nn.Module] = []
         for block in range(num_couplings):
             if actnorm:
@@ -152,7 +276,10 @@ class CouplingFlow(ModelMixin, ConfigMixin):
             if invertible_linear:
                 layers.append(InvertibleLinear(dim))
             mask = (torch.arange(dim) + block) % 2 == 0
-            layers.append(AffineCoupling(mask, hidden_size, num_hidden_layers))
+            if coupling_type == "affine":
+                layers.append(AffineCoupling(mask, hidden_size, num_hidden_layers))
+            else:
+                layers.append(SplineCoupling(mask, hidden_size, num_hidden_layers, num_bins, float(tail_bound)))
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor, return_dict: bool = True) -> CouplingFlowOutput | tuple:

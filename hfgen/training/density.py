@@ -1,11 +1,11 @@
 r"""Explicit-likelihood models as a :class:`~hfgen.training.trainer.TrainingTask`: a Gaussian mixture fitted by EM,
-a kernel density estimate, MADE, a RealNVP coupling flow and a continuous normalising flow trained by maximum
-likelihood (FFJORD), on the toy targets of :mod:`hfgen.data` or, for MADE, on binarised MNIST-family images.
+a kernel density estimate, MADE, a coupling flow (RealNVP or neural spline) and a continuous normalising flow trained
+by maximum likelihood (FFJORD), on the toy targets of :mod:`hfgen.data` or, for MADE, on binarised MNIST-family images.
 
 Every model but the KDE maximises the log-likelihood ``(1/N) Σ_n log p_θ(x_n)``: the mixture by EM (Dempster, Laird
 & Rubin 1977), closed-form steps run as a ``Phase(optimize=False)``; MADE (Germain et al. 2015), the coupling flow
-(Dinh et al. 2017) and the CNF (Grathwohl et al. 2019) by AdamW on ``−mean log p_θ``. The KDE's one closed-form
-step stores the data and picks the bandwidth (Silverman 1986).
+(Dinh et al. 2017; Durkan et al. 2019) and the CNF (Grathwohl et al. 2019) by AdamW on ``−mean log p_θ``. The
+KDE's one closed-form step stores the data and picks the bandwidth (Silverman 1986).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hfgen.methods.cnf import FIXED_STEP_SOLVERS, cnf_nll_loss
 from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.metrics import nll_report, sample_quality_report
-from hfgen.models.coupling_flow import CouplingFlow
+from hfgen.models.coupling_flow import COUPLINGS, CouplingFlow
 from hfgen.models.kde import BANDWIDTH_RULES, KernelDensity, rule_bandwidth
 from hfgen.models.made import MADE, ORDERS
 from hfgen.models.mixture import COVARIANCE_TYPES, GaussianMixture
@@ -66,7 +66,7 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         "num_train_points": 0,
     },
     ("coupling", "points"): {
-        "max_train_steps": 8_000,
+        "max_train_steps": 2_000,
         "train_batch_size": 512,
         "learning_rate": 1e-3,
         "hidden_size": 128,
@@ -131,8 +131,13 @@ class DensityArguments(TrainingArguments):
     hidden_sizes: list[int] | None = documented(None, "MADE hidden widths; None: the recipe")
     num_masks: int = documented(1, "MADE: masks (orders and connectivities) in the ensemble")
     order: str = documented("natural", f"MADE variable order: {ORDERS}")
-    num_couplings: int = documented(8, "coupling flow: affine coupling blocks")
+    num_couplings: int = documented(8, "coupling flow: coupling blocks")
     invertible_linear: bool = documented(True, "coupling flow: a learned invertible linear map in each block")
+    coupling_type: str = documented(
+        "spline", f"coupling flow: {COUPLINGS}, RealNVP or rational-quadratic splines (Durkan et al. 2019)"
+    )
+    num_bins: int = documented(8, "spline coupling flow: bins of each rational-quadratic spline")
+    tail_bound: float = documented(3.0, "spline coupling flow: the splines act on [-B, B], the identity outside")
     hidden_size: int | None = documented(None, "coupling-network or CNF velocity width; None: the recipe")
     num_layers: int | None = documented(None, "coupling-network hidden layers, or CNF velocity layers; None: recipe")
     activation: str = documented("silu", f"CNF velocity activation: {sorted(ACTIVATIONS)}")
@@ -185,6 +190,7 @@ class DensityArguments(TrainingArguments):
             ("order", ORDERS),
             ("activation", tuple(ACTIVATIONS)),
             ("divergence", DIVERGENCES),
+            ("coupling_type", COUPLINGS),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -214,6 +220,10 @@ class DensityArguments(TrainingArguments):
             raise ValueError(f"`hidden_sizes` must be a non-empty list of ints >= 1, got {self.hidden_sizes!r}")
         if not (math.isfinite(self.reg_covar) and self.reg_covar >= 0):
             raise ValueError(f"`reg_covar` must be a finite number >= 0, got {self.reg_covar}")
+        if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins < 2:
+            raise ValueError(f"`num_bins` must be an int >= 2, got {self.num_bins!r}")
+        if not (math.isfinite(self.tail_bound) and self.tail_bound > 0):
+            raise ValueError(f"`tail_bound` must be a finite number > 0, got {self.tail_bound}")
         if not (math.isfinite(self.time_scale) and self.time_scale > 0):
             raise ValueError(f"`time_scale` must be a finite number > 0, got {self.time_scale}")
         if not (math.isfinite(self.ode_tolerance) and self.ode_tolerance > 0):
@@ -334,7 +344,7 @@ class DensityTask(TrainingTask):
       points and chooses ``h`` (a rule, a number, or the k-fold cross-validated grid maximiser).
     * ``made``: ``log p(x) = Σ_d log p(x_d | x_{<d})`` with Gaussian-mixture conditionals on points, Bernoulli on
       binarised images.
-    * ``coupling``: RealNVP, ``log p(x) = log N(f(x); 0, I) + log |det ∂f/∂x|``.
+    * ``coupling``: RealNVP or a neural spline flow, ``log p(x) = log N(f(x); 0, I) + log |det ∂f/∂x|``.
     * ``cnf``: ``log p_1(x) = log N(z(0); 0, I) − ∫_0^1 Tr ∂v_θ/∂z dt`` (FFJORD) with a :class:`TimeMLP`
       velocity; the result is a :class:`FlowMatchingPipeline`.
 
@@ -424,6 +434,9 @@ class DensityTask(TrainingTask):
                 hidden_size=args.hidden_size,
                 num_hidden_layers=args.num_layers,
                 invertible_linear=args.invertible_linear,
+                coupling_type=args.coupling_type,
+                num_bins=args.num_bins,
+                tail_bound=args.tail_bound,
             )
             model.initialize_actnorm(self.batch(0, 0)[0])  # data-dependent init on the first batch
         else:
@@ -646,9 +659,10 @@ _MODEL_NAMES = {
     "gmm": "Gaussian mixture (EM)",
     "kde": "Gaussian kernel density estimate",
     "made": "MADE",
-    "coupling": "RealNVP coupling flow",
+    "coupling": "coupling flow",
     "cnf": "continuous normalising flow (FFJORD, maximum likelihood)",
 }
+_COUPLING_NAMES = {"affine": "RealNVP coupling flow", "spline": "neural spline flow (rational-quadratic couplings)"}
 
 
 def density_metrics_table(metrics: Mapping[str, Any]) -> str:
@@ -707,7 +721,7 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
         model_name=model_name,
         repo_id=repo_id or args.output_dir,
         model=args.model,
-        model_title=_MODEL_NAMES[args.model],
+        model_title=_COUPLING_NAMES[args.coupling_type] if args.model == "coupling" else _MODEL_NAMES[args.model],
         dataset=args.dataset_label,
         images=args.uses_images,
         binarize=args.binarize,
@@ -717,6 +731,9 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
         bandwidth=args.bandwidth,
         hidden_sizes=" → ".join(str(h) for h in args.hidden_sizes),
         num_couplings=args.num_couplings,
+        coupling_type=args.coupling_type,
+        num_bins=args.num_bins,
+        tail_bound=args.tail_bound,
         solver=args.solver,
         num_ode_steps=args.num_ode_steps,
         divergence=args.divergence,
