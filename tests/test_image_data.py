@@ -162,6 +162,10 @@ def test_zero_rows_a_folder_and_column_mismatches_are_refused_clearly(tmp_path):
     test = write_image_parquet(tmp_path / "test.parquet", _pixels(4), None)  # no label column
     with pytest.raises(ValueError, match="split 'test' has 4 rows without a label in column 'label'"):
         load_image_dataset(data_files={"train": str(train), "test": str(test)}, image_size=8)
+    renamed = tmp_path / "renamed.parquet"
+    write_image_parquet(renamed, _pixels(4), [0, 1, 2, 3], column="img")
+    with pytest.raises(ValueError, match=r"'test' file .* has columns \['img', 'label'\] but the 'train' file has"):
+        load_image_dataset(data_files={"train": str(train), "test": str(renamed)}, image_size=8)
 
 
 def test_string_and_negative_labels_are_refused_at_load_time(tmp_path):

@@ -172,6 +172,32 @@ def prepare_image_dataset(
     return dataset.with_transform(transform)
 
 
+def _check_parquet_files(data_files: Any) -> None:
+    """Refuse local parquet files with no rows, or splits whose files have different columns, before ``datasets``
+    reads them (its own errors name neither the file nor the columns)."""
+    import pyarrow.parquet as pq
+
+    if not isinstance(data_files, Mapping):
+        data_files = {"train": data_files} if data_files else {}
+    columns: dict[str, list[str]] = {}
+    for split, entry in data_files.items():
+        for file in [entry] if isinstance(entry, (str, os.PathLike)) else entry:
+            if not (str(file).endswith(".parquet") and os.path.isfile(file)):
+                continue
+            metadata = pq.read_metadata(file)
+            if metadata.num_rows == 0:
+                raise ValueError(f"`data_files` entry {str(file)!r} ({split}) is empty: it has no rows (no images)")
+            names = sorted(metadata.schema.to_arrow_schema().names)
+            known = next(iter(columns.values()), names)
+            if not (set(names) <= set(known) or set(known) <= set(names)):  # a missing label column is named later
+                first = next(iter(columns))
+                raise ValueError(
+                    f"the {split!r} file {str(file)!r} has columns {names} but the {first!r} file has {known}: "
+                    "every split needs the same image and label columns"
+                )
+            columns.setdefault(split, names)
+
+
 def _load_source(path: str | os.PathLike | None, data_files: Any, cache_dir: str | None) -> Any:
     """A ``DatasetDict`` (or ``Dataset``) from a Hub id, a builder with files, parquet files or a local folder."""
     from datasets import load_dataset, load_from_disk
@@ -186,6 +212,7 @@ def _load_source(path: str | os.PathLike | None, data_files: Any, cache_dir: str
                     f"`data_files` entry {str(file)!r} is a folder: pass the parquet file(s) inside it, or the folder "
                     "itself as the data set path"
                 )
+    _check_parquet_files(data_files)
     if path is not None and os.path.isdir(path):
         if any(os.path.isfile(os.path.join(path, name)) for name in ("dataset_dict.json", "state.json")):
             return load_from_disk(str(path))
