@@ -40,11 +40,14 @@ from hfgen.schedulers import (
     BridgeScheduler,
     ConstantAlphaDDPMScheduler,
     FlowMatchEulerScheduler,
+    FlowMatchHeunScheduler,
+    FlowMatchMidpointScheduler,
     GibbsScheduler,
     LangevinScheduler,
     MALAScheduler,
     VESDEScheduler,
     VPSDEScheduler,
+    flow_match_scheduler,
 )
 
 __version__ = "0.1.0"
@@ -69,6 +72,9 @@ __all__ = [
     "EnergyMLP",
     "EnergyPipeline",
     "FlowMatchEulerScheduler",
+    "FlowMatchHeunScheduler",
+    "FlowMatchMidpointScheduler",
+    "flow_match_scheduler",
     "FlowMatchingPipeline",
     "GibbsScheduler",
     "GaussianSchrodingerBridge",

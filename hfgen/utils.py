@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 
 import torch
@@ -30,6 +31,82 @@ def check_num_samples(num_samples: object, name: str = "num_samples") -> int:
     if num_samples < 1:
         raise ValueError(f"`{name}` must be >= 1, got {num_samples}")
     return num_samples
+
+
+#: tensors of the output's size a sampler holds at once: the state, the network's output and a two-stage solver's
+#: stage point and derivative. The network's activations come on top, so the estimate is a lower bound.
+SAMPLING_WORKING_COPIES = 4
+
+
+def available_memory(device: torch.device | str | None = None) -> int | None:
+    """Bytes that can still be allocated on ``device``: free GPU memory (``torch.cuda.mem_get_info``), or on the
+    CPU ``MemAvailable`` of ``/proc/meminfo`` capped by a cgroup v2 limit, else free pages
+    (``os.sysconf('SC_AVPHYS_PAGES')``); ``None`` when the system does not say."""
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    found = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    found = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if found is None:
+        try:
+            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            return None
+    try:
+        with (
+            open("/sys/fs/cgroup/memory.max", encoding="ascii") as limit,
+            open("/sys/fs/cgroup/memory.current", encoding="ascii") as used,
+        ):
+            cap = limit.read().strip()
+            if cap != "max":
+                found = min(found, int(cap) - int(used.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def check_sampling_memory(
+    num_samples: int,
+    values_per_sample: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    copies: int = SAMPLING_WORKING_COPIES,
+    name: str = "num_samples",
+) -> int:
+    """Return ``num_samples`` if sampling them fits in memory, else raise a ``ValueError`` saying what it needs.
+
+    The estimate is ``bytes = num_samples × values_per_sample × itemsize(dtype) × copies`` (by default
+    :data:`SAMPLING_WORKING_COPIES`; add the states a returned trajectory keeps), compared with
+    :func:`available_memory` of ``device``: a lower bound, so the check refuses at once what cannot fit instead of
+    failing after a long allocation.
+    """
+    needed = num_samples * values_per_sample * dtype.itemsize * copies
+    free = available_memory(device)
+    if free is not None and needed > free:
+        where = torch.device("cpu" if device is None else device)
+        raise ValueError(
+            f"`{name}`={num_samples:,} needs at least {_size(needed)} to sample ({values_per_sample:,} values per "
+            f"sample × {copies} copies × {dtype.itemsize} bytes), but {_size(max(free, 0))} is available on {where}: "
+            f"sample in batches of at most {max(1, num_samples * free // needed):,} and concatenate them"
+        )
+    return num_samples
+
+
+def _size(num_bytes: int) -> str:
+    """``num_bytes`` in GiB, MiB or KiB, one decimal."""
+    for unit, power in (("GiB", 30), ("MiB", 20)):
+        if num_bytes >= 2**power:
+            return f"{num_bytes / 2**power:,.1f} {unit}"
+    return f"{num_bytes / 2**10:,.1f} KiB"
 
 
 def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:

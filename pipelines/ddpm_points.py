@@ -5,6 +5,7 @@ probability-flow ODE of the schedule's continuous limit."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,13 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.methods.continuous_flows import integrate_with_log_density
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
-from hfgen.utils import check_num_samples, check_points
+from hfgen.utils import (
+    SAMPLING_WORKING_COPIES,
+    check_generator,
+    check_num_samples,
+    check_points,
+    check_sampling_memory,
+)
 
 #: the schedulers the pipeline runs: the course's constant-α one and diffusers' own ε-prediction DDPM/DDIM
 DDPM_SCHEDULERS = (ConstantAlphaDDPMScheduler, DDPMScheduler, DDIMScheduler)
@@ -138,11 +145,14 @@ class DDPMPointsPipeline(HfgenPipeline):
             start_samples: the points ``(N, D)`` to edit, given together with ``strength``.
         """
         self._check_output_type(output_type)
+        check_generator(generator)
         steps = self.scheduler.config.num_train_timesteps if num_inference_steps is None else num_inference_steps
         self.scheduler.set_timesteps(steps, device=self.device)
         timesteps = self.scheduler.timesteps
         if strength is None and start_samples is None:
             n = check_num_samples(num_samples)
+            kept = len(timesteps) + 1 if return_trajectory else 0
+            check_sampling_memory(n, self.dim, self.device, self.model.dtype, SAMPLING_WORKING_COPIES + kept)
             x = randn_tensor((n, self.dim), generator=generator, device=self.device, dtype=self.model.dtype)
         else:
             x, timesteps = self._sdedit_start(strength, start_samples, timesteps, generator)
@@ -188,12 +198,8 @@ class DDPMPointsPipeline(HfgenPipeline):
         "tuning T and α" figure plots them with :func:`hfgen.plotting.plot_diffusion_forward`).
         """
         x = check_points(original_samples, self.dim, "original_samples")
-        steps = [int(t) for t in timesteps]
-        if not steps or any(not 0 <= t <= self.scheduler.config.num_train_timesteps for t in steps):
-            raise ValueError(
-                f"`timesteps` must be a non-empty sequence of steps in 0 … {self.scheduler.config.num_train_timesteps},"
-                f" got {steps}"
-            )
+        check_generator(generator)
+        steps = _check_steps(timesteps, self.scheduler.config.num_train_timesteps)
         if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
             raise ValueError(f"`timesteps` must be strictly increasing, got {steps}")
         log_alpha_bars = self.log_alpha_bars()
@@ -292,3 +298,25 @@ class DDPMPointsPipeline(HfgenPipeline):
         """Save the components (safetensors weights + configs) and ``model_index.json``."""
         kwargs.setdefault("safe_serialization", True)
         super().save_pretrained(save_directory, **kwargs)
+
+
+def _check_steps(timesteps: object, num_train_timesteps: int) -> list[int]:
+    """``timesteps`` as a list of ints: a non-empty sequence (or 1-d tensor) of integer steps in ``0 … T``; integral
+    floats such as ``2.0`` are accepted, ``0.5`` or ``True`` are not (they would be truncated or read as 1)."""
+    expected = f"a non-empty sequence of integer steps in 0 … {num_train_timesteps} (num_train_timesteps)"
+    if isinstance(timesteps, torch.Tensor):
+        if timesteps.ndim != 1 or timesteps.is_complex() or timesteps.dtype == torch.bool:
+            raise ValueError(
+                f"`timesteps` must be {expected}, got a {timesteps.dtype} tensor of shape {tuple(timesteps.shape)}"
+            )
+        timesteps = timesteps.tolist()
+    if isinstance(timesteps, str | bytes) or not isinstance(timesteps, Sequence) or not timesteps:
+        raise ValueError(f"`timesteps` must be {expected}, got {timesteps!r}")
+    steps = []
+    for t in timesteps:
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or int(t) != t:
+            raise ValueError(f"`timesteps` must be {expected}, got {list(timesteps)!r}: {t!r} is not an integer step")
+        if not 0 <= t <= num_train_timesteps:
+            raise ValueError(f"`timesteps` must be {expected}, got {list(timesteps)!r}: {t!r} is out of range")
+        steps.append(int(t))
+    return steps

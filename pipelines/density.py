@@ -10,7 +10,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.utils import check_num_samples
+from hfgen.utils import check_generator, check_num_samples, check_sampling_memory
 
 
 @dataclass
@@ -49,7 +49,11 @@ class DensityPipeline(HfgenPipeline):
         """Draw ``num_samples`` samples ``x ~ p_θ`` from ``generator`` (same generator state, same samples);
         ``output_type`` ``"pt"`` (torch) or ``"np"`` (numpy). ``return_dict=False`` gives ``(samples,)``."""
         self._check_output_type(output_type)
-        samples = self._to_output_type(self.model.sample(check_num_samples(num_samples), generator), output_type)
+        check_generator(generator)
+        n = check_num_samples(num_samples)
+        if "dim" in self.model.config:  # every hfgen density model records its dimension; a user's may not
+            check_sampling_memory(n, self.model.config.dim, self.device, self.model.dtype)
+        samples = self._to_output_type(self.model.sample(n, generator), output_type)
         if not return_dict:
             return (samples,)
         return DensityPipelineOutput(samples=samples)

@@ -14,7 +14,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from hfgen.methods.energy import QuadratureOutput, energy_and_gradient, langevin_chain, log_partition_by_quadrature
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
-from hfgen.utils import check_num_samples, check_points
+from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_points, check_sampling_memory
 
 
 @dataclass
@@ -88,11 +88,14 @@ class EnergyPipeline(HfgenPipeline):
         """
         self._check_output_type(output_type)
         check_num_samples(num_inference_steps, "num_inference_steps")
+        check_generator(generator)
         scheduler = self.scheduler
         if step_size is not None:
             scheduler = type(scheduler).from_config(scheduler.config, step_size=step_size)
         if start_samples is None:
             n = check_num_samples(num_samples)
+            kept = num_inference_steps + 1 if return_trajectory else 0
+            check_sampling_memory(n, self.dim, self.device, self.model.dtype, SAMPLING_WORKING_COPIES + kept)
             device = generator.device if generator is not None else self.device
             u = torch.rand(n, self.dim, generator=generator, device=device, dtype=self.model.dtype)
             x = self.config.start_low + (self.config.start_high - self.config.start_low) * u

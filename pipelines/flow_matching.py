@@ -13,9 +13,16 @@ from hfgen.methods.continuous_flows import log_prob as flow_log_prob
 from hfgen.methods.continuous_flows import solve_ode
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
-from hfgen.utils import check_num_samples, check_points
+from hfgen.schedulers.flow_match_solvers import FlowMatchScheduler, flow_match_scheduler, flow_match_solver
+from hfgen.utils import (
+    SAMPLING_WORKING_COPIES,
+    check_generator,
+    check_num_samples,
+    check_points,
+    check_sampling_memory,
+)
 
-#: the torchdiffeq fixed-grid method that takes the same steps as each solver of FlowMatchEulerScheduler
+#: the torchdiffeq fixed-grid method that takes the same steps as each solver's scheduler (``flow_match_scheduler``)
 TORCHDIFFEQ_METHODS = {"euler": "euler", "heun": "heun2", "midpoint": "midpoint"}
 
 
@@ -28,9 +35,14 @@ class FlowMatchingPipeline(HfgenPipeline):
     of variables ``d log p(z(t))/dt = −Tr ∂v/∂z``.
 
     Components: ``velocity`` (a network ``v(sample, timestep)`` such as :class:`~hfgen.models.TimeMLP`) and
-    ``scheduler`` (:class:`~hfgen.schedulers.FlowMatchEulerScheduler`). ``source`` is the config of a toy
-    distribution (``ToyDistribution.to_config()``) or ``None`` for the standard Gaussian; it is saved in
-    ``model_index.json``.
+    ``scheduler``, the fixed-step solver: :class:`~hfgen.schedulers.FlowMatchEulerScheduler`,
+    :class:`~hfgen.schedulers.FlowMatchHeunScheduler` or :class:`~hfgen.schedulers.FlowMatchMidpointScheduler`
+    (``flow_match_scheduler(solver)`` builds one by name). ``source`` is the config of a toy distribution
+    (``ToyDistribution.to_config()``) or ``None`` for the standard Gaussian; it is saved in ``model_index.json``.
+
+    Folders saved when one ``FlowMatchEulerScheduler`` held every solver name it in ``model_index.json`` with
+    ``{"solver": "heun"}`` (or ``"midpoint"``) in its config; diffusers keeps that entry, and the pipeline swaps in
+    the scheduler of that solver, so they load and sample as before.
     """
 
     model_cpu_offload_seq = "velocity"
@@ -38,10 +50,12 @@ class FlowMatchingPipeline(HfgenPipeline):
     def __init__(
         self,
         velocity: ModelMixin,
-        scheduler: FlowMatchEulerScheduler,
+        scheduler: FlowMatchScheduler,
         source: dict[str, Any] | ToyDistribution | None = None,
     ):
         super().__init__()
+        scheduler = _legacy_solver_scheduler(scheduler)
+        flow_match_solver(scheduler)  # a TypeError for a scheduler of another kind
         dim = velocity.config.dim
         if isinstance(source, ToyDistribution):
             distribution, source = source, _source_config(source, dim)
@@ -61,10 +75,14 @@ class FlowMatchingPipeline(HfgenPipeline):
         return self.velocity.config.dim
 
     def velocity_field(self, points: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-        """The learned velocity ``v_θ(x, t)`` at ``points`` ``(N, D)`` and time ``t`` (scalar or ``(N,)``)."""
-        points = check_points(points, self.dim, "points").to(self.device)
+        """The learned velocity ``v_θ(x, t)`` at ``points`` ``(N, D)`` and time ``t ∈ [0, 1]`` (a scalar or ``(N,)``,
+        the times the network is trained on), in the dtype of ``points``."""
+        points = check_points(points, self.dim, "points")
+        t = _check_time(t, points.shape[0])
+        x = points.to(device=self.device, dtype=self.velocity.dtype)
         with torch.no_grad():
-            return self.velocity(points, torch.as_tensor(t, dtype=points.dtype), return_dict=False)[0]
+            v = self.velocity(x, t.to(device=self.device, dtype=x.dtype), return_dict=False)[0]
+        return v.to(points.dtype)
 
     def _field(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.velocity(x, t, return_dict=False)[0]
@@ -105,13 +123,17 @@ class FlowMatchingPipeline(HfgenPipeline):
         """
         self._check_output_type(output_type)
         check_num_samples(num_inference_steps, "num_inference_steps")
+        check_generator(generator)
         if strength is not None or start_samples is not None:
             return self._sdedit(
                 strength, start_samples, num_inference_steps, generator, output_type, return_trajectory, return_dict,
                 ode_solver, rtol, atol,
             )  # fmt: skip
         if source_samples is None:
-            x = self.source_distribution.sample(check_num_samples(num_samples), generator=generator)
+            n = check_num_samples(num_samples)
+            kept = num_inference_steps + 1 if return_trajectory else 0
+            check_sampling_memory(n, self.dim, self.device, self.velocity.dtype, SAMPLING_WORKING_COPIES + kept)
+            x = self.source_distribution.sample(n, generator=generator)
         else:
             x = check_points(source_samples, self.dim, "source_samples")
         x = x.to(device=self.device, dtype=self.velocity.dtype)
@@ -155,7 +177,7 @@ class FlowMatchingPipeline(HfgenPipeline):
             grid[0], grid[-1] = t0, 1.0
             with torch.no_grad():
                 if ode_solver is None:
-                    method = TORCHDIFFEQ_METHODS[self.scheduler.config.solver]
+                    method = TORCHDIFFEQ_METHODS[flow_match_solver(self.scheduler)]
                     solution = solve_ode(self._field, x, t0, 1.0, method=method, t_eval=grid)
                 else:
                     t_eval = grid if return_trajectory else None
@@ -230,6 +252,30 @@ class FlowMatchingPipeline(HfgenPipeline):
             )
         kwargs.setdefault("safe_serialization", True)
         super().save_pretrained(save_directory, **kwargs)
+
+
+def _check_time(t: object, num_points: int) -> torch.Tensor:
+    """``t`` as a tensor: a real number or a ``(num_points,)`` tensor of times in ``[0, 1]``."""
+    if isinstance(t, bool) or not isinstance(t, int | float | torch.Tensor):
+        raise TypeError(f"`t` must be a float or a tensor of times in [0, 1], got {type(t).__name__}")
+    t = t if isinstance(t, torch.Tensor) else torch.tensor(float(t), dtype=torch.float64)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"`t` must hold real times in [0, 1], got dtype {t.dtype}")
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != num_points):
+        raise ValueError(f"`t` must be a scalar or a tensor of shape ({num_points},), got shape {tuple(t.shape)}")
+    outside = ~((t >= 0) & (t <= 1)).reshape(-1)  # NaN included
+    if outside.any():
+        bad = t.reshape(-1)[outside][0].item()
+        raise ValueError(f"`t` must lie in [0, 1], the times the velocity is trained on, got {bad}")
+    return t
+
+
+def _legacy_solver_scheduler(scheduler: object) -> object:
+    """The scheduler of the solver named by a ``FlowMatchEulerScheduler`` config saved when that class held every
+    solver (``{"solver": "heun"}``: diffusers keeps the entry in the config); any other scheduler unchanged."""
+    if type(scheduler) is not FlowMatchEulerScheduler or "solver" not in scheduler.config:
+        return scheduler
+    return flow_match_scheduler(scheduler.config["solver"])
 
 
 def _source_config(distribution: ToyDistribution, dim: int) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.vae import IMAGE_OUTPUT_TYPES, ImageBatch
 from hfgen.schedulers.gibbs import GibbsScheduler
-from hfgen.utils import check_num_samples
+from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_sampling_memory
 
 
 @dataclass
@@ -77,11 +77,15 @@ class RBMPipeline(HfgenPipeline):
         """
         if output_type not in IMAGE_OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
+        check_generator(generator)
         shape = self.model.image_shape
         if isinstance(start, str):
             if start != "noise":
                 raise ValueError(f"`start` must be 'noise' or a tensor of images (N, {shape}), got {start!r}")
             n = check_num_samples(num_samples)
+            kept = num_inference_steps + 1 if return_trajectory else 0
+            visible = self.model.config.num_visible
+            check_sampling_memory(n, visible, self.device, self.model.dtype, SAMPLING_WORKING_COPIES + kept)
             half = torch.full((n, self.model.config.num_visible), 0.5, dtype=self.model.dtype, device=self.device)
             v = sample_bernoulli(half, generator)
         else:

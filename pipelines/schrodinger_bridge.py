@@ -10,7 +10,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
-from hfgen.utils import check_generator, check_num_samples, check_points
+from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_points, check_sampling_memory
 
 
 class SchrodingerBridgePipeline(HfgenPipeline):
@@ -117,7 +117,11 @@ class SchrodingerBridgePipeline(HfgenPipeline):
             )
         if source_samples is None:
             start = self.source_distribution if direction == "forward" else self.target_distribution
-            x = start.sample(check_num_samples(num_samples), generator=generator)
+            n = check_num_samples(num_samples)
+            kept = self.scheduler.num_steps + 1 if return_trajectory else 0
+            dtype = self.forward_model.dtype
+            check_sampling_memory(n, self.dim, self.device, dtype, SAMPLING_WORKING_COPIES + kept)
+            x = start.sample(n, generator=generator)
         else:
             x = check_points(source_samples, self.dim, "source_samples")
         result = self.transport(x, direction, generator=generator, return_trajectory=return_trajectory)

@@ -13,7 +13,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.methods.continuous_flows import integrate_with_log_density, solve_ode
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.score_sde import ScoreSDEScheduler
-from hfgen.utils import check_num_samples, check_points
+from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_points, check_sampling_memory
 
 SAMPLERS = ("euler_maruyama", "predictor_corrector", "probability_flow")
 ADAPTIVE_ODE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -138,8 +138,13 @@ class ScoreSDEPipeline(HfgenPipeline):
         if sampler not in SAMPLERS:
             raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
         check_num_samples(num_inference_steps, "num_inference_steps")
+        check_generator(generator)
         if sampler == "probability_flow":
             _check_ode_solver(ode_solver, ADAPTIVE_ODE_SOLVERS + FIXED_GRID_ODE_SOLVERS)
+        if strength is None and start_samples is None:
+            n, dtype = check_num_samples(num_samples), self.score_model.dtype
+            kept = num_inference_steps + 1 if return_trajectory else 0
+            check_sampling_memory(n, self.dim, self.device, dtype, SAMPLING_WORKING_COPIES + kept)
         x, start_time = self._start(num_samples, strength, start_samples, generator)
         if start_time == 0.0:
             states, nfe, times = x[None], 0, [0.0]
@@ -236,6 +241,7 @@ class ScoreSDEPipeline(HfgenPipeline):
         """
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=self.score_model.dtype)
         check_num_samples(batch_size, "batch_size")
+        check_generator(generator)
         _check_ode_solver(ode_solver, ADAPTIVE_ODE_SOLVERS)
         eps = self.scheduler.config.sampling_eps
         options = _ode_options(ode_solver, 1.0, x.dtype, 1)

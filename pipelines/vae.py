@@ -19,7 +19,7 @@ from diffusers.utils import BaseOutput
 
 from hfgen.models.vae import VAE, AutoEncoder
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.utils import check_num_samples
+from hfgen.utils import check_generator, check_num_samples, check_sampling_memory
 
 IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
 LOG_PROB_METHODS = ("quadrature", "iwae")
@@ -198,7 +198,10 @@ class VAEPipeline(_LatentImagePipeline):
         ``latents`` ``(N, d)``), decoded to ``E[x | z]`` in ``[0, 1]``."""
         self._check_image_output_type(output_type)
         if latents is None:
-            latents = self.vae.sample_prior(check_num_samples(num_samples), generator=generator)
+            n = check_num_samples(num_samples)
+            # the images are the output; decoding runs in batches, so one copy of them is what must fit
+            check_sampling_memory(n, self.vae.config.in_channels * self.vae.config.image_size**2, self.device, copies=1)
+            latents = self.vae.sample_prior(n, generator=generator)
         latents = self.vae.check_latents(latents)
         images = self.decode(latents, output_type=output_type, batch_size=batch_size)
         if not return_dict:
@@ -230,6 +233,7 @@ class VAEPipeline(_LatentImagePipeline):
             raise ValueError(f"`method` must be one of {LOG_PROB_METHODS}, got {method!r}")
         images = self._as_image_tensor(images)
         check_num_samples(batch_size, "batch_size")
+        check_generator(generator)
         if method == "iwae":
             check_num_samples(num_importance_samples, "num_importance_samples")
             chunks = images.split(batch_size)

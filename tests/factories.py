@@ -25,7 +25,6 @@ from hfgen import (
     DDPMPointsPipeline,
     EnergyMLP,
     EnergyPipeline,
-    FlowMatchEulerScheduler,
     FlowMatchingPipeline,
     GaussianMixture,
     GibbsScheduler,
@@ -39,6 +38,7 @@ from hfgen import (
     VAEPipeline,
     VESDEScheduler,
     VPSDEScheduler,
+    flow_match_scheduler,
 )
 from hfgen.methods.score_matching import diffused_mixture_score
 from hfgen.training import FlowMatchingArguments
@@ -53,7 +53,7 @@ def tiny_flow_matching_pipeline(solver: str = "euler", source=None, seed: int = 
     """A random-weight pipeline with a width-16 velocity network."""
     torch.manual_seed(seed)
     velocity = TimeMLP(dim=2, hidden_size=16, num_layers=2, time_embedding_dim=8)
-    pipeline = FlowMatchingPipeline(velocity, FlowMatchEulerScheduler(solver=solver), source=source)
+    pipeline = FlowMatchingPipeline(velocity, flow_match_scheduler(solver), source=source)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 

@@ -34,6 +34,8 @@ from hfgen import (
     VAEPipeline,
 )
 from hfgen.data import Checkerboard, Shifted, TwoBalls
+from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler
+from hfgen.schedulers.flow_match_midpoint import FlowMatchMidpointScheduler
 
 # ------------------------------------------------------------------------------------------------- pipelines
 
@@ -185,7 +187,21 @@ class TestFlowMatchEulerScheduler(SchedulerConformance):
     scheduler_class = FlowMatchEulerScheduler
 
     def get_scheduler(self):
-        return FlowMatchEulerScheduler(solver="midpoint")
+        return FlowMatchEulerScheduler()
+
+
+class TestFlowMatchHeunScheduler(SchedulerConformance):
+    scheduler_class = FlowMatchHeunScheduler
+
+    def get_scheduler(self):
+        return FlowMatchHeunScheduler()
+
+
+class TestFlowMatchMidpointScheduler(SchedulerConformance):
+    scheduler_class = FlowMatchMidpointScheduler
+
+    def get_scheduler(self):
+        return FlowMatchMidpointScheduler()
 
 
 class TestConstantAlphaDDPMScheduler(SchedulerConformance):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -383,7 +384,7 @@ def test_pipeline_runs_the_scheduler_loop_with_the_integer_step():
 def test_saved_folder_layout(tmp_path):
     pipe = tiny_ddpm_pipeline(variance_type="beta")
     pipe.save_pretrained(tmp_path)
-    names = ["model", "model_index.json", "scheduler", "weights_sha256.json"]
+    names = ["model", "model_index.json", "pipeline_ddpm_points.py", "scheduler", "weights_sha256.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == names
     assert (tmp_path / "model" / "diffusion_pytorch_model.safetensors").is_file()
     for loader in (DDPMPointsPipeline, HfgenPipeline):
@@ -525,6 +526,35 @@ def test_bad_pipeline_inputs():
         pipe.forward_trajectory(torch.zeros(3, 2), [3, 1])
     with pytest.raises(ValueError, match="timesteps"):
         pipe.forward_trajectory(torch.zeros(3, 2), [1, 11])
+
+
+@pytest.mark.parametrize(
+    ("timesteps", "reason"),
+    [
+        ([0.5, 1.7], "0.5 is not an integer step"),  # was truncated to [0, 1] silently
+        ([1, 2.5], "2.5 is not an integer step"),
+        ([True, 2], "True is not an integer step"),
+        ([1, float("nan")], "nan is not an integer step"),
+        ([1, float("inf")], "inf is not an integer step"),
+        ([-1, 2], "-1 is out of range"),
+        ([1, 11], "11 is out of range"),
+    ],
+)
+def test_forward_trajectory_refuses_steps_that_are_not_integers_in_0_to_T(timesteps, reason):
+    expected = "`timesteps` must be a non-empty sequence of integer steps in 0 … 10 (num_train_timesteps)"
+    with pytest.raises(ValueError, match=re.escape(expected) + ".*" + re.escape(reason)):
+        tiny_ddpm_pipeline().forward_trajectory(torch.zeros(3, 2), timesteps)
+
+
+def test_forward_trajectory_takes_integral_floats_ranges_and_integer_tensors_alike():
+    pipe, x0 = tiny_ddpm_pipeline(), torch.randn(4, 2, generator=seeded())
+    reference = pipe.forward_trajectory(x0, [1, 4, 10], generator=seeded(1))
+    for steps in ([1.0, 4.0, 10.0], torch.tensor([1, 4, 10]), (1, 4, 10)):
+        assert torch.equal(pipe.forward_trajectory(x0, steps, generator=seeded(1)), reference)
+    assert pipe.forward_trajectory(x0, range(0, 11, 5), generator=seeded(1)).shape == (3, 4, 2)
+    for bad in ([], "12", torch.zeros(2, 2), 5):
+        with pytest.raises(ValueError, match="`timesteps` must be a non-empty sequence"):
+            pipe.forward_trajectory(x0, bad)
 
 
 # --------------------------------------------------------------------------- general β schedules (diffusers)

@@ -4,6 +4,8 @@
 code (the tests' tiny factories) and ``expected_samples.safetensors``, the draws those pipelines made at save
 time with a generator seeded 0. Their ``model_index.json`` files name the component modules of that time; the
 bridge's names ``hfgen.schedulers.bridge``, now an alias of ``hfgen.schedulers.schrodinger_bridge``.
+``flow_matching_heun`` and ``flow_matching_midpoint`` were saved when one ``FlowMatchEulerScheduler`` held every
+solver (``{"solver": "heun"}`` in its config); they load with the scheduler of that solver.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from hfgen import (
     SchrodingerBridgePipeline,
     VAEPipeline,
 )
+from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler
+from hfgen.schedulers.flow_match_midpoint import FlowMatchMidpointScheduler
 
 FIXTURES = Path(__file__).parent / "fixtures" / "legacy_pipelines"
 
@@ -41,6 +45,14 @@ def seeded() -> torch.Generator:
 # name -> (pipeline class, the draw made at save time: see the fixture's README in this module's docstring)
 LEGACY = {
     "flow_matching": (
+        FlowMatchingPipeline,
+        lambda p: p(num_samples=5, num_inference_steps=3, generator=seeded()).samples,
+    ),
+    "flow_matching_heun": (
+        FlowMatchingPipeline,
+        lambda p: p(num_samples=5, num_inference_steps=3, generator=seeded()).samples,
+    ),
+    "flow_matching_midpoint": (
         FlowMatchingPipeline,
         lambda p: p(num_samples=5, num_inference_steps=3, generator=seeded()).samples,
     ),
@@ -87,6 +99,29 @@ def test_legacy_bridge_names_the_old_scheduler_module_and_gets_the_current_class
 def test_a_freshly_saved_bridge_records_the_new_scheduler_module(tmp_path):
     tiny_bridge_pipeline().save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["scheduler"] == ["hfgen.schedulers.schrodinger_bridge", "BridgeScheduler"]
+    assert index["scheduler"] == ["scheduling_schrodinger_bridge", "BridgeScheduler"]  # diffusers' remote-code layout
+    assert (tmp_path / "scheduler" / "scheduling_schrodinger_bridge.py").is_file()
     loaded = HfgenPipeline.from_pretrained(tmp_path)
     assert type(loaded) is SchrodingerBridgePipeline and type(loaded.scheduler) is BridgeScheduler
+
+
+@pytest.mark.parametrize(
+    ("name", "solver", "scheduler_class"),
+    [
+        ("flow_matching_heun", "heun", FlowMatchHeunScheduler),
+        ("flow_matching_midpoint", "midpoint", FlowMatchMidpointScheduler),
+    ],
+)
+def test_a_multi_solver_scheduler_folder_loads_with_its_solver_scheduler_and_the_same_bits(
+    name, solver, scheduler_class, expected, tmp_path
+):
+    config = json.loads((FIXTURES / name / "scheduler" / "scheduler_config.json").read_text())
+    assert config["_class_name"] == "FlowMatchEulerScheduler" and config["solver"] == solver
+    pipeline = FlowMatchingPipeline.from_pretrained(FIXTURES / name)
+    pipeline.set_progress_bar_config(disable=True)
+    assert type(pipeline.scheduler) is scheduler_class
+    assert torch.equal(LEGACY[name][1](pipeline), expected[name])
+    pipeline.save_pretrained(tmp_path)  # saved again: the new class, and no solver entry
+    saved = json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["_class_name"] == scheduler_class.__name__ and "solver" not in saved
+    assert type(FlowMatchingPipeline.from_pretrained(tmp_path).scheduler) is scheduler_class

@@ -7,8 +7,11 @@ import pytest
 import torch
 from factories import AFFINE_A, StraightLineAffineVelocity, tiny_flow_matching_pipeline
 
-from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, HfgenPipeline
+from hfgen import FlowMatchingPipeline, HfgenPipeline
 from hfgen.data import Checkerboard, SampleOnly, TwoMoons
+from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
+from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler
+from hfgen.schedulers.flow_match_solvers import FLOW_MATCH_SCHEDULERS, flow_match_scheduler
 
 
 def seeded(seed=0):
@@ -63,19 +66,90 @@ def test_velocity_field_matches_the_network():
     with torch.no_grad():
         expected = pipe.velocity(points, torch.full((9,), 0.3)).sample
     torch.testing.assert_close(pipe.velocity_field(points, 0.3), expected)
+    torch.testing.assert_close(pipe.velocity_field(points, torch.full((9,), 0.3)), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_velocity_field_casts_points_like_sampling_and_answers_in_their_dtype(dtype):
+    pipe = tiny_flow_matching_pipeline()
+    points = torch.randn(9, 2).to(dtype)
+    v = pipe.velocity_field(points, 0.3)
+    assert v.dtype == dtype
+    torch.testing.assert_close(v, pipe.velocity_field(points.float(), 0.3).to(dtype))
+
+
+@pytest.mark.parametrize(
+    ("t", "reported"),
+    [
+        (float("nan"), "nan"),  # gave NaN velocities before
+        (float("inf"), "inf"),
+        (-0.1, "-0.1"),
+        (2, "2.0"),
+        (torch.tensor([0.2, float("nan"), 0.3]), "nan"),
+        (torch.tensor([0.5, 0.5, 1.5]), "1.5"),
+    ],
+)
+def test_velocity_field_refuses_times_outside_the_training_range(t, reported):
+    with pytest.raises(
+        ValueError, match=rf"`t` must lie in \[0, 1\], the times the velocity is trained on, got {reported}$"
+    ):
+        tiny_flow_matching_pipeline().velocity_field(torch.zeros(3, 2), t)
+
+
+def test_velocity_field_refuses_times_of_the_wrong_shape_or_type():
+    pipe = tiny_flow_matching_pipeline()
+    with pytest.raises(ValueError, match=r"`t` must be a scalar or a tensor of shape \(3,\)"):
+        pipe.velocity_field(torch.zeros(3, 2), torch.zeros(4))
+    with pytest.raises(TypeError, match="`t` must be a float or a tensor"):
+        pipe.velocity_field(torch.zeros(3, 2), "0.5")
+    with pytest.raises(TypeError, match="`t` must be a float or a tensor"):
+        pipe.velocity_field(torch.zeros(3, 2), True)
 
 
 def test_saved_folder_records_the_source_and_loading_restores_it(tmp_path):
     pipe = tiny_flow_matching_pipeline("heun", source=Checkerboard())
     pipe.save_pretrained(tmp_path)
-    names = ["model_index.json", "scheduler", "velocity", "weights_sha256.json"]
+    names = ["model_index.json", "pipeline_flow_matching.py", "scheduler", "velocity", "weights_sha256.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == names
     assert (tmp_path / "velocity" / "diffusion_pytorch_model.safetensors").is_file()
-    assert json.loads((tmp_path / "model_index.json").read_text())["source"] == {"name": "checkerboard"}
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["source"] == {"name": "checkerboard"}
+    assert index["scheduler"] == ["scheduling_flow_match_heun", "FlowMatchHeunScheduler"]
+    assert json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == (
+        "FlowMatchHeunScheduler"
+    )
     for loader in (FlowMatchingPipeline, HfgenPipeline):
         loaded = loader.from_pretrained(tmp_path)
-        assert loaded.scheduler.config.solver == "heun"
+        assert type(loaded.scheduler) is FlowMatchHeunScheduler
         assert isinstance(loaded.source_distribution, Checkerboard)
+
+
+@pytest.mark.parametrize("solver", ["heun", "midpoint"])
+def test_sdedit_integrates_with_the_torchdiffeq_method_of_the_scheduler_solver(solver):
+    # Fixed-step SDEdit runs torchdiffeq's method of the same solver: s = 1 over n steps is plain sampling.
+    pipe = tiny_flow_matching_pipeline(solver)
+    x = torch.randn(6, 2, generator=seeded(1))
+    edited = pipe(strength=1.0, start_samples=x, num_inference_steps=4, generator=seeded(2)).samples
+    fresh = pipe(source_samples=pipe.source_distribution.sample(6, seeded(2)), num_inference_steps=4).samples
+    torch.testing.assert_close(edited, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_a_scheduler_of_another_kind_is_refused():
+    pipe = tiny_flow_matching_pipeline()
+    with pytest.raises(TypeError, match="`scheduler` must be one of FlowMatchEulerScheduler, FlowMatchHeunScheduler"):
+        FlowMatchingPipeline(pipe.velocity, object())
+
+
+def test_a_config_saved_by_the_multi_solver_class_gets_that_solver_scheduler():
+    # {"_class_name": "FlowMatchEulerScheduler", "solver": ...} was how every solver was saved; the folders
+    # themselves are in tests/test_legacy_pipelines.py.
+    velocity = tiny_flow_matching_pipeline().velocity
+    for solver, scheduler_class in FLOW_MATCH_SCHEDULERS.items():
+        legacy = FlowMatchEulerScheduler.from_config({"_class_name": "FlowMatchEulerScheduler", "solver": solver})
+        assert type(FlowMatchingPipeline(velocity, legacy).scheduler) is scheduler_class
+        assert type(flow_match_scheduler(solver)) is scheduler_class
+    with pytest.raises(ValueError, match="`solver` must be one of \\('euler', 'heun', 'midpoint'\\), got 'rk4'"):
+        flow_match_scheduler("rk4")
 
 
 def test_sample_only_source_samples_but_has_no_log_prob():

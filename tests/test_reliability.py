@@ -234,3 +234,127 @@ def test_a_component_config_that_is_not_an_object_is_named(tmp_path):
     (tmp_path / "velocity" / "config.json").write_text("[]")
     with pytest.raises(ValueError, match="velocity/config.json must hold a JSON object"):
         FlowMatchingPipeline.from_pretrained(tmp_path)
+
+
+# --- sampling sizes and generators of every pipeline ----------------------------------------------------------------
+
+
+def _pipelines_that_sample():
+    """(name, pipeline, call with num_samples and generator) for every pipeline that draws ``num_samples``."""
+    from factories import (
+        gaussian_mixture,
+        tiny_bridge_pipeline,
+        tiny_ddpm_pipeline,
+        tiny_energy_pipeline,
+        tiny_flow_matching_pipeline,
+        tiny_rbm_pipeline,
+        tiny_score_sde_pipeline,
+        tiny_vae_pipeline,
+    )
+
+    from hfgen import DensityPipeline
+
+    mixture = gaussian_mixture([[0.0, 0.0], [2.0, 1.0]], [torch.eye(2).tolist()] * 2, [0.5, 0.5])
+    return [
+        (
+            "flow_matching",
+            tiny_flow_matching_pipeline(),
+            lambda p, n, g: p(num_samples=n, num_inference_steps=2, generator=g),
+        ),
+        ("ddpm", tiny_ddpm_pipeline(), lambda p, n, g: p(num_samples=n, generator=g)),
+        ("bridge", tiny_bridge_pipeline(), lambda p, n, g: p(num_samples=n, generator=g)),
+        ("score_sde", tiny_score_sde_pipeline(), lambda p, n, g: p(num_samples=n, num_inference_steps=2, generator=g)),
+        ("energy", tiny_energy_pipeline(), lambda p, n, g: p(num_samples=n, num_inference_steps=2, generator=g)),
+        ("rbm", tiny_rbm_pipeline(), lambda p, n, g: p(num_samples=n, num_inference_steps=2, generator=g)),
+        ("vae", tiny_vae_pipeline(), lambda p, n, g: p(num_samples=n, generator=g)),
+        ("density", DensityPipeline(mixture), lambda p, n, g: p(num_samples=n, generator=g)),
+    ]
+
+
+PIPELINES = _pipelines_that_sample()
+
+
+@pytest.mark.parametrize(("name", "pipeline", "call"), PIPELINES, ids=[p[0] for p in PIPELINES])
+def test_a_sample_count_that_cannot_fit_in_memory_is_refused_before_allocating(name, pipeline, call):
+    pipeline.set_progress_bar_config(disable=True)
+    with pytest.raises(
+        ValueError, match=r"`num_samples`=1,000,000,000,000 needs at least [\d,.]+ GiB .*sample in batches"
+    ):
+        call(pipeline, 10**12, None)
+    assert call(pipeline, 3, torch.Generator().manual_seed(0)) is not None  # small requests still sample
+
+
+@pytest.mark.parametrize(("name", "pipeline", "call"), PIPELINES, ids=[p[0] for p in PIPELINES])
+def test_every_sampling_pipeline_refuses_a_generator_that_is_not_one(name, pipeline, call):
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
+        call(pipeline, 3, 0)
+
+
+def test_the_memory_estimate_counts_samples_values_bytes_and_copies(monkeypatch):
+    import hfgen.utils
+    from hfgen.utils import SAMPLING_WORKING_COPIES, available_memory, check_sampling_memory
+
+    free = available_memory()
+    assert free is None or free > 0
+    monkeypatch.setattr(hfgen.utils, "available_memory", lambda device=None: 2**30)
+    per_sample = 3 * 4 * SAMPLING_WORKING_COPIES  # (N, 3) float32 points, 4 copies: 48 bytes
+    assert check_sampling_memory(2**30 // per_sample, 3) == 2**30 // per_sample
+    with pytest.raises(
+        ValueError,
+        match=r"needs at least 1\.0 GiB .*but 1\.0 GiB is available on cpu: sample in "
+        r"batches of at most 22,369,621",
+    ):
+        check_sampling_memory(2**30 // per_sample + 1, 3)
+    with pytest.raises(ValueError, match=r"× 2 bytes"):
+        check_sampling_memory(2**30, 3, dtype=torch.float16)
+    # the states a trajectory keeps count too
+    assert check_sampling_memory(1000, 3, copies=SAMPLING_WORKING_COPIES + 101) == 1000
+    with pytest.raises(ValueError, match="1,000,000 needs"):
+        check_sampling_memory(10**6, 3, copies=SAMPLING_WORKING_COPIES + 101)
+
+
+def test_a_trajectory_request_counts_its_states(monkeypatch):
+    from factories import tiny_flow_matching_pipeline
+
+    import hfgen.utils
+
+    monkeypatch.setattr(hfgen.utils, "available_memory", lambda device=None: 10**6)
+    pipeline = tiny_flow_matching_pipeline()
+    pipeline(num_samples=5000, num_inference_steps=2)  # 5000 × 2 × 4 bytes × 4 copies = 160 kB
+    with pytest.raises(ValueError, match=r"needs at least 4.0 MiB .*105 copies .*but 976.6 KiB is available"):
+        pipeline(num_samples=5000, num_inference_steps=100, return_trajectory=True)
+
+
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_log_prob_refuses_what_sampling_refuses(divergence):
+    from factories import tiny_ddpm_pipeline, tiny_flow_matching_pipeline, tiny_score_sde_pipeline
+
+    x = torch.zeros(3, 2)
+    flow = tiny_flow_matching_pipeline()
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0, got rtol=-1, atol=-1"):
+        flow.log_prob(x, rtol=-1, atol=-1, divergence=divergence)
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0, got rtol=-1, atol=-1"):
+        flow(num_samples=3, ode_solver="dopri5", rtol=-1, atol=-1)
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0, got rtol=0.0"):
+        tiny_ddpm_pipeline().log_prob(x, rtol=0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0"):
+        tiny_score_sde_pipeline().log_prob(x, rtol=-1, atol=-1, divergence=divergence)
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
+        flow.log_prob(x, divergence=divergence, generator=1)
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
+        tiny_score_sde_pipeline().log_prob(x, divergence=divergence, generator=1)
+
+
+def test_the_other_generator_entry_points_check_it():
+    from factories import tiny_ddpm_pipeline, tiny_flow_matching_pipeline, tiny_vae_pipeline
+
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
+        tiny_ddpm_pipeline().forward_trajectory(torch.zeros(3, 2), [1, 2], generator=3)
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got str"):
+        tiny_flow_matching_pipeline()(strength=0.5, start_samples=torch.zeros(3, 2), generator="0")
+    vae = tiny_vae_pipeline()
+    images = torch.zeros(2, 1, 8, 8)
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
+        vae.log_prob(images, method="iwae", num_importance_samples=2, generator=0)
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
+        vae.log_prob(images, method="quadrature", grid_size=4, generator=0)

@@ -1,26 +1,38 @@
-"""FlowMatchEulerScheduler: solver mathematics on fields with closed-form flows, state (config round trips and
-``set_timesteps`` checks: tests/test_conformance.py)."""
+"""The flow-matching schedulers (one per solver: Euler, Heun, midpoint): solver mathematics on fields with
+closed-form flows, the numbers of the former multi-solver class, state (config round trips and ``set_timesteps``
+checks: tests/test_conformance.py)."""
 
+import inspect
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from hfgen.schedulers import FlowMatchEulerScheduler
+from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
+from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler
+from hfgen.schedulers.flow_match_midpoint import FlowMatchMidpointScheduler
+from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler, flow_match_solver
+
+#: x0 and the states x_0 … x_n of every solver for n = 1, 3, 7 on the field below, written by the multi-solver
+#: FlowMatchEulerScheduler(solver=…) before the split into one class per solver
+REFERENCE = Path(__file__).parent / "fixtures" / "flow_match_solvers" / "reference.safetensors"
 
 
-def integrate(scheduler: FlowMatchEulerScheduler, field, x: torch.Tensor, steps: int) -> torch.Tensor:
+def integrate(scheduler, field, x: torch.Tensor, steps: int) -> torch.Tensor:
     scheduler.set_timesteps(steps)
     for t in scheduler.timesteps:
         x = scheduler.step(field(x, t), t, x).prev_sample
     return x
 
 
-@pytest.mark.parametrize("solver", ["euler", "heun", "midpoint"])
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_exact_on_constant_field(solver):
     x0 = torch.randn(7, 3, dtype=torch.float64)
     c = torch.tensor([1.5, -2.0, 0.25], dtype=torch.float64)
-    x1 = integrate(FlowMatchEulerScheduler(solver=solver), lambda x, t: c.expand_as(x), x0, steps=3)
+    x1 = integrate(flow_match_scheduler(solver), lambda x, t: c.expand_as(x), x0, steps=3)
     torch.testing.assert_close(x1, x0 + c, rtol=0, atol=1e-14)
 
 
@@ -29,7 +41,7 @@ def test_second_order_exact_on_field_linear_in_time(solver):
     # dx/dt = a + b t  ⇒  x(1) = x(0) + a + b/2; both second-order rules integrate a linear-in-t field exactly.
     a, b = torch.tensor([0.3, -1.0], dtype=torch.float64), torch.tensor([2.0, 4.0], dtype=torch.float64)
     x0 = torch.randn(5, 2, dtype=torch.float64)
-    x1 = integrate(FlowMatchEulerScheduler(solver=solver), lambda x, t: (a + b * t).expand_as(x), x0, steps=4)
+    x1 = integrate(flow_match_scheduler(solver), lambda x, t: (a + b * t).expand_as(x), x0, steps=4)
     torch.testing.assert_close(x1, x0 + a + b / 2, rtol=0, atol=1e-14)
 
 
@@ -45,26 +57,42 @@ def test_linear_ode_matches_the_solver_amplification_factor(solver, amplificatio
     # dx/dt = λ x: one step multiplies by the solver's stability polynomial R(hλ).
     lam, n = -1.7, 8
     x0 = torch.randn(4, 2, dtype=torch.float64)
-    x1 = integrate(FlowMatchEulerScheduler(solver=solver), lambda x, t: lam * x, x0, steps=n)
+    x1 = integrate(flow_match_scheduler(solver), lambda x, t: lam * x, x0, steps=n)
     torch.testing.assert_close(x1, x0 * amplification(1 / n, lam) ** n, rtol=1e-13, atol=0)
     assert abs(amplification(1 / n, lam) ** n - math.exp(lam)) < (0.05 if solver == "euler" else 0.005)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("steps", [1, 3, 7])
+def test_states_are_bit_identical_to_the_former_multi_solver_class(solver, steps):
+    reference = load_file(REFERENCE)
+    scheduler = flow_match_scheduler(solver)
+    scheduler.set_timesteps(steps)
+    x = reference["x0"]
+    states = [x]
+    for t in scheduler.timesteps:
+        x, complete = scheduler.step(torch.sin(3 * x) * (1 + t) - x, t, x, return_dict=False)
+        if complete:
+            states.append(x)
+    assert torch.equal(scheduler.timesteps, reference[f"{solver}_{steps}_timesteps"])
+    assert torch.equal(torch.stack(states), reference[f"{solver}_{steps}"])
+
+
 def test_timesteps_grid():
-    scheduler = FlowMatchEulerScheduler()
-    scheduler.set_timesteps(4)
-    torch.testing.assert_close(scheduler.timesteps, torch.tensor([0.0, 0.25, 0.5, 0.75]))
-    heun = FlowMatchEulerScheduler(solver="heun")
+    euler, heun, midpoint = FlowMatchEulerScheduler(), FlowMatchHeunScheduler(), FlowMatchMidpointScheduler()
+    euler.set_timesteps(4)
+    torch.testing.assert_close(euler.timesteps, torch.tensor([0.0, 0.25, 0.5, 0.75]))
     heun.set_timesteps(2)
     torch.testing.assert_close(heun.timesteps, torch.tensor([0.0, 0.5, 0.5, 1.0]))
-    midpoint = FlowMatchEulerScheduler(solver="midpoint")
     midpoint.set_timesteps(2)
     torch.testing.assert_close(midpoint.timesteps, torch.tensor([0.0, 0.25, 0.5, 0.75]))
-    assert (scheduler.order, heun.order, midpoint.order) == (1, 2, 2)
+    assert (euler.order, heun.order, midpoint.order) == (1, 2, 2)
+    assert (len(euler), len(heun), len(midpoint)) == (4, 4, 4)
 
 
-def test_step_reports_completed_steps_and_refuses_extra_calls():
-    scheduler = FlowMatchEulerScheduler(solver="heun")
+@pytest.mark.parametrize("scheduler_class", [FlowMatchHeunScheduler, FlowMatchMidpointScheduler])
+def test_two_stage_step_reports_completed_steps_and_refuses_extra_calls(scheduler_class):
+    scheduler = scheduler_class()
     scheduler.set_timesteps(1)
     x = torch.zeros(2, 2)
     first = scheduler.step(torch.ones(2, 2), 0.0, x)
@@ -74,18 +102,61 @@ def test_step_reports_completed_steps_and_refuses_extra_calls():
     with pytest.raises(RuntimeError, match="only 2 timesteps"):
         scheduler.step(torch.ones(2, 2), 1.0, x)
     with pytest.raises(RuntimeError, match="set_timesteps"):
+        scheduler_class().step(torch.ones(2, 2), 0.0, x)
+
+
+def test_euler_step_is_complete_and_refuses_extra_calls():
+    scheduler = FlowMatchEulerScheduler()
+    scheduler.set_timesteps(2)
+    x = torch.zeros(2, 2)
+    assert scheduler.step(torch.ones(2, 2), 0.0, x).step_complete
+    scheduler.step(torch.ones(2, 2), 0.5, x)
+    with pytest.raises(RuntimeError, match="only 2 timesteps"):
+        scheduler.step(torch.ones(2, 2), 0.5, x)
+    with pytest.raises(RuntimeError, match="set_timesteps"):
         FlowMatchEulerScheduler().step(torch.ones(2, 2), 0.0, x)
 
 
-def test_add_noise_is_the_linear_path():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_add_noise_is_the_linear_path(solver):
     data, noise = torch.randn(6, 2), torch.randn(6, 2)
-    scheduler = FlowMatchEulerScheduler()
+    scheduler = flow_match_scheduler(solver)
     torch.testing.assert_close(scheduler.add_noise(data, noise, 0.0), noise)
     torch.testing.assert_close(scheduler.add_noise(data, noise, 1.0), data)
     t = torch.rand(6)
     torch.testing.assert_close(scheduler.add_noise(data, noise, t), (1 - t[:, None]) * noise + t[:, None] * data)
 
 
-def test_unknown_solver():
-    with pytest.raises(ValueError, match="solver"):
-        FlowMatchEulerScheduler(solver="rk45")
+def test_the_factory_and_its_inverse_name_the_same_solvers():
+    for solver in SOLVERS:
+        assert flow_match_solver(flow_match_scheduler(solver)) == solver
+    for bad in ("rk45", None, 3):
+        with pytest.raises(ValueError, match="`solver` must be one of"):
+            flow_match_scheduler(bad)
+    with pytest.raises(TypeError, match="`scheduler` must be one of"):
+        flow_match_solver(object())
+
+
+@pytest.mark.parametrize(
+    "scheduler_class", [FlowMatchEulerScheduler, FlowMatchHeunScheduler, FlowMatchMidpointScheduler]
+)
+def test_each_scheduler_module_is_self_contained(scheduler_class):
+    # The modules are copied verbatim as remote code: torch and diffusers only, no hfgen, no relative imports.
+    source = inspect.getsource(inspect.getmodule(scheduler_class))
+    imports = re.findall(r"^(?:from|import) (\S+)", source, flags=re.MULTILINE)
+    assert imports and all(
+        name.split(".")[0] in ("__future__", "dataclasses", "torch", "diffusers") for name in imports
+    )
+
+
+def test_a_legacy_config_loaded_alone_keeps_its_solver_and_says_which_class_to_use(caplog):
+    from diffusers.utils import logging
+
+    logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            legacy = FlowMatchEulerScheduler.from_config({"_class_name": "FlowMatchEulerScheduler", "solver": "heun"})
+    finally:
+        logging.disable_propagation()
+    assert type(legacy) is FlowMatchEulerScheduler and legacy.config["solver"] == "heun"
+    assert "load it with FlowMatchHeunScheduler" in caplog.text and "will be ignored" not in caplog.text

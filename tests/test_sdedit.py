@@ -8,7 +8,7 @@ import torch
 from diffusers import DDPMScheduler
 from factories import GaussianEpsilonOracle, GaussianVelocity, tiny_ddpm_pipeline
 
-from hfgen import ConstantAlphaDDPMScheduler, DDPMPointsPipeline, FlowMatchEulerScheduler, FlowMatchingPipeline
+from hfgen import ConstantAlphaDDPMScheduler, DDPMPointsPipeline, FlowMatchingPipeline, flow_match_scheduler
 
 MEAN, VAR = [0.5, -1.0], [0.25, 2.0]
 START_MEAN, START_VAR = [-1.0, 1.0], [1.0, 0.5]
@@ -34,7 +34,7 @@ def ddim_gaussian_pipeline(T=400, final_alpha_bar=1e-4) -> DDPMPointsPipeline:
 
 
 def fm_gaussian_pipeline(solver="euler") -> FlowMatchingPipeline:
-    pipeline = FlowMatchingPipeline(GaussianVelocity(MEAN, VAR), FlowMatchEulerScheduler(solver=solver))
+    pipeline = FlowMatchingPipeline(GaussianVelocity(MEAN, VAR), flow_match_scheduler(solver))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 

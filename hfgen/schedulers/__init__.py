@@ -10,6 +10,9 @@ from hfgen.schedulers.constant_alpha_ddpm import (
     alpha_for_final_alpha_bar,
 )
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler, FlowMatchEulerSchedulerOutput
+from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler, FlowMatchHeunSchedulerOutput
+from hfgen.schedulers.flow_match_midpoint import FlowMatchMidpointScheduler, FlowMatchMidpointSchedulerOutput
+from hfgen.schedulers.flow_match_solvers import FLOW_MATCH_SCHEDULERS, flow_match_scheduler, flow_match_solver
 from hfgen.schedulers.gibbs import GibbsScheduler, GibbsSchedulerOutput
 from hfgen.schedulers.langevin import LangevinScheduler, LangevinSchedulerOutput, MALAScheduler, MALASchedulerOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, BridgeSchedulerOutput
@@ -27,6 +30,13 @@ __all__ = [
     "alpha_for_final_alpha_bar",
     "FlowMatchEulerScheduler",
     "FlowMatchEulerSchedulerOutput",
+    "FlowMatchHeunScheduler",
+    "FlowMatchHeunSchedulerOutput",
+    "FlowMatchMidpointScheduler",
+    "FlowMatchMidpointSchedulerOutput",
+    "FLOW_MATCH_SCHEDULERS",
+    "flow_match_scheduler",
+    "flow_match_solver",
     "GibbsScheduler",
     "GibbsSchedulerOutput",
     "LangevinScheduler",

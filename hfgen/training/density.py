@@ -540,7 +540,7 @@ class DensityTask(TrainingTask):
 
     def pipeline(self, model: Any) -> DensityPipeline | FlowMatchingPipeline:
         if self.args.model == "cnf":
-            return FlowMatchingPipeline(model, FlowMatchEulerScheduler(solver="euler"))
+            return FlowMatchingPipeline(model, FlowMatchEulerScheduler())
         return DensityPipeline(model)
 
     def sample(self, pipeline: Any, num_samples: int, generator: torch.Generator) -> Tensor:

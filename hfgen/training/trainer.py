@@ -226,11 +226,17 @@ class TrainingResult:
 
 class _ListEMA(EMAModel):
     """diffusers' ``EMAModel`` (``θ̄_s = θ̄_{s−1} − (1 − d_s)(θ̄_{s−1} − θ_s)``, ``d_s = min(decay, (1 + s)/(10 + s))``)
-    whose ``step`` takes the phase's parameter list once built and runs the update as one foreach call: the same
-    arithmetic as ``EMAModel.step``, bit for bit, without its per-step list building."""
+    whose ``step`` takes the phase's parameter list once built and runs the update as diffusers' foreach path does
+    (one difference, one scaled subtraction): the same arithmetic as ``EMAModel.step``, bit for bit, without its
+    per-step list building and checks. A list with frozen parameters goes through ``EMAModel.step``."""
+
+    def __init__(self, parameters: list[torch.nn.Parameter], **kwargs: Any):
+        parameters = list(parameters)
+        super().__init__(parameters, **kwargs)
+        self._all_trainable = all(p.requires_grad for p in parameters)
 
     def step(self, parameters: list[torch.nn.Parameter]) -> None:
-        if not all(p.requires_grad for p in parameters):
+        if not self._all_trainable:
             return super().step(parameters)
         self.optimization_step += 1
         self.cur_decay_value = decay = self.get_decay(self.optimization_step)
@@ -316,6 +322,13 @@ class Trainer:
             and accelerator.distributed_type != DistributedType.XLA
             and not accelerator.split_batches
         )
+        # Accelerator.backward divides the loss by the accumulation steps before ``loss.backward()``: with one
+        # micro-batch per step (and no DeepSpeed or Megatron engine) that is a division by 1, exact, so skipped.
+        self._backward_directly = (
+            self._step_directly
+            and accelerator.gradient_accumulation_steps == 1
+            and accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+        )
         self.parameters = list(model.parameters())
         self.ema = (
             _ListEMA(
@@ -398,7 +411,8 @@ class Trainer:
         total = sum(phase.num_steps for phase in phases)
         samples_per_step = args.train_batch_size * accum * world
         device = accelerator.device
-        progress = tqdm(total=total, initial=step, disable=not self.is_main, desc=f"train {task.name}")
+        # redrawn at most once a second: each redraw is a write to the terminal
+        progress = tqdm(total=total, initial=step, disable=not self.is_main, desc=f"train {task.name}", mininterval=1.0)
         # Contexts that do nothing are skipped: with one micro-batch per step every step synchronises, and without
         # mixed precision autocast is the identity (together about 0.1 ms a step on a small network).
         accumulate = accelerator.accumulate if accum > 1 else lambda _: nullcontext()
@@ -425,7 +439,10 @@ class Trainer:
                             with accumulate(self.loss_module), autocast():
                                 loss = compute_loss(next(batches), device)
                                 self._check_finite(loss, step)
-                                accelerator.backward(loss)
+                                if self._backward_directly:
+                                    loss.backward()
+                                else:
+                                    accelerator.backward(loss)
                                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                                     accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
                                 if not self._step_directly:
@@ -436,7 +453,8 @@ class Trainer:
                                     self.optimizer.optimizer.step()
                                     for _ in range(world):  # as AcceleratedScheduler.step does
                                         self.lr_schedule.scheduler.step()
-                                    self.optimizer.optimizer.zero_grad(set_to_none=True)
+                                    for parameter in self.parameters:  # zero_grad(set_to_none=True), unprofiled
+                                        parameter.grad = None
                         step += 1
                         if self.ema is not None:
                             self.ema.step(self.parameters)
@@ -448,7 +466,9 @@ class Trainer:
                             rate = (step - rate_step) * samples_per_step / max(now - rate_since, 1e-9)
                             mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
                             lr = self.lr_schedule.get_last_lr()[0] if phase.optimize else 0.0
-                            progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:,.0f}")
+                            progress.set_postfix(
+                                loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:,.0f}", refresh=False
+                            )
                             accelerator.log({"loss": mean_loss, "lr": lr, "samples_per_second": rate}, step=step)
                             rate_since, rate_step = time.perf_counter(), step
                         done = local + 1 == phase.num_steps
