@@ -1,9 +1,9 @@
 """The dependency rules of DESIGN.md (Layout), checked by walking every module's imports with ``ast``.
 
 Layers, lowest first: ``utils``; ``data``, ``schedulers``, ``models``; ``methods``; ``metrics``, ``image_metrics``,
-``plotting``, ``pipelines``, ``hub``, ``remote_code``, ``model_cards``; ``training``. A module imports from its
-own layer or lower; models and schedulers import nothing of hfgen but ``hfgen.utils`` (and their own
-subpackage); no import cycles between modules. The top ``hfgen/__init__.py`` may import anything. Every import
+``plotting``, ``pipelines``, ``hub``, ``remote_code``, ``model_cards``; ``training``; ``space`` (the demo app). A
+module imports from its own layer or lower; models and schedulers import nothing of hfgen but ``hfgen.utils`` (and
+their own subpackage); no import cycles between modules. The top ``hfgen/__init__.py`` may import anything. Every import
 counts: module level, inside functions and under ``if TYPE_CHECKING``. Nothing is imported to check this.
 """
 
@@ -31,6 +31,7 @@ LAYERS = {
     "hfgen.remote_code": 3,
     "hfgen.model_cards": 3,
     "hfgen.training": 4,
+    "hfgen.space": 5,
 }
 # Subpackages whose modules import nothing of hfgen but these (and their own subpackage).
 PACKAGE_DIRS = {"hfgen": "hfgen", "hfgen.pipelines": "pipelines", "hfgen.model_cards": "model_cards"}
