@@ -62,6 +62,12 @@ def test_a_bad_argument_is_one_line_with_exit_status_2(capsys):
     assert err == "error: `learning_rate` must be a finite number in (0, 10], got 1e+39\n"
 
 
+@pytest.mark.parametrize("arguments_class", [FlowMatchingArguments, DDPMArguments, ScoreArguments, EBMArguments])
+def test_a_network_size_of_zero_is_an_argument_error_before_any_network_is_built(arguments_class, capsys):
+    assert run_script(arguments_class, lambda args: {}, argv=["--hidden_size", "0"]) == 2
+    assert capsys.readouterr().err == "error: `hidden_size` must be an int >= 1, got 0\n"
+
+
 def test_a_folder_holding_another_run_is_one_line_with_exit_status_2(tmp_path, capsys):
     args = tiny_args(tmp_path, max_train_steps=2, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
     run(FlowMatchingTask(args), args.num_eval_samples)

@@ -7,8 +7,10 @@ file as the only argument), or both: the file sets the values and command-line f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -20,6 +22,32 @@ from hfgen.utils import check_positive_int
 
 LR_SCHEDULERS = tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+#: environment variable that turns every training run into a smoke run of at most that many optimizer steps
+SMOKE_STEPS_VARIABLE = "HFGEN_SMOKE_STEPS"
+#: in a smoke run, the cap of each size a family may have (fields a family lacks are skipped, unset ones are set)
+SMOKE_CAPS: dict[str, int] = {
+    "train_batch_size": 64,
+    "num_train_points": 2_000,
+    "ipf_iterations": 1,
+    "num_trajectories": 256,
+    "num_inference_steps": 20,
+    "num_sample_steps": 20,
+    "num_validation_samples": 64,
+    "num_validation_nll_samples": 16,
+    "num_eval_samples": 256,
+    "num_eval_images": 256,
+    "num_nll_samples": 32,
+    "num_nll_images": 32,
+    "num_importance_samples": 16,
+    "quadrature_grid_size": 16,
+    "ais_num_chains": 8,
+    "ais_num_betas": 100,
+    "validation_ais_num_betas": 50,
+    "buffer_size": 256,
+    "grid_size": 64,
+}
+#: network sizes that must be ints >= 1 wherever a family has them (checked before any network is built)
+NETWORK_SIZE_FIELDS = ("hidden_size", "num_layers", "num_hidden")
 REPORT_TO = ("auto", "none", "all", "tensorboard", "wandb", "comet_ml", "mlflow", "aim", "clearml", "dvclive")
 
 
@@ -102,6 +130,9 @@ class TrainingArguments:
             raise ValueError(f"`seed` must be an int >= 0, got {self.seed!r}")
         for name in self.positive_fields:
             check_positive_int(getattr(self, name), name)
+        for name in NETWORK_SIZE_FIELDS:  # a family's width and depth, if it has them (None: its recipe)
+            if getattr(self, name, None) is not None:
+                check_positive_int(getattr(self, name), name)
         for name in (
             "lr_warmup_steps",
             "logging_steps",
@@ -272,4 +303,37 @@ def parse_arguments(
     if remaining:
         raise ValueError(f"unknown command-line arguments {remaining}")
     values = {k: v for k, v in vars(namespace).items() if k != "config"}
-    return arguments_class(**values)
+    return smoke_capped(arguments_class(**values))
+
+
+def smoke_steps() -> int | None:
+    """The step cap of a smoke run: the value of ``HFGEN_SMOKE_STEPS`` (an int >= 1), or ``None`` when unset."""
+    text = os.environ.get(SMOKE_STEPS_VARIABLE, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"environment variable {SMOKE_STEPS_VARIABLE} must be an int >= 1 (or unset), got {text!r}")
+    return int(text)
+
+
+def smoke_capped(args: ArgumentsT) -> ArgumentsT:
+    """``args`` unchanged when ``HFGEN_SMOKE_STEPS`` is unset. Else a copy that trains at most that many steps on the
+    sizes of :data:`SMOKE_CAPS`, checkpoints at half of them (so that a resume finds a checkpoint) and validates only
+    at the end, so that any run finishes in seconds (the README's test runs every training line this way). The
+    copy's arguments are checked again; the changes are printed on stderr."""
+    steps = smoke_steps()
+    if steps is None:
+        return args
+    present = {f.name for f in fields(args) if f.init}
+    caps = {name: cap for name, cap in SMOKE_CAPS.items() if name in present}
+    caps |= {"max_train_steps": steps, "lr_warmup_steps": steps, "checkpointing_steps": max(1, steps // 2)}
+    changes: dict[str, Any] = {}
+    for name, cap in caps.items():
+        value = getattr(args, name)
+        unset = value is None or (name == "max_train_steps" and value == 0)  # DDPM's all T; "0: num_epochs"
+        if unset or (isinstance(value, int) and not isinstance(value, bool) and value > cap):
+            changes[name] = cap
+    if args.validation_steps:
+        changes["validation_steps"] = 0
+    print(f"{SMOKE_STEPS_VARIABLE}={steps}: a smoke run, with {changes}", file=sys.stderr)
+    return dataclasses.replace(args, **changes)
