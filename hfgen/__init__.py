@@ -25,9 +25,11 @@ from hfgen.models import (
 )
 from hfgen.pipelines import (
     AutoEncoderPipeline,
+    DDPMImagePipeline,
     DDPMPointsPipeline,
     DensityPipeline,
     EnergyPipeline,
+    FlowMatchingImagePipeline,
     FlowMatchingPipeline,
     HfgenPipeline,
     PointsPipelineOutput,
@@ -76,6 +78,8 @@ __all__ = [
     "FlowMatchMidpointScheduler",
     "flow_match_scheduler",
     "FlowMatchingPipeline",
+    "FlowMatchingImagePipeline",
+    "DDPMImagePipeline",
     "GibbsScheduler",
     "GaussianSchrodingerBridge",
     "HfgenPipeline",

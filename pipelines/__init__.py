@@ -5,6 +5,9 @@ from hfgen.pipelines.ddpm_points import DDPMPointsPipeline, DDPMPointsPipelineOu
 from hfgen.pipelines.density import DensityPipeline, DensityPipelineOutput
 from hfgen.pipelines.energy import EnergyPipeline, EnergyPipelineOutput
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
+from hfgen.pipelines.image_common import ImageGenerationPipelineOutput
+from hfgen.pipelines.image_ddpm import DDPMImagePipeline
+from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline, ImageLogProbOutput
 from hfgen.pipelines.rbm import RBMPipeline, RBMPipelineOutput
 from hfgen.pipelines.schrodinger_bridge import SchrodingerBridgePipeline
 from hfgen.pipelines.score_sde import ScoreSDEPipeline, ScoreSDEPipelineOutput
@@ -21,6 +24,10 @@ __all__ = [
     "EnergyPipeline",
     "EnergyPipelineOutput",
     "FlowMatchingPipeline",
+    "FlowMatchingImagePipeline",
+    "DDPMImagePipeline",
+    "ImageGenerationPipelineOutput",
+    "ImageLogProbOutput",
     "HfgenPipeline",
     "ImagesPipelineOutput",
     "LatentGridOutput",

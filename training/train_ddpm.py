@@ -1,14 +1,21 @@
-"""Train a constant-α DDPM (ε-prediction) on a toy distribution and save it as a diffusers pipeline.
+"""Train a constant-α DDPM (ε-prediction) on a toy distribution, or on images, and save it as a diffusers pipeline.
 
 accelerate launch training/train_ddpm.py                                # built-in recipe: checkerboard
 accelerate launch training/train_ddpm.py --resume_from_checkpoint latest
 python training/train_ddpm.py --dataset moons --output_dir out/ddpm-moons
 python training/train_ddpm.py --num_train_timesteps 100 --final_alpha_bar 1e-3   # α = ᾱ_T^(1/T)
 python training/train_ddpm.py --config run.yaml                         # flags beside it override the file
+
+Images (a diffusers UNet2DModel; --dataset_name or --train_data_files selects them):
+python training/train_ddpm.py --dataset_name ylecun/mnist --output_dir out/ddpm-mnist
+python training/train_ddpm.py --dataset_name ylecun/mnist --class_conditional --guidance_scale 2
 """
+
+import sys
 
 from hfgen.training import DDPMArguments, DDPMTask
 from hfgen.training.cli import run_script
+from hfgen.training.images import DDPMImageArguments, DDPMImageTask, is_image_run
 from hfgen.training.trainer import run
 
 
@@ -16,5 +23,11 @@ def train(args: DDPMArguments) -> dict:
     return run(DDPMTask(args), args.num_eval_samples)
 
 
+def train_images(args: DDPMImageArguments) -> dict:
+    return run(DDPMImageTask(args), args.num_eval_samples)
+
+
 if __name__ == "__main__":
+    if is_image_run(sys.argv[1:]):
+        raise SystemExit(run_script(DDPMImageArguments, train_images, __doc__))
     raise SystemExit(run_script(DDPMArguments, train, __doc__))

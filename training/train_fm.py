@@ -1,14 +1,23 @@
-"""Train a flow-matching model between two toy distributions and save it as a diffusers pipeline.
+"""Train a flow-matching model between two toy distributions, or on images, and save it as a diffusers pipeline.
 
 accelerate launch training/train_fm.py                                # built-in recipe: N(0, I) → checkerboard
 accelerate launch training/train_fm.py --resume_from_checkpoint latest
 python training/train_fm.py --dataset 8gaussians --coupling ot --output_dir out/fm-8g
 python training/train_fm.py --config training/configs/fm_checkerboard.yaml   # flags beside it override the file
 accelerate launch --multi_gpu --num_processes 2 training/train_fm.py  # data parallel (OT within each process)
+
+Images (a diffusers UNet2DModel; --dataset_name or --train_data_files selects them):
+python training/train_fm.py --dataset_name ylecun/mnist --output_dir out/fm-mnist
+python training/train_fm.py --dataset_name ylecun/mnist --class_conditional --cond_drop_prob 0.1 --guidance_scale 2
+python training/train_fm.py --train_data_files mnist/train.parquet --test_data_files mnist/test.parquet \
+    --classifier_path out/mnist-classifier                           # classifier scores in metrics.json
 """
+
+import sys
 
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask, run
 from hfgen.training.cli import run_script
+from hfgen.training.images import FlowMatchingImageArguments, FlowMatchingImageTask, is_image_run
 
 
 def train(args: FlowMatchingArguments) -> dict:
@@ -16,5 +25,11 @@ def train(args: FlowMatchingArguments) -> dict:
     return run(FlowMatchingTask(args), num_samples, num_nll_points)
 
 
+def train_images(args: FlowMatchingImageArguments) -> dict:
+    return run(FlowMatchingImageTask(args), args.num_eval_samples)
+
+
 if __name__ == "__main__":
+    if is_image_run(sys.argv[1:]):
+        raise SystemExit(run_script(FlowMatchingImageArguments, train_images, __doc__))
     raise SystemExit(run_script(FlowMatchingArguments, train, __doc__))

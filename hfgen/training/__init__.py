@@ -18,12 +18,24 @@ from hfgen.training.flow_matching import (
     flow_matching_card,
     train_flow_matching,
 )
+from hfgen.training.images import (
+    DDPMImageArguments,
+    DDPMImageTask,
+    FlowMatchingImageArguments,
+    FlowMatchingImageTask,
+    ImageDiffusionArguments,
+)
 from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, rbm_card, train_rbm
 from hfgen.training.score import ScoreArguments, ScoreTask, evaluate_score, score_card, train_score
 from hfgen.training.trainer import Phase, Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
 from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae, vae_card
 
 __all__ = [
+    "DDPMImageArguments",
+    "DDPMImageTask",
+    "FlowMatchingImageArguments",
+    "FlowMatchingImageTask",
+    "ImageDiffusionArguments",
     "DensityArguments",
     "DensityTask",
     "EBMArguments",

@@ -32,8 +32,7 @@ from hfgen.methods.flow_matching import PATHS, ProbabilityPath, cfm_loss, get_pa
 from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.models import TimeMLP
 from hfgen.pipelines import FlowMatchingPipeline
-from hfgen.schedulers import FlowMatchEulerScheduler
-from hfgen.schedulers.flow_match_euler import SOLVERS
+from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
 from hfgen.training.arguments import TrainingArguments, check_number, documented
 from hfgen.training.trainer import TrainingTask, evaluate_in_process, train_in_process
 from hfgen.utils import batch_generator, check_positive_int
@@ -256,7 +255,7 @@ class FlowMatchingTask(TrainingTask):
         return cfm_loss(model, x0.to(device), x1.to(device), self.path, t=t.to(device), generator=generator)
 
     def pipeline(self, model: TimeMLP) -> FlowMatchingPipeline:
-        return FlowMatchingPipeline(model, FlowMatchEulerScheduler(solver=self.args.solver), source=self.source)
+        return FlowMatchingPipeline(model, flow_match_scheduler(self.args.solver), source=self.source)
 
     def sample(self, pipeline: FlowMatchingPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return pipeline(num_samples, self.args.num_inference_steps, generator=generator).samples

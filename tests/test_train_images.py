@@ -1,0 +1,269 @@
+"""Image flow matching and DDPM training (hfgen.training.images, train_fm.py / train_ddpm.py on images): the batch
+stream, the losses, arguments, a tiny scripted run with classifier scores and card, exact resume, a 2-process
+launch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from factories import write_image_parquet
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
+from hfgen.pipelines.image_ddpm import DDPMImagePipeline
+from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
+from hfgen.training import Trainer
+from hfgen.training.images import (
+    DDPMImageArguments,
+    DDPMImageTask,
+    FlowMatchingImageArguments,
+    FlowMatchingImageTask,
+    grid_labels,
+    is_image_run,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "image_size": 8,
+    "block_out_channels": [8, 16],
+    "norm_num_groups": 4,
+    "train_batch_size": 8,
+    "max_train_steps": 6,
+    "checkpointing_steps": 3,
+    "validation_steps": 3,
+    "num_eval_samples": 20,
+    "num_inference_steps": 2,
+    "report_to": "none",
+}
+
+
+def digit_pixels(labels, seed):
+    """8 × 8 uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 40, size=(len(labels), 8, 8)).astype(np.uint8)
+    for image, label in zip(pixels, labels, strict=True):
+        row, col = divmod(label, 4)
+        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
+    return pixels
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    train_labels, test_labels = [i % 10 for i in range(48)], [i % 10 for i in range(20)]
+    train = write_image_parquet(folder / "train.parquet", digit_pixels(train_labels, 0), train_labels)
+    test = write_image_parquet(folder / "test.parquet", digit_pixels(test_labels, 1), test_labels)
+    classifier = folder / "classifier"
+    torch.manual_seed(0)
+    MnistClassifier(MnistClassifierConfig(image_size=8, conv_channels=[4, 8], hidden_size=16)).save_pretrained(
+        classifier, safe_serialization=True
+    )
+    return str(train), str(test), str(classifier)
+
+
+def fm_args(output_dir, data_files, **overrides) -> FlowMatchingImageArguments:
+    train, test, _ = data_files
+    return FlowMatchingImageArguments(
+        output_dir=str(output_dir), train_data_files=train, test_data_files=test, **{**TINY, **overrides}
+    )
+
+
+def ddpm_args(output_dir, data_files, **overrides) -> DDPMImageArguments:
+    train, test, _ = data_files
+    options = {"num_train_timesteps": 10, "final_alpha_bar": 1e-2, **TINY, **overrides}
+    return DDPMImageArguments(output_dir=str(output_dir), train_data_files=train, test_data_files=test, **options)
+
+
+def test_the_scripts_train_on_images_when_given_image_data(tmp_path):
+    assert is_image_run(["--dataset_name", "ylecun/mnist"]) and is_image_run(["--train_data_files=a.parquet"])
+    assert not is_image_run(["--dataset", "moons"]) and not is_image_run([])
+    config = tmp_path / "run.yaml"
+    config.write_text("dataset_name: ylecun/mnist\n")
+    assert is_image_run(["--config", str(config)]) and is_image_run([str(config)])
+    config.write_text("dataset: moons\n")
+    assert not is_image_run(["--config", str(config)])
+
+
+def test_argument_errors_name_the_argument(data_files, tmp_path):
+    train, test, _ = data_files
+    cases = [
+        ({}, "data source"),
+        ({"train_data_files": train, "dataset_name": "ylecun/mnist"}, "data source"),
+        ({"train_data_files": train, "cond_drop_prob": 1.0}, "cond_drop_prob"),
+        ({"train_data_files": train, "guidance_scale": 2.0}, "guidance_scale"),
+        ({"train_data_files": train, "block_out_channels": [8, 12], "norm_num_groups": 8}, "norm_num_groups"),
+        ({"train_data_files": train, "block_out_channels": [8, 8, 8, 8], "norm_num_groups": 4}, "image_size"),
+        ({"train_data_files": train, "solver": "rk45"}, "solver"),
+        ({"train_data_files": train, "time_scale": 0.0}, "time_scale"),
+    ]
+    for kwargs, name in cases:
+        with pytest.raises(ValueError, match=name):
+            FlowMatchingImageArguments(output_dir=str(tmp_path), **kwargs)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        DDPMImageArguments(train_data_files=train, num_train_timesteps=10, num_inference_steps=20)
+    with pytest.raises(ValueError, match="final_alpha_bar"):
+        DDPMImageArguments(train_data_files=train, final_alpha_bar=1.0)
+    with pytest.raises(FileNotFoundError, match="classifier_path"):
+        FlowMatchingImageArguments(train_data_files=train, classifier_path=str(tmp_path / "missing"))
+
+
+def test_the_batch_stream_is_a_pure_function_of_its_index_with_label_dropout(data_files, tmp_path):
+    args = fm_args(tmp_path, data_files, class_conditional=True, cond_drop_prob=0.5)
+    task = FlowMatchingImageTask(args)
+    first = task.batch(7, 1, 2)
+    again = FlowMatchingImageTask(args).batch(7, 1, 2)
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    images, noise, t, labels = first
+    assert images.shape == (8, 1, 8, 8) and float(images.min()) >= -1 and float(images.max()) <= 1
+    assert noise.shape == images.shape and t.shape == (8,) and bool(((t >= 0) & (t < 1)).all())
+    assert set(labels.tolist()) <= set(range(11)) and (labels == 10).any() and (labels < 10).any()
+    # one epoch of 2 processes: 48 images, 24 per process, 3 batches of 8 each, every image once
+    task = FlowMatchingImageTask(fm_args(tmp_path, data_files))
+    seen = torch.cat([task.draw(k, s, 2)[0] for s in (0, 1) for k in range(3)])
+    expected = task.train_images * 2 - 1
+    assert seen.shape[0] == 48
+    assert sorted(map(tuple, seen.flatten(1).tolist())) == sorted(map(tuple, expected.flatten(1).tolist()))
+    assert len(FlowMatchingImageTask(fm_args(tmp_path, data_files)).batch(0, 0, 1)) == 3  # unconditional
+
+
+def test_the_losses_are_the_flow_matching_and_epsilon_regressions(data_files, tmp_path):
+    fm = FlowMatchingImageTask(fm_args(tmp_path, data_files, class_conditional=True))
+    model = fm.build_model().eval()
+    y1, y0, t, labels = fm.batch(0, 0, 1)
+    tt = t.view(-1, 1, 1, 1)
+    with torch.no_grad():
+        prediction = model((1 - tt) * y0 + tt * y1, t * fm.args.time_scale, class_labels=labels, return_dict=False)[0]
+        expected = (prediction - (y1 - y0)).square().mean()
+        assert torch.equal(fm.loss(model, (y1, y0, t, labels), torch.device("cpu")), expected)
+    ddpm = DDPMImageTask(ddpm_args(tmp_path, data_files))
+    model = ddpm.build_model().eval()
+    noisy, timesteps, noise = ddpm.batch(0, 0, 1)
+    images = ddpm.draw(0, 0, 1)[0]
+    alpha_bar = ddpm.scheduler.alpha_bar(timesteps).float().view(-1, 1, 1, 1)
+    torch.testing.assert_close(noisy, alpha_bar.sqrt() * images + (1 - alpha_bar).sqrt() * noise)
+    assert timesteps.min() >= 1 and timesteps.max() <= 10
+    with torch.no_grad():
+        expected = (model(noisy, timesteps, return_dict=False)[0] - noise).square().mean()
+        assert torch.equal(ddpm.loss(model, (noisy, timesteps, noise), torch.device("cpu")), expected)
+
+
+def test_grid_labels_give_one_row_per_class():
+    assert grid_labels(100, 10).view(10, 10).tolist() == [[c] * 10 for c in range(10)]
+
+
+def test_a_tiny_conditional_flow_matching_run_writes_pipeline_grids_scores_and_card(data_files, tmp_path):
+    from hfgen.training import run
+
+    out = tmp_path / "fm"
+    args = fm_args(out, data_files, class_conditional=True, guidance_scale=2.0, classifier_path=data_files[2])
+    metrics = run(FlowMatchingImageTask(args), args.num_eval_samples)
+    for name in ("model_index.json", "README.md", "metrics.json", "samples.png", "trajectory.png",
+                 "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+                 "validation/step-0000003-samples.png", "checkpoints/checkpoint-6/model.safetensors"):  # fmt: skip
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("frechet_distance", "confidence", "label_entropy", "label_accuracy"):
+        assert f"samples_{key}" in metrics and f"real_{key}" in metrics
+    assert saved["samples_frechet_distance"] == pytest.approx(metrics["samples_frechet_distance"])
+    assert [record["step"] for record in saved["validation"]] == [3, 6]
+    assert 0 <= metrics["samples_label_entropy"] <= np.log(10) + 1e-9
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "hfgen" and "class-conditional" in card.data.tags
+    fd = next(r for r in card.data.eval_results if r.metric_type == "frechet-distance")
+    assert fd.metric_value == pytest.approx(metrics["samples_frechet_distance"], abs=1e-6)
+    assert "![samples](samples.png)" in card.text and "guidance_scale=2.0" in card.text
+    pipe = FlowMatchingImagePipeline.from_pretrained(out)
+    assert pipe.num_classes == 10 and pipe.unet.config.sample_size == 8
+    images = pipe(num_inference_steps=2, class_labels=[3, 4], guidance_scale=2.0, output_type="np").images
+    assert images.shape == (2, 8, 8, 1)
+
+
+@pytest.mark.parametrize("family", ["fm", "ddpm"])
+def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data_files, tmp_path, family):
+    from accelerate.state import AcceleratorState, GradientState
+
+    make_args, make_task = (fm_args, FlowMatchingImageTask) if family == "fm" else (ddpm_args, DDPMImageTask)
+
+    def train(args):
+        trainer = Trainer(make_task(args))
+        result = trainer.train()
+        trainer.end()
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        return result
+
+    args = make_args(tmp_path / "full", data_files, validation_steps=0, class_conditional=True, train_batch_size=16)
+    full = train(args)  # 3-batch epochs: the resumed run crosses an epoch boundary
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
+    resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    assert resumed.metrics["train_steps"] == 6
+    for key, value in full.pipeline.unet.state_dict().items():
+        assert torch.equal(value, resumed.pipeline.unet.state_dict()[key]), key
+    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
+    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
+    start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
+    for key, value in full_raw.items():
+        assert torch.equal(value, resumed_raw[key]), key
+    assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
+
+
+def launch(script: str, *argv: str, processes: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    path = str(REPO / "training" / script)
+    if processes == 1:
+        command = [sys.executable, path, *argv]
+    else:  # real data parallelism on CPU: gloo DDP
+        env["ACCELERATE_USE_CPU"] = "true"
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", "0", path, *argv]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def script_flags(data_files, **overrides) -> list[str]:
+    train, test, classifier = data_files
+    flags = ["--train_data_files", train, "--test_data_files", test, "--classifier_path", classifier]
+    for key, value in {**TINY, **overrides}.items():
+        flags += [f"--{key}", *map(str, value)] if isinstance(value, list) else [f"--{key}", str(value)]
+    return flags
+
+
+@pytest.mark.slow
+def test_train_ddpm_script_trains_an_image_ddpm_and_refuses_guidance_without_labels(data_files, tmp_path):
+    out = tmp_path / "ddpm"
+    launch("train_ddpm.py", *script_flags(data_files, num_train_timesteps=10), "--output_dir", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "samples_frechet_distance" in metrics and "samples_label_accuracy" not in metrics
+    pipe = DDPMImagePipeline.from_pretrained(out)
+    assert pipe.num_classes is None and pipe.scheduler.config.num_train_timesteps == 10
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(REPO / "training" / "train_ddpm.py"), *script_flags(data_files),
+               "--guidance_scale", "2", "--output_dir", str(tmp_path / "refused")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert result.returncode == 2 and "guidance_scale" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_train_data_parallel_and_gather_their_samples(data_files, tmp_path):
+    out = tmp_path / "ddp"
+    flags = script_flags(data_files, class_conditional="", num_eval_samples=21)
+    flags.remove("")  # --class_conditional is a flag without a value
+    launch("train_fm.py", *flags, "--output_dir", str(out), processes=2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["samples_seen"] == 2 * 6 * 8
+    assert "samples_label_accuracy" in metrics and "samples_frechet_distance" in metrics
+    assert FlowMatchingImagePipeline.from_pretrained(out).num_classes == 10
