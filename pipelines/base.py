@@ -14,9 +14,10 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from hfgen.remote_code import hfgen_index, pipeline_class_name, write_remote_code
 from hfgen.utils import check_points
 
-# What a saved hfgen pipeline is made of; nothing else (no pickles, no code) is fetched from the Hub.
+# What hfgen loads of a saved pipeline; nothing else (no pickles, no code) is fetched from the Hub.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "README.md"]
 #: SHA-256 of every weight file of a saved pipeline, written by ``save_pretrained``, checked by ``verify=True``
 CHECKSUMS_FILE = "weights_sha256.json"
@@ -38,7 +39,12 @@ class PointsPipelineOutput(BaseOutput):
 
 class HfgenPipeline(DiffusionPipeline):
     """Base class: ``from_pretrained`` accepts a local folder or a Hub repo id, loads safetensors only, and
-    resolves the concrete pipeline class from ``model_index.json`` when called on this base class."""
+    resolves the concrete pipeline class from ``model_index.json`` when called on this base class.
+
+    ``save_pretrained`` writes diffusers' remote-code layout (:mod:`hfgen.remote_code`), so the same folder also
+    loads with diffusers alone: ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)``. hfgen never
+    runs those ``.py`` files: it maps the class names they define to its own classes.
+    """
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> HfgenPipeline:
@@ -48,7 +54,8 @@ class HfgenPipeline(DiffusionPipeline):
         ``local_files_only`` and ``force_download`` are passed on; ``HF_HUB_OFFLINE=1`` serves the local cache),
         then loaded from that folder. Weights are read from safetensors only. ``verify=True`` first checks every
         weight file against the SHA-256 that ``save_pretrained`` recorded in ``weights_sha256.json``. A folder in
-        which a training run is still writing (or died before saving) is refused.
+        which a training run is still writing (or died before saving) is refused. A folder in diffusers' remote-code
+        layout loads with hfgen's own classes: its ``.py`` files are neither downloaded nor run.
         """
         verify = kwargs.pop("verify", False)
         folder = str(pretrained_model_name_or_path)
@@ -73,10 +80,13 @@ class HfgenPipeline(DiffusionPipeline):
         try:
             with open(index_file, encoding="utf-8") as f:
                 index = json.load(f)
-            class_name = index["_class_name"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            class_name = pipeline_class_name(index)
+            if class_name is None:
+                raise KeyError("_class_name")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"{index_file} is corrupt or not a pipeline index: {error}") from error
         _check_component_configs(folder, index)
+        hfgen_index(dict(index))  # refuses a component class hfgen does not have before diffusers reads the folder
         pipeline_class = cls._resolve_class(class_name, index_file)
         kwargs.setdefault("use_safetensors", True)
         try:
@@ -86,6 +96,16 @@ class HfgenPipeline(DiffusionPipeline):
                 f"could not load {pipeline_class.__name__} from {folder}: {error}. Check that the folder "
                 "holds every component's config.json and safetensors weights, written by `save_pretrained`."
             ) from error
+
+    @classmethod
+    def load_config(cls, *args: Any, **kwargs: Any) -> Any:
+        """diffusers' ``load_config``, with a ``model_index.json`` in the remote-code layout mapped to hfgen's own
+        classes (:func:`hfgen.remote_code.hfgen_index`): loading never imports a ``.py`` file of the folder."""
+        loaded = super().load_config(*args, **kwargs)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        if "_class_name" in config:
+            hfgen_index(config)
+        return loaded
 
     @classmethod
     def _download(cls, repo_id: str, kwargs: dict[str, Any]) -> str:
@@ -121,9 +141,12 @@ class HfgenPipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Save the components (safetensors weights + configs), ``model_index.json`` and the SHA-256 of every
-        weight file (``weights_sha256.json``, checked by ``from_pretrained(..., verify=True)``)."""
+        weight file (``weights_sha256.json``, checked by ``from_pretrained(..., verify=True)``), in diffusers'
+        remote-code layout: ``<pipeline module>.py`` at the root and each hfgen component's module file in its
+        folder, all importing only torch, numpy and diffusers (:func:`hfgen.remote_code.write_remote_code`)."""
         kwargs.setdefault("safe_serialization", True)
         super().save_pretrained(save_directory, **kwargs)
+        write_remote_code(self, save_directory)
         write_checksums(save_directory)
 
     def push_to_hub(

@@ -19,6 +19,7 @@ from factories import publish_to_local_hub_cache
 
 from hfgen import HfgenPipeline
 from hfgen.pipelines.base import CHECKSUMS_FILE
+from hfgen.remote_code import REMOTE_PIPELINES
 
 BAD_NUM_SAMPLES = (0, -1, 1.5, True)
 
@@ -91,9 +92,17 @@ class PipelineConformance:
         pipeline = self.get_pipeline()
         pipeline.save_pretrained(tmp_path)
         index = json.loads((tmp_path / "model_index.json").read_text())
-        assert index["_class_name"] == self.pipeline_class.__name__
-        folders = sorted(name for name, value in index.items() if isinstance(value, list) and value[0] is not None)
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*folders, "model_index.json", CHECKSUMS_FILE])
+        # diffusers' remote-code layout (["pipeline_x", "XPipeline"] and pipeline_x.py) for the pipelines that have one
+        module = REMOTE_PIPELINES.get(self.pipeline_class.__name__)
+        class_name = self.pipeline_class.__name__
+        assert index["_class_name"] == ([module, class_name] if module else class_name)
+        folders = sorted(
+            name
+            for name, value in index.items()
+            if not name.startswith("_") and isinstance(value, list) and value[0] is not None
+        )
+        expected = [*folders, "model_index.json", CHECKSUMS_FILE, *([f"{module}.py"] if module else [])]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
         for folder in folders:
             assert (tmp_path / folder / "config.json").is_file() or (
                 tmp_path / folder / "scheduler_config.json"

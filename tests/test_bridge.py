@@ -422,6 +422,7 @@ def test_save_and_load_give_identical_samples(tmp_path):
         "backward_model",
         "forward_model",
         "model_index.json",
+        "pipeline_schrodinger_bridge.py",
         "scheduler",
         "weights_sha256.json",
     ]

@@ -232,7 +232,7 @@ def test_return_dict_false_and_numpy_output():
 def test_save_and_load_give_identical_samples(tmp_path, sde, prediction_type):
     pipe = tiny_score_sde_pipeline(sde, seed=3, snr=0.1, prediction_type=prediction_type)
     pipe.save_pretrained(tmp_path)
-    names = ["model_index.json", "scheduler", "score_model", "weights_sha256.json"]
+    names = ["model_index.json", "pipeline_score_sde.py", "scheduler", "score_model", "weights_sha256.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == names
     assert (tmp_path / "score_model" / "diffusion_pytorch_model.safetensors").is_file()
     for loader in (ScoreSDEPipeline, HfgenPipeline):

@@ -427,10 +427,15 @@ def test_pipeline_bad_inputs():
 def test_save_and_load_round_trip(tmp_path):
     pipe = tiny_vae_pipeline(seed=3, architecture="conv")
     pipe.save_pretrained(tmp_path / "vae")
-    assert sorted(p.name for p in (tmp_path / "vae").iterdir()) == ["model_index.json", "vae", "weights_sha256.json"]
+    assert sorted(p.name for p in (tmp_path / "vae").iterdir()) == [
+        "model_index.json",
+        "pipeline_vae.py",
+        "vae",
+        "weights_sha256.json",
+    ]
     assert (tmp_path / "vae" / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(tmp_path.rglob("*.bin"))
-    assert json.loads((tmp_path / "vae" / "model_index.json").read_text())["vae"] == ["hfgen.models.vae", "VAE"]
+    assert json.loads((tmp_path / "vae" / "model_index.json").read_text())["vae"] == ["modeling_vae", "VAE"]
     for loader in (VAEPipeline, HfgenPipeline):
         loaded = loader.from_pretrained(tmp_path / "vae")
         loaded.set_progress_bar_config(disable=True)

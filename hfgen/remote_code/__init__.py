@@ -1,74 +1,177 @@
-"""Export a pipeline in diffusers' remote-code layout, loadable with diffusers alone.
+"""diffusers' remote-code layout, written into every folder an hfgen pipeline is saved to.
 
-``DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)`` then builds the pipeline from
-``.py`` files that travel with the weights: ``model_index.json`` names ``["pipeline_x", "XPipeline"]`` for the
-pipeline (its file at the root) and ``["modeling_y", "Y"]`` for each component (its file in the component's
-folder). The copied files import only torch, numpy and diffusers. This layout and hfgen's own (which names
-``["hfgen.models.mlp", "TimeMLP"]``) cannot share a folder, so it is a separate export.
+``DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)`` builds a pipeline from ``.py`` files
+that travel with the weights: ``model_index.json`` names ``["pipeline_x", "XPipeline"]`` for the pipeline (the file
+``pipeline_x.py`` at the root) and ``["modeling_y", "Y"]`` or ``["scheduling_y", "Y"]`` for each component (the file
+in the component's folder). :func:`write_remote_code` writes that layout after ``save_pretrained``: each component
+file is a self-contained copy of the hfgen module that defines the class (:func:`~.bundling.bundle_module`), each
+pipeline file a sampling-only version of the hfgen pipeline (``pipeline_*.py`` in this package, with the hfgen
+helpers it uses copied in). Every file imports only the standard library, torch, numpy and diffusers.
+
+hfgen itself never runs those files: :func:`hfgen_index` maps the class names of such a ``model_index.json`` back
+to hfgen's own classes, so ``HfgenPipeline.from_pretrained`` loads the same folder with hfgen's code.
+
+Adding a pipeline is one entry in :data:`REMOTE_PIPELINES` (and its ``pipeline_*.py`` here). Components need no entry:
+a model or scheduler defined in a module ``hfgen/models/<x>.py`` or ``hfgen/schedulers/<x>.py`` is written as
+``modeling_<x>.py`` or ``scheduling_<x>.py``; components of other libraries (diffusers' own schedulers,
+``UNet2DModel``) keep their ``["diffusers", "Class"]`` entry.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import re
-import shutil
-from importlib import resources
+from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from hfgen.models import mlp
-from hfgen.schedulers import flow_match_euler
+from diffusers.configuration_utils import ConfigMixin
 
-# class name → (module name in the exported repo, source module); every source module is self-contained.
-REMOTE_COMPONENTS: dict[str, tuple[str, ModuleType]] = {
-    "TimeMLP": ("modeling_time_mlp", mlp),
-    "FlowMatchEulerScheduler": ("scheduling_flow_match_euler", flow_match_euler),
+from hfgen import models, schedulers
+from hfgen.remote_code.bundling import bundle_module
+
+#: hfgen pipeline class name → its module in this package, copied to the root of a saved folder as ``<module>.py``
+REMOTE_PIPELINES: dict[str, str] = {
+    "FlowMatchingPipeline": "pipeline_flow_matching",
+    "DDPMPointsPipeline": "pipeline_ddpm_points",
+    "SchrodingerBridgePipeline": "pipeline_schrodinger_bridge",
+    "VAEPipeline": "pipeline_vae",
+    "AutoEncoderPipeline": "pipeline_vae",
+    "DensityPipeline": "pipeline_density",
+    "RBMPipeline": "pipeline_rbm",
+    "EnergyPipeline": "pipeline_energy",
+    "ScoreSDEPipeline": "pipeline_score_sde",
+    "FlowMatchingImagePipeline": "pipeline_image",
+    "DDPMImagePipeline": "pipeline_image",
 }
-REMOTE_PIPELINES: dict[str, str] = {"FlowMatchingPipeline": "pipeline_flow_matching"}
-_HFGEN_IMPORT = re.compile(r"^\s*(from\s+(hfgen|\.)|import\s+hfgen)", re.MULTILINE)
+#: the remote-code module prefix of each hfgen package of components (diffusers' file names: modeling_*, scheduling_*)
+COMPONENT_PACKAGES = {"modeling": "hfgen.models", "scheduling": "hfgen.schedulers"}
+_EXPORTS = (models, schedulers)
 
 
-def _self_contained_source(text: str, origin: str) -> str:
-    if _HFGEN_IMPORT.search(text):
-        raise ValueError(f"{origin} imports hfgen or uses relative imports, so it cannot be exported as remote code")
-    return text
+def hfgen_component_class(library: str, class_name: str) -> type[ConfigMixin] | None:
+    """hfgen's own class for a remote-code entry ``[library, class_name]``, or None.
+
+    ``["scheduling_x", "C"]`` is class ``C`` of hfgen's module ``hfgen.schedulers.x`` (``modeling_x``:
+    ``hfgen.models.x``); any other module name (such as an older export's ``modeling_time_mlp``) falls back to the
+    class that ``hfgen.models`` or ``hfgen.schedulers`` exports under that name. Only hfgen's installed modules are
+    imported, never a file of the folder.
+    """
+    prefix, _, module_name = library.partition("_")
+    candidates = []
+    if prefix in COMPONENT_PACKAGES and module_name.isidentifier() and not module_name.startswith("_"):
+        try:
+            module = importlib.import_module(f"{COMPONENT_PACKAGES[prefix]}.{module_name}")
+        except ModuleNotFoundError:
+            module = None
+        candidates.append(getattr(module, class_name, None))
+    candidates += [getattr(package, class_name, None) for package in _EXPORTS]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, ConfigMixin):
+            return candidate
+    return None
+
+
+def component_module_name(component: Any) -> str | None:
+    """The remote-code module name of a component (``modeling_mlp`` for ``hfgen.models.mlp.TimeMLP``,
+    ``scheduling_score_sde`` for ``VPSDEScheduler``), or None when its class is not defined by a module of
+    ``hfgen.models`` or ``hfgen.schedulers``."""
+    cls = type(component)
+    package, _, module_name = cls.__module__.rpartition(".")
+    for prefix, hfgen_package in COMPONENT_PACKAGES.items():
+        if package == hfgen_package and hfgen_component_class(f"{prefix}_{module_name}", cls.__name__) is cls:
+            return f"{prefix}_{module_name}"
+    return None
+
+
+@cache
+def _component_source(module_name: str, class_names: tuple[str, ...]) -> str:
+    title = f"{', '.join(class_names)} for diffusers' remote-code loading."
+    return bundle_module(module_name, title)
+
+
+@cache
+def _pipeline_source(module: str, class_name: str) -> str:
+    return bundle_module(f"{__name__}.{module}", f"{class_name} for diffusers' remote-code loading (sampling only).")
+
+
+def write_remote_code(pipeline: Any, folder: str | os.PathLike) -> bool:
+    """Turn the folder ``pipeline`` was just saved to into diffusers' remote-code layout; return whether it did.
+
+    Writes ``<pipeline module>.py`` at the root and ``<component module>.py`` in each hfgen component's folder, and
+    rewrites ``model_index.json`` to name them (without ``_name_or_path``, the local folder a loaded pipeline came
+    from). A pipeline class without an entry in :data:`REMOTE_PIPELINES` (a user's subclass, say) leaves the folder
+    as diffusers saved it.
+    """
+    pipeline_module = REMOTE_PIPELINES.get(type(pipeline).__name__)
+    if pipeline_module is None:
+        return False
+    root = Path(folder)
+    index_file = root / "model_index.json"
+    index = json.loads(index_file.read_text(encoding="utf-8"))
+    for name, component in pipeline.components.items():
+        module_name = component_module_name(component)
+        if module_name is None or not isinstance(index.get(name), list):
+            continue
+        cls = type(component)
+        source = _component_source(cls.__module__, (cls.__name__,))
+        (root / name / f"{module_name}.py").write_text(source, encoding="utf-8")
+        index[name] = [module_name, cls.__name__]
+    (root / f"{pipeline_module}.py").write_text(
+        _pipeline_source(pipeline_module, type(pipeline).__name__), encoding="utf-8"
+    )
+    index["_class_name"] = [pipeline_module, type(pipeline).__name__]
+    index.pop("_name_or_path", None)  # where a loaded pipeline came from: a local path, not part of the model
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return True
+
+
+def pipeline_class_name(index: dict[str, Any]) -> Any:
+    """The pipeline class named by ``model_index.json``: ``_class_name`` itself, or its second item in the
+    remote-code layout (``["pipeline_x", "XPipeline"]``)."""
+    class_name = index.get("_class_name")
+    if isinstance(class_name, list) and len(class_name) == 2:
+        return class_name[1]
+    return class_name
+
+
+def hfgen_index(index: dict[str, Any]) -> dict[str, Any]:
+    """Map a ``model_index.json`` in the remote-code layout to hfgen's classes, in place, and return it.
+
+    ``_class_name`` becomes the pipeline's class name, and each component entry ``["modeling_y", "Y"]`` becomes
+    ``[Y.__module__, "Y"]`` for hfgen's own class ``Y``, so diffusers loads hfgen's code and never imports a file of
+    the folder. Entries of importable libraries (``["diffusers", "DDPMScheduler"]``, ``["hfgen.models.mlp",
+    "TimeMLP"]``) are kept. A component class that hfgen does not have is refused with a ``ValueError``.
+    """
+    from diffusers import pipelines
+    from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
+
+    index["_class_name"] = pipeline_class_name(index)
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str):
+            continue
+        library, class_name = entry
+        if "." in library or library in LOADABLE_CLASSES or hasattr(pipelines, library):
+            continue
+        cls = hfgen_component_class(library, class_name)
+        if cls is None:
+            raise ValueError(
+                f"model_index.json names {entry} for {name!r}: code shipped with the folder, and {class_name!r} is not "
+                "an hfgen model or scheduler. hfgen does not run such code; load the folder with diffusers' "
+                "DiffusionPipeline.from_pretrained(..., trust_remote_code=True) if you trust it"
+            )
+        index[name] = [cls.__module__, class_name]
+    return index
 
 
 def export_remote_code(pipeline: Any, folder: str | os.PathLike) -> Path:
-    """Save ``pipeline`` into ``folder`` in diffusers' remote-code layout and return the folder.
-
-    Supported: the pipelines in :data:`REMOTE_PIPELINES` whose components are in :data:`REMOTE_COMPONENTS`.
-    Upload the folder with :func:`hfgen.hub.push_folder_to_hub` to share it.
-    """
-    pipeline_name = type(pipeline).__name__
-    if pipeline_name not in REMOTE_PIPELINES:
-        raise ValueError(f"no remote-code export for {pipeline_name}; supported: {sorted(REMOTE_PIPELINES)}")
-    if pipeline.config.get("source") is not None:
+    """Save ``pipeline`` to ``folder`` in diffusers' remote-code layout and return the folder: what
+    ``pipeline.save_pretrained(folder)`` does (kept for code written before it did). A pipeline class without a
+    remote version is refused with a ``ValueError``."""
+    if type(pipeline).__name__ not in REMOTE_PIPELINES:
         raise ValueError(
-            f"the exported pipeline samples from N(0, I) only, but this one's source is {pipeline.config['source']!r}"
+            f"no remote-code version of {type(pipeline).__name__}; the pipelines with one: {sorted(REMOTE_PIPELINES)}"
         )
-    folder = Path(folder)
-    pipeline.save_pretrained(folder, safe_serialization=True)
-    index_file = folder / "model_index.json"
-    index = json.loads(index_file.read_text(encoding="utf-8"))
-    for name, component in pipeline.components.items():
-        class_name = type(component).__name__
-        if class_name not in REMOTE_COMPONENTS:
-            raise ValueError(
-                f"component {name!r} is a {class_name}, which has no remote-code export; "
-                f"supported: {sorted(REMOTE_COMPONENTS)}"
-            )
-        module_name, module = REMOTE_COMPONENTS[class_name]
-        source = Path(module.__file__).read_text(encoding="utf-8")
-        (folder / name / f"{module_name}.py").write_text(
-            _self_contained_source(source, module.__name__), encoding="utf-8"
-        )
-        index[name] = [module_name, class_name]
-    pipeline_module = REMOTE_PIPELINES[pipeline_name]
-    source = resources.files("hfgen.remote_code").joinpath(f"{pipeline_module}.py")
-    shutil.copyfile(str(source), folder / f"{pipeline_module}.py")
-    index["_class_name"] = [pipeline_module, pipeline_name]
-    index_file.write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
-    return folder
+    pipeline.save_pretrained(folder)
+    return Path(folder)

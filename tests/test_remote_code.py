@@ -1,0 +1,481 @@
+"""Every saved pipeline loads with diffusers alone: ``DiffusionPipeline.from_pretrained(folder,
+trust_remote_code=True)`` in a process where importing hfgen raises, sampling the same numbers as hfgen; hfgen loads
+the same folder without running any of its ``.py`` files; the self-containedness guard and the bundler's checks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pkgutil
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, ModelMixin, SchedulerMixin, UNet2DModel
+from factories import (
+    gaussian_mixture,
+    oracle_pipeline,
+    publish_to_local_hub_cache,
+    tiny_autoencoder_pipeline,
+    tiny_bridge_pipeline,
+    tiny_ddpm_pipeline,
+    tiny_energy_pipeline,
+    tiny_epsilon_network,
+    tiny_flow_matching_pipeline,
+    tiny_rbm_pipeline,
+    tiny_score_sde_pipeline,
+    tiny_vae_pipeline,
+)
+from safetensors.torch import load_file
+
+import hfgen.models
+import hfgen.schedulers
+from hfgen import (
+    ConstantAlphaDDPMScheduler,
+    DDPMPointsPipeline,
+    DensityPipeline,
+    FlowMatchHeunScheduler,
+    FlowMatchingPipeline,
+    HfgenPipeline,
+)
+from hfgen.data import Checkerboard, Shifted, TwoBalls
+from hfgen.hub import upload_files
+from hfgen.models.coupling_flow import CouplingFlow
+from hfgen.models.kde import KernelDensity
+from hfgen.models.made import MADE
+from hfgen.pipelines.image_ddpm import DDPMImagePipeline
+from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
+from hfgen.remote_code import (
+    REMOTE_PIPELINES,
+    component_module_name,
+    export_remote_code,
+    hfgen_component_class,
+)
+from hfgen.remote_code.bundling import bundle_module, check_self_contained
+
+IMAGES_SEED = 11
+
+
+def _images() -> torch.Tensor:
+    """The images the autoencoder reconstructs, drawn the same way in both processes."""
+    return torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(IMAGES_SEED))
+
+
+def _density(model: torch.nn.Module) -> DensityPipeline:
+    pipeline = DensityPipeline(model)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _seeded_density(build: Callable[[], torch.nn.Module]) -> Callable[[], DensityPipeline]:
+    def make() -> DensityPipeline:
+        torch.manual_seed(0)
+        return _density(build())
+
+    return make
+
+
+def _ddim_pipeline() -> DDPMPointsPipeline:
+    scheduler = DDIMScheduler(num_train_timesteps=10, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+    pipeline = DDPMPointsPipeline(tiny_epsilon_network(), scheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _unet(conditional: bool) -> UNet2DModel:
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=4 if conditional else None,  # 3 classes and the null class
+    ).eval()
+
+
+def _image_pipeline(pipeline: HfgenPipeline) -> HfgenPipeline:
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+MIXTURE = ([[0.0, 1.0], [2.0, -1.0]], [[[1.0, 0.2], [0.2, 0.5]], [[0.3, 0.0], [0.0, 0.8]]], [0.3, 0.7])
+
+# family -> (tiny pipeline, call arguments without the generator, the outputs compared)
+FAMILIES: dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str, ...]]] = {
+    "flow_matching": (lambda: tiny_flow_matching_pipeline("euler"), {"num_inference_steps": 4}, ("samples",)),
+    "flow_matching_checkerboard": (
+        lambda: tiny_flow_matching_pipeline("heun", source=Checkerboard()),
+        {"num_inference_steps": 3},
+        ("samples",),
+    ),
+    "ddpm": (tiny_ddpm_pipeline, {"num_inference_steps": 6}, ("samples",)),
+    "ddpm_oracle": (lambda: oracle_pipeline(num_train_timesteps=10, sampler="ddim"), {}, ("samples",)),
+    "ddpm_diffusers_ddim": (_ddim_pipeline, {"num_inference_steps": 5}, ("samples",)),
+    "bridge": (
+        lambda: tiny_bridge_pipeline(source=TwoBalls(), target=Shifted(TwoBalls(), [0.0, 3.0])),
+        {"direction": "backward"},
+        ("samples",),
+    ),
+    "vae": (tiny_vae_pipeline, {"num_samples": 3}, ("images", "latents")),
+    "vae_conv_gaussian": (
+        lambda: tiny_vae_pipeline(architecture="conv", likelihood="gaussian"),
+        {"num_samples": 2, "output_type": "np"},
+        ("images", "latents"),
+    ),
+    "autoencoder": (tiny_autoencoder_pipeline, {"images": "IMAGES"}, ("images", "latents")),
+    "gaussian_mixture": (lambda: _density(gaussian_mixture(*MIXTURE).float()), {}, ("samples",)),
+    "kernel_density": (
+        lambda: _density(KernelDensity.from_data(torch.randn(20, 2, generator=torch.Generator().manual_seed(1)))),
+        {},
+        ("samples",),
+    ),
+    "made": (
+        _seeded_density(lambda: MADE(dim=2, hidden_sizes=[16], conditional="gaussian_mixture", num_components=3)),
+        {},
+        ("samples",),
+    ),
+    "coupling_flow": (
+        _seeded_density(lambda: CouplingFlow(dim=2, num_couplings=2, hidden_size=16, invertible_linear=True)),
+        {},
+        ("samples",),
+    ),
+    "image_flow_matching_guided": (
+        lambda: _image_pipeline(FlowMatchingImagePipeline(_unet(True), FlowMatchHeunScheduler())),
+        {"num_samples": 4, "num_inference_steps": 2, "class_labels": [0, 2, 1, 2], "guidance_scale": 2.0},
+        ("images", "class_labels"),
+    ),
+    "image_ddpm": (
+        lambda: _image_pipeline(
+            DDPMImagePipeline(_unet(False), ConstantAlphaDDPMScheduler.from_final_alpha_bar(5, 0.01))
+        ),
+        {"num_samples": 2, "output_type": "np"},
+        ("images",),
+    ),
+    "rbm": (tiny_rbm_pipeline, {"num_inference_steps": 3}, ("images", "states")),
+    "energy_langevin": (lambda: tiny_energy_pipeline("langevin"), {"num_inference_steps": 4}, ("samples",)),
+    "energy_mala": (lambda: tiny_energy_pipeline("mala"), {"num_inference_steps": 4}, ("samples",)),
+    "score_sde_vp": (tiny_score_sde_pipeline, {"num_inference_steps": 5}, ("samples",)),
+    "score_sde_ve_pc": (
+        lambda: tiny_score_sde_pipeline("ve"),
+        {"num_inference_steps": 4, "sampler": "predictor_corrector"},
+        ("samples",),
+    ),
+}
+NUM_SAMPLES = 5
+SEED = 3
+
+# Runs in a process where `import hfgen` (and the top-level `pipelines` folder) raises: loads every folder with
+# diffusers alone, samples as the spec says and saves the outputs as safetensors.
+DIFFUSERS_ONLY = textwrap.dedent(
+    """
+    import importlib.abc, importlib.util, json, sys
+
+    class NoHfgen(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("hfgen", "pipelines"):
+                raise ImportError(f"{name} is blocked in this process")
+
+    sys.meta_path.insert(0, NoHfgen())
+    import numpy as np
+    import torch
+    from diffusers import DiffusionPipeline
+    from safetensors.torch import save_file
+
+    try:
+        import hfgen
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("hfgen must not be importable here")
+    specs = json.loads(open(sys.argv[1]).read())
+    try:
+        DiffusionPipeline.from_pretrained(specs[0]["folder"])
+    except ValueError as error:
+        print("REFUSED:", " ".join(str(error).split()))
+    for path in json.loads(open(sys.argv[2]).read()):  # every hfgen component module, bundled
+        module_spec = importlib.util.spec_from_file_location(path.rsplit("/", 1)[1][:-3], path)
+        module = sys.modules[module_spec.name] = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    report = {}
+    for spec in specs:
+        pipe = DiffusionPipeline.from_pretrained(spec["folder"], trust_remote_code=True)
+        pipe.set_progress_bar_config(disable=True)
+        kwargs = dict(spec["kwargs"])
+        if kwargs.get("images") == "IMAGES":
+            kwargs["images"] = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(spec["images_seed"]))
+        else:
+            kwargs["generator"] = torch.Generator().manual_seed(spec["seed"])
+        output = pipe(**kwargs)
+        tensors = {}
+        for name in spec["outputs"]:
+            value = getattr(output, name)
+            tensors[name] = torch.as_tensor(np.asarray(value)) if isinstance(value, np.ndarray) else value
+        save_file({k: v.contiguous() for k, v in tensors.items()}, spec["out"])
+        report[spec["name"]] = [type(pipe).__module__, type(pipe).__name__]
+        report[spec["name"]] += [type(c).__module__ for c in pipe.components.values()]
+    print("REPORT:", json.dumps(report))
+    """
+)
+
+
+def _component_modules() -> list[str]:
+    """Every module of ``hfgen.models`` and ``hfgen.schedulers`` that defines a diffusers model or scheduler."""
+    found = []
+    for package in (hfgen.models, hfgen.schedulers):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            classes = [c for c in vars(module).values() if isinstance(c, type) and c.__module__ == module.__name__]
+            if any(issubclass(c, ModelMixin | SchedulerMixin) for c in classes):
+                found.append(module.__name__)
+    return found
+
+
+def _run_diffusers_only(specs: list[dict[str, Any]], workdir: Path) -> subprocess.CompletedProcess:
+    spec_file, bundles = workdir / "specs.json", workdir / "bundles"
+    spec_file.write_text(json.dumps(specs))
+    bundles.mkdir()
+    for name in _component_modules():
+        (bundles / f"{name.replace('.', '_')}.py").write_text(bundle_module(name, f"{name}."))
+    (workdir / "bundles.json").write_text(json.dumps([str(p) for p in sorted(bundles.glob("*.py"))]))
+    env = {**os.environ, "HF_MODULES_CACHE": str(workdir / "modules"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(
+        [sys.executable, "-c", DIFFUSERS_ONLY, str(spec_file), str(workdir / "bundles.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=workdir,
+    )
+
+
+def _hfgen_outputs(pipeline: HfgenPipeline, kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    kwargs = dict(kwargs)
+    if kwargs.get("images") == "IMAGES":
+        kwargs["images"] = _images()
+    else:
+        kwargs = {"num_samples": NUM_SAMPLES, **kwargs, "generator": torch.Generator().manual_seed(SEED)}
+    output = pipeline(**kwargs)
+    return {name: getattr(output, name) for name in names}
+
+
+@pytest.mark.slow
+def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path):
+    specs, expected = [], {}
+    for name, (build, kwargs, outputs) in FAMILIES.items():
+        pipeline = build()
+        pipeline.save_pretrained(tmp_path / name)
+        index = json.loads((tmp_path / name / "model_index.json").read_text())
+        module = REMOTE_PIPELINES[type(pipeline).__name__]
+        assert index["_class_name"] == [module, type(pipeline).__name__]
+        assert (tmp_path / name / f"{module}.py").is_file()
+        for component, entry in index.items():
+            if isinstance(entry, list) and entry[0] not in ("diffusers", None) and not component.startswith("_"):
+                assert entry[0].startswith(("modeling_", "scheduling_")), (name, component, entry)
+                check_self_contained((tmp_path / name / component / f"{entry[0]}.py").read_text(), entry[0])
+        expected[name] = _hfgen_outputs(pipeline, kwargs, outputs)
+        call = kwargs if kwargs.get("images") == "IMAGES" else {"num_samples": NUM_SAMPLES, **kwargs}
+        specs.append(
+            {"name": name, "folder": str(tmp_path / name), "kwargs": call, "outputs": outputs, "seed": SEED,
+             "images_seed": IMAGES_SEED, "out": str(tmp_path / f"{name}.st")}
+        )  # fmt: skip
+    # the Hub: a repo holding what an upload sends (hfgen.hub.upload_files), served from the local cache
+    staged = tmp_path / "uploaded"
+    for name in upload_files(tmp_path / "flow_matching_checkerboard"):
+        (staged / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp_path / "flow_matching_checkerboard" / name, staged / name)
+    publish_to_local_hub_cache(staged, "someone/remote-fm-checkerboard")
+    hub = {
+        **next(s for s in specs if s["name"] == "flow_matching_checkerboard"),
+        "name": "hub",
+        "folder": "someone/remote-fm-checkerboard",
+        "out": str(tmp_path / "hub.st"),
+    }
+    result = _run_diffusers_only([*specs, hub], tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    lines = {line.split(":", 1)[0]: line.split(":", 1)[1] for line in result.stdout.splitlines() if ":" in line}
+    assert "trust_remote_code=True" in lines["REFUSED"]
+    report = json.loads(lines["REPORT"])
+    assert report["hub"] == report["flow_matching_checkerboard"]
+    torch.testing.assert_close(load_file(tmp_path / "hub.st"), load_file(tmp_path / "flow_matching_checkerboard.st"))
+    for name, (build, _, outputs) in FAMILIES.items():
+        modules = report[name]
+        assert modules[0].startswith("diffusers_modules.local.") and modules[1] == type(build()).__name__
+        assert all(m.startswith(("diffusers_modules.local.", "diffusers.")) for m in modules[2:]), (name, modules)
+        got = load_file(tmp_path / f"{name}.st")
+        for output in outputs:
+            want = expected[name][output]
+            want = torch.as_tensor(want) if isinstance(want, np.ndarray) else want
+            assert got[output].shape == want.shape, (name, output)
+            torch.testing.assert_close(got[output], want.detach().cpu(), rtol=0, atol=1e-6, msg=f"{name}.{output}")
+
+
+def test_hfgen_loads_the_remote_layout_without_running_its_files(tmp_path):
+    pipeline = tiny_flow_matching_pipeline("midpoint", source=Checkerboard())
+    pipeline.save_pretrained(tmp_path)
+    code = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
+    scheduler_code = f"scheduler/{component_module_name(pipeline.scheduler)}.py"  # the solver's scheduler module
+    assert code == ["pipeline_flow_matching.py", scheduler_code, "velocity/modeling_mlp.py"]
+    assert scheduler_code.startswith("scheduler/scheduling_flow_match_")
+    for path in tmp_path.rglob("*.py"):  # a file hfgen ran would raise
+        path.write_text("raise RuntimeError('hfgen ran code from the folder')\n")
+    expected = pipeline(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).samples
+    for loader in (FlowMatchingPipeline, HfgenPipeline):
+        loaded = loader.from_pretrained(tmp_path)
+        loaded.set_progress_bar_config(disable=True)
+        assert type(loaded) is FlowMatchingPipeline and type(loaded.velocity).__module__ == "hfgen.models.mlp"
+        samples = loaded(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).samples
+        torch.testing.assert_close(samples, expected, rtol=0, atol=0)
+        assert loaded.config.source == {"name": "checkerboard"}
+
+
+def test_a_reloaded_pipeline_saves_the_same_index_and_code(tmp_path):
+    tiny_score_sde_pipeline("ve").save_pretrained(tmp_path / "a")
+    HfgenPipeline.from_pretrained(tmp_path / "a").save_pretrained(tmp_path / "b")
+    for path in [tmp_path / "a" / "model_index.json", *(tmp_path / "a").rglob("*.py")]:
+        assert (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes() == path.read_bytes(), path
+
+
+def test_hfgen_refuses_a_component_class_it_does_not_have(tmp_path):
+    tiny_ddpm_pipeline().save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    index["model"] = ["modeling_mine", "MyNetwork"]
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="'MyNetwork' is not an hfgen model or scheduler.*trust_remote_code=True"):
+        HfgenPipeline.from_pretrained(tmp_path)
+
+
+def test_a_pipeline_class_without_a_remote_version_is_saved_in_the_plain_layout(tmp_path):
+    class MyFlowMatchingPipeline(FlowMatchingPipeline):
+        pass
+
+    pipeline = tiny_flow_matching_pipeline()
+    mine = MyFlowMatchingPipeline(pipeline.velocity, pipeline.scheduler)
+    mine.save_pretrained(tmp_path / "mine")
+    index = json.loads((tmp_path / "mine" / "model_index.json").read_text())
+    assert index["_class_name"] == "MyFlowMatchingPipeline" and index["velocity"] == ["hfgen.models.mlp", "TimeMLP"]
+    assert not list((tmp_path / "mine").rglob("*.py"))
+    with pytest.raises(ValueError, match="no remote-code version of MyFlowMatchingPipeline"):
+        export_remote_code(mine, tmp_path / "export")
+    assert export_remote_code(pipeline, tmp_path / "export") == tmp_path / "export"
+    assert (tmp_path / "export" / "pipeline_flow_matching.py").is_file()
+
+
+def test_components_map_to_hfgen_modules_by_file_name_and_older_exports_by_class_name():
+    from hfgen.models.mlp import TimeMLP
+    from hfgen.schedulers.score_sde import VESDEScheduler
+
+    assert component_module_name(VESDEScheduler()) == "scheduling_score_sde"
+    assert hfgen_component_class("scheduling_score_sde", "VESDEScheduler") is VESDEScheduler
+    assert hfgen_component_class("modeling_time_mlp", "TimeMLP") is TimeMLP  # the first export's file name
+    assert hfgen_component_class("modeling_no_such_module", "NoSuchClass") is None
+    assert hfgen_component_class("modeling_mlp", "torch") is None  # a module attribute that is not a component
+    assert component_module_name(torch.nn.Linear(2, 2)) is None
+
+
+def test_every_remote_pipeline_file_defines_its_class_and_imports_only_allowed_packages():
+    for class_name, module in REMOTE_PIPELINES.items():
+        text = bundle_module(f"hfgen.remote_code.{module}", f"{class_name}.")
+        assert f"\nclass {class_name}(" in text
+        check_self_contained(text, module)
+
+
+# ---- the guard and the bundler ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("import hfgen\n", "must not import hfgen"),
+        ("from hfgen.models import mlp\n", "must not import hfgen"),
+        ("def f():\n    from hfgen import utils\n", "line 5 imports 'hfgen'"),
+        ("from . import x\n", "relative import"),
+        ("from .modeling_x import X\n", "relative import"),
+        ("import requests\n", "only the standard library and torch, numpy, diffusers"),
+    ],
+)
+def test_the_guard_refuses_imports_a_diffusers_only_user_cannot_satisfy(text, match):
+    clean = "import math\nimport torch\nfrom diffusers import DiffusionPipeline\n"
+    assert check_self_contained(clean, "clean.py") == clean
+    with pytest.raises(ValueError, match=match):
+        check_self_contained(clean + text, "module.py")
+
+
+def _write_module(folder: Path, name: str, text: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    (folder / f"{name}.py").write_text(textwrap.dedent(text))
+    monkeypatch.syspath_prepend(str(folder))
+    return name
+
+
+def test_bundling_a_module_that_imports_hfgen_inside_a_function_is_refused(tmp_path, monkeypatch):
+    name = _write_module(
+        tmp_path,
+        "imports_hfgen_late",
+        '''
+        """A module that imports hfgen where the bundler cannot replace the import."""
+
+        import torch
+
+
+        def draw(n):
+            from hfgen.data import Checkerboard
+
+            return Checkerboard().sample(n) + torch.zeros(())
+        ''',
+        monkeypatch,
+    )
+    with pytest.raises(ValueError, match="imports 'hfgen.data'.*must not import hfgen"):
+        bundle_module(name, "Late import.")
+
+
+def test_bundling_copies_only_what_a_module_uses_and_refuses_a_clash(tmp_path, monkeypatch):
+    name = _write_module(
+        tmp_path,
+        "uses_hfgen",
+        '''
+        """Uses one hfgen helper under another name."""
+
+        from hfgen.utils import check_points as points_checked
+
+
+        def first_row(x):
+            return points_checked(x)[0]
+        ''',
+        monkeypatch,
+    )
+    text = bundle_module(name, "Uses a helper.")
+    (tmp_path / "bundled").mkdir()
+    (tmp_path / "bundled" / "bundled_copy.py").write_text(text)
+    spec = importlib.util.spec_from_file_location("bundled_copy", tmp_path / "bundled" / "bundled_copy.py")
+    bundled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundled)  # the copy runs on its own
+    assert bundled.first_row(torch.ones(2, 3)).tolist() == [1.0, 1.0, 1.0]
+    assert "def check_points" in text and "def batch_generator" not in text
+    assert not re.search(r"^\s*(from|import) hfgen", text, flags=re.MULTILINE)
+    clash = _write_module(
+        tmp_path,
+        "clashes_with_hfgen",
+        '''
+        """Defines a name that a copied hfgen definition also defines."""
+
+        from hfgen.data.toy import StandardGaussian
+
+        check_generator = None
+        ''',
+        monkeypatch,
+    )
+    with pytest.raises(ValueError, match="'check_generator' is defined both"):
+        bundle_module(clash, "Clash.")
