@@ -140,11 +140,20 @@ class FlowMatchingImagePipeline(_ImageGenerationPipeline):
 
 
 class DDPMImagePipeline(_ImageGenerationPipeline):
-    """Ancestral (or DDIM) sampling of a DDPM ε-UNet on images."""
+    """Ancestral (or DDIM) sampling of a DDPM ε-UNet on images; with ``clip_sample`` each step's predicted image is
+    clipped to ``[−1, 1]`` (as diffusers' image schedulers do)."""
 
-    def __init__(self, unet: Any, scheduler: Any):
+    def __init__(self, unet: Any, scheduler: Any, clip_sample: bool = True):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(clip_sample=clip_sample)
+
+    def _clipped_noise(self, eps: torch.Tensor, t: Any, y: torch.Tensor) -> torch.Tensor:
+        """``ε̃ = (y_t − √ᾱ_t clip(ŷ_0, −1, 1)) / √(1 − ᾱ_t)``, ``ŷ_0 = (y_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t``."""
+        alpha_bar = float(self.scheduler.alpha_bar(int(t)))
+        signal, noise = alpha_bar**0.5, (1.0 - alpha_bar) ** 0.5
+        clipped = ((y - noise * eps) / signal).clamp(-1.0, 1.0)
+        return (y - signal * clipped) / noise
 
     @torch.no_grad()
     def __call__(
@@ -165,5 +174,7 @@ class DDPMImagePipeline(_ImageGenerationPipeline):
         y = self._noise(n, generator)
         for t in self.progress_bar(self.scheduler.timesteps):
             eps = self._network(y, torch.as_tensor(t, device=y.device), labels, guidance_scale)
+            if self.config.clip_sample:
+                eps = self._clipped_noise(eps, t, y)
             y = self.scheduler.step(eps, t, y, generator=generator, return_dict=False)[0]
         return self._output(y, labels, output_type, return_dict)
