@@ -172,6 +172,23 @@ class TrainingArguments:
 ArgumentsT = TypeVar("ArgumentsT", bound=TrainingArguments)
 
 
+def check_image_data_source(arguments: Any, paths: tuple[str, ...] = ("train_data_files", "test_data_files")) -> None:
+    """An image family's data: exactly one of ``dataset_name`` (a Hub id or folder) and ``train_data_files`` (a
+    parquet file), ``test_data_files`` only beside the latter, and every local path in ``paths`` existing."""
+    if (arguments.dataset_name is None) == (arguments.train_data_files is None):
+        raise ValueError(
+            "pass exactly one data source: `dataset_name` (a Hub id such as 'ylecun/mnist') or "
+            f"`train_data_files` (a parquet file); got dataset_name={arguments.dataset_name!r}, "
+            f"train_data_files={arguments.train_data_files!r}"
+        )
+    if arguments.test_data_files is not None and arguments.train_data_files is None:
+        raise ValueError("`test_data_files` needs `train_data_files` (a Hub dataset brings its own test split)")
+    for name in paths:
+        path = getattr(arguments, name)
+        if path is not None and not os.path.exists(path):
+            raise FileNotFoundError(f"`{name}` {path!r} does not exist")
+
+
 def check_number(
     value: object,
     name: str,

@@ -29,7 +29,7 @@ from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES
 from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
-from hfgen.training.arguments import TrainingArguments, check_number, documented
+from hfgen.training.arguments import TrainingArguments, check_image_data_source, check_number, documented
 from hfgen.training.trainer import TrainingTask
 from hfgen.utils import batch_generator
 
@@ -102,18 +102,7 @@ class ImageDiffusionArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (self.dataset_name is None) == (self.train_data_files is None):
-            raise ValueError(
-                "pass exactly one data source: `dataset_name` (a Hub id such as 'ylecun/mnist') or "
-                f"`train_data_files` (a parquet file); got dataset_name={self.dataset_name!r}, "
-                f"train_data_files={self.train_data_files!r}"
-            )
-        if self.test_data_files is not None and self.train_data_files is None:
-            raise ValueError("`test_data_files` needs `train_data_files` (a Hub dataset brings its own test split)")
-        for name in ("train_data_files", "test_data_files", "classifier_path"):
-            path = getattr(self, name)
-            if path is not None and not os.path.exists(path):
-                raise FileNotFoundError(f"`{name}` {path!r} does not exist")
+        check_image_data_source(self, ("train_data_files", "test_data_files", "classifier_path"))
         for name in ("image_size", "num_channels", "num_classes", "layers_per_block", "norm_num_groups"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

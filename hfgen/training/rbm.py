@@ -11,7 +11,6 @@ Hinton 2002) or from persistent chains carried across updates (PCD, Tieleman 200
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from hfgen.methods.rbm import (
 from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
-from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
 from hfgen.training.trainer import Progress, Trainer, TrainingTask, evaluate_in_process, train_in_process
 from hfgen.utils import batch_generator
 
@@ -101,18 +100,7 @@ class RBMArguments(TrainingArguments):
         for name, allowed in (("binarize", BINARIZE), ("method", METHODS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
-        if (self.dataset_name is None) == (self.train_data_files is None):
-            raise ValueError(
-                "pass exactly one data source: `dataset_name` (a Hub id such as 'ylecun/mnist') or "
-                f"`train_data_files` (a parquet file); got dataset_name={self.dataset_name!r}, "
-                f"train_data_files={self.train_data_files!r}"
-            )
-        if self.test_data_files is not None and self.train_data_files is None:
-            raise ValueError("`test_data_files` needs `train_data_files` (a Hub dataset brings its own test split)")
-        for name in ("train_data_files", "test_data_files"):
-            path = getattr(self, name)
-            if path is not None and not os.path.exists(path):
-                raise FileNotFoundError(f"`{name}` {path!r} does not exist")
+        check_image_data_source(self)
         positive = ("image_size", "num_channels", "num_hidden", "gibbs_steps", "num_chains", "num_sample_steps")
         for name in (*positive, "num_eval_images", "ais_num_chains", "ais_num_betas", "validation_ais_num_betas"):
             value = getattr(self, name)

@@ -8,7 +8,6 @@ importance-weighted bound with ``K`` samples (Burda et al. 2016, "Importance Wei
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from hfgen.methods.neighbor_embedding import nearest_neighbor_graph
 from hfgen.methods.vae import autoencoder_loss, negative_elbo
 from hfgen.models.vae import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS, VAE, AutoEncoder
 from hfgen.pipelines.vae import AutoEncoderPipeline, VAEPipeline
-from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
 from hfgen.training.trainer import TrainingTask
 from hfgen.utils import batch_generator
 
@@ -114,18 +113,7 @@ class VAEArguments(TrainingArguments):
         for name, allowed in (*choices, ("likelihood", LIKELIHOODS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
-        if (self.dataset_name is None) == (self.train_data_files is None):
-            raise ValueError(
-                "pass exactly one data source: `dataset_name` (a Hub id such as 'ylecun/mnist') or "
-                f"`train_data_files` (a parquet file); got dataset_name={self.dataset_name!r}, "
-                f"train_data_files={self.train_data_files!r}"
-            )
-        if self.test_data_files is not None and self.train_data_files is None:
-            raise ValueError("`test_data_files` needs `train_data_files` (a Hub dataset brings its own test split)")
-        for name in ("train_data_files", "test_data_files", "classifier_path"):
-            path = getattr(self, name)
-            if path is not None and not os.path.exists(path):
-                raise FileNotFoundError(f"`{name}` {path!r} does not exist")
+        check_image_data_source(self, ("train_data_files", "test_data_files", "classifier_path"))
         positive = ("image_size", "num_channels", "latent_dim", "num_eval_images", "num_eval_samples", "neighbor_k")
         for name in (*positive, "neighbor_components", "num_importance_samples", "knn_neighbors"):
             value = getattr(self, name)
