@@ -2,7 +2,7 @@
 diffusers pipeline (model card with the AIS test log-likelihood, samples and filters).
 
 accelerate launch training/train_rbm.py --dataset_name ylecun/mnist --output_dir out/rbm-mnist   # PCD-1, 500 hidden
-python training/train_rbm.py --train_data_files data/mnist/train.parquet --test_data_files data/mnist/test.parquet
+python training/train_rbm.py --train_data_files mnist/train.parquet --test_data_files mnist/test.parquet
 python training/train_rbm.py --dataset_name ylecun/mnist --method cd --gibbs_steps 3 --output_dir out/rbm-cd3
 accelerate launch training/train_rbm.py ... --resume_from_checkpoint latest   # continues exactly (chains included)
 """

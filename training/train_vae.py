@@ -1,8 +1,8 @@
 """Train an autoencoder or a VAE with a 2-D latent space on MNIST-family images and save it as a diffusers pipeline.
 
 accelerate launch training/train_vae.py --model vae --dataset_name ylecun/mnist --output_dir out/vae-mnist
-python training/train_vae.py --model ae --train_data_files ../shared/data/mnist/train.parquet \
-    --test_data_files ../shared/data/mnist/test.parquet --output_dir out/ae-mnist
+python training/train_vae.py --model ae --train_data_files mnist/train.parquet \
+    --test_data_files mnist/test.parquet --output_dir out/ae-mnist
 accelerate launch training/train_vae.py ... --resume_from_checkpoint latest       # continues exactly
 python training/train_vae.py ... --classifier_path out/mnist-classifier           # classifier scores of samples
 """
