@@ -109,20 +109,25 @@ def validation_table(
 
 
 def eval_results(
-    metrics: Mapping[str, Any], names: Mapping[str, tuple[str, str]], dataset_name: str, dataset_type: str
+    metrics: Mapping[str, Any],
+    names: Mapping[str, tuple[str, ...]],
+    dataset_name: str,
+    dataset_type: str,
+    dataset_split: str | None = None,
 ) -> list[EvalResult]:
     """``EvalResult``s for a card's ``model-index``: ``names`` maps a ``metrics.json`` key to its
-    ``(metric_type, metric_name)``; keys the run did not report are skipped."""
+    ``(metric_type, metric_name, …)``; keys the run did not report are skipped."""
     return [
         EvalResult(
             task_type=TASK,
             dataset_type=dataset_type,
             dataset_name=dataset_name,
+            dataset_split=dataset_split,
             metric_type=metric_type,
             metric_name=metric_name,
             metric_value=round(float(metrics[key]), 6),
         )
-        for key, (metric_type, metric_name) in names.items()
+        for key, (metric_type, metric_name, *_) in names.items()
         if key in metrics
     ]
 

@@ -568,25 +568,14 @@ def image_card(
     pipeline_class: str,
 ) -> Any:
     """Render ``model_cards/images.md`` for an image run of ``family`` (``"flow-matching"`` or ``"ddpm"``)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, TASK, card_template, config_table, training_summary, validation_table
+    from hfgen.hub import LICENSE, card_template, config_table, eval_results, training_summary, validation_table
 
     dataset = args.dataset_label.split("/")[-1]
     model_name = repo_id.split("/")[-1] if repo_id else f"{family}-{dataset}"
-    results = [
-        EvalResult(
-            task_type=TASK,
-            dataset_type=args.dataset_name or f"local/{args.dataset_label}",
-            dataset_name=args.dataset_label,
-            dataset_split="test",
-            metric_type=metric_type,
-            metric_name=name,
-            metric_value=round(float(metrics[key]), 6),
-        )
-        for key, (metric_type, name, _) in _CARD_METRICS.items()
-        if key in metrics
-    ]
+    dataset_type = args.dataset_name or f"local/{args.dataset_label}"
+    results = eval_results(metrics, _CARD_METRICS, args.dataset_label, dataset_type, dataset_split="test")
     card_data = ModelCardData(
         library_name="hfgen",
         license=LICENSE,

@@ -449,24 +449,13 @@ def rbm_validation_table(history: list[Mapping[str, Any]]) -> str:
 def rbm_card(args: RBMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
     """Render ``model_cards/rbm.md`` for a training run: metadata, the equations, usage, metrics, figures and
     configuration. ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, TASK, card_template, markdown_table, training_summary
+    from hfgen.hub import LICENSE, card_template, eval_results, markdown_table, training_summary
 
     model_name = repo_id.split("/")[-1] if repo_id else f"rbm-{args.dataset_label.split('/')[-1]}"
-    results = [
-        EvalResult(
-            task_type=TASK,
-            dataset_type=args.dataset_name or f"local/{args.dataset_label}",
-            dataset_name=args.dataset_label,
-            dataset_split="test",
-            metric_type=metric_type,
-            metric_name=name,
-            metric_value=round(float(metrics[key]), 6),
-        )
-        for key, (metric_type, name, _) in _CARD_METRICS.items()
-        if key in metrics
-    ]
+    dataset_type = args.dataset_name or f"local/{args.dataset_label}"
+    results = eval_results(metrics, _CARD_METRICS, args.dataset_label, dataset_type, dataset_split="test")
     card_data = ModelCardData(
         library_name="hfgen",
         license=LICENSE,
