@@ -51,8 +51,24 @@ HERE = Path(__file__).resolve().parent
 OUTCOMES = ("clear", "handled", "unclear", "silent", "lost")
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError)
 #: a run of a few seconds: the smallest network, no validation, a small final evaluation
-TINY = ["--max_train_steps", "4", "--hidden_size", "8", "--num_layers", "1", "--validation_steps", "0",
-        "--num_eval_samples", "50", "--num_nll_samples", "0", "--report_to", "none", "--evaluation", "fast"]
+TINY = [
+    "--max_train_steps",
+    "4",
+    "--hidden_size",
+    "8",
+    "--num_layers",
+    "1",
+    "--validation_steps",
+    "0",
+    "--num_eval_samples",
+    "50",
+    "--num_nll_samples",
+    "0",
+    "--report_to",
+    "none",
+    "--evaluation",
+    "fast",
+]
 
 
 @dataclass
@@ -66,8 +82,14 @@ class Result:
 def script(name: str, *flags: str) -> subprocess.CompletedProcess:
     """Run ``training/<name>`` as a user would from the repository root."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(REPO / "training" / name), *flags], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "training" / name), *flags],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def must_run(name: str, *flags: str) -> None:
@@ -130,8 +152,13 @@ def killed_overwrite(folder: Path) -> object:
     folder."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     flags = [*TINY, "--max_train_steps", "1000000", "--overwrite_output_dir", "--output_dir", str(folder)]
-    process = subprocess.Popen([sys.executable, str(REPO / "training" / "train_fm.py"), *flags], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "training" / "train_fm.py"), *flags],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not (folder / RUN_IN_PROGRESS_FILE).exists():
         if time.monotonic() > deadline or process.poll() is not None:
@@ -157,27 +184,48 @@ def output_folder_cases(work: Path) -> list[Result]:
 
     process = script("train_fm.py", *TINY, "--output_dir", str(finished))
     case("a new run into a finished run's folder", kept(script_refusal(process, "holds"), finished, before))
-    process = script("train_fm.py", *TINY, "--seed", "7", "--hidden_size", "32", "--dataset", "moons",
-                     "--resume_from_checkpoint", "latest", "--output_dir", str(finished))
-    case("`--resume_from_checkpoint latest` with other arguments over a finished run without checkpoints",
-         kept(script_refusal(process, "finished run"), finished, before))
+    process = script(
+        "train_fm.py",
+        *TINY,
+        "--seed",
+        "7",
+        "--hidden_size",
+        "32",
+        "--dataset",
+        "moons",
+        "--resume_from_checkpoint",
+        "latest",
+        "--output_dir",
+        str(finished),
+    )
+    case(
+        "`--resume_from_checkpoint latest` with other arguments over a finished run without checkpoints",
+        kept(script_refusal(process, "finished run"), finished, before),
+    )
     lock = OutputFolderLock(finished)
     try:
         process = script("train_fm.py", *TINY, "--overwrite_output_dir", "--output_dir", str(finished))
-        case("a second run on a folder in use (`--overwrite_output_dir`)",
-             kept(script_refusal(process, "in use", str(os.getpid())), finished, before))
+        case(
+            "a second run on a folder in use (`--overwrite_output_dir`)",
+            kept(script_refusal(process, "in use", str(os.getpid())), finished, before),
+        )
     finally:
         lock.release()
-    case("`--overwrite_output_dir`, then the new run is killed: does the mixed folder load?",
-         refusal(lambda: killed_overwrite(finished), "not finished"))
+    case(
+        "`--overwrite_output_dir`, then the new run is killed: does the mixed folder load?",
+        refusal(lambda: killed_overwrite(finished), "not finished"),
+    )
     leftovers = work / "leftovers"
     for name in ("checkpoint-100", ".tmp-checkpoint-5", ".delete-checkpoint-2"):
         (leftovers / "checkpoints" / name).mkdir(parents=True)
-    process = script("train_fm.py", *TINY, "--overwrite_output_dir", "--checkpointing_steps", "2",
-                     "--output_dir", str(leftovers))
+    process = script(
+        "train_fm.py", *TINY, "--overwrite_output_dir", "--checkpointing_steps", "2", "--output_dir", str(leftovers)
+    )
     names = sorted(p.name for p in (leftovers / "checkpoints").iterdir())
-    case("empty and half-written checkpoint folders left by a kill",
-         handled(lambda: process.returncode == 0 and names == ["checkpoint-2", "checkpoint-4"], f"kept {names}"))
+    case(
+        "empty and half-written checkpoint folders left by a kill",
+        handled(lambda: process.returncode == 0 and names == ["checkpoint-2", "checkpoint-4"], f"kept {names}"),
+    )
     return results
 
 
@@ -185,12 +233,18 @@ def argument_cases(work: Path) -> list[Result]:
     config = work / "run.yaml"
     config.write_text("max_train_steps: 3\n")
     bad = [
-        ("--learning_rate", "1e39", "learning_rate"), ("--checkpointing_steps", "2.5", "checkpointing_steps"),
-        ("--max_grad_norm", "nan", "max_grad_norm"), ("--time_beta", "inf", "time_beta"),
-        ("--lr_warmup_steps", "2.5", "lr_warmup_steps"), ("--seed", "1.5", "seed"),
-        ("--hidden_size", "0", "hidden_size"), ("--adam_beta1", "2.0", "adam_beta1"),
-        ("--num_eval_samples", "0", "num_eval_samples"), ("--dataset", "spiral9", "spiral9"),
-        ("--max_train_steps", "-5", "max_train_steps"), ("--coupling", "optimal", "coupling"),
+        ("--learning_rate", "1e39", "learning_rate"),
+        ("--checkpointing_steps", "2.5", "checkpointing_steps"),
+        ("--max_grad_norm", "nan", "max_grad_norm"),
+        ("--time_beta", "inf", "time_beta"),
+        ("--lr_warmup_steps", "2.5", "lr_warmup_steps"),
+        ("--seed", "1.5", "seed"),
+        ("--hidden_size", "0", "hidden_size"),
+        ("--adam_beta1", "2.0", "adam_beta1"),
+        ("--num_eval_samples", "0", "num_eval_samples"),
+        ("--dataset", "spiral9", "spiral9"),
+        ("--max_train_steps", "-5", "max_train_steps"),
+        ("--coupling", "optimal", "coupling"),
     ]
     results = []
     for flag, value, name in bad:
@@ -203,30 +257,86 @@ def argument_cases(work: Path) -> list[Result]:
     results.append(Result("arguments", "`--config` given twice", *script_refusal(process, "--config")))
     folder = work / "config-equals"
     process = script("train_fm.py", f"--config={config}", *TINY[2:], "--output_dir", str(folder))
-    results.append(Result("arguments", "`--config=FILE` (with `=`) is read", *handled(
-        lambda: process.returncode == 0 and json.loads((folder / "args.json").read_text())["max_train_steps"] == 3,
-        "max_train_steps 3 from the file")))
+    results.append(
+        Result(
+            "arguments",
+            "`--config=FILE` (with `=`) is read",
+            *handled(
+                lambda: (
+                    process.returncode == 0 and json.loads((folder / "args.json").read_text())["max_train_steps"] == 3
+                ),
+                "max_train_steps 3 from the file",
+            ),
+        )
+    )
     diverging = work / "diverging"
-    first = script("train_fm.py", *TINY, "--learning_rate", "10", "--max_grad_norm", "0", "--checkpointing_steps",
-                   "1", "--output_dir", str(diverging))  # a learning rate that may diverge
-    resumed = script("train_fm.py", *TINY, "--checkpointing_steps", "1", "--learning_rate", "1e-3",
-                     "--max_grad_norm", "1", "--resume_from_checkpoint", "latest", "--output_dir", str(diverging))
+    first = script(
+        "train_fm.py",
+        *TINY,
+        "--learning_rate",
+        "10",
+        "--max_grad_norm",
+        "0",
+        "--checkpointing_steps",
+        "1",
+        "--output_dir",
+        str(diverging),
+    )  # a learning rate that may diverge
+    resumed = script(
+        "train_fm.py",
+        *TINY,
+        "--checkpointing_steps",
+        "1",
+        "--learning_rate",
+        "1e-3",
+        "--max_grad_norm",
+        "1",
+        "--resume_from_checkpoint",
+        "latest",
+        "--output_dir",
+        str(diverging),
+    )
     name = "resume with a lower learning rate and clipping (arguments that do not decide the network)"
-    results.append(Result("arguments", name, *handled(
-        lambda: resumed.returncode == 0, f"first run exit {first.returncode}, resume exit {resumed.returncode}")))
+    results.append(
+        Result(
+            "arguments",
+            name,
+            *handled(
+                lambda: resumed.returncode == 0, f"first run exit {first.returncode}, resume exit {resumed.returncode}"
+            ),
+        )
+    )
     return results
 
 
 def checkpoint_cases(work: Path) -> list[Result]:
     folder = work / "checkpointed"
-    must_run("train_fm.py", *TINY, "--checkpointing_steps", "2", "--checkpoints_total_limit", "0",
-             "--output_dir", str(folder))
+    must_run(
+        "train_fm.py",
+        *TINY,
+        "--checkpointing_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "0",
+        "--output_dir",
+        str(folder),
+    )
     checkpoint = folder / "checkpoints" / "checkpoint-2"
     results = []
 
     def resume(name: str, *words: str) -> None:
-        process = script("train_fm.py", *TINY, "--checkpointing_steps", "2", "--checkpoints_total_limit", "0",
-                         "--resume_from_checkpoint", "checkpoint-2", "--output_dir", str(folder))
+        process = script(
+            "train_fm.py",
+            *TINY,
+            "--checkpointing_steps",
+            "2",
+            "--checkpoints_total_limit",
+            "0",
+            "--resume_from_checkpoint",
+            "checkpoint-2",
+            "--output_dir",
+            str(folder),
+        )
         outcome = script_refusal(process, *words)
         if "weights_only=False" in process.stderr or "weights_only set to False" in process.stderr:
             outcome = ("unclear", "torch's advice to load with weights_only=False reached the user")
@@ -242,8 +352,18 @@ def checkpoint_cases(work: Path) -> list[Result]:
     state.write_text(json.dumps({**json.loads(saved_state), "step": -3}))
     resume("`trainer_state.json` with a negative step", "-3")
     state.write_text(saved_state)
-    process = script("train_fm.py", *TINY, "--checkpointing_steps", "2", "--checkpoints_total_limit", "0",
-                     "--resume_from_checkpoint", "checkpoint-9", "--output_dir", str(folder))
+    process = script(
+        "train_fm.py",
+        *TINY,
+        "--checkpointing_steps",
+        "2",
+        "--checkpoints_total_limit",
+        "0",
+        "--resume_from_checkpoint",
+        "checkpoint-9",
+        "--output_dir",
+        str(folder),
+    )
     results.append(Result("checkpoints", "a checkpoint that does not exist", *script_refusal(process, "checkpoint-9")))
     return results
 
@@ -251,8 +371,10 @@ def checkpoint_cases(work: Path) -> list[Result]:
 def pipeline_cases(work: Path) -> list[Result]:
     torch.manual_seed(0)
     fm = FlowMatchingPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1), FlowMatchEulerScheduler())
-    ddpm = DDPMPointsPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1, time_scale=1.0),
-                              ConstantAlphaDDPMScheduler.from_final_alpha_bar(10, 0.01))
+    ddpm = DDPMPointsPipeline(
+        TimeMLP(dim=2, hidden_size=8, num_layers=1, time_scale=1.0),
+        ConstantAlphaDDPMScheduler.from_final_alpha_bar(10, 0.01),
+    )
     vae = VAEPipeline(VAE(image_size=8, hidden_sizes=[16, 8]))
     for pipe in (fm, ddpm, vae):
         pipe.set_progress_bar_config(disable=True)
@@ -261,32 +383,59 @@ def pipeline_cases(work: Path) -> list[Result]:
     cases: list[tuple[str, tuple[str, str]]] = []
     for label, pipe in (("flow matching", fm), ("DDPM", ddpm), ("VAE", vae)):
         for value in (0, -3, 2.5, True):
-            cases.append((f"{label}: `num_samples={value!r}`", refusal(lambda p=pipe, v=value: p(num_samples=v),
-                                                                      "num_samples")))
+            cases.append(
+                (f"{label}: `num_samples={value!r}`", refusal(lambda p=pipe, v=value: p(num_samples=v), "num_samples"))
+            )
         cases.append((f"{label}: `num_samples=10**9`", refusal(lambda p=pipe: p(num_samples=10**9), "num_samples")))
-        cases.append((f"{label}: a seed where a generator belongs",
-                      refusal(lambda p=pipe: p(num_samples=2, generator=3), "generator")))
+        cases.append(
+            (
+                f"{label}: a seed where a generator belongs",
+                refusal(lambda p=pipe: p(num_samples=2, generator=3), "generator"),
+            )
+        )
     cases += [
         ("flow matching: `velocity_field(x, t=nan)`", refusal(lambda: fm.velocity_field(points, t=math.nan), "`t`")),
-        ("flow matching: `velocity_field` of float64 points", handled(
-            lambda: fm.velocity_field(points.double(), t=0.5).dtype == torch.float64, "cast, float64 out")),
-        ("flow matching: `velocity_field` of float16 points", handled(
-            lambda: fm.velocity_field(points.half(), t=0.5).dtype == torch.float16, "cast, float16 out")),
-        ("flow matching: `log_prob(x, rtol=-1, atol=-1)`", refusal(lambda: fm.log_prob(points, rtol=-1, atol=-1),
-                                                                   "rtol")),
-        ("flow matching: `log_prob` of points with a NaN", refusal(
-            lambda: fm.log_prob(torch.tensor([[0.0, math.nan]])), "NaN")),
+        (
+            "flow matching: `velocity_field` of float64 points",
+            handled(lambda: fm.velocity_field(points.double(), t=0.5).dtype == torch.float64, "cast, float64 out"),
+        ),
+        (
+            "flow matching: `velocity_field` of float16 points",
+            handled(lambda: fm.velocity_field(points.half(), t=0.5).dtype == torch.float16, "cast, float16 out"),
+        ),
+        (
+            "flow matching: `log_prob(x, rtol=-1, atol=-1)`",
+            refusal(lambda: fm.log_prob(points, rtol=-1, atol=-1), "rtol"),
+        ),
+        (
+            "flow matching: `log_prob` of points with a NaN",
+            refusal(lambda: fm.log_prob(torch.tensor([[0.0, math.nan]])), "NaN"),
+        ),
         ("flow matching: points of shape (3,)", refusal(lambda: fm.log_prob(torch.zeros(3)), "(N, 2)")),
-        ("DDPM: `forward_trajectory(x0, [0.5, 1.7])`", refusal(
-            lambda: ddpm.forward_trajectory(points, timesteps=[0.5, 1.7]), "timesteps")),
-        ("DDPM: `forward_trajectory(x0, [0, 99])` past T", refusal(
-            lambda: ddpm.forward_trajectory(points, timesteps=[0, 99]), "timesteps")),
+        (
+            "DDPM: `forward_trajectory(x0, [0.5, 1.7])`",
+            refusal(lambda: ddpm.forward_trajectory(points, timesteps=[0.5, 1.7]), "timesteps"),
+        ),
+        (
+            "DDPM: `forward_trajectory(x0, [0, 99])` past T",
+            refusal(lambda: ddpm.forward_trajectory(points, timesteps=[0, 99]), "timesteps"),
+        ),
         ("VAE: `log_prob` of images × 255", refusal(lambda: vae.log_prob(images * 255), "[0, 1]")),
         ("VAE: `encode` of negative images", refusal(lambda: vae.encode(images - 1), "[0, 1]")),
         ("VAE: `encode` of images of the wrong size", refusal(lambda: vae.encode(torch.rand(2, 1, 9, 9)), "8")),
-        ("Hutchinson `log_prob` with a seed where a generator belongs", refusal(
-            lambda: ode_log_prob(lambda x, t: -x, points, lambda z: -0.5 * (z**2).sum(1),
-                                 divergence_method="hutchinson", generator=[1]), "generator")),
+        (
+            "Hutchinson `log_prob` with a seed where a generator belongs",
+            refusal(
+                lambda: ode_log_prob(
+                    lambda x, t: -x,
+                    points,
+                    lambda z: -0.5 * (z**2).sum(1),
+                    divergence_method="hutchinson",
+                    generator=[1],
+                ),
+                "generator",
+            ),
+        ),
     ]
     saved = work / "saved-fm"
     fm.save_pretrained(saved)
@@ -294,16 +443,29 @@ def pipeline_cases(work: Path) -> list[Result]:
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
-    cases.append(("a weight file with one byte flipped, `verify=True`", refusal(
-        lambda: HfgenPipeline.from_pretrained(saved, verify=True), "diffusion_pytorch_model.safetensors")))
+    cases.append(
+        (
+            "a weight file with one byte flipped, `verify=True`",
+            refusal(lambda: HfgenPipeline.from_pretrained(saved, verify=True), "diffusion_pytorch_model.safetensors"),
+        )
+    )
     (saved / "velocity" / "config.json").write_text("[]")
-    cases.append(("a component `config.json` holding `[]`", refusal(
-        lambda: HfgenPipeline.from_pretrained(saved), "config.json")))
-    cases.append(("a folder that does not exist", refusal(
-        lambda: HfgenPipeline.from_pretrained(work / "nowhere", local_files_only=True), "nowhere")))
+    cases.append(
+        ("a component `config.json` holding `[]`", refusal(lambda: HfgenPipeline.from_pretrained(saved), "config.json"))
+    )
+    cases.append(
+        (
+            "a folder that does not exist",
+            refusal(lambda: HfgenPipeline.from_pretrained(work / "nowhere", local_files_only=True), "nowhere"),
+        )
+    )
     (work / "empty").mkdir()
-    cases.append(("a folder without `model_index.json`", refusal(
-        lambda: HfgenPipeline.from_pretrained(work / "empty"), "model_index.json")))
+    cases.append(
+        (
+            "a folder without `model_index.json`",
+            refusal(lambda: HfgenPipeline.from_pretrained(work / "empty"), "model_index.json"),
+        )
+    )
     return [Result("library inputs", name, *outcome) for name, outcome in cases]
 
 
@@ -339,8 +501,10 @@ def data_cases(work: Path) -> list[Result]:
     good = parquet("good")
     cases = [
         ("a parquet file with zero rows", refusal(lambda: load(parquet("empty", rows=0)), "no rows")),
-        ("train and test files with different columns", refusal(lambda: load(good, parquet("other", column="img")),
-                                                               "columns")),
+        (
+            "train and test files with different columns",
+            refusal(lambda: load(good, parquet("other", column="img")), "columns"),
+        ),
         ("one corrupt PNG row", refusal(lambda: load(parquet("corrupt", corrupt=3)), "row 3")),
         ("string labels", refusal(lambda: load(parquet("strings", labels=[str(i) for i in range(8)])), "label")),
         ("negative labels", refusal(lambda: load(parquet("negative", labels=[-1] * 8)), "label -1")),
@@ -359,25 +523,36 @@ def privacy_cases(work: Path) -> list[Result]:
     sent = upload_files(folder)
     card = (folder / "README.md").read_text(encoding="utf-8")
     return [
-        Result("privacy", "planted files beside a run (credentials.json, a script, a sweep's checkpoints)", *handled(
-            lambda: not set(planted) & set(sent) and "args.json" not in sent, f"{len(sent)} files sent")),
-        Result("privacy", "absolute local paths in the model card", *handled(
-            lambda: str(work) not in card and str(Path.home()) not in card, "card names data, not paths")),
+        Result(
+            "privacy",
+            "planted files beside a run (credentials.json, a script, a sweep's checkpoints)",
+            *handled(lambda: not set(planted) & set(sent) and "args.json" not in sent, f"{len(sent)} files sent"),
+        ),
+        Result(
+            "privacy",
+            "absolute local paths in the model card",
+            *handled(lambda: str(work) not in card and str(Path.home()) not in card, "card names data, not paths"),
+        ),
     ]
 
 
 def write_results(results: list[Result], seconds: float) -> None:
     counts = Counter(result.outcome for result in results)
     summary = {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
-    payload = {"cases": len(results), **summary, "seconds": round(seconds, 1),
-               "results": [result.__dict__ for result in results]}
+    payload = {
+        "cases": len(results),
+        **summary,
+        "seconds": round(seconds, 1),
+        "results": [result.__dict__ for result in results],
+    }
     (HERE / "reliability_results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     lines = [
         "# Reliability: a hostile review, repeatable",
         "",
         "`OMP_NUM_THREADS=1 python benchmarks/bench_reliability.py` "
         f"({len(results)} cases, {seconds:.0f} s). Outcomes: "
-        + ", ".join(f"{name} {count}" for name, count in summary.items()) + ".",
+        + ", ".join(f"{name} {count}" for name, count in summary.items())
+        + ".",
         "",
         "clear: refused, naming the mistake (scripts: one `error:` line, exit 2); handled: accepted and done right;",
         "unclear: refused without naming it; silent: accepted although wrong; lost: a finished run changed.",
@@ -396,8 +571,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hfgen-reliability-") as tmp:
         work = Path(tmp)
         results = []
-        for cases in (output_folder_cases, argument_cases, checkpoint_cases, pipeline_cases, data_cases,
-                      privacy_cases):
+        for cases in (output_folder_cases, argument_cases, checkpoint_cases, pipeline_cases, data_cases, privacy_cases):
             found = cases(work)
             for result in found:
                 print(f"{result.outcome:8s} {result.group}: {result.case} — {result.detail}", flush=True)

@@ -61,8 +61,13 @@ FACTORIES: dict[str, Callable[[], torch.nn.Module]] = {
     "spline_flow": lambda: coupling_flow("spline"),
 }
 # half-width of a square [-w, w]² holding all but a negligible part of each 2-D density's mass
-HALF_WIDTHS = {"gaussian_mixture": 4.5, "kernel_density": 6.0, "made_points": 12.0, "coupling_flow": 10.0,
-               "spline_flow": 10.0}
+HALF_WIDTHS = {
+    "gaussian_mixture": 4.5,
+    "kernel_density": 6.0,
+    "made_points": 12.0,
+    "coupling_flow": 10.0,
+    "spline_flow": 10.0,
+}
 
 
 def pipeline(name: str) -> DensityPipeline:
