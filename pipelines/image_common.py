@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from diffusers import UNet2DModel
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.image_diffusion import classifier_free_guidance, to_image_space
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.utils import check_num_samples, check_sampling_memory
+from hfgen.utils import check_generator, check_num_samples, check_sampling_memory
 
 IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
 #: images drawn when neither ``num_samples`` nor per-image inputs say how many
@@ -158,6 +159,30 @@ class ImageGenerationPipeline(HfgenPipeline):
         if not np.isfinite(guidance_scale) or guidance_scale < 0:
             raise ValueError(f"`guidance_scale` must be a finite real number >= 0, got {guidance_scale!r}")
         return float(guidance_scale)
+
+    def _prepare_call(
+        self,
+        num_samples: object,
+        generator: object,
+        output_type: str,
+        class_labels: object,
+        guidance_scale: object,
+        strength: object,
+        start_images: object,
+    ) -> tuple[float, torch.Tensor | None, torch.Tensor | None, float | None, torch.Tensor]:
+        """What both image pipelines check before sampling: the output type, the generator, SDEdit's ``strength``
+        and ``start_images``, the number of images, the labels and the guidance scale. Returns ``(s, start, labels,
+        guidance_scale, noise)`` with ``s = 1`` when not editing and the start noise ``(N, C, H, W)``."""
+        self._check_image_output_type(output_type)
+        check_generator(generator)
+        editing = strength is not None or start_images is not None
+        s = check_strength(strength, start_images) if editing else 1.0
+        start = self._check_start_images(start_images) if editing else None
+        n = self._num_images(num_samples, start, class_labels)
+        labels = self._check_labels(class_labels, n)
+        scale = self._check_guidance(guidance_scale, labels)
+        noise = randn_tensor((n, *self.image_shape), generator=generator, device=self.device, dtype=self.unet.dtype)
+        return s, start, labels, scale, noise
 
     def _check_start_images(self, start_images: object) -> torch.Tensor:
         """SDEdit's ``start_images``: a finite ``(N, C, H, W)`` tensor of the network's image shape in ``[0, 1]``."""

@@ -7,17 +7,14 @@ import math
 
 import torch
 from diffusers import UNet2DModel
-from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.image_diffusion import to_network_space
 from hfgen.pipelines.image_common import (
     ImageGenerationPipeline,
     ImageGenerationPipelineOutput,
-    check_strength,
     check_unet,
 )
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
-from hfgen.utils import check_generator
 
 
 class DDPMImagePipeline(ImageGenerationPipeline):
@@ -109,18 +106,12 @@ class DDPMImagePipeline(ImageGenerationPipeline):
                 images).
             start_images: the images ``(N, C, H, W)`` in ``[0, 1]`` to edit.
         """
-        self._check_image_output_type(output_type)
-        check_generator(generator)
         T = self.scheduler.config.num_train_timesteps
         self.scheduler.set_timesteps(T if num_inference_steps is None else num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
-        editing = strength is not None or start_images is not None
-        s = check_strength(strength, start_images) if editing else 1.0
-        start = self._check_start_images(start_images) if editing else None
-        n = self._num_images(num_samples, start, class_labels)
-        labels = self._check_labels(class_labels, n)
-        scale = self._check_guidance(guidance_scale, labels)
-        noise = randn_tensor((n, *self.image_shape), generator=generator, device=self.device, dtype=self.unet.dtype)
+        s, start, labels, scale, noise = self._prepare_call(
+            num_samples, generator, output_type, class_labels, guidance_scale, strength, start_images
+        )
         y = noise
         if start is not None:
             timesteps = timesteps[timesteps <= s * T + 1e-9]

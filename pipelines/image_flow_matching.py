@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 from diffusers import UNet2DModel
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.continuous_flows import log_prob as flow_log_prob
 from hfgen.methods.image_diffusion import (
@@ -21,7 +20,6 @@ from hfgen.methods.image_diffusion import (
 from hfgen.pipelines.image_common import (
     ImageGenerationPipeline,
     ImageGenerationPipelineOutput,
-    check_strength,
     check_unet,
 )
 from hfgen.schedulers.flow_match_solvers import FlowMatchScheduler, flow_match_solver
@@ -112,16 +110,10 @@ class FlowMatchingImagePipeline(ImageGenerationPipeline):
                 (``s = 0`` returns the images, ``s = 1`` is plain sampling from the same noise).
             start_images: the images ``(N, C, H, W)`` in ``[0, 1]`` to edit.
         """
-        self._check_image_output_type(output_type)
-        check_generator(generator)
         check_num_samples(num_inference_steps, "num_inference_steps")
-        editing = strength is not None or start_images is not None
-        s = check_strength(strength, start_images) if editing else 1.0
-        start = self._check_start_images(start_images) if editing else None
-        n = self._num_images(num_samples, start, class_labels)
-        labels = self._check_labels(class_labels, n)
-        scale = self._check_guidance(guidance_scale, labels)
-        noise = randn_tensor((n, *self.image_shape), generator=generator, device=self.device, dtype=self.unet.dtype)
+        s, start, labels, scale, noise = self._prepare_call(
+            num_samples, generator, output_type, class_labels, guidance_scale, strength, start_images
+        )
         t0, steps = 0.0, num_inference_steps
         y = noise
         if start is not None:
