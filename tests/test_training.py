@@ -85,6 +85,35 @@ def test_saved_pipeline_holds_the_ema_weights_and_validation_writes_plots_and_me
             assert (tmp_path / "validation" / f"step-{step:07d}-{name}").is_file()
 
 
+def test_the_ema_follows_diffusers_recurrence_and_the_optimizer_is_fused_adamw(tmp_path):
+    from diffusers.training_utils import EMAModel
+
+    from hfgen.training.trainer import _adamw, _ListEMA
+
+    # θ̄_s = θ̄_{s−1} + (1 − d_s)(θ_s − θ̄_{s−1}): the one-rounding interpolation agrees with diffusers' EMAModel
+    generator = torch.Generator().manual_seed(0)
+    parameters = [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in ((7, 3), (5,))]
+    ours, theirs = _ListEMA(parameters, decay=0.99), EMAModel(parameters, decay=0.99, foreach=True)
+    for _ in range(50):
+        with torch.no_grad():
+            for parameter in parameters:
+                parameter.add_(torch.randn(parameter.shape, generator=generator))
+        ours.step(parameters)
+        theirs.step(parameters)
+    assert ours.optimization_step == theirs.optimization_step == 50
+    for mine, reference, parameter in zip(ours.shadow_params, theirs.shadow_params, parameters, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-6)
+        assert (mine - parameter).abs().max() > 0.1  # the average lags the moving weights
+    # the trainer steps with torch's fused AdamW on the CPU, the multi-tensor update where no fused kernel applies
+    trainer, _ = train(tiny_args(tmp_path, max_train_steps=2, validation_steps=0, checkpointing_steps=0))
+    assert trainer.optimizer.optimizer.param_groups[0]["fused"] is True
+    frozen_counter = torch.nn.Module()
+    frozen_counter.count = torch.nn.Parameter(torch.zeros((), dtype=torch.long), requires_grad=False)
+    frozen_counter.weight = torch.nn.Parameter(torch.zeros(3))
+    group = _adamw(frozen_counter, torch.device("cpu"), lr=1e-3).param_groups[0]
+    assert group["foreach"] is True and not group["fused"]
+
+
 def test_checkpoints_rotate_and_an_interrupted_save_is_ignored(tmp_path):
     args = tiny_args(tmp_path, max_train_steps=9, checkpoints_total_limit=2, validation_steps=0)
     train(args)

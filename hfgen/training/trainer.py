@@ -2,10 +2,10 @@
 
 A model family describes itself as a :class:`TrainingTask`: its networks, the phases that optimise them, batches,
 loss, pipeline, evaluation, figures and card. :class:`Trainer` does the rest: Accelerate setup (mixed precision,
-gradient accumulation and clipping, a learning-rate schedule with warm-up), diffusers' ``EMAModel``, a progress bar
-with loss and throughput, trackers, validation with the EMA weights, atomic checkpoints with exact resume (every
-model and the task's own state), a stop with a clear message on a non-finite loss, and the run's outputs (written by
-the main process only).
+gradient accumulation and clipping, a learning-rate schedule with warm-up), fused AdamW, diffusers' ``EMAModel``, a
+progress bar with loss and throughput, trackers, validation with the EMA weights, atomic checkpoints with exact resume
+(every model and the task's own state), a stop with a clear message on a non-finite loss, and the run's outputs
+(written by the main process only).
 
 A *phase* optimises one of the task's models for a number of steps with a fresh optimizer, schedule and EMA: flow
 matching, DDPM, the VAE and the classifier have one phase; the Schrödinger bridge's IPF has ``2n``, alternating
@@ -225,10 +225,11 @@ class TrainingResult:
 
 
 class _ListEMA(EMAModel):
-    """diffusers' ``EMAModel`` (``θ̄_s = θ̄_{s−1} − (1 − d_s)(θ̄_{s−1} − θ_s)``, ``d_s = min(decay, (1 + s)/(10 + s))``)
-    whose ``step`` takes the phase's parameter list once built and runs the update as diffusers' foreach path does
-    (one difference, one scaled subtraction): the same arithmetic as ``EMAModel.step``, bit for bit, without its
-    per-step list building and checks. A list with frozen parameters goes through ``EMAModel.step``."""
+    """diffusers' ``EMAModel`` (``θ̄_s = θ̄_{s−1} + (1 − d_s)(θ_s − θ̄_{s−1})``, ``d_s = min(decay, (1 + s)/(10 + s))``)
+    whose ``step`` takes the phase's parameter list once built and runs the update as one multi-tensor
+    interpolation, ``torch._foreach_lerp_``: the same update as ``EMAModel.step``, rounded once (a fused multiply-add)
+    where diffusers rounds twice, at a third of its cost on a small network. A list with frozen parameters goes
+    through ``EMAModel.step``."""
 
     def __init__(self, parameters: list[torch.nn.Parameter], **kwargs: Any):
         parameters = list(parameters)
@@ -241,7 +242,17 @@ class _ListEMA(EMAModel):
         self.optimization_step += 1
         self.cur_decay_value = decay = self.get_decay(self.optimization_step)
         with torch.no_grad():
-            torch._foreach_sub_(self.shadow_params, torch._foreach_sub(self.shadow_params, parameters), alpha=1 - decay)
+            torch._foreach_lerp_(self.shadow_params, parameters, 1 - decay)
+
+
+def _adamw(model: torch.nn.Module, device: torch.device, **hyperparameters: Any) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel (one kernel per tensor: about three times faster than the multi-tensor loop
+    in a small network's CPU step) on CPU and CUDA when every parameter is floating point; else the multi-tensor
+    ``foreach`` update (torch would pick the slower per-tensor loop on CPU)."""
+    parameters = list(model.parameters())
+    if device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in parameters):
+        return torch.optim.AdamW(parameters, fused=True, **hyperparameters)
+    return torch.optim.AdamW(parameters, foreach=True, **hyperparameters)
 
 
 class _TaskLoss(torch.nn.Module):
@@ -296,12 +307,12 @@ class Trainer:
         if not phase.optimize:
             model.to(accelerator.device)
             return
-        optimizer = torch.optim.AdamW(
-            model.parameters(),
+        optimizer = _adamw(
+            model,
+            accelerator.device,
             lr=args.learning_rate,
             betas=(args.adam_beta1, args.adam_beta2),
             weight_decay=args.adam_weight_decay,
-            foreach=True,  # torch picks the per-tensor loop on CPU; the multi-tensor update is faster (same bits)
         )
         # Accelerate steps a prepared schedule once per process per optimizer step (diffusers' convention).
         lr_schedule = get_scheduler(
