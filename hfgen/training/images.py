@@ -98,12 +98,20 @@ class ImageDiffusionArguments(TrainingArguments):
     validation_steps: int = 1_000
     num_validation_samples: int = documented(100, "images drawn at each validation (a 10 × 10 grid)")
     num_eval_samples: int = documented(1_000, "generated images scored by the classifier at the end")
+    num_inference_steps: int = documented(20, "sampler steps for validation and evaluation")
     classifier_path: str | None = documented(None, "folder of a saved MnistClassifier to score generated images")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_image_data_source(self, ("train_data_files", "test_data_files", "classifier_path"))
-        for name in ("image_size", "num_channels", "num_classes", "layers_per_block", "norm_num_groups"):
+        for name in (
+            "image_size",
+            "num_channels",
+            "num_classes",
+            "layers_per_block",
+            "norm_num_groups",
+            "num_inference_steps",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
@@ -271,9 +279,15 @@ class ImageDiffusionTask(TrainingTask):
             return None
         return torch.arange(num_samples) % self.args.num_classes
 
-    @abstractmethod
+    def _conditioning(self, labels: Tensor | None) -> dict[str, Any]:
+        """The pipeline's class and guidance arguments for ``labels`` (none for an unconditional draw)."""
+        return {} if labels is None else {"class_labels": labels, **self.guidance()}
+
     def draw_images(self, pipeline: Any, num_samples: int, generator: torch.Generator, labels: Tensor | None) -> Tensor:
-        """``num_samples`` images, given ``labels`` (guided with ``guidance_scale`` when it is not 1)."""
+        """``num_samples`` images, given ``labels`` (guided with ``guidance_scale`` when it is not 1), with the
+        run's ``num_inference_steps``."""
+        steps = self.args.num_inference_steps
+        return pipeline(num_samples, steps, generator=generator, **self._conditioning(labels)).images
 
     @torch.no_grad()
     def sample(self, pipeline: Any, num_samples: int, generator: torch.Generator) -> Tensor:
@@ -335,9 +349,14 @@ class ImageDiffusionTask(TrainingTask):
         )
         return figures
 
-    @abstractmethod
     def trajectory(self, pipeline: Any, labels: Tensor | None) -> Tensor:
-        """``(S + 1, 10, C, H, W)``: ten samples' states from noise to images."""
+        """``(S + 1, 10, C, H, W)``: ten samples' states from noise to images, at most eleven of them evenly
+        spaced."""
+        generator = torch.Generator().manual_seed(GRID_SEED)
+        steps = self.args.num_inference_steps
+        out = pipeline(10, steps, generator=generator, return_trajectory=True, **self._conditioning(labels))
+        keep = torch.linspace(0, out.trajectory.shape[0] - 1, min(11, out.trajectory.shape[0])).round().long()
+        return out.trajectory[keep]
 
 
 def _load_classifier(path: str | None) -> Any:
@@ -371,17 +390,12 @@ class FlowMatchingImageArguments(ImageDiffusionArguments):
     output_dir: str = documented("out/fm-mnist", "where the run writes its outputs")
     time_scale: float = documented(1000.0, "the UNet reads the time as time_scale · t")
     solver: str = documented("euler", f"fixed-step sampler saved in the scheduler: {SOLVERS}")
-    num_inference_steps: int = documented(20, "sampler steps for validation and evaluation")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.solver not in SOLVERS:
             raise ValueError(f"`solver` must be one of {SOLVERS}, got {self.solver!r}")
         check_number(self.time_scale, "time_scale", low=0.0, open_low=True)
-        if isinstance(self.num_inference_steps, bool) or not isinstance(self.num_inference_steps, int):
-            raise ValueError(f"`num_inference_steps` must be an int >= 1, got {self.num_inference_steps!r}")
-        if self.num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be an int >= 1, got {self.num_inference_steps!r}")
 
 
 class FlowMatchingImageTask(ImageDiffusionTask):
@@ -409,19 +423,6 @@ class FlowMatchingImageTask(ImageDiffusionTask):
     def pipeline(self, model: UNet2DModel) -> FlowMatchingImagePipeline:
         scheduler = flow_match_scheduler(self.args.solver)
         return FlowMatchingImagePipeline(model, scheduler, time_scale=self.args.time_scale)
-
-    def draw_images(
-        self, pipeline: FlowMatchingImagePipeline, num_samples: int, generator: torch.Generator, labels: Tensor | None
-    ) -> Tensor:
-        extra = {} if labels is None else {"class_labels": labels, **self.guidance()}
-        return pipeline(num_samples, self.args.num_inference_steps, generator=generator, **extra).images
-
-    def trajectory(self, pipeline: FlowMatchingImagePipeline, labels: Tensor | None) -> Tensor:
-        extra = {} if labels is None else {"class_labels": labels, **self.guidance()}
-        steps = self.args.num_inference_steps
-        out = pipeline(10, steps, generator=torch.Generator().manual_seed(GRID_SEED), return_trajectory=True, **extra)
-        keep = torch.linspace(0, out.trajectory.shape[0] - 1, min(11, out.trajectory.shape[0])).round().long()
-        return out.trajectory[keep]
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
         math_lines = (
@@ -460,10 +461,9 @@ class DDPMImageArguments(ImageDiffusionArguments):
             raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {self.sampler!r}")
         check_number(self.final_alpha_bar, "final_alpha_bar", low=0.0, high=1.0, open_low=True, open_high=True)
         check_number(self.eta, "eta", low=0.0, high=1.0)
-        for name in ("num_train_timesteps", "num_inference_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        steps = self.num_train_timesteps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {steps!r}")
         if self.num_inference_steps > self.num_train_timesteps:
             raise ValueError(
                 f"`num_inference_steps` must be in 1 … num_train_timesteps = {self.num_train_timesteps}, got "
@@ -506,19 +506,6 @@ class DDPMImageTask(ImageDiffusionTask):
 
     def pipeline(self, model: UNet2DModel) -> DDPMImagePipeline:
         return DDPMImagePipeline(model, self.args.noise_scheduler())
-
-    def draw_images(
-        self, pipeline: DDPMImagePipeline, num_samples: int, generator: torch.Generator, labels: Tensor | None
-    ) -> Tensor:
-        extra = {} if labels is None else {"class_labels": labels, **self.guidance()}
-        return pipeline(num_samples, self.args.num_inference_steps, generator=generator, **extra).images
-
-    def trajectory(self, pipeline: DDPMImagePipeline, labels: Tensor | None) -> Tensor:
-        extra = {} if labels is None else {"class_labels": labels, **self.guidance()}
-        steps = self.args.num_inference_steps
-        out = pipeline(10, steps, generator=torch.Generator().manual_seed(GRID_SEED), return_trajectory=True, **extra)
-        keep = torch.linspace(0, out.trajectory.shape[0] - 1, min(11, out.trajectory.shape[0])).round().long()
-        return out.trajectory[keep]
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
         args = self.args
