@@ -7,7 +7,7 @@
 Three runs train through the real scripts, ``--jobs`` at a time (one CPU thread each), each timed in wall-clock and
 CPU seconds (user + sys of that child): flow matching and DDPM, unconditional, with the same network, batch and number
 of steps (the equal-cost comparison; ``--max_train_steps``, 4,500 by default, of batch 64 with the UNet2DModel of
-``NETWORK``: about 28 CPU minutes a run, inside the 30-minute budget), and class-conditional flow matching (label
+``NETWORK``: about 25 CPU minutes a run, inside the 30-minute budget), and class-conditional flow matching (label
 dropout 0.1). The scoring classifier is
 trained first with ``training/train_classifier.py`` unless ``--classifier_path`` names a saved one.
 
