@@ -7,7 +7,9 @@ library's entry points — and gets one outcome:
 - ``handled``: accepted and done right (a value cast, a folder left intact, a file not uploaded);
 - ``unclear``: refused, but with a traceback or a message that does not name the mistake;
 - ``silent``: accepted although it is wrong;
-- ``lost``: a finished run's files changed or a mixed folder loads.
+- ``lost``: a finished run's files changed or a mixed folder loads;
+- ``crash``: the process died (out of memory, killed) instead of refusing;
+- ``security``: a file outside the folder was read, listed or shown, or a file of the folder was run.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_reliability.py      # → RELIABILITY_RESULTS.md, reliability_results.json
 """
@@ -48,7 +50,7 @@ from hfgen.training.engine import OutputFolderLock
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-OUTCOMES = ("clear", "handled", "unclear", "silent", "lost")
+OUTCOMES = ("clear", "handled", "unclear", "silent", "lost", "crash", "security")
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError)
 #: a run of a few seconds: the smallest network, no validation, a small final evaluation
 TINY = [
@@ -122,6 +124,53 @@ def refusal(call: Callable[[], object], *words: str) -> tuple[str, str]:
     except Exception as error:  # noqa: BLE001 (any other exception is an unclear refusal)
         return "unclear", f"{type(error).__name__}: {error}"[:160]
     return "silent", "no error"
+
+
+#: run in a child process by :func:`refusal_in_child`: a memory cap, the case's code, and one JSON line of its outcome
+_CHILD = """
+import json, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    exec(sys.stdin.read(), {})
+except MemoryError:
+    print(json.dumps({"kind": "crash", "message": "MemoryError"}))
+except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+    print(json.dumps({"kind": "refused", "message": str(error)}))
+except Exception as error:
+    message = f"{type(error).__name__}: {error}"
+    out_of_memory = any(word in message for word in ("can't allocate memory", "bad_alloc", "out of memory"))
+    print(json.dumps({"kind": "crash" if out_of_memory else "other", "message": message}))
+else:
+    print(json.dumps({"kind": "none", "message": "no error"}))
+"""
+
+
+def refusal_in_child(code: str, *words: str, memory_gb: float = 4.0, timeout: float = 120.0) -> tuple[str, str]:
+    """Run ``code`` in a child process whose address space is capped at ``memory_gb``: ``clear`` when it raises a
+    user error naming ``words``; ``crash`` when it runs out of memory, dies or is still running after ``timeout``
+    seconds (a request that should have been refused at once)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    try:
+        process = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(int(memory_gb * 2**30))],
+            input=code,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return "crash", f"still running after {timeout:.0f} s"
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        last = (process.stderr.strip().splitlines() or [f"exit {process.returncode}"])[-1]
+        return "crash", f"exit {process.returncode}: {last}"[:160]
+    outcome = json.loads(lines[-1])
+    if outcome["kind"] == "refused":
+        return ("clear" if all(word in outcome["message"] for word in words) else "unclear"), outcome["message"][:160]
+    return {"crash": "crash", "other": "unclear", "none": "silent"}[outcome["kind"]], outcome["message"][:160]
 
 
 def handled(call: Callable[[], bool], what: str) -> tuple[str, str]:
@@ -555,7 +604,9 @@ def write_results(results: list[Result], seconds: float) -> None:
         + ".",
         "",
         "clear: refused, naming the mistake (scripts: one `error:` line, exit 2); handled: accepted and done right;",
-        "unclear: refused without naming it; silent: accepted although wrong; lost: a finished run changed.",
+        "unclear: refused without naming it; silent: accepted although wrong; lost: a finished run changed;",
+        "crash: the process died instead of refusing; security: a file outside the folder was read or shown, or a",
+        "file of the folder was run.",
         "",
         "| group | case | outcome | what hfgen said or did |",
         "|---|---|---|---|",
@@ -565,13 +616,24 @@ def write_results(results: list[Result], seconds: float) -> None:
     print(json.dumps(summary))
 
 
+#: every group of cases, in the order they run (a new group is one function above and one line here)
+CASE_GROUPS: list[Callable[[Path], list[Result]]] = [
+    output_folder_cases,
+    argument_cases,
+    checkpoint_cases,
+    pipeline_cases,
+    data_cases,
+    privacy_cases,
+]
+
+
 def main() -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hfgen-reliability-") as tmp:
         work = Path(tmp)
         results = []
-        for cases in (output_folder_cases, argument_cases, checkpoint_cases, pipeline_cases, data_cases, privacy_cases):
+        for cases in CASE_GROUPS:
             found = cases(work)
             for result in found:
                 print(f"{result.outcome:8s} {result.group}: {result.case} — {result.detail}", flush=True)
