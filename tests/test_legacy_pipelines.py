@@ -31,6 +31,11 @@ from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler
 from hfgen.schedulers.flow_match_midpoint import FlowMatchMidpointScheduler
 
 FIXTURES = Path(__file__).parent / "fixtures" / "legacy_pipelines"
+#: The stored draws were made on another machine: float32 kernels (matrix products, transcendental functions) may
+#: round differently on another CPU or instruction set, by a few units in the last place per network evaluation.
+#: The draws here pass through at most 6 evaluations of values of order 1, so 1e-5 relative + 1e-6 absolute is
+#: far above that rounding and far below any change of model, solver or time grid (differences of order 1e-2).
+STORED_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 
 
 # Known bug, to be fixed in hfgen (not in this test): the alias module hfgen.schedulers.bridge is not imported by
@@ -85,7 +90,7 @@ def test_legacy_folder_loads_and_draws_the_saved_samples(name, loader, expected)
     pipeline.set_progress_bar_config(disable=True)
     samples = draw(pipeline).float()
     assert samples.shape == expected[name].shape
-    torch.testing.assert_close(samples, expected[name], rtol=0, atol=1e-6)
+    torch.testing.assert_close(samples, expected[name], **STORED_TOLERANCE)
 
 
 def test_legacy_bridge_names_the_old_scheduler_module_and_gets_the_current_class():
@@ -112,7 +117,7 @@ def test_a_freshly_saved_bridge_records_the_new_scheduler_module(tmp_path):
         ("flow_matching_midpoint", "midpoint", FlowMatchMidpointScheduler),
     ],
 )
-def test_a_multi_solver_scheduler_folder_loads_with_its_solver_scheduler_and_the_same_bits(
+def test_a_multi_solver_scheduler_folder_loads_with_its_solver_scheduler_and_the_same_draws(
     name, solver, scheduler_class, expected, tmp_path
 ):
     config = json.loads((FIXTURES / name / "scheduler" / "scheduler_config.json").read_text())
@@ -120,8 +125,12 @@ def test_a_multi_solver_scheduler_folder_loads_with_its_solver_scheduler_and_the
     pipeline = FlowMatchingPipeline.from_pretrained(FIXTURES / name)
     pipeline.set_progress_bar_config(disable=True)
     assert type(pipeline.scheduler) is scheduler_class
-    assert torch.equal(LEGACY[name][1](pipeline), expected[name])
+    draw = LEGACY[name][1](pipeline)
+    torch.testing.assert_close(draw, expected[name], **STORED_TOLERANCE)
     pipeline.save_pretrained(tmp_path)  # saved again: the new class, and no solver entry
     saved = json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())
     assert saved["_class_name"] == scheduler_class.__name__ and "solver" not in saved
-    assert type(FlowMatchingPipeline.from_pretrained(tmp_path).scheduler) is scheduler_class
+    reloaded = FlowMatchingPipeline.from_pretrained(tmp_path)
+    reloaded.set_progress_bar_config(disable=True)
+    assert type(reloaded.scheduler) is scheduler_class
+    assert torch.equal(LEGACY[name][1](reloaded), draw)  # computed in this run: the same bits

@@ -64,7 +64,11 @@ def test_linear_ode_matches_the_solver_amplification_factor(solver, amplificatio
 
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("steps", [1, 3, 7])
-def test_states_are_bit_identical_to_the_former_multi_solver_class(solver, steps):
+def test_states_match_the_former_multi_solver_class(solver, steps):
+    """The stored states were computed by the former class on another machine: float32 ``sin`` and arithmetic may
+    round differently on another CPU, by a few units in the last place per step (at most 14 field evaluations of
+    values of order 1), so they are compared to 1e-5 relative + 1e-6 absolute; a wrong stage weight or time differs
+    by order 1e-2."""
     reference = load_file(REFERENCE)
     scheduler = flow_match_scheduler(solver)
     scheduler.set_timesteps(steps)
@@ -74,8 +78,8 @@ def test_states_are_bit_identical_to_the_former_multi_solver_class(solver, steps
         x, complete = scheduler.step(torch.sin(3 * x) * (1 + t) - x, t, x, return_dict=False)
         if complete:
             states.append(x)
-    assert torch.equal(scheduler.timesteps, reference[f"{solver}_{steps}_timesteps"])
-    assert torch.equal(torch.stack(states), reference[f"{solver}_{steps}"])
+    torch.testing.assert_close(scheduler.timesteps, reference[f"{solver}_{steps}_timesteps"], rtol=0, atol=1e-7)
+    torch.testing.assert_close(torch.stack(states), reference[f"{solver}_{steps}"], rtol=1e-5, atol=1e-6)
 
 
 def test_timesteps_grid():
