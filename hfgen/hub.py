@@ -13,6 +13,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from hfgen.remote_code import component_entries, remote_pipeline_module
+
 LICENSE = "apache-2.0"
 TASK = "unconditional-generation"
 
@@ -168,18 +170,17 @@ RUN_FILES = ("README.md", "metrics.json")
 def upload_files(folder: str | os.PathLike) -> list[str]:
     """The files of ``folder`` an upload sends, as paths relative to it: ``model_index.json``,
     ``weights_sha256.json``, each component's config, safetensors weights and remote-code module (the folders
-    ``model_index.json`` names), a remote-code pipeline module, :data:`RUN_FILES` and the top-level ``*.png``."""
+    ``model_index.json`` names), a remote-code pipeline module, :data:`RUN_FILES` and the top-level ``*.png``.
+    A component name that is not a plain folder name (``../other``) is refused before any file is listed."""
     root = Path(folder)
     index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
     names = ["model_index.json", "weights_sha256.json", *RUN_FILES]
-    class_name = index.get("_class_name")
-    if isinstance(class_name, list) and class_name:  # diffusers' remote-code layout: the pipeline's module
-        names.append(f"{class_name[0]}.py")
-    for component, entry in index.items():
-        if component.startswith("_") or not isinstance(entry, list) or entry[0] is None:
-            continue
+    pipeline_module = remote_pipeline_module(index)
+    if pipeline_module is not None:  # diffusers' remote-code layout: the pipeline's module
+        names.append(f"{pipeline_module}.py")
+    for component, (library, _) in component_entries(index).items():
         files = ["config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors", "model.safetensors"]
-        names += [f"{component}/{name}" for name in files] + [f"{component}/{entry[0]}.py"]
+        names += [f"{component}/{name}" for name in files] + [f"{component}/{library}.py"]
     names += [p.name for p in root.glob("*.png")]
     return sorted(name for name in set(names) if (root / name).is_file())
 
