@@ -106,7 +106,8 @@ class HfgenPipeline(DiffusionPipeline):
         variant = kwargs.get("variant")
         kwargs.setdefault("use_safetensors", True)
         try:
-            pipeline = DiffusionPipeline.from_pretrained.__func__(pipeline_class, folder, **kwargs)
+            with loading.weights_checked_here():
+                pipeline = DiffusionPipeline.from_pretrained.__func__(pipeline_class, folder, **kwargs)
         except (OSError, ValueError, RuntimeError) as error:
             # say which tensor of which file does not fit, rather than diffusers' advice to load random weights
             loading.check_weights_match(loading.empty_models(classes, configs), configs, folder, variant)

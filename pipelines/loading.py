@@ -17,23 +17,26 @@ overlapped it (the marker appeared, or ``model_index.json``, which every save re
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFETENSORS_WEIGHTS_NAME, _add_variant
 
 #: present while ``save_pretrained`` writes into a folder; a folder holding it is not loaded
 SAVING_FILE = ".hfgen-saving"
 INDEX_FILE = "model_index.json"
-#: the weights file of a model component (diffusers' ``SAFETENSORS_WEIGHTS_NAME``)
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 FolderState = tuple[int, int, int] | None
 
@@ -162,6 +165,32 @@ def read_component_configs(folder: str | os.PathLike, classes: dict[str, type]) 
     return configs
 
 
+_CHECKING_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("hfgen_checking_weights", default=False)
+
+
+class _WeightWarnings(logging.Filter):
+    """Drops diffusers' warnings that a model's weights are missing ("newly initialized", with its advice to train
+    the model), unused or of another shape while hfgen loads a pipeline: hfgen refuses those weights itself
+    (:func:`check_weights_match`), naming the component, the tensor and the file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_CHECKING_WEIGHTS.get() and record.getMessage().startswith("Some weights of"))
+
+
+logging.getLogger("diffusers.models.modeling_utils").addFilter(_WeightWarnings())
+
+
+@contextmanager
+def weights_checked_here() -> Iterator[None]:
+    """Within this context, diffusers' warnings about missing, unused or misshaped weights are dropped: the caller
+    runs :func:`check_weights_match` on what diffusers built."""
+    token = _CHECKING_WEIGHTS.set(True)
+    try:
+        yield
+    finally:
+        _CHECKING_WEIGHTS.reset(token)
+
+
 def check_weights_match(
     models: dict[str, ModelMixin], configs: dict[str, dict[str, Any]], folder: str | os.PathLike, variant: str | None
 ) -> None:
@@ -169,8 +198,8 @@ def check_weights_match(
     describes: ``models`` are the components diffusers built (or :func:`empty_models`, to explain why it could not).
     Only the header is read."""
     for name, model in models.items():
-        path = _weights_file(Path(folder) / name, variant)
-        saved = _header_shapes(path)
+        path, files = _weight_files(Path(folder) / name, variant)
+        saved = _header_shapes(files)
         expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
         problems = [f"{key} {expected[key]} is missing" for key in sorted(expected.keys() - saved.keys())]
         problems += [f"{key} {saved[key]} is not one of its tensors" for key in sorted(saved.keys() - expected.keys())]
@@ -217,9 +246,10 @@ def check_finite(models: dict[str, ModelMixin], folder: str | os.PathLike, varia
                 continue
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
+                path, _ = _weight_files(Path(folder) / name, variant)
                 raise ValueError(
-                    f"{_weights_file(Path(folder) / name, variant)}: tensor {key!r} of component {name!r} holds {bad} "
-                    f"NaN or infinite values (of {tensor.numel()}); the weights are corrupt or training diverged"
+                    f"{path}: tensor {key!r} of component {name!r} holds {bad} NaN or infinite values (of "
+                    f"{tensor.numel()}); the weights are corrupt or training diverged"
                 )
 
 
@@ -238,20 +268,33 @@ def _init_arguments(cls: type, required: bool) -> list[str]:
     ]
 
 
-def _weights_file(component: Path, variant: str | None) -> Path:
-    """The file diffusers loads a model component's weights from: ``diffusion_pytorch_model[.variant].safetensors``."""
-    stem, suffix = WEIGHTS_NAME.rsplit(".", 1)
-    return component / (f"{stem}.{variant}.{suffix}" if variant else WEIGHTS_NAME)
+def _weight_files(component: Path, variant: str | None) -> tuple[Path, list[Path]]:
+    """The file that names a model component's weights in messages, and the safetensors files diffusers loads them
+    from: ``diffusion_pytorch_model[.variant].safetensors``, or the shards its ``….safetensors.index.json`` lists."""
+    single = component / _add_variant(SAFETENSORS_WEIGHTS_NAME, variant)
+    index = component / _add_variant(SAFE_WEIGHTS_INDEX_NAME, variant)
+    if single.is_file() or not index.is_file():
+        return single, [single]
+    try:
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{index} is corrupt: {error}") from error
+    if not all(isinstance(shard, str) and shard == Path(shard).name for shard in shards):
+        raise ValueError(f"{index} lists shards that are not plain file names of its folder: {shards}")
+    return index, [component / shard for shard in shards]
 
 
-def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Name → shape of every tensor of a safetensors file, read from its header."""
+def _header_shapes(paths: list[Path]) -> dict[str, tuple[int, ...]]:
+    """Name → shape of every tensor of safetensors files, read from their headers."""
     from safetensors import SafetensorError, safe_open
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: a model component needs its safetensors weights")
-    try:
-        with safe_open(path, framework="pt") as file:
-            return {key: tuple(file.get_slice(key).get_shape()) for key in file.keys()}  # noqa: SIM118 (no __iter__)
-    except SafetensorError as error:
-        raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
+    shapes = {}
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: a model component needs its safetensors weights")
+        try:
+            with safe_open(path, framework="pt") as file:
+                shapes.update({key: tuple(file.get_slice(key).get_shape()) for key in file.keys()})  # noqa: SIM118
+        except SafetensorError as error:
+            raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
+    return shapes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -61,6 +62,33 @@ def test_a_missing_tensor_is_refused_naming_component_tensor_and_file(folder):
     message = str(error.value)
     assert str(folder / WEIGHTS) in message and "component 'velocity'" in message
     assert "body.1.bias (16,) is missing" in message
+
+
+def test_diffusers_advice_to_train_reinitialised_weights_does_not_reach_the_user(folder, caplog):
+    edit_weights(folder / WEIGHTS, lambda tensors: tensors.pop("body.1.bias"))
+    with pytest.raises(ValueError, match="body.1.bias"):
+        HfgenPipeline.from_pretrained(folder)
+    assert not [record for record in caplog.records if "newly initialized" in record.getMessage()]
+    other = tiny_flow_matching_pipeline().velocity
+    with caplog.at_level("WARNING"):  # diffusers' own loading keeps its warning
+        type(other).from_pretrained(folder / "velocity")
+    assert any("newly initialized" in record.getMessage() for record in caplog.records)
+
+
+def test_a_sharded_model_is_loaded_and_checked_shard_by_shard(tmp_path):
+    folder = tmp_path / "sharded"
+    pipe = tiny_flow_matching_pipeline()
+    pipe.save_pretrained(folder, max_shard_size="1KB")
+    shards = sorted((folder / "velocity").glob("diffusion_pytorch_model-*.safetensors"))
+    assert len(shards) > 1 and not (folder / WEIGHTS).exists()
+    loaded = HfgenPipeline.from_pretrained(folder).velocity.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in pipe.velocity.state_dict().items())
+    tensors = load_file(shards[-1])
+    key = sorted(tensors)[0]
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    save_file(tensors, shards[-1])
+    with pytest.raises(ValueError, match=rf"safetensors.index.json: tensor '{re.escape(key)}' of component 'velocity'"):
+        HfgenPipeline.from_pretrained(folder)
 
 
 def test_an_unexpected_tensor_is_refused(folder):
