@@ -22,6 +22,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -242,7 +243,7 @@ def check_finite(models: dict[str, ModelMixin], folder: str | os.PathLike, varia
     only a tensor whose sum is not (or overflows) is checked entry by entry."""
     for name, model in models.items():
         for key, tensor in model.state_dict().items():
-            if not tensor.is_floating_point() or tensor.is_meta or bool(torch.isfinite(tensor.sum())):
+            if not tensor.is_floating_point() or tensor.is_meta or math.isfinite(tensor.sum().item()):
                 continue
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
