@@ -174,7 +174,7 @@ class HfgenPipeline(DiffusionPipeline):
         super().save_pretrained(save_directory, **kwargs)
         write_remote_code(self, save_directory)
         write_checksums(save_directory)
-        marker.unlink()
+        marker.unlink(missing_ok=True)  # another save into the folder may have ended first
 
     def to_json_file(self, json_file_path: str | os.PathLike) -> None:
         """Write ``model_index.json`` atomically (:func:`hfgen.utils.write_atomic`): a reader never sees half of it."""
