@@ -623,6 +623,7 @@ def concurrent_loads(folder: Path, seconds: float = 4.0) -> tuple[str, str]:
                 if "being written" not in str(error) and "saved into by another process" not in str(error):
                     return "unclear", f"{type(error).__name__}: {error}"[:160]
                 refused += 1
+                time.sleep(0.002)  # leave the saver the processor
                 continue
             if not any(all(torch.equal(loaded[key], model[key]) for key in model) for model in models):
                 return "lost", "a load returned weights of neither save"
