@@ -585,6 +585,251 @@ def privacy_cases(work: Path) -> list[Result]:
     ]
 
 
+#: run by :func:`concurrent_loads` in a child process: save two pipelines alternately into a folder for a while
+_SAVER = """
+import sys, time, torch
+from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
+pipes = []
+for seed in (0, 1):
+    torch.manual_seed(seed)
+    pipes.append(FlowMatchingPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1), FlowMatchEulerScheduler()))
+print("ready", flush=True)
+deadline, i = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < deadline:
+    pipes[i % 2].save_pretrained(sys.argv[1])
+    i += 1
+"""
+
+
+def concurrent_loads(folder: Path, seconds: float = 4.0) -> tuple[str, str]:
+    """Load ``folder`` over and over while another process saves two pipelines into it alternately: ``lost`` when a
+    load returns weights of neither, ``unclear`` when a refusal does not say that the folder is being saved into,
+    ``clear`` otherwise (every load whole or refused saying why)."""
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(TimeMLP(dim=2, hidden_size=8, num_layers=1).state_dict())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    saver = subprocess.Popen(
+        [sys.executable, "-c", _SAVER, str(folder), str(seconds)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    saver.stdout.readline()
+    whole = refused = 0
+    try:
+        while saver.poll() is None:
+            try:
+                loaded = HfgenPipeline.from_pretrained(folder).velocity.state_dict()
+            except (ValueError, OSError) as error:
+                if "being written" not in str(error) and "saved into by another process" not in str(error):
+                    return "unclear", f"{type(error).__name__}: {error}"[:160]
+                refused += 1
+                time.sleep(0.002)  # leave the saver the processor
+                continue
+            if not any(all(torch.equal(loaded[key], model[key]) for key in model) for model in models):
+                return "lost", "a load returned weights of neither save"
+            whole += 1
+    finally:
+        saver.wait(timeout=120)
+    return "clear", f"{whole} loads whole, {refused} refused as being saved into, none mixed or 'corrupt'"
+
+
+def loading_cases(work: Path) -> list[Result]:
+    from unittest.mock import create_autospec
+
+    from huggingface_hub import HfApi
+    from safetensors.torch import load_file, save_file
+
+    from hfgen import DensityPipeline, GaussianMixture, space
+    from hfgen.hub import push_folder_to_hub
+    from hfgen.pipelines.base import write_checksums
+    from hfgen.pipelines.loading import SAVING_FILE
+    from hfgen.training import ddpm, density, ebm, images, rbm, score, vae
+
+    def saved(name: str) -> Path:
+        torch.manual_seed(0)
+        folder = work / "loading" / name
+        FlowMatchingPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1), FlowMatchEulerScheduler()).save_pretrained(
+            folder
+        )
+        return folder
+
+    def edit_json(path: Path, change: Callable[[dict], object]) -> None:
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
+
+    def edit_weights(folder: Path, change: Callable[[dict], object], component: str = "velocity") -> None:
+        path = folder / component / "diffusion_pytorch_model.safetensors"
+        tensors = load_file(path)
+        change(tensors)
+        save_file(tensors, path)
+
+    def load(folder: Path, **kwargs: object) -> Callable[[], object]:
+        return lambda: HfgenPipeline.from_pretrained(folder, **kwargs)
+
+    cases: list[tuple[str, tuple[str, str]]] = []
+    folder = saved("missing")
+    edit_weights(folder, lambda tensors: tensors.pop("body.1.bias"))
+    cases.append(
+        (
+            "a weights file missing a tensor",
+            refusal(load(folder), "velocity", "body.1.bias", "diffusion_pytorch_model.safetensors"),
+        )
+    )
+    folder = saved("unexpected")
+    edit_weights(folder, lambda tensors: tensors.update(extra=torch.zeros(3)))
+    cases.append(("a weights file with a tensor the model lacks", refusal(load(folder), "velocity", "extra")))
+    folder = saved("shape")
+    edit_weights(folder, lambda tensors: tensors.update({"body.1.bias": torch.zeros(9)}))
+    cases.append(("a tensor of the wrong shape", refusal(load(folder), "velocity", "body.1.bias", "(9,)")))
+
+    folder = saved("escape")
+    victim = work / "loading" / "victim"
+    victim.mkdir()
+    (victim / "config.json").write_text('["private: hunter2"]')
+    edit_json(folder / "model_index.json", lambda index: index.update({"../victim": index.pop("velocity")}))
+    outcome = refusal(load(folder), "../victim")
+    try:
+        listed = [name for name in upload_files(folder) if name.startswith("../")]
+    except ValueError:
+        listed = []
+    if "hunter2" in outcome[1] or listed:
+        outcome = ("security", f"a file outside the folder was shown or listed: {listed or outcome[1]}"[:160])
+    cases.append(("a component key `../victim` in model_index.json (load and upload)", outcome))
+
+    torch.manual_seed(0)
+    mixture = GaussianMixture(num_components=3, dim=2, covariance_type="full")
+    torch.nn.init.normal_(mixture.scale_tril_offdiag)
+    folder = work / "loading" / "mixture"
+    DensityPipeline(mixture).save_pretrained(folder)
+    edit_json(folder / "model" / "config.json", lambda config: config.update(covariance_type="diag"))
+    cases.append(
+        ("a full mixture's config changed to `covariance_type: diag`", refusal(load(folder), "scale_tril_offdiag"))
+    )
+    edit_json(folder / "model" / "config.json", lambda config: config.update(covariance_type="full"))
+    edit_json(folder / "model_index.json", lambda index: index.update(model=["modeling_kde", "KernelDensity"]))
+    cases.append(
+        (
+            "a mixture's entry changed to `['modeling_kde', 'KernelDensity']`",
+            refusal(load(folder), "KernelDensity", "GaussianMixture"),
+        )
+    )
+
+    folder = saved("nan")
+    edit_weights(
+        folder, lambda tensors: tensors.update({key: torch.full_like(t, math.nan) for key, t in tensors.items()})
+    )
+    write_checksums(folder)
+    cases.append(
+        ("all-NaN weights, checksums rewritten to match, `verify=True`", refusal(load(folder, verify=True), "NaN"))
+    )
+    folder = saved("class-name")
+    edit_json(
+        folder / "model_index.json",
+        lambda index: index.update(_class_name=["pipeline_ddpm_points", "DDPMPointsPipeline"]),
+    )
+    cases.append(
+        (
+            "`_class_name` changed to another pipeline",
+            refusal(load(folder), "DDPMPointsPipeline", "velocity", "FlowMatchingPipeline"),
+        )
+    )
+    folder = saved("no-hidden-size")
+    edit_json(folder / "velocity" / "config.json", lambda config: config.pop("hidden_size"))
+    cases.append(("a config without `hidden_size`", refusal(load(folder), "hidden_size")))
+
+    folder = saved("cut-index")
+    index_file = folder / "model_index.json"
+    index_file.write_text(index_file.read_text()[:40])
+    cases.append(("`model_index.json` cut in half", refusal(load(folder), "model_index.json", "corrupt")))
+    folder = saved("saving")
+    (folder / SAVING_FILE).write_text("1\n")
+    cases.append(("a folder that a save is writing", refusal(load(folder), "being written")))
+    cases.append(("loads while another process saves into the folder", concurrent_loads(saved("race"))))
+
+    private = work / "private-place" / "run"
+    image_args = {"dataset_name": "ylecun/mnist"}
+    cards = [
+        ("density", density.density_card(density.DensityArguments(output_dir=str(private)), {})),
+        ("score", score.score_card(score.ScoreArguments(output_dir=str(private)), {})),
+        ("energy", ebm.energy_card(ebm.EBMArguments(output_dir=str(private)), {})),
+        ("ddpm points", ddpm.ddpm_card(ddpm.DDPMArguments(output_dir=str(private)), {})),
+        (
+            "image fm",
+            images.image_card(
+                images.FlowMatchingImageArguments(output_dir=str(private), **image_args), {}, None, "flow-matching",
+                "", "FlowMatchingImagePipeline",
+            ),
+        ),
+        (
+            "image ddpm",
+            images.image_card(
+                images.DDPMImageArguments(output_dir=str(private), **image_args), {}, None, "ddpm", "",
+                "DDPMImagePipeline",
+            ),
+        ),
+        ("vae", vae.vae_card(vae.VAEArguments(output_dir=str(private), **image_args), {})),
+        ("rbm", rbm.rbm_card(rbm.RBMArguments(output_dir=str(private), **image_args), {})),
+    ]  # fmt: skip
+    leaking = [family for family, card in cards if str(private) in str(card)]
+    outcome = ("silent", f"the local path is in the cards of {leaking}") if leaking else ("handled", "folder name only")
+    cases.append(("cards of a run without `--hub_model_id` (seven families)", outcome))
+    folder = saved("old-card")
+    (folder / "README.md").write_text(f'pipe = FlowMatchingPipeline.from_pretrained("{folder.resolve()}")\n')
+    api = create_autospec(HfApi, instance=True)
+    outcome = refusal(lambda: push_folder_to_hub(folder, "someone/run", api=api), "README.md", "local path")
+    cases.append(("`push_folder_to_hub` of a folder whose README holds its local path", outcome))
+
+    space.clear_cache()
+    messages = []
+    for name in ("no-such-folder", "empty-folder"):
+        (work / "loading" / "empty-folder").mkdir(exist_ok=True)
+        try:
+            space.load_pipeline(str(work / "loading" / name))
+        except Exception as error:  # noqa: BLE001 (the message is what is compared)
+            messages.append(str(error).replace(name, "NAME"))
+    same = len(messages) == 2 and messages[0] == messages[1]
+    cases.append(
+        (
+            "demo: Load a folder that does not exist, and one that is not a pipeline",
+            ("handled", "one message for both") if same else ("security", "the messages tell which folders exist"),
+        )
+    )
+    folder = saved("demo")
+    first = space.load_pipeline(str(folder))
+    torch.manual_seed(1)
+    other = FlowMatchingPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1), FlowMatchEulerScheduler())
+    other.save_pretrained(folder)
+    cases.append(
+        (
+            "demo: a folder saved again with another model",
+            handled(
+                lambda: (
+                    torch.equal(space.load_pipeline(str(folder)).velocity.body[1].bias, other.velocity.body[1].bias)
+                    and not torch.equal(first.velocity.body[1].bias, other.velocity.body[1].bias)
+                ),
+                "loaded again",
+            ),
+        )
+    )
+    kept, text = space.load_model(str(work / "loading" / "no-such-folder"), current=str(folder))
+    cases.append(
+        (
+            "demo: a failed Load after a working one",
+            handled(lambda: kept is not None and kept.name == str(folder), "the working model stays loaded"),
+        )
+    )
+    pipe = space.load_pipeline(str(folder))
+    cases.append(("demo: `sample(seed=1e30)`", refusal(lambda: space.sample(pipe, seed=1e30), "seed")))
+    cases.append(
+        (
+            "demo: `density_image(half_width=1e308)`",
+            refusal(lambda: space.density_image(pipe, half_width=1e308), "half_width"),
+        )
+    )
+    return [Result("loading", name, *outcome) for name, outcome in cases]
+
+
 def write_results(results: list[Result], seconds: float) -> None:
     counts = Counter(result.outcome for result in results)
     summary = {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
@@ -624,6 +869,7 @@ CASE_GROUPS: list[Callable[[Path], list[Result]]] = [
     pipeline_cases,
     data_cases,
     privacy_cases,
+    loading_cases,
 ]
 
 

@@ -13,6 +13,7 @@ import copy
 import functools
 import inspect
 import io
+import os
 import tempfile
 import time
 import uuid
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageSequence
 
+from hfgen.hub import upload_files
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.flow_matching import TORCHDIFFEQ_METHODS
 from hfgen.pipelines.score_sde import SAMPLERS as SCORE_SDE_SAMPLERS
@@ -46,12 +48,15 @@ __all__ = [
     "ModelInfo",
     "SampleResult",
     "build_demo",
+    "clear_cache",
     "decode_latent",
     "density_image",
     "describe",
     "latent_map",
+    "load_model",
     "load_pipeline",
     "sample",
+    "sample_controls",
 ]
 
 #: the solver choice that keeps the pipeline's own (saved) scheduler
@@ -73,6 +78,11 @@ MAX_SAMPLES = 5000
 LATENT_RANGE = 3.0
 #: times of the velocity-field panels (t = 0 source, t = 1 data)
 VELOCITY_TIMES = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: the widest density map: ``half_width`` at most this (far beyond any toy data set; much wider, float32 grid points
+#: and ODE steps lose their meaning)
+MAX_HALF_WIDTH = 1e6
+#: the largest seed a torch.Generator takes (2⁶⁴ − 1)
+MAX_SEED = 2**64 - 1
 #: rtol and atol of an ODE log-density for the heat map (a picture needs no more; the default 1e-5 is 10x slower)
 DENSITY_TOLERANCE = 1e-3
 #: side in pixels of the decoded digit shown for a latent point
@@ -143,15 +153,68 @@ def _point_dim(pipe: HfgenPipeline) -> int | None:
     return dim if isinstance(dim, int) else None
 
 
-@functools.lru_cache(maxsize=4)
+#: what the app says of a name that is not a saved pipeline it can read: the same whether or not a folder of that
+#: name exists on the server, so the page reveals nothing of the server's folders
+NOT_A_PIPELINE = (
+    "{name!r} is not a saved hfgen pipeline: enter a folder written by save_pretrained (with its model_index.json) or "
+    "the id of a Hub repo ('user/name') that holds one"
+)
+
+
 def load_pipeline(name: str) -> HfgenPipeline:
-    """The pipeline saved in folder or Hub repo ``name`` (``HfgenPipeline.from_pretrained``), progress bars off;
-    the last four are cached. Loading errors propagate with the loader's message."""
+    """The pipeline saved in folder or Hub repo ``name`` (``HfgenPipeline.from_pretrained``), progress bars off.
+
+    The last four are cached, and a folder is loaded again when one of its pipeline's files has changed (a new save
+    replaces them). A name that is neither a pipeline folder nor a Hub repo gets :data:`NOT_A_PIPELINE`; other
+    loading errors propagate with the loader's message."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model must be a folder or a Hub repo id ('user/name'), got {name!r}")
-    pipe = HfgenPipeline.from_pretrained(name.strip())
+    name = name.strip()
+    return _cached_pipeline(name, _folder_version(name))
+
+
+def clear_cache() -> None:
+    """Forget every cached pipeline."""
+    _cached_pipeline.cache_clear()
+
+
+def _folder_version(name: str) -> tuple[tuple[str, int, int, int], ...] | None:
+    """Identity (inode, modification time, size) of every file of the pipeline saved in folder ``name`` (the files an
+    upload sends, :func:`hfgen.hub.upload_files`); None for a Hub repo id or a folder that holds no pipeline."""
+    try:
+        files = upload_files(name)
+        stats = [(file, os.stat(os.path.join(name, file))) for file in files]
+    except (OSError, ValueError):
+        return None
+    return tuple((file, stat.st_ino, stat.st_mtime_ns, stat.st_size) for file, stat in stats)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_pipeline(name: str, version: tuple | None) -> HfgenPipeline:
+    """The pipeline of ``name`` as it was at ``version`` (:func:`_folder_version`)."""
+    try:
+        pipe = HfgenPipeline.from_pretrained(name)
+    except FileNotFoundError as error:  # no such folder, a folder without a pipeline, no such repo: one message
+        raise FileNotFoundError(NOT_A_PIPELINE.format(name=name)) from error
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def load_model(name: str, current: str | None = None) -> tuple[ModelInfo | None, str]:
+    """What the app shows after "Load": the :class:`ModelInfo` of the pipeline ``name`` and a line of Markdown; when
+    ``name`` does not load, its error, and the pipeline ``current`` (the one loaded before) stays in use."""
+    try:
+        info = describe(load_pipeline(name), name.strip())
+    except Exception as error:  # shown in the page: a bad folder or repo id is the user's to fix
+        text = _error_text(f"load `{name}`", error)
+        if not current:
+            return None, text
+        try:
+            kept = describe(load_pipeline(current), current)
+        except Exception:  # noqa: BLE001 (the model loaded before is gone too: nothing to keep)
+            return None, text
+        return kept, f"{text}\n\nStill loaded: `{current}`: {kept.summary}"
+    return info, f"Loaded `{info.name}`: {info.summary}"
 
 
 def _solver_choices(
@@ -244,12 +307,11 @@ def _for_call(pipe: HfgenPipeline, info: ModelInfo, solver: str | None) -> tuple
 
 def _check_int(value: object, name: str, low: int, high: int | None = None) -> int:
     """``value`` as an int in ``[low, high]`` (a float with an integer value, as sliders send, is accepted)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    number = int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(number, bool) or not isinstance(number, int) or number < low or (high is not None and number > high):
         bound = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return value
+    return number
 
 
 def _figure_image(fig: Figure) -> Image.Image:
@@ -346,7 +408,7 @@ def sample(
     if not info.can_sample:
         raise ValueError(f"{info.class_name} draws no samples (its __call__ takes no num_samples)")
     num_samples = _check_int(num_samples, "num_samples", 1, MAX_SAMPLES)
-    seed = _check_int(seed, "seed", 0)
+    seed = _check_int(seed, "seed", 0, MAX_SEED)
     if direction is not None and direction not in info.directions:
         raise ValueError(f"direction must be one of {info.directions or 'none (not a bridge)'}, got {direction!r}")
     call, kwargs = _for_call(pipe, info, solver)
@@ -409,8 +471,8 @@ def density_image(pipe: HfgenPipeline, *, grid_size: int = 30, half_width: float
     if not info.has_density:
         raise ValueError(f"{info.class_name} has no log_prob over 2-D points to draw a density of")
     grid_size = _check_int(grid_size, "grid_size", 2, 100)
-    if isinstance(half_width, bool) or not isinstance(half_width, int | float) or not 0 < half_width < float("inf"):
-        raise ValueError(f"half_width must be a positive number, got {half_width!r}")
+    if isinstance(half_width, bool) or not isinstance(half_width, int | float) or not 0 < half_width <= MAX_HALF_WIDTH:
+        raise ValueError(f"half_width must be a number in (0, {MAX_HALF_WIDTH:g}], got {half_width!r}")
     log_prob = pipe.log_prob
     if {"rtol", "atol"} <= inspect.signature(log_prob).parameters.keys():
         log_prob = functools.partial(log_prob, rtol=DENSITY_TOLERANCE, atol=DENSITY_TOLERANCE)
@@ -462,21 +524,46 @@ def _prune(folder: Path, age_seconds: float = 120.0) -> None:
             path.unlink(missing_ok=True)
 
 
+def sample_controls(
+    name: str | None,
+    steps: float,
+    solver: str | None,
+    seed: float,
+    num_samples: float,
+    direction: str,
+    gif_dir: Path,
+) -> tuple[Image.Image | None, str | None, Image.Image | None, str]:
+    """The "Sample" button: :func:`sample` of the loaded pipeline ``name`` with the page's controls (those the
+    pipeline takes), a trajectory GIF written in ``gif_dir``; the samples, the GIF's path, the velocity panels and
+    the status line, or an error as text."""
+    if not name:
+        return None, None, None, "Load a model first."
+    try:
+        pipe = load_pipeline(name)
+        info = describe(pipe, name)
+        _prune(gif_dir)
+        result = sample(
+            pipe,
+            num_samples=num_samples,
+            num_inference_steps=steps if info.steps is not None else None,
+            solver=solver if info.solvers else None,
+            seed=seed,
+            direction=direction if info.directions else None,
+            gif_path=gif_dir / f"trajectory-{uuid.uuid4().hex}.gif",
+        )
+    except Exception as error:  # shown in the page, not as a traceback
+        return None, None, None, _error_text("sample", error)
+    return result.samples, result.trajectory, result.velocity, result.message
+
+
 def build_demo(model: str | None = None) -> gr.Blocks:
     """The Gradio app: a model box (folder or Hub repo id) with "Load"; a "Sample" tab (steps, solver, seed, number
     of samples, bridge direction → samples, animated trajectory, velocity field over time), a "Density" tab and a
     "Latent" tab (two sliders → the decoded image), each shown when the loaded pipeline supports it. ``model`` is
-    loaded at start; a folder that fails to load shows its error in the page."""
+    loaded at start; a folder that fails to load shows its error in the page, and the model loaded before stays."""
     import gradio as gr
 
     gif_dir = Path(tempfile.mkdtemp(prefix="hfgen-space-"))
-
-    def load(name: str) -> tuple[ModelInfo | None, str]:
-        try:
-            info = describe(load_pipeline(name), name.strip())
-        except Exception as error:  # shown in the page: a bad folder or repo id is the user's to fix
-            return None, _error_text(f"load `{name}`", error)
-        return info, f"Loaded `{info.name}`: {info.summary}"
 
     def controls(info: ModelInfo | None, model_text: str) -> list[Any]:
         steps = info is not None and info.steps is not None
@@ -510,30 +597,13 @@ def build_demo(model: str | None = None) -> gr.Blocks:
             None,
         ]
 
-    def on_load(name: str) -> list[Any]:
-        return controls(*load(name))
+    def on_load(name: str, current: str | None) -> list[Any]:
+        return controls(*load_model(name, current))
 
     def on_sample(
         name: str | None, steps: float, solver: str | None, seed: float, num_samples: float, direction: str
     ) -> tuple[Image.Image | None, str | None, Image.Image | None, str]:
-        if not name:
-            return None, None, None, "Load a model first."
-        try:
-            pipe = load_pipeline(name)
-            info = describe(pipe, name)
-            _prune(gif_dir)
-            result = sample(
-                pipe,
-                num_samples=num_samples,
-                num_inference_steps=steps if info.steps is not None else None,
-                solver=solver if info.solvers else None,
-                seed=seed,
-                direction=direction if info.directions else None,
-                gif_path=gif_dir / f"trajectory-{uuid.uuid4().hex}.gif",
-            )
-        except Exception as error:  # shown in the page, not as a traceback
-            return None, None, None, _error_text("sample", error)
-        return result.samples, result.trajectory, result.velocity, result.message
+        return sample_controls(name, steps, solver, seed, num_samples, direction, gif_dir)
 
     def on_density(name: str | None, grid_size: float, half_width: float) -> tuple[Image.Image | None, str]:
         if not name:
@@ -554,7 +624,9 @@ def build_demo(model: str | None = None) -> gr.Blocks:
             return None, _error_text("decode", error)
         return image, f"Decoded z = ({z1:.2f}, {z2:.2f})."
 
-    info, model_text = load(model) if model else (None, "Enter a saved pipeline's folder or Hub repo id, press Load.")
+    info, model_text = (
+        load_model(model) if model else (None, "Enter a saved pipeline's folder or Hub repo id, press Load.")
+    )
     with gr.Blocks(title="hfgen demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# hfgen\nSample a saved hfgen pipeline: flow matching, diffusion, bridges, VAEs and more.")
         with gr.Row():
@@ -643,8 +715,8 @@ def build_demo(model: str | None = None) -> gr.Blocks:
             density_output,
             digit_image,
         ]
-        load_button.click(on_load, inputs=model_box, outputs=load_outputs)
-        model_box.submit(on_load, inputs=model_box, outputs=load_outputs)
+        load_button.click(on_load, inputs=[model_box, current], outputs=load_outputs)
+        model_box.submit(on_load, inputs=[model_box, current], outputs=load_outputs)
         sample_button.click(
             on_sample,
             inputs=[current, steps_slider, solver_box, seed_box, count_slider, direction_box],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -138,3 +140,15 @@ def check_points(x: object, dim: int | None = None, name: str = "x") -> torch.Te
             f"`{name}` has {int(bad.sum())} of {x.shape[0]} rows with NaN or inf values; all values must be finite"
         )
     return x
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling of its own and a rename (``os.replace``): a reader sees
+    the old file or the new one, never a half-written file, even while several processes write it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

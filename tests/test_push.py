@@ -13,6 +13,7 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.utils import filter_repo_objects
 
 from hfgen.hub import push_folder_to_hub
+from hfgen.training import bridge, classifier, ddpm, density, ebm, flow_matching, images, rbm, score, vae
 
 #: the code files of a saved flow-matching pipeline: diffusers' remote-code layout
 FLOW_MATCHING_CODE = {
@@ -101,6 +102,58 @@ def test_push_refuses_a_folder_without_a_pipeline_and_a_bad_repo_id(tmp_path):
     with pytest.raises(ValueError, match="user/name"):
         push_folder_to_hub(tmp_path, "no-slash", api=api)
     api.create_repo.assert_not_called()
+
+
+IMAGES = {"dataset_name": "ylecun/mnist"}
+CLASSIFIER_METRICS = ("test_accuracy", "train_accuracy", "num_test_images", "num_train_images")
+#: every family's card: (its function, its arguments class, the arguments it needs besides output_dir)
+CARDS = {
+    "flow matching": (flow_matching.flow_matching_card, flow_matching.FlowMatchingArguments, {}),
+    "bridge": (bridge.bridge_card, bridge.BridgeArguments, {}),
+    "classifier": (
+        lambda args, _: classifier.classifier_card(args, dict.fromkeys(CLASSIFIER_METRICS, 1)),
+        classifier.ClassifierArguments,
+        IMAGES,
+    ),
+    "density": (density.density_card, density.DensityArguments, {}),
+    "score": (score.score_card, score.ScoreArguments, {}),
+    "energy": (ebm.energy_card, ebm.EBMArguments, {}),
+    "ddpm points": (ddpm.ddpm_card, ddpm.DDPMArguments, {}),
+    "image flow matching": (
+        lambda args, metrics: images.image_card(args, metrics, None, "flow-matching", "", "FlowMatchingImagePipeline"),
+        images.FlowMatchingImageArguments,
+        IMAGES,
+    ),
+    "image ddpm": (
+        lambda args, metrics: images.image_card(args, metrics, None, "ddpm", "", "DDPMImagePipeline"),
+        images.DDPMImageArguments,
+        IMAGES,
+    ),
+    "vae": (vae.vae_card, vae.VAEArguments, IMAGES),
+    "rbm": (rbm.rbm_card, rbm.RBMArguments, IMAGES),
+}
+
+
+@pytest.mark.parametrize("family", sorted(CARDS))
+def test_a_card_made_without_a_repo_id_loads_the_folder_by_its_name_only(tmp_path, family):
+    card, arguments, extra = CARDS[family]
+    output_dir = tmp_path / "private-place" / "my-run"
+    text = str(card(arguments(output_dir=str(output_dir), **extra), {}))
+    assert str(tmp_path) not in text and "private-place" not in text
+    assert 'from_pretrained("my-run")' in text
+
+
+@pytest.mark.parametrize("name", ["README.md", "metrics.json", "velocity/config.json"])
+def test_pushing_a_folder_whose_files_hold_its_local_path_is_refused(tmp_path, name):
+    folder = tmp_path / "runs" / "fm"
+    fake_training_run(folder)
+    with open(folder / name, "a", encoding="utf-8") as file:
+        file.write(f'\npipe = FlowMatchingPipeline.from_pretrained("{folder.resolve()}")\n')
+    api = create_autospec(HfApi, instance=True)
+    with pytest.raises(ValueError, match=rf"\['{name}'\] in .* contain the folder's local path"):
+        push_folder_to_hub(folder, "someone/fm-run", api=api)
+    api.create_repo.assert_not_called()
+    api.upload_folder.assert_not_called()
 
 
 def test_the_remote_flow_matching_pipeline_honours_output_type():

@@ -261,7 +261,7 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_metrics(data, data_files, t
     assert values["pseudo-log-likelihood"] == pytest.approx(metrics["pseudo_log_likelihood"], abs=1e-6)
     assert "E(v, h) = −vᵀWh − bᵀv − cᵀh" in card.text and "F(v) = −bᵀv − Σ_j softplus" in card.text
     assert "PCD-1 (Tieleman 2008)" in card.text and "200 equally spaced" in card.text and "50 runs" in card.text
-    assert "![filters](filters.png)" in card.text and f'RBMPipeline.from_pretrained("{out}")' in card.text
+    assert "![filters](filters.png)" in card.text and f'RBMPipeline.from_pretrained("{out.name}")' in card.text
 
 
 def test_the_script_trains_cd_k_from_parquet_files(data_files, tmp_path):

@@ -216,7 +216,7 @@ def test_a_tiny_vae_run_writes_pipeline_card_plots_and_metrics(data_files, tmp_p
         assert values[metric_type] == pytest.approx(metrics[key], abs=1e-6), key
     assert {r.dataset_name for r in card.data.eval_results} == {Path(data_files[0]).parent.name}
     assert "½ Σ_i (σ_i² + μ_i² − 1 − 2 log σ_i)" in card.text
-    assert f'VAEPipeline.from_pretrained("{out}")' in card.text and "![latent grid](latent_grid.png)" in card.text
+    assert f'VAEPipeline.from_pretrained("{out.name}")' in card.text and "![latent grid](latent_grid.png)" in card.text
 
 
 def test_the_autoencoder_card_names_the_hub_dataset(data_files, tmp_path):

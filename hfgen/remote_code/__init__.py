@@ -30,6 +30,7 @@ from diffusers.configuration_utils import ConfigMixin
 
 from hfgen import models, schedulers
 from hfgen.remote_code.bundling import bundle_module
+from hfgen.utils import write_atomic
 
 #: hfgen pipeline class name → its module in this package, copied to the root of a saved folder as ``<module>.py``
 REMOTE_PIPELINES: dict[str, str] = {
@@ -123,17 +124,60 @@ def write_remote_code(pipeline: Any, folder: str | os.PathLike) -> bool:
     )
     index["_class_name"] = [pipeline_module, type(pipeline).__name__]
     index.pop("_name_or_path", None)  # where a loaded pipeline came from: a local path, not part of the model
-    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_atomic(index_file, json.dumps(index, indent=2, sort_keys=True) + "\n")  # a reader never sees half of it
     return True
+
+
+def component_entries(index: dict[str, Any]) -> dict[str, list[str]]:
+    """The components a ``model_index.json`` names, ``{folder name: [library, class name]}`` (optional components saved
+    as ``[null, null]`` left out), checked before any file is opened.
+
+    Every key but the ``_``-prefixed metadata is a pipeline ``__init__`` argument, so it must be a Python identifier:
+    a plain folder name, never a path such as ``../other``. A component's entry is a pair of strings, and a library
+    that is not a module path (``modeling_mlp``, the remote-code file ``<library>.py`` in the component's folder) is an
+    identifier too. Anything else is refused with a ``ValueError`` naming the key.
+    """
+    if not isinstance(index, dict):
+        raise ValueError(f"model_index.json must hold a JSON object, got {type(index).__name__}")
+    components = {}
+    for name, entry in index.items():
+        if name.startswith("_"):
+            continue
+        if not name.isidentifier():
+            raise ValueError(
+                f"model_index.json names a component {name!r}: a component is a sub-folder of the pipeline, so its "
+                "name must be a plain folder name (a Python identifier), not a path"
+            )
+        if not isinstance(entry, list) or (len(entry) == 2 and entry[0] is None):
+            continue
+        if len(entry) != 2 or not all(isinstance(part, str) for part in entry) or not _is_module_path(entry[0]):
+            raise ValueError(f"model_index.json names {entry!r} for {name!r}: expected [library, class name]")
+        components[name] = entry
+    return components
+
+
+def remote_pipeline_module(index: dict[str, Any]) -> str | None:
+    """The remote-code pipeline module a ``model_index.json`` names (``pipeline_flow_matching`` for
+    ``["pipeline_flow_matching", "FlowMatchingPipeline"]``, the file ``<module>.py`` at the folder's root), or None
+    in the plain layout; a module name that is not an identifier is refused with a ``ValueError``."""
+    class_name = index.get("_class_name")
+    if not isinstance(class_name, list):
+        return None
+    if len(class_name) != 2 or not isinstance(class_name[0], str) or not class_name[0].isidentifier():
+        raise ValueError(f"model_index.json's _class_name {class_name!r} must be [pipeline module, class name]")
+    return class_name[0]
+
+
+def _is_module_path(library: str) -> bool:
+    return all(part.isidentifier() for part in library.split("."))
 
 
 def pipeline_class_name(index: dict[str, Any]) -> Any:
     """The pipeline class named by ``model_index.json``: ``_class_name`` itself, or its second item in the
-    remote-code layout (``["pipeline_x", "XPipeline"]``)."""
-    class_name = index.get("_class_name")
-    if isinstance(class_name, list) and len(class_name) == 2:
-        return class_name[1]
-    return class_name
+    remote-code layout (``["pipeline_x", "XPipeline"]``, whose module name :func:`remote_pipeline_module` checks)."""
+    if remote_pipeline_module(index) is not None:
+        return index["_class_name"][1]
+    return index.get("_class_name")
 
 
 def hfgen_index(index: dict[str, Any]) -> dict[str, Any]:

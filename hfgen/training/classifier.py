@@ -193,7 +193,15 @@ def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id:
     """Render ``model_cards/classifier.md``: what the classifier is for, its accuracy, usage and configuration."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, config_table, markdown_table, public_value, training_summary
+    from hfgen.hub import (
+        LICENSE,
+        card_template,
+        config_table,
+        markdown_table,
+        public_value,
+        training_summary,
+        usage_repo_id,
+    )
 
     model_name = repo_id.split("/")[-1] if repo_id else "mnist-classifier"
     data = args.dataset_name or public_value("train_data_files", args.train_data_files)
@@ -212,7 +220,7 @@ def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id:
         card_data,
         template_str=card_template("classifier"),
         model_name=model_name,
-        repo_id=repo_id or public_value("output_dir", args.output_dir),
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         dataset=data,
         metrics_table=markdown_table(("metric", "value", "note"), rows),
         training_summary=training_summary(metrics),

@@ -703,7 +703,14 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
     figures, training summary and configuration. ``repo_id`` is the Hub id the usage snippet loads."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary, validation_table
+    from hfgen.hub import (
+        LICENSE,
+        card_template,
+        config_table,
+        training_summary,
+        usage_repo_id,
+        validation_table,
+    )
 
     label = args.dataset_label.split("/")[-1]
     model_name = repo_id.split("/")[-1] if repo_id else f"{args.model}-{label}"
@@ -719,7 +726,7 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
         card_data,
         template_str=card_template("density"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         model=args.model,
         model_title=_COUPLING_NAMES[args.coupling_type] if args.model == "coupling" else _MODEL_NAMES[args.model],
         dataset=args.dataset_label,
@@ -742,5 +749,5 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
         metrics_table=density_metrics_table(metrics),
         training_summary=training_summary(metrics),
         validation_table=validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )

@@ -353,9 +353,10 @@ def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | N
         LICENSE,
         SAMPLE_QUALITY_RESULTS,
         card_template,
+        config_table,
         eval_results,
-        markdown_table,
         training_summary,
+        usage_repo_id,
         validation_table,
     )
 
@@ -378,7 +379,7 @@ def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | N
         card_data,
         template_str=card_template("energy"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         dataset=args.dataset,
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
@@ -401,5 +402,5 @@ def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | N
         metrics_table=energy_metrics_table(metrics, args),
         training_summary=training_summary(metrics),
         validation_table=validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )

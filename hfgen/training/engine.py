@@ -16,6 +16,7 @@ from typing import Any
 from hfgen.pipelines.base import RUN_IN_PROGRESS_FILE
 from hfgen.training.arguments import TrainingArguments
 from hfgen.training.checkpoints import CHECKPOINTS_FOLDER
+from hfgen.utils import write_atomic
 
 ARGS_FILE = "args.json"
 METRICS_FILE = "metrics.json"
@@ -168,13 +169,6 @@ def save_figure(figure: Any, path: Path) -> None:
         return
     figure.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(figure)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def push_outputs(args: TrainingArguments) -> None:

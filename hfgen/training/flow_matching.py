@@ -21,10 +21,10 @@ from hfgen.hub import (
     config_table,
     eval_results,
     markdown_table,
-    public_value,
     sample_quality_rows,
     training_row,
     training_summary,
+    usage_repo_id,
     validation_table,
 )
 from hfgen.methods.couplings import COUPLINGS, couple
@@ -385,7 +385,7 @@ def flow_matching_card(
         card_data,
         template_str=card_template("flow_matching"),
         model_name=model_name,
-        repo_id=repo_id or public_value("output_dir", args.output_dir),
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         source=args.source,
         target=args.dataset,
         path_description=args.probability_path().describe(),

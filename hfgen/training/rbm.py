@@ -451,7 +451,14 @@ def rbm_card(args: RBMArguments, metrics: Mapping[str, Any], repo_id: str | None
     configuration. ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, eval_results, markdown_table, training_summary
+    from hfgen.hub import (
+        LICENSE,
+        card_template,
+        config_table,
+        eval_results,
+        training_summary,
+        usage_repo_id,
+    )
 
     model_name = repo_id.split("/")[-1] if repo_id else f"rbm-{args.dataset_label.split('/')[-1]}"
     dataset_type = args.dataset_name or f"local/{args.dataset_label}"
@@ -480,7 +487,7 @@ def rbm_card(args: RBMArguments, metrics: Mapping[str, Any], repo_id: str | None
         card_data,
         template_str=card_template("rbm"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         dataset=args.dataset_label,
         binarize_description=binarize,
         image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
@@ -497,7 +504,7 @@ def rbm_card(args: RBMArguments, metrics: Mapping[str, Any], repo_id: str | None
         metrics_table=rbm_metrics_table(metrics),
         training_summary=training_summary(metrics),
         validation_table=rbm_validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )
 
 
