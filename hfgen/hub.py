@@ -175,8 +175,9 @@ RUN_FILES = ("README.md", "metrics.json")
 
 def upload_files(folder: str | os.PathLike) -> list[str]:
     """The files of ``folder`` an upload sends, as paths relative to it: ``model_index.json``,
-    ``weights_sha256.json``, each component's config, safetensors weights and remote-code module (the folders
-    ``model_index.json`` names), a remote-code pipeline module, :data:`RUN_FILES` and the top-level ``*.png``.
+    ``weights_sha256.json``, each component's config, safetensors weights (one file or shards with their
+    ``*.safetensors.index.json``) and remote-code module (the folders ``model_index.json`` names), a remote-code
+    pipeline module, :data:`RUN_FILES` and the top-level figures (``*.png``, ``*.gif``).
     A component name that is not a plain folder name (``../other``) is refused before any file is listed."""
     root = Path(folder)
     index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
@@ -185,14 +186,31 @@ def upload_files(folder: str | os.PathLike) -> list[str]:
     if pipeline_module is not None:  # diffusers' remote-code layout: the pipeline's module
         names.append(f"{pipeline_module}.py")
     for component, (library, _) in component_entries(index).items():
-        files = ["config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors", "model.safetensors"]
-        names += [f"{component}/{name}" for name in files] + [f"{component}/{library}.py"]
-    names += [p.name for p in root.glob("*.png")]
+        names += [f"{component}/{name}" for name in ("config.json", "scheduler_config.json", f"{library}.py")]
+        names += [f"{component}/{name}" for name in _weight_files(root / component)]
+    names += [p.name for p in (*root.glob("*.png"), *root.glob("*.gif"))]
     return sorted(name for name in set(names) if (root / name).is_file())
 
 
+#: a component's weights: one file, or the shards that an index file lists (diffusers' and transformers' names)
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+
+
+def _weight_files(component: Path) -> list[str]:
+    """The weight files of a saved component: :data:`WEIGHT_FILES`, and the shards named by the ``weight_map`` of
+    their ``.index.json`` (never any other ``.safetensors`` file that lies in the folder)."""
+    names = []
+    for weights in WEIGHT_FILES:
+        names.append(weights)
+        index = component / f"{weights}.index.json"
+        if index.is_file():
+            shards = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()
+            names += [index.name, *(Path(shard).name for shard in shards)]
+    return sorted(set(names))
+
+
 #: files an upload sends as they are, never read as text
-BINARY_SUFFIXES = (".safetensors", ".png")
+BINARY_SUFFIXES = (".safetensors", ".png", ".gif")
 
 
 def check_no_local_path(folder: str | os.PathLike, files: list[str]) -> None:

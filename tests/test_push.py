@@ -168,3 +168,19 @@ def test_the_remote_flow_matching_pipeline_honours_output_type():
     np.testing.assert_array_equal(np_.samples, pt.numpy())
     with pytest.raises(ValueError, match="output_type"):
         pipe(num_samples=4, num_inference_steps=3, output_type="pil")
+
+
+def test_an_upload_sends_a_sharded_component_whole_and_the_cards_animation(tmp_path):
+    pipeline = tiny_flow_matching_pipeline()
+    pipeline.save_pretrained(tmp_path, max_shard_size=200)
+    shards = sorted(p.name for p in (tmp_path / "velocity").glob("*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "velocity" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    (tmp_path / "velocity" / "stray.safetensors").write_bytes(b"x")  # not listed by the index: not sent
+    for name in ("README.md", "trajectory.gif"):
+        (tmp_path / name).write_text("x")
+    api = create_autospec(HfApi, instance=True)
+    push_folder_to_hub(tmp_path, "someone/sharded", api=api)
+    sent = uploaded_files(tmp_path, api.upload_folder.call_args.kwargs)
+    assert {f"velocity/{name}" for name in shards} <= sent
+    assert "velocity/diffusion_pytorch_model.safetensors.index.json" in sent and "trajectory.gif" in sent
+    assert "velocity/stray.safetensors" not in sent
