@@ -861,6 +861,133 @@ def write_results(results: list[Result], seconds: float) -> None:
     print(json.dumps(summary))
 
 
+#: a tiny diffusers UNet (two levels of 8 and 16 channels) for 1-channel images
+TINY_UNET = {
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": (8, 16),
+    "layers_per_block": 1,
+    "down_block_types": ("DownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "UpBlock2D"),
+    "norm_num_groups": 4,
+}
+#: the start of each memory case's child: tiny networks of the families whose cases it runs
+_GUARD_SETUP = f"""
+import torch
+from diffusers import UNet2DModel
+from hfgen import (EnergyMLP, EnergyPipeline, FlowMatchingImagePipeline, FlowMatchEulerScheduler, GibbsScheduler,
+                   LangevinScheduler, RBMModel, RBMPipeline, ScoreSDEPipeline, TimeMLP, VPSDEScheduler)
+image_fm = FlowMatchingImagePipeline(UNet2DModel(sample_size=28, **{TINY_UNET!r}), FlowMatchEulerScheduler())
+rbm = RBMPipeline(RBMModel(num_visible=784, num_hidden=8, image_size=28, in_channels=1), GibbsScheduler())
+energy = EnergyPipeline(EnergyMLP(dim=2, hidden_size=8, num_layers=1), LangevinScheduler())
+sde = ScoreSDEPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1), VPSDEScheduler())
+"""
+
+
+def guard_cases(work: Path) -> list[Result]:
+    """Requests that cannot fit in memory, on every entry point (refused before allocating, checked in a child with
+    4 GB of address space), and the lower-level public methods given what the point pipelines refuse."""
+    from hfgen import (
+        DDPMImagePipeline,
+        FlowMatchingImagePipeline,
+        GibbsScheduler,
+        RBMModel,
+        RBMPipeline,
+        ScoreSDEPipeline,
+        VPSDEScheduler,
+    )
+
+    memory = [
+        (
+            "RBM: `start=` 4,096 images, `return_trajectory`, 10⁷ sweeps",
+            "rbm(start=torch.rand(4096, 1, 28, 28), num_inference_steps=10**7, return_trajectory=True)",
+            "`start`=4,096 needs at least",
+        ),
+        (
+            "energy: `start_samples=` 10⁵ points, `return_trajectory`, 10⁷ steps",
+            "energy(start_samples=torch.zeros(10**5, 2), num_inference_steps=10**7, return_trajectory=True)",
+            "`start_samples`=100,000 needs at least",
+        ),
+        (
+            "score SDE: SDEdit with 10⁹ steps",
+            "sde(strength=0.5, start_samples=torch.zeros(100, 2), num_inference_steps=10**9)",
+            "needs at least",
+            "plan of 1,000,000,000 steps",
+        ),
+        (
+            "image flow matching: 10⁹ steps with `return_trajectory`",
+            "image_fm(num_samples=4, num_inference_steps=10**9, return_trajectory=True)",
+            "`num_samples`=4 needs at least",
+        ),
+        (
+            "energy: `log_partition(grid_size=200_000)`",
+            "energy.log_partition(grid_size=200_000)",
+            "`grid_size`=200,000",
+        ),
+    ]
+    cases = [(name, refusal_in_child(_GUARD_SETUP + code, *words, memory_gb=4.0)) for name, code, *words in memory]
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    image_fm = FlowMatchingImagePipeline(UNet2DModel(sample_size=28, **TINY_UNET), FlowMatchEulerScheduler())
+    alpha_schedule = ConstantAlphaDDPMScheduler.from_final_alpha_bar(10, 1e-3)
+    image_ddpm = DDPMImagePipeline(UNet2DModel(sample_size=8, **TINY_UNET), alpha_schedule)
+    rbm = RBMPipeline(RBMModel(num_visible=16, num_hidden=4, image_size=4, in_channels=1), GibbsScheduler())
+    sde = ScoreSDEPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1), VPSDEScheduler())
+    fm = FlowMatchingPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1), FlowMatchEulerScheduler())
+    for pipe in (image_fm, image_ddpm, rbm, sde, fm):
+        pipe.set_progress_bar_config(disable=True)
+    y28, y8, points = torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, 8, 8), torch.zeros(3, 2)
+    cases += [
+        (
+            "image flow matching: `velocity_field(x, t=nan)`",
+            refusal(lambda: image_fm.velocity_field(y28, math.nan), "`t`"),
+        ),
+        ("image flow matching: `velocity_field(x, t=5.0)`", refusal(lambda: image_fm.velocity_field(y28, 5.0), "`t`")),
+        (
+            "image flow matching: 8×8 input to a 28×28 network",
+            refusal(lambda: image_fm.velocity_field(torch.zeros(2, 1, 8, 8), 0.5), "`sample`", "(N, 1, 28, 28)"),
+        ),
+        (
+            "image flow matching: `velocity_field([[0.]])`",
+            refusal(lambda: image_fm.velocity_field([[0.0]], 0.5), "`sample`"),
+        ),
+        (
+            "image DDPM: `noise_prediction(x, 10**6)`",
+            refusal(lambda: image_ddpm.noise_prediction(y8, 10**6), "`timestep`"),
+        ),
+        ("image DDPM: `noise_prediction(x, -5)`", refusal(lambda: image_ddpm.noise_prediction(y8, -5), "`timestep`")),
+        (
+            "image DDPM: `clipped_noise(eps, 0, x)`",
+            refusal(lambda: image_ddpm.clipped_noise(y8, 0, y8), "`timestep`", "1 … 10"),
+        ),
+        (
+            "flow matching: `log_prob` of a meta tensor",
+            refusal(lambda: fm.log_prob(torch.zeros(3, 2, device="meta")), "meta"),
+        ),
+        (
+            "RBM: an empty `start`",
+            refusal(lambda: rbm(start=torch.zeros(0, 1, 4, 4), num_inference_steps=2), "`start`"),
+        ),
+        (
+            "score SDE: `rtol=nan`",
+            refusal(
+                lambda: sde(num_samples=3, num_inference_steps=2, sampler="probability_flow", rtol=math.nan), "`rtol`"
+            ),
+        ),
+        ("score SDE: `score(x, 'a')`", refusal(lambda: sde.score(points, "a"), "`t`")),
+        (
+            "image flow matching: `log_prob` of NaN images",
+            refusal(lambda: image_fm.log_prob(torch.full((2, 1, 28, 28), math.nan)), "`images`"),
+        ),
+        (
+            "flow matching: `log_prob(ode_solver='foo')`",
+            refusal(lambda: fm.log_prob(points, ode_solver="foo"), "`ode_solver`", "'foo'"),
+        ),
+    ]
+    return [Result("guards", name, *outcome) for name, outcome in cases]
+
+
 #: every group of cases, in the order they run (a new group is one function above and one line here)
 CASE_GROUPS: list[Callable[[Path], list[Result]]] = [
     output_folder_cases,
@@ -870,6 +997,7 @@ CASE_GROUPS: list[Callable[[Path], list[Result]]] = [
     data_cases,
     privacy_cases,
     loading_cases,
+    guard_cases,
 ]
 
 

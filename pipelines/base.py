@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,18 @@ class HfgenPipeline(DiffusionPipeline):
 
         api = api or HfApi(token=token)
         return push_pipeline_to_hub(self, repo_id, card=card, api=api, private=private, commit_message=commit_message)
+
+    @contextmanager
+    def _field_progress(self, field: Callable[..., torch.Tensor], total: int) -> Iterator[Callable[..., torch.Tensor]]:
+        """``field`` that advances a progress bar of ``total`` evaluations at each call: the progress of a solve that
+        loops outside the pipeline (a torchdiffeq fixed-grid method takes ``steps × evaluations per step``)."""
+        with self.progress_bar(total=total) as bar:
+
+            def counted(*args: Any) -> torch.Tensor:
+                bar.update()
+                return field(*args)
+
+            yield counted
 
     @staticmethod
     def _to_output_type(tensor: torch.Tensor | None, output_type: str) -> torch.Tensor | np.ndarray | None:

@@ -17,7 +17,7 @@ from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.vae import IMAGE_OUTPUT_TYPES, ImageBatch
 from hfgen.schedulers.gibbs import GibbsScheduler
-from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_sampling_memory
+from hfgen.utils import check_generator, check_images, check_num_samples, check_sampling_memory
 
 
 @dataclass
@@ -78,23 +78,26 @@ class RBMPipeline(HfgenPipeline):
         if output_type not in IMAGE_OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
         check_generator(generator)
-        shape = self.model.image_shape
-        if isinstance(start, str):
-            if start != "noise":
-                raise ValueError(f"`start` must be 'noise' or a tensor of images (N, {shape}), got {start!r}")
-            n = check_num_samples(num_samples)
-            kept = num_inference_steps + 1 if return_trajectory else 0
-            visible = self.model.config.num_visible
-            check_sampling_memory(n, visible, self.device, self.model.dtype, SAMPLING_WORKING_COPIES + kept)
-            half = torch.full((n, self.model.config.num_visible), 0.5, dtype=self.model.dtype, device=self.device)
+        check_num_samples(num_inference_steps, "num_inference_steps")
+        shape, visible = self.model.image_shape, self.model.config.num_visible
+        noise = isinstance(start, str)
+        if noise and start != "noise":
+            raise ValueError(f"`start` must be 'noise' or a tensor of images (N, {shape}), got {start!r}")
+        n = check_num_samples(num_samples) if noise else check_images(start, shape, "start", unit_range=True).shape[0]
+        check_sampling_memory(
+            n,
+            visible,
+            self.device,
+            self.model.dtype,
+            name="num_samples" if noise else "start",
+            num_steps=num_inference_steps,
+            return_trajectory=return_trajectory,
+        )
+        if noise:
+            half = torch.full((n, visible), 0.5, dtype=self.model.dtype, device=self.device)
             v = sample_bernoulli(half, generator)
         else:
-            if not isinstance(start, torch.Tensor) or start.ndim != 4 or tuple(start.shape[1:]) != shape:
-                got = tuple(start.shape) if isinstance(start, torch.Tensor) else type(start).__name__
-                raise ValueError(
-                    f"`start` must be 'noise' or images of shape (N, {', '.join(map(str, shape))}), got {got}"
-                )
-            v = self.model.check_visible(start.reshape(start.shape[0], -1), "start")
+            v = self.model.check_visible(start.reshape(n, visible), "start")
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         states = [v] if return_trajectory else None
         state = v

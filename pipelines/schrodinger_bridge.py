@@ -10,7 +10,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
 from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
-from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_points, check_sampling_memory
+from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
 
 
 class SchrodingerBridgePipeline(HfgenPipeline):
@@ -71,7 +71,9 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         direction = check_direction(direction)
         check_generator(generator)
         model = self.forward_model if direction == "forward" else self.backward_model
-        x = check_points(x, self.dim, "x").to(device=self.device, dtype=model.dtype)
+        x = check_points(x, self.dim, "x")
+        self._check_memory(x.shape[0], model.dtype, return_trajectory, "x")
+        x = x.to(device=self.device, dtype=model.dtype)
         self.scheduler.set_timesteps(device=x.device, direction=direction)
         states = [x] if return_trajectory else None
         for timestep in self.progress_bar(self.scheduler.timesteps):
@@ -118,9 +120,7 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         if source_samples is None:
             start = self.source_distribution if direction == "forward" else self.target_distribution
             n = check_num_samples(num_samples)
-            kept = self.scheduler.num_steps + 1 if return_trajectory else 0
-            dtype = self.forward_model.dtype
-            check_sampling_memory(n, self.dim, self.device, dtype, SAMPLING_WORKING_COPIES + kept)
+            self._check_memory(n, self.forward_model.dtype, return_trajectory, "num_samples")
             x = start.sample(n, generator=generator)
         else:
             x = check_points(source_samples, self.dim, "source_samples")
@@ -132,6 +132,12 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         if not return_dict:
             return (samples, trajectory, nfe)
         return PointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=nfe)
+
+    def _check_memory(self, num_samples: int, dtype: torch.dtype, return_trajectory: bool, name: str) -> None:
+        """The memory estimate of :func:`~hfgen.utils.check_sampling_memory` for the chain's ``N`` steps."""
+        steps = self.scheduler.num_steps
+        check_sampling_memory(num_samples, self.dim, self.device, dtype, name=name, num_steps=steps,
+                              return_trajectory=return_trajectory)  # fmt: skip
 
     def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
         """Save both networks and the scheduler (safetensors + configs) and ``model_index.json``."""

@@ -19,7 +19,7 @@ from diffusers.utils import BaseOutput
 
 from hfgen.models.vae import VAE, AutoEncoder
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.utils import check_generator, check_num_samples, check_sampling_memory
+from hfgen.utils import check_batch_size, check_generator, check_memory, check_num_samples, check_sampling_memory
 
 IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
 LOG_PROB_METHODS = ("quadrature", "iwae")
@@ -78,7 +78,7 @@ class _LatentImagePipeline(HfgenPipeline):
         """Codes of images ``(N, C, H, W)`` (or a list of PIL images): ``z = e(x)`` for the autoencoder, the
         posterior mean ``μ(x)`` for the VAE; shape ``(N, d)``."""
         images = self._as_image_tensor(images)
-        check_num_samples(batch_size, "batch_size")
+        batch_size = check_batch_size(batch_size, images.shape[0])
         return torch.cat([self.model.encode(chunk).latent_mean for chunk in images.split(batch_size)])
 
     @torch.no_grad()
@@ -86,13 +86,19 @@ class _LatentImagePipeline(HfgenPipeline):
         """Images ``E[x | z]`` of latents ``(N, d)``: Bernoulli means ``sigmoid(ℓ)`` or Gaussian means clipped
         to ``[0, 1]``."""
         self._check_image_output_type(output_type)
-        check_num_samples(batch_size, "batch_size")
         latents = self.model.check_latents(latents)
+        batch_size = check_batch_size(batch_size, latents.shape[0])
+        # the images are the output; decoding runs in batches, so one copy of them is what must fit
+        check_sampling_memory(len(latents), self._values_per_image, self.device, self.model.dtype, 1, "latents")
         chunks = [
             self.model.mean_image(self.model.decode(chunk).sample).clamp(0, 1)
             for chunk in self.progress_bar(latents.split(batch_size))
         ]
         return self._format_images(torch.cat(chunks), output_type)
+
+    @property
+    def _values_per_image(self) -> int:
+        return math.prod(self.model.image_shape)
 
     def _grid_axes(
         self,
@@ -150,6 +156,14 @@ class _LatentImagePipeline(HfgenPipeline):
         self._check_image_output_type(output_type)
         if self.model.config.latent_dim != 2:
             raise ValueError(f"latent_grid needs a 2-D latent space, but latent_dim = {self.model.config.latent_dim}")
+        per_image = (self._values_per_image + 2) * self.model.dtype.itemsize + 2 * 8  # image, latent, float64 axes
+        check_memory(
+            n * n * per_image,
+            self.device,
+            f"`n`={n:,} ({n * n:,} decoded images)",
+            "use a smaller `n`",
+            f" ({per_image:,} bytes per image and its latent)",
+        )
         if codes is None and images is not None:
             codes = self.encode(images)
         x, y = self._grid_axes(n, bounds, codes, quantile_range)
@@ -200,7 +214,7 @@ class VAEPipeline(_LatentImagePipeline):
         if latents is None:
             n = check_num_samples(num_samples)
             # the images are the output; decoding runs in batches, so one copy of them is what must fit
-            check_sampling_memory(n, self.vae.config.in_channels * self.vae.config.image_size**2, self.device, copies=1)
+            check_sampling_memory(n, self._values_per_image, self.device, self.vae.dtype, copies=1)
             latents = self.vae.sample_prior(n, generator=generator)
         latents = self.vae.check_latents(latents)
         images = self.decode(latents, output_type=output_type, batch_size=batch_size)
@@ -232,7 +246,7 @@ class VAEPipeline(_LatentImagePipeline):
         if method not in LOG_PROB_METHODS:
             raise ValueError(f"`method` must be one of {LOG_PROB_METHODS}, got {method!r}")
         images = self._as_image_tensor(images)
-        check_num_samples(batch_size, "batch_size")
+        batch_size = check_batch_size(batch_size, images.shape[0])
         check_generator(generator)
         if method == "iwae":
             check_num_samples(num_importance_samples, "num_importance_samples")
@@ -244,8 +258,17 @@ class VAEPipeline(_LatentImagePipeline):
                 "use method='iwae'"
             )
         check_num_samples(grid_size, "grid_size")
-        if not (isinstance(grid_limit, (int, float)) and math.isfinite(grid_limit) and grid_limit > 0):
+        if isinstance(grid_limit, bool) or not isinstance(grid_limit, int | float) or not 0 < grid_limit < math.inf:
             raise ValueError(f"`grid_limit` must be a finite number > 0, got {grid_limit!r}")
+        grid_limit = float(grid_limit)
+        per_cell = 2 * (8 + 8)  # the float64 cell centres (G², 2) and their two columns while stacked: measured 32
+        check_memory(
+            grid_size**2 * per_cell,
+            "cpu",
+            f"quadrature on `grid_size`={grid_size:,} ({grid_size**2:,} cells)",
+            "use a smaller `grid_size` (compare two sizes to see the convergence) or method='iwae'",
+            f" ({per_cell} bytes a cell)",
+        )
         step = 2.0 * grid_limit / grid_size
         axis = -grid_limit + (torch.arange(grid_size, dtype=torch.float64) + 0.5) * step
         gx, gy = torch.meshgrid(axis, axis, indexing="xy")

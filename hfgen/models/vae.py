@@ -22,7 +22,7 @@ from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from hfgen.models.mlp import ACTIVATIONS
-from hfgen.utils import check_generator, check_num_samples, check_positive_int
+from hfgen.utils import check_generator, check_has_values, check_num_samples, check_positive_int
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHITECTURES = ("mlp", "conv")
@@ -251,6 +251,7 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
             )
         if not torch.is_floating_point(images):
             raise TypeError(f"`{name}` must be a floating-point tensor (values in [0, 1]), got dtype {images.dtype}")
+        check_has_values(images, name)
         if not torch.isfinite(images).all():
             raise ValueError(f"`{name}` must be finite, got NaN or inf values")
         if self.config.likelihood == "bernoulli" and (images.min() < 0 or images.max() > 1):
@@ -268,6 +269,7 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
             raise TypeError(f"`{name}` must be a torch.Tensor of shape (N, {d}), got {type(latents).__name__}")
         if latents.ndim != 2 or latents.shape[0] < 1 or latents.shape[1] != d:
             raise ValueError(f"`{name}` must have shape (N, {d}), got {tuple(latents.shape)}")
+        check_has_values(latents, name)
         if not torch.is_floating_point(latents) or not torch.isfinite(latents).all():
             raise ValueError(f"`{name}` must be a finite floating-point tensor, got dtype {latents.dtype}")
         return latents.to(device=self.device, dtype=self.dtype)
