@@ -24,6 +24,7 @@ from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
 from hfgen.training import Trainer
 from hfgen.training.images import (
+    PERMUTATION_STREAM,
     DDPMImageArguments,
     DDPMImageTask,
     FlowMatchingImageArguments,
@@ -31,6 +32,7 @@ from hfgen.training.images import (
     grid_labels,
     is_image_run,
 )
+from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -135,6 +137,24 @@ def test_the_batch_stream_is_a_pure_function_of_its_index_with_label_dropout(dat
     assert seen.shape[0] == 48
     assert sorted(map(tuple, seen.flatten(1).tolist())) == sorted(map(tuple, expected.flatten(1).tolist()))
     assert len(FlowMatchingImageTask(fm_args(tmp_path, data_files)).batch(0, 0, 1)) == 3  # unconditional
+
+
+@pytest.mark.parametrize("family", ["fm", "ddpm"])
+def test_label_dropout_turns_a_label_into_the_null_class_with_probability_cond_drop_prob(data_files, tmp_path, family):
+    make_args, make_task = (fm_args, FlowMatchingImageTask) if family == "fm" else (ddpm_args, DDPMImageTask)
+    task = make_task(make_args(tmp_path, data_files, class_conditional=True, cond_drop_prob=0.1))
+    train_labels = torch.tensor([i % 10 for i in range(48)])
+    for index in range(12):  # two epochs of six batches of 8
+        epoch, position = divmod(index, 6)
+        rows = torch.randperm(48, generator=batch_generator(task.args.seed, PERMUTATION_STREAM, epoch))
+        rows = rows[position * 8 : (position + 1) * 8]
+        # the batch's generator draws u ~ U[0, 1) per label first; the label becomes the null class 10 when u < 0.1
+        u = torch.rand(8, generator=batch_generator(task.args.seed, 0, index))
+        expected = torch.where(u < 0.1, 10, train_labels[rows])
+        assert torch.equal(task.batch(index, 0, 1)[-1], expected), index
+    dropped = torch.cat([task.draw(index, 0, 1)[1] for index in range(1_200)]) == 10
+    # 9,600 labels: the dropped fraction is 0.1 ± 0.003 (one standard deviation)
+    assert abs(float(dropped.double().mean()) - 0.1) < 0.015
 
 
 def test_the_losses_are_the_flow_matching_and_epsilon_regressions(data_files, tmp_path):
