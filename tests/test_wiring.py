@@ -17,7 +17,16 @@ from safetensors.torch import load_file
 from hfgen.methods.couplings import couple, sinkhorn_assignment
 from hfgen.methods.flow_matching import BrownianBridgePath, VPPath, cfm_loss, sample_times
 from hfgen.models import TimeMLP
-from hfgen.training import FlowMatchingTask, Trainer
+from hfgen.training import FlowMatchingArguments, FlowMatchingTask, Trainer
+from hfgen.training.bridge import BridgeArguments, BridgeTask
+from hfgen.training.classifier import ClassifierArguments, ClassifierTask
+from hfgen.training.ddpm import DDPMArguments, DDPMTask
+from hfgen.training.density import DensityArguments, DensityTask
+from hfgen.training.ebm import EBMArguments, EBMTask
+from hfgen.training.images import DDPMImageArguments, DDPMImageTask, FlowMatchingImageArguments, FlowMatchingImageTask
+from hfgen.training.rbm import RBMArguments, RBMTask
+from hfgen.training.score import ScoreArguments, ScoreTask
+from hfgen.training.vae import VAEArguments, VAETask
 
 
 def seeded(seed=0):
@@ -238,3 +247,262 @@ def test_two_runs_with_one_seed_save_the_same_weights_and_another_seed_other_wei
     assert any(not torch.equal(value, as_built["other"][key]) for key, value in as_built["first"].items()), (
         "seed 1 built the networks of seed 0"
     )
+
+
+# ---- each architecture and sampler argument reaches the saved pipeline ------------------------------------------
+
+
+def point_task(task_class, arguments_class):
+    return lambda overrides, files: task_class(arguments_class(output_dir="unused", **overrides))
+
+
+def image_task(task_class, arguments_class, size=8):
+    """A task on the 8 × 8 images (``files``: the image_files fixture), with ``size`` × ``size`` data in memory."""
+
+    def make(overrides, files):
+        train, test = files[IMAGES][1], files[IMAGES][3]
+        args = arguments_class(output_dir="unused", train_data_files=train, test_data_files=test, **overrides)
+        data = {f"{split}_images": torch.rand(20, 1, size, size, generator=seeded()) for split in ("train", "test")}
+        data |= {f"{split}_labels": torch.arange(20) % 10 for split in ("train", "test")}
+        return task_class(args, data)
+
+    return make
+
+
+def classifier_task(overrides, files):
+    train, test = files[MNIST_SIZED][1], files[MNIST_SIZED][3]
+    return ClassifierTask(ClassifierArguments(output_dir="unused", train_data_files=train, test_data_files=test,
+                                              **overrides))  # fmt: skip
+
+
+#: (task from (overrides, image files), non-default arguments, what the pipeline must hold: "component.key" → value,
+#: "component.__class__" → class name, "pipeline.key" → the pipeline's own config)
+CONFIG_WIRING = {
+    "flow-matching": (
+        point_task(FlowMatchingTask, FlowMatchingArguments),
+        {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_embedding": "fourier",
+         "num_position_frequencies": 2, "solver": "midpoint", "source": "8gaussians"},
+        {"velocity.hidden_size": 8, "velocity.num_layers": 2, "velocity.activation": "tanh",
+         "velocity.time_embedding": "fourier", "velocity.num_position_frequencies": 2,
+         "scheduler.__class__": "FlowMatchMidpointScheduler", "pipeline.source": {"name": "8gaussians"}},
+    ),
+    "ddpm": (
+        point_task(DDPMTask, DDPMArguments),
+        {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_embedding": "fourier",
+         "num_position_frequencies": 2, "num_train_timesteps": 8, "alpha": 0.9, "variance_type": "beta",
+         "sampler": "ddim", "eta": 0.5},
+        {"model.hidden_size": 8, "model.num_layers": 2, "model.activation": "tanh", "model.time_embedding": "fourier",
+         "model.num_position_frequencies": 2, "model.time_scale": 1 / 8, "scheduler.num_train_timesteps": 8,
+         "scheduler.alpha": 0.9, "scheduler.variance_type": "beta", "scheduler.sampler": "ddim", "scheduler.eta": 0.5},
+    ),
+    "ddpm-diffusers-schedule": (
+        point_task(DDPMTask, DDPMArguments),
+        {"beta_schedule": "scaled_linear", "beta_start": 1e-3, "beta_end": 0.05, "variance_type": "beta",
+         "num_train_timesteps": 8},
+        {"scheduler.__class__": "DDPMScheduler", "scheduler.beta_schedule": "scaled_linear",
+         "scheduler.beta_start": 1e-3, "scheduler.beta_end": 0.05, "scheduler.variance_type": "fixed_large",
+         "scheduler.num_train_timesteps": 8},
+    ),
+    "score-sde-ve": (
+        point_task(ScoreTask, ScoreArguments),
+        {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_embedding": "fourier",
+         "num_position_frequencies": 2, "sde": "ve", "sigma_min": 0.05, "sigma_max": 5.0, "sampling_eps": 0.01,
+         "prediction_type": "score"},
+        {"score_model.hidden_size": 8, "score_model.num_layers": 2, "score_model.activation": "tanh",
+         "score_model.time_embedding": "fourier", "score_model.num_position_frequencies": 2,
+         "scheduler.__class__": "VESDEScheduler", "scheduler.sigma_min": 0.05, "scheduler.sigma_max": 5.0,
+         "scheduler.sampling_eps": 0.01, "scheduler.prediction_type": "score"},
+    ),
+    "score-sde-vp": (
+        point_task(ScoreTask, ScoreArguments),
+        {"beta_min": 0.2, "beta_max": 8.0},
+        {"scheduler.__class__": "VPSDEScheduler", "scheduler.beta_min": 0.2, "scheduler.beta_max": 8.0},
+    ),
+    "bridge": (
+        point_task(BridgeTask, BridgeArguments),
+        {"residual": False, "hidden_size": 8, "num_layers": 2, "num_steps": 6, "gamma": 0.05, "schedule": "constant",
+         "final_step_noise": True},
+        {"forward_model.__class__": "TimeMLP", "backward_model.__class__": "TimeMLP", "forward_model.hidden_size": 8,
+         "backward_model.num_layers": 2, "scheduler.num_steps": 6, "scheduler.gamma": 0.05,
+         "scheduler.schedule": "constant", "scheduler.final_step_noise": True},
+    ),
+    "bridge-symmetric": (
+        point_task(BridgeTask, BridgeArguments),
+        {"schedule_power": 2.0},
+        {"forward_model.__class__": "ResidualMean", "scheduler.schedule_power": 2.0},
+    ),
+    "density-gmm": (
+        point_task(DensityTask, DensityArguments),
+        {"model": "gmm", "num_components": 3, "covariance_type": "diag", "num_train_points": 50},
+        {"model.__class__": "GaussianMixture", "model.num_components": 3, "model.covariance_type": "diag"},
+    ),
+    "density-made": (
+        point_task(DensityTask, DensityArguments),
+        {"model": "made", "hidden_sizes": [8], "num_components": 3, "num_masks": 2, "order": "random", "seed": 4},
+        {"model.__class__": "MADE", "model.hidden_sizes": [8], "model.num_components": 3, "model.num_masks": 2,
+         "model.order": "random", "model.seed": 4},
+    ),
+    "density-coupling": (
+        point_task(DensityTask, DensityArguments),
+        {"model": "coupling", "num_couplings": 3, "hidden_size": 8, "num_layers": 1, "invertible_linear": False,
+         "num_bins": 5, "tail_bound": 2.5},
+        {"model.__class__": "CouplingFlow", "model.num_couplings": 3, "model.hidden_size": 8,
+         "model.num_hidden_layers": 1, "model.invertible_linear": False, "model.coupling_type": "spline",
+         "model.num_bins": 5, "model.tail_bound": 2.5},
+    ),
+    "density-coupling-affine": (
+        point_task(DensityTask, DensityArguments),
+        {"model": "coupling", "coupling_type": "affine"},
+        {"model.coupling_type": "affine"},
+    ),
+    "density-cnf": (
+        point_task(DensityTask, DensityArguments),
+        {"model": "cnf", "hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_scale": 2.0},
+        {"velocity.hidden_size": 8, "velocity.num_layers": 2, "velocity.activation": "tanh",
+         "velocity.time_scale": 2.0},
+    ),
+    "energy": (
+        point_task(EBMTask, EBMArguments),
+        {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "confinement": 0.5, "sample_sampler": "langevin",
+         "sample_step_size": 0.01, "buffer_low": -5.0, "buffer_high": 4.5},
+        {"model.hidden_size": 8, "model.num_layers": 2, "model.activation": "tanh", "model.confinement": 0.5,
+         "scheduler.__class__": "LangevinScheduler", "scheduler.step_size": 0.01, "pipeline.start_low": -5.0,
+         "pipeline.start_high": 4.5},
+    ),
+    "vae": (
+        image_task(VAETask, VAEArguments),
+        {"image_size": 8, "latent_dim": 3, "hidden_sizes": [16, 8], "activation": "tanh", "normalization": "layer",
+         "likelihood": "gaussian", "observation_std": 0.5, "architecture": "conv", "conv_channels": [4, 8]},
+        {"vae.image_size": 8, "vae.latent_dim": 3, "vae.hidden_sizes": [16, 8], "vae.activation": "tanh",
+         "vae.normalization": "layer", "vae.likelihood": "gaussian", "vae.observation_std": 0.5,
+         "vae.architecture": "conv", "vae.conv_channels": [4, 8]},
+    ),
+    "autoencoder": (
+        image_task(VAETask, VAEArguments),
+        {"model": "ae", "image_size": 8, "latent_dim": 3},
+        {"autoencoder.__class__": "AutoEncoder", "autoencoder.latent_dim": 3},
+    ),
+    "rbm": (
+        image_task(RBMTask, RBMArguments, size=4),
+        {"image_size": 4, "num_hidden": 6, "weight_init_std": 0.5},
+        {"model.num_hidden": 6, "model.num_visible": 16, "model.image_size": 4, "model.weight_init_std": 0.5},
+    ),
+    "image-flow-matching": (
+        image_task(FlowMatchingImageTask, FlowMatchingImageArguments),
+        {"image_size": 8, "block_out_channels": [8, 16], "layers_per_block": 2, "norm_num_groups": 4,
+         "class_conditional": True, "num_classes": 10, "time_scale": 10.0, "solver": "heun"},
+        {"unet.sample_size": 8, "unet.block_out_channels": [8, 16], "unet.layers_per_block": 2,
+         "unet.norm_num_groups": 4, "unet.num_class_embeds": 11, "pipeline.time_scale": 10.0,
+         "scheduler.__class__": "FlowMatchHeunScheduler"},
+    ),
+    "image-ddpm": (
+        image_task(DDPMImageTask, DDPMImageArguments),
+        {"image_size": 8, "block_out_channels": [8, 16], "norm_num_groups": 4, "num_train_timesteps": 10,
+         "final_alpha_bar": 0.01, "variance_type": "beta", "sampler": "ddim", "eta": 0.5, "num_inference_steps": 4},
+        {"unet.sample_size": 8, "scheduler.num_train_timesteps": 10, "scheduler.alpha": 0.01 ** (1 / 10),
+         "scheduler.variance_type": "beta", "scheduler.sampler": "ddim", "scheduler.eta": 0.5},
+    ),
+    "classifier": (
+        classifier_task,
+        {"conv_channels": [4, 8], "hidden_size": 16, "dropout": 0.1},
+        {"model.conv_channels": [4, 8], "model.hidden_size": 16, "model.dropout": 0.1, "model.image_size": 28},
+    ),
+}  # fmt: skip
+
+
+def saved_settings(pipeline: Any) -> dict[str, Any]:
+    """``"component.key"`` → value of every config entry of ``pipeline`` (a pipeline's own entries under
+    ``pipeline.``, each component's class under ``component.__class__``); a bare model is the component ``model``."""
+    components = pipeline.components if hasattr(pipeline, "components") else {"model": pipeline}
+    settings = {}
+    if hasattr(pipeline, "components"):
+        settings |= {f"pipeline.{key}": value for key, value in pipeline.config.items() if not key.startswith("_")}
+    for name, component in components.items():
+        config = component.config.to_dict() if hasattr(component.config, "to_dict") else dict(component.config)
+        settings[f"{name}.__class__"] = type(component).__name__
+        settings |= {f"{name}.{key}": value for key, value in config.items()}
+    return settings
+
+
+def same_setting(saved: Any, expected: Any) -> bool:
+    if isinstance(expected, float):
+        return math.isclose(float(saved), expected, rel_tol=1e-12)
+    if isinstance(expected, list):
+        return list(saved) == expected
+    if isinstance(expected, dict):  # a sub-dictionary of the saved one
+        return all(saved.get(key) == value for key, value in expected.items())
+    return saved == expected
+
+
+@pytest.mark.parametrize("family", list(CONFIG_WIRING))
+def test_the_architecture_and_sampler_arguments_are_what_the_pipeline_saves(image_files, family):
+    make_task, overrides, expected = CONFIG_WIRING[family]
+    task = make_task(overrides, image_files)
+    torch.manual_seed(0)
+    settings = saved_settings(task.pipeline(**task.build_models()))
+    wrong = {key: (settings.get(key, "<missing>"), value) for key, value in expected.items()
+             if key not in settings or not same_setting(settings[key], value)}  # fmt: skip
+    assert not wrong, f"saved vs asked: {wrong}"
+
+
+# ---- the samples that validation and evaluation score are drawn with the run's sampling settings ----------------
+
+SMALL = {"hidden_size": 8, "num_layers": 1}
+#: (task from (overrides, image files), arguments, the draw the run must make: (pipeline, n, generator) → samples)
+SAMPLING_WIRING = {
+    "flow-matching": (
+        point_task(FlowMatchingTask, FlowMatchingArguments),
+        {**SMALL, "num_inference_steps": 3},
+        lambda pipe, n, g: pipe(n, 3, generator=g).samples,
+    ),
+    "ddpm": (
+        point_task(DDPMTask, DDPMArguments),
+        {**SMALL, "num_train_timesteps": 8, "num_inference_steps": 3},
+        lambda pipe, n, g: pipe(n, 3, generator=g).samples,
+    ),
+    "score-sde": (
+        point_task(ScoreTask, ScoreArguments),
+        {**SMALL, "num_inference_steps": 3, "sampler": "predictor_corrector"},
+        lambda pipe, n, g: pipe(n, 3, sampler="predictor_corrector", generator=g).samples,
+    ),
+    "density-cnf": (
+        point_task(DensityTask, DensityArguments),
+        {**SMALL, "model": "cnf", "num_inference_steps": 3},
+        lambda pipe, n, g: pipe(n, 3, generator=g).samples,
+    ),
+    "energy": (
+        point_task(EBMTask, EBMArguments),
+        {**SMALL, "num_sample_steps": 3},
+        lambda pipe, n, g: pipe(n, 3, generator=g).samples,
+    ),
+    "rbm": (
+        image_task(RBMTask, RBMArguments, size=4),
+        {"image_size": 4, "num_hidden": 6, "num_sample_steps": 3},
+        lambda pipe, n, g: pipe(n, 3, generator=g).images,
+    ),
+    "image-flow-matching": (
+        image_task(FlowMatchingImageTask, FlowMatchingImageArguments),
+        {"image_size": 8, "block_out_channels": [8, 16], "norm_num_groups": 4, "num_inference_steps": 3,
+         "class_conditional": True, "guidance_scale": 2.0},
+        lambda pipe, n, g: pipe(n, 3, generator=g, class_labels=torch.arange(n) % 10, guidance_scale=2.0).images,
+    ),
+    "image-ddpm": (
+        image_task(DDPMImageTask, DDPMImageArguments),
+        {"image_size": 8, "block_out_channels": [8, 16], "norm_num_groups": 4, "num_train_timesteps": 10,
+         "num_inference_steps": 3},
+        lambda pipe, n, g: pipe(n, 3, generator=g).images,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", list(SAMPLING_WIRING))
+def test_validation_and_evaluation_samples_are_drawn_with_the_run_s_sampling_settings(image_files, family):
+    make_task, overrides, draw = SAMPLING_WIRING[family]
+    task = make_task(overrides, image_files)
+    torch.manual_seed(0)
+    pipeline = task.pipeline(**task.build_models())
+    pipeline.set_progress_bar_config(disable=True)
+    samples = task.sample(pipeline, 4, seeded(5))
+    assert torch.equal(samples, draw(pipeline, 4, seeded(5)).cpu())
+    # the pipeline's own defaults give other samples: the settings matter
+    assert not torch.equal(samples, pipeline(4, generator=seeded(5))[0].cpu())
