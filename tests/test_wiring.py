@@ -275,8 +275,9 @@ def classifier_task(overrides, files):
                                               **overrides))  # fmt: skip
 
 
-#: (task from (overrides, image files), non-default arguments, what the pipeline must hold: "component.key" → value,
-#: "component.__class__" → class name, "pipeline.key" → the pipeline's own config)
+#: (task from (overrides, image files), arguments, what the pipeline must hold: "component.key" → value,
+#: "component.__class__" → class name, "pipeline.key" → the pipeline's own config). Each value differs from the
+#: component's own default, so an argument left out of the constructor call fails here.
 CONFIG_WIRING = {
     "flow-matching": (
         point_task(FlowMatchingTask, FlowMatchingArguments),
@@ -321,15 +322,16 @@ CONFIG_WIRING = {
     "bridge": (
         point_task(BridgeTask, BridgeArguments),
         {"residual": False, "hidden_size": 8, "num_layers": 2, "num_steps": 6, "gamma": 0.05, "schedule": "constant",
-         "final_step_noise": True},
+         "final_step_noise": False},
         {"forward_model.__class__": "TimeMLP", "backward_model.__class__": "TimeMLP", "forward_model.hidden_size": 8,
          "backward_model.num_layers": 2, "scheduler.num_steps": 6, "scheduler.gamma": 0.05,
-         "scheduler.schedule": "constant", "scheduler.final_step_noise": True},
+         "scheduler.schedule": "constant", "scheduler.final_step_noise": False},
     ),
     "bridge-symmetric": (
         point_task(BridgeTask, BridgeArguments),
-        {"schedule_power": 2.0},
-        {"forward_model.__class__": "ResidualMean", "scheduler.schedule_power": 2.0},
+        {"schedule_power": 2.0, "final_step_noise": True},
+        {"forward_model.__class__": "ResidualMean", "scheduler.schedule_power": 2.0,
+         "scheduler.final_step_noise": True},
     ),
     "density-gmm": (
         point_task(DensityTask, DensityArguments),
@@ -344,16 +346,16 @@ CONFIG_WIRING = {
     ),
     "density-coupling": (
         point_task(DensityTask, DensityArguments),
-        {"model": "coupling", "num_couplings": 3, "hidden_size": 8, "num_layers": 1, "invertible_linear": False,
+        {"model": "coupling", "num_couplings": 3, "hidden_size": 8, "num_layers": 1, "invertible_linear": True,
          "num_bins": 5, "tail_bound": 2.5},
         {"model.__class__": "CouplingFlow", "model.num_couplings": 3, "model.hidden_size": 8,
-         "model.num_hidden_layers": 1, "model.invertible_linear": False, "model.coupling_type": "spline",
+         "model.num_hidden_layers": 1, "model.invertible_linear": True, "model.coupling_type": "spline",
          "model.num_bins": 5, "model.tail_bound": 2.5},
     ),
     "density-coupling-affine": (
         point_task(DensityTask, DensityArguments),
-        {"model": "coupling", "coupling_type": "affine"},
-        {"model.coupling_type": "affine"},
+        {"model": "coupling", "coupling_type": "affine", "invertible_linear": False},
+        {"model.coupling_type": "affine", "model.invertible_linear": False},
     ),
     "density-cnf": (
         point_task(DensityTask, DensityArguments),
@@ -364,9 +366,9 @@ CONFIG_WIRING = {
     "energy": (
         point_task(EBMTask, EBMArguments),
         {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "confinement": 0.5, "sample_sampler": "langevin",
-         "sample_step_size": 0.01, "buffer_low": -5.0, "buffer_high": 4.5},
+         "sample_step_size": 0.02, "buffer_low": -5.0, "buffer_high": 4.5},
         {"model.hidden_size": 8, "model.num_layers": 2, "model.activation": "tanh", "model.confinement": 0.5,
-         "scheduler.__class__": "LangevinScheduler", "scheduler.step_size": 0.01, "pipeline.start_low": -5.0,
+         "scheduler.__class__": "LangevinScheduler", "scheduler.step_size": 0.02, "pipeline.start_low": -5.0,
          "pipeline.start_high": 4.5},
     ),
     "vae": (
@@ -389,9 +391,9 @@ CONFIG_WIRING = {
     ),
     "image-flow-matching": (
         image_task(FlowMatchingImageTask, FlowMatchingImageArguments),
-        {"image_size": 8, "block_out_channels": [8, 16], "layers_per_block": 2, "norm_num_groups": 4,
+        {"image_size": 8, "block_out_channels": [8, 16], "layers_per_block": 3, "norm_num_groups": 4,
          "class_conditional": True, "num_classes": 10, "time_scale": 10.0, "solver": "heun"},
-        {"unet.sample_size": 8, "unet.block_out_channels": [8, 16], "unet.layers_per_block": 2,
+        {"unet.sample_size": 8, "unet.block_out_channels": [8, 16], "unet.layers_per_block": 3,
          "unet.norm_num_groups": 4, "unet.num_class_embeds": 11, "pipeline.time_scale": 10.0,
          "scheduler.__class__": "FlowMatchHeunScheduler"},
     ),
