@@ -14,8 +14,10 @@ import torch
 from factories import reset_accelerate, tiny_args, write_image_parquet
 from safetensors.torch import load_file
 
+from hfgen.methods.cnf import cnf_nll_loss
 from hfgen.methods.couplings import couple, sinkhorn_assignment
 from hfgen.methods.flow_matching import BrownianBridgePath, VPPath, cfm_loss, sample_times
+from hfgen.methods.schrodinger_bridge import mean_matching_loss, step_weights
 from hfgen.models import TimeMLP
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask, Trainer
 from hfgen.training.bridge import BridgeArguments, BridgeTask
@@ -23,9 +25,10 @@ from hfgen.training.classifier import ClassifierArguments, ClassifierTask
 from hfgen.training.ddpm import DDPMArguments, DDPMTask
 from hfgen.training.density import DensityArguments, DensityTask
 from hfgen.training.ebm import EBMArguments, EBMTask
+from hfgen.training.flow_matching import CoupledPairs
 from hfgen.training.images import DDPMImageArguments, DDPMImageTask, FlowMatchingImageArguments, FlowMatchingImageTask
 from hfgen.training.rbm import RBMArguments, RBMTask
-from hfgen.training.score import ScoreArguments, ScoreTask
+from hfgen.training.score import NoisedScoreBatches, ScoreArguments, ScoreTask
 from hfgen.training.vae import VAEArguments, VAETask
 
 
@@ -508,3 +511,100 @@ def test_validation_and_evaluation_samples_are_drawn_with_the_run_s_sampling_set
     assert torch.equal(samples, draw(pipeline, 4, seeded(5)).cpu())
     # the pipeline's own defaults give other samples: the settings matter
     assert not torch.equal(samples, pipeline(4, generator=seeded(5))[0].cpu())
+
+
+# ---- each training setting reaches the batches and the loss -------------------------------------------------------
+
+
+def test_the_flow_matching_batches_use_the_run_s_coupling_sigma_and_time_law(tmp_path):
+    args = replace(tiny_args(tmp_path), coupling="sinkhorn", sigma=0.7, path="brownian", time_beta=0.4, seed=3)
+    task = FlowMatchingTask(args)
+    with task.batches(start=2, stream=1) as batches:
+        x0, x1, t, _ = next(batches)
+
+    def pairs(coupling="sinkhorn", sigma=0.7, time_beta=0.4):
+        stream = CoupledPairs(
+            task.source, task.target, 32, coupling, seed=3, time_beta=time_beta, stream=1, sigma=sigma
+        )
+        return stream.draw(2)[:3]
+
+    for got, expected in zip((x0, x1, t), pairs(), strict=True):
+        assert torch.equal(got, expected)
+    # σ = 1, independent pairs or uniform times give other batches: each setting is seen
+    assert not torch.equal(x0, pairs(sigma=1.0)[0]) and not torch.equal(x0, pairs(coupling="independent")[0])
+    assert not torch.equal(t, pairs(time_beta=1.0)[2])
+    # the loss is the CFM loss on the Brownian bridge of the run's σ
+    model = TimeMLP(dim=2, hidden_size=8, num_layers=1)
+    loss = task.loss(model, (x0, x1, t, seeded(1)), torch.device("cpu"))
+    assert torch.equal(loss, cfm_loss(model, x0, x1, BrownianBridgePath(sigma=0.7), t=t, generator=seeded(1)))
+    assert not torch.equal(loss, cfm_loss(model, x0, x1, BrownianBridgePath(sigma=1.0), t=t, generator=seeded(1)))
+
+
+def test_the_score_batches_draw_their_times_from_the_run_s_time_law():
+    args = ScoreArguments(output_dir="unused", time_beta=0.4, sampling_eps=0.01, train_batch_size=16, seed=3)
+    task = ScoreTask(args)
+    with task.batches(start=2, stream=1) as batches:
+        batch = next(batches)
+
+    def draw(time_beta):
+        return NoisedScoreBatches(task.target, task.scheduler, 16, time_beta=time_beta, seed=3, stream=1).draw(2)
+
+    for got, expected in zip(batch, draw(0.4), strict=True):
+        assert torch.equal(got, expected)
+    assert not torch.equal(batch[1], draw(1.0)[1])
+
+
+@pytest.mark.parametrize("weighting", ["inverse_gamma", "none"])
+def test_the_bridge_regresses_on_num_trajectories_chains_with_the_run_s_weighting(weighting):
+    args = BridgeArguments(output_dir="unused", num_steps=4, num_trajectories=30, loss_weighting=weighting,
+                           train_batch_size=8, hidden_size=8, num_layers=1)  # fmt: skip
+    task = BridgeTask(args)
+    models = task.build_models()
+    with task.batches(start=0, stream=0, phase=0) as batches:
+        batch = next(batches)
+    inputs, timesteps = batches.cache[:2]
+    assert inputs.shape == (4 * 30, 2)  # N steps of the 30 chains of the cache
+    if weighting == "inverse_gamma":
+        assert len(batch) == 4
+        assert torch.equal(batches.cache[3], step_weights(task.scheduler, timesteps, batches.direction))
+    else:
+        assert len(batch) == 3
+    model = models[batches.direction]
+    assert torch.equal(task.loss(model, batch, torch.device("cpu")), mean_matching_loss(model, *batch))
+
+
+#: the CNF training settings as ``cnf_nll_loss`` takes them, and their defaults there
+CNF_OPTIONS = {
+    "solver": ("solver", "rk4"),
+    "num_ode_steps": ("num_steps", 8),
+    "divergence": ("divergence_method", "exact"),
+}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"solver": "euler", "num_ode_steps": 3, "divergence": "hutchinson"}, {"solver": "dopri5", "ode_tolerance": 1e-2}],
+)
+def test_the_cnf_loss_integrates_with_the_run_s_solver_steps_tolerance_and_divergence(settings):
+    args = DensityArguments(output_dir="unused", model="cnf", hidden_size=8, num_layers=1, train_batch_size=16,
+                            **settings)  # fmt: skip
+    task = DensityTask(args)
+    torch.manual_seed(0)
+    model = task.build_model()
+    with torch.no_grad():  # a velocity with curvature, so that every solver setting changes the integral
+        for parameter in model.parameters():
+            parameter.mul_(3)
+    loss = task.loss(model, task.batch(0, 0), torch.device("cpu")).detach()
+
+    def nll(**options):
+        points, generator = task.batch(0, 0)
+        velocity = lambda x, t: model(x, t, return_dict=False)[0]  # noqa: E731
+        normal = lambda z: -0.5 * z.square().sum(dim=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)  # noqa: E731
+        return cnf_nll_loss(velocity, points, normal, generator=generator, **options).detach()
+
+    asked = {CNF_OPTIONS[name][0]: getattr(args, name) for name in CNF_OPTIONS}
+    asked |= {"rtol": args.ode_tolerance, "atol": args.ode_tolerance}
+    torch.testing.assert_close(loss, nll(**asked))
+    for name in settings:  # each setting, put back to its default, gives another loss
+        default = {"rtol": 1e-5, "atol": 1e-5} if name == "ode_tolerance" else dict([CNF_OPTIONS[name]])
+        assert abs(float(loss - nll(**(asked | default)))) > 1e-3, name
