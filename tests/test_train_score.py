@@ -225,7 +225,8 @@ def test_validation_and_final_metrics_are_those_of_the_chosen_sampler(tmp_path, 
     # Euler–Maruyama from the same seeds gives other numbers: the check can tell the samplers apart
     assert scores(args.num_eval_samples, 1, "euler_maruyama")["samples_w2"] != final["samples_w2"]
     assert scores(args.num_validation_samples, 6, "euler_maruyama")["samples_w2"] != validation["samples_w2"]
-    assert f"({sampler}, 5 steps)" in (tmp_path / "README.md").read_text()
+    card = (tmp_path / "README.md").read_text()
+    assert f"({sampler}, 5 steps)" in card and f'num_inference_steps=5, sampler="{sampler}",' in card  # usage draws so
 
 
 def test_the_script_trains_and_evaluates_end_to_end(tmp_path):
