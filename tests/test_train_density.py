@@ -23,8 +23,9 @@ from hfgen.models.kde import rule_bandwidth
 from hfgen.models.mixture import GaussianMixture
 from hfgen.pipelines.density import DensityPipeline
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
-from hfgen.training.density import DensityArguments, DensityTask
+from hfgen.training.density import DensityArguments, DensityTask, initialize_gmm
 from hfgen.training.trainer import Trainer, run
+from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_density.py"
@@ -178,6 +179,28 @@ def test_the_kde_step_stores_the_sample_and_picks_the_cross_validated_bandwidth(
     model64.update(kde64, model64.batch(0, 0), torch.device("cpu"))
     expected = torch.from_numpy(sk.score_samples(points.numpy()))
     torch.testing.assert_close(kde64.log_prob(points), expected, rtol=0, atol=1e-6)
+
+
+def test_the_gmm_starts_from_the_best_of_num_inits_k_means_plus_plus_seedings(tmp_path):
+    task = DensityTask(tiny("gmm", tmp_path, num_inits=1, seed=5))
+    model = task.build_model()
+    for num_inits, same in ((1, True), (10, False)):  # the best of 10 seedings is another start here
+        expected = GaussianMixture(3, 2, "full").double()
+        initialize_gmm(expected, task.train.double(), num_inits, task.args.reg_covar, 5)
+        assert torch.equal(model.means, expected.means) == same, num_inits
+
+
+@pytest.mark.parametrize("binarize", ["dynamic", "threshold"])
+def test_made_batches_on_images_follow_the_run_s_binarisation(tmp_path, binarize):
+    generator = torch.Generator().manual_seed(0)
+    grey = {"train": torch.rand(30, 1, 3, 3, generator=generator), "test": torch.rand(8, 1, 3, 3, generator=generator)}
+    args = tiny("made", tmp_path, dataset_name="ylecun/mnist", image_size=3, binarize=binarize, train_batch_size=8)
+    points, _ = DensityTask(args, grey).batch(3, 0)
+    # rows drawn with replacement from batch 3's generator, then (dynamic) x ~ Bernoulli(p) from the same generator
+    g = batch_generator(args.seed, 0, 3)
+    rows = torch.randint(30, (8,), generator=g)
+    expected = torch.bernoulli(grey["train"][rows], generator=g) if binarize == "dynamic" else grey["train"][rows] > 0.5
+    assert torch.equal(points, expected.float())
 
 
 def test_the_cnf_likelihood_and_its_gradient_equal_the_closed_form_of_a_linear_field():

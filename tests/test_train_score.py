@@ -229,6 +229,22 @@ def test_validation_and_final_metrics_are_those_of_the_chosen_sampler(tmp_path, 
     assert f"({sampler}, 5 steps)" in card and f'num_inference_steps=5, sampler="{sampler}",' in card  # usage draws so
 
 
+@pytest.mark.parametrize("sampler", ["predictor_corrector", "probability_flow"])
+def test_the_trajectory_figures_follow_the_chosen_sampler(monkeypatch, tmp_path, sampler):
+    from hfgen import plotting
+
+    drawn = []
+    monkeypatch.setattr(plotting, "plot_trajectory", lambda trajectory, *args, **kwargs: drawn.append(trajectory))
+    args = tiny_args(tmp_path, dataset="moons", sampler=sampler)
+    task = ScoreTask(args)
+    torch.manual_seed(0)
+    pipe = task.pipeline(task.build_model())
+    pipe.set_progress_bar_config(disable=True)
+    figures = task.validation_figures(pipe, torch.zeros(10, 2))
+    expected = pipe(500, 5, sampler=sampler, generator=torch.Generator().manual_seed(3), return_trajectory=True)
+    assert "trajectory.png" in figures and len(drawn) == 1 and torch.equal(drawn[0], expected.trajectory)
+
+
 def test_the_script_trains_and_evaluates_end_to_end(tmp_path):
     out = tmp_path / "run"
     argv = ["--output_dir", str(out), "--dataset", "moons", "--sde", "ve", "--max_train_steps", "10",
