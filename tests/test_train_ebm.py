@@ -121,6 +121,16 @@ def test_the_loss_runs_buffer_chains_and_is_the_maximum_likelihood_loss(tmp_path
     assert torch.equal(task.buffer.chains[untouched], before[untouched])
 
 
+def test_the_held_out_log_density_normalises_on_the_run_s_quadrature_grid(tmp_path):
+    task = EBMTask(tiny_args(tmp_path, grid_size=16, grid_bound=7.0))
+    torch.manual_seed(0)
+    pipeline = task.pipeline(task.build_model())
+    points = task.log_likelihood_points(5, torch.Generator().manual_seed(1))
+    log_prob = task.log_likelihood(pipeline, points)
+    assert torch.equal(log_prob, pipeline.log_prob(points, ((-7.0, 7.0), (-7.0, 7.0)), 16))
+    assert not torch.equal(log_prob, pipeline.log_prob(points))  # the pipeline's default grid gives another log Z
+
+
 def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
     def train(args):
         task = EBMTask(args)
