@@ -178,6 +178,25 @@ def test_the_losses_are_the_flow_matching_and_epsilon_regressions(data_files, tm
         assert torch.equal(ddpm.loss(model, (noisy, timesteps, noise), torch.device("cpu")), expected)
 
 
+def test_the_figures_draw_one_row_per_class_with_the_run_s_guidance_and_steps(data_files, tmp_path):
+    args = fm_args(tmp_path, data_files, class_conditional=True, guidance_scale=2.0, num_inference_steps=3)
+    task = FlowMatchingImageTask(args)
+    torch.manual_seed(0)
+    pipeline = task.pipeline(task.build_model())
+    pipeline.set_progress_bar_config(disable=True)
+    images, title = task.grid(pipeline)
+    labels = grid_labels(100, 10)
+    expected = pipeline(100, 3, generator=torch.Generator().manual_seed(3), class_labels=labels, guidance_scale=2.0)
+    assert torch.equal(images, expected.images) and "guidance w = 2" in title
+    states = task.trajectory(pipeline, grid_labels(10, 10))
+    expected = pipeline(10, 3, generator=torch.Generator().manual_seed(3), class_labels=grid_labels(10, 10),
+                        guidance_scale=2.0, return_trajectory=True)  # fmt: skip
+    assert torch.equal(states, expected.trajectory)  # 3 steps: all 4 states are kept
+    unguided = pipeline(10, 3, generator=torch.Generator().manual_seed(3), class_labels=grid_labels(10, 10),
+                        return_trajectory=True)  # fmt: skip
+    assert not torch.equal(states, unguided.trajectory)  # the guidance shows
+
+
 def test_grid_labels_give_one_row_per_class():
     assert grid_labels(100, 10).view(10, 10).tolist() == [[c] * 10 for c in range(10)]
 

@@ -17,7 +17,12 @@ from factories import reset_accelerate, write_image_parquet
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from hfgen.methods.rbm import contrastive_divergence, exact_log_partition
+from hfgen.methods.rbm import (
+    contrastive_divergence,
+    exact_log_partition,
+    pseudo_log_likelihood,
+    reconstruction_error,
+)
 from hfgen.models.rbm import RBMModel
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.training.rbm import RBMArguments, RBMTask, ais_log_likelihood, filter_images
@@ -223,6 +228,22 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
         assert saved["chains"].shape == (5, 16) and not torch.equal(saved["chains"], full_task.chains)
     else:
         assert not (tmp_path / "full" / "checkpoints" / "checkpoint-3" / "task_state.safetensors").exists()
+
+
+def test_the_held_out_scores_use_the_first_num_eval_images_test_images(data, data_files, tmp_path):
+    task = RBMTask(tiny_args(tmp_path, data_files, num_eval_images=7, weight_init_std=0.5), data)
+    torch.manual_seed(0)
+    pipeline = task.pipeline(task.build_model())
+    task.sample(pipeline, 2, torch.Generator().manual_seed(0))
+    metrics = task.score(torch.zeros(2, 1, 4, 4), torch.Generator().manual_seed(1))
+    images = task.test_images[:7].flatten(1)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        errors = reconstruction_error(pipeline.model, images, generator).double()
+        pseudo = pseudo_log_likelihood(pipeline.model, images, generator=generator).double()
+    assert metrics["num_eval_images"] == 7
+    assert metrics["reconstruction_error"] == float(errors.mean())
+    assert metrics["pseudo_log_likelihood"] == float(pseudo.mean())
 
 
 def test_ais_log_likelihood_agrees_with_exact_enumeration():
