@@ -608,3 +608,37 @@ def test_the_cnf_loss_integrates_with_the_run_s_solver_steps_tolerance_and_diver
     for name in settings:  # each setting, put back to its default, gives another loss
         default = {"rtol": 1e-5, "atol": 1e-5} if name == "ode_tolerance" else dict([CNF_OPTIONS[name]])
         assert abs(float(loss - nll(**(asked | default)))) > 1e-3, name
+
+
+# ---- the optimisation arguments reach the optimizer, the schedule, the EMA, the clipping and the accumulation ----
+
+
+def test_the_optimisation_arguments_reach_the_optimizer_schedule_ema_clipping_and_accumulation(tmp_path):
+    args = replace(tiny_args(tmp_path), learning_rate=3e-3, adam_beta1=0.8, adam_beta2=0.95, adam_weight_decay=0.1,
+                   lr_scheduler="linear", lr_warmup_steps=2, max_train_steps=6, ema_decay=0.7, max_grad_norm=0.5,
+                   gradient_accumulation_steps=2, validation_steps=0, checkpointing_steps=0)  # fmt: skip
+    task = FlowMatchingTask(args)
+    trainer = Trainer(task)
+    clipped, micro_batches = [], []
+    clip, loss = trainer.accelerator.clip_grad_norm_, task.loss
+
+    def clip_and_record(parameters, max_norm):
+        clipped.append(max_norm)
+        return clip(parameters, max_norm)
+
+    def count_and_loss(*inputs):
+        micro_batches.append(inputs[1])
+        return loss(*inputs)
+
+    trainer.accelerator.clip_grad_norm_, task.loss = clip_and_record, count_and_loss
+    trainer.train()
+    trainer.end()
+    group = trainer.optimizer.optimizer.param_groups[0]
+    assert group["initial_lr"] == 3e-3 and group["betas"] == (0.8, 0.95) and group["weight_decay"] == 0.1
+    # linear warm-up over 2 steps, then linear decay to 0 at step 6
+    factors = [trainer.lr_schedule.scheduler.lr_lambdas[0](k) for k in range(7)]
+    assert factors == [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
+    assert trainer.ema.decay == 0.7
+    # 6 optimizer steps of 2 micro-batches each, the gradient clipped to norm 0.5 at each step
+    assert len(micro_batches) == 12 and clipped == [0.5] * 6
+    assert all(int(state["step"]) == 6 for state in trainer.optimizer.optimizer.state.values())
