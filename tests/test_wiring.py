@@ -191,8 +191,8 @@ def train_with_script(monkeypatch, script: str, argv: list[str]) -> None:
 
 
 def record_initial_weights(monkeypatch) -> list[dict[str, Any]]:
-    """Make every Trainer record its networks' weights as built (when its first phase starts, before any step):
-    one ``{"<model>.<tensor>": value}`` a run."""
+    """Make every Trainer record its networks' weights as built (when its first phase starts, before any step): one
+    ``{"trainer": trainer, "weights": {"<model>.<tensor>": value}}`` a run."""
     records = []
     prepare = Trainer._prepare_phase
 
