@@ -642,3 +642,33 @@ def test_the_optimisation_arguments_reach_the_optimizer_schedule_ema_clipping_an
     # 6 optimizer steps of 2 micro-batches each, the gradient clipped to norm 0.5 at each step
     assert len(micro_batches) == 12 and clipped == [0.5] * 6
     assert all(int(state["step"]) == 6 for state in trainer.optimizer.optimizer.state.values())
+
+
+# ---- the scripts evaluate with the sample sizes they are given ----------------------------------------------------
+
+#: family → flags beside its SEED_RUNS ones (the last of a repeated flag wins), and the sizes of the final evaluation
+EVALUATION_RUNS = {
+    "ddpm": ([], (32, 0)),
+    "score-sde": (["--num_nll_samples", "4"], (32, 4)),
+    "density-gmm": ([], (32, 8)),
+    "vae": (["--num_nll_images", "4", "--num_importance_samples", "2", "--quadrature_grid_size", "0"], (8, 4)),
+    "image-flow-matching": ([], (4, 0)),
+    "image-ddpm": ([], (4, 0)),
+}
+
+
+@pytest.mark.parametrize("family", list(EVALUATION_RUNS))
+def test_the_scripts_evaluate_with_the_sample_sizes_they_are_given(monkeypatch, tmp_path, image_files, family):
+    script, flags = SEED_RUNS[family]
+    extra, expected = EVALUATION_RUNS[family]
+    flags = [item for flag in [*flags, *extra] for item in image_files.get(flag, [flag])]
+    sizes = []
+    evaluate = Trainer.evaluate_pipeline
+
+    def record_and_evaluate(trainer, pipeline, num_samples, num_likelihood_points, seed):
+        sizes.append((num_samples, num_likelihood_points, seed))
+        return evaluate(trainer, pipeline, num_samples, num_likelihood_points, seed)
+
+    monkeypatch.setattr(Trainer, "evaluate_pipeline", record_and_evaluate)
+    train_with_script(monkeypatch, script, [*SHORT, *flags, "--output_dir", str(tmp_path / "run")])
+    assert sizes == [(*expected, 1)]  # no validation in these runs: the one evaluation is the final one, seed 1
