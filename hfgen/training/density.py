@@ -150,7 +150,7 @@ class DensityArguments(TrainingArguments):
     num_ode_steps: int = documented(8, "CNF training: steps of a fixed-step solver")
     ode_tolerance: float = documented(1e-5, "CNF training: rtol = atol of an adaptive solver")
     divergence: str = documented("exact", f"CNF training divergence: {DIVERGENCES}")
-    num_inference_steps: int = documented(100, "CNF sampling: Euler steps saved in the scheduler")
+    num_inference_steps: int = documented(100, "CNF sampling: Euler steps of the validation and evaluation samples")
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end (points)")
     num_nll_samples: int = documented(5_000, "held-out points or test images for the final NLL")
     num_validation_nll_samples: int = documented(1_000, "held-out points for the NLL at each validation (0: none)")
