@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import PAGES, QUICK_NOTE, machine, plus_minus, table, write_results, written_by, yes_no
+from report import PAGES, machine, markdown, plus_minus, table, write_results, written_by, yes_no
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import w2_against_floor
@@ -123,9 +123,7 @@ def render(results: dict) -> str:
         for row in results["runs"]
     ]
     lines += table(header, rows)
-    if results["quick"]:
-        lines += QUICK_NOTE
-    return "\n".join(lines) + "\n"
+    return markdown(lines, results["quick"])
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from report import PAGES, QUICK_NOTE, plus_minus, table, verdict, write_results, written_by
+from report import PAGES, markdown, plus_minus, table, verdict, write_results, written_by
 
 from hfgen.metrics import w2_against_floor
 from hfgen.models.mlp import TimeMLP
@@ -571,9 +571,7 @@ def render(results: dict) -> str:
     lines += ["", "## MADE on binarised MNIST", "", *_mnist_lines(runs.get("made-mnist"))]
     lines += ["", "## Recipes", ""]
     lines += [f"- {name}: {json.dumps(row['recipe'])}" for name, row in sorted(runs.items())]
-    if results["quick"]:
-        lines += QUICK_NOTE
-    return "\n".join(lines) + "\n"
+    return markdown(lines, results["quick"])
 
 
 def main() -> None:

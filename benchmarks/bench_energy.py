@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from report import PAGES, machine, plus_minus, table, verdict, write_results, written_by
+from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import nll_report, w2_against_floor, wasserstein2
@@ -422,7 +422,7 @@ def render(results: dict[str, Any]) -> str:
     for dataset in EBM_DATASETS:
         if (r := runs.get(f"ebm-{dataset}")) is not None:
             lines += _ebm_section(dataset, r, targets)
-    return "\n".join(lines) + "\n"
+    return markdown(lines)
 
 
 def main() -> None:

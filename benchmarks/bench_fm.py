@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import PAGES, machine, plus_minus, table, write_results, written_by
+from report import PAGES, machine, markdown, plus_minus, table, write_results, written_by
 from torch import nn
 
 from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
@@ -383,7 +383,7 @@ def render(results: dict) -> str:
               "W2 1k, dopri5", "floor 1k", "dopri5 NFE", "Euler / dopri5 time, 1k (s)", "in support",
               "NLL − H (± se)"]  # fmt: skip
     lines += table(header, (_quality_row(name, r) for name, r in results["quality"].items()))
-    return "\n".join(lines) + "\n"
+    return markdown(lines)
 
 
 #: the benchmark's sections, in the order they run

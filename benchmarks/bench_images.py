@@ -37,7 +37,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
-from report import PAGES, plus_minus, table, write_results
+from report import PAGES, markdown, plus_minus, table, write_results
 
 from hfgen.image_metrics import classifier_outputs
 from hfgen.models.classifier import MnistClassifier
@@ -493,7 +493,7 @@ def render(results: dict) -> str:
     if results.get("sdedit"):
         lines += SDEDIT_SECTION
     lines += ["## Targets", ""] + target_lines(results)
-    return "\n".join(lines) + "\n"
+    return markdown(lines)
 
 
 def target_lines(results: dict) -> list[str]:

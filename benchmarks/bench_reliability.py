@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import PAGES, table
+from report import PAGES, markdown, table
 from report import write_results as write_page
 
 from hfgen import (
@@ -865,7 +865,7 @@ def render(payload: dict) -> str:
         "",
     ]
     rows = ([r["group"], r["case"], r["outcome"], r["detail"].replace("|", "/")] for r in results)
-    return "\n".join(lines + table(["group", "case", "outcome", "what hfgen said or did"], rows)) + "\n"
+    return markdown(lines + table(["group", "case", "outcome", "what hfgen said or did"], rows))
 
 
 #: a tiny diffusers UNet (two levels of 8 and 16 channels) for 1-channel images

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
-from report import PAGES, QUICK_NOTE, machine, plus_minus, table, verdict, write_results, written_by, yes_no
+from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by, yes_no
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import nll_report, w2_against_floor, wasserstein2
@@ -164,48 +164,41 @@ def bench_exact(quick: bool) -> dict:
 # ---- trained models (cached) -------------------------------------------------------------------------------------
 
 
-def score_args(dataset: str, quick: bool) -> Any:
-    from hfgen.training.score import ScoreArguments
-
-    args = ScoreArguments(
-        dataset=dataset,
-        output_dir=str(CACHE / f"train-score-{dataset}"),
+def _run_args(arguments_class: type, folder: str, quick: dict[str, Any] | None, **fields: Any) -> Any:
+    """``arguments_class(**fields)`` for a run in ``CACHE / folder`` without validations, checkpoints or trackers;
+    with ``quick`` (tiny budgets) its fields replace the recipe's."""
+    args = arguments_class(
+        output_dir=str(CACHE / folder),
         validation_steps=0,
         checkpointing_steps=0,
         report_to="none",
         overwrite_output_dir=True,
+        **fields,
     )
-    return replace(args, max_train_steps=30, hidden_size=16, num_layers=2, num_inference_steps=20) if quick else args
+    return replace(args, **quick) if quick else args
+
+
+def score_args(dataset: str, quick: bool) -> Any:
+    from hfgen.training.score import ScoreArguments
+
+    tiny = {"max_train_steps": 30, "hidden_size": 16, "num_layers": 2, "num_inference_steps": 20}
+    return _run_args(ScoreArguments, f"train-score-{dataset}", tiny if quick else None, dataset=dataset)
 
 
 def ddpm_args(dataset: str, quick: bool) -> Any:
     from hfgen.training.ddpm import DDPMArguments
 
-    args = DDPMArguments(
-        dataset=dataset,
-        output_dir=str(CACHE / f"train-ddpm-{dataset}"),
-        validation_steps=0,
-        checkpointing_steps=0,
-        report_to="none",
-        overwrite_output_dir=True,
-    )
-    return replace(args, max_train_steps=30, hidden_size=16, num_layers=2, num_train_timesteps=20) if quick else args
+    tiny = {"max_train_steps": 30, "hidden_size": 16, "num_layers": 2, "num_train_timesteps": 20}
+    return _run_args(DDPMArguments, f"train-ddpm-{dataset}", tiny if quick else None, dataset=dataset)
 
 
 def fm_args(dataset: str, coupling: str, quick: bool) -> Any:
     from hfgen.training.flow_matching import FlowMatchingArguments
 
-    args = FlowMatchingArguments(
-        dataset=dataset,
-        coupling=coupling,
-        max_train_steps=3_000,
-        output_dir=str(CACHE / f"train-fm-{coupling}-{dataset}"),
-        validation_steps=0,
-        checkpointing_steps=0,
-        report_to="none",
-        overwrite_output_dir=True,
-    )
-    return replace(args, max_train_steps=30, hidden_size=16, num_layers=2) if quick else args
+    tiny = {"max_train_steps": 30, "hidden_size": 16, "num_layers": 2}
+    folder = f"train-fm-{coupling}-{dataset}"
+    fields = {"dataset": dataset, "coupling": coupling, "max_train_steps": 3_000}
+    return _run_args(FlowMatchingArguments, folder, tiny if quick else None, **fields)
 
 
 def cached(kind: str, dataset: str, quick: bool, train: Callable[[], tuple[Any, dict]], loader: type) -> tuple:
@@ -736,9 +729,7 @@ def render(results: dict) -> str:
     for part in PARTS:
         if part in parts:
             lines += SECTIONS[part](parts[part]["result"], results["recipe"])
-    if results["quick"]:
-        lines += QUICK_NOTE
-    return "\n".join(lines) + "\n"
+    return markdown(lines, results["quick"])
 
 
 def main() -> None:

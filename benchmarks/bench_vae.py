@@ -28,7 +28,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from report import PAGES, machine, table, verdict, write_results, written_by
+from report import PAGES, machine, markdown, table, verdict, write_results, written_by
 
 from hfgen.training import VAEArguments, evaluate_vae, train_vae
 from hfgen.training.vae import load_vae_data
@@ -223,7 +223,7 @@ def render(results: dict) -> str:
         "Figures of each run (latent scatter, 10 × 10 grid, reconstructions, samples) are in",
         "`benchmarks/out/vae/<data>-<model>/`.",
     ]
-    return "\n".join(lines) + "\n"
+    return markdown(lines)
 
 
 def _target_lines(runs: dict) -> list[str]:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import PAGES, plus_minus, table, write_results
+from report import PAGES, markdown, plus_minus, table, write_results
 
 from hfgen.training import FlowMatchingArguments, evaluate_flow_matching, train_flow_matching
 
@@ -72,7 +72,7 @@ def render(rows: dict) -> str:
          f"{r['samples_w2_ratio']:.2f}"]
         for name, r in rows.items()
     ]  # fmt: skip
-    return "\n".join(lines + table(header, cells)) + "\n"
+    return markdown(lines + table(header, cells))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 Each benchmark script defines ``render(results) -> str``, its page in Markdown from the dict it stores as JSON, and
 writes both with :func:`write_results`; :data:`PAGES` names the script and the two files of every page. The shared
 pieces: :func:`machine` (what a run records of the machine), :func:`written_by` (the header line), :func:`table`
-(a Markdown table), :func:`plus_minus` (a number with its standard error or spread) and :func:`verdict`.
+(a Markdown table), :func:`plus_minus` (a number with its standard error or spread), :func:`verdict` and
+:func:`markdown` (the page's text, with the note that ends a smoke run's page).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 #: the last lines of a page written by a smoke run
-QUICK_NOTE = ["", "**Quick smoke run: tiny budgets, the numbers are meaningless.**"]
+_QUICK_NOTE = ["", "**Quick smoke run: tiny budgets, the numbers are meaningless.**"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ def verdict(ok: bool | None) -> str:
 
 def yes_no(ok: bool) -> str:
     return "yes" if ok else "no"
+
+
+def markdown(lines: list[str], quick: bool = False) -> str:
+    """A page's text: its ``lines``, then (for a ``quick`` smoke run) the note that its numbers mean nothing."""
+    return "\n".join(lines + (_QUICK_NOTE if quick else [])) + "\n"
 
 
 def write_results(results: Any, folder: Path, page: Page, render: Callable[[Any], str]) -> str:
