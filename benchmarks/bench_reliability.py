@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import PAGES, markdown, table
+from report import write_results as write_page
 
 from hfgen import (
     ConstantAlphaDDPMScheduler,
@@ -831,6 +833,7 @@ def loading_cases(work: Path) -> list[Result]:
 
 
 def write_results(results: list[Result], seconds: float) -> None:
+    """Store the cases as ``reliability_results.json`` with the count of each outcome, and write the page."""
     counts = Counter(result.outcome for result in results)
     summary = {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
     payload = {
@@ -839,13 +842,20 @@ def write_results(results: list[Result], seconds: float) -> None:
         "seconds": round(seconds, 1),
         "results": [result.__dict__ for result in results],
     }
-    (HERE / "reliability_results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_page(payload, HERE, PAGES["reliability"], render)
+    print(json.dumps(summary))
+
+
+def render(payload: dict) -> str:
+    """The Markdown page of the stored cases: the count of each outcome (of :data:`OUTCOMES`), then every case."""
+    results = payload["results"]
+    counts = Counter(result["outcome"] for result in results)
     lines = [
         "# Reliability: a hostile review, repeatable",
         "",
         "`OMP_NUM_THREADS=1 python benchmarks/bench_reliability.py` "
-        f"({len(results)} cases, {seconds:.0f} s). Outcomes: "
-        + ", ".join(f"{name} {count}" for name, count in summary.items())
+        f"({len(results)} cases, {payload['seconds']:.0f} s). Outcomes: "
+        + ", ".join(f"{name} {counts.get(name, 0)}" for name in OUTCOMES)
         + ".",
         "",
         "clear: refused, naming the mistake (scripts: one `error:` line, exit 2); handled: accepted and done right;",
@@ -853,12 +863,9 @@ def write_results(results: list[Result], seconds: float) -> None:
         "crash: the process died instead of refusing; security: a file outside the folder was read or shown, or a",
         "file of the folder was run.",
         "",
-        "| group | case | outcome | what hfgen said or did |",
-        "|---|---|---|---|",
     ]
-    lines += [f"| {r.group} | {r.case} | {r.outcome} | {r.detail.replace('|', '/')} |" for r in results]
-    (HERE / "RELIABILITY_RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(json.dumps(summary))
+    rows = ([r["group"], r["case"], r["outcome"], r["detail"].replace("|", "/")] for r in results)
+    return markdown(lines + table(["group", "case", "outcome", "what hfgen said or did"], rows))
 
 
 #: a tiny diffusers UNet (two levels of 8 and 16 channels) for 1-channel images
