@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -177,6 +178,19 @@ FAMILIES: dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str
 NUM_SAMPLES = 5
 SEED = 3
 
+#: Folders saved by hfgen when each pipeline file was written by hand (the first remote-code layout), one per pipeline
+#: class, with the tiny pipelines of FAMILIES of the same name (the image networks tinier still) and
+#: ``expected_samples.safetensors``, the draws made at save time (``<name>.<output>``; seed SEED, NUM_SAMPLES points).
+#: Archived as saved (``remote_code_v1/<name>/…``), so that their copies of hfgen's code are not read as its source.
+FIXTURE_ARCHIVE = Path(__file__).parent / "fixtures" / "remote_code_v1.tar.gz"
+HAND_WRITTEN = (
+    "flow_matching_checkerboard", "ddpm", "bridge", "vae", "autoencoder", "gaussian_mixture", "rbm", "energy_mala",
+    "score_sde_ve_pc", "image_flow_matching_guided", "image_ddpm",
+)  # fmt: skip
+#: the stored draws were made on another machine: float32 kernels may round differently by a few units in the last
+#: place per network evaluation (tests/test_legacy_pipelines.py); any change of model or sampler is far above this
+STORED_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+
 # Runs in a process where `import hfgen` (and the top-level `pipelines` folder) raises: loads every folder with
 # diffusers alone, samples as the spec says and saves the outputs as safetensors.
 DIFFUSERS_ONLY = textwrap.dedent(
@@ -272,8 +286,31 @@ def _hfgen_outputs(pipeline: HfgenPipeline, kwargs: dict[str, Any], names: tuple
     return {name: getattr(output, name) for name in names}
 
 
+@pytest.fixture(scope="module")
+def hand_written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folders of :data:`FIXTURE_ARCHIVE`, unpacked."""
+    folder = tmp_path_factory.mktemp("fixture")
+    with tarfile.open(FIXTURE_ARCHIVE) as archive:
+        archive.extractall(folder, filter="data")
+    return folder / "remote_code_v1"
+
+
+def _spec(name: str, folder: Path, kwargs: dict[str, Any], outputs: tuple[str, ...], workdir: Path) -> dict[str, Any]:
+    """What the diffusers-only process loads (``folder``), calls and saves (``outputs`` to ``<workdir>/<name>.st``)."""
+    call = kwargs if kwargs.get("images") == "IMAGES" else {"num_samples": NUM_SAMPLES, **kwargs}
+    return {"name": name, "folder": str(folder), "kwargs": call, "outputs": outputs, "seed": SEED,
+            "images_seed": IMAGES_SEED, "out": str(workdir / f"{name}.st")}  # fmt: skip
+
+
+def _assert_outputs_equal(got: dict[str, torch.Tensor], want: dict[str, Any], name: str) -> None:
+    for output, value in want.items():
+        value = torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+        assert got[output].shape == value.shape, (name, output)
+        torch.testing.assert_close(got[output], value.detach().cpu(), rtol=0, atol=1e-6, msg=f"{name}.{output}")
+
+
 @pytest.mark.slow
-def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path):
+def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path, hand_written):
     specs, expected = [], {}
     for name, (build, kwargs, outputs) in FAMILIES.items():
         pipeline = build()
@@ -287,11 +324,17 @@ def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path
                 assert entry[0].startswith(("modeling_", "scheduling_")), (name, component, entry)
                 check_self_contained((tmp_path / name / component / f"{entry[0]}.py").read_text(), entry[0])
         expected[name] = _hfgen_outputs(pipeline, kwargs, outputs)
-        call = kwargs if kwargs.get("images") == "IMAGES" else {"num_samples": NUM_SAMPLES, **kwargs}
-        specs.append(
-            {"name": name, "folder": str(tmp_path / name), "kwargs": call, "outputs": outputs, "seed": SEED,
-             "images_seed": IMAGES_SEED, "out": str(tmp_path / f"{name}.st")}
-        )  # fmt: skip
+        specs.append(_spec(name, tmp_path / name, kwargs, outputs, tmp_path))
+    # folders saved with the hand-written pipeline files of the first remote-code layout: their own files, and the
+    # files written when hfgen saves them again, draw what hfgen draws from them
+    for name in HAND_WRITTEN:
+        _, kwargs, outputs = FAMILIES[name]
+        pipeline = HfgenPipeline.from_pretrained(hand_written / name)
+        pipeline.set_progress_bar_config(disable=True)
+        pipeline.save_pretrained(tmp_path / "resaved" / name)
+        expected[f"v1_{name}"] = expected[f"resaved_{name}"] = _hfgen_outputs(pipeline, kwargs, outputs)
+        specs.append(_spec(f"v1_{name}", hand_written / name, kwargs, outputs, tmp_path))
+        specs.append(_spec(f"resaved_{name}", tmp_path / "resaved" / name, kwargs, outputs, tmp_path))
     # the Hub: a repo holding what an upload sends (hfgen.hub.upload_files), served from the local cache
     staged = tmp_path / "uploaded"
     for name in upload_files(tmp_path / "flow_matching_checkerboard"):
@@ -311,16 +354,33 @@ def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path
     report = json.loads(lines["REPORT"])
     assert report["hub"] == report["flow_matching_checkerboard"]
     torch.testing.assert_close(load_file(tmp_path / "hub.st"), load_file(tmp_path / "flow_matching_checkerboard.st"))
-    for name, (build, _, outputs) in FAMILIES.items():
+    for spec in specs:
+        name = spec["name"]
         modules = report[name]
-        assert modules[0].startswith("diffusers_modules.local.") and modules[1] == type(build()).__name__
+        class_name = json.loads((Path(spec["folder"]) / "model_index.json").read_text())["_class_name"][1]
+        assert modules[0].startswith("diffusers_modules.local.") and modules[1] == class_name, (name, modules)
         assert all(m.startswith(("diffusers_modules.local.", "diffusers.")) for m in modules[2:]), (name, modules)
-        got = load_file(tmp_path / f"{name}.st")
-        for output in outputs:
-            want = expected[name][output]
-            want = torch.as_tensor(want) if isinstance(want, np.ndarray) else want
-            assert got[output].shape == want.shape, (name, output)
-            torch.testing.assert_close(got[output], want.detach().cpu(), rtol=0, atol=1e-6, msg=f"{name}.{output}")
+        _assert_outputs_equal(load_file(tmp_path / f"{name}.st"), expected[name], name)
+
+
+@pytest.mark.parametrize("name", HAND_WRITTEN)
+def test_a_folder_saved_with_hand_written_pipeline_files_loads_with_hfgen_without_running_them(
+    name, tmp_path, hand_written
+):
+    shutil.copytree(hand_written / name, tmp_path / name)
+    for path in (tmp_path / name).rglob("*.py"):  # a file hfgen ran would raise
+        path.write_text("raise RuntimeError('hfgen ran code from the folder')\n")
+    index = json.loads((hand_written / name / "model_index.json").read_text())
+    assert (hand_written / name / f"{index['_class_name'][0]}.py").is_file()  # the hand-written pipeline file
+    _, kwargs, outputs = FAMILIES[name]
+    stored = load_file(hand_written / "expected_samples.safetensors")
+    for loader in (HfgenPipeline, getattr(hfgen, index["_class_name"][1])):
+        pipeline = loader.from_pretrained(tmp_path / name)
+        pipeline.set_progress_bar_config(disable=True)
+        assert type(pipeline).__name__ == index["_class_name"][1] and type(pipeline).__module__.startswith("hfgen.")
+        for output, value in _hfgen_outputs(pipeline, kwargs, outputs).items():
+            value = torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+            torch.testing.assert_close(value.cpu(), stored[f"{name}.{output}"], **STORED_TOLERANCE)
 
 
 def test_hfgen_loads_the_remote_layout_without_running_its_files(tmp_path):
