@@ -19,7 +19,7 @@ from factories import publish_to_local_hub_cache
 
 from hfgen import HfgenPipeline
 from hfgen.pipelines.base import CHECKSUMS_FILE
-from hfgen.remote_code import REMOTE_PIPELINES
+from hfgen.remote_code import pipeline_module_name
 
 BAD_NUM_SAMPLES = (0, -1, 1.5, True)
 
@@ -93,7 +93,7 @@ class PipelineConformance:
         pipeline.save_pretrained(tmp_path)
         index = json.loads((tmp_path / "model_index.json").read_text())
         # diffusers' remote-code layout (["pipeline_x", "XPipeline"] and pipeline_x.py) for the pipelines that have one
-        module = REMOTE_PIPELINES.get(self.pipeline_class.__name__)
+        module = pipeline_module_name(self.pipeline_class)
         class_name = self.pipeline_class.__name__
         assert index["_class_name"] == ([module, class_name] if module else class_name)
         folders = sorted(
