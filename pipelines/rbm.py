@@ -1,7 +1,7 @@
 """RBM pipeline: draw binary images by block-Gibbs sampling and show the last sweep's pixel probabilities.
 
 Images come out as ``output_type="pt"``: a ``(N, C, H, W)`` tensor in ``[0, 1]``; ``"np"``: a ``(N, H, W, C)`` float32
-array; ``"pil"``: a list of ``PIL.Image`` (as :mod:`hfgen.pipelines.vae`).
+array; ``"pil"``: a list of ``PIL.Image`` (:mod:`hfgen.pipelines.sampling`).
 """
 
 from __future__ import annotations

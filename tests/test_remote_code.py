@@ -1,6 +1,9 @@
 """Every saved pipeline loads with diffusers alone: ``DiffusionPipeline.from_pretrained(folder,
-trust_remote_code=True)`` in a process where importing hfgen raises, sampling the same numbers as hfgen; hfgen loads
-the same folder without running any of its ``.py`` files; the self-containedness guard and the bundler's checks."""
+trust_remote_code=True)`` in a process where importing hfgen (and, while sampling, torchdiffeq) raises, sampling the
+same numbers and log-densities as hfgen; each pipeline file is the pipeline module hfgen runs, made self-contained;
+folders saved with the former hand-written pipeline files draw the same with their files, with hfgen and once saved
+again; hfgen loads a folder without running any of its ``.py`` files; the self-containedness guard and the bundler's
+checks (stand-ins included)."""
 
 from __future__ import annotations
 
@@ -361,7 +364,7 @@ def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path
         index = json.loads((tmp_path / name / "model_index.json").read_text())
         module = pipeline_module_name(type(pipeline))
         assert index["_class_name"] == [module, type(pipeline).__name__]
-        assert (tmp_path / name / f"{module}.py").is_file()
+        assert (tmp_path / name / f"{module}.py").read_text() == pipeline_source(type(pipeline))  # made from hfgen's
         for component, entry in index.items():
             if isinstance(entry, list) and entry[0] not in ("diffusers", None) and not component.startswith("_"):
                 assert entry[0].startswith(("modeling_", "scheduling_")), (name, component, entry)

@@ -357,6 +357,8 @@ def bundle_module(module_name: str, title: str, stand_in: StandInRule | None = N
         f"{ALLOWED_PACKAGES[-1]}{later}, so that ``DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`` "
         "loads it where hfgen is not installed."
     )
+    if dependencies:
+        made += " The definitions it uses come first, under the name of their file; its own text comes last."
     header = f'r"""{title}\n\n{textwrap.fill(made, 116)}\n\n{module.docstring}\n"""'
     if dependencies:  # the module's own text, after the definitions it uses
         relative = f"{module_name.replace('.', '/')}.py"
