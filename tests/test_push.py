@@ -1,6 +1,8 @@
 """Sharing: exactly what push_to_hub would upload (intercepted at HfApi), remote-code files included (that a saved
 folder loads with diffusers alone is tested in test_remote_code.py)."""
 
+import importlib.util
+import sys
 from pathlib import Path
 from unittest.mock import create_autospec
 
@@ -156,11 +158,14 @@ def test_pushing_a_folder_whose_files_hold_its_local_path_is_refused(tmp_path, n
     api.upload_folder.assert_not_called()
 
 
-def test_the_remote_flow_matching_pipeline_honours_output_type():
-    from hfgen.remote_code.pipeline_flow_matching import FlowMatchingPipeline
-
+def test_the_remote_flow_matching_pipeline_honours_output_type(tmp_path, monkeypatch):
     hfgen_pipe = tiny_flow_matching_pipeline()
-    pipe = FlowMatchingPipeline(velocity=hfgen_pipe.velocity, scheduler=hfgen_pipe.scheduler)
+    hfgen_pipe.save_pretrained(tmp_path)
+    spec = importlib.util.spec_from_file_location("pipeline_flow_matching", tmp_path / "pipeline_flow_matching.py")
+    remote = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, remote)
+    spec.loader.exec_module(remote)  # the file diffusers runs
+    pipe = remote.FlowMatchingPipeline(velocity=hfgen_pipe.velocity, scheduler=hfgen_pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
     pt = pipe(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).samples
     np_ = pipe(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
