@@ -289,6 +289,8 @@ class RBMTask(TrainingTask):
         if chains is None or tuple(chains.shape) != expected:
             got = None if chains is None else tuple(chains.shape)
             raise ValueError(f"the checkpoint's persistent chains must have shape {expected}, got {got}")
+        if not bool(((chains == 0) | (chains == 1)).all()):
+            raise ValueError("the checkpoint's persistent chains must be binary states (0 or 1)")
         mine = chains.reshape(process.num_processes, self.args.num_chains, self.args.num_visible)
         self.chains = mine[process.process_index].clone()
 

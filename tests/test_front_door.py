@@ -1,0 +1,190 @@
+"""The training scripts' front door: every refusal is one ``error:`` line (exit status 2) raised before the output
+folder is touched, so a refused command never costs a finished run; checkpoints that do not fit are named."""
+
+from __future__ import annotations
+
+import hashlib
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from factories import reset_accelerate, write_image_parquet
+from safetensors.torch import load_file, save_file
+
+from hfgen import HfgenPipeline
+from hfgen.training import list_checkpoints
+
+REPO = Path(__file__).resolve().parents[1]
+LOCK_FILE = ".hfgen-run.lock"
+#: the smallest run of each family: 4 optimizer steps, a checkpoint after the last, no validation
+QUIET = ["--report_to", "none", "--validation_steps", "0", "--checkpointing_steps", "4", "--max_train_steps", "4"]
+POINT_NET = ["--hidden_size", "8", "--num_layers", "1"]
+
+
+def digit_pixels(labels: list[int], seed: int, size: int = 8) -> np.ndarray:
+    """``size × size`` uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 40, size=(len(labels), size, size)).astype(np.uint8)
+    for image, label in zip(pixels, labels, strict=True):
+        row, col = divmod(label, 4)
+        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
+    return pixels
+
+
+def image_files(folder: Path, size: int) -> list[str]:
+    """``--train_data_files`` and ``--test_data_files`` of ``size × size`` grey images with the labels 0 … 9."""
+    train_labels, test_labels = [i % 10 for i in range(40)], [i % 10 for i in range(20)]
+    train = write_image_parquet(folder / "train.parquet", digit_pixels(train_labels, 0, size), train_labels)
+    test = write_image_parquet(folder / "test.parquet", digit_pixels(test_labels, 1, size), test_labels)
+    return ["--train_data_files", str(train), "--test_data_files", str(test)]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[int, list[str]]:
+    """The data flags of 8 × 8 images (the generative families) and of 28 × 28 ones (the classifier, MNIST's size)."""
+    return {size: image_files(tmp_path_factory.mktemp(f"digits-{size}"), size) for size in (8, 28)}
+
+
+def family_flags(images: dict[int, list[str]]) -> dict[str, tuple[str, list[str]]]:
+    """Each family's script and the flags of its smallest run."""
+    small, mnist = images[8], images[28]
+    unet = ["--image_size", "8", "--block_out_channels", "8", "16", "--norm_num_groups", "4", "--train_batch_size", "8"]
+    return {
+        "flow matching": ("train_fm.py", [*POINT_NET, "--num_eval_samples", "40", "--evaluation", "fast",
+                                          "--num_nll_samples", "0"]),
+        "image flow matching": ("train_fm.py", [*small, *unet, "--num_eval_samples", "4",
+                                                "--num_inference_steps", "2"]),
+        "ddpm": ("train_ddpm.py", [*POINT_NET, "--num_train_timesteps", "8", "--num_eval_samples", "40"]),
+        "image ddpm": ("train_ddpm.py", [*small, *unet, "--num_train_timesteps", "4", "--num_inference_steps", "2",
+                                         "--num_eval_samples", "4"]),
+        "bridge": ("train_bridge.py", [*POINT_NET, "--num_steps", "4", "--ipf_iterations", "1",
+                                       "--num_trajectories", "40", "--train_batch_size", "16",
+                                       "--num_eval_samples", "40", "--plots", "false",
+                                       "--checkpointing_steps", "1"]),  # counts half-iterations
+        "vae": ("train_vae.py", [*small, "--image_size", "8", "--hidden_sizes", "16", "8", "--train_batch_size", "8",
+                                 "--num_eval_images", "8", "--num_eval_samples", "8", "--num_nll_images", "4",
+                                 "--num_importance_samples", "4", "--knn_neighbors", "3"]),
+        "classifier": ("train_classifier.py", [*mnist, "--conv_channels", "4", "8", "--hidden_size", "8",
+                                               "--train_batch_size", "8"]),
+        "density": ("train_density.py", ["--model", "made", *small, "--image_size", "8", "--hidden_sizes", "8",
+                                         "--train_batch_size", "8", "--num_eval_samples", "8",
+                                         "--num_nll_samples", "4"]),
+        "energy": ("train_ebm.py", [*POINT_NET, "--train_batch_size", "16", "--buffer_size", "40",
+                                    "--langevin_steps", "2", "--num_eval_samples", "40", "--num_nll_samples", "20",
+                                    "--num_sample_steps", "2", "--grid_size", "16"]),
+        "rbm": ("train_rbm.py", [*small, "--image_size", "8", "--num_hidden", "6", "--num_chains", "5",
+                                 "--train_batch_size", "8", "--num_sample_steps", "2", "--num_eval_images", "8",
+                                 "--num_nll_images", "8", "--ais_num_chains", "8", "--ais_num_betas", "20",
+                                 "--num_validation_samples", "4"]),
+        "score": ("train_score.py", [*POINT_NET, "--num_eval_samples", "40", "--num_nll_samples", "0",
+                                     "--num_inference_steps", "4"]),
+    }  # fmt: skip
+
+
+def script(name: str, *argv: str, capsys: pytest.CaptureFixture) -> tuple[int | str, str]:
+    """Run ``training/<name>`` in this process as the shell would (``__main__``, ``sys.argv``): its exit status, or
+    ``"traceback"`` when an exception escaped, and what it printed on stderr."""
+    path = REPO / "training" / name
+    saved = sys.argv
+    sys.argv = [str(path), *argv]
+    status: int | str
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+        status = 0
+    except SystemExit as end:
+        status = end.code or 0
+    except Exception:  # noqa: BLE001 (what a user would see as a traceback)
+        status = "traceback"
+    finally:
+        sys.argv = saved
+        reset_accelerate()
+    return status, capsys.readouterr().err
+
+
+def refused(status: int | str, err: str, *words: str) -> bool:
+    """One ``error:`` line naming ``words``, exit status 2, no traceback."""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    return status == 2 and len(lines) == 1 and "Traceback" not in err and all(w in lines[0] for w in words)
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over the names and bytes of every file of ``folder`` but the lock file (which holds the last
+    process id)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != LOCK_FILE):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+# ---- a refused resume never costs the finished run (issue 23, item 3) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        "flow matching",
+        "classifier",
+        "energy",
+        "rbm",
+        *(
+            pytest.param(family, marks=pytest.mark.slow)  # the same Trainer: the families above cover it in a hurry
+            for family in ("image flow matching", "ddpm", "image ddpm", "bridge", "vae", "density", "score")
+        ),
+    ],
+)
+def test_a_refused_resume_leaves_the_finished_run_byte_identical_and_loadable(family, images, tmp_path, capsys):
+    name, flags = family_flags(images)[family]
+    out = tmp_path / "run"
+    status, err = script(name, *QUIET, *flags, "--output_dir", str(out), capsys=capsys)
+    assert status == 0, err[-3000:]
+    latest = list_checkpoints(out)[-1][1].name  # checkpoint-4 (checkpoint-8 for the bridge's two half-iterations)
+    before = folder_digest(out)
+    # the plan now ends before the checkpoint (the bridge's plan cannot change: its arguments are refused)
+    shorter = ["--max_train_steps", "2", "--resume_from_checkpoint", "latest", "--output_dir", str(out)]
+    status, err = script(name, *QUIET, *flags, *shorter, capsys=capsys)
+    assert refused(status, err, latest), err[-3000:]
+    assert folder_digest(out) == before
+    if family != "classifier":  # a transformers model, not a pipeline
+        HfgenPipeline.from_pretrained(out)
+
+
+def tamper_task_state(folder: Path, name: str, change) -> None:
+    """Rewrite the tensor ``name`` of a checkpoint's ``task_state.safetensors`` as ``change(tensor)``."""
+    state = load_file(str(folder / "task_state.safetensors"))
+    state[name] = change(state[name])
+    save_file(state, str(folder / "task_state.safetensors"))
+
+
+def garble(folder: Path, file: str) -> None:
+    (folder / file).write_bytes(b"\x80\x04\x95garbage")
+
+
+@pytest.mark.parametrize(
+    ("family", "tamper", "words"),
+    [
+        ("rbm", lambda c: tamper_task_state(c, "chains", lambda x: x[:3]), ["chains", "(5, 64)", "got (3, 64)"]),
+        ("rbm", lambda c: tamper_task_state(c, "chains", lambda x: 0.5 * x), ["chains", "binary"]),
+        ("energy", lambda c: tamper_task_state(c, "buffer", lambda x: x * float("nan")), ["replay buffer", "NaN"]),
+        ("flow matching", lambda c: garble(c, "optimizer.bin"), ["corrupt"]),
+    ],
+    ids=["rbm-chains-of-another-shape", "rbm-chains-not-binary", "energy-buffer-of-nan", "corrupt-optimizer"],
+)
+def test_a_checkpoint_that_does_not_fit_is_refused_naming_it_before_the_run_is_touched(
+    family, tamper, words, images, tmp_path, capsys
+):
+    name, flags = family_flags(images)[family]
+    out = tmp_path / "run"
+    status, err = script(name, *QUIET, *flags, "--output_dir", str(out), capsys=capsys)
+    assert status == 0, err[-3000:]
+    tamper(out / "checkpoints" / "checkpoint-4")
+    before = folder_digest(out)
+    # resumed with the run's own arguments at its last step, it would write the run again
+    status, err = script(name, *QUIET, *flags, "--resume_from_checkpoint", "latest", "--output_dir", str(out),
+                         capsys=capsys)  # fmt: skip
+    task_state = ["task_state.safetensors"] if family != "flow matching" else []
+    assert refused(status, err, "checkpoint-4", *task_state, *words), err[-3000:]
+    assert folder_digest(out) == before
+    HfgenPipeline.from_pretrained(out)
