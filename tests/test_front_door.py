@@ -188,3 +188,44 @@ def test_a_checkpoint_that_does_not_fit_is_refused_naming_it_before_the_run_is_t
     assert refused(status, err, "checkpoint-4", *task_state, *words), err[-3000:]
     assert folder_digest(out) == before
     HfgenPipeline.from_pretrained(out)
+
+
+def data_file_of_text(folder: Path) -> str:
+    path = folder / "notes.txt"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("script_name", "flags", "words"),
+    [
+        ("train_density.py", ["--model", "made", "--image_size", "8"], ["8x8", "28x28"]),
+        ("train_rbm.py", ["--image_size", "8"], ["8x8", "28x28"]),
+        ("train_fm.py", ["--image_size", "8"], ["8x8", "28x28"]),
+        ("train_fm.py", ["--num_channels", "3"], ["3 channel", "mode 'L'"]),
+        ("train_rbm.py", ["--num_channels", "3"], ["3 channel", "mode 'L'"]),
+        ("train_fm.py", ["--image_column", "nosuch"], ["nosuch", "image_column"]),
+        ("train_classifier.py", ["--image_column", "nosuch"], ["nosuch", "image_column"]),
+        ("train_fm.py", ["--label_column", "nosuch"], ["nosuch", "label_column"]),
+        ("train_classifier.py", ["--label_column", "nosuch"], ["nosuch", "label_column"]),
+        ("train_fm.py", ["--class_conditional", "--num_classes", "5"], ["num_classes", "9"]),
+        ("train_ddpm.py", ["--class_conditional", "--num_classes", "5"], ["num_classes", "9"]),
+    ],
+)
+def test_data_that_do_not_fit_the_task_are_a_one_line_refusal_before_the_folder_exists(
+    script_name, flags, words, images, tmp_path, capsys
+):
+    out = tmp_path / "never"
+    argv = [*images[28], *flags, "--max_train_steps", "1", "--report_to", "none", "--output_dir", str(out)]
+    status, err = script(script_name, *argv, capsys=capsys)
+    assert refused(status, err, *words), err[-3000:]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("script_name", ["train_fm.py", "train_rbm.py", "train_classifier.py"])
+def test_a_training_file_that_is_not_parquet_is_a_one_line_refusal(script_name, tmp_path, capsys):
+    out = tmp_path / "never"
+    argv = ["--train_data_files", data_file_of_text(tmp_path), "--report_to", "none", "--output_dir", str(out)]
+    status, err = script(script_name, *argv, capsys=capsys)
+    assert refused(status, err, "notes.txt", "parquet"), err[-3000:]
+    assert not out.exists()

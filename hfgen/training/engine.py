@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ METRICS_FILE = "metrics.json"
 VALIDATION_FOLDER = "validation"
 HELD_OUT_SEED = 20_231_123  # seeds the held-out data every evaluation compares against
 LOCK_FILE = ".hfgen-run.lock"
+#: set by :func:`start_output_dir` when this process's run starts writing its output folder: a user error raised
+#: before is a refusal of the command (nothing was written), one raised after is a failure of the run
+RUN_STARTED: ContextVar[bool] = ContextVar("hfgen_run_started", default=False)
 
 
 def report_to(choice: str) -> str | None:
@@ -129,6 +133,7 @@ def start_output_dir(accelerator: Any, args: TrainingArguments) -> None:
     and write ``args.json`` (main process); a fresh ``--overwrite_output_dir`` run first removes the previous
     run's checkpoints and validation figures."""
     out = Path(args.output_dir)
+    RUN_STARTED.set(True)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_IN_PROGRESS_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
