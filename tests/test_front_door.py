@@ -14,7 +14,7 @@ from factories import reset_accelerate, write_image_parquet
 from safetensors.torch import load_file, save_file
 
 from hfgen import HfgenPipeline
-from hfgen.training import list_checkpoints
+from hfgen.training import DensityArguments, list_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK_FILE = ".hfgen-run.lock"
@@ -229,3 +229,13 @@ def test_a_training_file_that_is_not_parquet_is_a_one_line_refusal(script_name, 
     status, err = script(script_name, *argv, capsys=capsys)
     assert refused(status, err, "notes.txt", "parquet"), err[-3000:]
     assert not out.exists()
+
+
+def test_an_unknown_cnf_solver_is_refused_with_the_arguments(tmp_path, capsys):
+    out = tmp_path / "never"
+    status, err = script("train_density.py", "--model", "cnf", "--solver", "foo", "--output_dir", str(out),
+                         capsys=capsys)  # fmt: skip
+    assert refused(status, err, "`solver`", "'foo'", "dopri5", "rk4"), err
+    assert not out.exists()
+    with pytest.raises(ValueError, match="solver"):
+        DensityArguments(model="cnf", solver="heun3")  # a torchdiffeq method whose step size the run would not set
