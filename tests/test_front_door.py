@@ -14,7 +14,8 @@ from factories import reset_accelerate, write_image_parquet
 from safetensors.torch import load_file, save_file
 
 from hfgen import HfgenPipeline
-from hfgen.training import DensityArguments, list_checkpoints
+from hfgen.training import DensityArguments, RBMArguments, list_checkpoints
+from hfgen.training.rbm import MIN_AIS_BETAS
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK_FILE = ".hfgen-run.lock"
@@ -239,3 +240,11 @@ def test_an_unknown_cnf_solver_is_refused_with_the_arguments(tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(ValueError, match="solver"):
         DensityArguments(model="cnf", solver="heun3")  # a torchdiffeq method whose step size the run would not set
+
+
+def test_an_ais_from_one_distribution_is_refused(images, tmp_path, capsys):
+    for flag in ("--ais_num_betas", "--validation_ais_num_betas"):
+        status, err = script("train_rbm.py", *images[8], "--image_size", "8", flag, "1", "--output_dir",
+                             str(tmp_path / "never"), capsys=capsys)  # fmt: skip
+        assert refused(status, err, flag[2:], f">= {MIN_AIS_BETAS}", "got 1"), err
+    assert RBMArguments(train_data_files=images[8][1], ais_num_betas=MIN_AIS_BETAS).ais_num_betas == MIN_AIS_BETAS
