@@ -248,3 +248,16 @@ def test_an_ais_from_one_distribution_is_refused(images, tmp_path, capsys):
                              str(tmp_path / "never"), capsys=capsys)  # fmt: skip
         assert refused(status, err, flag[2:], f">= {MIN_AIS_BETAS}", "got 1"), err
     assert RBMArguments(train_data_files=images[8][1], ais_num_betas=MIN_AIS_BETAS).ais_num_betas == MIN_AIS_BETAS
+
+
+def test_an_upload_that_fails_says_the_run_is_saved_and_how_to_push_it(images, tmp_path, capsys):
+    name, flags = family_flags(images)["flow matching"]
+    out = tmp_path / "run"
+    # the Hub is unreachable: HF_HUB_OFFLINE=1 (tests/conftest.py) makes every request fail
+    argv = [*QUIET, *flags, "--push_to_hub", "--hub_model_id", "someone/tiny", "--output_dir", str(out)]
+    status, err = script(name, *argv, capsys=capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert status == 1 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert f"saved in {out.resolve()}" in lines[0] and "someone/tiny" in lines[0]
+    assert f"push_folder_to_hub('{out.resolve()}', 'someone/tiny')" in lines[0]
+    HfgenPipeline.from_pretrained(out)

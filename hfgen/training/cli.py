@@ -11,7 +11,7 @@ from typing import Any
 
 from hfgen.training.arguments import ArgumentsT, parse_arguments
 from hfgen.training.checkpoints import CheckpointError
-from hfgen.training.engine import RUN_STARTED
+from hfgen.training.engine import RUN_STARTED, UploadError
 from hfgen.training.trainer import TrainingDivergedError
 
 #: errors that describe something the user can fix by changing the command line
@@ -29,8 +29,8 @@ def run_script(
     """Parse ``arguments_class`` (``--help`` shows ``description``), call ``train(args)`` and print its metrics as
     JSON; returns the exit status. Argument errors of any kind, the :data:`USER_ERRORS` raised while the run is set
     up (its data, networks and checkpoint, before its output folder is written) and the :data:`RUN_REFUSALS` print
-    ``error: …`` only, with status 2. A user error raised once the run writes its folder is a failure of the run:
-    its traceback is kept."""
+    ``error: …`` only, with status 2; a failed upload of the saved run prints how to push it later, with status 1.
+    A user error raised once the run writes its folder is a failure of the run: its traceback is kept."""
     try:
         args = parse_arguments(arguments_class, argv, description)
     except USER_ERRORS as error:
@@ -47,6 +47,9 @@ def run_script(
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except UploadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     finally:
         RUN_STARTED.reset(started)
     if metrics:

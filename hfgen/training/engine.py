@@ -28,6 +28,10 @@ LOCK_FILE = ".hfgen-run.lock"
 RUN_STARTED: ContextVar[bool] = ContextVar("hfgen_run_started", default=False)
 
 
+class UploadError(RuntimeError):
+    """The run is saved in its output folder, but its upload to the Hub failed."""
+
+
 def report_to(choice: str) -> str | None:
     """The Accelerate tracker of ``--report_to`` (``auto``: tensorboard when installed; ``none``: no tracker)."""
     if choice == "auto":
@@ -183,7 +187,18 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def push_outputs(args: TrainingArguments) -> None:
-    """Upload the run's output folder to ``--hub_model_id`` (with ``--push_to_hub``)."""
+    """Upload the run's output folder to ``--hub_model_id`` (with ``--push_to_hub``); a failed upload (the Hub
+    unreachable, a login missing …) raises :class:`UploadError`, which says how to push the saved run later."""
     from hfgen.hub import push_folder_to_hub
 
-    push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private_repo)
+    try:
+        push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private_repo)
+    except Exception as error:  # whatever the upload met, the run itself is saved
+        folder = str(Path(args.output_dir).resolve())
+        private = ", private=True" if args.hub_private_repo else ""
+        later = f"push_folder_to_hub({folder!r}, {args.hub_model_id!r}{private})"
+        reason = " ".join(f"{type(error).__name__}: {error}".split())  # one line, however the Hub worded it
+        raise UploadError(
+            f"the run is saved in {folder}, but uploading it to {args.hub_model_id} failed ({reason}). "
+            f'Push it later with: python -c "from hfgen.hub import push_folder_to_hub; {later}"'
+        ) from error
