@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import runpy
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import reset_accelerate, write_image_parquet
+from factories import reset_accelerate, tiny_args, write_image_parquet
 from safetensors.torch import load_file, save_file
 
 from hfgen import HfgenPipeline
-from hfgen.training import DensityArguments, RBMArguments, list_checkpoints
+from hfgen.training import DensityArguments, FlowMatchingTask, RBMArguments, list_checkpoints
 from hfgen.training.rbm import MIN_AIS_BETAS
+from hfgen.training.trainer import train_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK_FILE = ".hfgen-run.lock"
@@ -261,3 +264,24 @@ def test_an_upload_that_fails_says_the_run_is_saved_and_how_to_push_it(images, t
     assert f"saved in {out.resolve()}" in lines[0] and "someone/tiny" in lines[0]
     assert f"push_folder_to_hub('{out.resolve()}', 'someone/tiny')" in lines[0]
     HfgenPipeline.from_pretrained(out)
+
+
+@pytest.mark.parametrize("damage", ["intact", "corrupt", "missing"])
+def test_a_resume_whose_random_states_cannot_be_restored_warns_that_it_is_not_exact(damage, tmp_path, caplog):
+    args = tiny_args(tmp_path / "full", validation_steps=0)
+    train_in_process(FlowMatchingTask(args))
+    reset_accelerate()
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed / "checkpoints" / "checkpoint-3")
+    random_states = resumed / "checkpoints" / "checkpoint-3" / "random_states_0.pkl"
+    if damage == "corrupt":  # Accelerate only logs this at INFO level and carries on
+        random_states.write_bytes(random_states.read_bytes()[:50])
+    elif damage == "missing":
+        random_states.unlink()
+    caplog.clear()
+    train_in_process(FlowMatchingTask(replace(args, output_dir=str(resumed), resume_from_checkpoint="latest")))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "not exact" in r.getMessage()]
+    if damage == "intact":
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and "checkpoint-3" in warnings[0] and "random_states_0.pkl" in warnings[0]
