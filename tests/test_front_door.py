@@ -4,14 +4,17 @@ folder is touched, so a refused command never costs a finished run; checkpoints 
 from __future__ import annotations
 
 import hashlib
+import os
 import runpy
 import shutil
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from factories import reset_accelerate, tiny_args, write_image_parquet
 from safetensors.torch import load_file, save_file
 
@@ -285,3 +288,66 @@ def test_a_resume_whose_random_states_cannot_be_restored_warns_that_it_is_not_ex
         assert warnings == []
     else:
         assert len(warnings) == 1 and "checkpoint-3" in warnings[0] and "random_states_0.pkl" in warnings[0]
+
+
+# ---- exact resume with several processes (issue 23, item 10) --------------------------------------------------------
+
+
+def launch_two_processes(name: str, *argv: str, succeed: bool = True) -> subprocess.CompletedProcess:
+    """``training/<name>`` under a real 2-process launch on the CPU (gloo DDP)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               "0", str(REPO / "training" / name), *argv]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert result.returncode == 0 or not succeed, result.stderr[-3000:]
+    return result
+
+
+def saved_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of every safetensors file under ``folder``, keyed by file and name."""
+    return {
+        f"{path.relative_to(folder)}:{key}": value
+        for path in sorted(folder.rglob("*.safetensors"))
+        for key, value in load_file(str(path)).items()
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("family", "resume_at"),
+    [("rbm", "checkpoint-2"), ("energy", "checkpoint-2"), ("bridge", "checkpoint-4")],
+)
+def test_two_processes_resumed_after_a_checkpoint_end_with_the_straight_runs_safetensors(
+    family, resume_at, images, tmp_path
+):
+    name, flags = family_flags(images)[family]
+    every = "1" if family == "bridge" else "2"  # the bridge counts half-iterations of 4 steps
+    run = [*QUIET, *flags, "--checkpointing_steps", every, "--checkpoints_total_limit", "0"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    launch_two_processes(name, *run, "--output_dir", str(straight))
+    # a second run that has only the state after the first checkpoint (as if killed right after saving it)
+    shutil.copytree(straight / "checkpoints" / resume_at, resumed / "checkpoints" / resume_at)
+    launch_two_processes(name, *run, "--resume_from_checkpoint", "latest", "--output_dir", str(resumed))
+
+    expected, got = saved_tensors(straight), saved_tensors(resumed)
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert torch.equal(value, got[key]), key
+    start = load_file(str(straight / "checkpoints" / resume_at / "task_state.safetensors"))
+    end = load_file(str(list_checkpoints(straight)[-1][1] / "task_state.safetensors"))
+    assert start.keys() != end.keys() or any(not torch.equal(v, end[k]) for k, v in start.items())  # it moved
+
+
+@pytest.mark.slow
+def test_two_processes_refused_by_the_main_process_stop_together_with_its_message(images, tmp_path):
+    name, flags = family_flags(images)["flow matching"]
+    out = tmp_path / "run"
+    launch_two_processes(name, *QUIET, *flags, "--output_dir", str(out))
+    before = folder_digest(out)
+    # only the main process looks at the folder: the other must not go on alone into the first collective operation
+    result = launch_two_processes(name, *QUIET, *flags, "--output_dir", str(out), succeed=False)
+    errors = {line for line in result.stderr.splitlines() if line.startswith("error:")}
+    assert result.returncode != 0 and len(errors) == 1 and "holds another run" in errors.pop(), result.stderr[-3000:]
+    assert "[rank1]" not in result.stderr and "Connection closed" not in result.stderr, result.stderr[-3000:]
+    assert folder_digest(out) == before

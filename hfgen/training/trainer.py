@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,10 +280,8 @@ class Trainer:
         self.accelerator = make_accelerator(self.args)
         # the main process holds the folder for the life of the run (a second run started at the same instant stops)
         # and alone decides whether the folder may be used: the others would see the files it writes next
-        self.lock = None
-        if self.is_main:
-            self.lock = OutputFolderLock(self.args.output_dir)
-            check_output_dir(self.args)
+        self.lock: OutputFolderLock | None = None
+        self._refuse_on_every_process(self._lock_output_dir)
         self.history: list[dict[str, Any]] = []
         self.models: dict[str, ModelMixin] = {}
         self.ema: Any = None
@@ -291,6 +289,29 @@ class Trainer:
     @property
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
+
+    def _lock_output_dir(self) -> None:
+        self.lock = OutputFolderLock(self.args.output_dir)
+        check_output_dir(self.args)
+
+    def _refuse_on_every_process(self, check: Callable[[], None]) -> None:
+        """Run ``check`` of the output folder on the main process (which alone locks and writes it) and raise its
+        refusal on every process, the folder unlocked: none goes on alone into a collective operation that the
+        others left."""
+        refusal = None
+        if self.is_main:
+            try:
+                check()
+            except (OSError, ValueError) as error:
+                refusal = error
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            refusal = broadcast_object_list([refusal], from_process=0)[0]
+        if refusal is not None:
+            if self.lock is not None:  # the run stops here: its folder is free again
+                self.lock.release()
+            raise refusal
 
     # -- one phase's optimisation objects -------------------------------------------------------------------------
 
@@ -390,8 +411,7 @@ class Trainer:
             return None
         folder = resolve_checkpoint(self.args.output_dir, which)
         if folder is None:
-            if self.is_main:
-                check_fresh_start_allowed(self.args)
+            self._refuse_on_every_process(lambda: check_fresh_start_allowed(self.args))
             logger.warning("no checkpoint in %s yet: starting a new run", self.args.output_dir)
             return None
         self.accelerator.wait_for_everyone()
