@@ -9,6 +9,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from hfgen import HfgenPipeline
 from hfgen.training import DensityArguments, FlowMatchingTask, RBMArguments, list_checkpoints
 from hfgen.training.rbm import MIN_AIS_BETAS
-from hfgen.training.trainer import train_in_process
+from hfgen.training.trainer import Trainer, train_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK_FILE = ".hfgen-run.lock"
@@ -351,3 +352,17 @@ def test_two_processes_refused_by_the_main_process_stop_together_with_its_messag
     assert result.returncode != 0 and len(errors) == 1 and "holds another run" in errors.pop(), result.stderr[-3000:]
     assert "[rank1]" not in result.stderr and "Connection closed" not in result.stderr, result.stderr[-3000:]
     assert folder_digest(out) == before
+
+
+def test_the_prepared_modules_are_freed_before_the_process_group_is_destroyed(tmp_path, monkeypatch):
+    # a DDP reducer alive when end_training destroys the process group frees gloo's group later, holding the GIL
+    # while it joins gloo's threads: an occasional deadlock at the exit of a 2-process run
+    trainer = Trainer(FlowMatchingTask(tiny_args(tmp_path, validation_steps=0, checkpointing_steps=0)))
+    trainer.train()
+    prepared = weakref.ref(trainer.loss_module)
+    alive_at_destroy = []
+    end_training = trainer.accelerator.end_training
+    monkeypatch.setattr(trainer.accelerator, "end_training", lambda: alive_at_destroy.append(prepared() is not None))
+    trainer.end()
+    end_training()
+    assert alive_at_destroy == [False]
