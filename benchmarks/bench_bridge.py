@@ -1,5 +1,5 @@
-"""Schrödinger-bridge benchmark: IPF with the built-in recipe (``BridgeArguments`` defaults), two balls → the same
-two balls shifted by (0, 3), trained once per seed.
+"""Schrödinger-bridge benchmark: IPF with the built-in recipe (``SchrodingerBridgeArguments`` defaults), two balls
+→ the same two balls shifted by (0, 3), trained once per seed.
 
     python benchmarks/bench_bridge.py            # full run, writes benchmarks/BRIDGE_RESULTS.md and bridge_results.json
     python benchmarks/bench_bridge.py --quick    # smoke run, tiny budgets, writes under benchmarks/out/bridge-quick
@@ -32,7 +32,7 @@ import torch
 from report import PAGES, plus_minus, table, verdict, write_results, yes_no
 
 from hfgen.metrics import wasserstein2, wasserstein2_floor
-from hfgen.training import BridgeArguments, BridgeTask, Trainer
+from hfgen.training import SchrodingerBridgeArguments, SchrodingerBridgeTask, Trainer
 
 HERE = Path(__file__).resolve().parent
 MAX_RATIO = 1.3
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--floor_repeats", type=int, default=30, help="pairs of marginal samples for each floor")
     options = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    args = BridgeArguments(
+    args = SchrodingerBridgeArguments(
         output_dir=str(HERE / "out" / ("bridge-quick" if options.quick else "bridge-two-balls")),
         checkpointing_steps=0,
         validation_steps=0,
@@ -106,7 +106,7 @@ def main() -> None:
         n, repeats, floor_repeats = 200, 2, 2
     runs = []
     for seed in options.seeds:
-        trainer = Trainer(BridgeTask(replace(args, seed=seed)))
+        trainer = Trainer(SchrodingerBridgeTask(replace(args, seed=seed)))
         result = trainer.train()
         trainer.end()
         ends = {d: transported_w2(result.pipeline, d, n, repeats, seed=11 + i) for i, d in enumerate(DIRECTIONS)}

@@ -646,7 +646,10 @@ def loading_cases(work: Path) -> list[Result]:
     from hfgen.hub import push_folder_to_hub
     from hfgen.pipelines.base import write_checksums
     from hfgen.pipelines.loading import SAVING_FILE
-    from hfgen.training import ddpm, density, ebm, images, rbm, score, vae
+    from hfgen.training import ddpm_points as ddpm
+    from hfgen.training import density, images, rbm, vae
+    from hfgen.training import energy as ebm
+    from hfgen.training import score_sde as score
 
     def saved(name: str) -> Path:
         torch.manual_seed(0)
@@ -754,9 +757,9 @@ def loading_cases(work: Path) -> list[Result]:
     image_args = {"dataset_name": "ylecun/mnist"}
     cards = [
         ("density", density.density_card(density.DensityArguments(output_dir=str(private)), {})),
-        ("score", score.score_card(score.ScoreArguments(output_dir=str(private)), {})),
-        ("energy", ebm.energy_card(ebm.EBMArguments(output_dir=str(private)), {})),
-        ("ddpm points", ddpm.ddpm_card(ddpm.DDPMArguments(output_dir=str(private)), {})),
+        ("score", score.score_card(score.ScoreSDEArguments(output_dir=str(private)), {})),
+        ("energy", ebm.energy_card(ebm.EnergyArguments(output_dir=str(private)), {})),
+        ("ddpm points", ddpm.ddpm_card(ddpm.DDPMPointsArguments(output_dir=str(private)), {})),
         (
             "image fm",
             images.image_card(

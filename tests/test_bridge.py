@@ -34,14 +34,14 @@ from hfgen.methods.schrodinger_bridge import (
     step_weights,
 )
 from hfgen.models import TimeMLP
-from hfgen.training import BridgeArguments, BridgeTask, Trainer
+from hfgen.training import SchrodingerBridgeArguments, SchrodingerBridgeTask, Trainer
 
 
 def seeded(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-class AffineBridgeTask(BridgeTask):
+class AffineBridgeTask(SchrodingerBridgeTask):
     """The shipped bridge task with StepwiseAffineMean networks between two Gaussians (N(MEAN0, COV0) at X_0 and
     N(MEAN1, COV1) at X_N), trained by the shipped Trainer; ``num_phases`` keeps the first phases of the plan."""
 
@@ -73,7 +73,7 @@ def train_affine_bridge(tmp_path, num_phases=None, **overrides):
         "learning_rate": 0.05, "lr_warmup_steps": 0, "loss_weighting": "none", "checkpointing_steps": 0,
         "validation_steps": 0, "plots": False, "report_to": "none", **overrides,
     }  # fmt: skip
-    task = AffineBridgeTask(BridgeArguments(**settings), num_phases)
+    task = AffineBridgeTask(SchrodingerBridgeArguments(**settings), num_phases)
     trainer = Trainer(task)
     trainer.train()
     trainer.end()

@@ -111,16 +111,16 @@ CLASSIFIER_METRICS = ("test_accuracy", "train_accuracy", "num_test_images", "num
 #: every family's card: (its function, its arguments class, the arguments it needs besides output_dir)
 CARDS = {
     "flow matching": (flow_matching.flow_matching_card, flow_matching.FlowMatchingArguments, {}),
-    "bridge": (bridge.bridge_card, bridge.BridgeArguments, {}),
+    "bridge": (bridge.bridge_card, bridge.SchrodingerBridgeArguments, {}),
     "classifier": (
         lambda args, _: classifier.classifier_card(args, dict.fromkeys(CLASSIFIER_METRICS, 1)),
         classifier.ClassifierArguments,
         IMAGES,
     ),
     "density": (density.density_card, density.DensityArguments, {}),
-    "score": (score.score_card, score.ScoreArguments, {}),
-    "energy": (ebm.energy_card, ebm.EBMArguments, {}),
-    "ddpm points": (ddpm.ddpm_card, ddpm.DDPMArguments, {}),
+    "score": (score.score_card, score.ScoreSDEArguments, {}),
+    "energy": (ebm.energy_card, ebm.EnergyArguments, {}),
+    "ddpm points": (ddpm.ddpm_card, ddpm.DDPMPointsArguments, {}),
     "image flow matching": (
         lambda args, metrics: images.image_card(args, metrics, None, "flow-matching", "", "FlowMatchingImagePipeline"),
         images.FlowMatchingImageArguments,

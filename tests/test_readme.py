@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from factories import write_image_parquet
 
-from hfgen.training import DDPMArguments, FlowMatchingArguments
+from hfgen.training import DDPMPointsArguments, FlowMatchingArguments
 from hfgen.training.arguments import SMOKE_STEPS_VARIABLE, smoke_capped
 from hfgen.training.classifier import ClassifierArguments
 from hfgen.training.density import DensityArguments
@@ -142,7 +142,7 @@ def test_smoke_steps_cap_runs_only_when_set(monkeypatch: pytest.MonkeyPatch) -> 
     assert smoke_capped(DensityArguments(model="made")).max_train_steps == 6  # the recipe's 6,000 steps, capped
     mnist = ClassifierArguments(dataset_name="ylecun/mnist")
     assert smoke_capped(mnist).max_train_steps == 6  # 0 (epochs) becomes the cap
-    assert smoke_capped(DDPMArguments()).num_inference_steps == 20  # None (all T steps) becomes the cap
+    assert smoke_capped(DDPMPointsArguments()).num_inference_steps == 20  # None (all T steps) becomes the cap
     monkeypatch.setenv(SMOKE_STEPS_VARIABLE, "0")
     with pytest.raises(ValueError, match=f"{SMOKE_STEPS_VARIABLE} must be an int >= 1"):
         smoke_capped(args)

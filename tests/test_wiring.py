@@ -20,15 +20,15 @@ from hfgen.methods.flow_matching import BrownianBridgePath, VPPath, cfm_loss, sa
 from hfgen.methods.schrodinger_bridge import mean_matching_loss, step_weights
 from hfgen.models import TimeMLP
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask, Trainer
-from hfgen.training.bridge import BridgeArguments, BridgeTask
 from hfgen.training.classifier import ClassifierArguments, ClassifierTask
-from hfgen.training.ddpm import DDPMArguments, DDPMTask
+from hfgen.training.ddpm_points import DDPMPointsArguments, DDPMPointsTask
 from hfgen.training.density import DensityArguments, DensityTask
-from hfgen.training.ebm import EBMArguments, EBMTask
+from hfgen.training.energy import EnergyArguments, EnergyTask
 from hfgen.training.flow_matching import CoupledPairs
 from hfgen.training.images import DDPMImageArguments, DDPMImageTask, FlowMatchingImageArguments, FlowMatchingImageTask
 from hfgen.training.rbm import RBMArguments, RBMTask
-from hfgen.training.score import NoisedScoreBatches, ScoreArguments, ScoreTask
+from hfgen.training.schrodinger_bridge import SchrodingerBridgeArguments, SchrodingerBridgeTask
+from hfgen.training.score_sde import NoisedScoreBatches, ScoreSDEArguments, ScoreSDETask
 from hfgen.training.vae import VAEArguments, VAETask
 
 
@@ -291,7 +291,7 @@ CONFIG_WIRING = {
          "scheduler.__class__": "FlowMatchMidpointScheduler", "pipeline.source": {"name": "8gaussians"}},
     ),
     "ddpm": (
-        point_task(DDPMTask, DDPMArguments),
+        point_task(DDPMPointsTask, DDPMPointsArguments),
         {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_embedding": "fourier",
          "num_position_frequencies": 2, "num_train_timesteps": 8, "alpha": 0.9, "variance_type": "beta",
          "sampler": "ddim", "eta": 0.5},
@@ -300,7 +300,7 @@ CONFIG_WIRING = {
          "scheduler.alpha": 0.9, "scheduler.variance_type": "beta", "scheduler.sampler": "ddim", "scheduler.eta": 0.5},
     ),
     "ddpm-diffusers-schedule": (
-        point_task(DDPMTask, DDPMArguments),
+        point_task(DDPMPointsTask, DDPMPointsArguments),
         {"beta_schedule": "scaled_linear", "beta_start": 1e-3, "beta_end": 0.05, "variance_type": "beta",
          "num_train_timesteps": 8},
         {"scheduler.__class__": "DDPMScheduler", "scheduler.beta_schedule": "scaled_linear",
@@ -308,7 +308,7 @@ CONFIG_WIRING = {
          "scheduler.num_train_timesteps": 8},
     ),
     "score-sde-ve": (
-        point_task(ScoreTask, ScoreArguments),
+        point_task(ScoreSDETask, ScoreSDEArguments),
         {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_embedding": "fourier",
          "num_position_frequencies": 2, "sde": "ve", "sigma_min": 0.05, "sigma_max": 5.0, "sampling_eps": 0.01,
          "prediction_type": "score"},
@@ -318,12 +318,12 @@ CONFIG_WIRING = {
          "scheduler.sampling_eps": 0.01, "scheduler.prediction_type": "score"},
     ),
     "score-sde-vp": (
-        point_task(ScoreTask, ScoreArguments),
+        point_task(ScoreSDETask, ScoreSDEArguments),
         {"beta_min": 0.2, "beta_max": 8.0},
         {"scheduler.__class__": "VPSDEScheduler", "scheduler.beta_min": 0.2, "scheduler.beta_max": 8.0},
     ),
     "bridge": (
-        point_task(BridgeTask, BridgeArguments),
+        point_task(SchrodingerBridgeTask, SchrodingerBridgeArguments),
         {"residual": False, "hidden_size": 8, "num_layers": 2, "num_steps": 6, "gamma": 0.05, "schedule": "constant",
          "final_step_noise": False},
         {"forward_model.__class__": "TimeMLP", "backward_model.__class__": "TimeMLP", "forward_model.hidden_size": 8,
@@ -331,7 +331,7 @@ CONFIG_WIRING = {
          "scheduler.schedule": "constant", "scheduler.final_step_noise": False},
     ),
     "bridge-symmetric": (
-        point_task(BridgeTask, BridgeArguments),
+        point_task(SchrodingerBridgeTask, SchrodingerBridgeArguments),
         {"schedule_power": 2.0, "final_step_noise": True},
         {"forward_model.__class__": "ResidualMean", "scheduler.schedule_power": 2.0,
          "scheduler.final_step_noise": True},
@@ -367,7 +367,7 @@ CONFIG_WIRING = {
          "velocity.time_scale": 2.0},
     ),
     "energy": (
-        point_task(EBMTask, EBMArguments),
+        point_task(EnergyTask, EnergyArguments),
         {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "confinement": 0.5, "sample_sampler": "langevin",
          "sample_step_size": 0.02, "buffer_low": -5.0, "buffer_high": 4.5},
         {"model.hidden_size": 8, "model.num_layers": 2, "model.activation": "tanh", "model.confinement": 0.5,
@@ -461,12 +461,12 @@ SAMPLING_WIRING = {
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
     "ddpm": (
-        point_task(DDPMTask, DDPMArguments),
+        point_task(DDPMPointsTask, DDPMPointsArguments),
         {**SMALL, "num_train_timesteps": 8, "num_inference_steps": 3},
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
     "score-sde": (
-        point_task(ScoreTask, ScoreArguments),
+        point_task(ScoreSDETask, ScoreSDEArguments),
         {**SMALL, "num_inference_steps": 3, "sampler": "predictor_corrector"},
         lambda pipe, n, g: pipe(n, 3, sampler="predictor_corrector", generator=g).samples,
     ),
@@ -476,7 +476,7 @@ SAMPLING_WIRING = {
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
     "energy": (
-        point_task(EBMTask, EBMArguments),
+        point_task(EnergyTask, EnergyArguments),
         {**SMALL, "num_sample_steps": 3},
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
@@ -541,8 +541,8 @@ def test_the_flow_matching_batches_use_the_run_s_coupling_sigma_and_time_law(tmp
 
 
 def test_the_score_batches_draw_their_times_from_the_run_s_time_law():
-    args = ScoreArguments(output_dir="unused", time_beta=0.4, sampling_eps=0.01, train_batch_size=16, seed=3)
-    task = ScoreTask(args)
+    args = ScoreSDEArguments(output_dir="unused", time_beta=0.4, sampling_eps=0.01, train_batch_size=16, seed=3)
+    task = ScoreSDETask(args)
     with task.batches(start=2, stream=1) as batches:
         batch = next(batches)
 
@@ -556,9 +556,9 @@ def test_the_score_batches_draw_their_times_from_the_run_s_time_law():
 
 @pytest.mark.parametrize("weighting", ["inverse_gamma", "none"])
 def test_the_bridge_regresses_on_num_trajectories_chains_with_the_run_s_weighting(weighting):
-    args = BridgeArguments(output_dir="unused", num_steps=4, num_trajectories=30, loss_weighting=weighting,
+    args = SchrodingerBridgeArguments(output_dir="unused", num_steps=4, num_trajectories=30, loss_weighting=weighting,
                            train_batch_size=8, hidden_size=8, num_layers=1)  # fmt: skip
-    task = BridgeTask(args)
+    task = SchrodingerBridgeTask(args)
     models = task.build_models()
     with task.batches(start=0, stream=0, phase=0) as batches:
         batch = next(batches)

@@ -6,11 +6,10 @@ JSON), builds its :class:`TrainingTask` and calls :func:`run`.
 """
 
 from hfgen.training.arguments import TrainingArguments, parse_arguments
-from hfgen.training.bridge import BridgeArguments, BridgeTask, bridge_card, evaluate_bridge, run_bridge
 from hfgen.training.checkpoints import CheckpointError, list_checkpoints
-from hfgen.training.ddpm import DDPMArguments, DDPMTask, evaluate_ddpm, train_ddpm
+from hfgen.training.ddpm_points import DDPMPointsArguments, DDPMPointsTask, evaluate_ddpm_points, train_ddpm_points
 from hfgen.training.density import DensityArguments, DensityTask, density_card, evaluate_density, train_density
-from hfgen.training.ebm import EBMArguments, EBMTask, energy_card, evaluate_ebm, train_ebm
+from hfgen.training.energy import EnergyArguments, EnergyTask, energy_card, train_energy
 from hfgen.training.flow_matching import (
     FlowMatchingArguments,
     FlowMatchingTask,
@@ -26,7 +25,14 @@ from hfgen.training.images import (
     ImageDiffusionArguments,
 )
 from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, rbm_card, train_rbm
-from hfgen.training.score import ScoreArguments, ScoreTask, evaluate_score, score_card, train_score
+from hfgen.training.schrodinger_bridge import (
+    SchrodingerBridgeArguments,
+    SchrodingerBridgeTask,
+    bridge_card,
+    evaluate_schrodinger_bridge,
+    run_bridge,
+)
+from hfgen.training.score_sde import ScoreSDEArguments, ScoreSDETask, evaluate_score_sde, score_card, train_score_sde
 from hfgen.training.trainer import Phase, Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
 from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae, vae_card
 
@@ -38,29 +44,28 @@ __all__ = [
     "ImageDiffusionArguments",
     "DensityArguments",
     "DensityTask",
-    "EBMArguments",
-    "EBMTask",
+    "EnergyArguments",
+    "EnergyTask",
     "RBMArguments",
     "RBMTask",
-    "ScoreArguments",
-    "ScoreTask",
+    "ScoreSDEArguments",
+    "ScoreSDETask",
     "density_card",
     "energy_card",
     "evaluate_density",
-    "evaluate_ebm",
     "evaluate_rbm",
-    "evaluate_score",
+    "evaluate_score_sde",
     "rbm_card",
     "score_card",
     "train_density",
-    "train_ebm",
+    "train_energy",
     "train_rbm",
-    "train_score",
-    "BridgeArguments",
-    "BridgeTask",
+    "train_score_sde",
+    "SchrodingerBridgeArguments",
+    "SchrodingerBridgeTask",
     "CheckpointError",
-    "DDPMArguments",
-    "DDPMTask",
+    "DDPMPointsArguments",
+    "DDPMPointsTask",
     "FlowMatchingArguments",
     "FlowMatchingTask",
     "Phase",
@@ -72,8 +77,8 @@ __all__ = [
     "VAEArguments",
     "VAETask",
     "bridge_card",
-    "evaluate_bridge",
-    "evaluate_ddpm",
+    "evaluate_schrodinger_bridge",
+    "evaluate_ddpm_points",
     "evaluate_flow_matching",
     "evaluate_vae",
     "flow_matching_card",
@@ -81,7 +86,7 @@ __all__ = [
     "parse_arguments",
     "run",
     "run_bridge",
-    "train_ddpm",
+    "train_ddpm_points",
     "train_flow_matching",
     "train_vae",
     "vae_card",

@@ -27,7 +27,7 @@ from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.checkpoints import list_checkpoints
-from hfgen.training.trainer import TrainingDivergedError, TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.trainer import TrainingDivergedError, TrainingTask, train_in_process
 from hfgen.utils import batch_generator
 
 SAMPLERS = {"langevin": LangevinScheduler, "mala": MALAScheduler}
@@ -38,7 +38,7 @@ _EXTENT_SAMPLES = 100_000
 
 
 @dataclass
-class EBMArguments(TrainingArguments):
+class EnergyArguments(TrainingArguments):
     """Arguments of ``training/train_ebm.py``; the defaults are the 8-Gaussians recipe of
     `benchmarks/ENERGY_RESULTS.md`."""
 
@@ -154,7 +154,7 @@ def support_extent(dataset: str) -> float:
     return float(points.abs().max())
 
 
-class EBMTask(TrainingTask):
+class EnergyTask(TrainingTask):
     r"""Maximum-likelihood training of an :class:`~hfgen.models.energy.EnergyMLP` on a 2-D toy distribution.
 
     Micro-batch ``k`` of process ``s`` draws the data ``x⁺ ~ p`` from ``batch_generator(seed, s, k)``; the same
@@ -165,10 +165,10 @@ class EBMTask(TrainingTask):
     the finite numbers stops the run with ``FloatingPointError`` naming the step.
     """
 
-    name = "ebm"
-    args: EBMArguments
+    name = "energy"
+    args: EnergyArguments
 
-    def __init__(self, args: EBMArguments):
+    def __init__(self, args: EnergyArguments):
         super().__init__(args)
         self.target = get_toy_distribution(args.dataset)
         self.buffer: ReplayBuffer | None = None
@@ -316,24 +316,18 @@ class EBMTask(TrainingTask):
         return energy_card(self.args, metrics, repo_id=repo_id)
 
 
-def train_ebm(args: EBMArguments) -> tuple[EnergyPipeline, dict[str, Any], EBMTask]:
+def train_energy(args: EnergyArguments) -> tuple[EnergyPipeline, dict[str, Any], EnergyTask]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the pipeline, the training
     numbers and the task (which holds the replay buffer)."""
-    task = EBMTask(args)
+    task = EnergyTask(args)
     result = train_in_process(task)
     return result.pipeline, result.metrics, task
-
-
-def evaluate_ebm(pipeline: EnergyPipeline, args: EBMArguments, seed: int = 1) -> dict[str, Any]:
-    """Final metrics of a trained pipeline in this process: W2 (and its floor), MMD of ``num_eval_samples``
-    samples, and the NLL of ``num_nll_samples`` held-out points with ``log Z`` by quadrature."""
-    return evaluate_in_process(EBMTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
 
 
 # ---- model card ------------------------------------------------------------------------------------------
 
 
-def energy_metrics_table(metrics: Mapping[str, Any], args: EBMArguments) -> str:
+def energy_metrics_table(metrics: Mapping[str, Any], args: EnergyArguments) -> str:
     """The card's metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
     from hfgen.hub import markdown_table, sample_quality_rows, training_row
 
@@ -346,7 +340,7 @@ def energy_metrics_table(metrics: Mapping[str, Any], args: EBMArguments) -> str:
     return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
 
 
-def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
+def energy_card(args: EnergyArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
     """Render ``model_cards/energy.md`` for a training run: metadata, the equations, usage, metrics, figures and
     configuration. ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
     from huggingface_hub import ModelCard, ModelCardData

@@ -26,7 +26,7 @@ SDES = ("vp", "ve")
 
 
 @dataclass
-class ScoreArguments(TrainingArguments):
+class ScoreSDEArguments(TrainingArguments):
     """Arguments of ``training/train_score.py``; the defaults are the built-in VP recipe (checkerboard target)."""
 
     run_only_fields = TrainingArguments.run_only_fields | {
@@ -138,7 +138,7 @@ class NoisedScoreBatches:
         return self.draw(index)
 
 
-class ScoreTask(TrainingTask):
+class ScoreSDETask(TrainingTask):
     r"""A score SDE (Song et al. 2021) on ``args.dataset`` with a :class:`~hfgen.models.TimeMLP` score network.
 
     Each micro-batch draws ``(x_0, t, z)`` (:class:`NoisedScoreBatches`) and minimises the denoising score matching
@@ -148,9 +148,9 @@ class ScoreTask(TrainingTask):
     """
 
     name = "score_sde"
-    args: ScoreArguments
+    args: ScoreSDEArguments
 
-    def __init__(self, args: ScoreArguments):
+    def __init__(self, args: ScoreSDEArguments):
         super().__init__(args)
         self.target = get_toy_distribution(args.dataset)
         self.scheduler = args.noise_scheduler()
@@ -260,23 +260,23 @@ class ScoreTask(TrainingTask):
         return score_card(self.args, metrics, repo_id=repo_id)
 
 
-def train_score(args: ScoreArguments) -> tuple[ScoreSDEPipeline, dict[str, Any]]:
+def train_score_sde(args: ScoreSDEArguments) -> tuple[ScoreSDEPipeline, dict[str, Any]]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
     training numbers."""
-    result = train_in_process(ScoreTask(args))
+    result = train_in_process(ScoreSDETask(args))
     return result.pipeline, result.metrics
 
 
-def evaluate_score(pipeline: ScoreSDEPipeline, args: ScoreArguments, seed: int = 1) -> dict[str, Any]:
+def evaluate_score_sde(pipeline: ScoreSDEPipeline, args: ScoreSDEArguments, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 and its floor, MMD, support, and the
     probability-flow NLL of ``num_nll_samples`` held-out points."""
-    return evaluate_in_process(ScoreTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
+    return evaluate_in_process(ScoreSDETask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
 
 
 # ---- model card ------------------------------------------------------------------------------------------
 
 
-def score_metrics_table(metrics: Mapping[str, Any], args: ScoreArguments) -> str:
+def score_metrics_table(metrics: Mapping[str, Any], args: ScoreSDEArguments) -> str:
     """The card's metrics table from a score-SDE run's ``metrics.json`` (missing entries are skipped)."""
     from hfgen.hub import markdown_table, sample_quality_rows, training_row
 
@@ -291,7 +291,7 @@ def score_metrics_table(metrics: Mapping[str, Any], args: ScoreArguments) -> str
     return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
 
 
-def score_eval_results(args: ScoreArguments, metrics: Mapping[str, Any]) -> list[Any]:
+def score_eval_results(args: ScoreSDEArguments, metrics: Mapping[str, Any]) -> list[Any]:
     """Machine-readable metrics for the card's ``model-index``."""
     from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
 
@@ -304,7 +304,7 @@ def score_eval_results(args: ScoreArguments, metrics: Mapping[str, Any]) -> list
     return eval_results(present, names, args.dataset, f"hfgen/{args.dataset}")
 
 
-def score_card(args: ScoreArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
+def score_card(args: ScoreSDEArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
     """Render ``model_cards/score_sde.md`` for a training run: metadata, the SDE, loss, samplers, likelihood,
     usage, metrics, training summary, validation history and configuration.
 

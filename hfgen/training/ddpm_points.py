@@ -32,7 +32,7 @@ BETA_SCHEDULES = ("constant_alpha", "linear", "scaled_linear", "squaredcos_cap_v
 
 
 @dataclass
-class DDPMArguments(TrainingArguments):
+class DDPMPointsArguments(TrainingArguments):
     """Arguments of ``training/train_ddpm.py``; the defaults are the built-in recipe (checkerboard target).
 
     The schedule is ``ᾱ_t = α^t``, ``t = 0 … T``: give ``alpha`` or ``final_alpha_bar`` (then
@@ -207,7 +207,7 @@ class NoisedBatches:
         return self.draw(index)
 
 
-class DDPMTask(TrainingTask):
+class DDPMPointsTask(TrainingTask):
     r"""DDPM (constant α, or a diffusers β schedule) on ``args.dataset`` with an ε-predicting
     :class:`~hfgen.models.TimeMLP`.
 
@@ -216,10 +216,10 @@ class DDPMTask(TrainingTask):
     step ``t`` (sinusoidal embedding, ``time_scale = 1``) or ``t / T`` (Fourier features).
     """
 
-    name = "ddpm"
-    args: DDPMArguments
+    name = "ddpm_points"
+    args: DDPMPointsArguments
 
-    def __init__(self, args: DDPMArguments):
+    def __init__(self, args: DDPMPointsArguments):
         super().__init__(args)
         self.target = get_toy_distribution(args.dataset)
         self.scheduler = args.noise_scheduler()
@@ -303,27 +303,27 @@ class DDPMTask(TrainingTask):
         return ddpm_card(self.args, metrics, repo_id=repo_id)
 
 
-def train_ddpm(args: DDPMArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:
+def train_ddpm_points(args: DDPMPointsArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
     training numbers."""
     from hfgen.training.trainer import train_in_process
 
-    result = train_in_process(DDPMTask(args))
+    result = train_in_process(DDPMPointsTask(args))
     return result.pipeline, result.metrics
 
 
-def evaluate_ddpm(pipeline: DDPMPointsPipeline, args: DDPMArguments, seed: int = 1) -> dict[str, Any]:
+def evaluate_ddpm_points(pipeline: DDPMPointsPipeline, args: DDPMPointsArguments, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 against ``num_eval_samples`` fresh data points, its
     floor and their ratio, MMD² (and the fraction in the support for bounded targets)."""
     from hfgen.training.trainer import evaluate_in_process
 
-    return evaluate_in_process(DDPMTask(args), pipeline, args.num_eval_samples, seed=seed)
+    return evaluate_in_process(DDPMPointsTask(args), pipeline, args.num_eval_samples, seed=seed)
 
 
 # ---- model card ------------------------------------------------------------------------------------------
 
 
-def ddpm_metrics_table(metrics: Mapping[str, Any], args: DDPMArguments) -> str:
+def ddpm_metrics_table(metrics: Mapping[str, Any], args: DDPMPointsArguments) -> str:
     """The card's metrics table from a DDPM run's ``metrics.json`` (missing entries are skipped)."""
     from hfgen.hub import markdown_table, sample_quality_rows, training_row
 
@@ -332,7 +332,7 @@ def ddpm_metrics_table(metrics: Mapping[str, Any], args: DDPMArguments) -> str:
     return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
 
 
-def ddpm_eval_results(args: DDPMArguments, metrics: Mapping[str, Any]) -> list[Any]:
+def ddpm_eval_results(args: DDPMPointsArguments, metrics: Mapping[str, Any]) -> list[Any]:
     """Machine-readable metrics for the card's ``model-index``."""
     from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
 
@@ -340,7 +340,7 @@ def ddpm_eval_results(args: DDPMArguments, metrics: Mapping[str, Any]) -> list[A
     return eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}")
 
 
-def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
+def ddpm_card(args: DDPMPointsArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
     """Render ``model_cards/ddpm.md`` for a training run: metadata, the forward process, loss and sampler, usage,
     metrics, training summary, validation history and configuration.
 

@@ -64,7 +64,7 @@ DIRECTIONS = ("forward", "backward")
 
 
 @dataclass
-class BridgeArguments(TrainingArguments):
+class SchrodingerBridgeArguments(TrainingArguments):
     """Arguments of ``training/train_bridge.py``; the defaults are the course's bridge between two balls and the
     same two balls shifted, ``N = 20`` steps of ``γ = 2 / N``.
 
@@ -177,12 +177,12 @@ class BridgeArguments(TrainingArguments):
         return TimeMLP(dim=dim, hidden_size=self.hidden_size, num_layers=self.num_layers, time_scale=1.0)
 
 
-class BridgeBatches:
+class HalfIterationBatches:
     r"""The micro-batches of one half-iteration: regression pairs ``(Y, k, T[, w])`` of
     :func:`~hfgen.methods.schrodinger_bridge.mean_matching_targets` drawn from a cache of ``num_trajectories``
     chains, redrawn every ``refresh_every`` micro-batches (DSB Alg. 1), all from the half-iteration's generator."""
 
-    def __init__(self, task: BridgeTask, index: int, stream: int):
+    def __init__(self, task: SchrodingerBridgeTask, index: int, stream: int):
         self.task, self.stream = task, stream
         direction, fitted_to = task.args.half_iterations()[index]
         self.direction = direction
@@ -191,7 +191,7 @@ class BridgeBatches:
         self.micro_step = 0
         self.cache: tuple[torch.Tensor, ...] = ()
 
-    def __iter__(self) -> BridgeBatches:
+    def __iter__(self) -> HalfIterationBatches:
         return self
 
     def __next__(self) -> list[torch.Tensor]:
@@ -207,13 +207,14 @@ class BridgeBatches:
         return [tensor[rows] for tensor in self.cache]
 
 
-class BridgeTask(TrainingTask):
+class SchrodingerBridgeTask(TrainingTask):
     """The bridge's two mean networks, ``forward`` and ``backward``, trained phase by phase
-    (:meth:`BridgeArguments.half_iterations`), evaluated after each IPF iteration by transporting points each way."""
+    (:meth:`SchrodingerBridgeArguments.half_iterations`), evaluated after each IPF iteration by transporting points
+    each way."""
 
     name = "schrodinger_bridge"
 
-    def __init__(self, args: BridgeArguments):
+    def __init__(self, args: SchrodingerBridgeArguments):
         super().__init__(args)
         self.source, self.target = args.marginals()
         self.scheduler = args.noise_scheduler()
@@ -241,13 +242,13 @@ class BridgeTask(TrainingTask):
         return start.sample, self.models[fitted_to]
 
     @contextmanager
-    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[BridgeBatches]:
+    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[HalfIterationBatches]:
         if start != 0:
             raise ValueError(
                 f"a bridge half-iteration restarts from its beginning (its trajectory cache is not checkpointed), "
                 f"got start={start}; checkpoints are taken at the ends of half-iterations"
             )
-        yield BridgeBatches(self, phase, stream)
+        yield HalfIterationBatches(self, phase, stream)
 
     def loss(self, model: torch.nn.Module, batch: list[torch.Tensor], device: torch.device) -> torch.Tensor:
         return mean_matching_loss(model, *(tensor.to(device) for tensor in batch))
@@ -285,8 +286,8 @@ class BridgeTask(TrainingTask):
         num_likelihood_points: int,
         seed: int,
     ) -> tuple[dict[str, Any], None]:
-        """:func:`evaluate_bridge` of ``num_samples`` points each way, and the last mean-matching losses."""
-        record = evaluate_bridge(pipeline, num_samples, seed=seed)
+        """:func:`evaluate_schrodinger_bridge` of ``num_samples`` points each way, and the last mean-matching losses."""
+        record = evaluate_schrodinger_bridge(pipeline, num_samples, seed=seed)
         losses = {f"{direction}_loss": loss for direction, loss in self.last_loss.items()}
         return record | losses, None
 
@@ -313,7 +314,9 @@ def _tail_mean(losses: list[float], size: int = 100) -> float:
 
 
 @torch.no_grad()
-def evaluate_bridge(pipeline: SchrodingerBridgePipeline, num_samples: int, seed: int = 1) -> dict[str, float]:
+def evaluate_schrodinger_bridge(
+    pipeline: SchrodingerBridgePipeline, num_samples: int, seed: int = 1
+) -> dict[str, float]:
     r"""How well each end of the bridge matches its marginal.
 
     ``forward_*``: ``x_0 ~ p_data`` transported by the forward chain, against fresh ``p'_data`` samples;
@@ -356,11 +359,11 @@ def progression_figures(pipeline: SchrodingerBridgePipeline, num_points: int, se
     return figures
 
 
-def run_bridge(args: BridgeArguments) -> dict[str, Any]:
+def run_bridge(args: SchrodingerBridgeArguments) -> dict[str, Any]:
     """Train (or resume), evaluate with ``num_eval_samples`` points each way, save the pipeline, ``metrics.json``,
     the card and the plots in ``output_dir`` and, with ``--push_to_hub``, upload them. Returns the metrics (main
     process; ``{}`` elsewhere)."""
-    return run(BridgeTask(args), args.num_eval_samples)
+    return run(SchrodingerBridgeTask(args), args.num_eval_samples)
 
 
 # ---- model card ------------------------------------------------------------------------------------------
@@ -392,7 +395,7 @@ def bridge_history_table(history: list[Mapping[str, Any]], steps_per_iteration: 
     return markdown_table(header, rows)
 
 
-def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
+def bridge_card(args: SchrodingerBridgeArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
     """Render ``model_cards/schrodinger_bridge.md`` for a run: metadata (W2 of both ends as eval results), the
     chain, the mean-matching loss and IPF, usage, metrics per iteration, plots and configuration.
 
