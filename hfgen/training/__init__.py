@@ -7,14 +7,14 @@ JSON), builds its :class:`TrainingTask` and calls :func:`run`.
 
 from hfgen.training.arguments import TrainingArguments, parse_arguments
 from hfgen.training.checkpoints import CheckpointError, list_checkpoints
+from hfgen.training.classifier import ClassifierArguments, ClassifierTask, train_classifier
 from hfgen.training.ddpm_points import DDPMPointsArguments, DDPMPointsTask, evaluate_ddpm_points, train_ddpm_points
-from hfgen.training.density import DensityArguments, DensityTask, density_card, evaluate_density, train_density
-from hfgen.training.energy import EnergyArguments, EnergyTask, energy_card, train_energy
+from hfgen.training.density import DensityArguments, DensityTask, evaluate_density, train_density
+from hfgen.training.energy import EnergyArguments, EnergyTask, train_energy
 from hfgen.training.flow_matching import (
     FlowMatchingArguments,
     FlowMatchingTask,
     evaluate_flow_matching,
-    flow_matching_card,
     train_flow_matching,
 )
 from hfgen.training.images import (
@@ -24,19 +24,21 @@ from hfgen.training.images import (
     FlowMatchingImageTask,
     ImageDiffusionArguments,
 )
-from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, rbm_card, train_rbm
+from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, train_rbm
 from hfgen.training.schrodinger_bridge import (
     SchrodingerBridgeArguments,
     SchrodingerBridgeTask,
-    bridge_card,
     evaluate_schrodinger_bridge,
     run_bridge,
 )
-from hfgen.training.score_sde import ScoreSDEArguments, ScoreSDETask, evaluate_score_sde, score_card, train_score_sde
+from hfgen.training.score_sde import ScoreSDEArguments, ScoreSDETask, evaluate_score_sde, train_score_sde
 from hfgen.training.trainer import Phase, Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
-from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae, vae_card
+from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae
 
 __all__ = [
+    "ClassifierArguments",
+    "ClassifierTask",
+    "train_classifier",
     "DDPMImageArguments",
     "DDPMImageTask",
     "FlowMatchingImageArguments",
@@ -50,13 +52,9 @@ __all__ = [
     "RBMTask",
     "ScoreSDEArguments",
     "ScoreSDETask",
-    "density_card",
-    "energy_card",
     "evaluate_density",
     "evaluate_rbm",
     "evaluate_score_sde",
-    "rbm_card",
-    "score_card",
     "train_density",
     "train_energy",
     "train_rbm",
@@ -76,12 +74,10 @@ __all__ = [
     "TrainingTask",
     "VAEArguments",
     "VAETask",
-    "bridge_card",
     "evaluate_schrodinger_bridge",
     "evaluate_ddpm_points",
     "evaluate_flow_matching",
     "evaluate_vae",
-    "flow_matching_card",
     "list_checkpoints",
     "parse_arguments",
     "run",
@@ -89,5 +85,4 @@ __all__ = [
     "train_ddpm_points",
     "train_flow_matching",
     "train_vae",
-    "vae_card",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from hfgen.data.images import dataset_to_tensors, load_image_splits
+from hfgen.model_cards.classifier import classifier_card
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.trainer import Phase, Trainer, TrainingTask, run
@@ -187,45 +188,6 @@ class ClassifierTask(TrainingTask):
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
         return classifier_card(self.args, metrics, repo_id)
-
-
-def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/classifier.md``: what the classifier is for, its accuracy, usage and configuration."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        markdown_table,
-        public_value,
-        training_summary,
-        usage_repo_id,
-    )
-
-    model_name = repo_id.split("/")[-1] if repo_id else "mnist-classifier"
-    data = args.dataset_name or public_value("train_data_files", args.train_data_files)
-    card_data = ModelCardData(
-        library_name="transformers",
-        license=LICENSE,
-        tags=["hfgen", "image-classification", "mnist"],
-        model_name=model_name,
-        pipeline_tag="image-classification",
-    )
-    rows = [
-        ("test accuracy", f"{metrics['test_accuracy']:.4f}", f"{metrics['num_test_images']:,} test images"),
-        ("training accuracy", f"{metrics['train_accuracy']:.4f}", f"{metrics['num_train_images']:,} training images"),
-    ]
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("classifier"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        dataset=data,
-        metrics_table=markdown_table(("metric", "value", "note"), rows),
-        training_summary=training_summary(metrics),
-        config_table=config_table(args.to_dict()),
-    )
 
 
 def train_classifier(args: ClassifierArguments) -> tuple[MnistClassifier, dict[str, Any]]:

@@ -3,7 +3,7 @@ model card."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +16,7 @@ from hfgen.data import get_toy_distribution
 from hfgen.data.toy import ToyDistribution
 from hfgen.methods.ddpm import epsilon_loss
 from hfgen.metrics import sample_quality_report
+from hfgen.model_cards.ddpm_points import ddpm_points_card
 from hfgen.models import TimeMLP
 from hfgen.models.mlp import TIME_EMBEDDINGS
 from hfgen.pipelines import DDPMPointsPipeline
@@ -300,7 +301,7 @@ class DDPMPointsTask(TrainingTask):
         }
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return ddpm_card(self.args, metrics, repo_id=repo_id)
+        return ddpm_points_card(self.args, metrics, repo_id)
 
 
 def train_ddpm_points(args: DDPMPointsArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:
@@ -318,89 +319,3 @@ def evaluate_ddpm_points(pipeline: DDPMPointsPipeline, args: DDPMPointsArguments
     from hfgen.training.trainer import evaluate_in_process
 
     return evaluate_in_process(DDPMPointsTask(args), pipeline, args.num_eval_samples, seed=seed)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-
-def ddpm_metrics_table(metrics: Mapping[str, Any], args: DDPMPointsArguments) -> str:
-    """The card's metrics table from a DDPM run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table, sample_quality_rows, training_row
-
-    steps = args.num_inference_steps or args.num_train_timesteps
-    rows = sample_quality_rows(metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {steps} steps)")
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
-def ddpm_eval_results(args: DDPMPointsArguments, metrics: Mapping[str, Any]) -> list[Any]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
-
-    names = {**SAMPLE_QUALITY_RESULTS, "samples_w2_floor": ("wasserstein-2-floor", "W2 floor")}
-    return eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}")
-
-
-def ddpm_card(args: DDPMPointsArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/ddpm.md`` for a training run: metadata, the forward process, loss and sampler, usage,
-    metrics, training summary, validation history and configuration.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
-    """
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        training_summary,
-        usage_repo_id,
-        validation_table,
-    )
-
-    alpha, T = args.schedule_alpha(), args.num_train_timesteps
-    schedule = {
-        "alpha": f"{alpha:.6g}",
-        "beta": f"{1 - alpha:.6g}",
-        "final_alpha_bar": f"{alpha**T:.3g}",
-        "first_noise_std": f"{(1 - alpha) ** 0.5:.3g}",
-    }
-    if args.beta_schedule != "constant_alpha":  # diffusers' β_t schedule: the card states its range
-        scheduler = args.noise_scheduler()
-        betas = scheduler.betas.double()
-        schedule = {
-            "beta": f"{float(betas[0]):.3g} … {float(betas[-1]):.3g}",
-            "final_alpha_bar": f"{float(scheduler.alphas_cumprod[-1]):.3g}",
-            "first_noise_std": f"{float(betas[0]) ** 0.5:.3g}",
-        }
-    model_name = repo_id.split("/")[-1] if repo_id else f"ddpm-{args.dataset}"
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "ddpm", "diffusion", "diffusers", "toy-2d"],
-        model_name=model_name,
-        eval_results=ddpm_eval_results(args, metrics) or None,
-        target_distribution=args.dataset,
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("ddpm"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        target=args.dataset,
-        num_train_timesteps=T,
-        beta_schedule=args.beta_schedule,
-        **schedule,
-        variance_type=args.variance_type,
-        sampler=args.sampler,
-        eta=args.eta,
-        num_inference_steps=args.num_inference_steps or T,
-        ddim_steps=min(50, T),
-        time_input="the integer step t (sinusoidal embedding)"
-        if args.time_embedding == "sinusoidal"
-        else "t / T (random Fourier features)",
-        ema_decay=args.ema_decay,
-        metrics_table=ddpm_metrics_table(metrics, args),
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
-    )

@@ -26,6 +26,7 @@ from hfgen.methods.cnf import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, cnf_nll_loss
 from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.metrics import nll_report, sample_quality_report
+from hfgen.model_cards.density import density_card
 from hfgen.models.coupling_flow import COUPLINGS, CouplingFlow
 from hfgen.models.kde import BANDWIDTH_RULES, KernelDensity, rule_bandwidth
 from hfgen.models.made import MADE, ORDERS
@@ -615,7 +616,7 @@ class DensityTask(TrainingTask):
         }
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return density_card(self.args, metrics, repo_id=repo_id)
+        return density_card(self.args, metrics, repo_id)
 
 
 def initialize_gmm(model: GaussianMixture, data: Tensor, num_inits: int, reg_covar: float, seed: int) -> None:
@@ -654,103 +655,3 @@ def evaluate_density(pipeline: Any, task: DensityTask, seed: int = 1) -> dict[st
     and the NLL of ``num_nll_samples`` held-out points or test images."""
     num_samples = task.args.num_eval_samples if task.test is None else 1
     return evaluate_in_process(task, pipeline, num_samples, task.args.num_nll_samples, seed)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-_MODEL_NAMES = {
-    "gmm": "Gaussian mixture (EM)",
-    "kde": "Gaussian kernel density estimate",
-    "made": "MADE",
-    "coupling": "coupling flow",
-    "cnf": "continuous normalising flow (FFJORD, maximum likelihood)",
-}
-_COUPLING_NAMES = {"affine": "RealNVP coupling flow", "spline": "neural spline flow (rational-quadratic couplings)"}
-
-
-def density_metrics_table(metrics: Mapping[str, Any]) -> str:
-    """The card's metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table, sample_quality_rows, training_row
-
-    rows = sample_quality_rows(metrics, "model samples")
-    if "nll" in metrics:
-        count = metrics.get("num_nll_samples", "")
-        what = "held-out points" if "entropy" in metrics else "test images"
-        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", f"{count} {what}"))
-    if "entropy" in metrics:
-        rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
-        rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(target ‖ model)"))
-    if "bandwidth" in metrics:
-        rows.append(("bandwidth h", f"{metrics['bandwidth']:.4f}", "kernel standard deviation"))
-    if "em_log_likelihood" in metrics:
-        history = metrics["em_log_likelihood"]
-        note = "never decreased" if metrics.get("em_monotone") else "DECREASED at some step"
-        rows.append(("EM train log-likelihood", f"{history[0]:.4f} → {history[-1]:.4f}", note))
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
-def density_eval_results(args: DensityArguments, metrics: Mapping[str, Any]) -> list[Any]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
-
-    names = {
-        **SAMPLE_QUALITY_RESULTS,
-        "nll": ("nll", "NLL (nats)"),
-        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
-    }
-    return eval_results(metrics, names, args.dataset_label, args.dataset_name or f"hfgen/{args.dataset_label}")
-
-
-def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/density.md`` for a training run: metadata, the model's equations, usage, metrics,
-    figures, training summary and configuration. ``repo_id`` is the Hub id the usage snippet loads."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        training_summary,
-        usage_repo_id,
-        validation_table,
-    )
-
-    label = args.dataset_label.split("/")[-1]
-    model_name = repo_id.split("/")[-1] if repo_id else f"{args.model}-{label}"
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "diffusers", "density-estimation", args.model, "image" if args.uses_images else "toy-2d"],
-        datasets=[args.dataset_name] if args.dataset_name else None,
-        model_name=model_name,
-        eval_results=density_eval_results(args, metrics) or None,
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("density"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        model=args.model,
-        model_title=_COUPLING_NAMES[args.coupling_type] if args.model == "coupling" else _MODEL_NAMES[args.model],
-        dataset=args.dataset_label,
-        images=args.uses_images,
-        binarize=args.binarize,
-        num_components=args.num_components,
-        covariance_type=args.covariance_type,
-        reg_covar=args.reg_covar,
-        bandwidth=args.bandwidth,
-        hidden_sizes=" → ".join(str(h) for h in args.hidden_sizes),
-        num_couplings=args.num_couplings,
-        coupling_type=args.coupling_type,
-        num_bins=args.num_bins,
-        tail_bound=args.tail_bound,
-        solver=args.solver,
-        num_ode_steps=args.num_ode_steps,
-        divergence=args.divergence,
-        fixed_step=args.solver in FIXED_STEP_SOLVERS,
-        ema_decay=args.ema_decay if args.model in ("made", "coupling", "cnf") else 0,
-        metrics_table=density_metrics_table(metrics),
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
-    )

@@ -31,7 +31,7 @@ Several processes: each draws its own trajectories (stream = process index) and 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +49,7 @@ from hfgen.methods.schrodinger_bridge import (
     step_weights,
 )
 from hfgen.metrics import sample_quality_report
+from hfgen.model_cards.schrodinger_bridge import schrodinger_bridge_card
 from hfgen.models.mlp import TimeMLP
 from hfgen.models.residual_mean import ResidualMean
 from hfgen.pipelines import SchrodingerBridgePipeline
@@ -304,7 +305,7 @@ class SchrodingerBridgeTask(TrainingTask):
         return progression_figures(pipeline, 1000, seed=2) if self.args.plots else {}
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return bridge_card(self.args, metrics, repo_id=repo_id)
+        return schrodinger_bridge_card(self.args, metrics, repo_id)
 
 
 def _tail_mean(losses: list[float], size: int = 100) -> float:
@@ -364,104 +365,3 @@ def run_bridge(args: SchrodingerBridgeArguments) -> dict[str, Any]:
     the card and the plots in ``output_dir`` and, with ``--push_to_hub``, upload them. Returns the metrics (main
     process; ``{}`` elsewhere)."""
     return run(SchrodingerBridgeTask(args), args.num_eval_samples)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-_METRICS = {
-    "w2": ("wasserstein-2", "W2"),
-    "w2_floor": ("wasserstein-2-floor", "W2 floor"),
-    "w2_ratio": ("wasserstein-2-over-floor", "W2 / floor"),
-}
-
-
-def bridge_history_table(history: list[Mapping[str, Any]], steps_per_iteration: int) -> str:
-    """Per IPF iteration: W2 of each end to its marginal beside the floor, and the final mean-matching losses."""
-    from hfgen.hub import markdown_table
-
-    def number(record: Mapping[str, Any], key: str) -> str:
-        return f"{record[key]:.4f}" if key in record else ""
-
-    rows = [
-        (
-            record["step"] // steps_per_iteration,
-            *(number(record, f"{d}_{k}") for d in DIRECTIONS for k in ("w2", "w2_floor", "w2_ratio")),
-            number(record, "forward_loss"),
-            number(record, "backward_loss"),
-        )
-        for record in history
-    ]
-    header = ("iteration", "→ p'_data W2", "floor", "ratio", "→ p_data W2", "floor", "ratio", "loss f", "loss b")
-    return markdown_table(header, rows)
-
-
-def bridge_card(args: SchrodingerBridgeArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/schrodinger_bridge.md`` for a run: metadata (W2 of both ends as eval results), the
-    chain, the mean-matching loss and IPF, usage, metrics per iteration, plots and configuration.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
-    """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    from hfgen.hub import LICENSE, TASK, card_template, config_table, markdown_table, usage_repo_id
-
-    source, target = args.marginals()
-    scheduler = args.noise_scheduler()
-    model_name = repo_id.split("/")[-1] if repo_id else f"bridge-{args.dataset}"
-    eval_results = [
-        EvalResult(
-            task_type=TASK,
-            dataset_type=f"hfgen/{marginal.name}",
-            dataset_name=name,
-            metric_type=f"{direction}-{metric_type}",
-            metric_name=f"{direction} {metric_name}",
-            metric_value=round(float(metrics[f"{direction}_{key}"]), 6),
-        )
-        for direction, marginal, name in (
-            ("forward", target, args.describe_target()),
-            ("backward", source, args.dataset),
-        )
-        for key, (metric_type, metric_name) in _METRICS.items()
-        if f"{direction}_{key}" in metrics
-    ]
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "schrodinger-bridge", "diffusion", "diffusers", "toy-2d"],
-        model_name=model_name,
-        eval_results=eval_results or None,
-        source_distribution=args.dataset,
-        target_distribution=args.describe_target(),
-    )
-    final = [
-        (f"x_0 ~ p_data → {direction}" if direction == "forward" else f"y ~ p'_data → {direction}",
-         *(f"{metrics[f'{direction}_{k}']:.4f}" for k in ("w2", "w2_floor", "w2_ratio")))
-        for direction in DIRECTIONS
-        if f"{direction}_w2" in metrics
-    ]  # fmt: skip
-    gammas = scheduler.gammas
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("schrodinger_bridge"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        source=f"{args.dataset}: {source!r}",
-        target=f"{args.describe_target()}: {target!r}",
-        stage=args.stage,
-        num_steps=args.num_steps,
-        gamma=f"{float(gammas.mean()):.4g}",
-        schedule=args.schedule,
-        gamma_range=f"{float(gammas.min()):.4g} … {float(gammas.max()):.4g}",
-        reference_variance=f"{scheduler.reference_variance:.4g}",
-        final_step_noise=args.final_step_noise,
-        ipf_iterations=args.ipf_iterations,
-        loss_weighting=args.loss_weighting,
-        network="x + g_θ(x, k) (ResidualMean)" if args.residual else "a TimeMLP m_θ(x, k)",
-        num_eval_samples=args.num_eval_samples,
-        final_table=markdown_table(("transport", "W2", "floor", "W2 / floor"), final),
-        history_table=bridge_history_table(metrics.get("validation", []), 2 * args.max_train_steps),
-        train_seconds=f"{metrics.get('train_seconds', 0.0):.0f}",
-        half_iterations=metrics.get("half_iterations", len(args.half_iterations())),
-        max_train_steps=args.max_train_steps,
-        config_table=config_table(args.to_dict()),
-    )

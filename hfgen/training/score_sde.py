@@ -3,7 +3,7 @@ noised batch stream, loss, metrics, figures and the model card."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +14,7 @@ from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.methods.flow_matching import sample_times
 from hfgen.methods.score_matching import denoising_score_matching_loss_at
 from hfgen.metrics import nll_report, sample_quality_report
+from hfgen.model_cards.score_sde import score_sde_card
 from hfgen.models import TimeMLP
 from hfgen.models.mlp import TIME_EMBEDDINGS
 from hfgen.pipelines.score_sde import SAMPLERS, ScoreSDEPipeline
@@ -257,7 +258,7 @@ class ScoreSDETask(TrainingTask):
         return figures
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return score_card(self.args, metrics, repo_id=repo_id)
+        return score_sde_card(self.args, metrics, repo_id)
 
 
 def train_score_sde(args: ScoreSDEArguments) -> tuple[ScoreSDEPipeline, dict[str, Any]]:
@@ -271,91 +272,3 @@ def evaluate_score_sde(pipeline: ScoreSDEPipeline, args: ScoreSDEArguments, seed
     """Final metrics of a trained pipeline in this process: W2 and its floor, MMD, support, and the
     probability-flow NLL of ``num_nll_samples`` held-out points."""
     return evaluate_in_process(ScoreSDETask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-
-def score_metrics_table(metrics: Mapping[str, Any], args: ScoreSDEArguments) -> str:
-    """The card's metrics table from a score-SDE run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table, sample_quality_rows, training_row
-
-    rows = sample_quality_rows(
-        metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {args.num_inference_steps} steps)"
-    )
-    if metrics.get("nll") is not None:
-        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", "probability-flow ODE"))
-        if metrics.get("entropy") is not None:
-            rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
-            rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(target ‖ model)"))
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
-def score_eval_results(args: ScoreSDEArguments, metrics: Mapping[str, Any]) -> list[Any]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
-
-    names = {
-        **SAMPLE_QUALITY_RESULTS,
-        "nll": ("nll", "NLL (nats)"),
-        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
-    }
-    present = {key: value for key, value in metrics.items() if value is not None}
-    return eval_results(present, names, args.dataset, f"hfgen/{args.dataset}")
-
-
-def score_card(args: ScoreSDEArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/score_sde.md`` for a training run: metadata, the SDE, loss, samplers, likelihood,
-    usage, metrics, training summary, validation history and configuration.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
-    """
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        training_summary,
-        usage_repo_id,
-        validation_table,
-    )
-
-    model_name = repo_id.split("/")[-1] if repo_id else f"score-{args.sde}-{args.dataset}"
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "score-sde", "score-matching", "diffusion", "diffusers", "toy-2d"],
-        model_name=model_name,
-        eval_results=score_eval_results(args, metrics) or None,
-        target_distribution=args.dataset,
-    )
-    if args.sde == "vp":
-        sde = (
-            f"variance preserving, `dx = −½ β(t) x dt + √β(t) dW`, `β(t) = {args.beta_min} + t ({args.beta_max} − "
-            f"{args.beta_min})`; `x_t = e^(−B(t)/2) x_0 + √(1 − e^(−B(t))) z`, prior `N(0, I)`"
-        )
-    else:
-        sde = (
-            f"variance exploding, `dx = √(dσ²/dt) dW`, "
-            f"`σ(t) = {args.sigma_min} ({args.sigma_max}/{args.sigma_min})^t`; "
-            f"`x_t = x_0 + √(σ(t)² − σ_min²) z`, prior `N(0, {args.sigma_max}² I)`"
-        )
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("score_sde"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        target=args.dataset,
-        sde_description=sde,
-        sampling_eps=args.sampling_eps,
-        prediction_type=args.prediction_type,
-        time_beta=args.time_beta,
-        sampler=args.sampler,
-        num_inference_steps=args.num_inference_steps,
-        ema_decay=args.ema_decay,
-        metrics_table=score_metrics_table(metrics, args),
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
-    )
