@@ -91,7 +91,7 @@ def schrodinger_bridge_card(args: Any, metrics: Mapping[str, Any], repo_id: str 
         reference_variance=f"{scheduler.reference_variance:.4g}",
         network="x + g_θ(x, k) (ResidualMean)" if args.residual else "a TimeMLP m_θ(x, k)",
         final_table=final_table(metrics),
-        history_table=history_table(metrics.get("validation", []), 2 * args.max_train_steps),
+        history_table=history_table(metrics.get("validation", []), 2 * args.half_iteration_steps),
         train_seconds=f"{metrics.get('train_seconds', 0.0):.0f}",
         half_iterations=metrics.get("half_iterations", len(args.half_iterations())),
     )

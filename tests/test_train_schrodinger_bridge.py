@@ -33,7 +33,7 @@ SCRIPT = REPO / "training" / "train_bridge.py"
 TINY_RUN = {
     "num_steps": 4,
     "ipf_iterations": 2,
-    "max_train_steps": 5,
+    "half_iteration_steps": 5,
     "hidden_size": 8,
     "num_layers": 1,
     "train_batch_size": 32,
@@ -119,7 +119,7 @@ def test_the_first_half_iteration_learns_the_exact_time_reversal_of_the_brownian
     # E[X_k | X_{k+1} = y] = (V_k / V_{k+1}) y, which mean matching recovers (DSB Prop. 3, exact for this chain).
     args = replace(
         SchrodingerBridgeArguments(output_dir=str(tmp_path), dataset="gaussian", num_steps=4, schedule="constant"),
-        max_train_steps=300, hidden_size=16, num_layers=2, train_batch_size=512, num_trajectories=1000,
+        half_iteration_steps=300, hidden_size=16, num_layers=2, train_batch_size=512, num_trajectories=1000,
         refresh_every=50,
         learning_rate=1e-2, lr_warmup_steps=10, report_to="none",
     )  # fmt: skip
@@ -192,7 +192,7 @@ def test_a_tiny_ipf_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that
 
 
 def test_a_second_run_in_the_same_folder_is_refused_without_overwrite(tmp_path):
-    run_bridge(tiny_args(tmp_path, ipf_iterations=1, max_train_steps=2, plots=False))
+    run_bridge(tiny_args(tmp_path, ipf_iterations=1, half_iteration_steps=2, plots=False))
     reset_accelerate()
     with pytest.raises(FileExistsError, match="holds another run"):
         Trainer(SchrodingerBridgeTask(tiny_args(tmp_path, ipf_iterations=1)))
@@ -225,14 +225,14 @@ def test_a_run_resumed_after_a_half_iteration_ends_with_the_weights_of_the_unint
     assert any(not torch.equal(v, other_weights[k]) for k, v in full.pipeline.forward_model.state_dict().items())
 
     reset_accelerate()  # a checkpoint of a run with other weight-deciding arguments is refused
-    with pytest.raises(CheckpointError, match="max_train_steps: checkpoint 5 vs now 6"):
-        train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest", max_train_steps=6))
+    with pytest.raises(CheckpointError, match="half_iteration_steps: checkpoint 5 vs now 6"):
+        train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest", half_iteration_steps=6))
     del resumed_trainer
 
 
 def test_the_script_trains_the_diffusion_stage_end_to_end(tmp_path):
     out = tmp_path / "run"
-    argv = ["--output_dir", str(out), "--stage", "diffusion", "--num_steps", "8", "--max_train_steps", "4",
+    argv = ["--output_dir", str(out), "--stage", "diffusion", "--num_steps", "8", "--half_iteration_steps", "4",
             "--hidden_size", "8", "--num_layers", "1", "--train_batch_size", "32", "--num_trajectories", "40",
             "--num_eval_samples", "30", "--num_validation_samples", "30", "--report_to", "none",
             "--plots", "false"]  # fmt: skip

@@ -22,7 +22,7 @@ from hfgen.models import TimeMLP
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask, Trainer
 from hfgen.training.classifier import ClassifierArguments, ClassifierTask
 from hfgen.training.ddpm_points import DDPMPointsArguments, DDPMPointsTask
-from hfgen.training.density import DensityArguments, DensityTask
+from hfgen.training.density import DensityArguments, density_task
 from hfgen.training.energy import EnergyArguments, EnergyTask
 from hfgen.training.flow_matching import CoupledPairs
 from hfgen.training.images import DDPMImageArguments, DDPMImageTask, FlowMatchingImageArguments, FlowMatchingImageTask
@@ -116,6 +116,15 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "training"
 #: every run: two optimizer steps, no checkpoint, no validation, no tracker
 SHORT = ["--max_train_steps", "2", "--lr_warmup_steps", "0", "--checkpointing_steps", "0", "--validation_steps", "0",
          "--report_to", "none"]  # fmt: skip
+#: the bridge counts its steps per half-iteration
+SHORT_BRIDGE = ["--half_iteration_steps", *SHORT[1:]]
+
+
+def short_flags(script: str) -> list[str]:
+    """:data:`SHORT`, with the bridge's steps counted per half-iteration."""
+    return SHORT_BRIDGE if script == "train_bridge.py" else SHORT
+
+
 SMALL_MLP = ["--hidden_size", "8", "--num_layers", "1", "--train_batch_size", "16"]
 #: a family's script and its flags for a tiny run (``IMAGES`` stands for the flags of 8 × 8 image data, ``MNIST_SIZED``
 #: for those of 28 × 28 images, the classifier's size)
@@ -230,7 +239,7 @@ def test_two_runs_with_one_seed_save_the_same_weights_and_another_seed_other_wei
     for name, seed in (("first", 0), ("again", 0), ("other", 1)):
         folders[name] = tmp_path / name
         train_with_script(
-            monkeypatch, script, [*SHORT, *flags, "--seed", str(seed), "--output_dir", str(folders[name])]
+            monkeypatch, script, [*short_flags(script), *flags, "--seed", str(seed), "--output_dir", str(folders[name])]
         )
     first = saved_weights(folders["first"])
     assert first, "the run saved no safetensors"
@@ -337,18 +346,18 @@ CONFIG_WIRING = {
          "scheduler.final_step_noise": True},
     ),
     "density-gmm": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "gmm", "num_components": 3, "covariance_type": "diag", "num_train_points": 50},
         {"model.__class__": "GaussianMixture", "model.num_components": 3, "model.covariance_type": "diag"},
     ),
     "density-made": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "made", "hidden_sizes": [8], "num_components": 3, "num_masks": 2, "order": "random", "seed": 4},
         {"model.__class__": "MADE", "model.hidden_sizes": [8], "model.num_components": 3, "model.num_masks": 2,
          "model.order": "random", "model.seed": 4},
     ),
     "density-coupling": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "coupling", "num_couplings": 3, "hidden_size": 8, "num_layers": 1, "invertible_linear": True,
          "num_bins": 5, "tail_bound": 2.5},
         {"model.__class__": "CouplingFlow", "model.num_couplings": 3, "model.hidden_size": 8,
@@ -356,12 +365,12 @@ CONFIG_WIRING = {
          "model.num_bins": 5, "model.tail_bound": 2.5},
     ),
     "density-coupling-affine": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "coupling", "coupling_type": "affine", "invertible_linear": False},
         {"model.coupling_type": "affine", "model.invertible_linear": False},
     ),
     "density-cnf": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "cnf", "hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_scale": 2.0},
         {"velocity.hidden_size": 8, "velocity.num_layers": 2, "velocity.activation": "tanh",
          "velocity.time_scale": 2.0},
@@ -471,7 +480,7 @@ SAMPLING_WIRING = {
         lambda pipe, n, g: pipe(n, 3, sampler="predictor_corrector", generator=g).samples,
     ),
     "density-cnf": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {**SMALL, "model": "cnf", "num_inference_steps": 3},
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
@@ -588,7 +597,7 @@ CNF_OPTIONS = {
 def test_the_cnf_loss_integrates_with_the_run_s_solver_steps_tolerance_and_divergence(settings):
     args = DensityArguments(output_dir="unused", model="cnf", hidden_size=8, num_layers=1, train_batch_size=16,
                             **settings)  # fmt: skip
-    task = DensityTask(args)
+    task = density_task(args)
     torch.manual_seed(0)
     model = task.build_model()
     with torch.no_grad():  # a velocity with curvature, so that every solver setting changes the integral
@@ -670,5 +679,5 @@ def test_the_scripts_evaluate_with_the_sample_sizes_they_are_given(monkeypatch, 
         return evaluate(trainer, pipeline, num_samples, num_likelihood_points, seed)
 
     monkeypatch.setattr(Trainer, "evaluate_pipeline", record_and_evaluate)
-    train_with_script(monkeypatch, script, [*SHORT, *flags, "--output_dir", str(tmp_path / "run")])
+    train_with_script(monkeypatch, script, [*short_flags(script), *flags, "--output_dir", str(tmp_path / "run")])
     assert sizes == [(*expected, 1)]  # no validation in these runs: the one evaluation is the final one, seed 1

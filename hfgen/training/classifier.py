@@ -42,7 +42,7 @@ class ClassifierArguments(TrainingArguments):
     hidden_size: int = documented(128, "width of the hidden layer (the features of the Fréchet distance)")
     dropout: float = documented(0.25, "dropout before the hidden and the output layer")
     num_epochs: int = documented(2, "passes over the training set")
-    max_train_steps: int = documented(0, "optimizer steps (0: num_epochs passes over the training set)")
+    max_train_steps: int | None = documented(None, "optimizer steps (None: as many as num_epochs passes take)")
     train_batch_size: int = documented(128, "images per process and micro-batch")
     eval_batch_size: int = documented(1000, "images per batch when measuring the accuracy")
     learning_rate: float = 1e-3
@@ -59,14 +59,8 @@ class ClassifierArguments(TrainingArguments):
             raise ValueError("pass `dataset_name` (a Hub id) or `train_data_files` (a parquet file)")
         for name in ("num_epochs", "eval_batch_size", "hidden_size"):
             check_positive_int(getattr(self, name), name)
-        if (
-            isinstance(self.max_train_steps, bool)
-            or not isinstance(self.max_train_steps, int)
-            or self.max_train_steps < 0
-        ):
-            raise ValueError(
-                f"`max_train_steps` must be an int >= 0 (0: num_epochs epochs), got {self.max_train_steps!r}"
-            )
+        if self.max_train_steps is not None:
+            check_positive_int(self.max_train_steps, "max_train_steps")
 
 
 def _load_splits(args: ClassifierArguments) -> Any:
@@ -135,8 +129,9 @@ class ClassifierTask(TrainingTask):
         from accelerate import PartialState
 
         per_step = accum * PartialState().num_processes
-        steps = args.max_train_steps or max(1, args.num_epochs * self.batches_per_epoch // per_step)
-        return [Phase("model", steps)]
+        if args.max_train_steps is not None:
+            return [Phase("model", args.max_train_steps)]
+        return [Phase("model", max(1, args.num_epochs * self.batches_per_epoch // per_step))]
 
     def _epoch_orders(self) -> Iterator[torch.Tensor]:
         """The training-set index order of each mini-batch, epoch after epoch, as a shuffling ``DataLoader``

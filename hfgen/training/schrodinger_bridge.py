@@ -6,7 +6,7 @@ trained by DSB's mean matching (De Bortoli et al. 2021; :mod:`hfgen.methods.schr
 
 A run is a list of *half-iterations*, each a :class:`~hfgen.training.trainer.Phase`: one optimisation of ONE
 direction's network by mean matching against a FIXED chain (the other network, or a reference), with a fresh
-AdamW, learning-rate schedule (warm-up, then ``lr_scheduler``) and optional EMA over ``max_train_steps`` steps:
+AdamW, learning-rate schedule (warm-up, then ``lr_scheduler``) and optional EMA over ``half_iteration_steps`` steps:
 
 - ``stage="diffusion"`` (the simplified diffusion approach): the forward network learns the time reversal of the
   Ornstein–Uhlenbeck chain that noises ``p'_data`` into ``N(0, I)`` (so its chain goes ``N(0, I) → p'_data``) and
@@ -69,13 +69,15 @@ class SchrodingerBridgeArguments(TrainingArguments):
     """Arguments of ``training/train_bridge.py``; the defaults are the course's bridge between two balls and the
     same two balls shifted, ``N = 20`` steps of ``γ = 2 / N``.
 
-    ``max_train_steps`` counts the optimizer steps of ONE half-iteration (one direction), ``checkpointing_steps``
-    and ``validation_steps`` count half-iterations and IPF iterations.
+    ``half_iteration_steps`` counts the optimizer steps of ONE half-iteration (one direction); ``max_train_steps``,
+    the optimizer steps of the whole run, follows from it (not an argument). ``checkpointing_steps`` and
+    ``validation_steps`` count half-iterations and IPF iterations.
     """
 
     run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples", "plots"}
     # a half-iteration's length decides where every later phase starts: it cannot change on resume
     adjustable_on_resume = TrainingArguments.adjustable_on_resume - {"max_train_steps"}
+    step_fields = ("half_iteration_steps",)
 
     output_dir: str = documented("out/bridge-two-balls", "where the run writes its outputs")
     stage: str = documented("ipf", f"{STAGES}: 'diffusion' trains each direction from N(0, I); 'ipf' alternates")
@@ -99,7 +101,8 @@ class SchrodingerBridgeArguments(TrainingArguments):
     residual: bool = documented(True, "mean network x + g(x, k) (ResidualMean); False: a plain TimeMLP")
     hidden_size: int = 128
     num_layers: int = 3
-    max_train_steps: int = documented(5_000, "optimizer steps per half-iteration")
+    half_iteration_steps: int = documented(5_000, "optimizer steps of each half-iteration (one direction)")
+    max_train_steps: int = field(init=False, default=0, metadata={"help": "optimizer steps of the whole run"})
     learning_rate: float = 3e-3
     lr_warmup_steps: int = 50
     ema_decay: float = documented(0.0, "EMA decay within a half-iteration (0: off; the cosine schedule averages)")
@@ -111,12 +114,15 @@ class SchrodingerBridgeArguments(TrainingArguments):
     plots: bool = documented(True, "save the progression plots at each evaluation and beside the final pipeline")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        check_positive_int(self.half_iteration_steps, "half_iteration_steps")
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}")
+        check_positive_int(self.ipf_iterations, "ipf_iterations")
+        self.max_train_steps = len(self.half_iterations()) * self.half_iteration_steps
+        super().__post_init__()
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"`loss_weighting` must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
-        for name in ("num_steps", "ipf_iterations", "num_trajectories", "refresh_every", "num_eval_samples"):
+        for name in ("num_steps", "num_trajectories", "refresh_every", "num_eval_samples"):
             check_positive_int(getattr(self, name), name)
         if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0):
             raise ValueError(f"`gamma` must be a finite number > 0 (or None for 2 / num_steps), got {self.gamma!r}")
@@ -228,7 +234,7 @@ class SchrodingerBridgeTask(TrainingTask):
     def phases(self) -> list[Phase]:
         plan = self.args.half_iterations()
         return [
-            Phase(direction, self.args.max_train_steps, f"{h + 1}: {direction}")
+            Phase(direction, self.args.half_iteration_steps, f"{h + 1}: {direction}")
             for h, (direction, _) in enumerate(plan)
         ]
 
