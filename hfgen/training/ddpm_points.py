@@ -15,7 +15,6 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.data import get_toy_distribution
 from hfgen.data.toy import ToyDistribution
 from hfgen.methods.ddpm import epsilon_loss
-from hfgen.metrics import sample_quality_report
 from hfgen.model_cards.ddpm_points import ddpm_points_card
 from hfgen.models import TimeMLP
 from hfgen.models.mlp import TIME_EMBEDDINGS
@@ -23,7 +22,7 @@ from hfgen.pipelines import DDPMPointsPipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES, alpha_for_final_alpha_bar
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.trainer import TrainingTask
+from hfgen.training.points import PointTask
 from hfgen.utils import batch_generator
 
 #: α of the built-in recipe when neither ``alpha`` nor ``final_alpha_bar`` is given (with T = 500: ᾱ_T ≈ 0.0066)
@@ -208,7 +207,7 @@ class NoisedBatches:
         return self.draw(index)
 
 
-class DDPMPointsTask(TrainingTask):
+class DDPMPointsTask(PointTask):
     r"""DDPM (constant α, or a diffusers β schedule) on ``args.dataset`` with an ε-predicting
     :class:`~hfgen.models.TimeMLP`.
 
@@ -222,19 +221,12 @@ class DDPMPointsTask(TrainingTask):
 
     def __init__(self, args: DDPMPointsArguments):
         super().__init__(args)
-        self.target = get_toy_distribution(args.dataset)
         self.scheduler = args.noise_scheduler()
 
     def build_model(self) -> TimeMLP:
         args = self.args
-        return TimeMLP(
-            dim=self.target.dim,
-            hidden_size=args.hidden_size,
-            num_layers=args.num_layers,
-            activation=args.activation,
-            time_embedding=args.time_embedding,
-            time_scale=1.0 if args.time_embedding == "sinusoidal" else 1.0 / args.num_train_timesteps,
-            num_position_frequencies=args.num_position_frequencies,
+        return super().build_model(
+            time_scale=1.0 if args.time_embedding == "sinusoidal" else 1.0 / args.num_train_timesteps
         )
 
     @contextmanager
@@ -254,10 +246,6 @@ class DDPMPointsTask(TrainingTask):
     def sample(self, pipeline: DDPMPointsPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return pipeline(num_samples, self.args.num_inference_steps, generator=generator).samples
 
-    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        report = sample_quality_report(samples, self.target, generator=generator)
-        return {f"samples_{key}": value for key, value in report.items()}
-
     def _reverse_figure(self, pipeline: DDPMPointsPipeline, num_samples: int, seed: int) -> Any:
         from hfgen import plotting
 
@@ -268,15 +256,9 @@ class DDPMPointsTask(TrainingTask):
         return plotting.plot_diffusion_reverse(out.trajectory, out.timesteps, pipeline.scheduler.config.alpha)
 
     def validation_figures(self, pipeline: DDPMPointsPipeline, samples: torch.Tensor) -> dict[str, Any]:
-        from hfgen import plotting
-
         if self.target.dim != 2:
             return {}
-        reference = self.target.sample(samples.shape[0], torch.Generator().manual_seed(3))
-        return {
-            "samples.png": plotting.plot_samples(samples, reference=reference, title="EMA samples"),
-            "reverse.png": self._reverse_figure(pipeline, 500, seed=3),
-        }
+        return {**self.samples_figure(samples), "reverse.png": self._reverse_figure(pipeline, 500, seed=3)}
 
     def final_figures(self, pipeline: DDPMPointsPipeline) -> dict[str, Any]:
         from hfgen import plotting

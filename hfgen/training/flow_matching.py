@@ -15,13 +15,13 @@ import torch
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
 from hfgen.methods.couplings import COUPLINGS, couple
 from hfgen.methods.flow_matching import PATHS, ProbabilityPath, cfm_loss, get_path, sample_times
-from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.model_cards.flow_matching import flow_matching_card
 from hfgen.models import TimeMLP
 from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
 from hfgen.training.arguments import TrainingArguments, check_number, documented
-from hfgen.training.trainer import TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.points import PointLikelihoodTask
+from hfgen.training.trainer import evaluate_in_process, train_in_process
 from hfgen.utils import batch_generator, check_positive_int
 
 
@@ -191,7 +191,7 @@ class FlowMatchingArguments(TrainingArguments):
         return get_path(self.path, **options.get(self.path, {}))
 
 
-class FlowMatchingTask(TrainingTask):
+class FlowMatchingTask(PointLikelihoodTask):
     r"""Conditional flow matching from ``args.source`` to ``args.dataset``.
 
     Each micro-batch draws fresh pairs ``x_0 ~ source``, ``x_1 ~ target``, couples them (independent, exact
@@ -205,20 +205,8 @@ class FlowMatchingTask(TrainingTask):
 
     def __init__(self, args: FlowMatchingArguments):
         super().__init__(args)
-        self.target = get_toy_distribution(args.dataset)
         self.source = get_toy_distribution(args.source)
         self.path = args.probability_path()
-
-    def build_model(self) -> TimeMLP:
-        args = self.args
-        return TimeMLP(
-            dim=self.target.dim,
-            hidden_size=args.hidden_size,
-            num_layers=args.num_layers,
-            activation=args.activation,
-            time_embedding=args.time_embedding,
-            num_position_frequencies=args.num_position_frequencies,
-        )
 
     @contextmanager
     def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[CoupledPairs]:
@@ -247,20 +235,10 @@ class FlowMatchingTask(TrainingTask):
     def sample(self, pipeline: FlowMatchingPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return pipeline(num_samples, self.args.num_inference_steps, generator=generator).samples
 
-    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        report = sample_quality_report(samples, self.target, generator=generator)
-        return {f"samples_{key}": value for key, value in report.items()}
-
     def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> torch.Tensor | None:
-        if not (self.target.has_log_prob and self.source.has_log_prob):
+        if not self.source.has_log_prob:  # the change of variables needs the source's density too
             return None
-        return self.target.sample(num_points, generator=generator)
-
-    def log_likelihood(self, pipeline: FlowMatchingPipeline, points: torch.Tensor) -> torch.Tensor:
-        return pipeline.log_prob(points)
-
-    def score_log_likelihood(self, log_prob: torch.Tensor) -> dict[str, float]:
-        return nll_report(log_prob, self.target.entropy)
+        return super().log_likelihood_points(num_points, generator)
 
     def validation_figures(self, pipeline: FlowMatchingPipeline, samples: torch.Tensor) -> dict[str, Any]:
         from hfgen import plotting

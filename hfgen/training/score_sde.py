@@ -13,14 +13,14 @@ import torch
 from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.methods.flow_matching import sample_times
 from hfgen.methods.score_matching import denoising_score_matching_loss_at
-from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.model_cards.score_sde import score_sde_card
 from hfgen.models import TimeMLP
 from hfgen.models.mlp import TIME_EMBEDDINGS
 from hfgen.pipelines.score_sde import SAMPLERS, ScoreSDEPipeline
 from hfgen.schedulers.score_sde import PREDICTION_TYPES, ScoreSDEScheduler, VESDEScheduler, VPSDEScheduler
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.trainer import TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.points import PointLikelihoodTask
+from hfgen.training.trainer import evaluate_in_process, train_in_process
 from hfgen.utils import batch_generator
 
 SDES = ("vp", "ve")
@@ -139,7 +139,7 @@ class NoisedScoreBatches:
         return self.draw(index)
 
 
-class ScoreSDETask(TrainingTask):
+class ScoreSDETask(PointLikelihoodTask):
     r"""A score SDE (Song et al. 2021) on ``args.dataset`` with a :class:`~hfgen.models.TimeMLP` score network.
 
     Each micro-batch draws ``(x_0, t, z)`` (:class:`NoisedScoreBatches`) and minimises the denoising score matching
@@ -153,19 +153,7 @@ class ScoreSDETask(TrainingTask):
 
     def __init__(self, args: ScoreSDEArguments):
         super().__init__(args)
-        self.target = get_toy_distribution(args.dataset)
         self.scheduler = args.noise_scheduler()
-
-    def build_model(self) -> TimeMLP:
-        args = self.args
-        return TimeMLP(
-            dim=self.target.dim,
-            hidden_size=args.hidden_size,
-            num_layers=args.num_layers,
-            activation=args.activation,
-            time_embedding=args.time_embedding,
-            num_position_frequencies=args.num_position_frequencies,
-        )
 
     @contextmanager
     def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[NoisedScoreBatches]:
@@ -191,21 +179,6 @@ class ScoreSDETask(TrainingTask):
         args = self.args
         return pipeline(num_samples, args.num_inference_steps, sampler=args.sampler, generator=generator).samples
 
-    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        report = sample_quality_report(samples, self.target, generator=generator)
-        return {f"samples_{key}": value for key, value in report.items()}
-
-    def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> torch.Tensor | None:
-        if not self.target.has_log_prob:
-            return None
-        return self.target.sample(num_points, generator=generator)
-
-    def log_likelihood(self, pipeline: ScoreSDEPipeline, points: torch.Tensor) -> torch.Tensor:
-        return pipeline.log_prob(points)
-
-    def score_log_likelihood(self, log_prob: torch.Tensor) -> dict[str, float]:
-        return nll_report(log_prob, self.target.entropy)
-
     def _trajectory_figure(self, pipeline: ScoreSDEPipeline, num_samples: int, seed: int) -> Any:
         from hfgen import plotting
 
@@ -218,15 +191,9 @@ class ScoreSDETask(TrainingTask):
         return plotting.plot_trajectory(out.trajectory, [1.0 - t for t in out.timesteps], bounds=(-3.0, 3.0))
 
     def validation_figures(self, pipeline: ScoreSDEPipeline, samples: torch.Tensor) -> dict[str, Any]:
-        from hfgen import plotting
-
         if self.target.dim != 2:
             return {}
-        reference = self.target.sample(samples.shape[0], torch.Generator().manual_seed(3))
-        return {
-            "samples.png": plotting.plot_samples(samples, reference=reference, title="EMA samples"),
-            "trajectory.png": self._trajectory_figure(pipeline, 500, seed=3),
-        }
+        return {**self.samples_figure(samples), "trajectory.png": self._trajectory_figure(pipeline, 500, seed=3)}
 
     def final_figures(self, pipeline: ScoreSDEPipeline) -> dict[str, Any]:
         from hfgen import plotting
