@@ -15,6 +15,7 @@ from hfgen.models.coupling_flow import (
     AffineCoupling,
     CouplingFlow,
     InvertibleLinear,
+    LULinear,
     SplineCoupling,
     rational_quadratic_spline,
 )
@@ -41,6 +42,17 @@ FLOW_VARIANTS = [
     {"num_couplings": 3, "coupling_type": "spline", "invertible_linear": True, "num_bins": 5, "tail_bound": 2.0},
     {"num_couplings": 3, "coupling_type": "spline", "activation": "relu", "num_bins": 16},
     {"num_couplings": 2, "activation": "relu"},
+    {"num_couplings": 3, "coupling_type": "spline", "invertible_linear": True, "linear_parametrization": "lu"},
+    {"num_couplings": 2, "invertible_linear": True, "linear_parametrization": "lu", "activation": "relu"},
+    {"num_couplings": 3, "coupling_type": "spline", "unconditional_splines": True, "num_bins": 6},
+    {
+        "num_couplings": 2,
+        "coupling_type": "spline",
+        "unconditional_splines": True,
+        "invertible_linear": True,
+        "linear_parametrization": "lu",
+        "activation": "relu",
+    },
 ]
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_coupling_flow"
 #: the stored numbers were computed on another machine (float32 rounding differs by a few ulps per operation)
@@ -148,6 +160,12 @@ def test_bad_inputs_are_refused_with_the_argument_named():
         CouplingFlow(coupling_type="additive")
     with pytest.raises(ValueError, match="`activation` must be one of .*got 'swish'"):
         CouplingFlow(activation="swish")
+    with pytest.raises(ValueError, match="`linear_parametrization` must be one of .*got 'qr'"):
+        CouplingFlow(linear_parametrization="qr")
+    with pytest.raises(ValueError, match="`unconditional_splines` needs `coupling_type`='spline', got 'affine'"):
+        CouplingFlow(unconditional_splines=True)
+    with pytest.raises(TypeError, match="unconditional_splines"):
+        CouplingFlow(coupling_type="spline", unconditional_splines=1)
     with pytest.raises(ValueError, match="num_bins"):
         CouplingFlow(coupling_type="spline", num_bins=1)
     for bound in (0.0, -1.0, float("inf"), True):
@@ -285,3 +303,61 @@ def test_a_flow_saved_before_the_activation_option_loads_as_the_same_silu_flow()
         torch.testing.assert_close(flow.log_prob(expected["points"]), expected["log_prob"], **STORED_TOLERANCE)
     samples = flow.sample(64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(samples, expected["samples"], **STORED_TOLERANCE)
+
+
+def random_lu_linear(dim: int, seed: int) -> LULinear:
+    layer = LULinear(dim).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.copy_(0.5 * torch.randn(parameter.shape, generator=g, dtype=torch.float64))
+    return layer
+
+
+def test_the_lu_linear_map_is_l_times_u_with_the_log_determinant_of_slogdet_and_an_exact_inverse():
+    layer = random_lu_linear(4, 12)
+    lower, upper = layer.factors()
+    # the factors: unit lower- and upper-triangular with the diagonal exp(s), whatever the unused entries hold
+    assert torch.equal(lower.triu(), torch.eye(4, dtype=torch.float64))
+    assert torch.equal(upper.tril(-1), torch.zeros(4, 4, dtype=torch.float64))
+    torch.testing.assert_close(upper.diagonal(), layer.log_diagonal.exp(), rtol=0, atol=0)
+    weight = lower @ upper
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    with torch.no_grad():
+        y, log_det = layer(x)
+        back, inverse_log_det = layer.inverse(y)
+    torch.testing.assert_close(y, x @ weight.T, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_det, torch.linalg.slogdet(weight).logabsdet.expand(30), rtol=0, atol=1e-12)
+    torch.testing.assert_close(back, x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(inverse_log_det, -log_det, rtol=0, atol=0)
+    assert abs(float(log_det[0])) > 0.1 and (y - x).abs().max() > 0.1  # not the identity
+
+
+def test_a_new_lu_linear_map_is_the_identity_and_the_flow_uses_it():
+    flow = CouplingFlow(dim=3, num_couplings=2, hidden_size=8, invertible_linear=True, linear_parametrization="lu")
+    linears = [layer for layer in flow.layers if isinstance(layer, LULinear)]
+    assert len(linears) == 2 and not any(isinstance(layer, InvertibleLinear) for layer in flow.layers)
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(14))
+    with torch.no_grad():
+        y, log_det = linears[0](x)
+    assert torch.equal(y, x) and torch.equal(log_det, torch.zeros(10))
+
+
+def test_unconditional_splines_map_each_kept_coordinate_by_itself_and_start_as_the_identity():
+    flow = CouplingFlow(dim=3, num_couplings=2, hidden_size=8, coupling_type="spline", unconditional_splines=True)
+    flow = flow.double()
+    x = 2 * torch.randn(20, 3, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    with torch.no_grad():
+        z, log_det = flow(x, return_dict=False)
+    torch.testing.assert_close(z, x, rtol=0, atol=1e-12)  # new: the identity
+    torch.testing.assert_close(log_det, torch.zeros(20, dtype=torch.float64), rtol=0, atol=1e-12)
+    flow = random_flow(dim=3, num_couplings=1, coupling_type="spline", unconditional_splines=True, actnorm=False)
+    coupling = flow.layers[0]
+    kept, free = coupling.kept.tolist(), coupling.free.tolist()
+    assert (kept, free) == ([0, 2], [1])
+    for point in x[:4]:
+        jacobian = torch.autograd.functional.jacobian(lambda p: coupling(p[None])[0][0], point)
+        # a kept output reads only its own input, through a nontrivial spline: a diagonal block
+        assert torch.equal(jacobian[kept][:, free], torch.zeros(2, 1, dtype=torch.float64))
+        assert float(jacobian[0, 2]) == 0 and float(jacobian[2, 0]) == 0
+        assert abs(float(jacobian[0, 0]) - 1) > 1e-3 or abs(float(jacobian[2, 2]) - 1) > 1e-3

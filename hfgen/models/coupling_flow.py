@@ -17,6 +17,9 @@ from hfgen.models.mlp import ACTIVATIONS
 from hfgen.utils import check_num_samples, check_points
 
 COUPLINGS = ("affine", "spline")
+#: parametrisations of the invertible linear map: a dense matrix (starting as a random rotation) or LU factors
+#: (starting as the identity)
+LINEAR_PARAMETRIZATIONS = ("dense", "lu")
 #: the smallest bin width and height (as fractions of 2B) and knot derivative of a spline (Durkan et al. 2019)
 MIN_BIN_SIZE, MIN_DERIVATIVE = 1e-3, 1e-3
 
@@ -75,6 +78,37 @@ class InvertibleLinear(nn.Module):
         """``(W^{-1} y, −log|det W|)``."""
         x = torch.linalg.solve(self.weight, y.T).T
         return x, -torch.linalg.slogdet(self.weight).logabsdet.expand(y.shape[0])
+
+
+class LULinear(nn.Module):
+    r"""``y = W x`` with ``W = L U`` learned through its factors (Kingma & Dhariwal 2018, §3.2; the LU linear layers of
+    Durkan et al. 2019): ``L`` unit lower-triangular, ``U`` upper-triangular with the positive diagonal ``exp(s)``,
+    so that ``log|det W| = Σ_d s_d`` and ``W^{-1} y`` is two triangular solves. Starts as the identity
+    (``L = U = I``); ``lower`` and ``upper`` hold ``L`` below and ``U`` above the diagonal (their other entries are
+    not used)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.lower = nn.Parameter(torch.zeros(dim, dim))
+        self.upper = nn.Parameter(torch.zeros(dim, dim))
+        self.log_diagonal = nn.Parameter(torch.zeros(dim))
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L, U)``."""
+        eye = torch.eye(self.log_diagonal.numel(), dtype=self.lower.dtype, device=self.lower.device)
+        return self.lower.tril(-1) + eye, self.upper.triu(1) + torch.diag(self.log_diagonal.exp())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L U x, Σ_d s_d)``."""
+        lower, upper = self.factors()
+        return x @ (lower @ upper).T, self.log_diagonal.sum().expand(x.shape[0])
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(U^{-1} L^{-1} y, −Σ_d s_d)`` by forward then backward substitution."""
+        lower, upper = self.factors()
+        h = torch.linalg.solve_triangular(lower, y.T, upper=False, unitriangular=True)
+        x = torch.linalg.solve_triangular(upper, h, upper=True).T
+        return x, -self.log_diagonal.sum().expand(y.shape[0])
 
 
 def _conditioner(
@@ -162,8 +196,10 @@ def rational_quadratic_spline(
 
     the inverse solves the quadratic ``a ξ² + b ξ + c = 0`` for its root in ``[0, 1]``,
     ``ξ = 2c / (−b − √(b² − 4ac))``. Shapes: ``inputs`` ``(…)``, widths and heights ``(…, K)``, derivatives
-    ``(…, K − 1)`` (interior knots; ``δ = MIN_DERIVATIVE + softplus(·)``, shifted so that a zero input gives 1).
-    Returns the outputs and ``log |dy/dx|`` (forward) or ``log |dx/dy|`` (inverse), both of ``inputs``' shape.
+    ``(…, K − 1)`` (interior knots; ``δ = MIN_DERIVATIVE + softplus(·)``, shifted so that a zero input gives 1), where
+    the parameters' ``…`` may be any shape that broadcasts to the inputs' (one spline for many points: its knots are
+    computed once). Returns the outputs and ``log |dy/dx|`` (forward) or ``log |dx/dy|`` (inverse), both of
+    ``inputs``' shape.
     """
     inside = (inputs >= -tail_bound) & (inputs <= tail_bound)
     x = inputs.clamp(-tail_bound, tail_bound)
@@ -172,10 +208,11 @@ def rational_quadratic_spline(
     shift = math.log(math.expm1(1 - MIN_DERIVATIVE))  # softplus(0 + shift) + MIN_DERIVATIVE = 1
     interior = MIN_DERIVATIVE + F.softplus(unnormalized_derivatives + shift)
     derivatives = F.pad(interior, (1, 1), value=1.0)
-    interior_knots = knots[..., 1 if inverse else 0, 1:-1].contiguous()
-    bin_index = torch.searchsorted(interior_knots, x[..., None].contiguous())  # in 0 … K − 1, shape (…, 1)
+    # the bin: how many interior knots lie below x, in 0 … K − 1, shape (…, 1)
+    bin_index = (knots[..., 1 if inverse else 0, 1:-1] < x[..., None]).sum(dim=-1, keepdim=True)
     # one gather of the bin's x_k, y_k, w_k, h_k, δ_k, δ_{k+1}
     table = torch.cat((knots[..., :-1], sizes, torch.stack((derivatives[..., :-1], derivatives[..., 1:]), -2)), -2)
+    table = table.expand(*x.shape, *table.shape[-2:])
     at_bin = table.gather(-1, bin_index[..., None, :].expand(*x.shape, 6, 1))[..., 0]  # (…, 6)
     x_k, y_k, w_k, h_k, d_k, d_next = at_bin.unbind(-1)
     slope = h_k / w_k
@@ -204,11 +241,14 @@ def rational_quadratic_spline(
 class SplineCoupling(nn.Module):
     r"""Rational-quadratic spline coupling layer (Durkan et al. 2019): with a binary mask ``b``,
 
-    ``y = b ⊙ x + (1 − b) ⊙ g_θ(x)``, ``θ = NN(b ⊙ x)``, ``log|det ∂y/∂x| = Σ_d (1 − b_d) log g'_{θ_d}(x_d)``,
+    ``y = b ⊙ u(x) + (1 − b) ⊙ g_θ(x)``, ``θ = NN(b ⊙ x)``,
+    ``log|det ∂y/∂x| = Σ_d (1 − b_d) log g'_{θ_d}(x_d) + Σ_d b_d log u'_d(x_d)``,
 
     where each free coordinate goes through its own monotone spline :func:`rational_quadratic_spline` of
-    ``num_bins`` bins on ``[−tail_bound, tail_bound]`` (identity outside). The MLP's last layer starts at zero:
-    uniform bins with unit knot derivatives, so a new layer is the identity."""
+    ``num_bins`` bins on ``[−tail_bound, tail_bound]`` (identity outside), and ``u`` is the identity or, with
+    ``unconditional``, a learned spline of the same kind for each kept coordinate whose parameters are not a
+    function of ``x`` (the NSF paper's eqs. 4–6). The MLP's last layer and ``u``'s parameters start at zero: uniform
+    bins with unit knot derivatives, so a new layer is the identity."""
 
     def __init__(
         self,
@@ -218,29 +258,47 @@ class SplineCoupling(nn.Module):
         num_bins: int,
         tail_bound: float,
         activation: str = "silu",
+        unconditional: bool = False,
     ):
         super().__init__()
         dim = mask.numel()
         self.register_buffer("mask", mask.float())
         self.register_buffer("free", torch.nonzero(mask == 0).flatten(), persistent=False)
+        self.register_buffer("kept", torch.nonzero(mask).flatten(), persistent=False)
         self.num_bins, self.tail_bound = num_bins, tail_bound
         # the network reads the parameters of every coordinate's spline; those of the kept ones are unused
         self.net = _conditioner(dim, hidden_size, num_hidden_layers, dim * (3 * num_bins - 1), activation)
+        self.kept_spline = nn.Parameter(torch.zeros(self.kept.numel(), 3 * num_bins - 1)) if unconditional else None
+
+    def _spline(self, h: torch.Tensor, params: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``h`` ``(N, d)`` through the splines of ``params`` ``(N, d, 3K − 1)`` or ``(d, 3K − 1)`` (the same for every
+        point); the sum of the log-derivatives over the ``d`` coordinates."""
+        widths, heights, derivatives = params.split([self.num_bins, self.num_bins, self.num_bins - 1], dim=-1)
+        out, log_derivative = rational_quadratic_spline(h, widths, heights, derivatives, self.tail_bound, inverse)
+        return out, log_derivative.sum(dim=1)
 
     def _transform(self, h: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The free coordinates through the splines the network reads from the kept ``x`` (the input forward; the
+        inverse first undoes ``u``); the kept ones through ``u``."""
+        log_det = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
+        if self.kept_spline is not None and inverse:
+            kept, log_det = self._spline(h[:, self.kept], self.kept_spline, inverse)
+            h = h.index_copy(1, self.kept, kept)
         params = self.net(self.mask * h).reshape(h.shape[0], h.shape[1], 3 * self.num_bins - 1)[:, self.free]
-        widths, heights, derivatives = params.split([self.num_bins, self.num_bins, self.num_bins - 1], dim=-1)
-        out, log_derivative = rational_quadratic_spline(
-            h[:, self.free], widths, heights, derivatives, self.tail_bound, inverse
-        )
-        return h.index_copy(1, self.free, out), log_derivative.sum(dim=1)
+        free, free_log_det = self._spline(h[:, self.free], params, inverse)
+        out = h.index_copy(1, self.free, free)
+        if self.kept_spline is not None and not inverse:
+            kept, log_det = self._spline(h[:, self.kept], self.kept_spline, inverse)
+            out = out.index_copy(1, self.kept, kept)
+        return out, log_det + free_log_det
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y, log|det ∂y/∂x|)``."""
         return self._transform(x, inverse=False)
 
     def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, log|det ∂x/∂y|)``: each free coordinate through its spline's inverse (``b ⊙ x = b ⊙ y``)."""
+        """``(x, log|det ∂x/∂y|)``: the kept coordinates through ``u^{-1}``, then each free one through the inverse
+        of its spline."""
         return self._transform(y, inverse=True)
 
 
@@ -249,19 +307,23 @@ class CouplingFlow(ModelMixin, ConfigMixin):
     spline flow (Durkan et al. 2019).
 
     ``forward`` maps data to latent, ``z = f(x) = f_L ∘ … ∘ f_1(x)``, where each of the ``num_couplings`` blocks is
-    ``[ActNorm] → [InvertibleLinear] → coupling`` (Kingma & Dhariwal 2018 for the first two; the coupling masks
-    alternate between even and odd coordinates), the coupling an :class:`AffineCoupling` (``coupling_type="affine"``)
-    or a :class:`SplineCoupling` of ``num_bins`` rational-quadratic bins on ``[−tail_bound, tail_bound]``
-    (``coupling_type="spline"``), whose parameters an MLP of ``num_hidden_layers`` layers of ``hidden_size`` units
-    and ``activation`` reads from the kept coordinates (on the checkerboard, piecewise-linear ReLU conditioners fit
-    the cells' sharp edges better than SiLU: NLL − entropy 0.037 against 0.053 after the same 2,000 steps; SiLU is
-    the default, which configs saved before the option keep). By the change of variables
+    ``[ActNorm] → [invertible linear] → coupling`` (Kingma & Dhariwal 2018 for the first two; the coupling masks
+    alternate between even and odd coordinates). The linear map is an :class:`InvertibleLinear`
+    (``linear_parametrization="dense"``, starting as a random rotation) or an :class:`LULinear` (``"lu"``, starting
+    as the identity); the coupling an :class:`AffineCoupling` (``coupling_type="affine"``) or a
+    :class:`SplineCoupling` of ``num_bins`` rational-quadratic bins on ``[−tail_bound, tail_bound]``
+    (``coupling_type="spline"``; ``unconditional_splines`` adds a learned spline of each kept coordinate). Its
+    network is an MLP of ``num_hidden_layers`` layers of ``hidden_size`` units and ``activation`` (on the
+    checkerboard, piecewise-linear ReLU networks fit the cells' sharp edges better than SiLU: NLL − entropy 0.037
+    against 0.053 after the same 2,000 steps; SiLU is the default, which configs saved before the option keep).
+    By the change of variables
 
     ``log p(x) = log N(f(x); 0, I) + Σ_l log|det ∂f_l/∂h_{l−1}|``;
 
     ``sample`` draws ``z ~ N(0, I)`` and returns ``x = f^{-1}(z)`` through the exact inverses. The blocks are
-    ``self.layers`` in the order applied by ``forward``. A new flow is the identity (plus random rotations if
-    ``invertible_linear``); :meth:`initialize_actnorm` makes a data batch standardised at every ActNorm.
+    ``self.layers`` in the order applied by ``forward``. A new flow is the identity (plus random rotations with
+    ``invertible_linear`` and the dense parametrisation); :meth:`initialize_actnorm` makes a data batch standardised
+    at every ActNorm.
     """
 
     @register_to_config
@@ -277,6 +339,8 @@ class CouplingFlow(ModelMixin, ConfigMixin):
         num_bins: int = 8,
         tail_bound: float = 3.0,
         activation: str = "silu",
+        linear_parametrization: str = "dense",
+        unconditional_splines: bool = False,
     ):
         super().__init__()
         for name, value, minimum in (
@@ -288,27 +352,37 @@ class CouplingFlow(ModelMixin, ConfigMixin):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
-        for name, value in (("actnorm", actnorm), ("invertible_linear", invertible_linear)):
+        for name, value in (
+            ("actnorm", actnorm),
+            ("invertible_linear", invertible_linear),
+            ("unconditional_splines", unconditional_splines),
+        ):
             if not isinstance(value, bool):
                 raise TypeError(f"`{name}` must be a bool, got {value!r}")
         if coupling_type not in COUPLINGS:
             raise ValueError(f"`coupling_type` must be one of {COUPLINGS}, got {coupling_type!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if linear_parametrization not in LINEAR_PARAMETRIZATIONS:
+            raise ValueError(
+                f"`linear_parametrization` must be one of {LINEAR_PARAMETRIZATIONS}, got {linear_parametrization!r}"
+            )
         if isinstance(tail_bound, bool) or not isinstance(tail_bound, int | float) or not 0 < tail_bound < math.inf:
             raise ValueError(f"`tail_bound` must be a finite number > 0, got {tail_bound!r}")
+        if unconditional_splines and coupling_type != "spline":
+            raise ValueError(f"`unconditional_splines` needs `coupling_type`='spline', got {coupling_type!r}")
         layers: list[nn.Module] = []
         for block in range(num_couplings):
             if actnorm:
                 layers.append(ActNorm(dim))
             if invertible_linear:
-                layers.append(InvertibleLinear(dim))
+                layers.append(InvertibleLinear(dim) if linear_parametrization == "dense" else LULinear(dim))
             mask = (torch.arange(dim) + block) % 2 == 0
             if coupling_type == "affine":
                 layers.append(AffineCoupling(mask, hidden_size, num_hidden_layers, activation))
             else:
-                bound = float(tail_bound)
-                layers.append(SplineCoupling(mask, hidden_size, num_hidden_layers, num_bins, bound, activation))
+                spline = (num_bins, float(tail_bound), activation, unconditional_splines)
+                layers.append(SplineCoupling(mask, hidden_size, num_hidden_layers, *spline))
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor, return_dict: bool = True) -> CouplingFlowOutput | tuple:
