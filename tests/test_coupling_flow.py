@@ -225,6 +225,10 @@ def test_the_spline_is_increasing_and_its_inverse_undoes_it():
     back, inverse_log_derivative = rational_quadratic_spline(y, *shared, 3.0, inverse=True)
     torch.testing.assert_close(back, x, rtol=0, atol=1e-12)
     torch.testing.assert_close(inverse_log_derivative, -log_derivative, rtol=0, atol=1e-12)
+    for inverse in (False, True):  # one spline's parameters broadcast over the points: the same numbers
+        broadcast = rational_quadratic_spline(x, *(p[0] for p in (widths, heights, derivatives)), 3.0, inverse)
+        expanded = rational_quadratic_spline(x, *shared, 3.0, inverse)
+        assert all(torch.equal(a, b) for a, b in zip(broadcast, expanded, strict=True))
     y, _ = rational_quadratic_spline(x, widths, heights, derivatives, 3.0)  # a different spline per point
     torch.testing.assert_close(
         rational_quadratic_spline(y, widths, heights, derivatives, 3.0, True)[0], x, rtol=0, atol=1e-12
