@@ -16,6 +16,7 @@ from hfgen.models.coupling_flow import (
     CouplingFlow,
     InvertibleLinear,
     LULinear,
+    OctaveEncoding,
     SplineCoupling,
     rational_quadratic_spline,
 )
@@ -53,6 +54,8 @@ FLOW_VARIANTS = [
         "linear_parametrization": "lu",
         "activation": "relu",
     },
+    {"num_couplings": 3, "coupling_type": "spline", "num_position_frequencies": 3, "activation": "relu"},
+    {"num_couplings": 2, "num_position_frequencies": 2},
 ]
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_coupling_flow"
 #: the stored numbers were computed on another machine (float32 rounding differs by a few ulps per operation)
@@ -166,6 +169,8 @@ def test_bad_inputs_are_refused_with_the_argument_named():
         CouplingFlow(unconditional_splines=True)
     with pytest.raises(TypeError, match="unconditional_splines"):
         CouplingFlow(coupling_type="spline", unconditional_splines=1)
+    with pytest.raises(ValueError, match="`num_position_frequencies` must be an int >= 0, got -1"):
+        CouplingFlow(num_position_frequencies=-1)
     with pytest.raises(ValueError, match="num_bins"):
         CouplingFlow(coupling_type="spline", num_bins=1)
     for bound in (0.0, -1.0, float("inf"), True):
@@ -365,3 +370,14 @@ def test_unconditional_splines_map_each_kept_coordinate_by_itself_and_start_as_t
         assert torch.equal(jacobian[kept][:, free], torch.zeros(2, 1, dtype=torch.float64))
         assert float(jacobian[0, 2]) == 0 and float(jacobian[2, 0]) == 0
         assert abs(float(jacobian[0, 0]) - 1) > 1e-3 or abs(float(jacobian[2, 2]) - 1) > 1e-3
+
+
+def test_the_octave_encoding_is_x_then_the_sines_and_cosines_of_its_octaves():
+    x = torch.tensor([[0.25, -1.0], [0.1, 0.0]], dtype=torch.float64)
+    encoded = OctaveEncoding(2).double()(x)
+    angles = torch.pi * torch.stack([x[:, 0], 2 * x[:, 0], x[:, 1], 2 * x[:, 1]], dim=1)  # (d, k) flattened
+    torch.testing.assert_close(encoded, torch.cat([x, angles.sin(), angles.cos()], dim=1), rtol=0, atol=1e-15)
+    flow = CouplingFlow(dim=2, num_couplings=2, hidden_size=8, coupling_type="spline", num_position_frequencies=2)
+    nets = [layer.net for layer in flow.layers if isinstance(layer, SplineCoupling)]
+    assert all(isinstance(net[0], OctaveEncoding) and net[1].in_features == 2 * (1 + 2 * 2) for net in nets)
+    assert all(not isinstance(net[0], OctaveEncoding) for net in [CouplingFlow(dim=2, hidden_size=8).layers[1].net])
