@@ -13,6 +13,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from hfgen.remote_code import component_entries, remote_pipeline_module
+
 LICENSE = "apache-2.0"
 TASK = "unconditional-generation"
 
@@ -146,6 +148,12 @@ def public_value(name: str, value: Any) -> Any:
     return value
 
 
+def usage_repo_id(repo_id: str | None, output_dir: str | os.PathLike) -> str:
+    """What a card's usage line loads (``from_pretrained("…")``): the Hub repo id, or for a run given none, the name
+    of its output folder only (its local path is private, and means nothing on the Hub)."""
+    return repo_id or Path(os.path.abspath(output_dir)).name
+
+
 def config_table(arguments: Mapping[str, Any]) -> str:
     """The card's configuration table: every argument and its value, local paths reduced to their last part."""
     return markdown_table(("argument", "value"), sorted((k, public_value(k, v)) for k, v in arguments.items()))
@@ -167,21 +175,72 @@ RUN_FILES = ("README.md", "metrics.json")
 
 def upload_files(folder: str | os.PathLike) -> list[str]:
     """The files of ``folder`` an upload sends, as paths relative to it: ``model_index.json``,
-    ``weights_sha256.json``, each component's config, safetensors weights and remote-code module (the folders
-    ``model_index.json`` names), a remote-code pipeline module, :data:`RUN_FILES` and the top-level ``*.png``."""
+    ``weights_sha256.json``, each component's config, safetensors weights (one file or shards with their
+    ``*.safetensors.index.json``) and remote-code module (the folders ``model_index.json`` names), a remote-code
+    pipeline module, :data:`RUN_FILES` and the top-level figures (``*.png``, ``*.gif``).
+    A component name that is not a plain folder name (``../other``) is refused before any file is listed.
+
+    A folder without ``model_index.json`` that holds one transformers model (``config.json`` and its safetensors
+    weights, as ``save_pretrained`` of a ``PreTrainedModel`` writes them: the MNIST classifier) sends those, the
+    run's files and figures."""
     root = Path(folder)
+    if not (root / "model_index.json").is_file():
+        names = ["config.json", *_weight_files(root), *RUN_FILES, *_figures(root)]
+        return sorted(name for name in set(names) if (root / name).is_file())
     index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
     names = ["model_index.json", "weights_sha256.json", *RUN_FILES]
-    class_name = index.get("_class_name")
-    if isinstance(class_name, list) and class_name:  # diffusers' remote-code layout: the pipeline's module
-        names.append(f"{class_name[0]}.py")
-    for component, entry in index.items():
-        if component.startswith("_") or not isinstance(entry, list) or entry[0] is None:
-            continue
-        files = ["config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors", "model.safetensors"]
-        names += [f"{component}/{name}" for name in files] + [f"{component}/{entry[0]}.py"]
-    names += [p.name for p in root.glob("*.png")]
+    pipeline_module = remote_pipeline_module(index)
+    if pipeline_module is not None:  # diffusers' remote-code layout: the pipeline's module
+        names.append(f"{pipeline_module}.py")
+    for component, (library, _) in component_entries(index).items():
+        names += [f"{component}/{name}" for name in ("config.json", "scheduler_config.json", f"{library}.py")]
+        names += [f"{component}/{name}" for name in _weight_files(root / component)]
+    names += _figures(root)
     return sorted(name for name in set(names) if (root / name).is_file())
+
+
+def _figures(root: Path) -> list[str]:
+    """The run's top-level figures (``*.png``, ``*.gif``)."""
+    return [p.name for p in (*root.glob("*.png"), *root.glob("*.gif"))]
+
+
+#: a component's weights: one file, or the shards that an index file lists (diffusers' and transformers' names)
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+
+
+def _weight_files(component: Path) -> list[str]:
+    """The weight files of a saved component: :data:`WEIGHT_FILES`, and the shards named by the ``weight_map`` of
+    their ``.index.json`` (never any other ``.safetensors`` file that lies in the folder)."""
+    names = []
+    for weights in WEIGHT_FILES:
+        names.append(weights)
+        index = component / f"{weights}.index.json"
+        if index.is_file():
+            shards = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()
+            names += [index.name, *(Path(shard).name for shard in shards)]
+    return sorted(set(names))
+
+
+#: files an upload sends as they are, never read as text
+BINARY_SUFFIXES = (".safetensors", ".png", ".gif")
+
+
+def check_no_local_path(folder: str | os.PathLike, files: list[str]) -> None:
+    """Refuse an upload of ``files`` (relative to ``folder``) when a text file among them holds the folder's absolute
+    local path (a model card written by an older hfgen, say): a ``ValueError`` names the files."""
+    root = Path(folder)
+    paths = {os.path.abspath(root), str(root.resolve())} - {os.path.abspath(os.sep)}
+    revealing = [
+        name
+        for name in files
+        if not name.endswith(BINARY_SUFFIXES)
+        and any(path in (root / name).read_text(encoding="utf-8", errors="replace") for path in paths)
+    ]
+    if revealing:
+        raise ValueError(
+            f"{revealing} in {folder} contain the folder's local path {sorted(paths)[0]}, which an upload must not "
+            "reveal: replace it (a usage line loads the repo id) and push again"
+        )
 
 
 def push_folder_to_hub(
@@ -194,18 +253,26 @@ def push_folder_to_hub(
     revision: str | None = None,
     create_pr: bool = False,
 ) -> Any:
-    """Upload a saved pipeline or training-run folder to the Hub model repo ``repo_id`` (created if missing).
+    """Upload a saved pipeline, transformers model or training-run folder to the Hub model repo ``repo_id`` (created
+    if missing).
 
     Exactly the files a saved pipeline consists of, plus the run's card, metrics and plots, are sent
-    (:func:`upload_files`); nothing else in the folder is. ``api`` defaults to an
+    (:func:`upload_files`); nothing else in the folder is, and a text file that holds the folder's local path is
+    refused (:func:`check_no_local_path`). ``api`` defaults to an
     ``HfApi()`` that uses the login cached by ``hf auth login`` (or ``HF_TOKEN``); tokens are never printed or
     stored. Returns the upload's ``CommitInfo``.
     """
     folder = Path(folder)
-    if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(f"{folder} has no model_index.json: save a pipeline there before pushing it")
+    is_model = (folder / "config.json").is_file() and any((folder / name).is_file() for name in _weight_files(folder))
+    if not (folder / "model_index.json").is_file() and not is_model:
+        raise FileNotFoundError(
+            f"{folder} has no model_index.json (a saved pipeline) nor config.json with safetensors weights (a saved "
+            "transformers model): save one there before pushing it"
+        )
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
         raise ValueError(f"`repo_id` must look like 'user/name', got {repo_id!r}")
+    files = upload_files(folder)
+    check_no_local_path(folder, files)
     api = api or HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     return api.upload_folder(
@@ -215,7 +282,7 @@ def push_folder_to_hub(
         commit_message=commit_message,
         revision=revision,
         create_pr=create_pr,
-        allow_patterns=upload_files(folder),
+        allow_patterns=files,
     )
 
 

@@ -1,21 +1,22 @@
-"""What every hfgen pipeline shares: loading from folders and Hub ids, and the points output."""
+"""hfgen's loading and saving layer of every pipeline: folders and Hub ids, checks, checksums, the remote-code layout.
+
+The sampling side (:class:`~hfgen.pipelines.sampling.SamplingPipeline`) is what a saved folder's pipeline file holds
+(:mod:`hfgen.remote_code`); this layer stays in hfgen."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
+from diffusers import DiffusionPipeline, ModelMixin
 
-from hfgen.remote_code import hfgen_index, pipeline_class_name, write_remote_code
-from hfgen.utils import check_points
+from hfgen.pipelines import loading
+from hfgen.pipelines.sampling import SamplingPipeline
+from hfgen.remote_code import component_entries, hfgen_index, pipeline_class_name, write_remote_code
+from hfgen.utils import write_atomic
 
 # What hfgen loads of a saved pipeline; nothing else (no pickles, no code) is fetched from the Hub.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "README.md"]
@@ -24,20 +25,9 @@ CHECKSUMS_FILE = "weights_sha256.json"
 #: present while a training run writes into its output folder; a folder holding it is not loaded
 RUN_IN_PROGRESS_FILE = ".hfgen-run-in-progress"
 _HUB_DOWNLOAD_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
-OUTPUT_TYPES = ("pt", "np")
 
 
-@dataclass
-class PointsPipelineOutput(BaseOutput):
-    """Samples ``(N, D)``; ``trajectory`` ``(S + 1, N, D)`` from source to data when asked; ``nfe``, the number of
-    network evaluations used."""
-
-    samples: torch.Tensor | np.ndarray
-    trajectory: torch.Tensor | np.ndarray | None = None
-    nfe: int | None = None
-
-
-class HfgenPipeline(DiffusionPipeline):
+class HfgenPipeline(SamplingPipeline):
     """Base class: ``from_pretrained`` accepts a local folder or a Hub repo id, loads safetensors only, and
     resolves the concrete pipeline class from ``model_index.json`` when called on this base class.
 
@@ -54,8 +44,15 @@ class HfgenPipeline(DiffusionPipeline):
         ``local_files_only`` and ``force_download`` are passed on; ``HF_HUB_OFFLINE=1`` serves the local cache),
         then loaded from that folder. Weights are read from safetensors only. ``verify=True`` first checks every
         weight file against the SHA-256 that ``save_pretrained`` recorded in ``weights_sha256.json``. A folder in
-        which a training run is still writing (or died before saving) is refused. A folder in diffusers' remote-code
-        layout loads with hfgen's own classes: its ``.py`` files are neither downloaded nor run.
+        which a training run is still writing (or died before saving), or that another process saves into while it
+        loads, is refused. A folder in diffusers' remote-code layout loads with hfgen's own classes: its ``.py``
+        files are neither downloaded nor run.
+
+        A broken folder is refused with a ``ValueError`` (or ``FileNotFoundError``) that names the component, the file
+        and the key (:mod:`hfgen.pipelines.loading`). Before diffusers reads it: a component name that is a path, a
+        pipeline class that takes other components, a config that names another model class or lacks a required
+        argument. Once diffusers has built the components: a weights file with a missing, extra or wrongly shaped
+        tensor (diffusers would initialise a missing one at random), weights that hold a NaN or an infinity.
         """
         verify = kwargs.pop("verify", False)
         folder = str(pretrained_model_name_or_path)
@@ -69,33 +66,48 @@ class HfgenPipeline(DiffusionPipeline):
                 "is there): its pipeline files may be missing or left from an earlier run. Resume the run with "
                 "--resume_from_checkpoint latest, or load another folder"
             )
+        before = loading.folder_state(folder)
+        try:
+            pipeline = cls._load_checked(folder, verify, kwargs)
+        except (OSError, ValueError):
+            loading.check_unchanged(folder, before)  # a save that overlapped the load explains the error best
+            raise
+        loading.check_unchanged(folder, before)
+        return pipeline
+
+    @classmethod
+    def _load_checked(cls, folder: str, verify: bool, kwargs: dict[str, Any]) -> HfgenPipeline:
+        """Check the folder (:mod:`hfgen.pipelines.loading`), let diffusers build the pipeline, check its weights."""
         if verify:
             verify_checksums(folder)
-        index_file = os.path.join(folder, "model_index.json")
-        if not os.path.isfile(index_file):
-            raise FileNotFoundError(
-                f"{pretrained_model_name_or_path!s} has no model_index.json: expected a folder written by "
-                "`save_pretrained` (model_index.json plus one sub-folder per component)"
-            )
-        try:
-            with open(index_file, encoding="utf-8") as f:
-                index = json.load(f)
-            class_name = pipeline_class_name(index)
-            if class_name is None:
-                raise KeyError("_class_name")
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"{index_file} is corrupt or not a pipeline index: {error}") from error
-        _check_component_configs(folder, index)
-        hfgen_index(dict(index))  # refuses a component class hfgen does not have before diffusers reads the folder
+        index = loading.read_index(folder)
+        index_file = os.path.join(folder, loading.INDEX_FILE)
+        components = component_entries(index)  # plain folder names, before any component file is opened
+        class_name = pipeline_class_name(index)
+        if not isinstance(class_name, str):
+            raise ValueError(f"{index_file} is not a pipeline index: its _class_name is {class_name!r}")
         pipeline_class = cls._resolve_class(class_name, index_file)
+        loading.check_pipeline_components(pipeline_class, components, index_file, _all_subclasses(HfgenPipeline))
+        mapped = component_entries(hfgen_index(dict(index)))  # hfgen's own classes; refuses classes it lacks
+        read = {name: entry for name, entry in mapped.items() if kwargs.get(name) is None}  # not passed in
+        classes = loading.component_classes(read)
+        configs = loading.read_component_configs(folder, classes)
+        variant = kwargs.get("variant")
         kwargs.setdefault("use_safetensors", True)
         try:
-            return DiffusionPipeline.from_pretrained.__func__(pipeline_class, folder, **kwargs)
+            with loading.weights_checked_here():
+                pipeline = DiffusionPipeline.from_pretrained.__func__(pipeline_class, folder, **kwargs)
         except (OSError, ValueError, RuntimeError) as error:
+            # say which tensor of which file does not fit, rather than diffusers' advice to load random weights
+            loading.check_weights_match(loading.empty_models(classes, configs), configs, folder, variant)
             raise (OSError if isinstance(error, OSError) else ValueError)(
                 f"could not load {pipeline_class.__name__} from {folder}: {error}. Check that the folder "
                 "holds every component's config.json and safetensors weights, written by `save_pretrained`."
             ) from error
+        models = {name: getattr(pipeline, name) for name in classes if isinstance(getattr(pipeline, name), ModelMixin)}
+        loading.check_weights_match(models, configs, folder, variant)  # diffusers fills a missing tensor at random
+        loading.check_finite(models, folder, variant)
+        return pipeline
 
     @classmethod
     def load_config(cls, *args: Any, **kwargs: Any) -> Any:
@@ -145,9 +157,17 @@ class HfgenPipeline(DiffusionPipeline):
         remote-code layout: ``<pipeline module>.py`` at the root and each hfgen component's module file in its
         folder, all importing only torch, numpy and diffusers (:func:`hfgen.remote_code.write_remote_code`)."""
         kwargs.setdefault("safe_serialization", True)
+        os.makedirs(save_directory, exist_ok=True)
+        marker = Path(save_directory) / loading.SAVING_FILE  # readers refuse the folder until the save is complete
+        marker.write_text(f"{os.getpid()}\n", encoding="utf-8")
         super().save_pretrained(save_directory, **kwargs)
         write_remote_code(self, save_directory)
         write_checksums(save_directory)
+        marker.unlink(missing_ok=True)  # another save into the folder may have ended first
+
+    def to_json_file(self, json_file_path: str | os.PathLike) -> None:
+        """Write ``model_index.json`` atomically (:func:`hfgen.utils.write_atomic`): a reader never sees half of it."""
+        write_atomic(json_file_path, self.to_json_string())
 
     def push_to_hub(
         self,
@@ -172,56 +192,12 @@ class HfgenPipeline(DiffusionPipeline):
         api = api or HfApi(token=token)
         return push_pipeline_to_hub(self, repo_id, card=card, api=api, private=private, commit_message=commit_message)
 
-    @staticmethod
-    def _to_output_type(tensor: torch.Tensor | None, output_type: str) -> torch.Tensor | np.ndarray | None:
-        if tensor is None or output_type == "pt":
-            return tensor
-        return tensor.cpu().numpy()
-
-    @staticmethod
-    def _check_output_type(output_type: str) -> None:
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
-
 
 def _all_subclasses(cls: type) -> list[type]:
     found = []
     for sub in cls.__subclasses__():
         found += [sub, *_all_subclasses(sub)]
     return found
-
-
-def check_sdedit(strength: object, start_samples: object, dim: int) -> torch.Tensor:
-    """SDEdit's pair of arguments (Meng et al. 2022): ``strength`` a real in ``[0, 1]`` and ``start_samples`` finite
-    ``(N, dim)`` points, both given; returns the points."""
-    if strength is None or start_samples is None:
-        raise ValueError(
-            "SDEdit needs both `strength` and `start_samples`, got "
-            f"strength={strength!r} and start_samples={'None' if start_samples is None else 'a tensor'}"
-        )
-    if isinstance(strength, bool) or not isinstance(strength, int | float):
-        raise TypeError(f"`strength` must be a float in [0, 1], got {strength!r} ({type(strength).__name__})")
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"`strength` must lie in [0, 1], got {strength!r}")
-    return check_points(start_samples, dim, "start_samples")
-
-
-def _check_component_configs(folder: str, index: dict[str, Any]) -> None:
-    """Every component config named by ``model_index.json`` must be a JSON object (diffusers otherwise reports a
-    network error)."""
-    for component, entry in index.items():
-        if component.startswith("_") or not isinstance(entry, list) or entry[0] is None:
-            continue
-        for name in ("config.json", "scheduler_config.json"):
-            path = Path(folder) / component / name
-            if not path.is_file():
-                continue
-            try:
-                config = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} is not valid JSON: {error}") from error
-            if not isinstance(config, dict):
-                raise ValueError(f"{path} must hold a JSON object of the component's settings, got {config!r}")
 
 
 def _sha256(path: Path) -> str:
@@ -238,7 +214,7 @@ def write_checksums(folder: str | os.PathLike) -> dict[str, str]:
     root = Path(folder)
     sums = {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*.safetensors"))}
     sums = {name: digest for name, digest in sums.items() if not name.startswith("checkpoints/")}
-    (root / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=2) + "\n", encoding="utf-8")
+    write_atomic(root / CHECKSUMS_FILE, json.dumps(sums, indent=2) + "\n")
     return sums
 
 

@@ -16,14 +16,18 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.continuous_flows import integrate_with_log_density
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import (
-    SAMPLING_WORKING_COPIES,
+    check_batch_size,
     check_generator,
     check_num_samples,
+    check_ode_solver,
     check_points,
     check_sampling_memory,
+    check_tolerances,
 )
 
 #: the schedulers the pipeline runs: the course's constant-α one and diffusers' own ε-prediction DDPM/DDIM
@@ -119,6 +123,7 @@ class DDPMPointsPipeline(HfgenPipeline):
         """Dimension ``D`` of the points (the network's ``config.dim``, or the oracle's ``dim``)."""
         return self.model.config.dim if "dim" in self.model.config else self.model.dim
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -149,13 +154,22 @@ class DDPMPointsPipeline(HfgenPipeline):
         steps = self.scheduler.config.num_train_timesteps if num_inference_steps is None else num_inference_steps
         self.scheduler.set_timesteps(steps, device=self.device)
         timesteps = self.scheduler.timesteps
-        if strength is None and start_samples is None:
-            n = check_num_samples(num_samples)
-            kept = len(timesteps) + 1 if return_trajectory else 0
-            check_sampling_memory(n, self.dim, self.device, self.model.dtype, SAMPLING_WORKING_COPIES + kept)
-            x = randn_tensor((n, self.dim), generator=generator, device=self.device, dtype=self.model.dtype)
+        editing = strength is not None or start_samples is not None
+        start = check_sdedit(strength, start_samples, self.dim) if editing else None
+        n = start.shape[0] if editing else check_num_samples(num_samples)
+        check_sampling_memory(
+            n,
+            self.dim,
+            self.device,
+            self.model.dtype,
+            name="start_samples" if editing else "num_samples",
+            num_steps=len(timesteps),
+            return_trajectory=return_trajectory,
+        )
+        if editing:
+            x, timesteps = self._sdedit_start(strength, start, timesteps, generator)
         else:
-            x, timesteps = self._sdedit_start(strength, start_samples, timesteps, generator)
+            x = randn_tensor((n, self.dim), generator=generator, device=self.device, dtype=self.model.dtype)
         states = [x] if return_trajectory else None
         for t in self.progress_bar(timesteps):
             eps = self.model(x, t, return_dict=False)[0]
@@ -172,14 +186,14 @@ class DDPMPointsPipeline(HfgenPipeline):
 
     def _sdedit_start(
         self,
-        strength: float | None,
-        start_samples: torch.Tensor | None,
+        strength: float,
+        start_samples: torch.Tensor,
         timesteps: torch.Tensor,
         generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """SDEdit's start (Meng et al. 2022): the grid steps at levels ``t ≤ strength · T`` and the points noised to
-        the first of them, ``√ᾱ_t x + √(1 − ᾱ_t) z``."""
-        x = check_sdedit(strength, start_samples, self.dim).to(device=self.device, dtype=self.model.dtype)
+        """SDEdit's start (Meng et al. 2022) from the checked ``start_samples``: the grid steps at levels
+        ``t ≤ strength · T`` and the points noised to the first of them, ``√ᾱ_t x + √(1 − ᾱ_t) z``."""
+        x = start_samples.to(device=self.device, dtype=self.model.dtype)
         limit = strength * self.scheduler.config.num_train_timesteps
         kept = timesteps[[self._level(t) <= limit + 1e-9 for t in timesteps]]
         if not len(kept):
@@ -187,6 +201,7 @@ class DDPMPointsPipeline(HfgenPipeline):
         noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return self.scheduler.add_noise(x, noise, kept[:1]), kept
 
+    @one_thread_for_small_networks
     def forward_trajectory(
         self, original_samples: torch.Tensor, timesteps: Sequence[int], generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -202,6 +217,7 @@ class DDPMPointsPipeline(HfgenPipeline):
         steps = _check_steps(timesteps, self.scheduler.config.num_train_timesteps)
         if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
             raise ValueError(f"`timesteps` must be strictly increasing, got {steps}")
+        check_sampling_memory(x.shape[0], self.dim, x.device, x.dtype, len(steps) + 2, "original_samples")
         log_alpha_bars = self.log_alpha_bars()
         states, previous = [], 0
         for t in steps:
@@ -236,6 +252,7 @@ class DDPMPointsPipeline(HfgenPipeline):
         eps = self.model(x, model_time.to(x.dtype), return_dict=False)[0]
         return -0.5 * float(beta) * (x - eps / std)
 
+    @one_thread_for_small_networks
     def log_prob(
         self,
         x: torch.Tensor,
@@ -266,7 +283,9 @@ class DDPMPointsPipeline(HfgenPipeline):
         """
         x = check_points(x, self.dim, "x")
         x = x.to(device=self.device, dtype=self.model.dtype)
-        check_num_samples(batch_size, "batch_size")
+        batch_size = check_batch_size(batch_size, x.shape[0])
+        check_ode_solver(ode_solver)
+        check_tolerances(rtol, atol)
         T = self.scheduler.config.num_train_timesteps
         if isinstance(start_level, bool) or not isinstance(start_level, int | float) or not 0 < start_level < T:
             raise ValueError(
@@ -293,11 +312,6 @@ class DDPMPointsPipeline(HfgenPipeline):
                 prior = -0.5 * z.square().sum(dim=1) - 0.5 * self.dim * math.log(2 * math.pi)
                 chunks.append(prior - result.log_density_change)
         return torch.cat(chunks)
-
-    def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
-        """Save the components (safetensors weights + configs) and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)
 
 
 def _check_steps(timesteps: object, num_train_timesteps: int) -> list[int]:

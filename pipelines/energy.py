@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
 from hfgen.methods.energy import QuadratureOutput, energy_and_gradient, langevin_chain, log_partition_by_quadrature
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
-from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_points, check_sampling_memory
+from hfgen.threads import one_thread_for_small_networks
+from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
 
 
 @dataclass
@@ -61,6 +61,7 @@ class EnergyPipeline(HfgenPipeline):
         """Dimension ``D`` of the points."""
         return self.model.config.dim
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -92,15 +93,22 @@ class EnergyPipeline(HfgenPipeline):
         scheduler = self.scheduler
         if step_size is not None:
             scheduler = type(scheduler).from_config(scheduler.config, step_size=step_size)
-        if start_samples is None:
-            n = check_num_samples(num_samples)
-            kept = num_inference_steps + 1 if return_trajectory else 0
-            check_sampling_memory(n, self.dim, self.device, self.model.dtype, SAMPLING_WORKING_COPIES + kept)
+        given = start_samples is not None
+        x = check_points(start_samples, self.dim, "start_samples") if given else None
+        n = x.shape[0] if given else check_num_samples(num_samples)
+        check_sampling_memory(
+            n,
+            self.dim,
+            self.device,
+            self.model.dtype,
+            name="start_samples" if given else "num_samples",
+            num_steps=num_inference_steps,
+            return_trajectory=return_trajectory,
+        )
+        if not given:
             device = generator.device if generator is not None else self.device
             u = torch.rand(n, self.dim, generator=generator, device=device, dtype=self.model.dtype)
             x = self.config.start_low + (self.config.start_high - self.config.start_low) * u
-        else:
-            x = check_points(start_samples, self.dim, "start_samples")
         x = x.to(device=self.device, dtype=self.model.dtype)
         chain = langevin_chain(
             self.model, x, scheduler, num_inference_steps, generator, return_trajectory, progress=self.progress_bar
@@ -113,17 +121,20 @@ class EnergyPipeline(HfgenPipeline):
             samples=samples, trajectory=trajectory, nfe=chain.num_evaluations, acceptance_rate=chain.acceptance_rate
         )
 
+    @one_thread_for_small_networks
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """The energy ``E(x)`` ``(N,)`` at points ``x`` ``(N, D)``."""
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=self.model.dtype)
         with torch.no_grad():
             return self.model(x, return_dict=False)[0]
 
+    @one_thread_for_small_networks
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """The score ``∇_x log p(x) = −∇_x E(x)`` ``(N, D)`` at points ``x`` ``(N, D)``."""
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=self.model.dtype)
         return -energy_and_gradient(self.model, x)[1]
 
+    @one_thread_for_small_networks
     def log_partition(
         self, bounds: Sequence[Sequence[float]] = ((-6.0, 6.0), (-6.0, 6.0)), grid_size: int = 512
     ) -> QuadratureOutput:
@@ -135,6 +146,7 @@ class EnergyPipeline(HfgenPipeline):
         with torch.no_grad():
             return log_partition_by_quadrature(self._energy_of_float64_points, bounds, grid_size)
 
+    @one_thread_for_small_networks
     def log_prob(
         self,
         x: torch.Tensor,
@@ -144,13 +156,8 @@ class EnergyPipeline(HfgenPipeline):
         """``log p(x) = −E(x) − log Z`` in nats at points ``x`` ``(N, 2)``, float64, with ``log Z`` from
         :meth:`log_partition` on ``grid_size × grid_size`` cells over ``bounds`` (default ``[−6, 6]²``, 512²); call
         :meth:`log_partition` for its error estimate."""
-        log_z = self.log_partition(bounds, grid_size).log_partition
-        return -self.energy(x).to(torch.float64) - log_z
+        energy = self.energy(x).to(torch.float64)  # checks the points before the quadrature's work
+        return -energy - self.log_partition(bounds, grid_size).log_partition
 
     def _energy_of_float64_points(self, points: torch.Tensor) -> torch.Tensor:
         return self.model(points.to(device=self.device, dtype=self.model.dtype), return_dict=False)[0]
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the model (safetensors + config), the scheduler config and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)

@@ -9,17 +9,22 @@ import torch
 from diffusers.models.modeling_utils import ModelMixin
 
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
+from hfgen.methods.continuous_flows import FIXED_GRID_EVALUATIONS, solve_ode
 from hfgen.methods.continuous_flows import log_prob as flow_log_prob
-from hfgen.methods.continuous_flows import solve_ode
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_solvers import FlowMatchScheduler, flow_match_scheduler, flow_match_solver
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import (
-    SAMPLING_WORKING_COPIES,
+    check_batch_size,
     check_generator,
     check_num_samples,
+    check_ode_solver,
     check_points,
     check_sampling_memory,
+    check_times,
+    check_tolerances,
 )
 
 #: the torchdiffeq fixed-grid method that takes the same steps as each solver's scheduler (``flow_match_scheduler``)
@@ -74,11 +79,12 @@ class FlowMatchingPipeline(HfgenPipeline):
         """Dimension ``D`` of the points."""
         return self.velocity.config.dim
 
+    @one_thread_for_small_networks
     def velocity_field(self, points: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The learned velocity ``v_θ(x, t)`` at ``points`` ``(N, D)`` and time ``t ∈ [0, 1]`` (a scalar or ``(N,)``,
         the times the network is trained on), in the dtype of ``points``."""
         points = check_points(points, self.dim, "points")
-        t = _check_time(t, points.shape[0])
+        t = check_times(t, points.shape[0], network="velocity")
         x = points.to(device=self.device, dtype=self.velocity.dtype)
         with torch.no_grad():
             v = self.velocity(x, t.to(device=self.device, dtype=x.dtype), return_dict=False)[0]
@@ -87,6 +93,7 @@ class FlowMatchingPipeline(HfgenPipeline):
     def _field(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.velocity(x, t, return_dict=False)[0]
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -124,18 +131,31 @@ class FlowMatchingPipeline(HfgenPipeline):
         self._check_output_type(output_type)
         check_num_samples(num_inference_steps, "num_inference_steps")
         check_generator(generator)
+        if ode_solver is not None:
+            check_ode_solver(ode_solver)
+            check_tolerances(rtol, atol)
         if strength is not None or start_samples is not None:
             return self._sdedit(
                 strength, start_samples, num_inference_steps, generator, output_type, return_trajectory, return_dict,
                 ode_solver, rtol, atol,
             )  # fmt: skip
-        if source_samples is None:
-            n = check_num_samples(num_samples)
-            kept = num_inference_steps + 1 if return_trajectory else 0
-            check_sampling_memory(n, self.dim, self.device, self.velocity.dtype, SAMPLING_WORKING_COPIES + kept)
+        given = source_samples is not None
+        x = check_points(source_samples, self.dim, "source_samples") if given else None
+        n = x.shape[0] if given else check_num_samples(num_samples)
+        # an adaptive solver without a trajectory takes no grid of num_inference_steps
+        steps = num_inference_steps if ode_solver is None or return_trajectory else 0
+        name = "source_samples" if given else "num_samples"
+        check_sampling_memory(
+            n,
+            self.dim,
+            self.device,
+            self.velocity.dtype,
+            name=name,
+            num_steps=steps,
+            return_trajectory=return_trajectory,
+        )
+        if not given:
             x = self.source_distribution.sample(n, generator=generator)
-        else:
-            x = check_points(source_samples, self.dim, "source_samples")
         x = x.to(device=self.device, dtype=self.velocity.dtype)
 
         if ode_solver is None:
@@ -164,25 +184,41 @@ class FlowMatchingPipeline(HfgenPipeline):
         rtol: float,
         atol: float,
     ) -> PointsPipelineOutput | tuple:
-        """SDEdit on the linear path: start at ``t_0 = 1 − strength`` and integrate to ``t = 1``."""
-        x = check_sdedit(strength, start_samples, self.dim).to(device=self.device, dtype=self.velocity.dtype)
+        """SDEdit on the linear path: start at ``t_0 = 1 − strength`` and integrate to ``t = 1``; the fixed-step
+        solve keeps the states of the grid only for a returned trajectory."""
+        x = check_sdedit(strength, start_samples, self.dim)
+        steps = max(1, round(strength * num_inference_steps)) if strength > 0 else 0
+        planned = steps if ode_solver is None or return_trajectory else 0
+        check_sampling_memory(
+            x.shape[0],
+            self.dim,
+            self.device,
+            self.velocity.dtype,
+            name="start_samples",
+            num_steps=planned,
+            return_trajectory=return_trajectory,
+        )
+        x = x.to(device=self.device, dtype=self.velocity.dtype)
         if strength == 0.0:
             x, trajectory, nfe = x.clone(), x[None].clone() if return_trajectory else None, 0
         else:
             noise = self.source_distribution.sample(x.shape[0], generator=generator).to(x)
             t0 = 1.0 - float(strength)
             x = (1.0 - t0) * noise + t0 * x  # the linear path x_t = (1 − t) x_0 + t x_1 (σ_min = 0)
-            steps = max(1, round(strength * num_inference_steps))
             grid = torch.linspace(t0, 1.0, steps + 1, dtype=torch.float64).tolist()
             grid[0], grid[-1] = t0, 1.0
+            t_eval = grid if return_trajectory else None
             with torch.no_grad():
                 if ode_solver is None:
                     method = TORCHDIFFEQ_METHODS[flow_match_solver(self.scheduler)]
-                    solution = solve_ode(self._field, x, t0, 1.0, method=method, t_eval=grid)
+                    options = {
+                        "grid_constructor": lambda func, y0, t: torch.tensor(grid, dtype=t.dtype, device=t.device)
+                    }
+                    with self._field_progress(self._field, steps * FIXED_GRID_EVALUATIONS[method]) as field:
+                        solution = solve_ode(field, x, t0, 1.0, method=method, t_eval=t_eval, options=options)
                 else:
-                    t_eval = grid if return_trajectory else None
                     solution = solve_ode(self._field, x, t0, 1.0, ode_solver, rtol=rtol, atol=atol, t_eval=t_eval)
-            x, trajectory, nfe = solution.x_end, solution.trajectory if return_trajectory else None, solution.nfe
+            x, trajectory, nfe = solution.x_end, solution.trajectory, solution.nfe
         samples = self._to_output_type(x, output_type)
         trajectory = self._to_output_type(trajectory, output_type)
         if not return_dict:
@@ -203,6 +239,7 @@ class FlowMatchingPipeline(HfgenPipeline):
         trajectory = torch.stack(states) if states is not None else None
         return x, trajectory, len(timesteps)
 
+    @one_thread_for_small_networks
     def log_prob(
         self,
         x: torch.Tensor,
@@ -221,7 +258,10 @@ class FlowMatchingPipeline(HfgenPipeline):
         unbiasedly with one (for high ``D``). Needs a source with a density.
         """
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=self.velocity.dtype)
-        check_num_samples(batch_size, "batch_size")
+        batch_size = check_batch_size(batch_size, x.shape[0])
+        check_ode_solver(ode_solver)
+        check_tolerances(rtol, atol)
+        check_generator(generator)
         if not self.source_distribution.has_log_prob:
             raise ValueError(
                 f"log_prob needs the density of the source, but the source {self.source_distribution!r} is "
@@ -244,30 +284,14 @@ class FlowMatchingPipeline(HfgenPipeline):
         return torch.cat(chunks)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save components (safetensors + configs) and ``model_index.json``; the source must be serialisable."""
+        """Save as :meth:`HfgenPipeline.save_pretrained` does, after checking that the source can be saved: a named
+        toy distribution or ``N(0, I)``, not a Python sampler (``model_index.json`` holds its config)."""
         if self.config.source is None and not isinstance(self.source_distribution, StandardGaussian):
             raise ValueError(
                 f"cannot save a pipeline whose source {self.source_distribution!r} is a Python sampler; use a "
                 "named toy distribution (hfgen.data) as source to save it"
             )
-        kwargs.setdefault("safe_serialization", True)
         super().save_pretrained(save_directory, **kwargs)
-
-
-def _check_time(t: object, num_points: int) -> torch.Tensor:
-    """``t`` as a tensor: a real number or a ``(num_points,)`` tensor of times in ``[0, 1]``."""
-    if isinstance(t, bool) or not isinstance(t, int | float | torch.Tensor):
-        raise TypeError(f"`t` must be a float or a tensor of times in [0, 1], got {type(t).__name__}")
-    t = t if isinstance(t, torch.Tensor) else torch.tensor(float(t), dtype=torch.float64)
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"`t` must hold real times in [0, 1], got dtype {t.dtype}")
-    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != num_points):
-        raise ValueError(f"`t` must be a scalar or a tensor of shape ({num_points},), got shape {tuple(t.shape)}")
-    outside = ~((t >= 0) & (t <= 1)).reshape(-1)  # NaN included
-    if outside.any():
-        bad = t.reshape(-1)[outside][0].item()
-        raise ValueError(f"`t` must lie in [0, 1], the times the velocity is trained on, got {bad}")
-    return t
 
 
 def _legacy_solver_scheduler(scheduler: object) -> object:

@@ -19,12 +19,11 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.image_diffusion import classifier_free_guidance, to_image_space
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.utils import check_generator, check_num_samples, check_sampling_memory
+from hfgen.pipelines.sampling import ImageBatch, check_strength
+from hfgen.utils import check_generator, check_images, check_num_samples, check_sampling_memory
 
-IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
 #: images drawn when neither ``num_samples`` nor per-image inputs say how many
 DEFAULT_NUM_SAMPLES = 1000
-ImageBatch = torch.Tensor | np.ndarray | list
 
 
 @dataclass
@@ -63,20 +62,6 @@ def check_unet(unet: object) -> UNet2DModel:
     return unet
 
 
-def check_strength(strength: object, start_images: object) -> float:
-    """SDEdit's ``strength``: a real number in ``[0, 1]``, given together with ``start_images``."""
-    if strength is None or start_images is None:
-        raise ValueError(
-            "SDEdit needs both `strength` and `start_images`, got "
-            f"strength={strength!r} and start_images={'None' if start_images is None else 'a tensor'}"
-        )
-    if isinstance(strength, bool) or not isinstance(strength, int | float):
-        raise TypeError(f"`strength` must be a float in [0, 1], got {strength!r} ({type(strength).__name__})")
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"`strength` must lie in [0, 1], got {strength!r}")
-    return float(strength)
-
-
 class ImageGenerationPipeline(HfgenPipeline):
     """Base of the image pipelines: a ``unet`` component (:func:`check_unet`) and a scheduler."""
 
@@ -98,9 +83,12 @@ class ImageGenerationPipeline(HfgenPipeline):
 
     # -- inputs ---------------------------------------------------------------------------------------------------
 
-    def _check_labels(self, class_labels: object, num_images: int | None) -> torch.Tensor | None:
+    def _check_labels(
+        self, class_labels: object, num_images: int | None, allow_null: bool = False
+    ) -> torch.Tensor | None:
         """``class_labels`` as a long tensor ``(N,)``: one int for every image or one per image, each in
-        ``0 … K − 1``; ``num_images`` is ``N`` when something else fixes it."""
+        ``0 … K − 1`` (``0 … K`` with ``allow_null``: the null class ``K`` of a network evaluation); ``num_images`` is
+        ``N`` when something else fixes it."""
         if class_labels is None:
             return None
         if self.num_classes is None:
@@ -135,9 +123,11 @@ class ImageGenerationPipeline(HfgenPipeline):
                     "per image (or one int for all)"
                 )
         labels = labels.long()
-        if int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
+        last = self.num_classes if allow_null else self.num_classes - 1
+        if int(labels.min()) < 0 or int(labels.max()) > last:
+            null = f", {self.num_classes} the null class" if allow_null else ""
             raise ValueError(
-                f"`class_labels` must lie in 0 … {self.num_classes - 1} (the network has {self.num_classes} classes), "
+                f"`class_labels` must lie in 0 … {last} (the network has {self.num_classes} classes{null}), "
                 f"got values from {int(labels.min())} to {int(labels.max())}"
             )
         return labels.to(self.device)
@@ -169,39 +159,49 @@ class ImageGenerationPipeline(HfgenPipeline):
         guidance_scale: object,
         strength: object,
         start_images: object,
+        num_steps: int,
+        return_trajectory: bool,
     ) -> tuple[float, torch.Tensor | None, torch.Tensor | None, float | None, torch.Tensor]:
         """What both image pipelines check before sampling: the output type, the generator, SDEdit's ``strength``
-        and ``start_images``, the number of images, the labels and the guidance scale. Returns ``(s, start, labels,
-        guidance_scale, noise)`` with ``s = 1`` when not editing and the start noise ``(N, C, H, W)``."""
+        and ``start_images``, the number of images, the memory of ``num_steps`` steps (and of their states with
+        ``return_trajectory``), the labels and the guidance scale. Returns ``(s, start, labels, guidance_scale,
+        noise)`` with ``s = 1`` when not editing and the start noise ``(N, C, H, W)``."""
         self._check_image_output_type(output_type)
         check_generator(generator)
         editing = strength is not None or start_images is not None
-        s = check_strength(strength, start_images) if editing else 1.0
-        start = self._check_start_images(start_images) if editing else None
+        s = check_strength(strength, start_images, "start_images") if editing else 1.0
+        start = self._check_unit_images(start_images, "start_images") if editing else None
         n = self._num_images(num_samples, start, class_labels)
+        check_sampling_memory(
+            n,
+            math.prod(self.image_shape),
+            self.device,
+            self.unet.dtype,
+            name="start_images" if editing else "num_samples",
+            num_steps=num_steps,
+            return_trajectory=return_trajectory,
+        )
         labels = self._check_labels(class_labels, n)
         scale = self._check_guidance(guidance_scale, labels)
         noise = randn_tensor((n, *self.image_shape), generator=generator, device=self.device, dtype=self.unet.dtype)
         return s, start, labels, scale, noise
 
-    def _check_start_images(self, start_images: object) -> torch.Tensor:
-        """SDEdit's ``start_images``: a finite ``(N, C, H, W)`` tensor of the network's image shape in ``[0, 1]``."""
-        shape = self.image_shape
-        if not isinstance(start_images, torch.Tensor):
-            raise TypeError(f"`start_images` must be a torch.Tensor (N, {', '.join(map(str, shape))}) in [0, 1], got "
-                            f"{type(start_images).__name__}")  # fmt: skip
-        if start_images.ndim != 4 or tuple(start_images.shape[1:]) != shape or start_images.shape[0] < 1:
-            raise ValueError(
-                f"`start_images` must have shape (N, {', '.join(map(str, shape))}), got {tuple(start_images.shape)}"
-            )
-        if not start_images.dtype.is_floating_point:
-            raise TypeError(f"`start_images` must be a floating tensor in [0, 1], got dtype {start_images.dtype}")
-        if not bool(torch.isfinite(start_images).all()):
-            raise ValueError("`start_images` must be finite, got NaN or infinite values")
-        low, high = float(start_images.min()), float(start_images.max())
-        if low < 0.0 or high > 1.0:
-            raise ValueError(f"`start_images` must lie in [0, 1], got values from {low:g} to {high:g}")
-        return start_images.to(device=self.device, dtype=self.unet.dtype)
+    def _check_unit_images(self, images: object, name: str) -> torch.Tensor:
+        """Images ``name`` (SDEdit's start, or those of a likelihood): a finite ``(N, C, H, W)`` tensor of the
+        network's image shape in ``[0, 1]``, moved to the network's device and dtype."""
+        images = check_images(images, self.image_shape, name, unit_range=True)
+        return images.to(device=self.device, dtype=self.unet.dtype)
+
+    def _check_network_inputs(
+        self, sample: object, class_labels: object, guidance_scale: object
+    ) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
+        """The inputs of a public network evaluation: ``sample`` a finite ``(N, C, H, W)`` tensor of the network's
+        image shape (on its scale ``y = 2x − 1``: any real values), cast to the network's device and dtype, and the
+        labels (``0 … K``, the null class ``K`` included) and guidance scale checked for its ``N`` images."""
+        sample = check_images(sample, self.image_shape, "sample")
+        labels = self._check_labels(class_labels, sample.shape[0], allow_null=True)
+        scale = self._check_guidance(guidance_scale, labels)
+        return sample.to(device=self.device, dtype=self.unet.dtype), labels, scale
 
     def _num_images(self, num_samples: object, start_images: torch.Tensor | None, class_labels: object) -> int:
         """``N``: the start images', else ``num_samples``, else one per class label, else the default 1000."""
@@ -218,12 +218,7 @@ class ImageGenerationPipeline(HfgenPipeline):
             n = len(class_labels)
         else:
             n = DEFAULT_NUM_SAMPLES
-        return check_sampling_memory(n, math.prod(self.image_shape), self.device, self.unet.dtype)
-
-    @staticmethod
-    def _check_image_output_type(output_type: str) -> None:
-        if output_type not in IMAGE_OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
+        return n
 
     # -- the network ----------------------------------------------------------------------------------------------
 
@@ -250,12 +245,6 @@ class ImageGenerationPipeline(HfgenPipeline):
         return classifier_free_guidance(unconditional, conditional, guidance_scale)
 
     # -- outputs --------------------------------------------------------------------------------------------------
-
-    def _format_images(self, images: torch.Tensor, output_type: str) -> ImageBatch:
-        if output_type == "pt":
-            return images
-        array = images.detach().cpu().float().permute(0, 2, 3, 1).numpy()
-        return array if output_type == "np" else self.numpy_to_pil(array)
 
     def _format_trajectory(self, states: list[torch.Tensor] | None, output_type: str) -> ImageBatch | None:
         """States of the network's ``y`` as images ``(S + 1, N, C, H, W)``, or their layout under ``output_type``."""

@@ -15,6 +15,7 @@ from hfgen.pipelines.image_common import (
     check_unet,
 )
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
+from hfgen.utils import check_images, check_integer_steps
 
 
 class DDPMImagePipeline(ImageGenerationPipeline):
@@ -59,20 +60,49 @@ class DDPMImagePipeline(ImageGenerationPipeline):
         class_labels: torch.Tensor | None = None,
         guidance_scale: float | None = None,
     ) -> torch.Tensor:
-        """``ε̂(y_t, t)`` at ``sample`` ``(N, C, H, W)`` on the network's scale and integer step ``t``: unconditional
-        (the null class) without labels, conditional with them, guided with ``guidance_scale``."""
-        t = torch.as_tensor(timestep, device=sample.device)
-        return self._network(sample, t, class_labels, guidance_scale)
+        """``ε̂(y_t, t)`` at ``sample`` ``(N, C, H, W)`` on the network's scale and integer step ``t ∈ {1 … T}``
+        (an int or ``(N,)``, the steps the network is trained on): unconditional (the null class) without labels,
+        conditional with them, guided with ``guidance_scale``; in the dtype of ``sample``."""
+        y, labels, scale = self._check_network_inputs(sample, class_labels, guidance_scale)
+        t = self._check_step(timestep, y.shape[0])
+        return self._noise_prediction(y, t, labels, scale).to(sample.dtype)
+
+    def _noise_prediction(
+        self, sample: torch.Tensor, timestep: int | torch.Tensor, labels: torch.Tensor | None, scale: float | None
+    ) -> torch.Tensor:
+        return self._network(sample, torch.as_tensor(timestep, device=sample.device), labels, scale)
 
     def clipped_noise(
         self, noise_prediction: torch.Tensor, timestep: int | torch.Tensor, sample: torch.Tensor
     ) -> torch.Tensor:
         """``ε̃ = (y_t − √ᾱ_t clip(ŷ_0, −1, 1)) / √(1 − ᾱ_t)`` with ``ŷ_0 = (y_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t``: the noise
-        whose ``ŷ_0`` is the clipped one (diffusers' ``clip_sample``), for a step at level ``t >= 1``."""
-        alpha_bar = float(self.scheduler.alpha_bar(int(timestep)))
-        signal, noise = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
+        whose ``ŷ_0`` is the clipped one (diffusers' ``clip_sample``), for a step at level ``t ∈ {1 … T}`` (at
+        ``t = 0``, ``√(1 − ᾱ_0) = 0``)."""
+        sample = check_images(sample, self.image_shape, "sample")
+        noise_prediction = check_images(noise_prediction, self.image_shape, "noise_prediction")
+        if noise_prediction.shape != sample.shape:
+            raise ValueError(
+                f"`noise_prediction` must have the shape of `sample` {tuple(sample.shape)}, got "
+                f"{tuple(noise_prediction.shape)}"
+            )
+        t = self._check_step(timestep, sample.shape[0])
+        return self._clipped_noise(noise_prediction, t if t.ndim else int(t), sample)
+
+    def _clipped_noise(
+        self, noise_prediction: torch.Tensor, timestep: int | torch.Tensor, sample: torch.Tensor
+    ) -> torch.Tensor:
+        alpha_bar = self.scheduler.alpha_bar(timestep)
+        if alpha_bar.ndim:  # one level per image
+            signal, noise = (level.sqrt().to(sample).reshape(-1, 1, 1, 1) for level in (alpha_bar, 1.0 - alpha_bar))
+        else:
+            signal, noise = math.sqrt(float(alpha_bar)), math.sqrt(1.0 - float(alpha_bar))
         clipped = ((sample - noise * noise_prediction) / signal).clamp(-1.0, 1.0)
         return (sample - signal * clipped) / noise
+
+    def _check_step(self, timestep: object, num_images: int) -> torch.Tensor:
+        """An integer step in ``1 … T``, the levels the network is trained on (a scalar or one per image)."""
+        T = self.scheduler.config.num_train_timesteps
+        return check_integer_steps(timestep, num_images, 1, T, "timestep")
 
     @torch.no_grad()
     def __call__(
@@ -110,8 +140,9 @@ class DDPMImagePipeline(ImageGenerationPipeline):
         self.scheduler.set_timesteps(T if num_inference_steps is None else num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
         s, start, labels, scale, noise = self._prepare_call(
-            num_samples, generator, output_type, class_labels, guidance_scale, strength, start_images
-        )
+            num_samples, generator, output_type, class_labels, guidance_scale, strength, start_images,
+            len(timesteps), return_trajectory,
+        )  # fmt: skip
         y = noise
         if start is not None:
             timesteps = timesteps[timesteps <= s * T + 1e-9]
@@ -121,9 +152,9 @@ class DDPMImagePipeline(ImageGenerationPipeline):
             y = self.scheduler.add_noise(to_network_space(start), noise, int(timesteps[0]))
         states = [y] if return_trajectory else None
         for t in self.progress_bar(timesteps):
-            eps = self.noise_prediction(y, t, labels, scale)
+            eps = self._noise_prediction(y, t, labels, scale)
             if self.config.clip_sample:
-                eps = self.clipped_noise(eps, t, y)
+                eps = self._clipped_noise(eps, int(t), y)
             y = self.scheduler.step(eps, t, y, generator=generator, return_dict=False)[0]
             if states is not None:
                 states.append(y)

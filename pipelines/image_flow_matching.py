@@ -23,7 +23,15 @@ from hfgen.pipelines.image_common import (
     check_unet,
 )
 from hfgen.schedulers.flow_match_solvers import FlowMatchScheduler, flow_match_solver
-from hfgen.utils import check_generator, check_num_samples
+from hfgen.utils import (
+    check_batch_size,
+    check_generator,
+    check_num_samples,
+    check_ode_solver,
+    check_sampling_memory,
+    check_times,
+    check_tolerances,
+)
 
 
 @dataclass
@@ -73,10 +81,18 @@ class FlowMatchingImagePipeline(ImageGenerationPipeline):
         class_labels: torch.Tensor | None = None,
         guidance_scale: float | None = None,
     ) -> torch.Tensor:
-        """``v_θ(y, t)`` on the network's scale at ``sample`` ``(N, C, H, W)`` and time ``t`` (scalar or ``(N,)``):
-        unconditional (the null class) without labels, conditional with them, guided with ``guidance_scale``."""
+        """``v_θ(y, t)`` on the network's scale at ``sample`` ``(N, C, H, W)`` and time ``t ∈ [0, 1]`` (scalar or
+        ``(N,)``, the times the network is trained on): unconditional (the null class) without labels, conditional
+        with them, guided with ``guidance_scale``; in the dtype of ``sample``."""
+        y, labels, scale = self._check_network_inputs(sample, class_labels, guidance_scale)
+        t = check_times(t, y.shape[0], network="velocity")
+        return self._velocity(y, t, labels, scale).to(sample.dtype)
+
+    def _velocity(
+        self, sample: torch.Tensor, t: float | torch.Tensor, labels: torch.Tensor | None, scale: float | None
+    ) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=sample.dtype, device=sample.device)
-        return self._network(sample, t * self.config.time_scale, class_labels, guidance_scale)
+        return self._network(sample, t * self.config.time_scale, labels, scale)
 
     @torch.no_grad()
     def __call__(
@@ -112,8 +128,9 @@ class FlowMatchingImagePipeline(ImageGenerationPipeline):
         """
         check_num_samples(num_inference_steps, "num_inference_steps")
         s, start, labels, scale, noise = self._prepare_call(
-            num_samples, generator, output_type, class_labels, guidance_scale, strength, start_images
-        )
+            num_samples, generator, output_type, class_labels, guidance_scale, strength, start_images,
+            num_inference_steps, return_trajectory,
+        )  # fmt: skip
         t0, steps = 0.0, num_inference_steps
         y = noise
         if start is not None:
@@ -128,7 +145,7 @@ class FlowMatchingImagePipeline(ImageGenerationPipeline):
         self.scheduler.set_timesteps(steps, device=self.device)
         timesteps = self.scheduler.timesteps
         for tau in self.progress_bar(timesteps):
-            v = span * self.velocity_field(y, t0 + span * tau, labels, scale)
+            v = span * self._velocity(y, t0 + span * tau, labels, scale)
             out = self.scheduler.step(v, tau, y)
             y = out.prev_sample
             if states is not None and out.get("step_complete", True):
@@ -160,13 +177,15 @@ class FlowMatchingImagePipeline(ImageGenerationPipeline):
         null class's).
         """
         check_generator(generator)
-        x = self._check_start_images(images).float()
+        x = self._check_unit_images(images, "images").float()
         labels = self._check_labels(class_labels, x.shape[0])
-        check_num_samples(batch_size, "batch_size")
-        options = None
-        if num_inference_steps is not None:
-            options = {"step_size": 1.0 / check_num_samples(num_inference_steps, "num_inference_steps")}
+        batch_size = check_batch_size(batch_size, x.shape[0])
+        check_ode_solver(ode_solver)
+        check_tolerances(rtol, atol)
+        steps = 0 if num_inference_steps is None else check_num_samples(num_inference_steps, "num_inference_steps")
         dims = math.prod(self.image_shape)
+        check_sampling_memory(x.shape[0], dims, self.device, self.unet.dtype, name="images", num_steps=steps)
+        options = {"step_size": 1.0 / steps} if steps else None
         v = uniform_dequantize(x, generator).to(self.unet.dtype)
         y = to_network_space(v)
         values, nfe = [], 0
@@ -209,7 +228,7 @@ class _FlatField:
     def __call__(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         images = z.reshape(self.count, *self.pipeline.image_shape)
-        return self.pipeline.velocity_field(images, t, self.labels).flatten(1)
+        return self.pipeline._velocity(images, t, self.labels, None).flatten(1)
 
 
 def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:

@@ -1,23 +1,22 @@
 """RBM pipeline: draw binary images by block-Gibbs sampling and show the last sweep's pixel probabilities.
 
 Images come out as ``output_type="pt"``: a ``(N, C, H, W)`` tensor in ``[0, 1]``; ``"np"``: a ``(N, H, W, C)`` float32
-array; ``"pil"``: a list of ``PIL.Image`` (as :mod:`hfgen.pipelines.vae`).
+array; ``"pil"``: a list of ``PIL.Image`` (:mod:`hfgen.pipelines.sampling`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from diffusers.utils import BaseOutput
 
 from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.pipelines.vae import IMAGE_OUTPUT_TYPES, ImageBatch
+from hfgen.pipelines.sampling import ImageBatch
 from hfgen.schedulers.gibbs import GibbsScheduler
-from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_sampling_memory
+from hfgen.threads import one_thread_for_small_networks
+from hfgen.utils import check_generator, check_images, check_num_samples, check_sampling_memory
 
 
 @dataclass
@@ -53,6 +52,7 @@ class RBMPipeline(HfgenPipeline):
             raise ValueError("`model` must be an RBMModel over images: create it with `image_size` (and `in_channels`)")
         self.register_modules(model=model, scheduler=scheduler)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -75,26 +75,28 @@ class RBMPipeline(HfgenPipeline):
             start: ``"noise"``, or images ``(N, C, H, W)`` in ``[0, 1]`` to start the chains from (grey levels are
                 read as mean-field values by the first hidden draw).
         """
-        if output_type not in IMAGE_OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
+        self._check_image_output_type(output_type)
         check_generator(generator)
-        shape = self.model.image_shape
-        if isinstance(start, str):
-            if start != "noise":
-                raise ValueError(f"`start` must be 'noise' or a tensor of images (N, {shape}), got {start!r}")
-            n = check_num_samples(num_samples)
-            kept = num_inference_steps + 1 if return_trajectory else 0
-            visible = self.model.config.num_visible
-            check_sampling_memory(n, visible, self.device, self.model.dtype, SAMPLING_WORKING_COPIES + kept)
-            half = torch.full((n, self.model.config.num_visible), 0.5, dtype=self.model.dtype, device=self.device)
+        check_num_samples(num_inference_steps, "num_inference_steps")
+        shape, visible = self.model.image_shape, self.model.config.num_visible
+        noise = isinstance(start, str)
+        if noise and start != "noise":
+            raise ValueError(f"`start` must be 'noise' or a tensor of images (N, {shape}), got {start!r}")
+        n = check_num_samples(num_samples) if noise else check_images(start, shape, "start", unit_range=True).shape[0]
+        check_sampling_memory(
+            n,
+            visible,
+            self.device,
+            self.model.dtype,
+            name="num_samples" if noise else "start",
+            num_steps=num_inference_steps,
+            return_trajectory=return_trajectory,
+        )
+        if noise:
+            half = torch.full((n, visible), 0.5, dtype=self.model.dtype, device=self.device)
             v = sample_bernoulli(half, generator)
         else:
-            if not isinstance(start, torch.Tensor) or start.ndim != 4 or tuple(start.shape[1:]) != shape:
-                got = tuple(start.shape) if isinstance(start, torch.Tensor) else type(start).__name__
-                raise ValueError(
-                    f"`start` must be 'noise' or images of shape (N, {', '.join(map(str, shape))}), got {got}"
-                )
-            v = self.model.check_visible(start.reshape(start.shape[0], -1), "start")
+            v = self.model.check_visible(start.reshape(n, visible), "start")
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         states = [v] if return_trajectory else None
         state = v
@@ -115,14 +117,3 @@ class RBMPipeline(HfgenPipeline):
         if not return_dict:
             return (images, final, trajectory)
         return RBMPipelineOutput(images=images, states=final, trajectory=trajectory)
-
-    def _format_images(self, images: torch.Tensor, output_type: str) -> ImageBatch:
-        if output_type == "pt":
-            return images
-        array = images.detach().cpu().float().permute(0, 2, 3, 1).numpy()
-        return array if output_type == "np" else self.numpy_to_pil(array)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the model (safetensors + config), the scheduler config and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)

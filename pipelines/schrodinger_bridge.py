@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
-from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_points, check_sampling_memory
+from hfgen.threads import one_thread_for_small_networks
+from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
 
 
 class SchrodingerBridgePipeline(HfgenPipeline):
@@ -55,6 +58,7 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         """Dimension ``D`` of the points."""
         return self.forward_model.config.dim
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def transport(
         self,
@@ -71,7 +75,9 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         direction = check_direction(direction)
         check_generator(generator)
         model = self.forward_model if direction == "forward" else self.backward_model
-        x = check_points(x, self.dim, "x").to(device=self.device, dtype=model.dtype)
+        x = check_points(x, self.dim, "x")
+        self._check_memory(x.shape[0], model.dtype, return_trajectory, "x")
+        x = x.to(device=self.device, dtype=model.dtype)
         self.scheduler.set_timesteps(device=x.device, direction=direction)
         states = [x] if return_trajectory else None
         for timestep in self.progress_bar(self.scheduler.timesteps):
@@ -84,6 +90,7 @@ class SchrodingerBridgePipeline(HfgenPipeline):
             return x
         return x, torch.stack(states)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -118,9 +125,7 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         if source_samples is None:
             start = self.source_distribution if direction == "forward" else self.target_distribution
             n = check_num_samples(num_samples)
-            kept = self.scheduler.num_steps + 1 if return_trajectory else 0
-            dtype = self.forward_model.dtype
-            check_sampling_memory(n, self.dim, self.device, dtype, SAMPLING_WORKING_COPIES + kept)
+            self._check_memory(n, self.forward_model.dtype, return_trajectory, "num_samples")
             x = start.sample(n, generator=generator)
         else:
             x = check_points(source_samples, self.dim, "source_samples")
@@ -133,8 +138,15 @@ class SchrodingerBridgePipeline(HfgenPipeline):
             return (samples, trajectory, nfe)
         return PointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=nfe)
 
-    def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
-        """Save both networks and the scheduler (safetensors + configs) and ``model_index.json``."""
+    def _check_memory(self, num_samples: int, dtype: torch.dtype, return_trajectory: bool, name: str) -> None:
+        """The memory estimate of :func:`~hfgen.utils.check_sampling_memory` for the chain's ``N`` steps."""
+        steps = self.scheduler.num_steps
+        check_sampling_memory(num_samples, self.dim, self.device, dtype, name=name, num_steps=steps,
+                              return_trajectory=return_trajectory)  # fmt: skip
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save as :meth:`HfgenPipeline.save_pretrained` does, after checking that both marginals can be saved: named
+        toy distributions or ``N(0, I)``, not Python samplers (``model_index.json`` holds their configs)."""
         for name in ("source", "target"):
             distribution = getattr(self, f"{name}_distribution")
             if self.config[name] is None and not isinstance(distribution, StandardGaussian):
@@ -142,7 +154,6 @@ class SchrodingerBridgePipeline(HfgenPipeline):
                     f"cannot save a pipeline whose {name} {distribution!r} is a Python sampler; use a named toy "
                     "distribution (hfgen.data) to save it"
                 )
-        kwargs.setdefault("safe_serialization", True)
         super().save_pretrained(save_directory, **kwargs)
 
 

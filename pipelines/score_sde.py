@@ -10,19 +10,25 @@ import torch
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.methods.continuous_flows import integrate_with_log_density, solve_ode
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
+from hfgen.methods.continuous_flows import FIXED_GRID_EVALUATIONS, integrate_with_log_density, solve_ode
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.score_sde import ScoreSDEScheduler
-from hfgen.utils import SAMPLING_WORKING_COPIES, check_generator, check_num_samples, check_points, check_sampling_memory
+from hfgen.threads import one_thread_for_small_networks
+from hfgen.utils import (
+    check_batch_size,
+    check_generator,
+    check_num_samples,
+    check_ode_solver,
+    check_points,
+    check_sampling_memory,
+    check_times,
+    check_tolerances,
+)
 
 SAMPLERS = ("euler_maruyama", "predictor_corrector", "probability_flow")
 ADAPTIVE_ODE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-FIXED_GRID_ODE_SOLVERS = ("euler", "midpoint", "heun2", "heun3", "rk4")
-
-
-def _check_ode_solver(ode_solver: str, allowed: tuple[str, ...]) -> None:
-    if ode_solver not in allowed:
-        raise ValueError(f"`ode_solver` must be a torchdiffeq method among {allowed}, got {ode_solver!r}")
+FIXED_GRID_ODE_SOLVERS = tuple(FIXED_GRID_EVALUATIONS)
 
 
 def _ode_options(ode_solver: str, t_end: float, dtype: torch.dtype, num_steps: int) -> dict[str, Any]:
@@ -92,13 +98,16 @@ class ScoreSDEPipeline(HfgenPipeline):
     def _probability_flow_field(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.scheduler.probability_flow_drift(x, t, self._score(x, t))
 
+    @one_thread_for_small_networks
     def score(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The model's score ``s_θ(x, t) ≈ ∇ log p_t(x)`` at points ``x`` ``(N, D)``, ``t`` a scalar or ``(N,)``
         in ``(0, 1]`` (the network output converted with the scheduler's ``prediction_type``)."""
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=self.score_model.dtype)
+        t = check_times(t, x.shape[0], low_open=True, network="score model")
         with torch.no_grad():
-            return self._score(x, torch.as_tensor(t, dtype=x.dtype, device=x.device))
+            return self._score(x, t.to(dtype=x.dtype, device=x.device))
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -140,30 +149,30 @@ class ScoreSDEPipeline(HfgenPipeline):
         check_num_samples(num_inference_steps, "num_inference_steps")
         check_generator(generator)
         if sampler == "probability_flow":
-            _check_ode_solver(ode_solver, ADAPTIVE_ODE_SOLVERS + FIXED_GRID_ODE_SOLVERS)
-        if strength is None and start_samples is None:
-            n, dtype = check_num_samples(num_samples), self.score_model.dtype
-            kept = num_inference_steps + 1 if return_trajectory else 0
-            check_sampling_memory(n, self.dim, self.device, dtype, SAMPLING_WORKING_COPIES + kept)
-        x, start_time = self._start(num_samples, strength, start_samples, generator)
+            check_ode_solver(ode_solver, ADAPTIVE_ODE_SOLVERS + FIXED_GRID_ODE_SOLVERS)
+            check_tolerances(rtol, atol)
+        editing = strength is not None or start_samples is not None
+        start = check_sdedit(strength, start_samples, self.dim) if editing else None
+        n = start.shape[0] if editing else check_num_samples(num_samples)
+        check_sampling_memory(
+            n,
+            self.dim,
+            self.device,
+            self.score_model.dtype,
+            name="start_samples" if editing else "num_samples",
+            num_steps=num_inference_steps,
+            return_trajectory=return_trajectory,
+        )
+        x, start_time = self._start(n, strength, start, generator)
         if start_time == 0.0:
             states, nfe, times = x[None], 0, [0.0]
         else:
             self.scheduler.set_timesteps(num_inference_steps, device=self.device, start_time=start_time)
             times = self.scheduler.grid
             if sampler == "probability_flow":
-                solution = solve_ode(
-                    self._probability_flow_field,
-                    x,
-                    times[0],
-                    times[-1],
-                    ode_solver,
-                    rtol,
-                    atol,
-                    t_eval=times if return_trajectory else None,
-                    options=_ode_options(ode_solver, times[-1], x.dtype, num_inference_steps),
+                x, states, nfe = self._solve_probability_flow(
+                    x, times, ode_solver, rtol, atol, num_inference_steps, return_trajectory
                 )
-                x, states, nfe = solution.x_end, solution.trajectory, solution.nfe
             else:
                 corrector = sampler == "predictor_corrector"
                 x, states, nfe = self._sample_sde(x, corrector, generator, return_trajectory)
@@ -174,6 +183,30 @@ class ScoreSDEPipeline(HfgenPipeline):
             return (samples, trajectory, nfe, timesteps)
         return ScoreSDEPipelineOutput(samples=samples, trajectory=trajectory, nfe=nfe, timesteps=timesteps)
 
+    def _solve_probability_flow(
+        self,
+        x: torch.Tensor,
+        times: list[float],
+        ode_solver: str,
+        rtol: float,
+        atol: float,
+        num_steps: int,
+        keep_states: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """The probability-flow ODE from ``times[0]`` to ``times[-1]`` by torchdiffeq (a fixed-grid method on the
+        ``num_steps``-step grid, with a progress bar); the end state, the states at ``times`` (when
+        ``keep_states``) and the number of network evaluations."""
+        options = _ode_options(ode_solver, times[-1], x.dtype, num_steps)
+        t_eval = times if keep_states else None
+        if ode_solver in ADAPTIVE_ODE_SOLVERS:
+            solution = solve_ode(self._probability_flow_field, x, times[0], times[-1], ode_solver, rtol, atol,
+                                 t_eval=t_eval, options=options)  # fmt: skip
+        else:
+            total = num_steps * FIXED_GRID_EVALUATIONS[ode_solver]
+            with self._field_progress(self._probability_flow_field, total) as field:
+                solution = solve_ode(field, x, times[0], times[-1], ode_solver, rtol, atol, t_eval, options)
+        return solution.x_end, solution.trajectory, solution.nfe
+
     def _start(
         self,
         num_samples: int,
@@ -181,12 +214,13 @@ class ScoreSDEPipeline(HfgenPipeline):
         start_samples: torch.Tensor | None,
         generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, float]:
-        """The initial state and its time: a prior draw at ``t = 1``, or the SDEdit start at ``t_0 = strength``."""
+        """The initial state and its time: a prior draw of ``num_samples`` points at ``t = 1``, or the SDEdit start
+        at ``t_0 = strength`` from the checked ``start_samples``."""
         dtype, device = self.score_model.dtype, self.device
-        if strength is None and start_samples is None:
-            n = check_num_samples(num_samples)
-            return self.scheduler.sample_prior(n, self.dim, generator=generator, device=device, dtype=dtype), 1.0
-        x = check_sdedit(strength, start_samples, self.dim).to(device=device, dtype=dtype)
+        if start_samples is None:
+            prior = self.scheduler.sample_prior(num_samples, self.dim, generator=generator, device=device, dtype=dtype)
+            return prior, 1.0
+        x = start_samples.to(device=device, dtype=dtype)
         eps = self.scheduler.config.sampling_eps
         if 0.0 < strength <= eps:
             raise ValueError(
@@ -217,6 +251,7 @@ class ScoreSDEPipeline(HfgenPipeline):
                 states.append(x)
         return x, torch.stack(states) if states is not None else None, nfe
 
+    @one_thread_for_small_networks
     def log_prob(
         self,
         x: torch.Tensor,
@@ -240,9 +275,10 @@ class ScoreSDEPipeline(HfgenPipeline):
         adaptive torchdiffeq method), ``rtol`` and ``atol`` go to torchdiffeq.
         """
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=self.score_model.dtype)
-        check_num_samples(batch_size, "batch_size")
+        batch_size = check_batch_size(batch_size, x.shape[0])
         check_generator(generator)
-        _check_ode_solver(ode_solver, ADAPTIVE_ODE_SOLVERS)
+        check_ode_solver(ode_solver, ADAPTIVE_ODE_SOLVERS)
+        check_tolerances(rtol, atol)
         eps = self.scheduler.config.sampling_eps
         options = _ode_options(ode_solver, 1.0, x.dtype, 1)
         chunks = []
@@ -263,8 +299,3 @@ class ScoreSDEPipeline(HfgenPipeline):
                 )
                 chunks.append(self.scheduler.prior_log_prob(result.x_end) - result.log_density_change)
         return torch.cat(chunks)
-
-    def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
-        """Save the components (safetensors weights + configs) and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)

@@ -7,11 +7,9 @@ float32 array (diffusers' layout for images); ``"pil"``: a list of ``PIL.Image``
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,11 +17,11 @@ from diffusers.utils import BaseOutput
 
 from hfgen.models.vae import VAE, AutoEncoder
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.utils import check_generator, check_num_samples, check_sampling_memory
+from hfgen.pipelines.sampling import ImageBatch
+from hfgen.threads import one_thread_for_small_networks
+from hfgen.utils import check_batch_size, check_generator, check_memory, check_num_samples, check_sampling_memory
 
-IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
 LOG_PROB_METHODS = ("quadrature", "iwae")
-ImageBatch = torch.Tensor | np.ndarray | list
 
 
 @dataclass
@@ -54,17 +52,6 @@ class _LatentImagePipeline(HfgenPipeline):
     def model(self) -> VAE | AutoEncoder:
         raise NotImplementedError
 
-    @staticmethod
-    def _check_image_output_type(output_type: str) -> None:
-        if output_type not in IMAGE_OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
-
-    def _format_images(self, images: torch.Tensor, output_type: str) -> ImageBatch:
-        if output_type == "pt":
-            return images
-        array = images.detach().cpu().float().permute(0, 2, 3, 1).numpy()
-        return array if output_type == "np" else self.numpy_to_pil(array)
-
     def _as_image_tensor(self, images: ImageBatch, name: str = "images") -> torch.Tensor:
         """Accept a ``(N, C, H, W)`` tensor or a list of PIL images (pixel ``k`` read as ``k/255``)."""
         if isinstance(images, (list, tuple)) and images and all(hasattr(im, "mode") for im in images):
@@ -73,26 +60,34 @@ class _LatentImagePipeline(HfgenPipeline):
             images = torch.from_numpy(stacked)
         return self.model.check_images(images, name)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def encode(self, images: ImageBatch, batch_size: int = 1000) -> torch.Tensor:
         """Codes of images ``(N, C, H, W)`` (or a list of PIL images): ``z = e(x)`` for the autoencoder, the
         posterior mean ``μ(x)`` for the VAE; shape ``(N, d)``."""
         images = self._as_image_tensor(images)
-        check_num_samples(batch_size, "batch_size")
+        batch_size = check_batch_size(batch_size, images.shape[0])
         return torch.cat([self.model.encode(chunk).latent_mean for chunk in images.split(batch_size)])
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, output_type: str = "pt", batch_size: int = 1000) -> ImageBatch:
         """Images ``E[x | z]`` of latents ``(N, d)``: Bernoulli means ``sigmoid(ℓ)`` or Gaussian means clipped
         to ``[0, 1]``."""
         self._check_image_output_type(output_type)
-        check_num_samples(batch_size, "batch_size")
         latents = self.model.check_latents(latents)
+        batch_size = check_batch_size(batch_size, latents.shape[0])
+        # the images are the output; decoding runs in batches, so one copy of them is what must fit
+        check_sampling_memory(len(latents), self._values_per_image, self.device, self.model.dtype, 1, "latents")
         chunks = [
             self.model.mean_image(self.model.decode(chunk).sample).clamp(0, 1)
             for chunk in self.progress_bar(latents.split(batch_size))
         ]
         return self._format_images(torch.cat(chunks), output_type)
+
+    @property
+    def _values_per_image(self) -> int:
+        return math.prod(self.model.image_shape)
 
     def _grid_axes(
         self,
@@ -125,6 +120,7 @@ class _LatentImagePipeline(HfgenPipeline):
         axis = torch.tensor([NormalDist().inv_cdf(float(q)) for q in levels], dtype=torch.float64)
         return axis, axis.clone()
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def latent_grid(
         self,
@@ -150,6 +146,14 @@ class _LatentImagePipeline(HfgenPipeline):
         self._check_image_output_type(output_type)
         if self.model.config.latent_dim != 2:
             raise ValueError(f"latent_grid needs a 2-D latent space, but latent_dim = {self.model.config.latent_dim}")
+        per_image = (self._values_per_image + 2) * self.model.dtype.itemsize + 2 * 8  # image, latent, float64 axes
+        check_memory(
+            n * n * per_image,
+            self.device,
+            f"`n`={n:,} ({n * n:,} decoded images)",
+            "use a smaller `n`",
+            f" ({per_image:,} bytes per image and its latent)",
+        )
         if codes is None and images is not None:
             codes = self.encode(images)
         x, y = self._grid_axes(n, bounds, codes, quantile_range)
@@ -159,11 +163,6 @@ class _LatentImagePipeline(HfgenPipeline):
         if not return_dict:
             return (decoded, latents, x, y)
         return LatentGridOutput(images=decoded, latents=latents, x=x, y=y)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the model (safetensors + config) and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)
 
 
 class VAEPipeline(_LatentImagePipeline):
@@ -184,6 +183,7 @@ class VAEPipeline(_LatentImagePipeline):
     def model(self) -> VAE:
         return self.vae
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -200,7 +200,7 @@ class VAEPipeline(_LatentImagePipeline):
         if latents is None:
             n = check_num_samples(num_samples)
             # the images are the output; decoding runs in batches, so one copy of them is what must fit
-            check_sampling_memory(n, self.vae.config.in_channels * self.vae.config.image_size**2, self.device, copies=1)
+            check_sampling_memory(n, self._values_per_image, self.device, self.vae.dtype, copies=1)
             latents = self.vae.sample_prior(n, generator=generator)
         latents = self.vae.check_latents(latents)
         images = self.decode(latents, output_type=output_type, batch_size=batch_size)
@@ -208,6 +208,7 @@ class VAEPipeline(_LatentImagePipeline):
             return (images, latents)
         return ImagesPipelineOutput(images=images, latents=latents)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def log_prob(
         self,
@@ -232,7 +233,7 @@ class VAEPipeline(_LatentImagePipeline):
         if method not in LOG_PROB_METHODS:
             raise ValueError(f"`method` must be one of {LOG_PROB_METHODS}, got {method!r}")
         images = self._as_image_tensor(images)
-        check_num_samples(batch_size, "batch_size")
+        batch_size = check_batch_size(batch_size, images.shape[0])
         check_generator(generator)
         if method == "iwae":
             check_num_samples(num_importance_samples, "num_importance_samples")
@@ -244,8 +245,17 @@ class VAEPipeline(_LatentImagePipeline):
                 "use method='iwae'"
             )
         check_num_samples(grid_size, "grid_size")
-        if not (isinstance(grid_limit, (int, float)) and math.isfinite(grid_limit) and grid_limit > 0):
+        if isinstance(grid_limit, bool) or not isinstance(grid_limit, int | float) or not 0 < grid_limit < math.inf:
             raise ValueError(f"`grid_limit` must be a finite number > 0, got {grid_limit!r}")
+        grid_limit = float(grid_limit)
+        per_cell = 2 * (8 + 8)  # the float64 cell centres (G², 2) and their two columns while stacked: measured 32
+        check_memory(
+            grid_size**2 * per_cell,
+            "cpu",
+            f"quadrature on `grid_size`={grid_size:,} ({grid_size**2:,} cells)",
+            "use a smaller `grid_size` (compare two sizes to see the convergence) or method='iwae'",
+            f" ({per_cell} bytes a cell)",
+        )
         step = 2.0 * grid_limit / grid_size
         axis = -grid_limit + (torch.arange(grid_size, dtype=torch.float64) + 0.5) * step
         gx, gy = torch.meshgrid(axis, axis, indexing="xy")
@@ -287,6 +297,7 @@ class AutoEncoderPipeline(_LatentImagePipeline):
     def model(self) -> AutoEncoder:
         return self.autoencoder
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self, images: ImageBatch, output_type: str = "pt", return_dict: bool = True, batch_size: int = 1000

@@ -18,7 +18,7 @@ from hfgen.image_metrics import (
     knn_accuracy,
     label_distribution_scores,
 )
-from hfgen.training.classifier import ClassifierArguments, classifier_accuracy, train_classifier
+from hfgen.training.classifier import ClassifierArguments, ClassifierTask, classifier_accuracy, train_classifier
 
 
 def tiny_classifier(seed=0, **kwargs):
@@ -91,6 +91,21 @@ def test_training_learns_two_separable_classes(tmp_path):
     assert classifier_accuracy(loaded, x, torch.tensor([0, 1])) == 1.0
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["test_accuracy"] == 1.0
+
+
+def test_max_train_samples_keeps_the_first_training_images_and_sizes_the_epochs(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (50, 28, 28)).astype(np.uint8)
+    path = write_image_parquet(tmp_path / "train.parquet", pixels, [i % 2 for i in range(50)])
+    options = {"output_dir": str(tmp_path / "out"), "train_data_files": str(path), "num_epochs": 3,
+               "train_batch_size": 8}  # fmt: skip
+    capped = ClassifierTask(ClassifierArguments(max_train_samples=20, **options))
+    full = ClassifierTask(ClassifierArguments(**options))
+    capped.build_model()
+    full.build_model()
+    assert full.data["train_labels"].shape[0] == 45  # a tenth held out for the test
+    assert torch.equal(capped.data["train_images"], full.data["train_images"][:20])
+    assert torch.equal(capped.data["train_labels"], full.data["train_labels"][:20])
+    assert capped.phases()[0].num_steps == 3 * math.ceil(20 / 8)  # 3 epochs of the 20 images
 
 
 # --- k-NN -------------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Sharing: exactly what push_to_hub would upload (intercepted at HfApi), remote-code files included (that a saved
 folder loads with diffusers alone is tested in test_remote_code.py)."""
 
+import importlib.util
+import sys
 from pathlib import Path
 from unittest.mock import create_autospec
 
@@ -13,6 +15,7 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.utils import filter_repo_objects
 
 from hfgen.hub import push_folder_to_hub
+from hfgen.training import bridge, classifier, ddpm, density, ebm, flow_matching, images, rbm, score, vae
 
 #: the code files of a saved flow-matching pipeline: diffusers' remote-code layout
 FLOW_MATCHING_CODE = {
@@ -103,11 +106,66 @@ def test_push_refuses_a_folder_without_a_pipeline_and_a_bad_repo_id(tmp_path):
     api.create_repo.assert_not_called()
 
 
-def test_the_remote_flow_matching_pipeline_honours_output_type():
-    from hfgen.remote_code.pipeline_flow_matching import FlowMatchingPipeline
+IMAGES = {"dataset_name": "ylecun/mnist"}
+CLASSIFIER_METRICS = ("test_accuracy", "train_accuracy", "num_test_images", "num_train_images")
+#: every family's card: (its function, its arguments class, the arguments it needs besides output_dir)
+CARDS = {
+    "flow matching": (flow_matching.flow_matching_card, flow_matching.FlowMatchingArguments, {}),
+    "bridge": (bridge.bridge_card, bridge.BridgeArguments, {}),
+    "classifier": (
+        lambda args, _: classifier.classifier_card(args, dict.fromkeys(CLASSIFIER_METRICS, 1)),
+        classifier.ClassifierArguments,
+        IMAGES,
+    ),
+    "density": (density.density_card, density.DensityArguments, {}),
+    "score": (score.score_card, score.ScoreArguments, {}),
+    "energy": (ebm.energy_card, ebm.EBMArguments, {}),
+    "ddpm points": (ddpm.ddpm_card, ddpm.DDPMArguments, {}),
+    "image flow matching": (
+        lambda args, metrics: images.image_card(args, metrics, None, "flow-matching", "", "FlowMatchingImagePipeline"),
+        images.FlowMatchingImageArguments,
+        IMAGES,
+    ),
+    "image ddpm": (
+        lambda args, metrics: images.image_card(args, metrics, None, "ddpm", "", "DDPMImagePipeline"),
+        images.DDPMImageArguments,
+        IMAGES,
+    ),
+    "vae": (vae.vae_card, vae.VAEArguments, IMAGES),
+    "rbm": (rbm.rbm_card, rbm.RBMArguments, IMAGES),
+}
 
+
+@pytest.mark.parametrize("family", sorted(CARDS))
+def test_a_card_made_without_a_repo_id_loads_the_folder_by_its_name_only(tmp_path, family):
+    card, arguments, extra = CARDS[family]
+    output_dir = tmp_path / "private-place" / "my-run"
+    text = str(card(arguments(output_dir=str(output_dir), **extra), {}))
+    assert str(tmp_path) not in text and "private-place" not in text
+    assert 'from_pretrained("my-run")' in text
+
+
+@pytest.mark.parametrize("name", ["README.md", "metrics.json", "velocity/config.json"])
+def test_pushing_a_folder_whose_files_hold_its_local_path_is_refused(tmp_path, name):
+    folder = tmp_path / "runs" / "fm"
+    fake_training_run(folder)
+    with open(folder / name, "a", encoding="utf-8") as file:
+        file.write(f'\npipe = FlowMatchingPipeline.from_pretrained("{folder.resolve()}")\n')
+    api = create_autospec(HfApi, instance=True)
+    with pytest.raises(ValueError, match=rf"\['{name}'\] in .* contain the folder's local path"):
+        push_folder_to_hub(folder, "someone/fm-run", api=api)
+    api.create_repo.assert_not_called()
+    api.upload_folder.assert_not_called()
+
+
+def test_the_remote_flow_matching_pipeline_honours_output_type(tmp_path, monkeypatch):
     hfgen_pipe = tiny_flow_matching_pipeline()
-    pipe = FlowMatchingPipeline(velocity=hfgen_pipe.velocity, scheduler=hfgen_pipe.scheduler)
+    hfgen_pipe.save_pretrained(tmp_path)
+    spec = importlib.util.spec_from_file_location("pipeline_flow_matching", tmp_path / "pipeline_flow_matching.py")
+    remote = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, remote)
+    spec.loader.exec_module(remote)  # the file diffusers runs
+    pipe = remote.FlowMatchingPipeline(velocity=hfgen_pipe.velocity, scheduler=hfgen_pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
     pt = pipe(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).samples
     np_ = pipe(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
@@ -115,3 +173,31 @@ def test_the_remote_flow_matching_pipeline_honours_output_type():
     np.testing.assert_array_equal(np_.samples, pt.numpy())
     with pytest.raises(ValueError, match="output_type"):
         pipe(num_samples=4, num_inference_steps=3, output_type="pil")
+
+
+def test_an_upload_sends_a_sharded_component_whole_and_the_cards_animation(tmp_path):
+    pipeline = tiny_flow_matching_pipeline()
+    pipeline.save_pretrained(tmp_path, max_shard_size=200)
+    shards = sorted(p.name for p in (tmp_path / "velocity").glob("*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "velocity" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    (tmp_path / "velocity" / "stray.safetensors").write_bytes(b"x")  # not listed by the index: not sent
+    for name in ("README.md", "trajectory.gif"):
+        (tmp_path / name).write_text("x")
+    api = create_autospec(HfApi, instance=True)
+    push_folder_to_hub(tmp_path, "someone/sharded", api=api)
+    sent = uploaded_files(tmp_path, api.upload_folder.call_args.kwargs)
+    assert {f"velocity/{name}" for name in shards} <= sent
+    assert "velocity/diffusion_pytorch_model.safetensors.index.json" in sent and "trajectory.gif" in sent
+    assert "velocity/stray.safetensors" not in sent
+
+
+def test_a_trained_classifier_folder_is_pushed_with_its_weights_card_and_figures(tmp_path):
+    from hfgen import MnistClassifier, MnistClassifierConfig
+
+    MnistClassifier(MnistClassifierConfig(conv_channels=[4, 8], hidden_size=16)).save_pretrained(tmp_path)
+    for name in ("README.md", "metrics.json", "confusion.png", "args.json", "credentials.json"):
+        (tmp_path / name).write_text("{}")
+    api = create_autospec(HfApi, instance=True)
+    push_folder_to_hub(tmp_path, "someone/mnist-classifier", api=api)
+    sent = uploaded_files(tmp_path, api.upload_folder.call_args.kwargs)
+    assert sent == {"config.json", "model.safetensors", "README.md", "metrics.json", "confusion.png"}

@@ -223,7 +223,7 @@ def test_one_generator_check_everywhere():
     standard = lambda z: -0.5 * (z**2).sum(1)  # noqa: E731
     with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got list"):
         log_prob(velocity, torch.zeros(2, 2), standard, divergence_method="hutchinson", generator=[1])
-    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0, got rtol=-1"):
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be finite numbers > 0, got rtol=-1"):
         log_prob(velocity, torch.zeros(2, 2), standard, rtol=-1, atol=-1)
 
 
@@ -331,13 +331,13 @@ def test_log_prob_refuses_what_sampling_refuses(divergence):
 
     x = torch.zeros(3, 2)
     flow = tiny_flow_matching_pipeline()
-    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0, got rtol=-1, atol=-1"):
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be finite numbers > 0, got rtol=-1, atol=-1"):
         flow.log_prob(x, rtol=-1, atol=-1, divergence=divergence)
-    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0, got rtol=-1, atol=-1"):
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be finite numbers > 0, got rtol=-1, atol=-1"):
         flow(num_samples=3, ode_solver="dopri5", rtol=-1, atol=-1)
-    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0, got rtol=0.0"):
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be finite numbers > 0, got rtol=0.0"):
         tiny_ddpm_pipeline().log_prob(x, rtol=0.0, atol=1e-5)
-    with pytest.raises(ValueError, match="`rtol` and `atol` must be > 0"):
+    with pytest.raises(ValueError, match="`rtol` and `atol` must be finite numbers > 0"):
         tiny_score_sde_pipeline().log_prob(x, rtol=-1, atol=-1, divergence=divergence)
     with pytest.raises(TypeError, match="`generator` must be a torch.Generator or None, got int"):
         flow.log_prob(x, divergence=divergence, generator=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -72,9 +73,9 @@ def test_require_skips_on_a_workstation_and_fails_in_ci(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    space.load_pipeline.cache_clear()
+    space.clear_cache()
     yield
-    space.load_pipeline.cache_clear()
+    space.clear_cache()
 
 
 @pytest.fixture
@@ -129,6 +130,41 @@ def test_load_pipeline_caches_and_reports_a_bad_folder(saved, tmp_path):
         space.load_pipeline("  ")
 
 
+def test_a_missing_folder_and_a_folder_without_a_pipeline_get_one_message(tmp_path):
+    """The page must not tell which folders exist on the server."""
+    (tmp_path / "exists").mkdir()
+    messages = []
+    for name in ("missing", "exists"):
+        with pytest.raises(FileNotFoundError) as error:
+            space.load_pipeline(str(tmp_path / name))
+        messages.append(str(error.value).replace(str(tmp_path / name), "NAME"))
+    assert messages[0] == messages[1] == space.NOT_A_PIPELINE.format(name="NAME")
+
+
+def test_a_folder_saved_again_with_another_model_is_loaded_again(tmp_path):
+    folder = str(tmp_path / "model")
+    FACTORIES["flow_matching"]().save_pretrained(folder)
+    first = space.load_pipeline(folder)
+    assert space.load_pipeline(folder) is first  # unchanged: served from the cache
+    other = tiny_flow_matching_pipeline(seed=1)
+    other.save_pretrained(folder)
+    again = space.load_pipeline(folder)
+    assert again is not first
+    expected = other.velocity.state_dict()
+    assert all(torch.equal(again.velocity.state_dict()[key], value) for key, value in expected.items())
+
+
+def test_a_failed_load_keeps_the_model_that_was_loaded(saved, tmp_path):
+    folder = saved("flow_matching")
+    info, text = space.load_model(folder)
+    assert info.name == folder and text.startswith(f"Loaded `{folder}`")
+    info, text = space.load_model(str(tmp_path / "no-such-model"), current=folder)
+    assert info is not None and info.name == folder and info.class_name == "FlowMatchingPipeline"
+    assert text.startswith("**Could not load") and "no-such-model" in text and f"Still loaded: `{folder}`" in text
+    info, text = space.load_model(str(tmp_path / "no-such-model"))  # nothing loaded before: nothing kept
+    assert info is None and text.startswith("**Could not load")
+
+
 # ------------------------------------------------------------------------------------------------------- sampling
 
 
@@ -176,13 +212,29 @@ def test_fixed_step_solvers_take_the_schedulers_steps(saved):
     info = space.describe(pipe)
     outputs = {}
     for solver in ("scheduler", "euler"):
-        call, kwargs = space._for_call(pipe, info, solver)
+        call, kwargs = space.sampling._for_call(pipe, info, solver)
         generator = torch.Generator().manual_seed(0)
         outputs[solver] = call(
             num_samples=16, num_inference_steps=7, generator=generator, return_trajectory=True, **kwargs
         )
     assert outputs["euler"].nfe == outputs["scheduler"].nfe == 7
     torch.testing.assert_close(outputs["euler"].samples, outputs["scheduler"].samples, atol=1e-5, rtol=1e-5)
+
+
+def test_the_ddpm_sampler_chosen_in_the_page_is_the_one_that_runs(saved, tmp_path):
+    """The "Sample" button with solver "ddim" on a pipeline saved with the ancestral sampler draws what the same
+    pipeline saved with DDIM draws, and not the ancestral draw."""
+    ddim = tmp_path / "ddim"
+    tiny_ddpm_pipeline(sampler="ddim").save_pretrained(ddim)
+
+    def picture(folder: str, solver: str) -> np.ndarray:
+        image, _, _, message = space.sample_controls(folder, 10, solver, 1, 64, "forward", tmp_path)
+        assert message.startswith("64 samples"), message
+        return np.asarray(image)
+
+    chosen = picture(saved("ddpm"), "ddim")
+    assert np.array_equal(chosen, picture(str(ddim), "ddim"))
+    assert not np.array_equal(chosen, picture(saved("ddpm"), "ancestral"))
 
 
 def test_a_solver_choice_leaves_the_cached_pipeline_as_saved(saved):
@@ -242,7 +294,13 @@ def test_an_unknown_pipeline_with_images_gets_a_grid():
     [
         ("flow_matching", {"solver": "rk45"}, ValueError, r"solver must be one of \('scheduler', 'euler'"),
         ("flow_matching", {"num_samples": 0}, ValueError, r"num_samples must be an integer in \[1, 5000\], got 0"),
-        ("flow_matching", {"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
+        ("flow_matching", {"seed": -1}, ValueError, r"seed must be an integer in \[0, 18446744073709551615\], got -1"),
+        (
+            "flow_matching",
+            {"seed": 1e30},
+            ValueError,
+            r"seed must be an integer in \[0, 18446744073709551615\], got 1e\+30",
+        ),
         ("flow_matching", {"direction": "up"}, ValueError, r"direction must be one of none \(not a bridge\)"),
         ("ddpm", {"num_inference_steps": 11}, ValueError, r"num_inference_steps must be an integer in \[1, 10\]"),
         ("bridge", {"num_inference_steps": 3}, ValueError, "takes no choice of num_inference_steps"),
@@ -269,6 +327,11 @@ def test_density_refuses_a_model_without_a_2d_density(saved):
         space.density_image(space.load_pipeline(saved("vae")))
     with pytest.raises(ValueError, match="grid_size must be an integer in"):
         space.density_image(space.load_pipeline(saved("flow_matching")), grid_size=1)
+    for half_width in (1e308, float("inf"), 0.0):
+        with pytest.raises(
+            ValueError, match=re.escape(f"half_width must be a number in (0, 1e+06], got {half_width!r}")
+        ):
+            space.density_image(space.load_pipeline(saved("flow_matching")), half_width=half_width)
 
 
 @pytest.mark.parametrize("kind", ["vae", "autoencoder"])

@@ -23,8 +23,9 @@ from hfgen.models.kde import rule_bandwidth
 from hfgen.models.mixture import GaussianMixture
 from hfgen.pipelines.density import DensityPipeline
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
-from hfgen.training.density import DensityArguments, DensityTask
+from hfgen.training.density import DensityArguments, DensityTask, initialize_gmm
 from hfgen.training.trainer import Trainer, run
+from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_density.py"
@@ -120,17 +121,24 @@ def test_bad_data_is_refused_naming_the_argument(tmp_path):
 
 
 def test_an_em_step_is_the_e_step_then_the_m_step_and_the_likelihood_never_decreases(tmp_path):
-    task = DensityTask(tiny("gmm", tmp_path))
+    task = DensityTask(tiny("gmm", tmp_path, reg_covar=0.1))  # a regularisation far from the default 1e-6
     model = task.build_model()
     reference = GaussianMixture(3, 2, "full").double()
     reference.load_state_dict(model.state_dict())
     data = task.train.double()
     before = task.update(model, task.batch(0, 0), torch.device("cpu"))
     log_resp, log_prob = e_step(reference, data)
-    m_step(reference, data, log_resp, task.args.reg_covar)
+    unregularised = GaussianMixture(3, 2, "full").double()
+    unregularised.load_state_dict(reference.state_dict())
+    m_step(reference, data, log_resp, 0.1)
+    m_step(unregularised, data, log_resp, 0.0)
     assert before.item() == pytest.approx(-log_prob.mean().item(), abs=1e-12)
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=1e-12)
+    # the M-step adds 0.1 I to every covariance
+    torch.testing.assert_close(
+        model.covariances - unregularised.covariances, 0.1 * torch.eye(2).double().expand(3, 2, 2)
+    )
     for _ in range(10):
         task.update(model, task.batch(0, 0), torch.device("cpu"))
     history = task.em_history
@@ -165,12 +173,17 @@ def test_the_kde_step_stores_the_sample_and_picks_the_cross_validated_bandwidth(
 
     task = DensityTask(tiny("kde", tmp_path))
     model = task.build_model()
-    task.update(model, task.batch(0, 0), torch.device("cpu"))
+    score = task.update(model, task.batch(0, 0), torch.device("cpu"))
     assert torch.equal(model.data, task.train)
     scott = rule_bandwidth(task.train, "scott")
     grid = scott * torch.logspace(math.log10(0.1), math.log10(2.0), 4)
-    expected = select_bandwidth(task.train, grid, 2, torch.Generator().manual_seed(0)).bandwidth
+    selection = select_bandwidth(task.train, grid, 2, torch.Generator().manual_seed(0))
+    expected = selection.bandwidth
     assert model.bandwidth == expected == task.state_dict()["bandwidth"].item()
+    # the step returns minus the best 2-fold held-out score (5 folds, the default, score otherwise)
+    assert score.item() == -selection.scores.max().item()
+    five_folds = select_bandwidth(task.train, grid, 5, torch.Generator().manual_seed(0))
+    assert abs(five_folds.scores.max().item() - selection.scores.max().item()) > 1e-6
     points = task.target.sample(30, torch.Generator().manual_seed(1)).double()
     sk = SkKernelDensity(bandwidth=expected).fit(task.train.double().numpy())
     model64 = DensityTask(tiny("kde", tmp_path, bandwidth=str(expected)), {"train": task.train.double()})
@@ -178,6 +191,28 @@ def test_the_kde_step_stores_the_sample_and_picks_the_cross_validated_bandwidth(
     model64.update(kde64, model64.batch(0, 0), torch.device("cpu"))
     expected = torch.from_numpy(sk.score_samples(points.numpy()))
     torch.testing.assert_close(kde64.log_prob(points), expected, rtol=0, atol=1e-6)
+
+
+def test_the_gmm_starts_from_the_best_of_num_inits_k_means_plus_plus_seedings(tmp_path):
+    task = DensityTask(tiny("gmm", tmp_path, num_inits=1, seed=5))
+    model = task.build_model()
+    for num_inits, same in ((1, True), (10, False)):  # the best of 10 seedings is another start here
+        expected = GaussianMixture(3, 2, "full").double()
+        initialize_gmm(expected, task.train.double(), num_inits, task.args.reg_covar, 5)
+        assert torch.equal(model.means, expected.means) == same, num_inits
+
+
+@pytest.mark.parametrize("binarize", ["dynamic", "threshold"])
+def test_made_batches_on_images_follow_the_run_s_binarisation(tmp_path, binarize):
+    generator = torch.Generator().manual_seed(0)
+    grey = {"train": torch.rand(30, 1, 3, 3, generator=generator), "test": torch.rand(8, 1, 3, 3, generator=generator)}
+    args = tiny("made", tmp_path, dataset_name="ylecun/mnist", image_size=3, binarize=binarize, train_batch_size=8)
+    points, _ = DensityTask(args, grey).batch(3, 0)
+    # rows drawn with replacement from batch 3's generator, then (dynamic) x ~ Bernoulli(p) from the same generator
+    g = batch_generator(args.seed, 0, 3)
+    rows = torch.randint(30, (8,), generator=g)
+    expected = torch.bernoulli(grey["train"][rows], generator=g) if binarize == "dynamic" else grey["train"][rows] > 0.5
+    assert torch.equal(points, expected.float())
 
 
 def test_the_cnf_likelihood_and_its_gradient_equal_the_closed_form_of_a_linear_field():

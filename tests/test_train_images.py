@@ -24,6 +24,7 @@ from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
 from hfgen.training import Trainer
 from hfgen.training.images import (
+    PERMUTATION_STREAM,
     DDPMImageArguments,
     DDPMImageTask,
     FlowMatchingImageArguments,
@@ -31,6 +32,7 @@ from hfgen.training.images import (
     grid_labels,
     is_image_run,
 )
+from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -137,6 +139,24 @@ def test_the_batch_stream_is_a_pure_function_of_its_index_with_label_dropout(dat
     assert len(FlowMatchingImageTask(fm_args(tmp_path, data_files)).batch(0, 0, 1)) == 3  # unconditional
 
 
+@pytest.mark.parametrize("family", ["fm", "ddpm"])
+def test_label_dropout_turns_a_label_into_the_null_class_with_probability_cond_drop_prob(data_files, tmp_path, family):
+    make_args, make_task = (fm_args, FlowMatchingImageTask) if family == "fm" else (ddpm_args, DDPMImageTask)
+    task = make_task(make_args(tmp_path, data_files, class_conditional=True, cond_drop_prob=0.1))
+    train_labels = torch.tensor([i % 10 for i in range(48)])
+    for index in range(12):  # two epochs of six batches of 8
+        epoch, position = divmod(index, 6)
+        rows = torch.randperm(48, generator=batch_generator(task.args.seed, PERMUTATION_STREAM, epoch))
+        rows = rows[position * 8 : (position + 1) * 8]
+        # the batch's generator draws u ~ U[0, 1) per label first; the label becomes the null class 10 when u < 0.1
+        u = torch.rand(8, generator=batch_generator(task.args.seed, 0, index))
+        expected = torch.where(u < 0.1, 10, train_labels[rows])
+        assert torch.equal(task.batch(index, 0, 1)[-1], expected), index
+    dropped = torch.cat([task.draw(index, 0, 1)[1] for index in range(1_200)]) == 10
+    # 9,600 labels: the dropped fraction is 0.1 ± 0.003 (one standard deviation)
+    assert abs(float(dropped.double().mean()) - 0.1) < 0.015
+
+
 def test_the_losses_are_the_flow_matching_and_epsilon_regressions(data_files, tmp_path):
     fm = FlowMatchingImageTask(fm_args(tmp_path, data_files, class_conditional=True))
     model = fm.build_model().eval()
@@ -156,6 +176,25 @@ def test_the_losses_are_the_flow_matching_and_epsilon_regressions(data_files, tm
     with torch.no_grad():
         expected = (model(noisy, timesteps, return_dict=False)[0] - noise).square().mean()
         assert torch.equal(ddpm.loss(model, (noisy, timesteps, noise), torch.device("cpu")), expected)
+
+
+def test_the_figures_draw_one_row_per_class_with_the_run_s_guidance_and_steps(data_files, tmp_path):
+    args = fm_args(tmp_path, data_files, class_conditional=True, guidance_scale=2.0, num_inference_steps=3)
+    task = FlowMatchingImageTask(args)
+    torch.manual_seed(0)
+    pipeline = task.pipeline(task.build_model())
+    pipeline.set_progress_bar_config(disable=True)
+    images, title = task.grid(pipeline)
+    labels = grid_labels(100, 10)
+    expected = pipeline(100, 3, generator=torch.Generator().manual_seed(3), class_labels=labels, guidance_scale=2.0)
+    assert torch.equal(images, expected.images) and "guidance w = 2" in title
+    states = task.trajectory(pipeline, grid_labels(10, 10))
+    expected = pipeline(10, 3, generator=torch.Generator().manual_seed(3), class_labels=grid_labels(10, 10),
+                        guidance_scale=2.0, return_trajectory=True)  # fmt: skip
+    assert torch.equal(states, expected.trajectory)  # 3 steps: all 4 states are kept
+    unguided = pipeline(10, 3, generator=torch.Generator().manual_seed(3), class_labels=grid_labels(10, 10),
+                        return_trajectory=True)  # fmt: skip
+    assert not torch.equal(states, unguided.trajectory)  # the guidance shows
 
 
 def test_grid_labels_give_one_row_per_class():

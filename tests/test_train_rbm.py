@@ -17,7 +17,12 @@ from factories import reset_accelerate, write_image_parquet
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from hfgen.methods.rbm import contrastive_divergence, exact_log_partition
+from hfgen.methods.rbm import (
+    contrastive_divergence,
+    exact_log_partition,
+    pseudo_log_likelihood,
+    reconstruction_error,
+)
 from hfgen.models.rbm import RBMModel
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.training.rbm import RBMArguments, RBMTask, ais_log_likelihood, filter_images
@@ -173,17 +178,32 @@ def test_the_loss_is_contrastive_divergence_and_pcd_carries_its_chains(data, dat
         assert task.chains is None and task.state_dict() == {}
 
 
+class ChainRecordingTask(RBMTask):
+    """An :class:`RBMTask` that records the persistent chains each update starts from."""
+
+    def __init__(self, args, data):
+        super().__init__(args, data)
+        self.chains_in: list[torch.Tensor] = []
+
+    def loss(self, model, batch, device):
+        if self.persistent:
+            self.chains_in.append(self.chains.clone())
+        return super().loss(model, batch, device)
+
+
 @pytest.mark.parametrize("method", ["pcd", "cd"])
 def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data, data_files, tmp_path, method):
     def train(args):
-        task = RBMTask(args, data)
+        task = ChainRecordingTask(args, data)
         trainer = Trainer(task)
         result = trainer.train()
         trainer.end()
         reset_accelerate()
         return task, result
 
-    args = tiny_args(tmp_path / "full", data_files, method=method, validation_steps=0)
+    # W ~ N(0, 1): p(h | v) depends on v, so chains started elsewhere do not meet within a few sweeps (at the default
+    # s = 0.01 every chain forgets its start after one sweep, and a resume that restarted them would go unseen)
+    args = tiny_args(tmp_path / "full", data_files, method=method, validation_steps=0, weight_init_std=1.0)
     full_task, full = train(args)
     resumed_dir = tmp_path / "resumed"
     shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
@@ -196,11 +216,34 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
     assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)  # the weights did move
     if method == "pcd":
-        assert torch.equal(resumed_task.chains, full_task.chains)
+        # updates 4, 5, 6 of the resumed run start from the chains the uninterrupted run had there: the saved ones
         saved = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "task_state.safetensors"))
+        assert len(full_task.chains_in) == 6 and len(resumed_task.chains_in) == 3
+        assert torch.equal(resumed_task.chains_in[0], saved["chains"])
+        for step, (straight, again) in enumerate(zip(full_task.chains_in[3:], resumed_task.chains_in, strict=True)):
+            assert torch.equal(straight, again), f"chains entering update {step + 4}"
+        assert torch.equal(resumed_task.chains, full_task.chains)
+        # the test can see a restart: the saved chains are not where chains start, nor where the run ends
+        assert not torch.equal(saved["chains"], resumed_task.initial_chains(0))
         assert saved["chains"].shape == (5, 16) and not torch.equal(saved["chains"], full_task.chains)
     else:
         assert not (tmp_path / "full" / "checkpoints" / "checkpoint-3" / "task_state.safetensors").exists()
+
+
+def test_the_held_out_scores_use_the_first_num_eval_images_test_images(data, data_files, tmp_path):
+    task = RBMTask(tiny_args(tmp_path, data_files, num_eval_images=7, weight_init_std=0.5), data)
+    torch.manual_seed(0)
+    pipeline = task.pipeline(task.build_model())
+    task.sample(pipeline, 2, torch.Generator().manual_seed(0))
+    metrics = task.score(torch.zeros(2, 1, 4, 4), torch.Generator().manual_seed(1))
+    images = task.test_images[:7].flatten(1)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        errors = reconstruction_error(pipeline.model, images, generator).double()
+        pseudo = pseudo_log_likelihood(pipeline.model, images, generator=generator).double()
+    assert metrics["num_eval_images"] == 7
+    assert metrics["reconstruction_error"] == float(errors.mean())
+    assert metrics["pseudo_log_likelihood"] == float(pseudo.mean())
 
 
 def test_ais_log_likelihood_agrees_with_exact_enumeration():
@@ -261,7 +304,7 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_metrics(data, data_files, t
     assert values["pseudo-log-likelihood"] == pytest.approx(metrics["pseudo_log_likelihood"], abs=1e-6)
     assert "E(v, h) = −vᵀWh − bᵀv − cᵀh" in card.text and "F(v) = −bᵀv − Σ_j softplus" in card.text
     assert "PCD-1 (Tieleman 2008)" in card.text and "200 equally spaced" in card.text and "50 runs" in card.text
-    assert "![filters](filters.png)" in card.text and f'RBMPipeline.from_pretrained("{out}")' in card.text
+    assert "![filters](filters.png)" in card.text and f'RBMPipeline.from_pretrained("{out.name}")' in card.text
 
 
 def test_the_script_trains_cd_k_from_parquet_files(data_files, tmp_path):

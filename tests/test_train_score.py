@@ -22,6 +22,7 @@ from hfgen import ScoreSDEPipeline, VESDEScheduler, VPSDEScheduler
 from hfgen.data import get_toy_distribution
 from hfgen.methods.flow_matching import sample_times
 from hfgen.training.arguments import parse_arguments
+from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.score import NoisedScoreBatches, ScoreArguments, ScoreTask
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
@@ -173,7 +174,7 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
     assert values["wasserstein-2"] == pytest.approx(saved["samples_w2"], abs=1e-6)
     assert values["nll-minus-entropy"] == pytest.approx(saved["nll_minus_entropy"], abs=1e-6)
     text = card.text
-    assert f'ScoreSDEPipeline.from_pretrained("{tmp_path}")' in text and "variance preserving" in text
+    assert f'ScoreSDEPipeline.from_pretrained("{tmp_path.name}")' in text and "variance preserving" in text
     assert f"| NLL − entropy | {saved['nll_minus_entropy']:.4f} |" in text
     assert "Trained for 6 optimizer steps" in text and "| sde | vp |" in text
 
@@ -198,6 +199,50 @@ def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_en
         not torch.equal(v, other.pipeline.score_model.state_dict()[k])
         for k, v in full.pipeline.score_model.state_dict().items()
     )
+
+
+@pytest.mark.parametrize("sampler", ["predictor_corrector", "probability_flow"])
+def test_validation_and_final_metrics_are_those_of_the_chosen_sampler(tmp_path, sampler):
+    args = tiny_args(tmp_path, dataset="moons", sampler=sampler, validation_steps=6, checkpointing_steps=0)
+    task = ScoreTask(args)
+    metrics = run(task, args.num_eval_samples)
+    pipe = ScoreSDEPipeline.from_pretrained(tmp_path)  # the EMA weights, which the step-6 validation scored too
+    pipe.set_progress_bar_config(disable=True)
+
+    def scores(num_samples, seed, which):
+        """Metrics of the samples that ``which`` draws from ``seed`` (process 0's seed), as the run scores them."""
+        generator = torch.Generator().manual_seed(seed)
+        samples = pipe(num_samples, args.num_inference_steps, sampler=which, generator=generator).samples
+        return task.score(samples, torch.Generator().manual_seed(HELD_OUT_SEED))
+
+    final, validation = scores(args.num_eval_samples, 1, sampler), scores(args.num_validation_samples, 6, sampler)
+    recorded = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["step"] for r in recorded["validation"]] == [6]
+    for key, value in final.items():
+        assert metrics[key] == recorded[key] == value, key
+    for key, value in validation.items():
+        assert recorded["validation"][0][key] == value, key
+    # Euler–Maruyama from the same seeds gives other numbers: the check can tell the samplers apart
+    assert scores(args.num_eval_samples, 1, "euler_maruyama")["samples_w2"] != final["samples_w2"]
+    assert scores(args.num_validation_samples, 6, "euler_maruyama")["samples_w2"] != validation["samples_w2"]
+    card = (tmp_path / "README.md").read_text()
+    assert f"({sampler}, 5 steps)" in card and f'num_inference_steps=5, sampler="{sampler}",' in card  # usage draws so
+
+
+@pytest.mark.parametrize("sampler", ["predictor_corrector", "probability_flow"])
+def test_the_trajectory_figures_follow_the_chosen_sampler(monkeypatch, tmp_path, sampler):
+    from hfgen import plotting
+
+    drawn = []
+    monkeypatch.setattr(plotting, "plot_trajectory", lambda trajectory, *args, **kwargs: drawn.append(trajectory))
+    args = tiny_args(tmp_path, dataset="moons", sampler=sampler)
+    task = ScoreTask(args)
+    torch.manual_seed(0)
+    pipe = task.pipeline(task.build_model())
+    pipe.set_progress_bar_config(disable=True)
+    figures = task.validation_figures(pipe, torch.zeros(10, 2))
+    expected = pipe(500, 5, sampler=sampler, generator=torch.Generator().manual_seed(3), return_trajectory=True)
+    assert "trajectory.png" in figures and len(drawn) == 1 and torch.equal(drawn[0], expected.trajectory)
 
 
 def test_the_script_trains_and_evaluates_end_to_end(tmp_path):

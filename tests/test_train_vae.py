@@ -216,7 +216,7 @@ def test_a_tiny_vae_run_writes_pipeline_card_plots_and_metrics(data_files, tmp_p
         assert values[metric_type] == pytest.approx(metrics[key], abs=1e-6), key
     assert {r.dataset_name for r in card.data.eval_results} == {Path(data_files[0]).parent.name}
     assert "½ Σ_i (σ_i² + μ_i² − 1 − 2 log σ_i)" in card.text
-    assert f'VAEPipeline.from_pretrained("{out}")' in card.text and "![latent grid](latent_grid.png)" in card.text
+    assert f'VAEPipeline.from_pretrained("{out.name}")' in card.text and "![latent grid](latent_grid.png)" in card.text
 
 
 def test_the_autoencoder_card_names_the_hub_dataset(data_files, tmp_path):
@@ -337,3 +337,35 @@ def test_the_vae_loss_weighs_the_kl_by_kl_weight(data_files, tmp_path):
     torch.testing.assert_close(loss, expected.loss)
     torch.testing.assert_close(loss, expected.reconstruction + 0.3 * expected.kl)
     assert expected.kl > 0 and not torch.isclose(loss, expected.reconstruction + expected.kl)
+
+
+def test_the_neighbour_term_takes_the_run_s_weight_and_negatives(data_files, tmp_path):
+    from hfgen.methods.vae import autoencoder_loss
+
+    options = {
+        "model": "ae",
+        "neighbor_weight": 0.5,
+        "neighbor_negatives": 2,
+        "neighbor_k": 3,
+        "neighbor_components": 10,
+    }
+    task = VAETask(tiny_args(tmp_path, data_files, **options))
+    torch.manual_seed(0)
+    model = task.build_model()
+    images, generator, neighbors = task.batch(0, 0, 1)
+    loss = task.loss(model, (images, generator, neighbors), torch.device("cpu"))
+    expected = autoencoder_loss(model, images, neighbors, neighbor_weight=0.5, num_negatives=2)
+    assert torch.equal(loss, expected.loss)
+    assert not torch.equal(loss, autoencoder_loss(model, images, neighbors, neighbor_weight=0.5).loss)  # 5 negatives
+
+
+def test_the_iwae_bound_uses_the_run_s_number_of_importance_samples(data_files, tmp_path):
+    task = VAETask(tiny_args(tmp_path, data_files, num_importance_samples=3, quadrature_grid_size=0))
+    torch.manual_seed(0)
+    pipeline = task.pipeline(task.build_model())
+    points = task.log_likelihood_points(4, torch.Generator())
+    bound = task.log_likelihood(pipeline, points)
+    # the noise comes from a generator seeded by the run's seed
+    assert torch.equal(bound, pipeline.vae.iwae_bound(points, 3, torch.Generator().manual_seed(task.args.seed)))
+    assert not torch.equal(bound, pipeline.vae.iwae_bound(points, 4, torch.Generator().manual_seed(task.args.seed)))
+    assert task.score_log_likelihood(bound)["num_importance_samples"] == 3

@@ -26,9 +26,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.utils import VelocityField, check_generator, check_points, check_positive_int
+from hfgen.utils import (
+    VelocityField,
+    check_generator,
+    check_ode_solver,
+    check_points,
+    check_positive_int,
+    check_tolerances,
+)
 
 __all__ = [
+    "FIXED_GRID_EVALUATIONS",
     "DeformedGaussian",
     "FlowODEResult",
     "ODESolution",
@@ -42,6 +50,8 @@ __all__ = [
 ]
 
 _DIVERGENCE_METHODS = ("exact", "hutchinson")
+#: evaluations of the field per step of torchdiffeq's fixed-grid methods
+FIXED_GRID_EVALUATIONS = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
 
 
 class CountingField:
@@ -92,8 +102,8 @@ def solve_ode(
     ``options={"step_size": h}``. ``t_eval`` (increasing or decreasing, from ``t_start`` to ``t_end``) asks for
     the intermediate states.
     """
-    if rtol <= 0 or atol <= 0:
-        raise ValueError(f"`rtol` and `atol` must be > 0, got rtol={rtol}, atol={atol}")
+    check_ode_solver(method, name="method")
+    check_tolerances(rtol, atol)
     times = list(t_eval) if t_eval is not None else [t_start, t_end]
     if times[0] != t_start or times[-1] != t_end:
         raise ValueError(f"`t_eval` must start at t_start={t_start} and end at t_end={t_end}, got {times}")
@@ -264,8 +274,8 @@ def integrate_with_log_density(
         raise ValueError(f"log_p_start must be a tensor of shape ({x.shape[0]},), one per point, got {got}.")
     if divergence_method not in _DIVERGENCE_METHODS:
         raise ValueError(f"divergence_method must be one of {_DIVERGENCE_METHODS}, got {divergence_method!r}")
-    if not (rtol > 0 and atol > 0):
-        raise ValueError(f"`rtol` and `atol` must be > 0, got rtol={rtol}, atol={atol}")
+    check_ode_solver(method, name="method")
+    check_tolerances(rtol, atol)
     check_generator(generator)
     t_start, t_end = float(t_start), float(t_end)
     grid, eval_index = _solver_grid(t_start, t_end, t_eval)

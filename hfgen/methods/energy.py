@@ -21,10 +21,13 @@ import torch
 from torch import Tensor
 
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
-from hfgen.utils import check_num_samples, check_points
+from hfgen.utils import check_memory, check_num_samples, check_points
 
 EnergyFunction = Callable[[Tensor], Tensor]
 """``energy(x) -> (N,)``: the energy of points ``x`` ``(N, D)``."""
+#: bytes the quadrature holds per grid cell: the float64 cell centres ``(n², 2)``, their two columns while they are
+#: stacked, and the log-density ``(n²,)`` with the chunks it is concatenated from (measured: 40 bytes a cell)
+QUADRATURE_BYTES_PER_CELL = 40
 
 
 @dataclass
@@ -122,7 +125,7 @@ def langevin_chain(
     x = check_points(sample, name="sample").detach()
     scheduler.set_timesteps(check_num_samples(num_steps, "num_steps"), device=x.device)
     states = [x] if return_trajectory else None
-    accepted, step = [], 0
+    accepted, step = torch.zeros((), dtype=torch.long, device=x.device), 0
     timesteps = scheduler.timesteps if progress is None else progress(scheduler.timesteps)
     for t in timesteps:
         energy, gradient = energy_and_gradient(model, x)
@@ -141,8 +144,8 @@ def langevin_chain(
         if states is not None:
             states.append(x)
         if isinstance(scheduler, MALAScheduler):
-            accepted.append(out.accepted)
-    rate = float(torch.stack(accepted).double().mean()) if accepted else None
+            accepted += out.accepted.sum()  # a running count: memory does not grow with the steps
+    rate = float(accepted) / (step * x.shape[0]) if isinstance(scheduler, MALAScheduler) else None
     trajectory = torch.stack(states) if states is not None else None
     return LangevinChainOutput(
         sample=x, trajectory=trajectory, acceptance_rate=rate, num_evaluations=len(scheduler.timesteps)
@@ -253,6 +256,13 @@ def log_partition_by_quadrature(
         raise ValueError(f"`border_tolerance` must be a float > 0, got {border_tolerance!r}")
     bounds = _check_bounds(bounds)
     check_num_samples(batch_size, "batch_size")
+    check_memory(
+        grid_size**2 * QUADRATURE_BYTES_PER_CELL,
+        "cpu",
+        f"log Z on `grid_size`={grid_size:,} ({grid_size**2:,} cells)",
+        "use a smaller `grid_size` (the stated error estimate says whether it is fine enough)",
+        f" ({QUADRATURE_BYTES_PER_CELL} bytes a cell)",
+    )
     log_z, border_ratio = _midpoint_log_integral(energy, bounds, grid_size, batch_size)
     if border_ratio > border_tolerance:
         raise ValueError(

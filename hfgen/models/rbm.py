@@ -23,6 +23,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
+from hfgen.utils import check_has_values
+
 
 @dataclass
 class RBMModelOutput(BaseOutput):
@@ -147,6 +149,7 @@ def _check_units(x: object, size: int, name: str, binary: bool) -> Tensor:
         raise ValueError(f"`{name}` must have shape (N, {size}) with N >= 1, got {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         raise TypeError(f"`{name}` must be a floating-point tensor with values in {expected}, got dtype {x.dtype}")
+    check_has_values(x, name)
     if not torch.isfinite(x).all() or bool((x < 0).any()) or bool((x > 1).any()):
         raise ValueError(f"`{name}` must have finite values in [0, 1], got min {x.min().item()}, max {x.max().item()}")
     if binary and not bool(((x == 0) | (x == 1)).all()):

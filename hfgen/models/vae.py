@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +23,30 @@ from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from hfgen.models.mlp import ACTIVATIONS
-from hfgen.utils import check_generator, check_num_samples, check_positive_int
+from hfgen.models.vae_parts import (
+    ARCHITECTURES,
+    LIKELIHOODS,
+    NORMALIZATIONS,
+    _check_common,
+    _check_likelihood,
+    _check_normalization,
+    _mlp,
+)
+from hfgen.utils import check_generator, check_has_values, check_num_samples
 
-LIKELIHOODS = ("bernoulli", "gaussian")
-ARCHITECTURES = ("mlp", "conv")
-#: normalisation of the encoder's hidden MLP layers: none, or LayerNorm (Ba et al. 2016) before each activation
-NORMALIZATIONS = ("none", "layer")
+__all__ = [
+    "ARCHITECTURES",
+    "LIKELIHOODS",
+    "NORMALIZATIONS",
+    "VAE",
+    "AutoEncoder",
+    "AutoEncoderOutput",
+    "Decoder",
+    "DecoderOutput",
+    "Encoder",
+    "EncoderOutput",
+]
+
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -56,58 +75,6 @@ class AutoEncoderOutput(BaseOutput):
     latents: Tensor
     latent_mean: Tensor | None = None
     latent_log_std: Tensor | None = None
-
-
-def _check_sizes(name: str, sizes: Sequence[int], allow_empty: bool) -> list[int]:
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or (not allow_empty and not sizes):
-        raise ValueError(
-            f"`{name}` must be a {'' if allow_empty else 'non-empty '}list of positive ints, got {sizes!r}"
-        )
-    for size in sizes:
-        check_positive_int(size, name)
-    return list(sizes)
-
-
-def _check_common(
-    in_channels: int,
-    image_size: int,
-    latent_dim: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    architecture: str,
-    conv_channels: Sequence[int],
-) -> None:
-    for name, value in (("in_channels", in_channels), ("image_size", image_size), ("latent_dim", latent_dim)):
-        check_positive_int(value, name)
-    _check_sizes("hidden_sizes", hidden_sizes, allow_empty=True)
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"`architecture` must be one of {ARCHITECTURES}, got {architecture!r}")
-    if architecture == "conv":
-        _check_sizes("conv_channels", conv_channels, allow_empty=False)
-        if image_size % 2 ** len(conv_channels):
-            raise ValueError(
-                f"`image_size` must be divisible by 2**len(conv_channels) = {2 ** len(conv_channels)} for the conv "
-                f"architecture (each layer halves it), got {image_size}"
-            )
-
-
-def _check_normalization(normalization: str) -> None:
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
-
-
-def _mlp(sizes: Sequence[int], activation: str, normalization: str = "none") -> list[nn.Module]:
-    """Linear layers between consecutive ``sizes``, each followed by the activation (with
-    ``normalization="layer"``, ``LayerNorm`` between the two: ``h ↦ act(LN(W h + b))``)."""
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if normalization == "layer":
-            layers.append(nn.LayerNorm(fan_out))
-        layers.append(ACTIVATIONS[activation]())
-    return layers
 
 
 class Encoder(ModelMixin, ConfigMixin):
@@ -205,14 +172,29 @@ class Decoder(ModelMixin, ConfigMixin):
 
 
 class _LatentImageModel(ModelMixin, ConfigMixin):
-    """What the autoencoder and the VAE share: the two networks, input checks and the likelihood ``p(x | z)``."""
+    """What the autoencoder and the VAE share: the constructor and its two networks (the decoder mirrors the encoder's
+    widths), input checks and the likelihood ``p(x | z)``. A subclass says whether its encoder is variational."""
 
-    def _build(self, variational: bool) -> None:
+    #: whether the encoder also returns ``log σ(x)``, the spread of ``q(z | x)``
+    _variational: ClassVar[bool]
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        latent_dim: int = 2,
+        hidden_sizes: Sequence[int] = (512, 256),
+        activation: str = "relu",
+        architecture: str = "mlp",
+        conv_channels: Sequence[int] = (32, 64),
+        likelihood: str = "bernoulli",
+        observation_std: float = 1.0,
+        normalization: str = "none",
+    ):
+        super().__init__()
         cfg = self.config
-        if cfg.likelihood not in LIKELIHOODS:
-            raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {cfg.likelihood!r}")
-        if not (isinstance(cfg.observation_std, (int, float)) and cfg.observation_std > 0):
-            raise ValueError(f"`observation_std` must be a positive float, got {cfg.observation_std!r}")
+        _check_likelihood(cfg.likelihood, cfg.observation_std)
         shared = {
             "image_size": cfg.image_size,
             "latent_dim": cfg.latent_dim,
@@ -223,7 +205,7 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
             in_channels=cfg.in_channels,
             hidden_sizes=list(cfg.hidden_sizes),
             conv_channels=list(cfg.conv_channels),
-            variational=variational,
+            variational=self._variational,
             normalization=cfg.normalization,
             **shared,
         )
@@ -251,6 +233,7 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
             )
         if not torch.is_floating_point(images):
             raise TypeError(f"`{name}` must be a floating-point tensor (values in [0, 1]), got dtype {images.dtype}")
+        check_has_values(images, name)
         if not torch.isfinite(images).all():
             raise ValueError(f"`{name}` must be finite, got NaN or inf values")
         if self.config.likelihood == "bernoulli" and (images.min() < 0 or images.max() > 1):
@@ -268,6 +251,7 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
             raise TypeError(f"`{name}` must be a torch.Tensor of shape (N, {d}), got {type(latents).__name__}")
         if latents.ndim != 2 or latents.shape[0] < 1 or latents.shape[1] != d:
             raise ValueError(f"`{name}` must have shape (N, {d}), got {tuple(latents.shape)}")
+        check_has_values(latents, name)
         if not torch.is_floating_point(latents) or not torch.isfinite(latents).all():
             raise ValueError(f"`{name}` must be a finite floating-point tensor, got dtype {latents.dtype}")
         return latents.to(device=self.device, dtype=self.dtype)
@@ -302,22 +286,7 @@ class AutoEncoder(_LatentImageModel):
     The encoder is an :class:`Encoder` with ``variational=False``; the decoder is a :class:`Decoder` with the
     hidden sizes reversed."""
 
-    @register_to_config
-    def __init__(
-        self,
-        in_channels: int = 1,
-        image_size: int = 28,
-        latent_dim: int = 2,
-        hidden_sizes: Sequence[int] = (512, 256),
-        activation: str = "relu",
-        architecture: str = "mlp",
-        conv_channels: Sequence[int] = (32, 64),
-        likelihood: str = "bernoulli",
-        observation_std: float = 1.0,
-        normalization: str = "none",
-    ):
-        super().__init__()
-        self._build(variational=False)
+    _variational = False
 
     def encode(self, images: Tensor, return_dict: bool = True) -> EncoderOutput | tuple:
         """Codes ``z = e(x)`` ``(N, d)`` of images ``(N, C, H, W)`` (``latent_mean``; no ``latent_log_std``)."""
@@ -346,22 +315,7 @@ class VAE(_LatentImageModel):
     ``log p(x)`` is estimated by the importance-weighted bound (:meth:`iwae_bound`, Burda et al. 2016).
     """
 
-    @register_to_config
-    def __init__(
-        self,
-        in_channels: int = 1,
-        image_size: int = 28,
-        latent_dim: int = 2,
-        hidden_sizes: Sequence[int] = (512, 256),
-        activation: str = "relu",
-        architecture: str = "mlp",
-        conv_channels: Sequence[int] = (32, 64),
-        likelihood: str = "bernoulli",
-        observation_std: float = 1.0,
-        normalization: str = "none",
-    ):
-        super().__init__()
-        self._build(variational=True)
+    _variational = True
 
     def encode(self, images: Tensor, return_dict: bool = True) -> EncoderOutput | tuple:
         """Posterior parameters ``μ(x)``, ``log σ(x)`` ``(N, d)`` of images ``(N, C, H, W)``."""

@@ -82,7 +82,7 @@ class _LangevinDynamics(SchedulerMixin, ConfigMixin):
                 f"`model_output` (the score) must have the shape of `sample` {tuple(sample.shape)}, "
                 f"got {tuple(model_output.shape)}"
             )
-        eta = self.config.step_size
+        eta = float(self.config.step_size)
         noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
         return sample + eta * model_output + math.sqrt(2 * eta) * noise
 
@@ -181,7 +181,7 @@ class MALAScheduler(_LangevinDynamics):
                 f"the second call of a MALA step needs the proposal and its score, of shape {tuple(x.shape)}; got "
                 f"`sample` {tuple(sample.shape)} and `model_output` {tuple(model_output.shape)}"
             )
-        eta = self.config.step_size
+        eta = float(self.config.step_size)
         log_q_forward = -(sample - x - eta * score_x).square().flatten(1).sum(-1) / (4 * eta)
         log_q_backward = -(x - sample - eta * model_output).square().flatten(1).sum(-1) / (4 * eta)
         log_alpha = energy_x - energy + log_q_backward - log_q_forward

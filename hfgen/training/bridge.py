@@ -400,7 +400,7 @@ def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str 
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, TASK, card_template, config_table, markdown_table, public_value
+    from hfgen.hub import LICENSE, TASK, card_template, config_table, markdown_table, usage_repo_id
 
     source, target = args.marginals()
     scheduler = args.noise_scheduler()
@@ -441,7 +441,7 @@ def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str 
         card_data,
         template_str=card_template("schrodinger_bridge"),
         model_name=model_name,
-        repo_id=repo_id or public_value("output_dir", args.output_dir),
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         source=f"{args.dataset}: {source!r}",
         target=f"{args.describe_target()}: {target!r}",
         stage=args.stage,

@@ -98,11 +98,8 @@ class ClassifierTask(TrainingTask):
     name = "classifier"
 
     def __init__(self, args: ClassifierArguments):
+        """Loads the data (before the run's output folder is touched: data that do not fit refuse the run)."""
         super().__init__(args)
-        self.data: dict[str, torch.Tensor] = {}
-
-    def build_model(self) -> MnistClassifier:
-        args = self.args
         splits = _load_splits(args)
         train_images, train_labels = dataset_to_tensors(splits["train"])
         test_images, test_labels = dataset_to_tensors(splits["test"])
@@ -111,7 +108,10 @@ class ClassifierTask(TrainingTask):
         self.data = {"train_images": train_images, "train_labels": train_labels}
         self.data |= {"test_images": test_images, "test_labels": test_labels}
         label_feature = splits["train"].features[args.label_column]
-        names = getattr(label_feature, "names", None) or [str(i) for i in range(int(train_labels.max()) + 1)]
+        self.label_names = getattr(label_feature, "names", None) or [str(i) for i in range(int(train_labels.max()) + 1)]
+
+    def build_model(self) -> MnistClassifier:
+        args, names, train_images = self.args, self.label_names, self.data["train_images"]
         config = MnistClassifierConfig(
             num_channels=train_images.shape[1],
             image_size=train_images.shape[-1],
@@ -193,7 +193,15 @@ def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id:
     """Render ``model_cards/classifier.md``: what the classifier is for, its accuracy, usage and configuration."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, config_table, markdown_table, public_value, training_summary
+    from hfgen.hub import (
+        LICENSE,
+        card_template,
+        config_table,
+        markdown_table,
+        public_value,
+        training_summary,
+        usage_repo_id,
+    )
 
     model_name = repo_id.split("/")[-1] if repo_id else "mnist-classifier"
     data = args.dataset_name or public_value("train_data_files", args.train_data_files)
@@ -212,7 +220,7 @@ def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id:
         card_data,
         template_str=card_template("classifier"),
         model_name=model_name,
-        repo_id=repo_id or public_value("output_dir", args.output_dir),
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         dataset=data,
         metrics_table=markdown_table(("metric", "value", "note"), rows),
         training_summary=training_summary(metrics),

@@ -348,7 +348,14 @@ def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | No
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary, validation_table
+    from hfgen.hub import (
+        LICENSE,
+        card_template,
+        config_table,
+        training_summary,
+        usage_repo_id,
+        validation_table,
+    )
 
     alpha, T = args.schedule_alpha(), args.num_train_timesteps
     schedule = {
@@ -378,7 +385,7 @@ def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | No
         card_data,
         template_str=card_template("ddpm"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         target=args.dataset,
         num_train_timesteps=T,
         beta_schedule=args.beta_schedule,
@@ -395,5 +402,5 @@ def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | No
         metrics_table=ddpm_metrics_table(metrics, args),
         training_summary=training_summary(metrics),
         validation_table=validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )

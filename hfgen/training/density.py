@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from hfgen.data import ToyDistribution, get_toy_distribution
-from hfgen.methods.cnf import FIXED_STEP_SOLVERS, cnf_nll_loss
+from hfgen.methods.cnf import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, cnf_nll_loss
 from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.metrics import nll_report, sample_quality_report
@@ -161,11 +161,13 @@ class DensityArguments(TrainingArguments):
         "CNF velocity: t is embedded as sin/cos(ω_k s t), ω_k ≤ 1; s = 1 keeps v smooth in t between the training "
         "solver's steps (a large s lets it fit only the step times)",
     )
-    solver: str = documented("rk4", "CNF training solver: fixed-step euler/midpoint/rk4, or adaptive dopri5 …")
+    solver: str = documented(
+        "rk4", f"CNF training solver: fixed-step {FIXED_STEP_SOLVERS} or adaptive {ADAPTIVE_SOLVERS} (torchdiffeq)"
+    )
     num_ode_steps: int = documented(8, "CNF training: steps of a fixed-step solver")
     ode_tolerance: float = documented(1e-5, "CNF training: rtol = atol of an adaptive solver")
     divergence: str = documented("exact", f"CNF training divergence: {DIVERGENCES}")
-    num_inference_steps: int = documented(100, "CNF sampling: Euler steps saved in the scheduler")
+    num_inference_steps: int = documented(100, "CNF sampling: Euler steps of the validation and evaluation samples")
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end (points)")
     num_nll_samples: int = documented(5_000, "held-out points or test images for the final NLL")
     num_validation_nll_samples: int = documented(1_000, "held-out points for the NLL at each validation (0: none)")
@@ -207,6 +209,7 @@ class DensityArguments(TrainingArguments):
             ("divergence", DIVERGENCES),
             ("coupling_type", COUPLINGS),
             ("linear_parametrization", LINEAR_PARAMETRIZATIONS),
+            ("solver", FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -730,7 +733,14 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
     figures, training summary and configuration. ``repo_id`` is the Hub id the usage snippet loads."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary, validation_table
+    from hfgen.hub import (
+        LICENSE,
+        card_template,
+        config_table,
+        training_summary,
+        usage_repo_id,
+        validation_table,
+    )
 
     label = args.dataset_label.split("/")[-1]
     model_name = repo_id.split("/")[-1] if repo_id else f"{args.model}-{label}"
@@ -746,7 +756,7 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
         card_data,
         template_str=card_template("density"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         model=args.model,
         model_title=_COUPLING_NAMES[args.coupling_type] if args.model == "coupling" else _MODEL_NAMES[args.model],
         dataset=args.dataset_label,
@@ -774,5 +784,5 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
         metrics_table=density_metrics_table(metrics),
         training_summary=training_summary(metrics),
         validation_table=validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )

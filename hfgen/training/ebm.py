@@ -254,6 +254,8 @@ class EBMTask(TrainingTask):
         if chains is None or tuple(chains.shape) != expected:
             got = None if chains is None else tuple(chains.shape)
             raise ValueError(f"the checkpoint's replay buffer must have shape {expected}, got {got}")
+        if not bool(torch.isfinite(chains).all()):
+            raise ValueError("the checkpoint's replay buffer holds NaN or infinite points")
         self.buffer = self.new_buffer(process.process_index)
         mine = chains.reshape(process.num_processes, self.args.buffer_size, 2)[process.process_index]
         self.buffer.load_state_dict({"chains": mine})
@@ -353,9 +355,10 @@ def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | N
         LICENSE,
         SAMPLE_QUALITY_RESULTS,
         card_template,
+        config_table,
         eval_results,
-        markdown_table,
         training_summary,
+        usage_repo_id,
         validation_table,
     )
 
@@ -378,7 +381,7 @@ def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | N
         card_data,
         template_str=card_template("energy"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         dataset=args.dataset,
         hidden_size=args.hidden_size,
         num_layers=args.num_layers,
@@ -401,5 +404,5 @@ def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | N
         metrics_table=energy_metrics_table(metrics, args),
         training_summary=training_summary(metrics),
         validation_table=validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )

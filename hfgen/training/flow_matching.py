@@ -21,10 +21,10 @@ from hfgen.hub import (
     config_table,
     eval_results,
     markdown_table,
-    public_value,
     sample_quality_rows,
     training_row,
     training_summary,
+    usage_repo_id,
     validation_table,
 )
 from hfgen.methods.couplings import COUPLINGS, couple
@@ -337,11 +337,20 @@ def evaluate_flow_matching(
 
 # ---- model card ------------------------------------------------------------------------------------------
 
+#: how each ``coupling`` pairs the training points, for the card (``regularisation``: Sinkhorn's 2σ²)
+_COUPLING_DESCRIPTIONS = {
+    "independent": "independent pairs x_0 ~ source, x_1 ~ target",
+    "ot": "pairs coupled by exact minibatch optimal transport",
+    "sinkhorn": "pairs drawn from the entropic minibatch OT plan (Sinkhorn), regularisation 2σ² = {regularisation:g}",
+}
 
-def flow_matching_metrics_table(metrics: Mapping[str, float], num_samples: int) -> str:
-    """The card's metrics table from the ``metrics.json`` of a flow-matching run (missing entries are skipped);
-    ``num_samples`` is the sample size of the W2, MMD and support figures."""
-    rows = sample_quality_rows(metrics, f"{num_samples:,} Euler samples")
+
+def flow_matching_metrics_table(metrics: Mapping[str, float], args: FlowMatchingArguments) -> str:
+    """The card's metrics table from the ``metrics.json`` of a flow-matching run (missing entries are skipped); the
+    W2, MMD and support figures come from the final evaluation's samples (:meth:`FlowMatchingArguments.
+    evaluation_sizes`), drawn with the run's solver and steps."""
+    num_samples = args.evaluation_sizes()[0]
+    rows = sample_quality_rows(metrics, f"{num_samples:,} samples ({args.solver}, {args.num_inference_steps} steps)")
     if "nll" in metrics:
         rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", "held-out target points"))
         rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
@@ -376,16 +385,12 @@ def flow_matching_card(
         source_distribution=args.source,
         target_distribution=args.dataset,
     )
-    coupling = (
-        "pairs coupled by exact minibatch optimal transport"
-        if args.coupling == "ot"
-        else "independent pairs x_0 ~ source, x_1 ~ target"
-    )
+    coupling = _COUPLING_DESCRIPTIONS[args.coupling].format(regularisation=2 * args.sigma**2)
     return ModelCard.from_template(
         card_data,
         template_str=card_template("flow_matching"),
         model_name=model_name,
-        repo_id=repo_id or public_value("output_dir", args.output_dir),
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         source=args.source,
         target=args.dataset,
         path_description=args.probability_path().describe(),
@@ -394,7 +399,7 @@ def flow_matching_card(
         solver=args.solver,
         num_inference_steps=args.num_inference_steps,
         ema_decay=args.ema_decay,
-        metrics_table=flow_matching_metrics_table(metrics, args.evaluation_sizes()[0]),
+        metrics_table=flow_matching_metrics_table(metrics, args),
         training_summary=training_summary(metrics),
         validation_table=validation_table(metrics.get("validation", []), final=metrics),
         config_table=config_table(_settings_in_use(args)),

@@ -557,7 +557,15 @@ def image_card(
     """Render ``model_cards/images.md`` for an image run of ``family`` (``"flow-matching"`` or ``"ddpm"``)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, config_table, eval_results, training_summary, validation_table
+    from hfgen.hub import (
+        LICENSE,
+        card_template,
+        config_table,
+        eval_results,
+        training_summary,
+        usage_repo_id,
+        validation_table,
+    )
 
     dataset = args.dataset_label.split("/")[-1]
     model_name = repo_id.split("/")[-1] if repo_id else f"{family}-{dataset}"
@@ -583,7 +591,7 @@ def image_card(
         card_data,
         template_str=card_template("images"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         family="flow matching" if family == "flow-matching" else "constant-α DDPM",
         pipeline_class=pipeline_class,
         dataset=args.dataset_label,

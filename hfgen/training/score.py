@@ -312,7 +312,14 @@ def score_card(args: ScoreArguments, metrics: Mapping[str, Any], repo_id: str | 
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary, validation_table
+    from hfgen.hub import (
+        LICENSE,
+        card_template,
+        config_table,
+        training_summary,
+        usage_repo_id,
+        validation_table,
+    )
 
     model_name = repo_id.split("/")[-1] if repo_id else f"score-{args.sde}-{args.dataset}"
     card_data = ModelCardData(
@@ -338,7 +345,7 @@ def score_card(args: ScoreArguments, metrics: Mapping[str, Any], repo_id: str | 
         card_data,
         template_str=card_template("score_sde"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         target=args.dataset,
         sde_description=sde,
         sampling_eps=args.sampling_eps,
@@ -350,5 +357,5 @@ def score_card(args: ScoreArguments, metrics: Mapping[str, Any], repo_id: str | 
         metrics_table=score_metrics_table(metrics, args),
         training_summary=training_summary(metrics),
         validation_table=validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )

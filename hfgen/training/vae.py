@@ -520,7 +520,7 @@ def vae_card(args: VAEArguments, metrics: Mapping[str, Any], repo_id: str | None
     ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from hfgen.hub import LICENSE, card_template, markdown_table, training_summary
+    from hfgen.hub import LICENSE, card_template, config_table, training_summary, usage_repo_id
 
     kind = "vae" if args.model == "vae" else "ae"
     model_name = repo_id.split("/")[-1] if repo_id else f"{kind}-{args.dataset_label.split('/')[-1]}"
@@ -547,7 +547,7 @@ def vae_card(args: VAEArguments, metrics: Mapping[str, Any], repo_id: str | None
         card_data,
         template_str=card_template("vae" if kind == "vae" else "autoencoder"),
         model_name=model_name,
-        repo_id=repo_id or args.output_dir,
+        repo_id=usage_repo_id(repo_id, args.output_dir),
         dataset=args.dataset_label,
         binarize_description=binarize,
         image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
@@ -571,7 +571,7 @@ def vae_card(args: VAEArguments, metrics: Mapping[str, Any], repo_id: str | None
         metrics_table=vae_metrics_table(metrics),
         training_summary=training_summary(metrics),
         validation_table=vae_validation_table(metrics.get("validation", [])),
-        config_table=markdown_table(("argument", "value"), sorted(args.to_dict().items())),
+        config_table=config_table(args.to_dict()),
     )
 
 
