@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOP = "hfgen"
 LAYERS = {
     "hfgen.utils": 0,
+    "hfgen.threads": 0,
     "hfgen.data": 1,
     "hfgen.schedulers": 1,
     "hfgen.models": 1,

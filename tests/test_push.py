@@ -203,3 +203,15 @@ def test_an_upload_sends_a_sharded_component_whole_and_the_cards_animation(tmp_p
     assert {f"velocity/{name}" for name in shards} <= sent
     assert "velocity/diffusion_pytorch_model.safetensors.index.json" in sent and "trajectory.gif" in sent
     assert "velocity/stray.safetensors" not in sent
+
+
+def test_a_trained_classifier_folder_is_pushed_with_its_weights_card_and_figures(tmp_path):
+    from hfgen import MnistClassifier, MnistClassifierConfig
+
+    MnistClassifier(MnistClassifierConfig(conv_channels=[4, 8], hidden_size=16)).save_pretrained(tmp_path)
+    for name in ("README.md", "metrics.json", "confusion.png", "args.json", "credentials.json"):
+        (tmp_path / name).write_text("{}")
+    api = create_autospec(HfApi, instance=True)
+    push_folder_to_hub(tmp_path, "someone/mnist-classifier", api=api)
+    sent = uploaded_files(tmp_path, api.upload_folder.call_args.kwargs)
+    assert sent == {"config.json", "model.safetensors", "README.md", "metrics.json", "confusion.png"}

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from hfgen.data import get_toy_distribution
 from hfgen.methods.cnf import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
-from hfgen.models.coupling_flow import COUPLINGS
+from hfgen.models.coupling_flow import COUPLINGS, LINEAR_PARAMETRIZATIONS
 from hfgen.models.kde import BANDWIDTH_RULES
 from hfgen.models.made import ORDERS
 from hfgen.models.mixture import COVARIANCE_TYPES
@@ -95,14 +95,27 @@ class DensityArguments(TrainingArguments):
     order: str = documented("natural", f"MADE variable order: {ORDERS}")
     num_couplings: int = documented(8, "coupling flow: coupling blocks")
     invertible_linear: bool = documented(True, "coupling flow: a learned invertible linear map in each block")
+    linear_parametrization: str = documented(
+        "lu",
+        f"coupling flow: {LINEAR_PARAMETRIZATIONS}, the linear map as a dense matrix starting as a random rotation or "
+        "as LU factors starting as the identity",
+    )
     coupling_type: str = documented(
         "spline", f"coupling flow: {COUPLINGS}, RealNVP or rational-quadratic splines (Durkan et al. 2019)"
     )
-    num_bins: int = documented(8, "spline coupling flow: bins of each rational-quadratic spline")
+    num_bins: int = documented(16, "spline coupling flow: bins of each rational-quadratic spline")
     tail_bound: float = documented(3.0, "spline coupling flow: the splines act on [-B, B], the identity outside")
+    unconditional_splines: bool = documented(
+        False, "spline coupling flow: each coupling also maps its kept coordinates through learned splines of their own"
+    )
+    num_position_frequencies: int = documented(
+        3, "coupling flow: the coupling networks read octave encodings sin/cos(2^k π x), k < L, of their input (0: x)"
+    )
     hidden_size: int | None = documented(None, "coupling-network or CNF velocity width; None: the recipe")
     num_layers: int | None = documented(None, "coupling-network hidden layers, or CNF velocity layers; None: recipe")
-    activation: str = documented("silu", f"CNF velocity activation: {sorted(ACTIVATIONS)}")
+    activation: str | None = documented(
+        None, f"coupling-network or CNF velocity activation: {sorted(ACTIVATIONS)}; None: the recipe"
+    )
     time_scale: float = documented(
         1.0,
         "CNF velocity: t is embedded as sin/cos(ω_k s t), ω_k ≤ 1; s = 1 keeps v smooth in t between the training "
@@ -156,6 +169,7 @@ class DensityArguments(TrainingArguments):
             ("activation", tuple(ACTIVATIONS)),
             ("divergence", DIVERGENCES),
             ("coupling_type", COUPLINGS),
+            ("linear_parametrization", LINEAR_PARAMETRIZATIONS),
             ("solver", FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS),
         )
         for name, allowed in choices:
@@ -175,7 +189,13 @@ class DensityArguments(TrainingArguments):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        for name in ("num_train_points", "num_layers", "num_nll_samples", "num_validation_nll_samples"):
+        for name in (
+            "num_train_points",
+            "num_layers",
+            "num_nll_samples",
+            "num_validation_nll_samples",
+            "num_position_frequencies",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")

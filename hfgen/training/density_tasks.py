@@ -110,6 +110,7 @@ class DensityTask(TrainingTask):
         "hidden_sizes": [128],
         "hidden_size": 64,
         "num_layers": 2,
+        "activation": "silu",
     }
     #: the recipe on images (``None``: the model does not train on images)
     image_recipe: ClassVar[dict[str, Any] | None] = None
@@ -300,9 +301,10 @@ class CouplingTask(DensityTask):
         **DensityTask.recipe,
         "max_train_steps": 2_000,
         "train_batch_size": 512,
-        "learning_rate": 1e-3,
+        "learning_rate": 2e-3,
         "hidden_size": 128,
-        "num_layers": 2,
+        "num_layers": 3,
+        "activation": "relu",
         "num_train_points": 0,
     }
 
@@ -317,6 +319,10 @@ class CouplingTask(DensityTask):
             coupling_type=args.coupling_type,
             num_bins=args.num_bins,
             tail_bound=args.tail_bound,
+            activation=args.activation,
+            linear_parametrization=args.linear_parametrization,
+            unconditional_splines=args.unconditional_splines and args.coupling_type == "spline",
+            num_position_frequencies=args.num_position_frequencies,
         )
         model.initialize_actnorm(self.batch(0, 0)[0])  # data-dependent init on the first batch
         return model
@@ -333,6 +339,7 @@ class CNFTask(DensityTask):
         "learning_rate": 2e-3,
         "hidden_size": 64,
         "num_layers": 3,
+        "activation": "silu",
         "num_train_points": 0,
     }
     grid_sizes = (40, 60)
