@@ -22,7 +22,8 @@ from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.training.arguments import parse_arguments
 from hfgen.training.energy import EnergyArguments, EnergyTask, support_extent
-from hfgen.training.trainer import Trainer, TrainingDivergedError, run
+from hfgen.training.task import TrainingDivergedError
+from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]

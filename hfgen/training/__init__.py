@@ -32,7 +32,8 @@ from hfgen.training.schrodinger_bridge import (
     run_bridge,
 )
 from hfgen.training.score_sde import ScoreSDEArguments, ScoreSDETask, evaluate_score_sde, train_score_sde
-from hfgen.training.trainer import Phase, Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
+from hfgen.training.task import Phase, TrainingDivergedError, TrainingTask
+from hfgen.training.trainer import Trainer, TrainingResult, run
 from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae
 
 __all__ = [

@@ -1,5 +1,5 @@
 """The MNIST-family classifier (:class:`~hfgen.models.classifier.MnistClassifier`) as a
-:class:`~hfgen.training.trainer.TrainingTask`.
+:class:`~hfgen.training.task.TrainingTask`.
 
 Minimises the cross-entropy ``−(1/B) Σ_i log softmax(f(x_i))_{y_i}`` with Adam (AdamW without weight decay) on
 shuffled mini-batches for ``num_epochs`` passes, reports the test and training accuracy and saves the model with
@@ -21,7 +21,8 @@ from hfgen.data.images import dataset_to_tensors, load_image_splits
 from hfgen.model_cards.classifier import classifier_card
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.trainer import Phase, Trainer, TrainingTask, run
+from hfgen.training.task import Phase, TrainingTask
+from hfgen.training.trainer import Trainer, run
 from hfgen.utils import check_positive_int
 
 

@@ -1,4 +1,4 @@
-"""Constant-α DDPM as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, batches, loss, metrics, figures,
+"""Constant-α DDPM as a :class:`~hfgen.training.task.TrainingTask`: arguments, batches, loss, metrics, figures,
 model card."""
 
 from __future__ import annotations

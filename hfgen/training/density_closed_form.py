@@ -17,7 +17,7 @@ from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.models.kde import KernelDensity, rule_bandwidth
 from hfgen.models.mixture import GaussianMixture
 from hfgen.training.density_tasks import DensityTask
-from hfgen.training.trainer import Phase
+from hfgen.training.task import Phase
 
 
 class ClosedFormTask(DensityTask):

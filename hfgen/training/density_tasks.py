@@ -1,5 +1,5 @@
 r"""The explicit-likelihood models of ``training/train_density.py``, one small
-:class:`~hfgen.training.trainer.TrainingTask` per model over :class:`DensityTask`, the shared base (data, batches,
+:class:`~hfgen.training.task.TrainingTask` per model over :class:`DensityTask`, the shared base (data, batches,
 scoring, figures and card). Each task's ``recipe`` (class default) is its benchmark recipe
 (``benchmarks/DENSITY_RESULTS.md``): it fills every :class:`~hfgen.training.density.DensityArguments` field left at
 ``None``.
@@ -30,7 +30,7 @@ from hfgen.models.mlp import TimeMLP
 from hfgen.pipelines.density import DensityPipeline
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
-from hfgen.training.trainer import Phase, TrainingTask
+from hfgen.training.task import Phase, TrainingTask
 from hfgen.utils import batch_generator, check_points
 
 #: the stream of the fixed training sample of the toy targets (process streams are 0, 1, …)

@@ -1,4 +1,4 @@
-r"""Energy-based models of 2-D toy data as a :class:`~hfgen.training.trainer.TrainingTask`: arguments,
+r"""Energy-based models of 2-D toy data as a :class:`~hfgen.training.task.TrainingTask`: arguments,
 maximum-likelihood training with short-run persistent Langevin chains and a replay buffer kept in the checkpoint,
 metrics (NLL by quadrature, W2 of Langevin samples), figures (energy landscape, samples, chains) and the model card.
 
@@ -28,7 +28,8 @@ from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.checkpoints import list_checkpoints
-from hfgen.training.trainer import TrainingDivergedError, TrainingTask, train_in_process
+from hfgen.training.task import TrainingDivergedError, TrainingTask
+from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
 SAMPLERS = {"langevin": LangevinScheduler, "mala": MALAScheduler}

@@ -1,4 +1,4 @@
-"""Flow matching as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, the coupled batch stream, loss,
+"""Flow matching as a :class:`~hfgen.training.task.TrainingTask`: arguments, the coupled batch stream, loss,
 metrics, figures and the model card."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 r"""Flow matching and constant-α DDPM on images (MNIST) with a diffusers ``UNet2DModel``, as
-:class:`~hfgen.training.trainer.TrainingTask`\ s: arguments, an exactly resumable image stream, the two losses with
+:class:`~hfgen.training.task.TrainingTask`\ s: arguments, an exactly resumable image stream, the two losses with
 classifier-free-guidance label dropout, classifier scores, 10 × 10 validation grids and the model card.
 
 ``training/train_fm.py`` and ``training/train_ddpm.py`` run these tasks when given ``--dataset_name`` or
@@ -31,7 +31,7 @@ from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES
 from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, check_number, documented
-from hfgen.training.trainer import TrainingTask
+from hfgen.training.task import TrainingTask
 from hfgen.utils import batch_generator, batches_per_epoch
 
 #: the flags that make ``train_fm.py`` / ``train_ddpm.py`` train on images

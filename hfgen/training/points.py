@@ -11,7 +11,7 @@ import torch
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.models import TimeMLP
-from hfgen.training.trainer import TrainingTask
+from hfgen.training.task import TrainingTask
 
 
 class PointTask(TrainingTask):

@@ -1,4 +1,4 @@
-r"""The Bernoulli–Bernoulli RBM on binarised MNIST-family images as a :class:`~hfgen.training.trainer.TrainingTask`:
+r"""The Bernoulli–Bernoulli RBM on binarised MNIST-family images as a :class:`~hfgen.training.task.TrainingTask`:
 arguments, an exactly resumable batch stream with persistent chains in the checkpoint, held-out metrics (AIS
 log-likelihood, pseudo-likelihood, reconstruction error), figures (samples, filters, chains) and the model card.
 
@@ -33,7 +33,8 @@ from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
-from hfgen.training.trainer import Progress, Trainer, TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.task import Progress, TrainingTask
+from hfgen.training.trainer import Trainer, evaluate_in_process, train_in_process
 from hfgen.utils import batch_generator, batches_per_epoch
 
 METHODS = ("pcd", "cd")

@@ -4,7 +4,7 @@ The chain is :class:`~hfgen.schedulers.BridgeScheduler`'s: ``X_0 ~ p_data``, ``X
 ``X_{k+1} = f_k(X_k) + √(2γ_k) Z``, backward ``X_k = b_{k+1}(X_{k+1}) + √(2γ_k) Z``, with mean-predicting networks
 trained by DSB's mean matching (De Bortoli et al. 2021; :mod:`hfgen.methods.schrodinger_bridge`).
 
-A run is a list of *half-iterations*, each a :class:`~hfgen.training.trainer.Phase`: one optimisation of ONE
+A run is a list of *half-iterations*, each a :class:`~hfgen.training.task.Phase`: one optimisation of ONE
 direction's network by mean matching against a FIXED chain (the other network, or a reference), with a fresh
 AdamW, learning-rate schedule (warm-up, then ``lr_scheduler``) and optional EMA over ``half_iteration_steps`` steps:
 
@@ -56,7 +56,8 @@ from hfgen.pipelines import SchrodingerBridgePipeline
 from hfgen.schedulers.schrodinger_bridge import SCHEDULES, BridgeScheduler
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.engine import HELD_OUT_SEED
-from hfgen.training.trainer import Phase, Progress, Trainer, TrainingTask, run
+from hfgen.training.task import Phase, Progress, TrainingTask
+from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator, check_positive_int
 
 STAGES = ("diffusion", "ipf")

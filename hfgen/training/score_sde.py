@@ -1,4 +1,4 @@
-"""Score SDE training (denoising score matching) as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, the
+"""Score SDE training (denoising score matching) as a :class:`~hfgen.training.task.TrainingTask`: arguments, the
 noised batch stream, loss, metrics, figures and the model card."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""The MNIST-family autoencoder and VAE as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, an exactly
+r"""The MNIST-family autoencoder and VAE as a :class:`~hfgen.training.task.TrainingTask`: arguments, an exactly
 resumable image stream with dynamic binarisation, held-out metrics, figures and the model card.
 
 The VAE (Kingma & Welling 2014) maximises the ELBO ``log p(x) ≥ E_q[log p(x | z)] − KL(q(z | x) ‖ p(z))`` with
@@ -25,7 +25,7 @@ from hfgen.model_cards.vae import vae_card
 from hfgen.models.vae import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS, VAE, AutoEncoder
 from hfgen.pipelines.vae import AutoEncoderPipeline, VAEPipeline
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
-from hfgen.training.trainer import TrainingTask
+from hfgen.training.task import TrainingTask
 from hfgen.utils import batch_generator
 
 MODELS = ("vae", "ae")
