@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -142,3 +146,50 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="`radii`"):
         manifold_coverage(x, x, torch.ones(3))
     assert math.isfinite(frechet_distance(x, x))
+
+
+class _ImagePool:
+    """A stand-in pipeline whose samples are drawn (with the caller's generator) from a fixed set of images."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images, self.scheduler = images, None
+
+    def __call__(self, num: int, steps: int, generator: torch.Generator) -> Any:
+        pick = torch.randint(len(self.images), (num,), generator=generator)
+        return SimpleNamespace(images=self.images[pick])
+
+
+def _blobs(n: int, seed: int) -> torch.Tensor:
+    """Images of one Gaussian blob each, at a random place and width."""
+    g = torch.Generator().manual_seed(seed)
+    centre, width = 6 + 16 * torch.rand(n, 2, 1, 1, generator=g), 1.5 + 3 * torch.rand(n, 1, 1, generator=g)
+    grid = torch.arange(28.0)
+    d2 = (grid.view(1, 28, 1) - centre[:, 0]) ** 2 + (grid.view(1, 1, 28) - centre[:, 1]) ** 2
+    return torch.exp(-d2 / (2 * width**2))[:, None]
+
+
+def test_the_benchmark_scores_samples_of_unseen_real_images_like_its_floor_and_catches_a_collapse():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_images
+
+    torch.manual_seed(0)
+    classifier = MnistClassifier(MnistClassifierConfig(conv_channels=(4, 8), hidden_size=8)).eval()
+    config = {"num": 400, "draws": 3, "k": 3, "chunk": 150}
+    data = {"test_images": _blobs(400, 1), "train_images": _blobs(1000, 2)}
+    real = bench_images.real_quality(data, classifier, config["num"], config["draws"], config["k"])
+    _, test_features = classifier_outputs(classifier, data["test_images"])
+    same = bench_images.run_quality(_ImagePool(_blobs(4000, 3)), classifier, test_features,
+                                    {"solver": "euler", "steps": 1}, config)  # fmt: skip
+    collapsed = bench_images.run_quality(_ImagePool(_blobs(10, 4)), classifier, test_features,
+                                         {"solver": "euler", "steps": 1}, config)  # fmt: skip
+    floor = real["floor_half"]
+    for key in ("precision", "recall"):
+        assert 0.8 < floor[key]["mean"] <= 1 and floor[key]["stderr"] > 0
+        assert abs(same["half"][key]["mean"] - floor[key]["mean"]) < 0.1
+    assert collapsed["half"]["recall"]["mean"] < 0.1 < floor["recall"]["mean"] - 0.5
+    assert collapsed["full"]["recall"]["mean"] < 0.1
+    assert same["half"]["frechet_distance"]["mean"] < collapsed["half"]["frechet_distance"]["mean"]
+    # the draws are independent: the standard error is the spread of the three over √3
+    values = torch.tensor([d["recall"] for d in same["draws"]["half"]], dtype=torch.float64)
+    assert same["half"]["recall"]["stderr"] == pytest.approx(float(values.std() / math.sqrt(3)), rel=1e-12)
+    assert len(set(values.tolist())) > 1
