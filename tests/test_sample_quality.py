@@ -193,3 +193,23 @@ def test_the_benchmark_scores_samples_of_unseen_real_images_like_its_floor_and_c
     values = torch.tensor([d["recall"] for d in same["draws"]["half"]], dtype=torch.float64)
     assert same["half"]["recall"]["stderr"] == pytest.approx(float(values.std() / math.sqrt(3)), rel=1e-12)
     assert len(set(values.tolist())) > 1
+
+
+def test_the_benchmark_floors_score_unseen_test_images_over_draws_beside_seen_training_images():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_images
+
+    torch.manual_seed(0)
+    classifier = MnistClassifier(MnistClassifierConfig(conv_channels=(4, 8), hidden_size=8)).eval()
+    test, train = _blobs(300, 5), _blobs(100, 6)
+    data = {"test_images": test, "test_labels": torch.arange(300) % 10, "train_images": train,
+            "train_labels": torch.arange(100) % 10}  # fmt: skip
+    floor = bench_images.floors(data, classifier, 100)
+    assert set(floor) == {"unseen", "seen"}
+    # the seen row is the first training images against the first test images
+    assert floor["seen"]["frechet_distance"] == pytest.approx(
+        frechet_distance(classifier_outputs(classifier, train)[1], classifier_outputs(classifier, test[:100])[1])
+    )
+    assert floor["unseen"]["stderr"]["frechet_distance"] > 0
+    with pytest.raises(ValueError, match="200 test images"):
+        bench_images.floors({**data, "test_images": test[:150]}, classifier, 100)
