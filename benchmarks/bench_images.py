@@ -549,7 +549,21 @@ def _headline_section(headline: dict) -> list[str]:
         "",
         *table(header, rows),
         "",
+        *_near_floor_lines(headline),
     ]
+
+
+def _near_floor_lines(headline: dict) -> list[str]:
+    """A note naming the runs whose Fréchet distance is below the floor's mean plus two standard errors."""
+    floor = headline["floor"]["unseen"]
+    bound = floor["frechet_distance"] + 2 * floor["stderr"]["frechet_distance"]
+    near = [name for name, row in headline["runs"].items() if row["frechet_distance"] <= bound]
+    if not near:
+        return []
+    names = ", ".join(f"{RUN_LABELS[name]} ({headline['runs'][name]['frechet_distance']:.2f})" for name in near)
+    return [f"Within two standard errors of the floor's Fréchet distance (≤ {bound:.2f}): {names}; one draw of this "
+            "size does not tell such a run from real images, and does not show it to be better than them (compare "
+            "the confidence).", ""]  # fmt: skip
 
 
 def _sweep_section(sweeps: dict, floor: dict, num_scored: int) -> list[str]:
