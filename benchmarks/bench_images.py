@@ -759,11 +759,14 @@ def rescore(results: dict, out: Path, data: dict, classifier: Any, config: dict)
     missing = [RUN_LABELS[name] for name in ("fm", "ddpm") if name not in found]
     # the earlier classifier's number is kept from the first rescore on
     earlier = results.setdefault("earlier_seen_frechet", previous.get("seen", previous)["frechet_distance"])
-    note = (f"The real-image rows of every table were scored again (`--rescore`) with the classifier trained again by "
-            f"the same command; the generated rows of the sections below come from the earlier run's classifier, "
-            f"whose weights differ slightly (the training images' Fréchet distance at "
-            f"{results['headline']['num_scored']:,} was {earlier:.2f} with it, "
-            f"{results['headline']['floor']['seen']['frechet_distance']:.2f} now).")  # fmt: skip
+    now = results["headline"]["floor"]["seen"]["frechet_distance"]
+    note = "The real-image rows of every table were scored again (`--rescore`)"
+    if not math.isclose(now, earlier, rel_tol=1e-9):
+        note += (f" with a classifier trained again by the same command; the generated rows of the sections below "
+                 f"come from the earlier run's classifier, whose weights differ slightly (the training images' "
+                 f"Fréchet distance at {results['headline']['num_scored']:,} was {earlier:.2f} with it, "
+                 f"{now:.2f} now)")  # fmt: skip
+    note += "."
     if missing:
         note += (f" Not scored at {config['num']:,} samples: {', '.join(missing)}: the pipelines of the earlier run "
                  f"are not on the machine that rescored, and training them again was not done there.")  # fmt: skip
