@@ -28,6 +28,18 @@ def batch_generator(seed: int, stream: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
 
 
+def batches_per_epoch(num_items: int, num_streams: int, batch_size: int) -> int:
+    """Whole micro-batches of ``batch_size`` in one stream's share ``⌊num_items / num_streams⌋`` of an epoch's
+    items (one stream per process); a ``ValueError`` when not even one fits."""
+    per_epoch = (num_items // num_streams) // batch_size
+    if per_epoch < 1:
+        raise ValueError(
+            f"`train_batch_size` {batch_size} is larger than one process's share of the {num_items} training "
+            f"images ({num_streams} processes): pass --train_batch_size {max(1, num_items // num_streams)} or less"
+        )
+    return per_epoch
+
+
 def check_num_samples(num_samples: object, name: str = "num_samples") -> int:
     """Return ``num_samples`` if it is an ``int >= 1`` (bools rejected), else raise a clear error."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int):

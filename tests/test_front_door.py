@@ -218,6 +218,8 @@ def data_file_of_text(folder: Path) -> str:
         ("train_classifier.py", ["--label_column", "nosuch"], ["nosuch", "label_column"]),
         ("train_fm.py", ["--class_conditional", "--num_classes", "5"], ["num_classes", "9"]),
         ("train_ddpm.py", ["--class_conditional", "--num_classes", "5"], ["num_classes", "9"]),
+        ("train_fm.py", ["--train_batch_size", "64"], ["train_batch_size", "64", "40 training images"]),
+        ("train_rbm.py", ["--train_batch_size", "64"], ["train_batch_size", "64", "40 training images"]),
     ],
 )
 def test_data_that_do_not_fit_the_task_are_a_one_line_refusal_before_the_folder_exists(

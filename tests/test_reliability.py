@@ -3,6 +3,7 @@
 import json
 import math
 import multiprocessing
+import os
 from dataclasses import replace
 
 import pytest
@@ -48,6 +49,41 @@ def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_other_process(tmp
     trainer = Trainer(FlowMatchingTask(tiny_args(tmp_path)))
     assert (tmp_path / LOCK_FILE).read_text().strip().isdigit()
     trainer.end()
+
+
+def test_a_finished_or_refused_run_leaves_no_lock_file_in_its_folder(tmp_path):
+    args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
+    run(FlowMatchingTask(args), args.num_eval_samples)
+    assert (tmp_path / "model_index.json").is_file() and not (tmp_path / LOCK_FILE).exists()
+    reset_accelerate()
+    with pytest.raises(FileExistsError, match="holds another run"):
+        Trainer(FlowMatchingTask(args))  # a new run over the finished one, not asked to overwrite
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_lock_taken_on_a_file_its_holder_removed_is_taken_again_on_the_new_file(tmp_path, monkeypatch):
+    """The race of two runs starting while a third releases: the second opened the old file, which the third
+    unlinked before the second locked it. Holding a lock on a removed file must not count as holding the folder."""
+    import fcntl
+
+    real_flock, calls = fcntl.flock, []
+
+    def flock_after_the_holder_released(handle, operation):
+        if not calls:  # the first attempt: the holder removes the file between our open and our lock
+            (tmp_path / LOCK_FILE).unlink()
+        calls.append(operation)
+        return real_flock(handle, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_holder_released)
+    lock = OutputFolderLock(tmp_path)
+    assert len(calls) == 2  # locked the removed file, saw it, and locked the one at the path
+    held, at_path = os.fstat(lock._file.fileno()), (tmp_path / LOCK_FILE).stat()
+    assert (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    with pytest.raises(FileExistsError, match="in use by another training run"):
+        OutputFolderLock(tmp_path)  # the file at the path is the one held
+    lock.release()
+    assert not (tmp_path / LOCK_FILE).exists()
 
 
 def test_resuming_latest_never_starts_afresh_over_a_finished_run(tmp_path):

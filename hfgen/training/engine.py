@@ -61,33 +61,54 @@ def make_accelerator(args: TrainingArguments) -> Any:
 class OutputFolderLock:
     """An exclusive lock on a run's output folder for the life of the run: ``.hfgen-run.lock`` in the folder,
     holding the process id, locked with ``fcntl.flock``. The operating system releases it when the process ends,
-    however it ends, so a lock left by a dead run never blocks the next one."""
+    however it ends, so a lock left by a dead run never blocks the next one; a run that ends normally removes the
+    file, so a finished folder holds only the run's outputs."""
 
     def __init__(self, output_dir: str | os.PathLike):
-        import fcntl
-
         folder = Path(output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / LOCK_FILE
-        self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open for the run's life)
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            self._file.seek(0)
-            other = self._file.read().strip() or "unknown"
-            self._file.close()
-            raise FileExistsError(
-                f"output_dir {str(folder)!r} is in use by another training run (process {other}); wait for it to "
-                "end or pass another --output_dir"
-            ) from error
+        while True:
+            self._file = self._try_lock(folder)
+            if self._holds_the_file_at_path():
+                break
+            self._file.close()  # the holder removed the file between our open and our lock: lock the new one
         self._file.seek(0)
         self._file.truncate()
         self._file.write(f"{os.getpid()}\n")
         self._file.flush()
 
+    def _try_lock(self, folder: Path) -> Any:
+        """The lock file, opened (created if need be) and locked, or ``FileExistsError`` naming its holder."""
+        import fcntl
+
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open for the run's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            handle.seek(0)
+            other = handle.read().strip() or "unknown"
+            handle.close()
+            raise FileExistsError(
+                f"output_dir {str(folder)!r} is in use by another training run (process {other}); wait for it to "
+                "end or pass another --output_dir"
+            ) from error
+        return handle
+
+    def _holds_the_file_at_path(self) -> bool:
+        """Whether the locked file is still the one at :attr:`path` (a releasing holder unlinks it while locked)."""
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self._file.fileno())
+        return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
+
     def release(self) -> None:
-        """Unlock (also done by the operating system when the process ends)."""
+        """Remove the lock file, then unlock (the operating system unlocks when the process ends)."""
         if not self._file.closed:
+            if self._holds_the_file_at_path():
+                self.path.unlink()
             self._file.close()
 
 

@@ -31,7 +31,7 @@ from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES
 from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, check_number, documented
 from hfgen.training.trainer import TrainingTask
-from hfgen.utils import batch_generator
+from hfgen.utils import batch_generator, batches_per_epoch
 
 #: the flags that make ``train_fm.py`` / ``train_ddpm.py`` train on images
 IMAGE_DATA_FLAGS = ("--dataset_name", "--train_data_files")
@@ -221,6 +221,9 @@ class ImageDiffusionTask(TrainingTask):
         self._order: tuple[int, Tensor] | None = None
         self._reference: Tensor | None = None
 
+    def check_processes(self, num_processes: int) -> None:
+        batches_per_epoch(self.train_images.shape[0], num_processes, self.args.train_batch_size)
+
     def build_model(self) -> UNet2DModel:
         return self.args.build_unet()
 
@@ -237,12 +240,7 @@ class ImageDiffusionTask(TrainingTask):
         after dropout to the null class ``K`` (``None`` for an unconditional run) and the batch's generator for the
         family's noise."""
         size = self.args.train_batch_size
-        per_epoch = (self.train_images.shape[0] // num_streams) // size
-        if per_epoch < 1:
-            raise ValueError(
-                f"`train_batch_size` {size} is larger than one process's share of the "
-                f"{self.train_images.shape[0]} training images ({num_streams} processes)"
-            )
+        per_epoch = batches_per_epoch(self.train_images.shape[0], num_streams, size)
         epoch, position = divmod(index, per_epoch)
         rows = self._permutation(epoch)[stream::num_streams][position * size : (position + 1) * size]
         generator = batch_generator(self.args.seed, stream, index)

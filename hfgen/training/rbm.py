@@ -33,7 +33,7 @@ from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
 from hfgen.training.trainer import Progress, Trainer, TrainingTask, evaluate_in_process, train_in_process
-from hfgen.utils import batch_generator
+from hfgen.utils import batch_generator, batches_per_epoch
 
 METHODS = ("pcd", "cd")
 BINARIZE = ("dynamic", "fixed", "threshold")
@@ -205,6 +205,9 @@ class RBMTask(TrainingTask):
     def persistent(self) -> bool:
         return self.args.method == "pcd"
 
+    def check_processes(self, num_processes: int) -> None:
+        batches_per_epoch(self.train_images.shape[0], num_processes, self.args.train_batch_size)
+
     def build_model(self) -> RBMModel:
         """The RBM with ``W ~ N(0, s²)``, ``c = 0`` and the base-rate visible biases ``b = log p̄ / (1 − p̄)``."""
         args = self.args
@@ -223,12 +226,7 @@ class RBMTask(TrainingTask):
         """The training-image rows of micro-batch ``index`` of process ``stream`` of ``num_streams``: epoch ``e``
         is the permutation drawn from ``batch_generator(seed, −1, e)``, sharded as ``perm[stream::num_streams]``."""
         size = self.args.train_batch_size
-        per_epoch = (self.train_images.shape[0] // num_streams) // size
-        if per_epoch < 1:
-            raise ValueError(
-                f"`train_batch_size` {size} is larger than one process's share of the "
-                f"{self.train_images.shape[0]} training images ({num_streams} processes)"
-            )
+        per_epoch = batches_per_epoch(self.train_images.shape[0], num_streams, size)
         epoch, position = divmod(index, per_epoch)
         if self._order is None or self._order[0] != epoch:
             generator = batch_generator(self.args.seed, PERMUTATION_STREAM, epoch)

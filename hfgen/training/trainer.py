@@ -102,6 +102,11 @@ class TrainingTask(ABC):
     def __init__(self, args: TrainingArguments):
         self.args = args
 
+    def check_processes(self, num_processes: int) -> None:
+        """Refuse (``ValueError``) a run that cannot go on ``num_processes`` processes, before its folder is touched
+        (a task whose data each process shares checks that a micro-batch fits one process's share)."""
+        return None
+
     def build_model(self) -> ModelMixin:
         """The trainable network of a one-network task (seeded by the caller)."""
         raise NotImplementedError(f"{type(self).__name__} must implement build_model or build_models")
@@ -282,6 +287,7 @@ class Trainer:
         # the main process holds the folder for the life of the run (a second run started at the same instant stops)
         # and alone decides whether the folder may be used: the others would see the files it writes next
         self.lock: OutputFolderLock | None = None
+        task.check_processes(self.accelerator.num_processes)
         self._refuse_on_every_process(self._lock_output_dir)
         self.history: list[dict[str, Any]] = []
         self.models: dict[str, ModelMixin] = {}
