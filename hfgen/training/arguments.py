@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -18,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from diffusers.optimization import SchedulerType
 
+from hfgen.checks import check_number
 from hfgen.utils import check_positive_int
 
 LR_SCHEDULERS = tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
@@ -187,29 +187,6 @@ def check_image_data_source(arguments: Any, paths: tuple[str, ...] = ("train_dat
         path = getattr(arguments, name)
         if path is not None and not os.path.exists(path):
             raise FileNotFoundError(f"`{name}` {path!r} does not exist")
-
-
-def check_number(
-    value: object,
-    name: str,
-    low: float | None = None,
-    high: float | None = None,
-    open_low: bool = False,
-    open_high: bool = False,
-    note: str = "",
-) -> float:
-    """Return ``value`` if it is a finite real number in the given range, else raise a ``ValueError`` naming
-    ``name``, the value and the range (bools, strings, NaN and infinities are refused)."""
-    interval = f"{'(' if open_low else '['}{'-inf' if low is None else f'{low:g}'}, "
-    interval += "inf" if high is None else f"{high:g}"
-    interval += ")" if open_high or high is None else "]"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (low is None or (value > low if open_low else value >= low))
-    ok = ok and (high is None or (value < high if open_high else value <= high))
-    if not ok:
-        extra = f" ({note})" if note else ""
-        raise ValueError(f"`{name}` must be a finite number in {interval}{extra}, got {value!r}")
-    return float(value)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
