@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -13,7 +14,8 @@ from diffusers.utils import BaseOutput
 from torch import nn
 from torch.nn import functional as F
 
-from hfgen.utils import check_num_samples, check_points
+from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_number
+from hfgen.utils import check_points
 
 COUPLINGS = ("affine", "spline")
 #: the smallest bin width and height (as fractions of 2B) and knot derivative of a spline (Durkan et al. 2019)
@@ -239,6 +241,18 @@ class CouplingFlow(ModelMixin, ConfigMixin):
     ``invertible_linear``); :meth:`initialize_actnorm` makes a data batch standardised at every ActNorm.
     """
 
+    config_rules = {
+        "dim": partial(check_int, low=2),
+        "num_couplings": check_int,
+        "hidden_size": check_int,
+        "num_hidden_layers": partial(check_int, low=0),
+        "actnorm": check_bool,
+        "invertible_linear": check_bool,
+        "coupling_type": partial(check_choice, choices=COUPLINGS),
+        "num_bins": partial(check_int, low=2),
+        "tail_bound": partial(check_number, low=0, open_low=True),
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -253,22 +267,7 @@ class CouplingFlow(ModelMixin, ConfigMixin):
         tail_bound: float = 3.0,
     ):
         super().__init__()
-        for name, value, minimum in (
-            ("dim", dim, 2),
-            ("num_couplings", num_couplings, 1),
-            ("hidden_size", hidden_size, 1),
-            ("num_hidden_layers", num_hidden_layers, 0),
-            ("num_bins", num_bins, 2),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
-        for name, value in (("actnorm", actnorm), ("invertible_linear", invertible_linear)):
-            if not isinstance(value, bool):
-                raise TypeError(f"`{name}` must be a bool, got {value!r}")
-        if coupling_type not in COUPLINGS:
-            raise ValueError(f"`coupling_type` must be one of {COUPLINGS}, got {coupling_type!r}")
-        if isinstance(tail_bound, bool) or not isinstance(tail_bound, int | float) or not 0 < tail_bound < math.inf:
-            raise ValueError(f"`tail_bound` must be a finite number > 0, got {tail_bound!r}")
+        check_arguments(self.config_rules, self.config)
         layers: list[nn.Module] = []
         for block in range(num_couplings):
             if actnorm:
@@ -308,7 +307,7 @@ class CouplingFlow(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``x = f^{-1}(z)`` with ``z ~ N(0, I)`` drawn from ``generator``; shape ``(N, D)``."""
-        check_num_samples(num_samples)
+        check_int(num_samples, "num_samples")
         z = torch.randn(num_samples, self.config.dim, generator=generator, device=self.device, dtype=self.dtype)
         return self.inverse(z).sample
 

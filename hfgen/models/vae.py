@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +22,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
+from hfgen.checks import check_arguments, check_choice, check_int, check_number, check_sizes
 from hfgen.models.mlp import ACTIVATIONS
-from hfgen.utils import check_generator, check_has_values, check_num_samples, check_positive_int
+from hfgen.utils import check_generator, check_has_values
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHITECTURES = ("mlp", "conv")
@@ -58,44 +60,25 @@ class AutoEncoderOutput(BaseOutput):
     latent_log_std: Tensor | None = None
 
 
-def _check_sizes(name: str, sizes: Sequence[int], allow_empty: bool) -> list[int]:
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or (not allow_empty and not sizes):
-        raise ValueError(
-            f"`{name}` must be a {'' if allow_empty else 'non-empty '}list of positive ints, got {sizes!r}"
-        )
-    for size in sizes:
-        check_positive_int(size, name)
-    return list(sizes)
+#: the rules of the config arguments the encoder and the decoder share (:func:`hfgen.checks.check_arguments`)
+_NETWORK_RULES = {
+    "image_size": check_int,
+    "latent_dim": check_int,
+    "hidden_sizes": check_sizes,
+    "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
+    "architecture": partial(check_choice, choices=ARCHITECTURES),
+}
 
 
-def _check_common(
-    in_channels: int,
-    image_size: int,
-    latent_dim: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    architecture: str,
-    conv_channels: Sequence[int],
-) -> None:
-    for name, value in (("in_channels", in_channels), ("image_size", image_size), ("latent_dim", latent_dim)):
-        check_positive_int(value, name)
-    _check_sizes("hidden_sizes", hidden_sizes, allow_empty=True)
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"`architecture` must be one of {ARCHITECTURES}, got {architecture!r}")
+def _check_conv_channels(architecture: str, conv_channels: Sequence[int], image_size: int) -> None:
+    """The conv architecture's ``conv_channels``: a non-empty list of layers that each halve ``image_size``."""
     if architecture == "conv":
-        _check_sizes("conv_channels", conv_channels, allow_empty=False)
+        check_sizes(conv_channels, "conv_channels", allow_empty=False)
         if image_size % 2 ** len(conv_channels):
             raise ValueError(
                 f"`image_size` must be divisible by 2**len(conv_channels) = {2 ** len(conv_channels)} for the conv "
                 f"architecture (each layer halves it), got {image_size}"
             )
-
-
-def _check_normalization(normalization: str) -> None:
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
 
 
 def _mlp(sizes: Sequence[int], activation: str, normalization: str = "none") -> list[nn.Module]:
@@ -120,6 +103,12 @@ class Encoder(ModelMixin, ConfigMixin):
     the scale of the 2-D code).
     """
 
+    config_rules = {
+        "in_channels": check_int,
+        **_NETWORK_RULES,
+        "normalization": partial(check_choice, choices=NORMALIZATIONS),
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -134,8 +123,8 @@ class Encoder(ModelMixin, ConfigMixin):
         normalization: str = "none",
     ):
         super().__init__()
-        _check_common(in_channels, image_size, latent_dim, hidden_sizes, activation, architecture, conv_channels)
-        _check_normalization(normalization)
+        check_arguments(self.config_rules, self.config)
+        _check_conv_channels(architecture, conv_channels, image_size)
         layers: list[nn.Module] = []
         if architecture == "conv":
             channels = [in_channels, *conv_channels]
@@ -166,6 +155,8 @@ class Decoder(ModelMixin, ConfigMixin):
     reads out a ``conv_channels[-1] × H/2^L × W/2^L`` map, then stride-2 transposed convolutions double it back.
     """
 
+    config_rules = {"out_channels": check_int, **_NETWORK_RULES}
+
     @register_to_config
     def __init__(
         self,
@@ -178,7 +169,8 @@ class Decoder(ModelMixin, ConfigMixin):
         conv_channels: Sequence[int] = (64, 32),
     ):
         super().__init__()
-        _check_common(out_channels, image_size, latent_dim, hidden_sizes, activation, architecture, conv_channels)
+        check_arguments(self.config_rules, self.config)
+        _check_conv_channels(architecture, conv_channels, image_size)
         sizes = [latent_dim, *hidden_sizes]
         layers = _mlp(sizes, activation)
         if architecture == "conv":
@@ -207,12 +199,15 @@ class Decoder(ModelMixin, ConfigMixin):
 class _LatentImageModel(ModelMixin, ConfigMixin):
     """What the autoencoder and the VAE share: the two networks, input checks and the likelihood ``p(x | z)``."""
 
+    #: the likelihood's arguments; the encoder and the decoder check the others
+    config_rules = {
+        "likelihood": partial(check_choice, choices=LIKELIHOODS),
+        "observation_std": partial(check_number, low=0, open_low=True),
+    }
+
     def _build(self, variational: bool) -> None:
         cfg = self.config
-        if cfg.likelihood not in LIKELIHOODS:
-            raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {cfg.likelihood!r}")
-        if not (isinstance(cfg.observation_std, (int, float)) and cfg.observation_std > 0):
-            raise ValueError(f"`observation_std` must be a positive float, got {cfg.observation_std!r}")
+        check_arguments(self.config_rules, cfg)
         shared = {
             "image_size": cfg.image_size,
             "latent_dim": cfg.latent_dim,
@@ -388,7 +383,7 @@ class VAE(_LatentImageModel):
 
     def sample_prior(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``num_samples`` latents ``z ~ N(0, I_d)``, ``(num_samples, d)``."""
-        shape = (check_num_samples(num_samples), self.config.latent_dim)
+        shape = (check_int(num_samples, "num_samples"), self.config.latent_dim)
         return torch.randn(shape, generator=check_generator(generator), dtype=self.dtype).to(self.device)
 
     def forward(
@@ -409,7 +404,7 @@ class VAE(_LatentImageModel):
     def elbo(self, images: Tensor, num_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
         r"""ELBO per image ``(N,)`` in nats: ``(1/S) Σ_s log p(x | z_s) − KL(q(z | x) ‖ p(z))``, ``z_s ~ q(z | x)``,
         with the KL in closed form; an unbiased estimate of ``E_q[log p(x | z)] − KL ≤ log p(x)``."""
-        check_num_samples(num_samples)
+        check_int(num_samples, "num_samples")
         images = self.check_images(images)
         mean, log_std = self.encoder(images, return_dict=False)
         total = torch.zeros(images.shape[0], dtype=images.dtype, device=images.device)
@@ -433,8 +428,8 @@ class VAE(_LatentImageModel):
         samples are drawn ``chunk_size`` at a time (memory ``chunk_size · N · C·H·W``) and combined by a running
         log-sum-exp.
         """
-        check_num_samples(num_samples)
-        check_num_samples(chunk_size, "chunk_size")
+        check_int(num_samples, "num_samples")
+        check_int(chunk_size, "chunk_size")
         check_generator(generator)
         images = self.check_images(images)
         mean, log_std = self.encoder(images, return_dict=False)
