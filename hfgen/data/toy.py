@@ -16,13 +16,13 @@ import abc
 import functools
 import inspect
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_int, check_number
 from hfgen.utils import check_generator
 
 __all__ = [
@@ -40,27 +40,6 @@ __all__ = [
 ]
 
 _DENSITY_NAMES = "'gaussian', 'checkerboard', '8gaussians' or 'two_balls'"
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` as an int if it is an integer (not a bool) ≥ ``minimum``, else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """Return ``value`` as a finite float (optionally > 0 or ≥ 0); TypeError/ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonnegative and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
 
 
 def _check_generator(generator: Any) -> torch.device:
@@ -107,7 +86,7 @@ class ToyDistribution(abc.ABC):
         With bounded support every sample passes ``in_support``: the rare point that rounding to float32 puts
         just outside the support (within an ulp of its boundary) is redrawn from the same generator.
         """
-        num_samples = _check_int("num_samples", num_samples, 1)
+        num_samples = check_int(num_samples, "num_samples")
         device = _check_generator(generator)
         x = self._sample(num_samples, generator, device)
         if self.has_bounded_support:
@@ -168,7 +147,7 @@ class StandardGaussian(ToyDistribution):
     name = "gaussian"
 
     def __init__(self, dim: int = 2) -> None:
-        self._dim = _check_int("dim", dim, 1)
+        self._dim = check_int(dim, "dim")
 
     @property
     def dim(self) -> int:
@@ -257,8 +236,8 @@ class EightGaussians(ToyDistribution):
     name = "8gaussians"
 
     def __init__(self, radius: float = 2.0, std: float = 0.25) -> None:
-        self.radius = _check_float("radius", radius, nonnegative=True)
-        self.std = _check_float("std", std, positive=True)
+        self.radius = check_number(radius, "radius", 0)
+        self.std = check_number(std, "std", 0, open_low=True)
 
     @staticmethod
     def centres(radius: float, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> Tensor:
@@ -300,7 +279,7 @@ class TwoMoons(ToyDistribution):
     has_log_prob = False
 
     def __init__(self, noise: float = 0.1) -> None:
-        self.noise = _check_float("noise", noise, nonnegative=True)
+        self.noise = check_number(noise, "noise", 0)
 
     @property
     def dim(self) -> int:
@@ -332,9 +311,9 @@ class TwoBalls(ToyDistribution):
     has_bounded_support = True
 
     def __init__(self, dim: int = 2, radius: float = 0.5, separation: float = 2.0) -> None:
-        self._dim = _check_int("dim", dim, 1)
-        self.radius = _check_float("radius", radius, positive=True)
-        self.separation = _check_float("separation", separation)
+        self._dim = check_int(dim, "dim")
+        self.radius = check_number(radius, "radius", 0, open_low=True)
+        self.separation = check_number(separation, "separation")
         if self.separation <= 2 * self.radius:
             raise ValueError(
                 f"separation must be > 2 * radius = {2 * self.radius!r} so that the balls are disjoint, "
@@ -400,7 +379,7 @@ class Shifted(ToyDistribution):
         if len(shift) != base.dim:
             raise ValueError(f"shift must have length base.dim = {base.dim}, got length {len(shift)}: {shift!r}")
         self.base = base
-        self.shift = tuple(_check_float(f"shift[{i}]", value) for i, value in enumerate(shift))
+        self.shift = tuple(check_number(value, f"shift[{i}]") for i, value in enumerate(shift))
 
     @property
     def dim(self) -> int:
@@ -455,7 +434,7 @@ class SampleOnly(ToyDistribution):
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         self.sampler = sampler
-        self._dim = _check_int("dim", dim, 1)
+        self._dim = check_int(dim, "dim")
         self.name = name
 
     @property
