@@ -20,7 +20,6 @@ A larger ``n`` (``--num_samples``) is a stricter test, since the floor shrinks w
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -30,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import PAGES, plus_minus, table, verdict, write_results, yes_no
 
 from hfgen.metrics import wasserstein2, wasserstein2_floor
 from hfgen.training import BridgeArguments, BridgeTask, Trainer
@@ -127,22 +127,28 @@ def main() -> None:
         "meets_target": all(end["ratio"] <= MAX_RATIO for run in runs for end in run["ends"].values()),
     }
     folder = Path(args.output_dir) if options.quick else HERE  # a smoke run's numbers stay out of the repository
-    (folder / "bridge_results.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    (folder / "BRIDGE_RESULTS.md").write_text(report(record), encoding="utf-8")
-    print(report(record))
+    print(write_results(record, folder, PAGES["bridge"], render))
 
 
-def report(record: dict) -> str:
+def render(record: dict) -> str:
     """The Markdown page of a benchmark record."""
     recipe = record["recipe"]
     labels = {"forward": "x_0 ~ p_data → forward → p'_data", "backward": "y ~ p'_data → backward → p_data"}
     rows = [
-        f"| {run['seed']} | {run['train_seconds']:.0f} | {labels[d]} | {end['w2']:.4f} ± {end['w2_sd']:.4f} | "
-        f"{end['floor']:.4f} ± {end['floor_sd']:.4f} | {end['ratio']:.2f} ± {end['ratio_se']:.2f} | "
-        f"{'yes' if end['ratio'] <= record['target_ratio'] else 'no'} | {end['transport_seconds']:.3f} |"
+        [
+            run["seed"],
+            f"{run['train_seconds']:.0f}",
+            labels[d],
+            plus_minus(end["w2"], end["w2_sd"], ".4f"),
+            plus_minus(end["floor"], end["floor_sd"], ".4f"),
+            plus_minus(end["ratio"], end["ratio_se"], ".2f"),
+            yes_no(end["ratio"] <= record["target_ratio"]),
+            f"{end['transport_seconds']:.3f}",
+        ]  # fmt: skip
         for run in record["runs"]
         for d, end in run["ends"].items()
     ]
+    header = ["seed", "train (s)", "transport", "W2", "floor", "W2 / floor", "within target", "transport time (s)"]
     power = f", γ_k ∝ min(k + 1, N − k)^{recipe['schedule_power']:g}" if recipe["schedule"] == "symmetric" else ""
     return "\n".join(
         [
@@ -163,11 +169,9 @@ def report(record: dict) -> str:
             f"(mean ± sd over {record['floor_repeats']} draws, shared by the seeds); W2 / floor: ratio of the means ± "
             f"its standard error. Training: seconds of one thread. "
             f"Target: W2 ≤ {record['target_ratio']}× floor at both ends, every seed: "
-            f"{'met' if record['meets_target'] else 'NOT met'}.",
+            f"{verdict(record['meets_target'])}.",
             "",
-            "| seed | train (s) | transport | W2 | floor | W2 / floor | within target | transport time (s) |",
-            "|---|---|---|---|---|---|---|---|",
-            *rows,
+            *table(header, rows),
             "",
         ]
     )

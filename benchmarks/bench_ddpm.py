@@ -13,15 +13,14 @@ floor W2 between two data samples of that size (means over independent draws), a
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import PAGES, machine, markdown, plus_minus, table, write_results, written_by, yes_no
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import w2_against_floor
@@ -82,15 +81,15 @@ def recipe() -> dict:
     return {"alpha": args.schedule_alpha(), **{key: getattr(args, key) for key in keys}}
 
 
-def write_report(results: dict, path: Path) -> None:
+def render(results: dict) -> str:
+    """The Markdown page of a stored run (``ddpm_results.json``)."""
     r = results["recipe"]
     T, alpha = r["num_train_timesteps"], r["alpha"]
     n = f"{results['runs'][0]['num_samples']:,}"
     lines = [
         "# hfgen constant-α DDPM benchmark",
         "",
-        f"Written by `python benchmarks/bench_ddpm.py` on {results['machine']}, torch {results['torch']}, "
-        f"{results['threads']} thread(s).",
+        written_by("bench_ddpm", results) + ".",
         "",
         f"Recipe (`DDPMArguments` defaults): α = {alpha}, T = {T} (ᾱ_T = {alpha**T:.3g}), ε-network TimeMLP "
         f"{r['num_layers']}×{r['hidden_size']} with octave position encoding L = {r['num_position_frequencies']} and "
@@ -105,22 +104,26 @@ def write_report(results: dict, path: Path) -> None:
         "its wall-clock time on an idle machine; the wall-clock column is inflated when other jobs share the CPU",
         f"(load average {results['load_average'][0]:.1f} at the start, {results['load_average'][1]:.1f} at the end).",
         "",
-        f"| target | seed | train steps | train CPU (s) | train wall (s) | W2 {n} | floor {n} | ratio "
-        f"| sampling {n} × T steps (s) | targets met |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in results["runs"]:
-        w = row["w2"]
-        lines.append(
-            f"| {row['target']} | {row['seed']} | {row['train_steps']:,} | {row['train_cpu_seconds']:.0f} | "
-            f"{row['train_seconds']:.0f} | "
-            f"{w['w2']:.4f} ± {w['w2_sd']:.4f} | "
-            f"{w['floor']:.4f} ± {w['floor_sd']:.4f} | {w['ratio']:.2f} | {row['sampling_seconds']:.1f} | "
-            f"{'yes' if row['meets_targets'] else 'no'} |"
-        )
-    if results["quick"]:
-        lines += ["", "**Quick smoke run: tiny budgets, the numbers are meaningless.**"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    header = ["target", "seed", "train steps", "train CPU (s)", "train wall (s)", f"W2 {n}", f"floor {n}", "ratio",
+              f"sampling {n} × T steps (s)", "targets met"]  # fmt: skip
+    rows = [
+        [
+            row["target"],
+            row["seed"],
+            f"{row['train_steps']:,}",
+            f"{row['train_cpu_seconds']:.0f}",
+            f"{row['train_seconds']:.0f}",
+            plus_minus(row["w2"]["w2"], row["w2"]["w2_sd"], ".4f"),
+            plus_minus(row["w2"]["floor"], row["w2"]["floor_sd"], ".4f"),
+            f"{row['w2']['ratio']:.2f}",
+            f"{row['sampling_seconds']:.1f}",
+            yes_no(row["meets_targets"]),
+        ]  # fmt: skip
+        for row in results["runs"]
+    ]
+    lines += table(header, rows)
+    return markdown(lines, results["quick"])
 
 
 def main() -> None:
@@ -133,18 +136,13 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     load_at_start = os.getloadavg()[0]
     results = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **machine(),
         "quick": args.quick,
         "recipe": recipe(),
         "runs": [bench_target(dataset, seed, args.quick) for dataset in args.targets for seed in args.seeds],
     }
     results["load_average"] = [load_at_start, os.getloadavg()[0]]
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "ddpm_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    write_report(results, args.output / "DDPM_RESULTS.md")
-    print((args.output / "DDPM_RESULTS.md").read_text(encoding="utf-8"))
+    print(write_results(results, args.output, PAGES["ddpm"], render))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from report import PAGES, markdown, plus_minus, table, verdict, write_results, written_by
 
 from hfgen.metrics import w2_against_floor
 from hfgen.models.mlp import TimeMLP
@@ -420,61 +421,54 @@ def _w2(row: dict) -> str:
     return f"{w['w2']:.3f} / {w['floor']:.3f} = {w['ratio']:.2f}" if w else "–"
 
 
-def _verdict(ok: bool | None) -> str:
-    return "–" if ok is None else ("met" if ok else "NOT met")
-
-
-def write_report(results: dict, path: Path) -> None:
-    runs = results["runs"]
-    lines = [
-        "# hfgen likelihood-model benchmark",
-        "",
-        f"Written by `python benchmarks/bench_density.py` on {results['machine']}, torch {results['torch']}, "
-        f"{results['threads']} thread(s); times are training CPU seconds (`time.process_time`), which on one thread is "
-        "the wall-clock time of an otherwise idle machine (this one was shared with other jobs).",
-        "",
-        f"Toy targets: NLL of {NUM_NLL_POINTS:,} held-out points ({NUM_ODE_NLL_POINTS:,} for the ODE models cnf and "
-        "cfm, whose log-density is an adaptive dopri5 solve per point; ± standard error) beside the exact entropy; "
-        "NLL − entropy = KL(target ‖ model) is estimated pairwise, the mean of log p(x) − log q(x) with the target's "
-        "exact log p (the same expectation, a far smaller standard error); "
-        f"W2 of {NUM_W2_SAMPLES:,} samples against fresh target samples / the floor W2 between two target samples "
-        f"(mean of {W2_REPEATS} draws). Each row is the model's recipe (`DensityArguments` defaults, listed below).",
-        "",
-        "| model | target | steps | train CPU (s) | NLL | entropy | NLL − entropy (paired) | target "
-        "| W2 / floor = ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+def _toy_rows(runs: dict, quick: bool) -> list[list[str]]:
+    """One row per toy run (and one per scikit-learn fit beside it): NLL, entropy, their paired gap, targets, W2."""
+    rows = []
     for row in sorted(runs.values(), key=lambda r: (r["target"], MODELS.index(r["model"]))):
         if row["target"] == "mnist":
             continue
         limit = MAX_KL.get((row["model"], row["target"]))
-        goal = "–" if limit is None else f"≤ {limit} {_verdict(row['nll_minus_entropy'] <= limit)}"
+        goal = "–" if limit is None else f"≤ {limit} {verdict(row['nll_minus_entropy'] <= limit)}"
         if row["model"] == "cnf":
-            cpu_ok = row["train_cpu_seconds"] <= 60 * MAX_CNF_CPU_MINUTES
-            goal += f"; ≤ {MAX_CNF_CPU_MINUTES:.0f} CPU min {_verdict(cpu_ok)}"
-        lines.append(
-            f"| {row['model']}{' (quick)' * results['quick']} | {row['target']} | {row['train_steps']:,} | "
-            f"{row['train_cpu_seconds']:.1f} | {row['nll']:.4f} ± {row['nll_stderr']:.4f} | {row['entropy']:.4f} | "
-            f"{row['nll_minus_entropy']:.4f} ± {row.get('nll_minus_entropy_stderr', float('nan')):.4f} | {goal} | "
-            f"{_w2(row)} |"
+            goal += (
+                f"; ≤ {MAX_CNF_CPU_MINUTES:.0f} CPU min {verdict(row['train_cpu_seconds'] <= 60 * MAX_CNF_CPU_MINUTES)}"
+            )
+        gap_se = row.get("nll_minus_entropy_stderr", float("nan"))
+        rows.append(
+            [
+                f"{row['model']}{' (quick)' * quick}",
+                row["target"],
+                f"{row['train_steps']:,}",
+                f"{row['train_cpu_seconds']:.1f}",
+                plus_minus(row["nll"], row["nll_stderr"], ".4f"),
+                f"{row['entropy']:.4f}",
+                plus_minus(row["nll_minus_entropy"], gap_se, ".4f"),
+                goal,
+                _w2(row),
+            ]
         )
         if "sklearn" in row:
             sk = row["sklearn"]
-            lines.append(
-                f"| scikit-learn {'GaussianMixture' if row['model'] == 'gmm' else 'KernelDensity'} | {row['target']} | "
-                f"– | {sk['fit_cpu_seconds']:.3f} (fit) | {sk['nll']:.4f} | {row['entropy']:.4f} | "
-                f"{sk['nll_minus_entropy']:.4f} | – | – |"
+            peer = "GaussianMixture" if row["model"] == "gmm" else "KernelDensity"
+            rows.append(
+                [
+                    f"scikit-learn {peer}",
+                    row["target"],
+                    "–",
+                    f"{sk['fit_cpu_seconds']:.3f} (fit)",
+                    f"{sk['nll']:.4f}",
+                    f"{row['entropy']:.4f}",
+                    f"{sk['nll_minus_entropy']:.4f}",
+                    "–",
+                    "–",
+                ]
             )
-    lines += ["", "## scikit-learn on the same data", ""]
-    lines += [
-        "GMM: EM from the same k-means++ start for the same number of steps (tol 0), ours against "
-        "`sklearn.mixture.GaussianMixture`; KDE: the same points and cross-validated bandwidth against "
-        "`sklearn.neighbors.KernelDensity` (exact, atol = rtol = 0). Log-likelihood gaps on the held-out points.",
-        "",
-        "| model | target | our fit CPU (s) | scikit-learn fit CPU (s) | ratio (≤ 2) | mean log-lik gap (≤ 1e-6) "
-        "| max pointwise gap | scoring CPU ours / sklearn (s) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    return rows
+
+
+def _sklearn_rows(runs: dict) -> list[list[str]]:
+    """Our GMM and KDE against scikit-learn's on the same data: fit times and log-likelihood gaps."""
+    rows = []
     for _, row in sorted(runs.items()):
         if "sklearn" not in row:
             continue
@@ -483,25 +477,18 @@ def write_report(results: dict, path: Path) -> None:
         scoring = (
             f"{sk['ours_score_cpu_seconds']:.3f} / {sk['score_cpu_seconds']:.3f}" if "score_cpu_seconds" in sk else "–"
         )
-        lines.append(
-            f"| {row['model']} | {row['target']} | {sk['ours_fit_cpu_seconds']:.4f} | {sk['fit_cpu_seconds']:.4f} | "
-            f"{ratio:.2f} {_verdict(ratio <= MAX_FIT_TIME_RATIO)} | {sk['mean_log_likelihood_gap']:.1e} "
-            f"{_verdict(sk['mean_log_likelihood_gap'] <= MAX_SKLEARN_GAP)} | {sk['max_log_likelihood_gap']:.1e} | "
-            f"{scoring} |"
-        )
-    lines += ["", "## Flow matching against maximum likelihood (the same velocity network)", ""]
-    lines += [
-        f"TimeMLP {SHARED_NETWORK['num_layers']} × {SHARED_NETWORK['hidden_size']} ({SHARED_NETWORK['activation']}), "
-        f"batch {SHARED_NETWORK['train_batch_size']}; CFM on the linear path with uniform t, CNF-MLE by "
-        "`hfgen.methods.cnf.cnf_nll_loss` (exact divergence, fixed rk4 steps). NLL − entropy of "
-        f"{CURVE_NLL_POINTS} held-out points "
-        "(dopri5) at validations, against the CPU seconds spent training up to them (`step × CPU per step`). "
-        "Plot: `density_cfm_vs_mle.png`.",
-        "",
-        "| target | objective | CPU (s) → NLL − entropy at each validation | final NLL − entropy | CFM time to the "
-        "MLE's final value / MLE time (≤ 0.2) |",
-        "|---|---|---|---|---|",
-    ]
+        rows.append(
+            [row["model"], row["target"], f"{sk['ours_fit_cpu_seconds']:.4f}", f"{sk['fit_cpu_seconds']:.4f}",
+             f"{ratio:.2f} {verdict(ratio <= MAX_FIT_TIME_RATIO)}",
+             f"{sk['mean_log_likelihood_gap']:.1e} {verdict(sk['mean_log_likelihood_gap'] <= MAX_SKLEARN_GAP)}",
+             f"{sk['max_log_likelihood_gap']:.1e}", scoring]
+        )  # fmt: skip
+    return rows
+
+
+def _curve_rows(runs: dict) -> list[list[str]]:
+    """Flow matching against maximum likelihood: NLL − entropy at each validation against the CPU time."""
+    rows = []
     for target in TARGETS[:2]:
         mle, cfm = runs.get(f"cnf-{target}"), runs.get(f"cfm-{target}")
         fraction = None
@@ -514,32 +501,77 @@ def write_report(results: dict, path: Path) -> None:
             points = ", ".join(f"{p['cpu_seconds']:.1f} → {p['nll_minus_entropy']:.3f}" for p in row["curve"])
             share = "–"
             if name == "CFM" and mle:
-                share = "never reached" if fraction is None else f"{fraction:.3f} {_verdict(fraction <= 0.2)}"
-            lines.append(f"| {target} | {name} | {points} | {row['nll_minus_entropy']:.4f} | {share} |")
-    mnist = runs.get("made-mnist")
-    lines += ["", "## MADE on binarised MNIST", ""]
-    if mnist:
-        r = mnist["recipe"]
-        nll_ok = mnist["nll"] <= MAX_MNIST_NLL
-        cpu_ok = mnist["train_cpu_seconds"] <= 60 * MAX_MNIST_CPU_MINUTES
-        lines += [
-            f"Test images binarised at 0.5 (`x = 1[p > 0.5]`, train images too); MADE 784 → "
-            f"{' → '.join(map(str, r['hidden_sizes']))} → 784 (natural order, one mask), batch "
-            f"{r['train_batch_size']}, {r['max_train_steps']:,} steps, AdamW {r['learning_rate']}, EMA 0.999.",
-            "",
-            f"- test NLL {mnist['nll']:.2f} ± {mnist['nll_stderr']:.2f} nats on {mnist['num_nll_samples']:,} test "
-            f"images (target ≤ {MAX_MNIST_NLL:.0f}: {_verdict(nll_ok)}); training "
-            f"{mnist['train_cpu_seconds'] / 60:.1f} CPU minutes (≤ {MAX_MNIST_CPU_MINUTES:.0f}: {_verdict(cpu_ok)}). "
-            "Samples (10 × 10): "
-            "`benchmarks/out/density/made-mnist/samples.png`, also in that folder's card.",
-        ]
-    else:
-        lines.append("No MNIST run stored yet.")
+                share = "never reached" if fraction is None else f"{fraction:.3f} {verdict(fraction <= 0.2)}"
+            rows.append([target, name, points, f"{row['nll_minus_entropy']:.4f}", share])
+    return rows
+
+
+def _mnist_lines(mnist: dict | None) -> list[str]:
+    if not mnist:
+        return ["No MNIST run stored yet."]
+    r = mnist["recipe"]
+    nll_ok = mnist["nll"] <= MAX_MNIST_NLL
+    cpu_ok = mnist["train_cpu_seconds"] <= 60 * MAX_MNIST_CPU_MINUTES
+    return [
+        f"Test images binarised at 0.5 (`x = 1[p > 0.5]`, train images too); MADE 784 → "
+        f"{' → '.join(map(str, r['hidden_sizes']))} → 784 (natural order, one mask), batch "
+        f"{r['train_batch_size']}, {r['max_train_steps']:,} steps, AdamW {r['learning_rate']}, EMA 0.999.",
+        "",
+        f"- test NLL {plus_minus(mnist['nll'], mnist['nll_stderr'], '.2f')} nats on {mnist['num_nll_samples']:,} test "
+        f"images (target ≤ {MAX_MNIST_NLL:.0f}: {verdict(nll_ok)}); training "
+        f"{mnist['train_cpu_seconds'] / 60:.1f} CPU minutes (≤ {MAX_MNIST_CPU_MINUTES:.0f}: {verdict(cpu_ok)}). "
+        "Samples (10 × 10): "
+        "`benchmarks/out/density/made-mnist/samples.png`, also in that folder's card.",
+    ]
+
+
+def render(results: dict) -> str:
+    """The Markdown page of the stored runs (``density_results.json``)."""
+    runs = results["runs"]
+    lines = [
+        "# hfgen likelihood-model benchmark",
+        "",
+        written_by("bench_density", results) + "; times are training CPU seconds (`time.process_time`), which on one "
+        "thread is the wall-clock time of an otherwise idle machine (this one was shared with other jobs).",
+        "",
+        f"Toy targets: NLL of {NUM_NLL_POINTS:,} held-out points ({NUM_ODE_NLL_POINTS:,} for the ODE models cnf and "
+        "cfm, whose log-density is an adaptive dopri5 solve per point; ± standard error) beside the exact entropy; "
+        "NLL − entropy = KL(target ‖ model) is estimated pairwise, the mean of log p(x) − log q(x) with the target's "
+        "exact log p (the same expectation, a far smaller standard error); "
+        f"W2 of {NUM_W2_SAMPLES:,} samples against fresh target samples / the floor W2 between two target samples "
+        f"(mean of {W2_REPEATS} draws). Each row is the model's recipe (`DensityArguments` defaults, listed below).",
+        "",
+    ]
+    header = ["model", "target", "steps", "train CPU (s)", "NLL", "entropy", "NLL − entropy (paired)", "target",
+              "W2 / floor = ratio"]  # fmt: skip
+    lines += table(header, _toy_rows(runs, results["quick"]))
+    lines += ["", "## scikit-learn on the same data", ""]
+    lines += [
+        "GMM: EM from the same k-means++ start for the same number of steps (tol 0), ours against "
+        "`sklearn.mixture.GaussianMixture`; KDE: the same points and cross-validated bandwidth against "
+        "`sklearn.neighbors.KernelDensity` (exact, atol = rtol = 0). Log-likelihood gaps on the held-out points.",
+        "",
+    ]
+    header = ["model", "target", "our fit CPU (s)", "scikit-learn fit CPU (s)", "ratio (≤ 2)",
+              "mean log-lik gap (≤ 1e-6)", "max pointwise gap", "scoring CPU ours / sklearn (s)"]  # fmt: skip
+    lines += table(header, _sklearn_rows(runs))
+    lines += ["", "## Flow matching against maximum likelihood (the same velocity network)", ""]
+    lines += [
+        f"TimeMLP {SHARED_NETWORK['num_layers']} × {SHARED_NETWORK['hidden_size']} ({SHARED_NETWORK['activation']}), "
+        f"batch {SHARED_NETWORK['train_batch_size']}; CFM on the linear path with uniform t, CNF-MLE by "
+        "`hfgen.methods.cnf.cnf_nll_loss` (exact divergence, fixed rk4 steps). NLL − entropy of "
+        f"{CURVE_NLL_POINTS} held-out points "
+        "(dopri5) at validations, against the CPU seconds spent training up to them (`step × CPU per step`). "
+        "Plot: `density_cfm_vs_mle.png`.",
+        "",
+    ]
+    header = ["target", "objective", "CPU (s) → NLL − entropy at each validation", "final NLL − entropy",
+              "CFM time to the MLE's final value / MLE time (≤ 0.2)"]  # fmt: skip
+    lines += table(header, _curve_rows(runs))
+    lines += ["", "## MADE on binarised MNIST", "", *_mnist_lines(runs.get("made-mnist"))]
     lines += ["", "## Recipes", ""]
     lines += [f"- {name}: {json.dumps(row['recipe'])}" for name, row in sorted(runs.items())]
-    if results["quick"]:
-        lines += ["", "**Quick smoke run: tiny budgets, the numbers are meaningless.**"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return markdown(lines, results["quick"])
 
 
 def main() -> None:
@@ -584,10 +616,9 @@ def main() -> None:
         "quick": args.quick,
         "runs": {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(store.glob("*.json"))},
     }
-    (output / "density_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    write_report(results, output / "DENSITY_RESULTS.md")
+    text = write_results(results, output, PAGES["density"], render)
     plot_curves(results["runs"], output / "density_cfm_vs_mle.png")
-    print((output / "DENSITY_RESULTS.md").read_text(encoding="utf-8"))
+    print(text)
 
 
 if __name__ == "__main__":

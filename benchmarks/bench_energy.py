@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import nll_report, w2_against_floor, wasserstein2
@@ -259,143 +259,170 @@ def bench_ebm(dataset: str, quick: bool) -> dict[str, Any]:
     }
 
 
-def _met(ok: bool) -> str:
-    return "met" if ok else "NOT met"
+def _rbm_training(name: str, recipe: dict) -> str:
+    """How a run of the RBM table trained: hfgen's recipe, or scikit-learn's learning rate and batch."""
+    if name == "rbm":
+        return (
+            f"{recipe['method'].upper()}-{recipe['gibbs_steps']}, {recipe['num_chains']} chains, batch "
+            f"{recipe['train_batch_size']}, AdamW {recipe['learning_rate']:g} (β₁ {recipe['adam_beta1']}), "
+            f"{recipe['lr_scheduler']}"
+        )
+    return f"{recipe['method']} {recipe['learning_rate']:g}, batch {recipe['batch_size']}, same batches"
 
 
-def write_report(results: dict[str, Any], path: Path) -> None:
+def _rbm_section(runs: dict[str, Any], targets: dict[str, Any]) -> list[str]:
+    """The RBM on MNIST, hfgen's against scikit-learn's, beside the published log-likelihoods."""
+    ours, peer = runs.get("rbm"), runs.get("sklearn_rbm")
+    lines = [
+        "## RBM, 500 hidden units, MNIST",
+        "",
+        "Binarisation: training images drawn afresh at every batch, `v ~ Bernoulli(pixel / 255)`; the 10,000 test",
+        "images binarised once (stochastically, seed 0) and kept fixed. Test log-likelihood `−F(v) − log Ẑ` in",
+        "nats per image, `log Ẑ` by AIS from the base-rate model (visible biases `log p̄ / (1 − p̄)` of the",
+        "training pixels) with the number of runs and of equally spaced β shown; ± combines the spread over",
+        "test images and the AIS standard error of `log Ẑ`. The pseudo-log-likelihood and the reconstruction",
+        "error are on the same test images.",
+        "",
+    ]
+    rows = [
+        [
+            label,
+            _rbm_training(name, r["recipe"]),
+            f"{r['train_cpu_seconds']:.0f} ({r['epochs']:.1f})",
+            plus_minus(r["log_likelihood"], r["log_likelihood_stderr"], ".2f"),
+            plus_minus(r["log_partition"], r["log_partition_stderr"], ".2f"),
+            f"{r['ais_num_chains']} × {r['ais_num_betas']:,}",
+            f"{r['pseudo_log_likelihood']:.2f}",
+            f"{r['reconstruction_error']:.2f}",
+        ]  # fmt: skip
+        for name, label in (("rbm", "hfgen `RBMModel`"), ("sklearn_rbm", "scikit-learn `BernoulliRBM`"))
+        if (r := runs.get(name)) is not None
+    ]
+    if peer is None:
+        rows.append(["scikit-learn `BernoulliRBM`", "not measured yet: `python benchmarks/bench_energy.py --runs "
+                     "sklearn_rbm --data_root …`", "", "", "", "", "", ""])  # fmt: skip
+    header = ["model", "training", "CPU s (epochs)", "test log p (AIS)", "log Ẑ ± se", "AIS runs × β", "pseudo-LL",
+              "recon. error"]  # fmt: skip
+    lines += table(header, rows)
+    lines += [
+        "",
+        "Published (Salakhutdinov & Murray 2008, 500 hidden units, AIS): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in PUBLISHED.items())
+        + " nats (their binarisation and AIS schedule differ from ours).",
+        "",
+    ]
+    if ours:
+        minutes = ours["train_cpu_seconds"] / 60
+        ok = ours["log_likelihood"] >= targets["rbm_log_likelihood_min"] and minutes <= targets["rbm_cpu_minutes_max"]
+        lines += [
+            f"Target: test log-likelihood ≥ {targets['rbm_log_likelihood_min']:.0f} nats within "
+            f"{targets['rbm_cpu_minutes_max']:.0f} CPU minutes: {ours['log_likelihood']:.2f} in {minutes:.1f} min, "
+            f"{verdict(ok)}.",
+            "",
+        ]
+    return lines
+
+
+def _ebm_targets(dataset: str, r: dict[str, Any], targets: dict[str, Any]) -> str:
+    """The targets line of a 2-D EBM: NLL − entropy, W2 / floor where it has a bound, and the CPU minutes."""
+    bound = targets["ebm_nll_minus_entropy_max"][dataset]
+    found = [f"NLL − entropy {r['nll_minus_entropy']:.3f} ≤ {bound}: " + verdict(r["nll_minus_entropy"] <= bound)]
+    if dataset in targets["ebm_w2_ratio_max"]:
+        bound = targets["ebm_w2_ratio_max"][dataset]
+        found.append(f"W2 / floor {r['w2']['ratio']:.2f} ≤ {bound}: " + verdict(r["w2"]["ratio"] <= bound))
+    minutes, bound = r["train_cpu_seconds"] / 60, targets["ebm_cpu_minutes_max"]
+    found.append(f"{minutes:.1f} CPU min ≤ {bound:.0f}: " + verdict(minutes <= bound))
+    return "Targets: " + "; ".join(found) + "."
+
+
+def _peer_lines(recipe: dict[str, Any], p: dict[str, Any]) -> list[str]:
+    """hfgen's samplers against torchebm's Langevin dynamics from the same starts."""
+    lines = [
+        f"Peer check of the sampler ({p['num_samples']:,} chains from the same uniform starts, "
+        f"{recipe['num_sample_steps']} steps, η = {recipe['sample_step_size']}; W2 to {p['num_samples']:,} "
+        "data samples):",
+        "",
+    ]
+    rows = [
+        [f"hfgen `EnergyPipeline` ({recipe['sample_sampler']})", f"{p['hfgen_sampler_w2']:.4f}",
+         f"{p['hfgen_sampler_cpu_seconds']:.2f}"],
+        ["hfgen `LangevinScheduler` (ULA)", f"{p['hfgen_ula_w2']:.4f}", f"{p['hfgen_ula_cpu_seconds']:.2f}"],
+    ]  # fmt: skip
+    if "torchebm_ula_w2" not in p:
+        return [*lines, *table(["sampler", "W2 to data", "CPU s"], rows), "", f"torchebm: {p['torchebm']}."]
+    rows += [
+        [f"torchebm {p['torchebm_version']} `LangevinDynamics` (ULA)", f"{p['torchebm_ula_w2']:.4f}",
+         f"{p['torchebm_ula_cpu_seconds']:.2f}"],
+        ["two data samples (floor)", f"{p['data_floor_w2']:.4f}", ""],
+    ]  # fmt: skip
+    return [
+        *lines,
+        *table(["sampler", "W2 to data", "CPU s"], rows),
+        "",
+        f"W2 between the hfgen ULA and torchebm ULA samples: {p['hfgen_ula_vs_torchebm_w2']:.4f} (the floor "
+        f"between two data samples of this size is {p['data_floor_w2']:.4f}).",
+    ]
+
+
+def _ebm_section(dataset: str, r: dict[str, Any], targets: dict[str, Any]) -> list[str]:
+    """A 2-D EBM: its recipe, its NLL and W2 against the floor, its targets and the peer check of its sampler."""
+    recipe, w2 = r["recipe"], r["w2"]
+    return [
+        f"## 2-D EBM, {dataset}",
+        "",
+        f"Energy MLP {recipe['num_layers']} × {recipe['hidden_size']} (κ = {recipe['confinement']}), α = "
+        f"{recipe['regularization']}; training chains: {recipe['langevin_steps']} {recipe['training_sampler']} "
+        "steps "
+        f"(η = {recipe['step_size']}) from a replay buffer of {recipe['buffer_size']:,} (restarts "
+        f"{recipe['reinit_fraction']}); batch {recipe['train_batch_size']}, {r['train_steps']:,} steps, AdamW "
+        f"{recipe['learning_rate']:g}. Samples: {recipe['num_sample_steps']} {recipe['sample_sampler']} steps "
+        f"(η = {recipe['sample_step_size']}) from uniform noise. log Z by quadrature on {recipe['grid_size']}² "
+        f"cells of [−{recipe['grid_bound']:g}, {recipe['grid_bound']:g}]² (error estimate "
+        f"{r['log_partition_error']:.1e}).",
+        "",
+        *table(
+            ["train CPU s", "NLL ± se", "entropy", "NLL − entropy", "W2 (mean of draws)", "floor", "W2 / floor"],
+            [
+                [
+                    f"{r['train_cpu_seconds']:.0f}",
+                    plus_minus(r["nll"], r["nll_stderr"], ".4f"),
+                    f"{r['entropy']:.4f}",
+                    f"{r['nll_minus_entropy']:.4f}",
+                    plus_minus(w2["w2"], w2["w2_sd"], ".4f"),
+                    f"{w2['floor']:.4f}",
+                    f"{w2['ratio']:.2f}",
+                ]
+            ],
+        ),  # fmt: skip
+        "",
+        f"NLL on {r['num_nll_points']:,} held-out points; W2 of {r['w2_samples']:,} samples against as many data "
+        f"samples, mean of {r['w2_draws']} draws, beside the floor W2 between two data samples.",
+        "",
+        _ebm_targets(dataset, r, targets),
+        "",
+        *_peer_lines(recipe, r["peer"]),
+        "",
+    ]
+
+
+def render(results: dict[str, Any]) -> str:
+    """The Markdown page of the stored runs (``energy_results.json``)."""
     runs, targets = results["runs"], results["targets"]
     quick = any(r.get("quick") for r in runs.values())
     lines = [
         "# hfgen energy-based models benchmark" + (" (QUICK smoke run: numbers meaningless)" if quick else ""),
         "",
-        f"Written by `python benchmarks/bench_energy.py` on {results['machine']}, torch {results['torch']}, "
-        f"{results['threads']} thread; times are CPU seconds of the process (`time.process_time`), on a machine",
+        written_by("bench_energy", results, f"{results['threads']} thread")
+        + "; times are CPU seconds of the process (`time.process_time`), on a machine",
         "shared with other jobs.",
         "",
     ]
-    ours, peer = runs.get("rbm"), runs.get("sklearn_rbm")
-    if ours or peer:
-        lines += [
-            "## RBM, 500 hidden units, MNIST",
-            "",
-            "Binarisation: training images drawn afresh at every batch, `v ~ Bernoulli(pixel / 255)`; the 10,000 test",
-            "images binarised once (stochastically, seed 0) and kept fixed. Test log-likelihood `−F(v) − log Ẑ` in",
-            "nats per image, `log Ẑ` by AIS from the base-rate model (visible biases `log p̄ / (1 − p̄)` of the",
-            "training pixels) with the number of runs and of equally spaced β shown; ± combines the spread over",
-            "test images and the AIS standard error of `log Ẑ`. The pseudo-log-likelihood and the reconstruction",
-            "error are on the same test images.",
-            "",
-            "| model | training | CPU s (epochs) | test log p (AIS) | log Ẑ ± se | AIS runs × β | pseudo-LL | "
-            "recon. error |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for name, label in (("rbm", "hfgen `RBMModel`"), ("sklearn_rbm", "scikit-learn `BernoulliRBM`")):
-            r = runs.get(name)
-            if r is None:
-                continue
-            recipe = r["recipe"]
-            if name == "rbm":
-                training = (
-                    f"{recipe['method'].upper()}-{recipe['gibbs_steps']}, {recipe['num_chains']} chains, batch "
-                    f"{recipe['train_batch_size']}, AdamW {recipe['learning_rate']:g} (β₁ {recipe['adam_beta1']}), "
-                    f"{recipe['lr_scheduler']}"
-                )
-            else:
-                training = f"{recipe['method']} {recipe['learning_rate']:g}, batch {recipe['batch_size']}, same batches"
-            lines.append(
-                f"| {label} | {training} | {r['train_cpu_seconds']:.0f} ({r['epochs']:.1f}) | "
-                f"{r['log_likelihood']:.2f} ± {r['log_likelihood_stderr']:.2f} | {r['log_partition']:.2f} ± "
-                f"{r['log_partition_stderr']:.2f} | {r['ais_num_chains']} × {r['ais_num_betas']:,} | "
-                f"{r['pseudo_log_likelihood']:.2f} | {r['reconstruction_error']:.2f} |"
-            )
-        if peer is None:
-            lines.append(
-                "| scikit-learn `BernoulliRBM` | not measured yet: `python benchmarks/bench_energy.py --runs "
-                "sklearn_rbm --data_root …` | | | | | | |"
-            )
-        lines += [
-            "",
-            "Published (Salakhutdinov & Murray 2008, 500 hidden units, AIS): "
-            + ", ".join(f"{k} {v:.1f}" for k, v in PUBLISHED.items())
-            + " nats (their binarisation and AIS schedule differ from ours).",
-            "",
-        ]
-        if ours:
-            minutes = ours["train_cpu_seconds"] / 60
-            ok = (
-                ours["log_likelihood"] >= targets["rbm_log_likelihood_min"]
-                and minutes <= targets["rbm_cpu_minutes_max"]
-            )
-            lines += [
-                f"Target: test log-likelihood ≥ {targets['rbm_log_likelihood_min']:.0f} nats within "
-                f"{targets['rbm_cpu_minutes_max']:.0f} CPU minutes: {ours['log_likelihood']:.2f} in {minutes:.1f} min, "
-                f"{_met(ok)}.",
-                "",
-            ]
+    if runs.get("rbm") or runs.get("sklearn_rbm"):
+        lines += _rbm_section(runs, targets)
     for dataset in EBM_DATASETS:
-        r = runs.get(f"ebm-{dataset}")
-        if r is None:
-            continue
-        recipe, w2, p = r["recipe"], r["w2"], r["peer"]
-        lines += [
-            f"## 2-D EBM, {dataset}",
-            "",
-            f"Energy MLP {recipe['num_layers']} × {recipe['hidden_size']} (κ = {recipe['confinement']}), α = "
-            f"{recipe['regularization']}; training chains: {recipe['langevin_steps']} {recipe['training_sampler']} "
-            "steps "
-            f"(η = {recipe['step_size']}) from a replay buffer of {recipe['buffer_size']:,} (restarts "
-            f"{recipe['reinit_fraction']}); batch {recipe['train_batch_size']}, {r['train_steps']:,} steps, AdamW "
-            f"{recipe['learning_rate']:g}. Samples: {recipe['num_sample_steps']} {recipe['sample_sampler']} steps "
-            f"(η = {recipe['sample_step_size']}) from uniform noise. log Z by quadrature on {recipe['grid_size']}² "
-            f"cells of [−{recipe['grid_bound']:g}, {recipe['grid_bound']:g}]² (error estimate "
-            f"{r['log_partition_error']:.1e}).",
-            "",
-            "| train CPU s | NLL ± se | entropy | NLL − entropy | W2 (mean of draws) | floor | W2 / floor |",
-            "|---|---|---|---|---|---|---|",
-            f"| {r['train_cpu_seconds']:.0f} | {r['nll']:.4f} ± {r['nll_stderr']:.4f} | {r['entropy']:.4f} | "
-            f"{r['nll_minus_entropy']:.4f} | {w2['w2']:.4f} ± {w2['w2_sd']:.4f} | {w2['floor']:.4f} | "
-            f"{w2['ratio']:.2f} |",
-            "",
-            f"NLL on {r['num_nll_points']:,} held-out points; W2 of {r['w2_samples']:,} samples against as many data "
-            f"samples, mean of {r['w2_draws']} draws, beside the floor W2 between two data samples.",
-            "",
-        ]
-        found = [
-            f"NLL − entropy {r['nll_minus_entropy']:.3f} ≤ {targets['ebm_nll_minus_entropy_max'][dataset]}: "
-            + _met(r["nll_minus_entropy"] <= targets["ebm_nll_minus_entropy_max"][dataset])
-        ]
-        if dataset in targets["ebm_w2_ratio_max"]:
-            bound = targets["ebm_w2_ratio_max"][dataset]
-            found.append(f"W2 / floor {w2['ratio']:.2f} ≤ {bound}: " + _met(w2["ratio"] <= bound))
-        minutes = r["train_cpu_seconds"] / 60
-        bound = targets["ebm_cpu_minutes_max"]
-        found.append(f"{minutes:.1f} CPU min ≤ {bound:.0f}: " + _met(minutes <= bound))
-        lines += ["Targets: " + "; ".join(found) + ".", ""]
-        peer_lines = [
-            f"Peer check of the sampler ({p['num_samples']:,} chains from the same uniform starts, "
-            f"{recipe['num_sample_steps']} steps, η = {recipe['sample_step_size']}; W2 to {p['num_samples']:,} "
-            "data samples):",
-            "",
-            "| sampler | W2 to data | CPU s |",
-            "|---|---|---|",
-            f"| hfgen `EnergyPipeline` ({recipe['sample_sampler']}) | {p['hfgen_sampler_w2']:.4f} | "
-            f"{p['hfgen_sampler_cpu_seconds']:.2f} |",
-            f"| hfgen `LangevinScheduler` (ULA) | {p['hfgen_ula_w2']:.4f} | {p['hfgen_ula_cpu_seconds']:.2f} |",
-        ]
-        if "torchebm_ula_w2" in p:
-            peer_lines += [
-                f"| torchebm {p['torchebm_version']} `LangevinDynamics` (ULA) | {p['torchebm_ula_w2']:.4f} | "
-                f"{p['torchebm_ula_cpu_seconds']:.2f} |",
-                f"| two data samples (floor) | {p['data_floor_w2']:.4f} | |",
-                "",
-                f"W2 between the hfgen ULA and torchebm ULA samples: {p['hfgen_ula_vs_torchebm_w2']:.4f} (the floor "
-                f"between two data samples of this size is {p['data_floor_w2']:.4f}).",
-            ]
-        else:
-            peer_lines += ["", f"torchebm: {p['torchebm']}."]
-        lines += [*peer_lines, ""]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if (r := runs.get(f"ebm-{dataset}")) is not None:
+            lines += _ebm_section(dataset, r, targets)
+    return markdown(lines)
 
 
 def main() -> None:
@@ -432,16 +459,12 @@ def main() -> None:
         (store / f"{run}.json").write_text(json.dumps(row, indent=2), encoding="utf-8")
         print(f"{run}: stored", flush=True)
     results = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **machine(),
         "targets": TARGETS,
         "published_salakhutdinov_murray_2008": PUBLISHED,
         "runs": {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(store.glob("*.json"))},
     }
-    (output / "energy_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    write_report(results, output / "ENERGY_RESULTS.md")
-    print((output / "ENERGY_RESULTS.md").read_text(encoding="utf-8"))
+    print(write_results(results, output, PAGES["energy"], render))
 
 
 if __name__ == "__main__":

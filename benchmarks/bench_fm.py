@@ -14,13 +14,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import PAGES, machine, markdown, plus_minus, table, write_results, written_by
 from torch import nn
 
 from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
@@ -300,32 +300,48 @@ def bench_quality(quick: bool) -> dict:
     return results
 
 
-def write_report(results: dict, path: Path) -> None:
-    o, q, t = results["overhead"], results["quality"], results["trainer_overhead"]
+def _overhead_rows(o: dict, t: dict) -> list[list[str]]:
+    """hfgen against a plain PyTorch loop: steps, sampling and whole training runs (wall-clock and CPU)."""
+    seconds, cpu = t["train_seconds"], t["train_cpu_seconds"]
+    return [
+        ["training steps/s", f"{o['train_steps_per_s']['hfgen']:.0f}", f"{o['train_steps_per_s']['plain']:.0f}",
+         f"{o['train_time_ratio_hfgen_over_plain']:.3f}"],
+        ["Euler sampling, 1,000 points × 100 steps (ms)", f"{1e3 * o['euler_sampling_s']['hfgen']:.1f}",
+         f"{1e3 * o['euler_sampling_s']['plain']:.1f}", f"{o['sampling_ratio_hfgen_over_plain_time']:.3f}"],
+        [f"whole training run, {t['steps']:,} steps, wall-clock (s): `Trainer` vs the plain loop with the same data, "
+         "schedule and EMA, torch's default Adam", f"{seconds['hfgen']:.2f}", f"{seconds['plain']:.2f}",
+         f"{t['time_ratio_hfgen_over_plain']:.3f}"],
+        ["the same runs, CPU seconds", f"{cpu['hfgen']:.2f}", f"{cpu['plain']:.2f}",
+         f"{t['cpu_ratio_hfgen_over_plain']:.3f}"],
+        ["whole training run, wall-clock (s): the plain loop with the engine's fused AdamW (the engine's own "
+         "overhead)", f"{seconds['hfgen']:.2f}", f"{seconds['plain_fused']:.2f}",
+         f"{t['time_ratio_hfgen_over_plain_fused']:.3f}"],
+        ["the same runs, CPU seconds", f"{cpu['hfgen']:.2f}", f"{cpu['plain_fused']:.2f}",
+         f"{t['cpu_ratio_hfgen_over_plain_fused']:.3f}"],
+    ]  # fmt: skip
+
+
+def _quality_row(name: str, r: dict) -> list[str]:
+    big, e1, d1 = r["w2_10k_euler"], r["w2_1k_euler"], r["w2_1k_dopri5"]
+    support = f"{r['fraction_in_support']:.3f}" if "fraction_in_support" in r else "–"
+    nll = plus_minus(r["nll_minus_entropy"], r["nll_stderr"], ".3f") if "nll" in r else "– (sample-only)"
+    return [name, f"{r['train_seconds']:.0f}", f"{big['w2']:.4f}", plus_minus(big["floor"], big["floor_sd"], ".4f"),
+            f"{big['ratio']:.2f}", plus_minus(e1["w2"], e1["w2_sd"], ".3f"), plus_minus(d1["w2"], d1["w2_sd"], ".3f"),
+            plus_minus(e1["floor"], e1["floor_sd"], ".3f"), r["dopri5_nfe"],
+            f"{r['euler100_sampling_s_1000']:.2f} / {r['dopri5_sampling_s_1000']:.2f}", support, nll]  # fmt: skip
+
+
+def render(results: dict) -> str:
+    """The Markdown page of the stored results (``results.json``)."""
+    t = results["trainer_overhead"]
     lines = [
         "# hfgen flow-matching benchmark",
         "",
-        f"Written by `python benchmarks/bench_fm.py` on {results['machine']}, torch {results['torch']}, "
-        f"{results['threads']} thread(s). Timings are medians of interleaved repeats; ratios come from one run.",
+        written_by("bench_fm", results) + ". Timings are medians of interleaved repeats; ratios come from one run.",
         "",
         "## Framework overhead (MLP 3×64, batch 256, one thread)",
         "",
-        "| | hfgen | plain PyTorch loop | hfgen / plain (time) |",
-        "|---|---|---|---|",
-        f"| training steps/s | {o['train_steps_per_s']['hfgen']:.0f} | {o['train_steps_per_s']['plain']:.0f} | "
-        f"{o['train_time_ratio_hfgen_over_plain']:.3f} |",
-        f"| Euler sampling, 1,000 points × 100 steps (ms) | {1e3 * o['euler_sampling_s']['hfgen']:.1f} | "
-        f"{1e3 * o['euler_sampling_s']['plain']:.1f} | {o['sampling_ratio_hfgen_over_plain_time']:.3f} |",
-        f"| whole training run, {t['steps']:,} steps, wall-clock (s): `Trainer` vs the plain loop with the same "
-        f"data, schedule and EMA, torch's default Adam | {t['train_seconds']['hfgen']:.2f} | "
-        f"{t['train_seconds']['plain']:.2f} | {t['time_ratio_hfgen_over_plain']:.3f} |",
-        f"| the same runs, CPU seconds | {t['train_cpu_seconds']['hfgen']:.2f} | "
-        f"{t['train_cpu_seconds']['plain']:.2f} | {t['cpu_ratio_hfgen_over_plain']:.3f} |",
-        f"| whole training run, wall-clock (s): the plain loop with the engine's fused AdamW (the engine's own "
-        f"overhead) | {t['train_seconds']['hfgen']:.2f} | {t['train_seconds']['plain_fused']:.2f} | "
-        f"{t['time_ratio_hfgen_over_plain_fused']:.3f} |",
-        f"| the same runs, CPU seconds | {t['train_cpu_seconds']['hfgen']:.2f} | "
-        f"{t['train_cpu_seconds']['plain_fused']:.2f} | {t['cpu_ratio_hfgen_over_plain_fused']:.3f} |",
+        *table(["", "hfgen", "plain PyTorch loop", "hfgen / plain (time)"], _overhead_rows(results["overhead"], t)),
         "",
         f"The whole-run rows are medians of {t['repeats']} alternating runs each (load average "
         f"{t['load_average_1min']:.2f} at the end). The target, ≤ 1.05, is against the plain loop as one writes it "
@@ -334,16 +350,15 @@ def write_report(results: dict, path: Path) -> None:
         "",
         "## Minibatch OT coupling cost (batch 256, one thread)",
         "",
-        "| network | independent CFM (ms/step) | OT-CFM, OT in the step (ms) | OT-CFM, OT prefetched (ms) "
-        "| OT / independent | prefetched OT / independent |",
-        "|---|---|---|---|---|---|",
     ]
-    for name, row in results["ot_coupling"].items():
-        ms = row["ms_per_step"]
-        lines.append(
-            f"| {name} | {ms['independent']:.2f} | {ms['ot']:.2f} | {ms['ot_prefetch']:.2f} | "
-            f"{row['ot_over_independent']:.2f} | {row['ot_prefetch_over_independent']:.2f} |"
-        )
+    header = ["network", "independent CFM (ms/step)", "OT-CFM, OT in the step (ms)", "OT-CFM, OT prefetched (ms)",
+              "OT / independent", "prefetched OT / independent"]  # fmt: skip
+    lines += table(
+        header,
+        ([name, f"{row['ms_per_step']['independent']:.2f}", f"{row['ms_per_step']['ot']:.2f}",
+          f"{row['ms_per_step']['ot_prefetch']:.2f}", f"{row['ot_over_independent']:.2f}",
+          f"{row['ot_prefetch_over_independent']:.2f}"] for name, row in results["ot_coupling"].items()),
+    )  # fmt: skip
     lines += [
         "",
         "Prefetching overlaps the OT solve (on the second core) with the step, so a step costs about",
@@ -352,12 +367,10 @@ def write_report(results: dict, path: Path) -> None:
         "",
         "## Exact minibatch OT solvers (batch 256, squared-distance cost from N(0, I) to the target, one thread)",
         "",
-        "| target | scipy `linear_sum_assignment` (ms) | POT `ot.emd`, `optimal_permutation` (ms) |",
-        "|---|---|---|",
-    ]
-    for name, row in results["ot_solvers"].items():
-        lines.append(f"| {name} | {row['scipy_lsa']:.2f} | {row['pot_emd']:.2f} |")
-    lines += [
+        *table(
+            ["target", "scipy `linear_sum_assignment` (ms)", "POT `ot.emd`, `optimal_permutation` (ms)"],
+            ([name, f"{row['scipy_lsa']:.2f}", f"{row['pot_emd']:.2f}"] for name, row in results["ot_solvers"].items()),
+        ),
         "",
         "## Quality of the built-in recipe (`FlowMatchingArguments` defaults)",
         "",
@@ -365,21 +378,12 @@ def write_report(results: dict, path: Path) -> None:
         "the floor is the mean W2 between two independent target samples of the same size (± one sd). NLL in",
         "nats on held-out target points (dopri5, exact divergence), beside the target's entropy.",
         "",
-        "| target | train (s) | W2 10k, Euler 100 | floor 10k | ratio 10k | W2 1k, Euler 100 | W2 1k, dopri5 "
-        "| floor 1k | dopri5 NFE | Euler / dopri5 time, 1k (s) | in support | NLL − H (± se) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in q.items():
-        big, e1, d1 = r["w2_10k_euler"], r["w2_1k_euler"], r["w2_1k_dopri5"]
-        support = f"{r['fraction_in_support']:.3f}" if "fraction_in_support" in r else "–"
-        nll = f"{r['nll_minus_entropy']:.3f} ± {r['nll_stderr']:.3f}" if "nll" in r else "– (sample-only)"
-        lines.append(
-            f"| {name} | {r['train_seconds']:.0f} | {big['w2']:.4f} | {big['floor']:.4f} ± {big['floor_sd']:.4f} | "
-            f"{big['ratio']:.2f} | {e1['w2']:.3f} ± {e1['w2_sd']:.3f} | {d1['w2']:.3f} ± {d1['w2_sd']:.3f} | "
-            f"{e1['floor']:.3f} ± {e1['floor_sd']:.3f} | {r['dopri5_nfe']} | "
-            f"{r['euler100_sampling_s_1000']:.2f} / {r['dopri5_sampling_s_1000']:.2f} | {support} | {nll} |"
-        )
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    header = ["target", "train (s)", "W2 10k, Euler 100", "floor 10k", "ratio 10k", "W2 1k, Euler 100",
+              "W2 1k, dopri5", "floor 1k", "dopri5 NFE", "Euler / dopri5 time, 1k (s)", "in support",
+              "NLL − H (± se)"]  # fmt: skip
+    lines += table(header, (_quality_row(name, r) for name, r in results["quality"].items()))
+    return markdown(lines)
 
 
 #: the benchmark's sections, in the order they run
@@ -410,17 +414,10 @@ def main() -> None:
     if partial and not results_path.is_file():
         raise SystemExit(f"--sections {' '.join(args.sections)} needs an existing {results_path} for the others")
     results = json.loads(results_path.read_text(encoding="utf-8")) if partial else {}
-    results |= {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
+    results |= machine()
     for name in args.sections:
         results[name] = SECTIONS[name](args.quick)
-    args.output.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    write_report(results, args.output / "RESULTS.md")
-    print((args.output / "RESULTS.md").read_text(encoding="utf-8"))
+    print(write_results(results, args.output, PAGES["fm"], render))
 
 
 if __name__ == "__main__":

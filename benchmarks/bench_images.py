@@ -37,6 +37,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
+from report import PAGES, markdown, plus_minus, table, write_results
 
 from hfgen.image_metrics import classifier_outputs
 from hfgen.models.classifier import MnistClassifier
@@ -324,7 +325,146 @@ def _f(value: Any, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def write_report(results: dict, path: Path) -> None:
+def _training_section(runs: dict) -> list[str]:
+    rows = [
+        [RUN_LABELS[name], run["metrics"]["train_steps"], BUDGET["batch"], f"{run['wall_seconds']:.0f}",
+         f"{run['cpu_seconds']:.0f}", f"{run['cpu_seconds'] / 60:.1f}", f"{run['metrics']['train_cpu_seconds']:.0f}"]
+        for name, run in runs.items()
+    ]  # fmt: skip
+    header = ["run", "steps", "batch", "wall (s)", "CPU (s)", "CPU min", "of which optimisation (CPU s)"]
+    return [
+        "## Training (the same UNet2DModel, batch and steps for every run)",
+        "",
+        *table(header, rows),
+        "",
+        "CPU seconds are user + sys of the training script (its data loading, validation and final evaluation "
+        "included); the last column is the optimisation alone (the scripts' `train_cpu_seconds`).",
+        "",
+        "Commands (`python training/...`):",
+        "",
+        *(f"- {RUN_LABELS[name]}: `{run['command']}`" for name, run in runs.items()),
+        "",
+    ]
+
+
+def _headline_section(headline: dict) -> list[str]:
+    def sampler(row: dict) -> str:
+        return f"{row['solver']} {row['steps']}" + (
+            f", w = {row['guidance_scale']:g}" if "guidance_scale" in row else ""
+        )
+
+    hf = headline["floor"]
+    rows = [
+        [RUN_LABELS[name], sampler(row), f"{row['frechet_distance']:.2f}", f"{row['confidence']:.3f}",
+         f"{row['label_entropy']:.3f}", _f(row.get("label_accuracy"), 3)]
+        for name, row in headline["runs"].items()
+    ]  # fmt: skip
+    rows.append(["real training images (floor)", "", f"{hf['frechet_distance']:.2f}", f"{hf['confidence']:.3f}",
+                 f"{hf['label_entropy']:.3f}", f"{hf['label_accuracy']:.3f}"])  # fmt: skip
+    header = ["run", "sampler", "Fréchet", "confidence", "label entropy", "requested label recognised"]
+    return [
+        f"## Headline scores at {headline['num_scored']:,} samples",
+        "",
+        f"As the VAE benchmark measures them ({headline['num_scored']:,} generated images against as many test "
+        "images; the floor: as many training images), with each unconditional model's best sampler setting of the "
+        "sweep below and the conditional model at the chosen guidance scale.",
+        "",
+        *table(header, rows),
+        "",
+    ]
+
+
+def _sweep_section(sweeps: dict, floor: dict, num_scored: int) -> list[str]:
+    rows = [
+        [RUN_LABELS[name], row["solver"], row["steps"], row["nfe"], f"{row['sample_wall_seconds']:.1f}",
+         f"{row['sample_cpu_seconds']:.1f}", f"{row['frechet_distance']:.2f}", f"{row['confidence']:.3f}",
+         f"{row['label_entropy']:.3f}"]
+        for name, rows in sweeps.items()
+        for row in rows
+    ]  # fmt: skip
+    rows.append(["real training images (floor)", "", "", "", "", "", f"{floor['frechet_distance']:.2f}",
+                 f"{floor['confidence']:.3f}", f"{floor['label_entropy']:.3f}"])  # fmt: skip
+    header = ["run", "solver", "steps", "NFE", "sample wall (s)", "sample CPU (s)", "Fréchet", "confidence",
+              "label entropy"]  # fmt: skip
+    return [
+        "## Samplers at equal training cost",
+        "",
+        f"{num_scored} samples per row; sampling time for all of them on this CPU.",
+        "",
+        *table(header, rows),
+        "",
+    ]
+
+
+def _guidance_section(guidance: list[dict], floor: dict, chosen: float | None) -> list[str]:
+    rows = [
+        ["unconditional" if row["guidance_scale"] is None else f"{row['guidance_scale']:g}",
+         f"{row['frechet_distance']:.2f}", f"{row['confidence']:.3f}", f"{row['label_entropy']:.3f}",
+         _f(row.get("label_accuracy"), 3), f"{row['sample_cpu_seconds']:.1f}"]
+        for row in guidance
+    ]  # fmt: skip
+    rows.append(["real training images (floor)", f"{floor['frechet_distance']:.2f}", f"{floor['confidence']:.3f}",
+                 f"{floor['label_entropy']:.3f}", f"{floor['label_accuracy']:.3f}", ""])  # fmt: skip
+    header = ["guidance w", "Fréchet", "confidence", "label entropy", "requested label recognised", "sample CPU (s)"]
+    return [
+        "## Class-conditional flow matching and classifier-free guidance",
+        "",
+        f"`v = v_∅ + w (v_c − v_∅)` (Ho & Salimans 2022), {GUIDANCE_STEPS} Euler steps, labels 0 … 9 in turn; the "
+        "first row samples the null class (unconditional).",
+        "",
+        *table(header, rows),
+        "",
+        f"Chosen guidance scale: **{chosen}** (the smallest on the grid whose samples are recognised as the requested "
+        "digit ≥ 95% of the time, else the most accurate).",
+        "",
+    ]
+
+
+def _bits_per_dim_section(bpd: list[dict]) -> list[str]:
+    rows = [
+        [row["solver"], row["steps"], row.get("nfe", ""), row["num_images"],
+         plus_minus(row["bits_per_dim"], row["stderr"], ".3f"), f"{row['cpu_seconds']:.0f}"]
+        for row in bpd
+    ]  # fmt: skip
+    return [
+        "## Likelihood (unconditional flow matching)",
+        "",
+        "Bits per dimension of test images: uniform dequantisation `v = (k + u)/256`, the flow's density of "
+        "`y = 2v − 1` by the instantaneous change of variables with Hutchinson's trace estimate (one Rademacher "
+        "vector per image), `bits/dim = −(log p(v) − 784 log 256) / (784 log 2)`; ± is the standard error over the "
+        "images.",
+        "",
+        *table(["solver", "steps", "NFE", "images", "bits/dim", "CPU (s)"], rows),
+        "",
+    ]
+
+
+def _samples_section(grids: dict) -> list[str]:
+    return [
+        "## Samples",
+        "",
+        "10 × 10 grids with the headline sampler settings (one row per class for the conditional model, at the "
+        "chosen guidance scale).",
+        "",
+        *(f"![{RUN_LABELS[name]}]({file})" for name, file in grids.items()),
+        "",
+    ]
+
+
+SDEDIT_SECTION = [
+    "## SDEdit on digits",
+    "",
+    "Thickened (3 × 3 max-pool) and blurred (σ = 1.5 px) test digits edited by the unconditional flow-matching "
+    "model (Meng et al. 2022): the image is put on the path at `t_0 = 1 − s` and the ODE runs to `t = 1`. Above "
+    "each image: the classifier's label (confidence).",
+    "",
+    "![SDEdit](image_figures/sdedit_digits.png)",
+    "",
+]
+
+
+def render(results: dict) -> str:
+    """The Markdown page of the stored results (``image_results.json``), each section once its stage has run."""
     lines = [
         "# Image benchmark: flow matching and DDPM on MNIST",
         "",
@@ -337,101 +477,23 @@ def write_report(results: dict, path: Path) -> None:
         "for conditional samples, how often it recognises the requested digit.",
         "",
     ]
-    runs = results.get("runs", {})
-    if runs:
-        lines += ["## Training (the same UNet2DModel, batch and steps for every run)", "",
-                  "| run | steps | batch | wall (s) | CPU (s) | CPU min | of which optimisation (CPU s) |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for name, run in runs.items():
-            m = run["metrics"]
-            lines.append(
-                f"| {RUN_LABELS[name]} | {m['train_steps']} | {BUDGET['batch']} | {run['wall_seconds']:.0f} | "
-                f"{run['cpu_seconds']:.0f} | {run['cpu_seconds'] / 60:.1f} | {m['train_cpu_seconds']:.0f} |"
-            )
-        lines += ["", "CPU seconds are user + sys of the training script (its data loading, validation and final "
-                  "evaluation included); the last column is the optimisation alone (the scripts' `train_cpu_seconds`).",
-                  ""]  # fmt: skip
-        lines += ["Commands (`python training/...`):", ""]
-        lines += [f"- {RUN_LABELS[name]}: `{run['command']}`" for name, run in runs.items()]
-        lines.append("")
-    headline = results.get("headline")
-    if headline:
-        hf = headline["floor"]
-        lines += [f"## Headline scores at {headline['num_scored']:,} samples", "",
-                  f"As the VAE benchmark measures them ({headline['num_scored']:,} generated images against as many "
-                  "test images; the floor: as many training images), with each unconditional model's best sampler "
-                  "setting of the sweep below and the conditional model at the chosen guidance scale.", "",
-                  "| run | sampler | Fréchet | confidence | label entropy | requested label recognised |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        for name, row in headline["runs"].items():
-            sampler = f"{row['solver']} {row['steps']}" + (
-                f", w = {row['guidance_scale']:g}" if "guidance_scale" in row else ""
-            )
-            lines.append(f"| {RUN_LABELS[name]} | {sampler} | {row['frechet_distance']:.2f} | "
-                         f"{row['confidence']:.3f} | {row['label_entropy']:.3f} | "
-                         f"{_f(row.get('label_accuracy'), 3)} |")  # fmt: skip
-        lines += [f"| real training images (floor) | | {hf['frechet_distance']:.2f} | {hf['confidence']:.3f} | "
-                  f"{hf['label_entropy']:.3f} | {hf['label_accuracy']:.3f} |", ""]  # fmt: skip
     floor = results.get("floor")
-    sweeps = results.get("sweeps", {})
-    if sweeps and floor:
-        lines += ["## Samplers at equal training cost", "",
-                  f"{results['num_scored']} samples per row; sampling time for all of them on this CPU.", "",
-                  "| run | solver | steps | NFE | sample wall (s) | sample CPU (s) | Fréchet | confidence | "
-                  "label entropy |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for name, rows in sweeps.items():
-            for row in rows:
-                lines.append(
-                    f"| {RUN_LABELS[name]} | {row['solver']} | {row['steps']} | {row['nfe']} | "
-                    f"{row['sample_wall_seconds']:.1f} | {row['sample_cpu_seconds']:.1f} | "
-                    f"{row['frechet_distance']:.2f} | {row['confidence']:.3f} | {row['label_entropy']:.3f} |"
-                )
-        lines.append(f"| real training images (floor) | | | | | | {floor['frechet_distance']:.2f} | "
-                     f"{floor['confidence']:.3f} | {floor['label_entropy']:.3f} |")  # fmt: skip
-        lines.append("")
-    guidance = results.get("guidance")
-    if guidance and floor:
-        lines += ["## Class-conditional flow matching and classifier-free guidance", "",
-                  f"`v = v_∅ + w (v_c − v_∅)` (Ho & Salimans 2022), {GUIDANCE_STEPS} Euler steps, labels 0 … 9 in "
-                  "turn; the first row samples the null class (unconditional).", "",
-                  "| guidance w | Fréchet | confidence | label entropy | requested label recognised | sample CPU (s) |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        for row in guidance:
-            w = "unconditional" if row["guidance_scale"] is None else f"{row['guidance_scale']:g}"
-            lines.append(f"| {w} | {row['frechet_distance']:.2f} | {row['confidence']:.3f} | "
-                         f"{row['label_entropy']:.3f} | {_f(row.get('label_accuracy'), 3)} | "
-                         f"{row['sample_cpu_seconds']:.1f} |")  # fmt: skip
-        lines.append(f"| real training images (floor) | {floor['frechet_distance']:.2f} | {floor['confidence']:.3f} | "
-                     f"{floor['label_entropy']:.3f} | {floor['label_accuracy']:.3f} | |")  # fmt: skip
-        lines += ["", f"Chosen guidance scale: **{results.get('chosen_guidance_scale')}** (the smallest on the grid "
-                  "whose samples are recognised as the requested digit ≥ 95% of the time, else the most accurate).",
-                  ""]  # fmt: skip
-    bpd = results.get("bits_per_dim")
-    if bpd:
-        lines += ["## Likelihood (unconditional flow matching)", "",
-                  "Bits per dimension of test images: uniform dequantisation `v = (k + u)/256`, the flow's density "
-                  "of `y = 2v − 1` by the instantaneous change of variables with Hutchinson's trace estimate (one "
-                  "Rademacher vector per image), `bits/dim = −(log p(v) − 784 log 256) / (784 log 2)`; ± is the "
-                  "standard error over the images.", "",
-                  "| solver | steps | NFE | images | bits/dim | CPU (s) |", "|---|---|---|---|---|---|"]  # fmt: skip
-        for row in bpd:
-            lines.append(f"| {row['solver']} | {row['steps']} | {row.get('nfe', '')} | {row['num_images']} | "
-                         f"{row['bits_per_dim']:.3f} ± {row['stderr']:.3f} | {row['cpu_seconds']:.0f} |")  # fmt: skip
-        lines.append("")
-    grids = results.get("grids", {})
-    if grids:
-        lines += ["## Samples", "", "10 × 10 grids with the headline sampler settings (one row per class for the "
-                  "conditional model, at the chosen guidance scale).", ""]  # fmt: skip
-        lines += [f"![{RUN_LABELS[name]}]({file})" for name, file in grids.items()] + [""]
+    if results.get("runs"):
+        lines += _training_section(results["runs"])
+    if results.get("headline"):
+        lines += _headline_section(results["headline"])
+    if results.get("sweeps") and floor:
+        lines += _sweep_section(results["sweeps"], floor, results["num_scored"])
+    if results.get("guidance") and floor:
+        lines += _guidance_section(results["guidance"], floor, results.get("chosen_guidance_scale"))
+    if results.get("bits_per_dim"):
+        lines += _bits_per_dim_section(results["bits_per_dim"])
+    if results.get("grids"):
+        lines += _samples_section(results["grids"])
     if results.get("sdedit"):
-        lines += ["## SDEdit on digits", "",
-                  "Thickened (3 × 3 max-pool) and blurred (σ = 1.5 px) test digits edited by the unconditional "
-                  "flow-matching model (Meng et al. 2022): the image is put on the path at `t_0 = 1 − s` and the ODE "
-                  "runs to `t = 1`. Above each image: the classifier's label (confidence).", "",
-                  "![SDEdit](image_figures/sdedit_digits.png)", ""]  # fmt: skip
+        lines += SDEDIT_SECTION
     lines += ["## Targets", ""] + target_lines(results)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return markdown(lines)
 
 
 def target_lines(results: dict) -> list[str]:
@@ -487,7 +549,8 @@ def main() -> None:
     stages.mkdir(parents=True, exist_ok=True)
     # a quick run writes everything into its output folder, so that it never overwrites the measured results
     report_folder = out if args.quick else HERE
-    results_path, report_path = report_folder / "image_results.json", report_folder / "IMAGE_RESULTS.md"
+    results_path = report_folder / PAGES["images"].json_name
+    report_path = report_folder / PAGES["images"].markdown_name
     figures = report_folder / "image_figures"
     num = 64 if args.quick else args.num_scored
     results: dict[str, Any] = {
@@ -508,8 +571,7 @@ def main() -> None:
         return value
 
     def save() -> None:
-        results_path.write_text(json.dumps(results, indent=2))
-        write_report(results, report_path)
+        write_results(results, report_folder, PAGES["images"], render)
 
     classifier_path = classifier_folder(args, out)
     classifier = MnistClassifier.from_pretrained(classifier_path, use_safetensors=True).eval()

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import PAGES, markdown, table
+from report import write_results as write_page
 
 from hfgen import (
     ConstantAlphaDDPMScheduler,
@@ -831,6 +834,7 @@ def loading_cases(work: Path) -> list[Result]:
 
 
 def write_results(results: list[Result], seconds: float) -> None:
+    """Store the cases as ``reliability_results.json`` with the count of each outcome, and write the page."""
     counts = Counter(result.outcome for result in results)
     summary = {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
     payload = {
@@ -839,13 +843,20 @@ def write_results(results: list[Result], seconds: float) -> None:
         "seconds": round(seconds, 1),
         "results": [result.__dict__ for result in results],
     }
-    (HERE / "reliability_results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_page(payload, HERE, PAGES["reliability"], render)
+    print(json.dumps(summary))
+
+
+def render(payload: dict) -> str:
+    """The Markdown page of the stored cases: the count of each outcome (of :data:`OUTCOMES`), then every case."""
+    results = payload["results"]
+    counts = Counter(result["outcome"] for result in results)
     lines = [
         "# Reliability: a hostile review, repeatable",
         "",
         "`OMP_NUM_THREADS=1 python benchmarks/bench_reliability.py` "
-        f"({len(results)} cases, {seconds:.0f} s). Outcomes: "
-        + ", ".join(f"{name} {count}" for name, count in summary.items())
+        f"({len(results)} cases, {payload['seconds']:.0f} s). Outcomes: "
+        + ", ".join(f"{name} {counts.get(name, 0)}" for name in OUTCOMES)
         + ".",
         "",
         "clear: refused, naming the mistake (scripts: one `error:` line, exit 2); handled: accepted and done right;",
@@ -853,12 +864,9 @@ def write_results(results: list[Result], seconds: float) -> None:
         "crash: the process died instead of refusing; security: a file outside the folder was read or shown, or a",
         "file of the folder was run.",
         "",
-        "| group | case | outcome | what hfgen said or did |",
-        "|---|---|---|---|",
     ]
-    lines += [f"| {r.group} | {r.case} | {r.outcome} | {r.detail.replace('|', '/')} |" for r in results]
-    (HERE / "RELIABILITY_RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(json.dumps(summary))
+    rows = ([r["group"], r["case"], r["outcome"], r["detail"].replace("|", "/")] for r in results)
+    return markdown(lines + table(["group", "case", "outcome", "what hfgen said or did"], rows))
 
 
 #: a tiny diffusers UNet (two levels of 8 and 16 channels) for 1-channel images
@@ -988,6 +996,172 @@ def guard_cases(work: Path) -> list[Result]:
     return [Result("guards", name, *outcome) for name, outcome in cases]
 
 
+def front_door_cases(work: Path) -> list[Result]:
+    """The scripts' front door (issue 23, items 3, 6 and 10): refusals before the folder is touched, data that do not
+    fit the task, checkpoints that do not fit the run, a failed upload, and runs of two processes."""
+    from datasets import ClassLabel, Dataset, Features, Image
+    from safetensors.torch import load_file, save_file
+
+    rng = np.random.default_rng(0)
+    results: list[Result] = []
+
+    def case(name: str, outcome: tuple[str, str]) -> None:
+        results.append(Result("front door", name, *outcome))
+
+    def digits(name: str, rows: int) -> str:
+        """A parquet file of ``rows`` random 28 × 28 grey images with the labels 0 … 9."""
+        from PIL import Image as PILImage
+
+        pixels = rng.integers(0, 256, (rows, 28, 28), dtype=np.uint8)
+        data = {"image": [PILImage.fromarray(p) for p in pixels], "label": [i % 10 for i in range(rows)]}
+        features = Features({"image": Image(), "label": ClassLabel(names=[str(i) for i in range(10)])})
+        path = work / f"{name}.parquet"
+        Dataset.from_dict(data, features=features).to_parquet(str(path))
+        return str(path)
+
+    def untouched(outcome: tuple[str, str], folder: Path) -> tuple[str, str]:
+        """A refusal that left a folder behind came too late."""
+        return ("unclear", f"refused after writing {folder.name}/") if folder.exists() else outcome
+
+    images = ["--train_data_files", digits("digits-train", 40), "--test_data_files", digits("digits-test", 20)]
+    quick = ["--max_train_steps", "1", "--report_to", "none", "--train_batch_size", "8"]
+    setup_errors = [
+        ("train_density.py", ["--model", "made", "--image_size", "8"], "made: `--image_size 8` on 28-px data", "8x8"),
+        ("train_rbm.py", ["--image_size", "8"], "rbm: `--image_size 8` on 28-px data", "8x8"),
+        ("train_fm.py", ["--image_size", "8"], "image flow matching: `--image_size 8` on 28-px data", "8x8"),
+        ("train_fm.py", ["--num_channels", "3"], "image flow matching: `--num_channels 3` on grey images", "3 channel"),
+        ("train_fm.py", ["--image_column", "nosuch"], "`--image_column nosuch`", "nosuch"),
+        ("train_fm.py", ["--label_column", "nosuch"], "`--label_column nosuch`", "nosuch"),
+        ("train_fm.py", ["--class_conditional", "--num_classes", "5"], "`--num_classes 5` on 10-class data",
+         "num_classes"),
+    ]  # fmt: skip
+    for index, (name, flags, label, word) in enumerate(setup_errors):
+        folder = work / f"setup-{index}"
+        process = script(name, *images, *flags, *quick, "--output_dir", str(folder))
+        case(label, untouched(script_refusal(process, word), folder))
+    text = work / "notes.txt"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    folder = work / "setup-text"
+    process = script("train_fm.py", "--train_data_files", str(text), *quick, "--output_dir", str(folder))
+    case("`--train_data_files` a text file (not parquet)", untouched(script_refusal(process, "notes.txt"), folder))
+    folder = work / "cnf-foo"
+    process = script("train_density.py", "--model", "cnf", "--solver", "foo", "--output_dir", str(folder))
+    case("`train_density.py --model cnf --solver foo`", untouched(script_refusal(process, "solver", "foo"), folder))
+    folder = work / "ais-1"
+    process = script("train_rbm.py", *images, "--ais_num_betas", "1", *quick, "--output_dir", str(folder))
+    case("`train_rbm.py --ais_num_betas 1` (AIS from one distribution)", script_refusal(process, "ais_num_betas"))
+
+    # a refused resume over a finished run that holds checkpoint-4
+    finished = work / "finished-4"
+    must_run("train_fm.py", *TINY, "--checkpointing_steps", "4", "--output_dir", str(finished))
+    before = folder_digest(finished)
+    process = script("train_fm.py", *TINY, "--max_train_steps", "2", "--resume_from_checkpoint", "latest",
+                     "--output_dir", str(finished))  # fmt: skip
+    case(
+        "`--max_train_steps 2 --resume_from_checkpoint latest` over a finished run holding checkpoint-4",
+        kept(script_refusal(process, "checkpoint-4", "past the end"), finished, before),
+    )
+    optimizer = finished / "checkpoints" / "checkpoint-4" / "optimizer.bin"
+    optimizer.write_bytes(b"\x80\x04\x95garbage")
+    before = folder_digest(finished)
+    process = script("train_fm.py", *TINY, "--resume_from_checkpoint", "latest", "--output_dir", str(finished))
+    case(
+        "a resume at the end of a finished run whose `optimizer.bin` is corrupt",
+        kept(script_refusal(process, "checkpoint-4", "corrupt"), finished, before),
+    )
+
+    # task states that do not fit: RBM chains of another shape, an energy replay buffer of NaN
+    rbm = ["--num_hidden", "8", "--num_chains", "5", "--num_sample_steps", "2", "--num_eval_images", "8",
+           "--num_nll_images", "8", "--ais_num_chains", "8", "--ais_num_betas", "20", "--num_validation_samples", "4",
+           "--validation_steps", "0", "--checkpointing_steps", "4"]  # fmt: skip
+    energy = ["--hidden_size", "8", "--num_layers", "1", "--train_batch_size", "16", "--buffer_size", "40",
+              "--langevin_steps", "2", "--num_eval_samples", "40", "--num_nll_samples", "20", "--num_sample_steps",
+              "2", "--grid_size", "16", "--max_train_steps", "4", "--validation_steps", "0", "--checkpointing_steps",
+              "4", "--report_to", "none"]  # fmt: skip
+    tampered = [
+        ("train_rbm.py", [*images, *quick, "--max_train_steps", "4", *rbm], "chains", lambda x: x[:3],
+         "resume with RBM persistent chains of another shape"),
+        ("train_ebm.py", energy, "buffer", lambda x: x * math.nan, "resume with an energy replay buffer of NaN"),
+    ]  # fmt: skip
+    for name, flags, key, change, label in tampered:
+        folder = work / f"tampered-{key}"
+        must_run(name, *flags, "--output_dir", str(folder))
+        state_file = folder / "checkpoints" / "checkpoint-4" / "task_state.safetensors"
+        state = load_file(str(state_file))
+        save_file({**state, key: change(state[key]).contiguous()}, str(state_file))
+        before = folder_digest(folder)
+        process = script(name, *flags, "--resume_from_checkpoint", "latest", "--output_dir", str(folder))
+        case(label, kept(script_refusal(process, "checkpoint-4", "task_state.safetensors"), folder, before))
+
+    # random states that Accelerate cannot read: it only logs at INFO level and carries on
+    source = work / "random-states"
+    must_run("train_fm.py", *TINY, "--checkpointing_steps", "2", "--output_dir", str(source))
+    resumed = work / "random-states-resumed"
+    shutil.copytree(source / "checkpoints" / "checkpoint-2", resumed / "checkpoints" / "checkpoint-2")
+    pickled = resumed / "checkpoints" / "checkpoint-2" / "random_states_0.pkl"
+    pickled.write_bytes(pickled.read_bytes()[:50])
+    process = script("train_fm.py", *TINY, "--checkpointing_steps", "2", "--resume_from_checkpoint", "latest",
+                     "--output_dir", str(resumed))  # fmt: skip
+    case(
+        "resume from a checkpoint whose `random_states_0.pkl` is corrupt",
+        handled(
+            lambda: process.returncode == 0 and "not exact" in process.stderr and pickled.name in process.stderr,
+            "warned: the resumed run is not exact",
+        ),
+    )
+
+    # the Hub unreachable (HF_HUB_OFFLINE=1): the saved run must survive the failed upload and say how to push it
+    folder = work / "push-offline"
+    process = script("train_fm.py", *TINY, "--checkpointing_steps", "0", "--push_to_hub", "--hub_model_id",
+                     "someone/tiny", "--output_dir", str(folder))  # fmt: skip
+    outcome = script_refusal(process, "saved in", "push_folder_to_hub")
+    if outcome[0] == "clear" and not (folder / "model_index.json").is_file():
+        outcome = ("lost", "the run was not saved")
+    case("`--push_to_hub` with the Hub unreachable", outcome)
+
+    # two processes: exact resume of a task state (RBM chains), and a refusal only the main process can make
+    two = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]  # fmt: skip
+
+    def launch(name: str, *flags: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"}
+        command = [sys.executable, *two, str(REPO / "training" / name), *flags]
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+    def tensors(folder: Path) -> dict[str, torch.Tensor]:
+        files = sorted(folder.rglob("*.safetensors"))
+        return {f"{path.relative_to(folder)}:{k}": v for path in files for k, v in load_file(str(path)).items()}
+
+    pcd = [*images, *quick, *rbm, "--max_train_steps", "4", "--checkpointing_steps", "2", "--checkpoints_total_limit",
+           "0"]  # fmt: skip
+    straight, resumed = work / "two-straight", work / "two-resumed"
+    first = launch("train_rbm.py", *pcd, "--output_dir", str(straight))
+    if first.returncode == 0:
+        shutil.copytree(straight / "checkpoints" / "checkpoint-2", resumed / "checkpoints" / "checkpoint-2")
+    second = launch("train_rbm.py", *pcd, "--resume_from_checkpoint", "latest", "--output_dir", str(resumed))
+
+    def same_safetensors() -> bool:
+        expected, got = tensors(straight), tensors(resumed)
+        return sorted(expected) == sorted(got) and all(torch.equal(v, got[k]) for k, v in expected.items())
+
+    case(
+        "2 processes: an RBM run resumed after a checkpoint vs the straight run",
+        handled(
+            lambda: first.returncode == 0 and second.returncode == 0 and same_safetensors(),
+            "the same safetensors, chains included",
+        ),
+    )
+    before = folder_digest(straight)
+    process = launch("train_rbm.py", *pcd, "--output_dir", str(straight))
+    errors = {line for line in process.stderr.splitlines() if line.startswith("error:")}
+    message = next(iter(errors), "")
+    together = process.returncode != 0 and len(errors) == 1 and "holds" in message and "[rank1]" not in process.stderr
+    outcome = ("clear", message[:160]) if together else ("unclear", "the other process failed on its own")
+    case("2 processes: a new run into a finished run's folder (only the main process checks it)",
+         kept(outcome, straight, before))  # fmt: skip
+    return results
+
+
 #: every group of cases, in the order they run (a new group is one function above and one line here)
 CASE_GROUPS: list[Callable[[Path], list[Result]]] = [
     output_folder_cases,
@@ -998,6 +1172,7 @@ CASE_GROUPS: list[Callable[[Path], list[Result]]] = [
     privacy_cases,
     loading_cases,
     guard_cases,
+    front_door_cases,
 ]
 
 

@@ -29,7 +29,6 @@ import copy
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -39,6 +38,7 @@ from typing import Any
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by, yes_no
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import nll_report, w2_against_floor, wasserstein2
@@ -164,48 +164,41 @@ def bench_exact(quick: bool) -> dict:
 # ---- trained models (cached) -------------------------------------------------------------------------------------
 
 
-def score_args(dataset: str, quick: bool) -> Any:
-    from hfgen.training.score import ScoreArguments
-
-    args = ScoreArguments(
-        dataset=dataset,
-        output_dir=str(CACHE / f"train-score-{dataset}"),
+def _run_args(arguments_class: type, folder: str, quick: dict[str, Any] | None, **fields: Any) -> Any:
+    """``arguments_class(**fields)`` for a run in ``CACHE / folder`` without validations, checkpoints or trackers;
+    with ``quick`` (tiny budgets) its fields replace the recipe's."""
+    args = arguments_class(
+        output_dir=str(CACHE / folder),
         validation_steps=0,
         checkpointing_steps=0,
         report_to="none",
         overwrite_output_dir=True,
+        **fields,
     )
-    return replace(args, max_train_steps=30, hidden_size=16, num_layers=2, num_inference_steps=20) if quick else args
+    return replace(args, **quick) if quick else args
+
+
+def score_args(dataset: str, quick: bool) -> Any:
+    from hfgen.training.score import ScoreArguments
+
+    tiny = {"max_train_steps": 30, "hidden_size": 16, "num_layers": 2, "num_inference_steps": 20}
+    return _run_args(ScoreArguments, f"train-score-{dataset}", tiny if quick else None, dataset=dataset)
 
 
 def ddpm_args(dataset: str, quick: bool) -> Any:
     from hfgen.training.ddpm import DDPMArguments
 
-    args = DDPMArguments(
-        dataset=dataset,
-        output_dir=str(CACHE / f"train-ddpm-{dataset}"),
-        validation_steps=0,
-        checkpointing_steps=0,
-        report_to="none",
-        overwrite_output_dir=True,
-    )
-    return replace(args, max_train_steps=30, hidden_size=16, num_layers=2, num_train_timesteps=20) if quick else args
+    tiny = {"max_train_steps": 30, "hidden_size": 16, "num_layers": 2, "num_train_timesteps": 20}
+    return _run_args(DDPMArguments, f"train-ddpm-{dataset}", tiny if quick else None, dataset=dataset)
 
 
 def fm_args(dataset: str, coupling: str, quick: bool) -> Any:
     from hfgen.training.flow_matching import FlowMatchingArguments
 
-    args = FlowMatchingArguments(
-        dataset=dataset,
-        coupling=coupling,
-        max_train_steps=3_000,
-        output_dir=str(CACHE / f"train-fm-{coupling}-{dataset}"),
-        validation_steps=0,
-        checkpointing_steps=0,
-        report_to="none",
-        overwrite_output_dir=True,
-    )
-    return replace(args, max_train_steps=30, hidden_size=16, num_layers=2) if quick else args
+    tiny = {"max_train_steps": 30, "hidden_size": 16, "num_layers": 2}
+    folder = f"train-fm-{coupling}-{dataset}"
+    fields = {"dataset": dataset, "coupling": coupling, "max_train_steps": 3_000}
+    return _run_args(FlowMatchingArguments, folder, tiny if quick else None, **fields)
 
 
 def cached(kind: str, dataset: str, quick: bool, train: Callable[[], tuple[Any, dict]], loader: type) -> tuple:
@@ -541,148 +534,202 @@ def recipe() -> dict:
 # ---- report ------------------------------------------------------------------------------------------------------
 
 
-def write_report(results: dict, path: Path) -> None:
+def _exact_section(e: dict, recipe: dict) -> list[str]:
+    vp, ddpm = e["vp_score_sde"], e["ddpm_continuous_limit"]
+    rows = [
+        [
+            "VP score SDE, p_ε (ε = 1e-3)",
+            f"{vp['max_abs_error_vs_p_eps']:.2e}",
+            f"{vp['max_abs_error_vs_data']:.2e}",
+            f"{vp['cpu_seconds']:.1f}",
+        ]
+    ]
+    rows += [
+        [f"DDPM continuous limit (α = 0.99, T = 500), data {level}", f"{row['max_abs_error_vs_level']:.2e}",
+         f"mean log p_data − log p_(t_s): {row['mean_gap_to_data_density']:.4f}", f"{row['cpu_seconds']:.1f}"]
+        for level, row in ddpm.items()
+    ]  # fmt: skip
+    return [
+        "",
+        "## Exact-score check",
+        "",
+        f"Probability-flow `log_prob` (dopri5, rtol = atol = 1e-7) on {e['num_points']} points of a centred",
+        "Gaussian with the exact score, against the closed-form density. Target: within "
+        f"{MAX_EXACT_ERROR:g} nats — {verdict(vp['max_abs_error_vs_p_eps'] <= MAX_EXACT_ERROR)}.",
+        "",
+        *table(["model", "max abs error (nats)", "vs data density", "CPU (s)"], rows),
+        "",
+        "The DDPM rows use `DDPMPointsPipeline.log_prob` at level t_s with the exact ε of N(μ, diag(0.5, 1.5)):",
+        "centred data isolate the solver's error, off-centre data add approximation (3), p_T taken as N(0, I)",
+        "(O(√ᾱ_T |μ|), ᾱ_T = 0.0066). The column 'vs data density' measures approximation (2): the density of",
+        "level t_s (data convolved with N(0, 1 − ᾱ_(t_s))) differs from that of x_0.",
+    ]
+
+
+def _score_section(rows: list[dict], r: dict) -> list[str]:
+    header = ["target", "train steps", "train CPU (s)", "W2", "floor", "ratio", "NLL − entropy (± se)", "NLL CPU (s)",
+              "sampling CPU (s)", "targets met"]  # fmt: skip
+    cells = [
+        [row["target"], f"{row['train_steps']:,}", f"{row['train_cpu_seconds']:.0f}", f"{row['w2']['w2']:.4f}",
+         f"{row['w2']['floor']:.4f}", f"{row['w2']['ratio']:.2f}",
+         plus_minus(row["nll"]["nll_minus_entropy"], row["nll"]["nll_stderr"], ".3f"),
+         f"{row['nll']['cpu_seconds']:.0f}", f"{row['sampling_cpu_seconds']:.0f}", yes_no(row["meets_targets"])]
+        for row in rows
+    ]  # fmt: skip
+    return [
+        "",
+        "## VP score SDE recipe",
+        "",
+        f"`ScoreArguments` defaults: VP β ∈ [{r['beta_min']}, {r['beta_max']}], ε = {r['sampling_eps']}, "
+        f"{r['prediction_type']} prediction, TimeMLP {r['num_layers']}×{r['hidden_size']} with octave encoding "
+        f"L = {r['num_position_frequencies']}, t-law Beta(1, {r['time_beta']}), batch {r['train_batch_size']}, "
+        f"{r['max_train_steps']:,} steps, lr {r['learning_rate']} {r['lr_scheduler']}, EMA {r['ema_decay']}; "
+        f"sampler {r['sampler']} with {r['num_inference_steps']} steps. Targets: W2 / floor ≤ {MAX_RATIO}, "
+        f"NLL − entropy ≤ {MAX_NLL_GAP} (probability-flow ODE, 1,000 held-out points), training ≤ "
+        f"{MAX_TRAIN_SECONDS:.0f} CPU s.",
+        "",
+        *table(header, cells),
+    ]
+
+
+def _ddpm_section(rows: list[dict], recipe: dict) -> list[str]:
+    cells = [
+        [
+            row["target"],
+            f"{row['train_cpu_seconds']:.0f}",
+            plus_minus(row["nll"]["nll_minus_entropy"], row["nll"]["nll_stderr"], ".3f"),
+            f"{row['nll']['cpu_seconds']:.0f}",
+        ]
+        for row in rows
+    ]
+    return [
+        "",
+        "## DDPM recipe: probability-flow likelihood of the continuous limit",
+        "",
+        "`DDPMArguments` defaults (constant α = 0.99, T = 500, 12,000 steps); `DDPMPointsPipeline.log_prob` at",
+        "level t_s = 1 (data convolved with N(0, 0.01 I)), dopri5 rtol = atol = 1e-5, 1,000 held-out points.",
+        "",
+        *table(["target", "train CPU (s)", "NLL − entropy (± se)", "CPU (s)"], cells),
+    ]
+
+
+def _sdedit_section(s: dict, recipe: dict) -> list[str]:
+    strengths = [f"s = {r['strength']}" for r in next(iter(s["curves"].values()))]
+    cells = [
+        [f"{name} (to 8G / to checkerboard)",
+         *(f"{r['w2_to_8gaussians']:.2f} / {r['w2_to_checkerboard']:.2f}" for r in rows)]
+        for name, rows in s["curves"].items()
+    ]  # fmt: skip
+    return [
+        "",
+        "## SDEdit: 8 Gaussians edited by checkerboard models",
+        "",
+        f"W2 of {s['num_points']:,} edited points to fresh samples of each distribution (floors: "
+        f"8 Gaussians {s['floors']['8gaussians']:.3f}, checkerboard {s['floors']['checkerboard']:.3f}).",
+        "",
+        *table(["model", *strengths], cells),
+        "",
+        f"![SDEdit W2]({s['figure']})",
+        "",
+        f"![SDEdit points]({s['scatter']})",
+    ]
+
+
+def _coupling_section(c: dict, recipe: dict) -> list[str]:
+    cells = [
+        [row["target"], row["coupling"], f"{row['train_cpu_seconds']:.0f}", f"{row['path_energy']:.3f}",
+         f"{row['w2_one_step']:.3f}", f"{row['w2_100_steps']:.3f}", f"{row['w2_floor']:.3f}"]
+        for row in c["rows"]
+    ]  # fmt: skip
+    header = ["target", "coupling", "train CPU (s)", "path energy", "W2 one step", "W2 100 steps", "floor"]
+    return [
+        "",
+        "## Independent vs minibatch-OT coupling (flow matching, 3,000 steps)",
+        "",
+        "Normalised path energy E[∫‖v‖² dt] / E‖x_1 − x_0‖² of 100-step Euler paths (1 = straight), and W2 of a",
+        "one-step Euler sample against fresh data.",
+        "",
+        *table(header, cells),
+        "",
+        f"![one-step samples]({c['figure']})",
+    ]
+
+
+def _velocity_section(v: dict, recipe: dict) -> list[str]:
+    return [
+        "",
+        "## Checkerboard velocity at t = 0 on [−0.5, 0.5]²",
+        "",
+        f"Learned field (independent coupling) against `FiniteDataVelocity` on 20,000 data points (at t = 0: "
+        f"mean − x): RMS error {v['rms_error']:.4f} ({v['relative_rms_error']:.1%} of the optimal field's RMS).",
+        "",
+        f"![velocity]({v['figure']})",
+    ]
+
+
+def _solver_section(sv: dict, recipe: dict) -> list[str]:
+    steps = [f"n = {n}" for n in sv["rows"][0]["num_steps"]]
+    cells = [
+        [row["method"], *(f"{e:.2e} ({f} NFE)" for e, f in zip(row["errors"], row["nfe"], strict=True)),
+         f"{row['order']:.2f}"]
+        for row in sv["rows"]
+    ]  # fmt: skip
+    return [
+        "",
+        "## Euler vs Runge–Kutta on the trained checkerboard field",
+        "",
+        "RMS error at t = 1 against dopri5 (rtol = atol = 1e-10), float64 copy of the network.",
+        "",
+        *table(["method", *steps, "fitted order"], cells),
+        "",
+        f"![solver order]({sv['figure']})",
+    ]
+
+
+def _dsm_section(d: dict, recipe: dict) -> list[str]:
+    cells = [
+        [row["network"], f"{row['dsm']:.4f}", f"{row['esm']:.4f}", plus_minus(row["gap"], row["standard_error"], ".4f")]
+        for row in d["rows"]
+    ]
+    return [
+        "",
+        "## Denoising ⇔ explicit score matching",
+        "",
+        f"J_DSM − J_ESM on {d['num_points']:,} points of 8 Gaussians (common random numbers): the same "
+        "constant for every network (Vincent 2011).",
+        "",
+        *table(["network", "J_DSM", "J_ESM", "J_DSM − J_ESM (± se)"], cells),
+        "",
+        f"![DSM vs ESM]({d['figure']})",
+    ]
+
+
+#: the page's section of each part, in the order of PARTS: a function of the part's result and the recipe
+SECTIONS: dict[str, Callable[[Any, dict], list[str]]] = {
+    "exact": _exact_section,
+    "score": _score_section,
+    "ddpm": _ddpm_section,
+    "sdedit": _sdedit_section,
+    "coupling": _coupling_section,
+    "velocity": _velocity_section,
+    "solver": _solver_section,
+    "dsm": _dsm_section,
+}
+
+
+def render(results: dict) -> str:
+    """The Markdown page of the stored parts (``score_results.json``), in the order of :data:`PARTS`."""
     parts = results["parts"]
     lines = [
         "# hfgen score-based benchmark",
         "",
-        f"Written by `python benchmarks/bench_score.py` on {results['machine']}, torch {results['torch']}, one thread;",
+        written_by("bench_score", results, "one thread;"),
         "CPU seconds from `time.process_time`. Each part records when it ran; parts can be rerun alone (`--parts`).",
     ]
-    if "exact" in parts:
-        e = parts["exact"]["result"]
-        vp, ddpm = e["vp_score_sde"], e["ddpm_continuous_limit"]
-        met = vp["max_abs_error_vs_p_eps"] <= MAX_EXACT_ERROR
-        lines += [
-            "",
-            "## Exact-score check",
-            "",
-            f"Probability-flow `log_prob` (dopri5, rtol = atol = 1e-7) on {e['num_points']} points of a centred",
-            "Gaussian with the exact score, against the closed-form density. Target: within "
-            f"{MAX_EXACT_ERROR:g} nats — {'met' if met else 'NOT met'}.",
-            "",
-            "| model | max abs error (nats) | vs data density | CPU (s) |",
-            "|---|---|---|---|",
-            f"| VP score SDE, p_ε (ε = 1e-3) | {vp['max_abs_error_vs_p_eps']:.2e} | {vp['max_abs_error_vs_data']:.2e} "
-            f"| {vp['cpu_seconds']:.1f} |",
-        ]
-        for level, row in ddpm.items():
-            lines.append(
-                f"| DDPM continuous limit (α = 0.99, T = 500), data {level} | "
-                f"{row['max_abs_error_vs_level']:.2e} | "
-                f"mean log p_data − log p_(t_s): {row['mean_gap_to_data_density']:.4f} "
-                f"| {row['cpu_seconds']:.1f} |"
-            )
-        lines += [
-            "",
-            "The DDPM rows use `DDPMPointsPipeline.log_prob` at level t_s with the exact ε of N(μ, diag(0.5, 1.5)):",
-            "centred data isolate the solver's error, off-centre data add approximation (3), p_T taken as N(0, I)",
-            "(O(√ᾱ_T |μ|), ᾱ_T = 0.0066). The column 'vs data density' measures approximation (2): the density of",
-            "level t_s (data convolved with N(0, 1 − ᾱ_(t_s))) differs from that of x_0.",
-        ]
-    if "score" in parts:
-        r = results["recipe"]
-        lines += [
-            "",
-            "## VP score SDE recipe",
-            "",
-            f"`ScoreArguments` defaults: VP β ∈ [{r['beta_min']}, {r['beta_max']}], ε = {r['sampling_eps']}, "
-            f"{r['prediction_type']} prediction, TimeMLP {r['num_layers']}×{r['hidden_size']} with octave encoding "
-            f"L = {r['num_position_frequencies']}, t-law Beta(1, {r['time_beta']}), batch {r['train_batch_size']}, "
-            f"{r['max_train_steps']:,} steps, lr {r['learning_rate']} {r['lr_scheduler']}, EMA {r['ema_decay']}; "
-            f"sampler {r['sampler']} with {r['num_inference_steps']} steps. Targets: W2 / floor ≤ {MAX_RATIO}, "
-            f"NLL − entropy ≤ {MAX_NLL_GAP} (probability-flow ODE, 1,000 held-out points), training ≤ "
-            f"{MAX_TRAIN_SECONDS:.0f} CPU s.",
-            "",
-            "| target | train steps | train CPU (s) | W2 | floor | ratio | NLL − entropy (± se) | NLL CPU (s) "
-            "| sampling CPU (s) | targets met |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for row in parts["score"]["result"]:
-            w, nll = row["w2"], row["nll"]
-            lines.append(
-                f"| {row['target']} | {row['train_steps']:,} | {row['train_cpu_seconds']:.0f} | {w['w2']:.4f} | "
-                f"{w['floor']:.4f} | {w['ratio']:.2f} | {nll['nll_minus_entropy']:.3f} ± {nll['nll_stderr']:.3f} | "
-                f"{nll['cpu_seconds']:.0f} | {row['sampling_cpu_seconds']:.0f} | "
-                f"{'yes' if row['meets_targets'] else 'no'} |"
-            )
-    if "ddpm" in parts:
-        lines += [
-            "",
-            "## DDPM recipe: probability-flow likelihood of the continuous limit",
-            "",
-            "`DDPMArguments` defaults (constant α = 0.99, T = 500, 12,000 steps); `DDPMPointsPipeline.log_prob` at",
-            "level t_s = 1 (data convolved with N(0, 0.01 I)), dopri5 rtol = atol = 1e-5, 1,000 held-out points.",
-            "",
-            "| target | train CPU (s) | NLL − entropy (± se) | CPU (s) |",
-            "|---|---|---|---|",
-        ]
-        for row in parts["ddpm"]["result"]:
-            nll = row["nll"]
-            lines.append(
-                f"| {row['target']} | {row['train_cpu_seconds']:.0f} | {nll['nll_minus_entropy']:.3f} ± "
-                f"{nll['nll_stderr']:.3f} | {nll['cpu_seconds']:.0f} |"
-            )
-    if "sdedit" in parts:
-        s = parts["sdedit"]["result"]
-        lines += ["", "## SDEdit: 8 Gaussians edited by checkerboard models", "",
-                  f"W2 of {s['num_points']:,} edited points to fresh samples of each distribution (floors: "
-                  f"8 Gaussians {s['floors']['8gaussians']:.3f}, checkerboard {s['floors']['checkerboard']:.3f}).", "",
-                  "| model | " + " | ".join(f"s = {r['strength']}" for r in next(iter(s["curves"].values()))) + " |",
-                  "|---|" + "---|" * len(next(iter(s["curves"].values())))]  # fmt: skip
-        for name, rows in s["curves"].items():
-            cells = " | ".join(f"{r['w2_to_8gaussians']:.2f} / {r['w2_to_checkerboard']:.2f}" for r in rows)
-            lines.append(f"| {name} (to 8G / to checkerboard) | {cells} |")
-        lines += ["", f"![SDEdit W2]({s['figure']})", "", f"![SDEdit points]({s['scatter']})"]
-    if "coupling" in parts:
-        c = parts["coupling"]["result"]
-        lines += [
-            "",
-            "## Independent vs minibatch-OT coupling (flow matching, 3,000 steps)",
-            "",
-            "Normalised path energy E[∫‖v‖² dt] / E‖x_1 − x_0‖² of 100-step Euler paths (1 = straight), and W2 of a",
-            "one-step Euler sample against fresh data.",
-            "",
-            "| target | coupling | train CPU (s) | path energy | W2 one step | W2 100 steps | floor |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for row in c["rows"]:
-            lines.append(
-                f"| {row['target']} | {row['coupling']} | {row['train_cpu_seconds']:.0f} | {row['path_energy']:.3f} | "
-                f"{row['w2_one_step']:.3f} | {row['w2_100_steps']:.3f} | {row['w2_floor']:.3f} |"
-            )
-        lines += ["", f"![one-step samples]({c['figure']})"]
-    if "velocity" in parts:
-        v = parts["velocity"]["result"]
-        lines += ["", "## Checkerboard velocity at t = 0 on [−0.5, 0.5]²", "",
-                  f"Learned field (independent coupling) against `FiniteDataVelocity` on 20,000 data points (at t = 0: "
-                  f"mean − x): RMS error {v['rms_error']:.4f} ({v['relative_rms_error']:.1%} of the optimal field's "
-                  "RMS).", "", f"![velocity]({v['figure']})"]  # fmt: skip
-    if "solver" in parts:
-        sv = parts["solver"]["result"]
-        lines += ["", "## Euler vs Runge–Kutta on the trained checkerboard field", "",
-                  "RMS error at t = 1 against dopri5 (rtol = atol = 1e-10), float64 copy of the network.", "",
-                  "| method | " + " | ".join(f"n = {n}" for n in sv["rows"][0]["num_steps"]) + " | fitted order |",
-                  "|---|" + "---|" * (len(sv["rows"][0]["num_steps"]) + 1)]  # fmt: skip
-        for row in sv["rows"]:
-            errors = " | ".join(f"{e:.2e} ({f} NFE)" for e, f in zip(row["errors"], row["nfe"], strict=True))
-            lines.append(f"| {row['method']} | {errors} | {row['order']:.2f} |")
-        lines += ["", f"![solver order]({sv['figure']})"]
-    if "dsm" in parts:
-        d = parts["dsm"]["result"]
-        lines += ["", "## Denoising ⇔ explicit score matching", "",
-                  f"J_DSM − J_ESM on {d['num_points']:,} points of 8 Gaussians (common random numbers): the same "
-                  "constant for every network (Vincent 2011).", "",
-                  "| network | J_DSM | J_ESM | J_DSM − J_ESM (± se) |", "|---|---|---|---|"]  # fmt: skip
-        for row in d["rows"]:
-            lines.append(
-                f"| {row['network']} | {row['dsm']:.4f} | {row['esm']:.4f} | "
-                f"{row['gap']:.4f} ± {row['standard_error']:.4f} |"
-            )
-        lines += ["", f"![DSM vs ESM]({d['figure']})"]
-    if results["quick"]:
-        lines += ["", "**Quick smoke run: tiny budgets, the numbers are meaningless.**"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for part in PARTS:
+        if part in parts:
+            lines += SECTIONS[part](parts[part]["result"], results["recipe"])
+    return markdown(lines, results["quick"])
 
 
 def main() -> None:
@@ -701,12 +748,7 @@ def main() -> None:
         FIGURES = args.output / "score_figures"
     json_file = args.output / "score_results.json"
     results = json.loads(json_file.read_text()) if json_file.is_file() else {"parts": {}}
-    results |= {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "quick": args.quick,
-        "recipe": recipe(),
-    }
+    results |= {**machine(), "quick": args.quick, "recipe": recipe()}
     for part in args.parts:
         load = os.getloadavg()[0]
         result, seconds = cpu_seconds(lambda part=part: BENCHES[part](args.quick))
@@ -716,12 +758,9 @@ def main() -> None:
             "load_average": [load, os.getloadavg()[0]],
             "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         }
-        args.output.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(results, indent=2), encoding="utf-8")
-        report = args.output / "SCORE_RESULTS.md"
-        write_report(results, report)
+        text = write_results(results, args.output, PAGES["score"], render)
         print(f"[{part}] done in {seconds:.0f} CPU s", flush=True)
-    print(report.read_text(encoding="utf-8"))
+    print(text)
 
 
 if __name__ == "__main__":

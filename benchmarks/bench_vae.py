@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+from report import PAGES, machine, markdown, table, verdict, write_results, written_by
 
 from hfgen.training import VAEArguments, evaluate_vae, train_vae
 from hfgen.training.vae import load_vae_data
@@ -158,13 +158,35 @@ def _cell(row: dict, key: str, fmt: str, stderr: str | None = None) -> str:
     return text + (f" ± {format(row[stderr], fmt)}" if stderr and row.get(stderr) is not None else "")
 
 
-def write_report(results: dict, path: Path) -> None:
+def _run_row(name: str, r: dict) -> list[str]:
+    dataset, model = name.rsplit("-", 1)
+    k = f"{r['num_importance_samples']} × {r['num_nll_images']}" if "nll" in r else "–"
+    return [
+        dataset,
+        f"{MODEL_LABELS[model]}{' (quick)' if r['quick'] else ''}",
+        f"{r['train_steps']:,} ({r['epochs']:.1f})",
+        f"{r['train_seconds']:.0f}",
+        f"{r['seconds_per_epoch']:.1f}",
+        _cell(r, "quadrature_nll", ".2f", "quadrature_nll_stderr"),
+        _cell(r, "nll", ".2f", "iwae_stderr"),
+        k,
+        f"{-r['elbo']:.2f}" if "elbo" in r else "–",
+        _cell(r, "reconstruction_nll", ".2f"),
+        _cell(r, "reconstruction_mse", ".4f"),
+        _cell(r, "knn_accuracy", ".4f"),
+        _cell(r, "samples_confidence", ".3f"),
+        _cell(r, "samples_label_entropy", ".3f"),
+        _cell(r, "samples_frechet_distance", ".2f"),
+    ]
+
+
+def render(results: dict) -> str:
+    """The Markdown page of the stored runs (``vae_results.json``)."""
     runs = results["runs"]
     lines = [
         "# hfgen AE / VAE benchmark (2-D latent, MNIST family)",
         "",
-        f"Written by `python benchmarks/bench_vae.py` on {results['machine']}, torch {results['torch']}, "
-        f"{results['threads']} thread(s), a machine shared with other jobs (times are upper bounds).",
+        written_by("bench_vae", results) + ", a machine shared with other jobs (times are upper bounds).",
         "Recipe: the `VAEArguments` defaults at the time of each run, Bernoulli decoder (the decoder mirrors the",
         "encoder's widths). Test metrics on the 10,000 test images except the IWAE bound (first `num_nll_images`",
         "test images, K importance samples); nats per image.",
@@ -174,24 +196,11 @@ def write_report(results: dict, path: Path) -> None:
         "5-minute load average at the end of training (above the core count: other jobs shared the CPU): "
         + ", ".join(f"{name} {r['load_average_5min']:.1f}" for name, r in runs.items() if "load_average_5min" in r),
         "",
-        "| data | model | steps (epochs) | train (s) | s / epoch | −log p, exact (quadrature) | −log p, IWAE (± se) "
-        "| K × images | −ELBO | −log p(x ∣ ẑ) | MSE | k-NN acc. (k = 5) | classifier conf. | label entropy "
-        "| Fréchet (clf.) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in sorted(runs.items()):
-        dataset, model = name.rsplit("-", 1)
-        nll = _cell(r, "nll", ".2f", "iwae_stderr")
-        exact = _cell(r, "quadrature_nll", ".2f", "quadrature_nll_stderr")
-        k = f"{r['num_importance_samples']} × {r['num_nll_images']}" if "nll" in r else "–"
-        neg_elbo = f"{-r['elbo']:.2f}" if "elbo" in r else "–"
-        lines.append(
-            f"| {dataset} | {MODEL_LABELS[model]}{' (quick)' if r['quick'] else ''} | {r['train_steps']:,} "
-            f"({r['epochs']:.1f}) | {r['train_seconds']:.0f} | {r['seconds_per_epoch']:.1f} | {exact} | {nll} | {k} | "
-            f"{neg_elbo} | {_cell(r, 'reconstruction_nll', '.2f')} | {_cell(r, 'reconstruction_mse', '.4f')} | "
-            f"{_cell(r, 'knn_accuracy', '.4f')} | {_cell(r, 'samples_confidence', '.3f')} | "
-            f"{_cell(r, 'samples_label_entropy', '.3f')} | {_cell(r, 'samples_frechet_distance', '.2f')} |"
-        )
+    header = ["data", "model", "steps (epochs)", "train (s)", "s / epoch", "−log p, exact (quadrature)",
+              "−log p, IWAE (± se)", "K × images", "−ELBO", "−log p(x ∣ ẑ)", "MSE", "k-NN acc. (k = 5)",
+              "classifier conf.", "label entropy", "Fréchet (clf.)"]  # fmt: skip
+    lines += table(header, (_run_row(name, r) for name, r in sorted(runs.items())))
     lines += ["", "Targets (MNIST): " + ", ".join(_target_lines(runs)), ""]
     lines += [
         "The exact −log p is the quadrature of ∫ p(x | z) N(z; 0, I) dz on a G × G latent grid over [−6, 6]² (the",
@@ -214,7 +223,7 @@ def write_report(results: dict, path: Path) -> None:
         "Figures of each run (latent scatter, 10 × 10 grid, reconstructions, samples) are in",
         "`benchmarks/out/vae/<data>-<model>/`.",
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return markdown(lines)
 
 
 def _target_lines(runs: dict) -> list[str]:
@@ -222,19 +231,18 @@ def _target_lines(runs: dict) -> list[str]:
     vae = runs.get("mnist-vae")
     if vae is not None and "nll" in vae:
         ok = vae["nll"] <= TARGETS["vae_nll_max"]
-        found.append(f"VAE −log p {vae['nll']:.2f} ≤ {TARGETS['vae_nll_max']:.0f}: {'met' if ok else 'NOT met'}")
+        found.append(f"VAE −log p {vae['nll']:.2f} ≤ {TARGETS['vae_nll_max']:.0f}: {verdict(ok)}")
     for model in ("ae", "ae_graph"):
         ae = runs.get(f"mnist-{model}")
         if ae is not None:
             ok = ae["knn_accuracy"] >= TARGETS["ae_knn_min"]
             found.append(
-                f"{MODEL_LABELS[model]} k-NN {ae['knn_accuracy']:.4f} ≥ {TARGETS['ae_knn_min']}: "
-                f"{'met' if ok else 'NOT met'}"
+                f"{MODEL_LABELS[model]} k-NN {ae['knn_accuracy']:.4f} ≥ {TARGETS['ae_knn_min']}: {verdict(ok)}"
             )
     for name, r in sorted(runs.items()):
         minutes = r["train_seconds"] / 60
         ok = minutes <= TARGETS["train_minutes_max"]
-        found.append(f"{name} trained {minutes:.1f} min ≤ 15: {'met' if ok else 'NOT met'}")
+        found.append(f"{name} trained {minutes:.1f} min ≤ 15: {verdict(ok)}")
     return found or ["no MNIST run stored yet"]
 
 
@@ -268,15 +276,11 @@ def main() -> None:
             row = bench_run(run, data, args.quick)
             (store / f"{dataset}-{model}.json").write_text(json.dumps(row, indent=2), encoding="utf-8")
     results = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **machine(),
         "targets": TARGETS,
         "runs": {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(store.glob("*.json"))},
     }
-    (args.output / "vae_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    write_report(results, args.output / "VAE_RESULTS.md")
-    print((args.output / "VAE_RESULTS.md").read_text(encoding="utf-8"))
+    print(write_results(results, args.output, PAGES["vae"], render))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import PAGES, markdown, plus_minus, table, write_results
 
 from hfgen.training import FlowMatchingArguments, evaluate_flow_matching, train_flow_matching
 
@@ -52,25 +53,26 @@ def main() -> None:
         metrics = evaluate_flow_matching(pipeline, args)
         rows[name] = {"overrides": overrides, **info, **metrics}
         print(name, json.dumps(rows[name]), flush=True)
-    options.output.mkdir(parents=True, exist_ok=True)
-    (options.output / "recipe.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    print(write_results(rows, options.output, PAGES["recipe"], render))
+
+
+def render(rows: dict) -> str:
+    """The Markdown page of the stored variants (``recipe.json``)."""
     lines = [
         "# How the checkerboard recipe was found",
         "",
         "Written by `python benchmarks/recipe_ablation.py` (one thread). Targets: NLL within 0.10 nats of the",
         "entropy log 8, at least 97% of samples in the support, W2 at 10,000 samples at most 1.5× its floor.",
         "",
-        "| variant | train (s) | NLL − H (± se) | in support | W2 10k | floor 10k | ratio |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for name, r in rows.items():
-        lines.append(
-            f"| {name} | {r['train_seconds']:.0f} | {r['nll_minus_entropy']:.3f} ± {r['nll_stderr']:.3f} | "
-            f"{r['samples_fraction_in_support']:.3f} | {r['samples_w2']:.4f} | {r['samples_w2_floor']:.4f} | "
-            f"{r['samples_w2_ratio']:.2f} |"
-        )
-    (options.output / "RECIPE.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    header = ["variant", "train (s)", "NLL − H (± se)", "in support", "W2 10k", "floor 10k", "ratio"]
+    cells = [
+        [name, f"{r['train_seconds']:.0f}", plus_minus(r["nll_minus_entropy"], r["nll_stderr"], ".3f"),
+         f"{r['samples_fraction_in_support']:.3f}", f"{r['samples_w2']:.4f}", f"{r['samples_w2_floor']:.4f}",
+         f"{r['samples_w2_ratio']:.2f}"]
+        for name, r in rows.items()
+    ]  # fmt: skip
+    return markdown(lines + table(header, cells))
 
 
 if __name__ == "__main__":

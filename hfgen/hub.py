@@ -178,8 +178,15 @@ def upload_files(folder: str | os.PathLike) -> list[str]:
     ``weights_sha256.json``, each component's config, safetensors weights (one file or shards with their
     ``*.safetensors.index.json``) and remote-code module (the folders ``model_index.json`` names), a remote-code
     pipeline module, :data:`RUN_FILES` and the top-level figures (``*.png``, ``*.gif``).
-    A component name that is not a plain folder name (``../other``) is refused before any file is listed."""
+    A component name that is not a plain folder name (``../other``) is refused before any file is listed.
+
+    A folder without ``model_index.json`` that holds one transformers model (``config.json`` and its safetensors
+    weights, as ``save_pretrained`` of a ``PreTrainedModel`` writes them: the MNIST classifier) sends those, the
+    run's files and figures."""
     root = Path(folder)
+    if not (root / "model_index.json").is_file():
+        names = ["config.json", *_weight_files(root), *RUN_FILES, *_figures(root)]
+        return sorted(name for name in set(names) if (root / name).is_file())
     index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
     names = ["model_index.json", "weights_sha256.json", *RUN_FILES]
     pipeline_module = remote_pipeline_module(index)
@@ -188,8 +195,13 @@ def upload_files(folder: str | os.PathLike) -> list[str]:
     for component, (library, _) in component_entries(index).items():
         names += [f"{component}/{name}" for name in ("config.json", "scheduler_config.json", f"{library}.py")]
         names += [f"{component}/{name}" for name in _weight_files(root / component)]
-    names += [p.name for p in (*root.glob("*.png"), *root.glob("*.gif"))]
+    names += _figures(root)
     return sorted(name for name in set(names) if (root / name).is_file())
+
+
+def _figures(root: Path) -> list[str]:
+    """The run's top-level figures (``*.png``, ``*.gif``)."""
+    return [p.name for p in (*root.glob("*.png"), *root.glob("*.gif"))]
 
 
 #: a component's weights: one file, or the shards that an index file lists (diffusers' and transformers' names)
@@ -241,7 +253,8 @@ def push_folder_to_hub(
     revision: str | None = None,
     create_pr: bool = False,
 ) -> Any:
-    """Upload a saved pipeline or training-run folder to the Hub model repo ``repo_id`` (created if missing).
+    """Upload a saved pipeline, transformers model or training-run folder to the Hub model repo ``repo_id`` (created
+    if missing).
 
     Exactly the files a saved pipeline consists of, plus the run's card, metrics and plots, are sent
     (:func:`upload_files`); nothing else in the folder is, and a text file that holds the folder's local path is
@@ -250,8 +263,12 @@ def push_folder_to_hub(
     stored. Returns the upload's ``CommitInfo``.
     """
     folder = Path(folder)
-    if not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(f"{folder} has no model_index.json: save a pipeline there before pushing it")
+    is_model = (folder / "config.json").is_file() and any((folder / name).is_file() for name in _weight_files(folder))
+    if not (folder / "model_index.json").is_file() and not is_model:
+        raise FileNotFoundError(
+            f"{folder} has no model_index.json (a saved pipeline) nor config.json with safetensors weights (a saved "
+            "transformers model): save one there before pushing it"
+        )
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
         raise ValueError(f"`repo_id` must look like 'user/name', got {repo_id!r}")
     files = upload_files(folder)

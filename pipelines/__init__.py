@@ -1,6 +1,6 @@
 """diffusers ``DiffusionPipeline`` subclasses, shipped as ``hfgen.pipelines``."""
 
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.ddpm_points import DDPMPointsPipeline, DDPMPointsPipelineOutput
 from hfgen.pipelines.density import DensityPipeline, DensityPipelineOutput
 from hfgen.pipelines.energy import EnergyPipeline, EnergyPipelineOutput
@@ -9,6 +9,7 @@ from hfgen.pipelines.image_common import ImageGenerationPipelineOutput
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline, ImageLogProbOutput
 from hfgen.pipelines.rbm import RBMPipeline, RBMPipelineOutput
+from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.pipelines.schrodinger_bridge import SchrodingerBridgePipeline
 from hfgen.pipelines.score_sde import ScoreSDEPipeline, ScoreSDEPipelineOutput
 from hfgen.pipelines.vae import AutoEncoderPipeline, ImagesPipelineOutput, LatentGridOutput, VAEPipeline

@@ -1,24 +1,22 @@
-"""What every hfgen pipeline shares: loading from folders and Hub ids, and the points output."""
+"""hfgen's loading and saving layer of every pipeline: folders and Hub ids, checks, checksums, the remote-code layout.
+
+The sampling side (:class:`~hfgen.pipelines.sampling.SamplingPipeline`) is what a saved folder's pipeline file holds
+(:mod:`hfgen.remote_code`); this layer stays in hfgen."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from diffusers import DiffusionPipeline, ModelMixin
-from diffusers.utils import BaseOutput
 
 from hfgen.pipelines import loading
+from hfgen.pipelines.sampling import SamplingPipeline
 from hfgen.remote_code import component_entries, hfgen_index, pipeline_class_name, write_remote_code
-from hfgen.utils import check_points, write_atomic
+from hfgen.utils import write_atomic
 
 # What hfgen loads of a saved pipeline; nothing else (no pickles, no code) is fetched from the Hub.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "README.md"]
@@ -27,20 +25,9 @@ CHECKSUMS_FILE = "weights_sha256.json"
 #: present while a training run writes into its output folder; a folder holding it is not loaded
 RUN_IN_PROGRESS_FILE = ".hfgen-run-in-progress"
 _HUB_DOWNLOAD_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
-OUTPUT_TYPES = ("pt", "np")
 
 
-@dataclass
-class PointsPipelineOutput(BaseOutput):
-    """Samples ``(N, D)``; ``trajectory`` ``(S + 1, N, D)`` from source to data when asked; ``nfe``, the number of
-    network evaluations used."""
-
-    samples: torch.Tensor | np.ndarray
-    trajectory: torch.Tensor | np.ndarray | None = None
-    nfe: int | None = None
-
-
-class HfgenPipeline(DiffusionPipeline):
+class HfgenPipeline(SamplingPipeline):
     """Base class: ``from_pretrained`` accepts a local folder or a Hub repo id, loads safetensors only, and
     resolves the concrete pipeline class from ``model_index.json`` when called on this base class.
 
@@ -205,50 +192,12 @@ class HfgenPipeline(DiffusionPipeline):
         api = api or HfApi(token=token)
         return push_pipeline_to_hub(self, repo_id, card=card, api=api, private=private, commit_message=commit_message)
 
-    @contextmanager
-    def _field_progress(self, field: Callable[..., torch.Tensor], total: int) -> Iterator[Callable[..., torch.Tensor]]:
-        """``field`` that advances a progress bar of ``total`` evaluations at each call: the progress of a solve that
-        loops outside the pipeline (a torchdiffeq fixed-grid method takes ``steps × evaluations per step``)."""
-        with self.progress_bar(total=total) as bar:
-
-            def counted(*args: Any) -> torch.Tensor:
-                bar.update()
-                return field(*args)
-
-            yield counted
-
-    @staticmethod
-    def _to_output_type(tensor: torch.Tensor | None, output_type: str) -> torch.Tensor | np.ndarray | None:
-        if tensor is None or output_type == "pt":
-            return tensor
-        return tensor.cpu().numpy()
-
-    @staticmethod
-    def _check_output_type(output_type: str) -> None:
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
-
 
 def _all_subclasses(cls: type) -> list[type]:
     found = []
     for sub in cls.__subclasses__():
         found += [sub, *_all_subclasses(sub)]
     return found
-
-
-def check_sdedit(strength: object, start_samples: object, dim: int) -> torch.Tensor:
-    """SDEdit's pair of arguments (Meng et al. 2022): ``strength`` a real in ``[0, 1]`` and ``start_samples`` finite
-    ``(N, dim)`` points, both given; returns the points."""
-    if strength is None or start_samples is None:
-        raise ValueError(
-            "SDEdit needs both `strength` and `start_samples`, got "
-            f"strength={strength!r} and start_samples={'None' if start_samples is None else 'a tensor'}"
-        )
-    if isinstance(strength, bool) or not isinstance(strength, int | float):
-        raise TypeError(f"`strength` must be a float in [0, 1], got {strength!r} ({type(strength).__name__})")
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"`strength` must lie in [0, 1], got {strength!r}")
-    return check_points(start_samples, dim, "start_samples")
 
 
 def _sha256(path: Path) -> str:

@@ -16,7 +16,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.continuous_flows import integrate_with_log_density
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
 from hfgen.utils import (
     check_batch_size,
@@ -307,11 +308,6 @@ class DDPMPointsPipeline(HfgenPipeline):
                 prior = -0.5 * z.square().sum(dim=1) - 0.5 * self.dim * math.log(2 * math.pi)
                 chunks.append(prior - result.log_density_change)
         return torch.cat(chunks)
-
-    def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
-        """Save the components (safetensors weights + configs) and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)
 
 
 def _check_steps(timesteps: object, num_train_timesteps: int) -> list[int]:

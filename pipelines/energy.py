@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
 from hfgen.methods.energy import QuadratureOutput, energy_and_gradient, langevin_chain, log_partition_by_quadrature
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
 
@@ -156,8 +155,3 @@ class EnergyPipeline(HfgenPipeline):
 
     def _energy_of_float64_points(self, points: torch.Tensor) -> torch.Tensor:
         return self.model(points.to(device=self.device, dtype=self.model.dtype), return_dict=False)[0]
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the model (safetensors + config), the scheduler config and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)

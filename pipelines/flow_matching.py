@@ -11,7 +11,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
 from hfgen.methods.continuous_flows import FIXED_GRID_EVALUATIONS, solve_ode
 from hfgen.methods.continuous_flows import log_prob as flow_log_prob
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_solvers import FlowMatchScheduler, flow_match_scheduler, flow_match_solver
 from hfgen.utils import (
@@ -279,13 +280,13 @@ class FlowMatchingPipeline(HfgenPipeline):
         return torch.cat(chunks)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save components (safetensors + configs) and ``model_index.json``; the source must be serialisable."""
+        """Save as :meth:`HfgenPipeline.save_pretrained` does, after checking that the source can be saved: a named
+        toy distribution or ``N(0, I)``, not a Python sampler (``model_index.json`` holds its config)."""
         if self.config.source is None and not isinstance(self.source_distribution, StandardGaussian):
             raise ValueError(
                 f"cannot save a pipeline whose source {self.source_distribution!r} is a Python sampler; use a "
                 "named toy distribution (hfgen.data) as source to save it"
             )
-        kwargs.setdefault("safe_serialization", True)
         super().save_pretrained(save_directory, **kwargs)
 
 

@@ -19,12 +19,11 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.image_diffusion import classifier_free_guidance, to_image_space
 from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import ImageBatch, check_strength
 from hfgen.utils import check_generator, check_images, check_num_samples, check_sampling_memory
 
-IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
 #: images drawn when neither ``num_samples`` nor per-image inputs say how many
 DEFAULT_NUM_SAMPLES = 1000
-ImageBatch = torch.Tensor | np.ndarray | list
 
 
 @dataclass
@@ -61,20 +60,6 @@ def check_unet(unet: object) -> UNet2DModel:
             f"num_class_embeds={config.num_class_embeds}"
         )
     return unet
-
-
-def check_strength(strength: object, start_images: object) -> float:
-    """SDEdit's ``strength``: a real number in ``[0, 1]``, given together with ``start_images``."""
-    if strength is None or start_images is None:
-        raise ValueError(
-            "SDEdit needs both `strength` and `start_images`, got "
-            f"strength={strength!r} and start_images={'None' if start_images is None else 'a tensor'}"
-        )
-    if isinstance(strength, bool) or not isinstance(strength, int | float):
-        raise TypeError(f"`strength` must be a float in [0, 1], got {strength!r} ({type(strength).__name__})")
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"`strength` must lie in [0, 1], got {strength!r}")
-    return float(strength)
 
 
 class ImageGenerationPipeline(HfgenPipeline):
@@ -184,7 +169,7 @@ class ImageGenerationPipeline(HfgenPipeline):
         self._check_image_output_type(output_type)
         check_generator(generator)
         editing = strength is not None or start_images is not None
-        s = check_strength(strength, start_images) if editing else 1.0
+        s = check_strength(strength, start_images, "start_images") if editing else 1.0
         start = self._check_unit_images(start_images, "start_images") if editing else None
         n = self._num_images(num_samples, start, class_labels)
         check_sampling_memory(
@@ -235,11 +220,6 @@ class ImageGenerationPipeline(HfgenPipeline):
             n = DEFAULT_NUM_SAMPLES
         return n
 
-    @staticmethod
-    def _check_image_output_type(output_type: str) -> None:
-        if output_type not in IMAGE_OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
-
     # -- the network ----------------------------------------------------------------------------------------------
 
     def _network(
@@ -265,12 +245,6 @@ class ImageGenerationPipeline(HfgenPipeline):
         return classifier_free_guidance(unconditional, conditional, guidance_scale)
 
     # -- outputs --------------------------------------------------------------------------------------------------
-
-    def _format_images(self, images: torch.Tensor, output_type: str) -> ImageBatch:
-        if output_type == "pt":
-            return images
-        array = images.detach().cpu().float().permute(0, 2, 3, 1).numpy()
-        return array if output_type == "np" else self.numpy_to_pil(array)
 
     def _format_trajectory(self, states: list[torch.Tensor] | None, output_type: str) -> ImageBatch | None:
         """States of the network's ``y`` as images ``(S + 1, N, C, H, W)``, or their layout under ``output_type``."""

@@ -1,21 +1,19 @@
 """RBM pipeline: draw binary images by block-Gibbs sampling and show the last sweep's pixel probabilities.
 
 Images come out as ``output_type="pt"``: a ``(N, C, H, W)`` tensor in ``[0, 1]``; ``"np"``: a ``(N, H, W, C)`` float32
-array; ``"pil"``: a list of ``PIL.Image`` (as :mod:`hfgen.pipelines.vae`).
+array; ``"pil"``: a list of ``PIL.Image`` (:mod:`hfgen.pipelines.sampling`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from diffusers.utils import BaseOutput
 
 from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.pipelines.vae import IMAGE_OUTPUT_TYPES, ImageBatch
+from hfgen.pipelines.sampling import ImageBatch
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.utils import check_generator, check_images, check_num_samples, check_sampling_memory
 
@@ -75,8 +73,7 @@ class RBMPipeline(HfgenPipeline):
             start: ``"noise"``, or images ``(N, C, H, W)`` in ``[0, 1]`` to start the chains from (grey levels are
                 read as mean-field values by the first hidden draw).
         """
-        if output_type not in IMAGE_OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
+        self._check_image_output_type(output_type)
         check_generator(generator)
         check_num_samples(num_inference_steps, "num_inference_steps")
         shape, visible = self.model.image_shape, self.model.config.num_visible
@@ -118,14 +115,3 @@ class RBMPipeline(HfgenPipeline):
         if not return_dict:
             return (images, final, trajectory)
         return RBMPipelineOutput(images=images, states=final, trajectory=trajectory)
-
-    def _format_images(self, images: torch.Tensor, output_type: str) -> ImageBatch:
-        if output_type == "pt":
-            return images
-        array = images.detach().cpu().float().permute(0, 2, 3, 1).numpy()
-        return array if output_type == "np" else self.numpy_to_pil(array)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the model (safetensors + config), the scheduler config and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)

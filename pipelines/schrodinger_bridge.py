@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
 from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
 from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
 
@@ -139,8 +141,9 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         check_sampling_memory(num_samples, self.dim, self.device, dtype, name=name, num_steps=steps,
                               return_trajectory=return_trajectory)  # fmt: skip
 
-    def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
-        """Save both networks and the scheduler (safetensors + configs) and ``model_index.json``."""
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save as :meth:`HfgenPipeline.save_pretrained` does, after checking that both marginals can be saved: named
+        toy distributions or ``N(0, I)``, not Python samplers (``model_index.json`` holds their configs)."""
         for name in ("source", "target"):
             distribution = getattr(self, f"{name}_distribution")
             if self.config[name] is None and not isinstance(distribution, StandardGaussian):
@@ -148,7 +151,6 @@ class SchrodingerBridgePipeline(HfgenPipeline):
                     f"cannot save a pipeline whose {name} {distribution!r} is a Python sampler; use a named toy "
                     "distribution (hfgen.data) to save it"
                 )
-        kwargs.setdefault("safe_serialization", True)
         super().save_pretrained(save_directory, **kwargs)
 
 

@@ -11,7 +11,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.methods.continuous_flows import FIXED_GRID_EVALUATIONS, integrate_with_log_density, solve_ode
-from hfgen.pipelines.base import HfgenPipeline, PointsPipelineOutput, check_sdedit
+from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.score_sde import ScoreSDEScheduler
 from hfgen.utils import (
     check_batch_size,
@@ -294,8 +295,3 @@ class ScoreSDEPipeline(HfgenPipeline):
                 )
                 chunks.append(self.scheduler.prior_log_prob(result.x_end) - result.log_density_change)
         return torch.cat(chunks)
-
-    def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
-        """Save the components (safetensors weights + configs) and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)

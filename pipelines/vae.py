@@ -7,11 +7,9 @@ float32 array (diffusers' layout for images); ``"pil"``: a list of ``PIL.Image``
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,11 +17,10 @@ from diffusers.utils import BaseOutput
 
 from hfgen.models.vae import VAE, AutoEncoder
 from hfgen.pipelines.base import HfgenPipeline
+from hfgen.pipelines.sampling import ImageBatch
 from hfgen.utils import check_batch_size, check_generator, check_memory, check_num_samples, check_sampling_memory
 
-IMAGE_OUTPUT_TYPES = ("pt", "np", "pil")
 LOG_PROB_METHODS = ("quadrature", "iwae")
-ImageBatch = torch.Tensor | np.ndarray | list
 
 
 @dataclass
@@ -53,17 +50,6 @@ class _LatentImagePipeline(HfgenPipeline):
     @property
     def model(self) -> VAE | AutoEncoder:
         raise NotImplementedError
-
-    @staticmethod
-    def _check_image_output_type(output_type: str) -> None:
-        if output_type not in IMAGE_OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {IMAGE_OUTPUT_TYPES}, got {output_type!r}")
-
-    def _format_images(self, images: torch.Tensor, output_type: str) -> ImageBatch:
-        if output_type == "pt":
-            return images
-        array = images.detach().cpu().float().permute(0, 2, 3, 1).numpy()
-        return array if output_type == "np" else self.numpy_to_pil(array)
 
     def _as_image_tensor(self, images: ImageBatch, name: str = "images") -> torch.Tensor:
         """Accept a ``(N, C, H, W)`` tensor or a list of PIL images (pixel ``k`` read as ``k/255``)."""
@@ -173,11 +159,6 @@ class _LatentImagePipeline(HfgenPipeline):
         if not return_dict:
             return (decoded, latents, x, y)
         return LatentGridOutput(images=decoded, latents=latents, x=x, y=y)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the model (safetensors + config) and ``model_index.json``."""
-        kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)
 
 
 class VAEPipeline(_LatentImagePipeline):

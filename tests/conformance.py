@@ -19,7 +19,7 @@ from factories import publish_to_local_hub_cache
 
 from hfgen import HfgenPipeline
 from hfgen.pipelines.base import CHECKSUMS_FILE
-from hfgen.remote_code import REMOTE_PIPELINES
+from hfgen.remote_code import pipeline_module_name
 
 BAD_NUM_SAMPLES = (0, -1, 1.5, True)
 
@@ -93,7 +93,7 @@ class PipelineConformance:
         pipeline.save_pretrained(tmp_path)
         index = json.loads((tmp_path / "model_index.json").read_text())
         # diffusers' remote-code layout (["pipeline_x", "XPipeline"] and pipeline_x.py) for the pipelines that have one
-        module = REMOTE_PIPELINES.get(self.pipeline_class.__name__)
+        module = pipeline_module_name(self.pipeline_class)
         class_name = self.pipeline_class.__name__
         assert index["_class_name"] == ([module, class_name] if module else class_name)
         folders = sorted(
@@ -219,7 +219,10 @@ class SchedulerConformance:
 
     Hooks: ``scheduler_class``; ``get_scheduler()`` (non-default config); ``num_inference_steps`` (a valid grid
     size); ``set_timesteps_kwargs`` (extras such as a direction); ``model_output(sample, t)`` (a stand-in network);
-    ``step_off_schedule(scheduler, sample)`` (a call that leaves the schedule and must be refused).
+    ``call_step(scheduler, sample, t, generator)`` (one call of ``step``, for a step that takes more than the
+    network's output, such as MALA's energy); ``step_off_schedule(scheduler, sample)`` (a call that leaves the
+    schedule and must be refused). Every call passes a generator: the same seed must give the same trajectory, which
+    holds the stochastic steps (Langevin, Gibbs, SDE) to drawing all their noise from it.
     """
 
     scheduler_class: type
@@ -232,10 +235,13 @@ class SchedulerConformance:
     def model_output(self, sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.tanh(sample) + 0.01 * float(t)
 
+    def call_step(self, scheduler, sample: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> Any:
+        """One call of ``scheduler.step`` at ``(sample, t)`` given the stand-in network's output."""
+        return scheduler.step(self.model_output(sample, t), t, sample, generator=generator)
+
     def step_off_schedule(self, scheduler, sample: torch.Tensor) -> None:
         """After a full loop, one more step is refused (the scheduler keeps its position)."""
-        t = scheduler.timesteps[-1]
-        scheduler.step(self.model_output(sample, t), t, sample)
+        self.call_step(scheduler, sample, scheduler.timesteps[-1], None)
 
     def _timesteps(self, scheduler) -> torch.Tensor:
         scheduler.set_timesteps(self.num_inference_steps, **self.set_timesteps_kwargs)
@@ -246,7 +252,7 @@ class SchedulerConformance:
         sample = torch.randn(5, 2, generator=generator)
         calls = 0
         for t in self._timesteps(scheduler):
-            out = scheduler.step(self.model_output(sample, t), t, sample, generator=generator)
+            out = self.call_step(scheduler, sample, t, generator)
             assert out.prev_sample.shape == sample.shape and torch.isfinite(out.prev_sample).all()
             sample, calls = out.prev_sample, calls + 1
         return sample, calls

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from conformance import PipelineConformance, SchedulerConformance, seeded
+from diffusers import SchedulerMixin
 from factories import (
     tiny_autoencoder_pipeline,
     tiny_bridge_pipeline,
@@ -17,6 +19,7 @@ from factories import (
     tiny_vae_pipeline,
 )
 
+import hfgen.schedulers
 from hfgen import (
     AutoEncoderPipeline,
     BridgeScheduler,
@@ -28,10 +31,15 @@ from hfgen import (
     FlowMatchEulerScheduler,
     FlowMatchingPipeline,
     GaussianMixture,
+    GibbsScheduler,
+    LangevinScheduler,
+    MALAScheduler,
     RBMPipeline,
     SchrodingerBridgePipeline,
     ScoreSDEPipeline,
     VAEPipeline,
+    VESDEScheduler,
+    VPSDEScheduler,
 )
 from hfgen.data import Checkerboard, Shifted, TwoBalls
 from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler
@@ -229,3 +237,65 @@ class TestBridgeScheduler(SchedulerConformance):
 
     def model_output(self, sample, t):
         return 0.9 * sample  # a mean network: the predicted mean of the next state
+
+
+class TestLangevinScheduler(SchedulerConformance):
+    scheduler_class = LangevinScheduler
+
+    def get_scheduler(self):
+        return LangevinScheduler(step_size=0.03)
+
+    def model_output(self, sample, t):
+        return -sample  # the score of N(0, I)
+
+
+class TestMALAScheduler(TestLangevinScheduler):
+    # A MALA step also takes the energy at `sample` (for its Metropolis test): E(x) = ½‖x‖², whose score is −x.
+    scheduler_class = MALAScheduler
+
+    def get_scheduler(self):
+        return MALAScheduler(step_size=0.3)
+
+    def call_step(self, scheduler, sample, t, generator):
+        energy = 0.5 * sample.square().sum(dim=1)
+        return scheduler.step(self.model_output(sample, t), t, sample, generator=generator, energy=energy)
+
+
+class TestGibbsScheduler(SchedulerConformance):
+    # The model output is the conditional's probabilities p(block | other block), (N, units) in [0, 1]; the state is
+    # the other block's draw (two units each here, so every draw has the sample's shape). Gibbs has no settings.
+    scheduler_class = GibbsScheduler
+
+    def get_scheduler(self):
+        return GibbsScheduler()
+
+    def model_output(self, sample, t):
+        return torch.sigmoid(sample + 0.1 * float(t))
+
+
+class TestVPSDEScheduler(SchedulerConformance):
+    scheduler_class = VPSDEScheduler
+
+    def get_scheduler(self):
+        return VPSDEScheduler(beta_min=0.2, beta_max=12.0, sampling_eps=1e-2, snr=0.1, num_corrector_steps=2)
+
+    def step_off_schedule(self, scheduler, sample):
+        # The SDE step is stateless (a grid time may be stepped again, as with DDPM); leaving the schedule means a
+        # time between two grid points.
+        t = 0.5 * (scheduler.timesteps[0] + scheduler.timesteps[1])
+        scheduler.step(self.model_output(sample, t), t, sample)
+
+
+class TestVESDEScheduler(TestVPSDEScheduler):
+    scheduler_class = VESDEScheduler
+
+    def get_scheduler(self):
+        return VESDEScheduler(sigma_min=0.02, sigma_max=10.0, sampling_eps=1e-3, prediction_type="score")
+
+
+def test_every_scheduler_hfgen_exports_runs_the_scheduler_conformance():
+    exported = [getattr(hfgen.schedulers, name) for name in hfgen.schedulers.__all__]
+    schedulers = {cls for cls in exported if isinstance(cls, type) and issubclass(cls, SchedulerMixin)}
+    schedulers -= {cls for cls in schedulers if inspect.isabstract(cls)}  # ScoreSDEScheduler: VP and VE are its SDEs
+    classes = [cls for cls in globals().values() if isinstance(cls, type) and issubclass(cls, SchedulerConformance)]
+    assert {cls.scheduler_class for cls in classes if cls is not SchedulerConformance} == schedulers

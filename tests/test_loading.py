@@ -19,6 +19,7 @@ from diffusers.configuration_utils import register_to_config
 from factories import tiny_ddpm_pipeline, tiny_flow_matching_pipeline
 from safetensors.torch import load_file, save_file
 
+import hfgen.pipelines
 from hfgen import DDPMPointsPipeline, DensityPipeline, FlowMatchingPipeline, GaussianMixture, HfgenPipeline, TimeMLP
 from hfgen.hub import upload_files
 from hfgen.pipelines import base, loading
@@ -311,3 +312,10 @@ def test_loads_during_repeated_saves_return_one_saved_model_or_say_the_folder_is
     finally:
         saver.wait(timeout=60)
     assert saver.returncode == 0 and outcomes["refused"] > 0 and sum(outcomes.values()) > 20, outcomes
+
+
+def test_only_pipelines_that_check_what_they_save_override_save_pretrained():
+    # the others save through HfgenPipeline.save_pretrained itself (weights, checksums, the remote-code layout)
+    pipelines = [getattr(hfgen.pipelines, name) for name in hfgen.pipelines.__all__]
+    overriding = {cls.__name__ for cls in pipelines if isinstance(cls, type) and "save_pretrained" in vars(cls)}
+    assert overriding == {"HfgenPipeline", "FlowMatchingPipeline", "SchrodingerBridgePipeline"}

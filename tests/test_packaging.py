@@ -53,3 +53,17 @@ def test_wheel_ships_the_pipelines_folder_as_hfgen_pipelines(tmp_path):
     )
     assert install.returncode == 0, install.stderr
     assert Path(run_probe(tmp_path, env_path=str(site))) == site / "hfgen" / "pipelines" / "__init__.py"
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    """setuptools ships only the packages pyproject.toml lists (the editable install finds the others anyway): every
+    folder with an ``__init__.py`` under hfgen/, pipelines/ and model_cards/ must be listed under its import name."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads TOML")
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    found = set()
+    for package, folder in setuptools["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            found.add(".".join([package, *init.parent.relative_to(REPO / folder).parts]))
+    assert found <= set(setuptools["packages"]), (
+        f"not in pyproject.toml's packages: {sorted(found - set(setuptools['packages']))}"
+    )

@@ -1,6 +1,8 @@
 """Sharing: exactly what push_to_hub would upload (intercepted at HfApi), remote-code files included (that a saved
 folder loads with diffusers alone is tested in test_remote_code.py)."""
 
+import importlib.util
+import sys
 from pathlib import Path
 from unittest.mock import create_autospec
 
@@ -156,11 +158,14 @@ def test_pushing_a_folder_whose_files_hold_its_local_path_is_refused(tmp_path, n
     api.upload_folder.assert_not_called()
 
 
-def test_the_remote_flow_matching_pipeline_honours_output_type():
-    from hfgen.remote_code.pipeline_flow_matching import FlowMatchingPipeline
-
+def test_the_remote_flow_matching_pipeline_honours_output_type(tmp_path, monkeypatch):
     hfgen_pipe = tiny_flow_matching_pipeline()
-    pipe = FlowMatchingPipeline(velocity=hfgen_pipe.velocity, scheduler=hfgen_pipe.scheduler)
+    hfgen_pipe.save_pretrained(tmp_path)
+    spec = importlib.util.spec_from_file_location("pipeline_flow_matching", tmp_path / "pipeline_flow_matching.py")
+    remote = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, remote)
+    spec.loader.exec_module(remote)  # the file diffusers runs
+    pipe = remote.FlowMatchingPipeline(velocity=hfgen_pipe.velocity, scheduler=hfgen_pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
     pt = pipe(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).samples
     np_ = pipe(num_samples=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
@@ -184,3 +189,15 @@ def test_an_upload_sends_a_sharded_component_whole_and_the_cards_animation(tmp_p
     assert {f"velocity/{name}" for name in shards} <= sent
     assert "velocity/diffusion_pytorch_model.safetensors.index.json" in sent and "trajectory.gif" in sent
     assert "velocity/stray.safetensors" not in sent
+
+
+def test_a_trained_classifier_folder_is_pushed_with_its_weights_card_and_figures(tmp_path):
+    from hfgen import MnistClassifier, MnistClassifierConfig
+
+    MnistClassifier(MnistClassifierConfig(conv_channels=[4, 8], hidden_size=16)).save_pretrained(tmp_path)
+    for name in ("README.md", "metrics.json", "confusion.png", "args.json", "credentials.json"):
+        (tmp_path / name).write_text("{}")
+    api = create_autospec(HfApi, instance=True)
+    push_folder_to_hub(tmp_path, "someone/mnist-classifier", api=api)
+    sent = uploaded_files(tmp_path, api.upload_folder.call_args.kwargs)
+    assert sent == {"config.json", "model.safetensors", "README.md", "metrics.json", "confusion.png"}

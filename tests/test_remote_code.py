@@ -1,10 +1,14 @@
 """Every saved pipeline loads with diffusers alone: ``DiffusionPipeline.from_pretrained(folder,
-trust_remote_code=True)`` in a process where importing hfgen raises, sampling the same numbers as hfgen; hfgen loads
-the same folder without running any of its ``.py`` files; the self-containedness guard and the bundler's checks."""
+trust_remote_code=True)`` in a process where importing hfgen (and, while sampling, torchdiffeq) raises, sampling the
+same numbers and log-densities as hfgen; each pipeline file is the pipeline module hfgen runs, made self-contained;
+folders saved with the former hand-written pipeline files draw the same with their files, with hfgen and once saved
+again; hfgen loads a folder without running any of its ``.py`` files; the self-containedness guard and the bundler's
+checks (stand-ins included)."""
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import pkgutil
@@ -12,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +43,7 @@ from factories import (
 from safetensors.torch import load_file
 
 import hfgen.models
+import hfgen.pipelines
 import hfgen.schedulers
 from hfgen import (
     ConstantAlphaDDPMScheduler,
@@ -54,11 +60,14 @@ from hfgen.models.kde import KernelDensity
 from hfgen.models.made import MADE
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
+from hfgen.pipelines.sampling import SamplingPipeline
 from hfgen.remote_code import (
-    REMOTE_PIPELINES,
     component_module_name,
     export_remote_code,
     hfgen_component_class,
+    pipeline_module_name,
+    pipeline_source,
+    pipeline_stand_in,
 )
 from hfgen.remote_code.bundling import bundle_module, check_self_contained
 
@@ -177,15 +186,54 @@ FAMILIES: dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str
 NUM_SAMPLES = 5
 SEED = 3
 
+#: Folders saved by hfgen when each pipeline file was written by hand (the first remote-code layout), one per pipeline
+#: class, with the tiny pipelines of FAMILIES of the same name (the image networks tinier still) and
+#: ``expected_samples.safetensors``, the draws made at save time (``<name>.<output>``; seed SEED, NUM_SAMPLES points).
+#: Archived as saved (``remote_code_v1/<name>/…``), so that their copies of hfgen's code are not read as its source.
+FIXTURE_ARCHIVE = Path(__file__).parent / "fixtures" / "remote_code_v1.tar.gz"
+HAND_WRITTEN = (
+    "flow_matching_checkerboard", "ddpm", "bridge", "vae", "autoencoder", "gaussian_mixture", "rbm", "energy_mala",
+    "score_sde_ve_pc", "image_flow_matching_guided", "image_ddpm",
+)  # fmt: skip
+#: the stored draws were made on another machine: float32 kernels may round differently by a few units in the last
+#: place per network evaluation (tests/test_legacy_pipelines.py); any change of model or sampler is far above this
+STORED_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+
+# family -> (the shape of the points or images, the log_prob arguments; "generator": a seed): the log-densities
+# compared, through torchdiffeq's ODE solvers where the pipeline integrates one (imported by the method that needs it)
+LOG_PROBS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
+    "flow_matching": ((4, 2), {}),
+    "ddpm": ((4, 2), {}),
+    "score_sde_vp": ((4, 2), {"divergence": "hutchinson", "generator": 5}),
+    "image_flow_matching_guided": (
+        (2, 1, 8, 8),
+        {"class_labels": [0, 2], "generator": 5, "ode_solver": "midpoint", "num_inference_steps": 3},
+    ),
+    "vae": ((2, 1, 8, 8), {"method": "iwae", "num_importance_samples": 7, "generator": 5}),
+    "made": ((4, 2), {}),
+}
+
+
+def _log_prob_call(shape: tuple[int, ...], kwargs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The inputs of a log_prob call (images in [0, 1], else standard normal points) and its arguments."""
+    draw = torch.rand if len(shape) == 4 else torch.randn
+    if "generator" in kwargs:
+        kwargs = {**kwargs, "generator": torch.Generator().manual_seed(kwargs["generator"])}
+    return draw(shape, generator=torch.Generator().manual_seed(SEED)), kwargs
+
+
 # Runs in a process where `import hfgen` (and the top-level `pipelines` folder) raises: loads every folder with
-# diffusers alone, samples as the spec says and saves the outputs as safetensors.
+# diffusers alone, samples as the spec says (torchdiffeq blocked too: sampling never needs it) and saves the outputs
+# as safetensors; then evaluates the log-densities of the specs that ask for one.
 DIFFUSERS_ONLY = textwrap.dedent(
     """
     import importlib.abc, importlib.util, json, sys
 
+    BLOCKED = {"hfgen", "pipelines", "torchdiffeq"}
+
     class NoHfgen(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("hfgen", "pipelines"):
+            if name.split(".")[0] in BLOCKED:
                 raise ImportError(f"{name} is blocked in this process")
 
     sys.meta_path.insert(0, NoHfgen())
@@ -209,9 +257,9 @@ DIFFUSERS_ONLY = textwrap.dedent(
         module_spec = importlib.util.spec_from_file_location(path.rsplit("/", 1)[1][:-3], path)
         module = sys.modules[module_spec.name] = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
-    report = {}
+    report, pipes = {}, {}
     for spec in specs:
-        pipe = DiffusionPipeline.from_pretrained(spec["folder"], trust_remote_code=True)
+        pipe = pipes[spec["name"]] = DiffusionPipeline.from_pretrained(spec["folder"], trust_remote_code=True)
         pipe.set_progress_bar_config(disable=True)
         kwargs = dict(spec["kwargs"])
         if kwargs.get("images") == "IMAGES":
@@ -227,6 +275,18 @@ DIFFUSERS_ONLY = textwrap.dedent(
         report[spec["name"]] = [type(pipe).__module__, type(pipe).__name__]
         report[spec["name"]] += [type(c).__module__ for c in pipe.components.values()]
     print("REPORT:", json.dumps(report))
+    assert "torchdiffeq" not in sys.modules
+    BLOCKED.discard("torchdiffeq")
+    for spec in specs:
+        if "log_prob" not in spec:
+            continue
+        shape, kwargs = spec["log_prob"]
+        draw = torch.rand if len(shape) == 4 else torch.randn
+        if "generator" in kwargs:
+            kwargs = {**kwargs, "generator": torch.Generator().manual_seed(kwargs["generator"])}
+        x = draw(shape, generator=torch.Generator().manual_seed(spec["seed"]))
+        result = pipes[spec["name"]].log_prob(x, **kwargs)
+        save_file({"log_prob": getattr(result, "log_prob", result).contiguous()}, spec["out"] + ".log_prob")
     """
 )
 
@@ -272,26 +332,60 @@ def _hfgen_outputs(pipeline: HfgenPipeline, kwargs: dict[str, Any], names: tuple
     return {name: getattr(output, name) for name in names}
 
 
+@pytest.fixture(scope="module")
+def hand_written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folders of :data:`FIXTURE_ARCHIVE`, unpacked."""
+    folder = tmp_path_factory.mktemp("fixture")
+    with tarfile.open(FIXTURE_ARCHIVE) as archive:
+        archive.extractall(folder, filter="data")
+    return folder / "remote_code_v1"
+
+
+def _spec(name: str, folder: Path, kwargs: dict[str, Any], outputs: tuple[str, ...], workdir: Path) -> dict[str, Any]:
+    """What the diffusers-only process loads (``folder``), calls and saves (``outputs`` to ``<workdir>/<name>.st``)."""
+    call = kwargs if kwargs.get("images") == "IMAGES" else {"num_samples": NUM_SAMPLES, **kwargs}
+    return {"name": name, "folder": str(folder), "kwargs": call, "outputs": outputs, "seed": SEED,
+            "images_seed": IMAGES_SEED, "out": str(workdir / f"{name}.st")}  # fmt: skip
+
+
+def _assert_outputs_equal(got: dict[str, torch.Tensor], want: dict[str, Any], name: str) -> None:
+    for output, value in want.items():
+        value = torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+        assert got[output].shape == value.shape, (name, output)
+        torch.testing.assert_close(got[output], value.detach().cpu(), rtol=0, atol=1e-6, msg=f"{name}.{output}")
+
+
 @pytest.mark.slow
-def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path):
+def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path, hand_written):
     specs, expected = [], {}
     for name, (build, kwargs, outputs) in FAMILIES.items():
         pipeline = build()
         pipeline.save_pretrained(tmp_path / name)
         index = json.loads((tmp_path / name / "model_index.json").read_text())
-        module = REMOTE_PIPELINES[type(pipeline).__name__]
+        module = pipeline_module_name(type(pipeline))
         assert index["_class_name"] == [module, type(pipeline).__name__]
-        assert (tmp_path / name / f"{module}.py").is_file()
+        assert (tmp_path / name / f"{module}.py").read_text() == pipeline_source(type(pipeline))  # made from hfgen's
         for component, entry in index.items():
             if isinstance(entry, list) and entry[0] not in ("diffusers", None) and not component.startswith("_"):
                 assert entry[0].startswith(("modeling_", "scheduling_")), (name, component, entry)
                 check_self_contained((tmp_path / name / component / f"{entry[0]}.py").read_text(), entry[0])
         expected[name] = _hfgen_outputs(pipeline, kwargs, outputs)
-        call = kwargs if kwargs.get("images") == "IMAGES" else {"num_samples": NUM_SAMPLES, **kwargs}
-        specs.append(
-            {"name": name, "folder": str(tmp_path / name), "kwargs": call, "outputs": outputs, "seed": SEED,
-             "images_seed": IMAGES_SEED, "out": str(tmp_path / f"{name}.st")}
-        )  # fmt: skip
+        specs.append(_spec(name, tmp_path / name, kwargs, outputs, tmp_path))
+        if name in LOG_PROBS:
+            specs[-1]["log_prob"] = LOG_PROBS[name]
+            x, log_prob_kwargs = _log_prob_call(*LOG_PROBS[name])
+            result = pipeline.log_prob(x, **log_prob_kwargs)
+            expected[f"{name}.log_prob"] = {"log_prob": getattr(result, "log_prob", result)}
+    # folders saved with the hand-written pipeline files of the first remote-code layout: their own files, and the
+    # files written when hfgen saves them again, draw what hfgen draws from them
+    for name in HAND_WRITTEN:
+        _, kwargs, outputs = FAMILIES[name]
+        pipeline = HfgenPipeline.from_pretrained(hand_written / name)
+        pipeline.set_progress_bar_config(disable=True)
+        pipeline.save_pretrained(tmp_path / "resaved" / name)
+        expected[f"v1_{name}"] = expected[f"resaved_{name}"] = _hfgen_outputs(pipeline, kwargs, outputs)
+        specs.append(_spec(f"v1_{name}", hand_written / name, kwargs, outputs, tmp_path))
+        specs.append(_spec(f"resaved_{name}", tmp_path / "resaved" / name, kwargs, outputs, tmp_path))
     # the Hub: a repo holding what an upload sends (hfgen.hub.upload_files), served from the local cache
     staged = tmp_path / "uploaded"
     for name in upload_files(tmp_path / "flow_matching_checkerboard"):
@@ -311,16 +405,35 @@ def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path
     report = json.loads(lines["REPORT"])
     assert report["hub"] == report["flow_matching_checkerboard"]
     torch.testing.assert_close(load_file(tmp_path / "hub.st"), load_file(tmp_path / "flow_matching_checkerboard.st"))
-    for name, (build, _, outputs) in FAMILIES.items():
+    for spec in specs:
+        name = spec["name"]
         modules = report[name]
-        assert modules[0].startswith("diffusers_modules.local.") and modules[1] == type(build()).__name__
+        class_name = json.loads((Path(spec["folder"]) / "model_index.json").read_text())["_class_name"][1]
+        assert modules[0].startswith("diffusers_modules.local.") and modules[1] == class_name, (name, modules)
         assert all(m.startswith(("diffusers_modules.local.", "diffusers.")) for m in modules[2:]), (name, modules)
-        got = load_file(tmp_path / f"{name}.st")
-        for output in outputs:
-            want = expected[name][output]
-            want = torch.as_tensor(want) if isinstance(want, np.ndarray) else want
-            assert got[output].shape == want.shape, (name, output)
-            torch.testing.assert_close(got[output], want.detach().cpu(), rtol=0, atol=1e-6, msg=f"{name}.{output}")
+        _assert_outputs_equal(load_file(tmp_path / f"{name}.st"), expected[name], name)
+    for name in LOG_PROBS:
+        _assert_outputs_equal(load_file(tmp_path / f"{name}.st.log_prob"), expected[f"{name}.log_prob"], name)
+
+
+@pytest.mark.parametrize("name", HAND_WRITTEN)
+def test_a_folder_saved_with_hand_written_pipeline_files_loads_with_hfgen_without_running_them(
+    name, tmp_path, hand_written
+):
+    shutil.copytree(hand_written / name, tmp_path / name)
+    for path in (tmp_path / name).rglob("*.py"):  # a file hfgen ran would raise
+        path.write_text("raise RuntimeError('hfgen ran code from the folder')\n")
+    index = json.loads((hand_written / name / "model_index.json").read_text())
+    assert (hand_written / name / f"{index['_class_name'][0]}.py").is_file()  # the hand-written pipeline file
+    _, kwargs, outputs = FAMILIES[name]
+    stored = load_file(hand_written / "expected_samples.safetensors")
+    for loader in (HfgenPipeline, getattr(hfgen, index["_class_name"][1])):
+        pipeline = loader.from_pretrained(tmp_path / name)
+        pipeline.set_progress_bar_config(disable=True)
+        assert type(pipeline).__name__ == index["_class_name"][1] and type(pipeline).__module__.startswith("hfgen.")
+        for output, value in _hfgen_outputs(pipeline, kwargs, outputs).items():
+            value = torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+            torch.testing.assert_close(value.cpu(), stored[f"{name}.{output}"], **STORED_TOLERANCE)
 
 
 def test_hfgen_loads_the_remote_layout_without_running_its_files(tmp_path):
@@ -386,11 +499,21 @@ def test_components_map_to_hfgen_modules_by_file_name_and_older_exports_by_class
     assert component_module_name(torch.nn.Linear(2, 2)) is None
 
 
-def test_every_remote_pipeline_file_defines_its_class_and_imports_only_allowed_packages():
-    for class_name, module in REMOTE_PIPELINES.items():
-        text = bundle_module(f"hfgen.remote_code.{module}", f"{class_name}.")
-        assert f"\nclass {class_name}(" in text
-        check_self_contained(text, module)
+def test_every_pipeline_file_is_the_module_hfgen_runs_made_self_contained():
+    classes = [getattr(hfgen.pipelines, name) for name in hfgen.pipelines.__all__]
+    pipelines = [cls for cls in classes if isinstance(cls, type) and pipeline_module_name(cls)]
+    assert {cls.__name__ for cls in pipelines} == {type(build()).__name__ for build, _, _ in FAMILIES.values()}
+    for cls in pipelines:
+        text = pipeline_source(cls)
+        check_self_contained(text, cls.__name__)
+        module = inspect.getmodule(cls)
+        assert text.endswith(inspect.getsource(module).split("\n\n\n", 1)[1])  # its own text, after its imports
+        for base in cls.__mro__[: cls.__mro__.index(SamplingPipeline) + 1]:  # sampling loops and their bases
+            if base is not HfgenPipeline:
+                assert inspect.getsource(base) in text, (cls.__name__, base.__name__)
+        assert "HfgenPipeline = SamplingPipeline" in text  # hfgen's loading layer stays out
+        assert "_load_checked" not in text and "write_checksums" not in text and "push_to_hub" not in text
+        assert not re.search(r"^\s*(from|import) hfgen", text, flags=re.MULTILINE)
 
 
 # ---- the guard and the bundler ---------------------------------------------------------------------------------------
@@ -405,11 +528,17 @@ def test_every_remote_pipeline_file_defines_its_class_and_imports_only_allowed_p
         ("from . import x\n", "relative import"),
         ("from .modeling_x import X\n", "relative import"),
         ("import requests\n", "only the standard library and torch, numpy, diffusers"),
+        ("def f():\n    import requests\n", "line 5 imports 'requests'.*only the standard library"),
+        ("import torchdiffeq\n", "imports 'torchdiffeq' at module level"),
+        ("from torchdiffeq import odeint\n", "imports 'torchdiffeq' at module level"),
+        ("class A:\n    from torchdiffeq import odeint\n", "line 5 imports 'torchdiffeq' at module level"),
     ],
 )
 def test_the_guard_refuses_imports_a_diffusers_only_user_cannot_satisfy(text, match):
     clean = "import math\nimport torch\nfrom diffusers import DiffusionPipeline\n"
     assert check_self_contained(clean, "clean.py") == clean
+    optional = clean + "def solve():\n    from torchdiffeq import odeint\n\n    return odeint\n"
+    assert check_self_contained(optional, "optional.py") == optional  # an optional package, where it is needed
     with pytest.raises(ValueError, match=match):
         check_self_contained(clean + text, "module.py")
 
@@ -479,3 +608,51 @@ def test_bundling_copies_only_what_a_module_uses_and_refuses_a_clash(tmp_path, m
     )
     with pytest.raises(ValueError, match="'check_generator' is defined both"):
         bundle_module(clash, "Clash.")
+
+
+def _load_text(folder: Path, name: str, text: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run ``text`` as the module ``name`` (a file of ``folder``), as diffusers runs a remote-code file."""
+    (folder / f"{name}.py").write_text(text)
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundling_puts_stand_ins_for_component_classes_before_the_definitions_that_use_them(tmp_path, monkeypatch):
+    name = _write_module(
+        tmp_path,
+        "checks_components",
+        '''
+        """Checks its components by class, as a pipeline does."""
+
+        from hfgen.pipelines.base import HfgenPipeline
+        from hfgen.schedulers.flow_match_solvers import flow_match_solver
+        from hfgen.schedulers.gibbs import GibbsScheduler
+
+
+        def is_gibbs(scheduler):
+            return isinstance(scheduler, GibbsScheduler)
+        ''',
+        monkeypatch,
+    )
+    text = bundle_module(name, "Checks.", pipeline_stand_in)
+    # flow_match_solvers reads the three solver classes when it is imported: after their stand-ins
+    stand_in = text.index('FlowMatchHeunScheduler = component_class("FlowMatchHeunScheduler")')
+    assert stand_in < text.index("FlowMatchScheduler = FlowMatchEulerScheduler | FlowMatchHeunScheduler")
+    assert "class GibbsScheduler(" not in text and "class FlowMatchHeunScheduler(" not in text
+    assert "HfgenPipeline = SamplingPipeline" in text and "def _load_checked" not in text
+    (tmp_path / "run").mkdir()
+    bundled = _load_text(tmp_path / "run", "checks_components_copy", text, monkeypatch)
+    # the component classes as diffusers loads them: the components' own files
+    gibbs = _load_text(tmp_path / "run", "scheduling_gibbs", bundle_module("hfgen.schedulers.gibbs", "G."), monkeypatch)
+    heun_text = bundle_module("hfgen.schedulers.flow_match_heun", "Heun.")
+    heun = _load_text(tmp_path / "run", "scheduling_flow_match_heun", heun_text, monkeypatch)
+    assert bundled.is_gibbs(gibbs.GibbsScheduler()) and not bundled.is_gibbs(heun.FlowMatchHeunScheduler())
+    assert bundled.flow_match_solver(heun.FlowMatchHeunScheduler()) == "heun"
+    with pytest.raises(TypeError, match="`scheduler` must be one of"):
+        bundled.flow_match_solver(gibbs.GibbsScheduler())
+    with pytest.raises(TypeError, match="GibbsScheduler is defined in its component's file"):
+        bundled.GibbsScheduler()
+    assert bundled.HfgenPipeline.__name__ == "SamplingPipeline"

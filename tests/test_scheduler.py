@@ -1,16 +1,20 @@
-"""The flow-matching schedulers (one per solver: Euler, Heun, midpoint): solver mathematics on fields with
-closed-form flows, the numbers of the former multi-solver class, state (config round trips and ``set_timesteps``
-checks: tests/test_conformance.py)."""
+"""The flow-matching schedulers (one per solver: Euler, Heun, midpoint, on one base): solver mathematics on fields
+with closed-form flows, every step bit-identical to its formula, the numbers of the former multi-solver class, the
+saved configs and remote-code files; state (config round trips and ``set_timesteps`` checks:
+tests/test_conformance.py)."""
 
 import inspect
+import json
 import math
-import re
 from pathlib import Path
 
+import diffusers
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from hfgen.remote_code.bundling import bundle_module, check_self_contained
+from hfgen.schedulers.flow_match_base import FlowMatchFixedStepScheduler
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler
 from hfgen.schedulers.flow_match_midpoint import FlowMatchMidpointScheduler
@@ -141,16 +145,49 @@ def test_the_factory_and_its_inverse_name_the_same_solvers():
         flow_match_solver(object())
 
 
-@pytest.mark.parametrize(
-    "scheduler_class", [FlowMatchEulerScheduler, FlowMatchHeunScheduler, FlowMatchMidpointScheduler]
-)
-def test_each_scheduler_module_is_self_contained(scheduler_class):
-    # The modules are copied verbatim as remote code: torch and diffusers only, no hfgen, no relative imports.
-    source = inspect.getsource(inspect.getmodule(scheduler_class))
-    imports = re.findall(r"^(?:from|import) (\S+)", source, flags=re.MULTILINE)
-    assert imports and all(
-        name.split(".")[0] in ("__future__", "dataclasses", "torch", "diffusers") for name in imports
-    )
+SOLVER_FORMULAS = {
+    # one step from x with h = 1/n and the step's evaluation times (t_i; Heun t_{i+1}, midpoint t_i + h/2), written
+    # out in the order of operations of its scheduler
+    "euler": lambda v, x, times, h: x + h * v(x, times[0]),
+    "heun": lambda v, x, times, h: x + (0.5 * h) * (v(x, times[0]) + v(x + h * v(x, times[0]), times[1])),
+    "midpoint": lambda v, x, times, h: x + h * v(x + (0.5 * h) * v(x, times[0]), times[1]),
+}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("steps", [1, 3, 7])
+def test_each_step_is_bit_identical_to_its_formula(solver, steps):
+    # computed here in one run: the scheduler's state after every step equals the solver's formula to the bit
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(steps))
+    field = lambda y, t: torch.sin(3 * y) * (1 + t) - y  # noqa: E731
+    scheduler = flow_match_scheduler(solver)
+    scheduler.set_timesteps(steps)
+    expected, calls = x, 0
+    for t in scheduler.timesteps:
+        x, complete = scheduler.step(field(x, t), t, x, return_dict=False)
+        calls += 1
+        if complete:
+            times = scheduler.timesteps[calls - scheduler.order : calls]
+            expected = SOLVER_FORMULAS[solver](field, expected, times, 1.0 / steps)
+            assert torch.equal(x, expected), (solver, steps, calls)
+    assert calls == scheduler.order * steps
+
+
+SCHEDULER_CLASSES = [FlowMatchEulerScheduler, FlowMatchHeunScheduler, FlowMatchMidpointScheduler]
+
+
+@pytest.mark.parametrize("scheduler_class", SCHEDULER_CLASSES)
+def test_a_saved_config_names_the_class_and_nothing_else(tmp_path, scheduler_class):
+    scheduler_class().save_config(tmp_path)
+    config = json.loads((tmp_path / "scheduler_config.json").read_text())
+    assert config == {"_class_name": scheduler_class.__name__, "_diffusers_version": diffusers.__version__}
+
+
+@pytest.mark.parametrize("scheduler_class", SCHEDULER_CLASSES)
+def test_each_remote_code_file_holds_its_scheduler_and_the_shared_base(scheduler_class):
+    text = bundle_module(scheduler_class.__module__, f"{scheduler_class.__name__}.")
+    check_self_contained(text, scheduler_class.__name__)
+    assert inspect.getsource(scheduler_class) in text and inspect.getsource(FlowMatchFixedStepScheduler) in text
 
 
 def test_a_legacy_config_loaded_alone_keeps_its_solver_and_says_which_class_to_use(caplog):

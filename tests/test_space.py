@@ -212,7 +212,7 @@ def test_fixed_step_solvers_take_the_schedulers_steps(saved):
     info = space.describe(pipe)
     outputs = {}
     for solver in ("scheduler", "euler"):
-        call, kwargs = space._for_call(pipe, info, solver)
+        call, kwargs = space.sampling._for_call(pipe, info, solver)
         generator = torch.Generator().manual_seed(0)
         outputs[solver] = call(
             num_samples=16, num_inference_steps=7, generator=generator, return_trajectory=True, **kwargs

@@ -11,8 +11,9 @@ from hfgen.checks import check_int
 from hfgen.methods.continuous_flows import log_prob
 from hfgen.utils import VelocityField
 
-#: torchdiffeq's fixed-step solvers (``options={"step_size": 1 / num_steps}``); any other method is adaptive
+#: torchdiffeq's fixed-step solvers (``options={"step_size": 1 / num_steps}``) and adaptive ones (``rtol``, ``atol``)
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4")
+ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
 def cnf_log_prob(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,14 +22,33 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
-from hfgen.checks import check_arguments, check_choice, check_int, check_number, check_sizes
+from hfgen.checks import check_arguments, check_int
 from hfgen.models.mlp import ACTIVATIONS
+from hfgen.models.vae_parts import (
+    _DECODER_RULES,
+    _ENCODER_RULES,
+    _LIKELIHOOD_RULES,
+    ARCHITECTURES,
+    LIKELIHOODS,
+    NORMALIZATIONS,
+    _check_conv_channels,
+    _mlp,
+)
 from hfgen.utils import check_generator, check_has_values
 
-LIKELIHOODS = ("bernoulli", "gaussian")
-ARCHITECTURES = ("mlp", "conv")
-#: normalisation of the encoder's hidden MLP layers: none, or LayerNorm (Ba et al. 2016) before each activation
-NORMALIZATIONS = ("none", "layer")
+__all__ = [
+    "ARCHITECTURES",
+    "LIKELIHOODS",
+    "NORMALIZATIONS",
+    "VAE",
+    "AutoEncoder",
+    "AutoEncoderOutput",
+    "Decoder",
+    "DecoderOutput",
+    "Encoder",
+    "EncoderOutput",
+]
+
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -60,39 +79,6 @@ class AutoEncoderOutput(BaseOutput):
     latent_log_std: Tensor | None = None
 
 
-#: the rules of the config arguments the encoder and the decoder share (:func:`hfgen.checks.check_arguments`)
-_NETWORK_RULES = {
-    "image_size": check_int,
-    "latent_dim": check_int,
-    "hidden_sizes": check_sizes,
-    "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
-    "architecture": partial(check_choice, choices=ARCHITECTURES),
-}
-
-
-def _check_conv_channels(architecture: str, conv_channels: Sequence[int], image_size: int) -> None:
-    """The conv architecture's ``conv_channels``: a non-empty list of layers that each halve ``image_size``."""
-    if architecture == "conv":
-        check_sizes(conv_channels, "conv_channels", allow_empty=False)
-        if image_size % 2 ** len(conv_channels):
-            raise ValueError(
-                f"`image_size` must be divisible by 2**len(conv_channels) = {2 ** len(conv_channels)} for the conv "
-                f"architecture (each layer halves it), got {image_size}"
-            )
-
-
-def _mlp(sizes: Sequence[int], activation: str, normalization: str = "none") -> list[nn.Module]:
-    """Linear layers between consecutive ``sizes``, each followed by the activation (with
-    ``normalization="layer"``, ``LayerNorm`` between the two: ``h ↦ act(LN(W h + b))``)."""
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if normalization == "layer":
-            layers.append(nn.LayerNorm(fan_out))
-        layers.append(ACTIVATIONS[activation]())
-    return layers
-
-
 class Encoder(ModelMixin, ConfigMixin):
     r"""Image encoder ``x ↦ μ(x) ∈ ℝ^d`` and, with ``variational=True``, ``log σ(x) ∈ ℝ^d``.
 
@@ -103,11 +89,7 @@ class Encoder(ModelMixin, ConfigMixin):
     the scale of the 2-D code).
     """
 
-    config_rules = {
-        "in_channels": check_int,
-        **_NETWORK_RULES,
-        "normalization": partial(check_choice, choices=NORMALIZATIONS),
-    }
+    config_rules = _ENCODER_RULES
 
     @register_to_config
     def __init__(
@@ -155,7 +137,7 @@ class Decoder(ModelMixin, ConfigMixin):
     reads out a ``conv_channels[-1] × H/2^L × W/2^L`` map, then stride-2 transposed convolutions double it back.
     """
 
-    config_rules = {"out_channels": check_int, **_NETWORK_RULES}
+    config_rules = _DECODER_RULES
 
     @register_to_config
     def __init__(
@@ -197,15 +179,29 @@ class Decoder(ModelMixin, ConfigMixin):
 
 
 class _LatentImageModel(ModelMixin, ConfigMixin):
-    """What the autoencoder and the VAE share: the two networks, input checks and the likelihood ``p(x | z)``."""
+    """What the autoencoder and the VAE share: the constructor and its two networks (the decoder mirrors the encoder's
+    widths), input checks and the likelihood ``p(x | z)``. A subclass says whether its encoder is variational."""
 
+    #: whether the encoder also returns ``log σ(x)``, the spread of ``q(z | x)``
+    _variational: ClassVar[bool]
     #: the likelihood's arguments; the encoder and the decoder check the others
-    config_rules = {
-        "likelihood": partial(check_choice, choices=LIKELIHOODS),
-        "observation_std": partial(check_number, low=0, open_low=True),
-    }
+    config_rules = _LIKELIHOOD_RULES
 
-    def _build(self, variational: bool) -> None:
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        latent_dim: int = 2,
+        hidden_sizes: Sequence[int] = (512, 256),
+        activation: str = "relu",
+        architecture: str = "mlp",
+        conv_channels: Sequence[int] = (32, 64),
+        likelihood: str = "bernoulli",
+        observation_std: float = 1.0,
+        normalization: str = "none",
+    ):
+        super().__init__()
         cfg = self.config
         check_arguments(self.config_rules, cfg)
         shared = {
@@ -218,7 +214,7 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
             in_channels=cfg.in_channels,
             hidden_sizes=list(cfg.hidden_sizes),
             conv_channels=list(cfg.conv_channels),
-            variational=variational,
+            variational=self._variational,
             normalization=cfg.normalization,
             **shared,
         )
@@ -299,22 +295,7 @@ class AutoEncoder(_LatentImageModel):
     The encoder is an :class:`Encoder` with ``variational=False``; the decoder is a :class:`Decoder` with the
     hidden sizes reversed."""
 
-    @register_to_config
-    def __init__(
-        self,
-        in_channels: int = 1,
-        image_size: int = 28,
-        latent_dim: int = 2,
-        hidden_sizes: Sequence[int] = (512, 256),
-        activation: str = "relu",
-        architecture: str = "mlp",
-        conv_channels: Sequence[int] = (32, 64),
-        likelihood: str = "bernoulli",
-        observation_std: float = 1.0,
-        normalization: str = "none",
-    ):
-        super().__init__()
-        self._build(variational=False)
+    _variational = False
 
     def encode(self, images: Tensor, return_dict: bool = True) -> EncoderOutput | tuple:
         """Codes ``z = e(x)`` ``(N, d)`` of images ``(N, C, H, W)`` (``latent_mean``; no ``latent_log_std``)."""
@@ -343,22 +324,7 @@ class VAE(_LatentImageModel):
     ``log p(x)`` is estimated by the importance-weighted bound (:meth:`iwae_bound`, Burda et al. 2016).
     """
 
-    @register_to_config
-    def __init__(
-        self,
-        in_channels: int = 1,
-        image_size: int = 28,
-        latent_dim: int = 2,
-        hidden_sizes: Sequence[int] = (512, 256),
-        activation: str = "relu",
-        architecture: str = "mlp",
-        conv_channels: Sequence[int] = (32, 64),
-        likelihood: str = "bernoulli",
-        observation_std: float = 1.0,
-        normalization: str = "none",
-    ):
-        super().__init__()
-        self._build(variational=True)
+    _variational = True
 
     def encode(self, images: Tensor, return_dict: bool = True) -> EncoderOutput | tuple:
         """Posterior parameters ``μ(x)``, ``log σ(x)`` ``(N, d)`` of images ``(N, C, H, W)``."""

@@ -3,16 +3,18 @@
 ``DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)`` builds a pipeline from ``.py`` files
 that travel with the weights: ``model_index.json`` names ``["pipeline_x", "XPipeline"]`` for the pipeline (the file
 ``pipeline_x.py`` at the root) and ``["modeling_y", "Y"]`` or ``["scheduling_y", "Y"]`` for each component (the file
-in the component's folder). :func:`write_remote_code` writes that layout after ``save_pretrained``: each component
-file is a self-contained copy of the hfgen module that defines the class (:func:`~.bundling.bundle_module`), each
-pipeline file a sampling-only version of the hfgen pipeline (``pipeline_*.py`` in this package, with the hfgen
-helpers it uses copied in). Every file imports only the standard library, torch, numpy and diffusers.
+in the component's folder). :func:`write_remote_code` writes that layout after ``save_pretrained``: each file is a
+self-contained copy of the hfgen module that defines the class (:func:`~.bundling.bundle_module`), the code hfgen
+runs, with the hfgen definitions it uses copied in. Every file imports only the standard library, torch, numpy and
+diffusers (torchdiffeq inside the log-density methods that need it). A pipeline file holds no more of hfgen's
+loading layer than the sampling side it builds on (:mod:`hfgen.pipelines.sampling`), and names the component classes
+by :mod:`~.stand_ins` (they are defined in the components' files).
 
 hfgen itself never runs those files: :func:`hfgen_index` maps the class names of such a ``model_index.json`` back
 to hfgen's own classes, so ``HfgenPipeline.from_pretrained`` loads the same folder with hfgen's code.
 
-Adding a pipeline is one entry in :data:`REMOTE_PIPELINES` (and its ``pipeline_*.py`` here). Components need no entry:
-a model or scheduler defined in a module ``hfgen/models/<x>.py`` or ``hfgen/schedulers/<x>.py`` is written as
+Adding a pipeline or a component needs no entry here: a pipeline defined in a module ``pipelines/<x>.py`` is written
+as ``pipeline_<x>.py``, a model or scheduler defined in ``hfgen/models/<x>.py`` or ``hfgen/schedulers/<x>.py`` as
 ``modeling_<x>.py`` or ``scheduling_<x>.py``; components of other libraries (diffusers' own schedulers,
 ``UNet2DModel``) keep their ``["diffusers", "Class"]`` entry.
 """
@@ -22,32 +24,24 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from diffusers import DiffusionPipeline
 from diffusers.configuration_utils import ConfigMixin
 
 from hfgen import models, schedulers
-from hfgen.remote_code.bundling import bundle_module
+from hfgen.remote_code.bundling import StandIn, bundle_module
 from hfgen.utils import write_atomic
 
-#: hfgen pipeline class name → its module in this package, copied to the root of a saved folder as ``<module>.py``
-REMOTE_PIPELINES: dict[str, str] = {
-    "FlowMatchingPipeline": "pipeline_flow_matching",
-    "DDPMPointsPipeline": "pipeline_ddpm_points",
-    "SchrodingerBridgePipeline": "pipeline_schrodinger_bridge",
-    "VAEPipeline": "pipeline_vae",
-    "AutoEncoderPipeline": "pipeline_vae",
-    "DensityPipeline": "pipeline_density",
-    "RBMPipeline": "pipeline_rbm",
-    "EnergyPipeline": "pipeline_energy",
-    "ScoreSDEPipeline": "pipeline_score_sde",
-    "FlowMatchingImagePipeline": "pipeline_image",
-    "DDPMImagePipeline": "pipeline_image",
-}
 #: the remote-code module prefix of each hfgen package of components (diffusers' file names: modeling_*, scheduling_*)
 COMPONENT_PACKAGES = {"modeling": "hfgen.models", "scheduling": "hfgen.schedulers"}
+#: the package of the pipelines, whose module ``<x>`` is written as the file ``pipeline_<x>.py``
+PIPELINES_PACKAGE = "hfgen.pipelines"
+#: the classes of hfgen's loading layer, and the sampling side (module, class) that stands for each in a pipeline file
+LOADING_LAYER = {"hfgen.pipelines.base.HfgenPipeline": ("hfgen.pipelines.sampling", "SamplingPipeline")}
 _EXPORTS = (models, schedulers)
 
 
@@ -78,12 +72,45 @@ def component_module_name(component: Any) -> str | None:
     """The remote-code module name of a component (``modeling_mlp`` for ``hfgen.models.mlp.TimeMLP``,
     ``scheduling_score_sde`` for ``VPSDEScheduler``), or None when its class is not defined by a module of
     ``hfgen.models`` or ``hfgen.schedulers``."""
-    cls = type(component)
+    return _component_class_module(type(component))
+
+
+def _component_class_module(cls: type) -> str | None:
     package, _, module_name = cls.__module__.rpartition(".")
     for prefix, hfgen_package in COMPONENT_PACKAGES.items():
         if package == hfgen_package and hfgen_component_class(f"{prefix}_{module_name}", cls.__name__) is cls:
             return f"{prefix}_{module_name}"
     return None
+
+
+def pipeline_module_name(pipeline_class: type) -> str | None:
+    """The remote-code module name of a pipeline class (``pipeline_flow_matching`` for ``FlowMatchingPipeline``,
+    defined in ``pipelines/flow_matching.py``), or None for a class that is not a pipeline defined by a module of
+    ``hfgen.pipelines`` (a user's subclass, say, or the loading layer's base class)."""
+    package, _, module_name = pipeline_class.__module__.rpartition(".")
+    defined = getattr(sys.modules.get(pipeline_class.__module__), pipeline_class.__name__, None) is pipeline_class
+    qualified = f"{pipeline_class.__module__}.{pipeline_class.__qualname__}"
+    if package != PIPELINES_PACKAGE or not defined or qualified in LOADING_LAYER:
+        return None
+    return f"pipeline_{module_name}" if issubclass(pipeline_class, DiffusionPipeline) else None
+
+
+def pipeline_stand_in(module_name: str, name: str) -> StandIn | None:
+    """What a pipeline file holds in place of ``name`` of an hfgen module: the sampling side for a class of the
+    loading layer (:data:`LOADING_LAYER`), :func:`~.stand_ins.component_class` for a component class; None for the
+    definitions it copies."""
+    value = getattr(importlib.import_module(module_name), name, None)
+    if not isinstance(value, type):
+        return None
+    sampling = LOADING_LAYER.get(f"{value.__module__}.{value.__qualname__}")
+    if sampling is not None:
+        comment = "hfgen's loading layer (its from_pretrained, save_pretrained) stays in hfgen"
+        return StandIn(f"{name} = {sampling[1]}  # {comment}", (sampling,))
+    component = _component_class_module(value)
+    if component is None:
+        return None
+    text = f'{name} = component_class("{value.__name__}")  # defined in {component}.py'
+    return StandIn(text, ((f"{__name__}.stand_ins", "component_class"),))
 
 
 @cache
@@ -93,8 +120,10 @@ def _component_source(module_name: str, class_names: tuple[str, ...]) -> str:
 
 
 @cache
-def _pipeline_source(module: str, class_name: str) -> str:
-    return bundle_module(f"{__name__}.{module}", f"{class_name} for diffusers' remote-code loading (sampling only).")
+def pipeline_source(pipeline_class: type) -> str:
+    """The text of the pipeline file of ``pipeline_class``: its hfgen module made self-contained."""
+    title = f"{pipeline_class.__name__} for diffusers' remote-code loading."
+    return bundle_module(pipeline_class.__module__, title, pipeline_stand_in)
 
 
 def write_remote_code(pipeline: Any, folder: str | os.PathLike) -> bool:
@@ -102,10 +131,10 @@ def write_remote_code(pipeline: Any, folder: str | os.PathLike) -> bool:
 
     Writes ``<pipeline module>.py`` at the root and ``<component module>.py`` in each hfgen component's folder, and
     rewrites ``model_index.json`` to name them (without ``_name_or_path``, the local folder a loaded pipeline came
-    from). A pipeline class without an entry in :data:`REMOTE_PIPELINES` (a user's subclass, say) leaves the folder
-    as diffusers saved it.
+    from). A pipeline class that no module of hfgen defines (a user's subclass, say) leaves the folder as diffusers
+    saved it.
     """
-    pipeline_module = REMOTE_PIPELINES.get(type(pipeline).__name__)
+    pipeline_module = pipeline_module_name(type(pipeline))
     if pipeline_module is None:
         return False
     root = Path(folder)
@@ -119,9 +148,7 @@ def write_remote_code(pipeline: Any, folder: str | os.PathLike) -> bool:
         source = _component_source(cls.__module__, (cls.__name__,))
         (root / name / f"{module_name}.py").write_text(source, encoding="utf-8")
         index[name] = [module_name, cls.__name__]
-    (root / f"{pipeline_module}.py").write_text(
-        _pipeline_source(pipeline_module, type(pipeline).__name__), encoding="utf-8"
-    )
+    (root / f"{pipeline_module}.py").write_text(pipeline_source(type(pipeline)), encoding="utf-8")
     index["_class_name"] = [pipeline_module, type(pipeline).__name__]
     index.pop("_name_or_path", None)  # where a loaded pipeline came from: a local path, not part of the model
     write_atomic(index_file, json.dumps(index, indent=2, sort_keys=True) + "\n")  # a reader never sees half of it
@@ -212,10 +239,11 @@ def hfgen_index(index: dict[str, Any]) -> dict[str, Any]:
 def export_remote_code(pipeline: Any, folder: str | os.PathLike) -> Path:
     """Save ``pipeline`` to ``folder`` in diffusers' remote-code layout and return the folder: what
     ``pipeline.save_pretrained(folder)`` does (kept for code written before it did). A pipeline class without a
-    remote version is refused with a ``ValueError``."""
-    if type(pipeline).__name__ not in REMOTE_PIPELINES:
+    remote version (one that no module of hfgen defines) is refused with a ``ValueError``."""
+    if pipeline_module_name(type(pipeline)) is None:
         raise ValueError(
-            f"no remote-code version of {type(pipeline).__name__}; the pipelines with one: {sorted(REMOTE_PIPELINES)}"
+            f"no remote-code version of {type(pipeline).__name__}: only the pipelines that hfgen defines have one "
+            "(hfgen.pipelines)"
         )
     pipeline.save_pretrained(folder)
     return Path(folder)

@@ -91,6 +91,22 @@ def _load_ema(ema: Any, folder: Path, scalars: dict[str, Any]) -> None:
     ema.load_state_dict({**scalars, "shadow_params": [tensors[str(i)] for i in range(len(tensors))]})
 
 
+def _saved_torch_generator_state(path: Path) -> torch.Tensor | None:
+    """The torch generator state in Accelerate's random-states file ``path``, read as Accelerate reads it
+    (``accelerate.utils.load``: ``weights_only=True``, never a full unpickling), or ``None`` when the file is missing
+    or cannot be read."""
+    if not path.is_file():
+        return None
+    from accelerate.utils import load
+
+    try:
+        states = load(path)
+    except Exception:  # noqa: BLE001 (Accelerate itself gives up on any error here)
+        return None
+    state = states.get("torch_manual_seed") if isinstance(states, dict) else None
+    return state if isinstance(state, torch.Tensor) else None
+
+
 def _weights_file(name: str) -> str:
     return f"weights-{name}.safetensors"
 
@@ -195,13 +211,15 @@ def load_checkpoint(
     if (ema is None) != ("ema" not in state):
         raise CheckpointError(f"{folder} {'has no' if ema is not None else 'has'} EMA weights, unlike this run")
     random_states = folder / f"random_states_{accelerator.process_index}.pkl"
-    if not random_states.is_file():
-        logger.warning("%s has no %s: the random states are not restored, so the resumed run is not exact", folder,
-                       random_states.name)  # fmt: skip
+    saved_generator = _saved_torch_generator_state(random_states)
     try:
         for name, model in models.items():
             model.load_state_dict(load_file(str(folder / _weights_file(name))))
         accelerator.load_state(str(folder))
+        if saved_generator is None or not torch.equal(torch.get_rng_state(), saved_generator):
+            # Accelerate only logs (at INFO) the random states it could not restore, and carries on
+            logger.warning("%s: %s: the random states are not restored (the file is missing or cannot be read), so "
+                           "the resumed run is not exact", folder, random_states.name)  # fmt: skip
         if ema is not None:
             _load_ema(ema, folder, state["ema"])
         task_file = folder / TASK_STATE_FILE

@@ -98,11 +98,8 @@ class ClassifierTask(TrainingTask):
     name = "classifier"
 
     def __init__(self, args: ClassifierArguments):
+        """Loads the data (before the run's output folder is touched: data that do not fit refuse the run)."""
         super().__init__(args)
-        self.data: dict[str, torch.Tensor] = {}
-
-    def build_model(self) -> MnistClassifier:
-        args = self.args
         splits = _load_splits(args)
         train_images, train_labels = dataset_to_tensors(splits["train"])
         test_images, test_labels = dataset_to_tensors(splits["test"])
@@ -111,7 +108,10 @@ class ClassifierTask(TrainingTask):
         self.data = {"train_images": train_images, "train_labels": train_labels}
         self.data |= {"test_images": test_images, "test_labels": test_labels}
         label_feature = splits["train"].features[args.label_column]
-        names = getattr(label_feature, "names", None) or [str(i) for i in range(int(train_labels.max()) + 1)]
+        self.label_names = getattr(label_feature, "names", None) or [str(i) for i in range(int(train_labels.max()) + 1)]
+
+    def build_model(self) -> MnistClassifier:
+        args, names, train_images = self.args, self.label_names, self.data["train_images"]
         config = MnistClassifierConfig(
             num_channels=train_images.shape[1],
             image_size=train_images.shape[-1],

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from hfgen.data import ToyDistribution, get_toy_distribution
-from hfgen.methods.cnf import FIXED_STEP_SOLVERS, cnf_nll_loss
+from hfgen.methods.cnf import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, cnf_nll_loss
 from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.metrics import nll_report, sample_quality_report
@@ -146,7 +146,9 @@ class DensityArguments(TrainingArguments):
         "CNF velocity: t is embedded as sin/cos(ω_k s t), ω_k ≤ 1; s = 1 keeps v smooth in t between the training "
         "solver's steps (a large s lets it fit only the step times)",
     )
-    solver: str = documented("rk4", "CNF training solver: fixed-step euler/midpoint/rk4, or adaptive dopri5 …")
+    solver: str = documented(
+        "rk4", f"CNF training solver: fixed-step {FIXED_STEP_SOLVERS} or adaptive {ADAPTIVE_SOLVERS} (torchdiffeq)"
+    )
     num_ode_steps: int = documented(8, "CNF training: steps of a fixed-step solver")
     ode_tolerance: float = documented(1e-5, "CNF training: rtol = atol of an adaptive solver")
     divergence: str = documented("exact", f"CNF training divergence: {DIVERGENCES}")
@@ -191,6 +193,7 @@ class DensityArguments(TrainingArguments):
             ("activation", tuple(ACTIVATIONS)),
             ("divergence", DIVERGENCES),
             ("coupling_type", COUPLINGS),
+            ("solver", FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:

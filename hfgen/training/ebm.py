@@ -254,6 +254,8 @@ class EBMTask(TrainingTask):
         if chains is None or tuple(chains.shape) != expected:
             got = None if chains is None else tuple(chains.shape)
             raise ValueError(f"the checkpoint's replay buffer must have shape {expected}, got {got}")
+        if not bool(torch.isfinite(chains).all()):
+            raise ValueError("the checkpoint's replay buffer holds NaN or infinite points")
         self.buffer = self.new_buffer(process.process_index)
         mine = chains.reshape(process.num_processes, self.args.buffer_size, 2)[process.process_index]
         self.buffer.load_state_dict({"chains": mine})

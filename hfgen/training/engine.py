@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,13 @@ METRICS_FILE = "metrics.json"
 VALIDATION_FOLDER = "validation"
 HELD_OUT_SEED = 20_231_123  # seeds the held-out data every evaluation compares against
 LOCK_FILE = ".hfgen-run.lock"
+#: set by :func:`start_output_dir` when this process's run starts writing its output folder: a user error raised
+#: before is a refusal of the command (nothing was written), one raised after is a failure of the run
+RUN_STARTED: ContextVar[bool] = ContextVar("hfgen_run_started", default=False)
+
+
+class UploadError(RuntimeError):
+    """The run is saved in its output folder, but its upload to the Hub failed."""
 
 
 def report_to(choice: str) -> str | None:
@@ -130,6 +138,7 @@ def start_output_dir(accelerator: Any, args: TrainingArguments) -> None:
     and write ``args.json`` (main process); a fresh ``--overwrite_output_dir`` run first removes the previous
     run's checkpoints and validation figures."""
     out = Path(args.output_dir)
+    RUN_STARTED.set(True)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_IN_PROGRESS_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
@@ -172,7 +181,18 @@ def save_figure(figure: Any, path: Path) -> None:
 
 
 def push_outputs(args: TrainingArguments) -> None:
-    """Upload the run's output folder to ``--hub_model_id`` (with ``--push_to_hub``)."""
+    """Upload the run's output folder to ``--hub_model_id`` (with ``--push_to_hub``); a failed upload (the Hub
+    unreachable, a login missing …) raises :class:`UploadError`, which says how to push the saved run later."""
     from hfgen.hub import push_folder_to_hub
 
-    push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private_repo)
+    try:
+        push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private_repo)
+    except Exception as error:  # whatever the upload met, the run itself is saved
+        folder = str(Path(args.output_dir).resolve())
+        private = ", private=True" if args.hub_private_repo else ""
+        later = f"push_folder_to_hub({folder!r}, {args.hub_model_id!r}{private})"
+        reason = " ".join(f"{type(error).__name__}: {error}".split())  # one line, however the Hub worded it
+        raise UploadError(
+            f"the run is saved in {folder}, but uploading it to {args.hub_model_id} failed ({reason}). "
+            f'Push it later with: python -c "from hfgen.hub import push_folder_to_hub; {later}"'
+        ) from error

@@ -14,12 +14,13 @@ between its forward and backward networks.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from diffusers.training_utils import EMAModel
 
 from hfgen.training.arguments import TrainingArguments
 from hfgen.training.checkpoints import (
+    TASK_STATE_FILE,
+    CheckpointError,
     list_checkpoints,
     load_checkpoint,
     read_trainer_state,
@@ -278,10 +281,8 @@ class Trainer:
         self.accelerator = make_accelerator(self.args)
         # the main process holds the folder for the life of the run (a second run started at the same instant stops)
         # and alone decides whether the folder may be used: the others would see the files it writes next
-        self.lock = None
-        if self.is_main:
-            self.lock = OutputFolderLock(self.args.output_dir)
-            check_output_dir(self.args)
+        self.lock: OutputFolderLock | None = None
+        self._refuse_on_every_process(self._lock_output_dir)
         self.history: list[dict[str, Any]] = []
         self.models: dict[str, ModelMixin] = {}
         self.ema: Any = None
@@ -289,6 +290,29 @@ class Trainer:
     @property
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
+
+    def _lock_output_dir(self) -> None:
+        self.lock = OutputFolderLock(self.args.output_dir)
+        check_output_dir(self.args)
+
+    def _refuse_on_every_process(self, check: Callable[[], None]) -> None:
+        """Run ``check`` of the output folder on the main process (which alone locks and writes it) and raise its
+        refusal on every process, the folder unlocked: none goes on alone into a collective operation that the
+        others left."""
+        refusal = None
+        if self.is_main:
+            try:
+                check()
+            except (OSError, ValueError) as error:
+                refusal = error
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            refusal = broadcast_object_list([refusal], from_process=0)[0]
+        if refusal is not None:
+            if self.lock is not None:  # the run stops here: its folder is free again
+                self.lock.release()
+            raise refusal
 
     # -- one phase's optimisation objects -------------------------------------------------------------------------
 
@@ -365,32 +389,60 @@ class Trainer:
     # -- resume -------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _locate(step: int, phases: list[Phase]) -> tuple[int, int]:
+    def _locate(step: int, phases: list[Phase], folder: Path | None) -> tuple[int, int]:
         """``(phase index, steps done in it)`` after ``step`` optimizer steps of the plan; the end of a phase is its
-        last step (its optimizer and EMA are still in the checkpoint, the phase is ended after the resume)."""
+        last step (its optimizer and EMA are still in the checkpoint, the phase is ended after the resume). A
+        checkpoint ``folder`` past the plan's end is refused."""
+        remaining = step
         for index, phase in enumerate(phases):
-            if step <= phase.num_steps:
-                return index, step
-            step -= phase.num_steps
-        raise ValueError(f"the checkpoint is at step {step + sum(p.num_steps for p in phases)}, past the plan's end")
+            if remaining <= phase.num_steps:
+                return index, remaining
+            remaining -= phase.num_steps
+        total = sum(phase.num_steps for phase in phases)
+        raise CheckpointError(
+            f"cannot resume from {folder}: it is at step {step}, past the end of this run's plan ({total} steps). "
+            f"Resume with at least {step} steps (--max_train_steps), or start a new run in another output_dir"
+        )
 
     def _checkpoint_to_resume(self) -> tuple[Path, dict[str, Any]] | None:
+        """The checkpoint ``--resume_from_checkpoint`` names and its trainer state (checked against this run's
+        arguments), or ``None`` for a fresh start (refused where it would overwrite a run)."""
         which = self.args.resume_from_checkpoint
         if which is None:
             return None
         folder = resolve_checkpoint(self.args.output_dir, which)
         if folder is None:
-            if self.is_main:
-                check_fresh_start_allowed(self.args)
+            self._refuse_on_every_process(lambda: check_fresh_start_allowed(self.args))
             logger.warning("no checkpoint in %s yet: starting a new run", self.args.output_dir)
             return None
         self.accelerator.wait_for_everyone()
         return folder, read_trainer_state(folder, self.args.trained_config(), self.args.adjustable_on_resume)
 
     def _restore(self, folder: Path, state: dict[str, Any]) -> None:
-        self.task.load_state_dict(load_checkpoint(self.accelerator, folder, state, self.ema, self.models))
+        """Load every model, the optimisation state and the task's state from the checkpoint ``folder``; a task
+        state that does not fit this run is refused, naming the checkpoint."""
+        task_state = load_checkpoint(self.accelerator, folder, state, self.ema, self.models)
+        try:
+            self.task.load_state_dict(task_state)
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"cannot resume from {folder / TASK_STATE_FILE}: {error}") from error
         self.history = state.get("validation", [])
         logger.info("resumed from %s at step %d", folder, state["step"])
+
+    def _set_up(self) -> tuple[list[Phase], int, int, dict[str, Any]]:
+        """Everything that can refuse the run, before anything is written to its folder: the networks, the plan,
+        and on resume the checkpoint (arguments, plan, every file and the task's state), loaded into the first
+        phase to run. Returns the plan, where to start in it (phase index, steps done in that phase) and the
+        resumed trainer state (empty for a fresh start)."""
+        self.models = self.task.build_models()
+        phases = self.task.phases()
+        resumed = self._checkpoint_to_resume()
+        state = resumed[1] if resumed else {}
+        phase_index, phase_step = self._locate(state.get("step", 0), phases, resumed[0] if resumed else None)
+        self._prepare_phase(phases[phase_index])
+        if resumed:
+            self._restore(*resumed)
+        return phases, phase_index, phase_step, state
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
@@ -408,13 +460,9 @@ class Trainer:
         from tqdm.auto import tqdm
 
         args, accelerator, task = self.args, self.accelerator, self.task
-        self.models = task.build_models()  # before anything is written: bad model arguments fail here
-        phases = task.phases()
-        resumed = self._checkpoint_to_resume()
+        phases, phase_index, phase_step, state = self._set_up()
         start_output_dir(accelerator, args)
-        state = resumed[1] if resumed else {}
         step = state.get("step", 0)
-        phase_index, phase_step = self._locate(step, phases)
         clock = Stopwatch(state.get("train_seconds", 0.0), state.get("train_cpu_seconds", 0.0))
         if self.is_main and accelerator.log_with:
             accelerator.init_trackers(task.name, config=scalar_config(args.to_dict()))
@@ -431,9 +479,8 @@ class Trainer:
         for index in range(phase_index, len(phases)):
             phase = phases[index]
             start = phase_step if index == phase_index else 0
-            self._prepare_phase(phase)
-            if resumed and index == phase_index:
-                self._restore(*resumed)
+            if index > phase_index:  # the first is prepared (and restored) by _set_up
+                self._prepare_phase(phase)
             losses: list[float] = []
             rate_since, rate_step = time.perf_counter(), step
             # one process: the prepared module is the plain wrapper, whose forward is called without nn.Module's
@@ -627,6 +674,13 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def end(self) -> None:
+        """Release the prepared module, then Accelerate's trackers and process group, then the output folder."""
+        # A DDP reducer that outlives the process group destroys gloo's group itself, holding the GIL while it joins
+        # gloo's worker threads, one of which may need the GIL to free a finished collective: a deadlock at exit
+        # (about 1 two-process CPU run in 15). Freed first, the reducer leaves the group to destroy_process_group.
+        self.loss_module = None
+        self.accelerator.free_memory()
+        gc.collect()
         self.accelerator.end_training()
         if self.lock is not None:
             self.lock.release()
