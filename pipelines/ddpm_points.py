@@ -19,6 +19,7 @@ from hfgen.methods.continuous_flows import integrate_with_log_density
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import (
     check_batch_size,
     check_generator,
@@ -122,6 +123,7 @@ class DDPMPointsPipeline(HfgenPipeline):
         """Dimension ``D`` of the points (the network's ``config.dim``, or the oracle's ``dim``)."""
         return self.model.config.dim if "dim" in self.model.config else self.model.dim
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -199,6 +201,7 @@ class DDPMPointsPipeline(HfgenPipeline):
         noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return self.scheduler.add_noise(x, noise, kept[:1]), kept
 
+    @one_thread_for_small_networks
     def forward_trajectory(
         self, original_samples: torch.Tensor, timesteps: Sequence[int], generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -249,6 +252,7 @@ class DDPMPointsPipeline(HfgenPipeline):
         eps = self.model(x, model_time.to(x.dtype), return_dict=False)[0]
         return -0.5 * float(beta) * (x - eps / std)
 
+    @one_thread_for_small_networks
     def log_prob(
         self,
         x: torch.Tensor,

@@ -10,6 +10,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from hfgen.pipelines.base import HfgenPipeline
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_generator, check_num_samples, check_sampling_memory
 
 
@@ -38,6 +39,7 @@ class DensityPipeline(HfgenPipeline):
                 raise TypeError(f"`model` must have a `{method}` method, got {type(model).__name__}")
         self.register_modules(model=model)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -58,6 +60,7 @@ class DensityPipeline(HfgenPipeline):
             return (samples,)
         return DensityPipelineOutput(samples=samples)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log-density ``log p_θ(x)`` in nats, shape ``(N,)``; ``x`` as the model takes it."""

@@ -13,6 +13,7 @@ from hfgen.methods.energy import QuadratureOutput, energy_and_gradient, langevin
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
 
 
@@ -60,6 +61,7 @@ class EnergyPipeline(HfgenPipeline):
         """Dimension ``D`` of the points."""
         return self.model.config.dim
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -119,17 +121,20 @@ class EnergyPipeline(HfgenPipeline):
             samples=samples, trajectory=trajectory, nfe=chain.num_evaluations, acceptance_rate=chain.acceptance_rate
         )
 
+    @one_thread_for_small_networks
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """The energy ``E(x)`` ``(N,)`` at points ``x`` ``(N, D)``."""
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=self.model.dtype)
         with torch.no_grad():
             return self.model(x, return_dict=False)[0]
 
+    @one_thread_for_small_networks
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """The score ``∇_x log p(x) = −∇_x E(x)`` ``(N, D)`` at points ``x`` ``(N, D)``."""
         x = check_points(x, self.dim, "x").to(device=self.device, dtype=self.model.dtype)
         return -energy_and_gradient(self.model, x)[1]
 
+    @one_thread_for_small_networks
     def log_partition(
         self, bounds: Sequence[Sequence[float]] = ((-6.0, 6.0), (-6.0, 6.0)), grid_size: int = 512
     ) -> QuadratureOutput:
@@ -141,6 +146,7 @@ class EnergyPipeline(HfgenPipeline):
         with torch.no_grad():
             return log_partition_by_quadrature(self._energy_of_float64_points, bounds, grid_size)
 
+    @one_thread_for_small_networks
     def log_prob(
         self,
         x: torch.Tensor,

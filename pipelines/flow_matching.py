@@ -15,6 +15,7 @@ from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_solvers import FlowMatchScheduler, flow_match_scheduler, flow_match_solver
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import (
     check_batch_size,
     check_generator,
@@ -78,6 +79,7 @@ class FlowMatchingPipeline(HfgenPipeline):
         """Dimension ``D`` of the points."""
         return self.velocity.config.dim
 
+    @one_thread_for_small_networks
     def velocity_field(self, points: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The learned velocity ``v_θ(x, t)`` at ``points`` ``(N, D)`` and time ``t ∈ [0, 1]`` (a scalar or ``(N,)``,
         the times the network is trained on), in the dtype of ``points``."""
@@ -91,6 +93,7 @@ class FlowMatchingPipeline(HfgenPipeline):
     def _field(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.velocity(x, t, return_dict=False)[0]
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -236,6 +239,7 @@ class FlowMatchingPipeline(HfgenPipeline):
         trajectory = torch.stack(states) if states is not None else None
         return x, trajectory, len(timesteps)
 
+    @one_thread_for_small_networks
     def log_prob(
         self,
         x: torch.Tensor,

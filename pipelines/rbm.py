@@ -15,6 +15,7 @@ from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import ImageBatch
 from hfgen.schedulers.gibbs import GibbsScheduler
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_generator, check_images, check_num_samples, check_sampling_memory
 
 
@@ -51,6 +52,7 @@ class RBMPipeline(HfgenPipeline):
             raise ValueError("`model` must be an RBMModel over images: create it with `image_size` (and `in_channels`)")
         self.register_modules(model=model, scheduler=scheduler)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,

@@ -37,7 +37,23 @@ class PointsPipelineOutput(BaseOutput):
 
 
 class SamplingPipeline(DiffusionPipeline):
-    """The sampling side of every hfgen pipeline: output types and the progress of solves that loop elsewhere."""
+    """The sampling side of every hfgen pipeline: output types, the progress of solves that loop elsewhere, and the
+    thread policy of :mod:`hfgen.threads` (its public methods run a small network with one intra-op thread)."""
+
+    def _networks(self) -> list[torch.nn.Module]:
+        return [c for c in self.components.values() if isinstance(c, torch.nn.Module)]
+
+    @property
+    def num_parameters(self) -> int:
+        """Parameters of the pipeline's networks, all components together."""
+        return sum(p.numel() for network in self._networks() for p in network.parameters())
+
+    @property
+    def small_network_threads(self) -> bool:
+        """Whether the thread policy applies: not to networks with convolutions (an image UNet, a convolutional
+        VAE), which have work enough for every core."""
+        layers = (layer for network in self._networks() for layer in network.modules())
+        return not any(isinstance(layer, torch.nn.modules.conv._ConvNd) for layer in layers)
 
     @contextmanager
     def _field_progress(self, field: Callable[..., torch.Tensor], total: int) -> Iterator[Callable[..., torch.Tensor]]:

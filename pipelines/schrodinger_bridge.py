@@ -12,6 +12,7 @@ from hfgen.data import StandardGaussian, ToyDistribution, toy_from_config
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
 
 
@@ -57,6 +58,7 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         """Dimension ``D`` of the points."""
         return self.forward_model.config.dim
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def transport(
         self,
@@ -88,6 +90,7 @@ class SchrodingerBridgePipeline(HfgenPipeline):
             return x
         return x, torch.stack(states)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,

@@ -14,6 +14,7 @@ from hfgen.methods.continuous_flows import FIXED_GRID_EVALUATIONS, integrate_wit
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
 from hfgen.schedulers.score_sde import ScoreSDEScheduler
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import (
     check_batch_size,
     check_generator,
@@ -97,6 +98,7 @@ class ScoreSDEPipeline(HfgenPipeline):
     def _probability_flow_field(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.scheduler.probability_flow_drift(x, t, self._score(x, t))
 
+    @one_thread_for_small_networks
     def score(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The model's score ``s_θ(x, t) ≈ ∇ log p_t(x)`` at points ``x`` ``(N, D)``, ``t`` a scalar or ``(N,)``
         in ``(0, 1]`` (the network output converted with the scheduler's ``prediction_type``)."""
@@ -105,6 +107,7 @@ class ScoreSDEPipeline(HfgenPipeline):
         with torch.no_grad():
             return self._score(x, t.to(dtype=x.dtype, device=x.device))
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -248,6 +251,7 @@ class ScoreSDEPipeline(HfgenPipeline):
                 states.append(x)
         return x, torch.stack(states) if states is not None else None, nfe
 
+    @one_thread_for_small_networks
     def log_prob(
         self,
         x: torch.Tensor,

@@ -18,6 +18,7 @@ from diffusers.utils import BaseOutput
 from hfgen.models.vae import VAE, AutoEncoder
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import ImageBatch
+from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_batch_size, check_generator, check_memory, check_num_samples, check_sampling_memory
 
 LOG_PROB_METHODS = ("quadrature", "iwae")
@@ -59,6 +60,7 @@ class _LatentImagePipeline(HfgenPipeline):
             images = torch.from_numpy(stacked)
         return self.model.check_images(images, name)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def encode(self, images: ImageBatch, batch_size: int = 1000) -> torch.Tensor:
         """Codes of images ``(N, C, H, W)`` (or a list of PIL images): ``z = e(x)`` for the autoencoder, the
@@ -67,6 +69,7 @@ class _LatentImagePipeline(HfgenPipeline):
         batch_size = check_batch_size(batch_size, images.shape[0])
         return torch.cat([self.model.encode(chunk).latent_mean for chunk in images.split(batch_size)])
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, output_type: str = "pt", batch_size: int = 1000) -> ImageBatch:
         """Images ``E[x | z]`` of latents ``(N, d)``: Bernoulli means ``sigmoid(ℓ)`` or Gaussian means clipped
@@ -117,6 +120,7 @@ class _LatentImagePipeline(HfgenPipeline):
         axis = torch.tensor([NormalDist().inv_cdf(float(q)) for q in levels], dtype=torch.float64)
         return axis, axis.clone()
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def latent_grid(
         self,
@@ -179,6 +183,7 @@ class VAEPipeline(_LatentImagePipeline):
     def model(self) -> VAE:
         return self.vae
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self,
@@ -203,6 +208,7 @@ class VAEPipeline(_LatentImagePipeline):
             return (images, latents)
         return ImagesPipelineOutput(images=images, latents=latents)
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def log_prob(
         self,
@@ -291,6 +297,7 @@ class AutoEncoderPipeline(_LatentImagePipeline):
     def model(self) -> AutoEncoder:
         return self.autoencoder
 
+    @one_thread_for_small_networks
     @torch.no_grad()
     def __call__(
         self, images: ImageBatch, output_type: str = "pt", return_dict: bool = True, batch_size: int = 1000

@@ -21,6 +21,7 @@ TOP = "hfgen"
 LAYERS = {
     "hfgen.checks": 0,
     "hfgen.utils": 0,
+    "hfgen.threads": 0,
     "hfgen.data": 1,
     "hfgen.schedulers": 1,
     "hfgen.models": 1,

@@ -144,7 +144,7 @@ SEED_RUNS = {
     "rbm": ("train_rbm.py", [IMAGES, "--image_size", "8", "--num_hidden", "6", "--num_chains", "4",
                              "--train_batch_size", "8", "--num_sample_steps", "2", "--num_validation_samples", "4",
                              "--num_eval_images", "8", "--num_nll_images", "0", "--ais_num_chains", "4",
-                             "--ais_num_betas", "10"]),
+                             "--ais_num_betas", "20"]),
     "vae": ("train_vae.py", [IMAGES, "--image_size", "8", "--hidden_sizes", "16", "8", "--train_batch_size", "16",
                              "--num_validation_samples", "4", "--num_eval_images", "8", "--num_eval_samples", "8",
                              "--num_nll_images", "0", "--knn_neighbors", "1"]),

@@ -1,0 +1,336 @@
+"""What a call costs and how the cost grows: the thread policy, sampling CPU and memory against the number of samples,
+and training throughput with one and two processes.
+
+    python benchmarks/bench_cost.py                          # every section → COST_RESULTS.md, cost_results.json
+    python benchmarks/bench_cost.py --sections threads       # remeasure one section, keep the others
+    python benchmarks/bench_cost.py --train_data_files mnist/train.parquet   # the processes section on local MNIST
+    python benchmarks/bench_cost.py --quick                  # a smoke run (numbers meaningless)
+
+- ``threads``: the README's first sampling snippet (1,000 flow-matching samples, 100 Euler steps, the recipe's
+  4 × 256 MLP) in a fresh process as a user runs it — torch's default threads, no variable set — against the same
+  process with ``OMP_NUM_THREADS=1`` and with ``OMP_NUM_THREADS`` set to the cores (torch's default count, as every
+  call ran before the thread policy of :mod:`hfgen.threads`), each beside one busy process (a Python loop),
+  alternating.
+  An image UNet's sampling keeps the cores: its call with the default threads against one thread, on the same
+  machine.
+- ``growth``: CPU seconds and peak resident memory of sampling ``10³ … 10⁶`` points, flow matching (20 Euler steps)
+  and DDPM (20 DDIM steps), each size in its own process, one thread.
+- ``processes``: the MNIST image model's training throughput under ``accelerate launch --num_processes 1`` and ``2``
+  (the same global batch: 64 on one process, 32 on each of two), images per second of wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from report import Page, machine, markdown, table, write_results, written_by
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PAGE = Page("bench_cost", "cost_results.json", "COST_RESULTS.md")
+SECTIONS = ("threads", "growth", "processes")
+#: the thread target of the issue: the README snippet at default settings within 1.2× its one-thread time
+MAX_THREADS_RATIO = 1.2
+
+#: a child that times one call in a fresh process and prints {"wall": …, "cpu": …, "threads": …, "max_rss_mb": …}
+_TIMED_CALL = """
+import json, resource, sys, time
+import torch
+from hfgen import HfgenPipeline
+folder, mode, kind, num_samples, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+pipe = HfgenPipeline.from_pretrained(folder)
+pipe.set_progress_bar_config(disable=True)
+seen = []
+network = pipe.unet if kind == "image" else (pipe.velocity if kind == "fm" else pipe.model)
+network.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+start, cpu = time.perf_counter(), time.process_time()
+pipe(num_samples=num_samples, num_inference_steps=steps, generator=torch.Generator().manual_seed(0))
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(json.dumps({"wall": wall, "cpu": cpu, "threads": max(seen),
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def timed_call(folder: Path, mode: str, kind: str, num_samples: int, steps: int) -> dict[str, float]:
+    """One pipeline call in a fresh process: ``mode`` "default" (no thread variable: the thread policy decides),
+    "one" (``OMP_NUM_THREADS=1``) or "all" (``OMP_NUM_THREADS`` = the cores: torch's default count, chosen by the
+    user, so the policy leaves it, as every call ran before the policy)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if mode != "default":
+        env["OMP_NUM_THREADS"] = "1" if mode == "one" else str(os.cpu_count())
+    argv = [sys.executable, "-c", _TIMED_CALL, str(folder), mode, kind, str(num_samples), str(steps)]
+    process = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO, check=False)
+    if process.returncode != 0:
+        raise RuntimeError(f"the timed call failed:\n{process.stderr[-2000:]}")
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def save_recipe_pipeline(folder: Path) -> Path:
+    """The main job's flow-matching pipeline (the recipe's network, untrained weights: the cost is the same)."""
+    import torch
+
+    from hfgen.training.flow_matching import FlowMatchingArguments, FlowMatchingTask
+
+    torch.manual_seed(0)
+    task = FlowMatchingTask(FlowMatchingArguments(output_dir=str(folder)))
+    task.pipeline(task.build_model()).save_pretrained(folder)
+    return folder
+
+
+def save_ddpm_pipeline(folder: Path) -> Path:
+    """The DDPM recipe's pipeline (untrained weights) with its scheduler set to DDIM steps."""
+    import torch
+
+    from hfgen.training.ddpm import DDPMArguments, DDPMTask
+
+    torch.manual_seed(0)
+    task = DDPMTask(DDPMArguments(output_dir=str(folder)))
+    pipeline = task.pipeline(task.build_model())
+    pipeline.scheduler.register_to_config(sampler="ddim")
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def save_image_pipeline(folder: Path) -> Path:
+    """The MNIST image recipe's flow-matching pipeline (its UNet2DModel, untrained weights)."""
+    import torch
+
+    from hfgen import FlowMatchEulerScheduler, FlowMatchingImagePipeline
+    from hfgen.training.images import FlowMatchingImageArguments
+
+    torch.manual_seed(0)
+    args = FlowMatchingImageArguments(output_dir=str(folder), dataset_name="ylecun/mnist")
+    FlowMatchingImagePipeline(args.build_unet(), FlowMatchEulerScheduler()).save_pretrained(folder)
+    return folder
+
+
+class BusyNeighbour:
+    """One other busy process on the machine (a Python loop), for the length of a ``with`` block."""
+
+    def __enter__(self) -> BusyNeighbour:
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def bench_threads(work: Path, quick: bool) -> dict[str, Any]:
+    folder = save_recipe_pipeline(work / "fm")
+    repeats, samples = (1, 100) if quick else (5, 1000)
+    runs: dict[str, list[dict[str, float]]] = {"default": [], "one": [], "all": []}
+    with BusyNeighbour():
+        for _ in range(repeats):
+            for mode in runs:
+                runs[mode].append(timed_call(folder, mode, "fm", samples, 100))
+    image_folder = save_image_pipeline(work / "image")
+    image: dict[str, list[dict[str, float]]] = {"default": [], "one": []}
+    for _ in range(repeats):
+        for mode in image:
+            image[mode].append(timed_call(image_folder, mode, "image", 4 if quick else 16, 2 if quick else 10))
+    load = os.getloadavg()[0]
+    return {"samples": samples, "repeats": repeats, "points": runs, "image": image, "load_average": load}
+
+
+def bench_growth(work: Path, quick: bool) -> dict[str, Any]:
+    folders = {"fm": save_recipe_pipeline(work / "fm-growth"), "ddpm": save_ddpm_pipeline(work / "ddpm-growth")}
+    sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
+    rows = []
+    for kind, folder in folders.items():
+        for size in sizes:
+            rows.append({"kind": kind, "num_samples": size, **timed_call(folder, "one", kind, size, 20)})
+    return {"steps": 20, "rows": rows}
+
+
+def bench_processes(work: Path, data_files: tuple[str, str] | None, quick: bool) -> dict[str, Any]:
+    """Training throughput of the MNIST flow-matching image model under accelerate with 1 and 2 processes."""
+    if data_files is None:
+        return {"skipped": "no MNIST data given (--train_data_files, --test_data_files)"}
+    steps = 4 if quick else 60
+    rows = []
+    for processes in (1, 2):
+        batch = 64 // processes
+        out = work / f"processes-{processes}"
+        argv = [
+            sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--num_processes", str(processes), "--main_process_port", "0",
+            *(["--multi_gpu"] if processes > 1 else []),
+            str(REPO / "training" / "train_fm.py"), "--train_data_files", data_files[0], "--test_data_files",
+            data_files[1], "--max_train_steps", str(steps), "--train_batch_size", str(batch), "--validation_steps",
+            "0", "--checkpointing_steps", "0", "--num_eval_samples", "16", "--report_to", "none",
+            "--output_dir", str(out),
+        ]  # fmt: skip
+        env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+        process = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO, check=False)
+        if process.returncode != 0:
+            raise RuntimeError(f"the {processes}-process run failed:\n{process.stderr[-2000:]}")
+        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        rows.append(
+            {
+                "processes": processes,
+                "batch_per_process": batch,
+                "steps": steps,
+                "train_seconds": metrics["train_seconds"],
+                "images_per_second": steps * 64 / metrics["train_seconds"],
+            }
+        )
+    return {"rows": rows}
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        "# What a call costs and how the cost grows",
+        "",
+        written_by("bench_cost", results, "threads as each row says")
+        + "; CPU seconds are the process's own (`time.process_time`, every thread).",
+        "",
+    ]
+    threads = results.get("threads")
+    if threads:
+        points = threads["points"]
+        one = _median(points["one"], "wall")
+        ratio = _median(points["default"], "wall") / one
+        lines += [
+            "## Threads",
+            "",
+            f"The README's sampling snippet ({threads['samples']:,} flow-matching samples, 100 Euler steps, the "
+            "recipe's 4 × 256 MLP) in a fresh process beside one busy process, medians of "
+            f"{threads['repeats']} alternating runs; load average at the end {threads['load_average']:.1f}.",
+            "",
+            *table(
+                ["process", "threads in the network's calls", "wall (s)", "CPU (s)", "wall / one thread"],
+                [
+                    (
+                        label,
+                        max(run["threads"] for run in points[mode]),
+                        f"{_median(points[mode], 'wall'):.2f}",
+                        f"{_median(points[mode], 'cpu'):.2f}",
+                        f"{_median(points[mode], 'wall') / one:.2f}",
+                    )
+                    for mode, label in (
+                        ("default", "as a user runs it (no variable set): the thread policy"),
+                        ("one", "`OMP_NUM_THREADS=1`"),
+                        ("all", "`OMP_NUM_THREADS` = the cores (torch's default count, without the policy)"),
+                    )
+                ],
+            ),
+            "",
+            f"Target (default settings ≤ {MAX_THREADS_RATIO}× the one-thread time): "
+            f"{'met' if ratio <= MAX_THREADS_RATIO else 'NOT met'} ({ratio:.2f}×).",
+            "",
+        ]
+        image = threads["image"]
+        lines += [
+            "An image UNet (the MNIST recipe's, 10 Euler steps of 16 images) keeps the cores; same machine, no busy "
+            "neighbour:",
+            "",
+            *table(
+                ["process", "threads in the network's calls", "wall (s)", "CPU (s)"],
+                [
+                    (
+                        label,
+                        max(run["threads"] for run in image[mode]),
+                        f"{_median(image[mode], 'wall'):.2f}",
+                        f"{_median(image[mode], 'cpu'):.2f}",
+                    )
+                    for mode, label in (("default", "no variable set"), ("one", "`OMP_NUM_THREADS=1`"))
+                ],
+            ),
+            "",
+        ]
+    growth = results.get("growth")
+    if growth:
+        lines += [
+            "## How sampling cost grows",
+            "",
+            f"{growth['steps']} steps (flow matching: Euler; DDPM: DDIM), one thread, each size in its own process; "
+            "peak resident memory of the whole process (torch and hfgen loaded: the first rows are mostly that).",
+            "",
+            *table(
+                ["pipeline", "samples", "CPU (s)", "CPU per 1,000 samples (s)", "peak memory (MB)"],
+                [
+                    (
+                        row["kind"],
+                        f"{row['num_samples']:,}",
+                        f"{row['cpu']:.2f}",
+                        f"{1000 * row['cpu'] / row['num_samples']:.3f}",
+                        f"{row['max_rss_mb']:,.0f}",
+                    )
+                    for row in growth["rows"]
+                ],
+            ),
+            "",
+        ]
+    processes = results.get("processes")
+    if processes:
+        lines += ["## Training with one and two processes", ""]
+        if "skipped" in processes:
+            lines += [f"Skipped: {processes['skipped']}.", ""]
+        else:
+            rows = processes["rows"]
+            lines += [
+                "The MNIST flow-matching image model (`train_fm.py` on MNIST parquet files), the same global batch of "
+                "64, `accelerate launch` on the CPU (`--multi_gpu` with `ACCELERATE_USE_CPU=true` for two), one "
+                "thread per process.",
+                "",
+                *table(
+                    ["processes", "batch per process", "steps", "training wall (s)", "images / s", "speed-up"],
+                    [
+                        (
+                            row["processes"],
+                            row["batch_per_process"],
+                            row["steps"],
+                            f"{row['train_seconds']:.1f}",
+                            f"{row['images_per_second']:.0f}",
+                            f"{row['images_per_second'] / rows[0]['images_per_second']:.2f}×",
+                        )
+                        for row in rows
+                    ],
+                ),
+                "",
+            ]
+    return markdown(lines, results.get("quick", False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--train_data_files", help="MNIST training parquet file (the processes section)")
+    parser.add_argument("--test_data_files", help="MNIST test parquet file (the processes section)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--output", type=Path, default=HERE, help="folder of the results files")
+    args = parser.parse_args()
+    stored = args.output / PAGE.json_name
+    results = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() and not args.quick else {}
+    results |= {**machine(), "quick": args.quick}
+    data = (args.train_data_files, args.test_data_files) if args.train_data_files and args.test_data_files else None
+    with tempfile.TemporaryDirectory(prefix="hfgen-cost-") as tmp:
+        work = Path(tmp)
+        for section in args.sections:
+            print(f"[bench_cost] {section} …", flush=True)
+            if section == "threads":
+                results["threads"] = bench_threads(work, args.quick)
+            elif section == "growth":
+                results["growth"] = bench_growth(work, args.quick)
+            else:
+                results["processes"] = bench_processes(work, data, args.quick)
+    print(write_results(results, args.output, PAGE, render))
+
+
+if __name__ == "__main__":
+    main()
