@@ -1,10 +1,12 @@
 """The checks of scalar arguments every layer shares; each refusal names the argument, the value and what is expected.
 
-A value of the wrong type raises ``TypeError``, a value of the right type outside its range ``ValueError``; a bool is
-never taken for an int or a number. A function checks its own arguments with the ``check_*`` functions. A component
-states the rule of each config argument once, in a class attribute ``config_rules`` that maps the argument's name to
-a ``check_*`` function (``functools.partial`` sets its range), and checks its config in ``__init__`` with
-:func:`check_arguments`, as scikit-learn's ``_parameter_constraints`` do. Tensors are checked by :mod:`hfgen.utils`.
+A value of the wrong type raises :class:`ArgumentTypeError` (a ``TypeError``, and a ``ValueError`` as well, which is
+what most of these refusals raised before one vocabulary, so code that catches either keeps working), a value of the
+right type outside its range ``ValueError``; a bool is never taken for an int or a number. A function checks its own
+arguments with the ``check_*`` functions. A component states the rule of each config argument once, in a class attribute
+``config_rules`` that maps the argument's name to a ``check_*`` function (``functools.partial`` sets its range), and
+checks its config in ``__init__`` with :func:`check_arguments`, as scikit-learn's ``_parameter_constraints`` do. Tensors
+are checked by :mod:`hfgen.utils`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type: a ``TypeError`` that ``except ValueError`` catches too."""
 
 
 def _range(low: float | None, high: float | None, open_low: bool = False, open_high: bool = False) -> str:
@@ -25,9 +31,9 @@ def _range(low: float | None, high: float | None, open_low: bool = False, open_h
 
 
 def _refusal(name: str, expected: str, value: object, wrong_type: bool) -> Exception:
-    """``TypeError`` (naming the value's type) or ``ValueError``: "`name` must be expected, got value"."""
+    """:class:`ArgumentTypeError` (naming the value's type) or ``ValueError``: "`name` must be expected, got value"."""
     if wrong_type:
-        return TypeError(f"`{name}` must be {expected}, got {value!r} ({type(value).__name__})")
+        return ArgumentTypeError(f"`{name}` must be {expected}, got {value!r} ({type(value).__name__})")
     return ValueError(f"`{name}` must be {expected}, got {value!r}")
 
 
@@ -83,7 +89,7 @@ def check_sizes(value: object, name: str, allow_empty: bool = True) -> list[int]
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise _refusal(name, expected, value, True)
     if any(isinstance(size, bool) or not isinstance(size, int) for size in value):
-        raise TypeError(f"`{name}` must be {expected}, got {value!r}")
+        raise ArgumentTypeError(f"`{name}` must be {expected}, got {value!r}")
     if (not value and not allow_empty) or any(size < 1 for size in value):
         raise _refusal(name, expected, value, False)
     return list(value)

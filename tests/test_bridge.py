@@ -161,7 +161,7 @@ def test_final_step_noise_off_returns_the_mean_at_the_last_step():
 def test_scheduler_errors():
     for kwargs, error, match in (
         ({"num_steps": 0}, ValueError, "num_steps"),
-        ({"num_steps": 2.5}, TypeError, "num_steps"),
+        ({"num_steps": 2.5}, ValueError, "num_steps"),
         ({"gamma": 0.0}, ValueError, "gamma"),
         ({"gamma": -0.1}, ValueError, "gamma"),
         ({"schedule": "cosine"}, ValueError, "schedule"),

@@ -6,7 +6,15 @@ from functools import partial
 
 import pytest
 
-from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_number, check_sizes
+from hfgen.checks import (
+    ArgumentTypeError,
+    check_arguments,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_sizes,
+)
 from hfgen.models import (
     MADE,
     VAE,
@@ -88,6 +96,22 @@ def test_the_former_twin_validators_now_raise_the_same_error_for_the_same_mistak
             check(2.5, "n")
         with pytest.raises(ValueError, match=r"^`n` must be an int >= 1, got 0$"):
             check(0, "n")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: check_int(2.5, "n"),
+        lambda: check_number("1", "h"),
+        lambda: check_bool(1, "flag"),
+        lambda: check_sizes([2.0], "sizes"),
+        lambda: check_sizes(8, "sizes"),
+    ],
+)
+def test_a_wrong_type_is_a_type_error_that_except_value_error_still_catches(call):
+    with pytest.raises(ArgumentTypeError) as info:
+        call()
+    assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
 
 
 def test_check_arguments_checks_each_value_by_its_rule_in_order():

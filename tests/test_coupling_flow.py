@@ -141,11 +141,9 @@ def test_bad_inputs_are_refused_with_the_argument_named():
         CouplingFlow(coupling_type="additive")
     with pytest.raises(ValueError, match="num_bins"):
         CouplingFlow(coupling_type="spline", num_bins=1)
-    for bound in (0.0, -1.0, float("inf")):
+    for bound in (0.0, -1.0, float("inf"), True):
         with pytest.raises(ValueError, match="tail_bound"):
             CouplingFlow(coupling_type="spline", tail_bound=bound)
-    with pytest.raises(TypeError, match="tail_bound"):
-        CouplingFlow(coupling_type="spline", tail_bound=True)
     with pytest.raises(ValueError, match="x"):
         flow.log_prob(torch.zeros(4, 3))
     with pytest.raises(ValueError, match="x"):

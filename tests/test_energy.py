@@ -86,8 +86,8 @@ def test_quadrature_refuses_a_grid_that_misses_mass_and_bad_arguments():
         log_partition_by_quadrature(energy_fn(model), ((-3.0, 3.0), (-3.0, 3.0)), grid_size=64)
     with pytest.raises(ValueError, match="does not cover"):
         log_partition_by_quadrature(energy_fn(model))  # [−6, 6]²: 4.5σ from the mean, density ratio 4e-5 at the edge
-    for grid_size, error in ((7, ValueError), (2, ValueError), (64.0, TypeError)):
-        with pytest.raises(error, match="grid_size"):
+    for grid_size in (7, 2, 64.0):
+        with pytest.raises(ValueError, match="grid_size"):
             log_partition_by_quadrature(energy_fn(model), WIDE, grid_size=grid_size)
     with pytest.raises(ValueError, match="bounds"):
         log_partition_by_quadrature(energy_fn(model), ((1.0, -1.0), (0.0, 1.0)))

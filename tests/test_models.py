@@ -51,18 +51,18 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error", "message"),
+    ("kwargs", "message"),
     [
-        ({"dim": 0}, ValueError, "dim"),
-        ({"hidden_size": 2.5}, TypeError, "hidden_size"),
-        ({"activation": "swishy"}, ValueError, "activation"),
-        ({"time_embedding": "learned"}, ValueError, "time_embedding"),
-        ({"time_embedding_dim": 7}, ValueError, "even"),
-        ({"num_position_frequencies": -1}, ValueError, "num_position_frequencies"),
+        ({"dim": 0}, "dim"),
+        ({"hidden_size": 2.5}, "hidden_size"),
+        ({"activation": "swishy"}, "activation"),
+        ({"time_embedding": "learned"}, "time_embedding"),
+        ({"time_embedding_dim": 7}, "even"),
+        ({"num_position_frequencies": -1}, "num_position_frequencies"),
     ],
 )
-def test_bad_configuration(kwargs, error, message):
-    with pytest.raises(error, match=message):
+def test_bad_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         TimeMLP(**kwargs)
 
 

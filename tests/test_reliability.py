@@ -137,22 +137,22 @@ def test_config_given_with_an_equals_sign_is_read_and_a_second_config_is_refused
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "error", "message"),
+    ("field", "value", "message"),
     [
-        ("checkpointing_steps", 2.5, ValueError, "`checkpointing_steps` must be an int >= 0, got 2.5"),
-        ("lr_warmup_steps", 2.5, ValueError, "`lr_warmup_steps` must be an int >= 0"),
-        ("max_grad_norm", math.nan, ValueError, r"`max_grad_norm` must be a finite number >= 0 \(0 turns clipping off"),
-        ("time_beta", math.inf, ValueError, "`time_beta` must be a finite number > 0, got inf"),
-        ("seed", 1.5, ValueError, "`seed` must be an int >= 0, got 1.5"),
-        ("output_dir", 123, ValueError, "`output_dir` must be a folder path"),
-        ("learning_rate", 1e39, ValueError, "`learning_rate` must be a finite number in \\(0, 10\\], got 1e\\+39"),
-        ("adam_beta1", 2.0, ValueError, "`adam_beta1` must be a finite number in \\[0, 1\\), got 2.0"),
-        ("ema_decay", True, TypeError, "`ema_decay` must be a finite number"),
-        ("num_eval_samples", 0, ValueError, "`num_eval_samples` must be an int >= 1"),
+        ("checkpointing_steps", 2.5, "`checkpointing_steps` must be an int >= 0, got 2.5"),
+        ("lr_warmup_steps", 2.5, "`lr_warmup_steps` must be an int >= 0"),
+        ("max_grad_norm", math.nan, r"`max_grad_norm` must be a finite number >= 0 \(0 turns clipping off"),
+        ("time_beta", math.inf, "`time_beta` must be a finite number > 0, got inf"),
+        ("seed", 1.5, "`seed` must be an int >= 0, got 1.5"),
+        ("output_dir", 123, "`output_dir` must be a folder path"),
+        ("learning_rate", 1e39, "`learning_rate` must be a finite number in \\(0, 10\\], got 1e\\+39"),
+        ("adam_beta1", 2.0, "`adam_beta1` must be a finite number in \\[0, 1\\), got 2.0"),
+        ("ema_decay", True, "`ema_decay` must be a finite number"),
+        ("num_eval_samples", 0, "`num_eval_samples` must be an int >= 1"),
     ],
 )
-def test_every_argument_is_type_and_range_checked_with_its_name(field, value, error, message):
-    with pytest.raises(error, match=message):
+def test_every_argument_is_type_and_range_checked_with_its_name(field, value, message):
+    with pytest.raises(ValueError, match=message):
         FlowMatchingArguments(**{field: value})
 
 

@@ -174,7 +174,7 @@ def test_scheduler_config_round_trip(tmp_path, cls):
         (VPSDEScheduler, {"snr": 0.0}, ValueError, "snr"),
         (VESDEScheduler, {"snr": "high"}, TypeError, "snr"),
         (VPSDEScheduler, {"num_corrector_steps": 0}, ValueError, "num_corrector_steps"),
-        (VPSDEScheduler, {"num_corrector_steps": True}, TypeError, "num_corrector_steps"),
+        (VPSDEScheduler, {"num_corrector_steps": True}, ValueError, "num_corrector_steps"),
     ],
 )
 def test_bad_scheduler_arguments(cls, kwargs, error, match):

@@ -516,13 +516,10 @@ def test_sample_only_rejects_bad_arguments() -> None:
 # Input validation
 
 
-@pytest.mark.parametrize(
-    ("num_samples", "error"),
-    [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError), ("3", TypeError), (None, TypeError)],
-)
+@pytest.mark.parametrize("num_samples", [0, -1, 2.5, True, "3", None])
 @pytest.mark.parametrize("dist", [Checkerboard(), TwoMoons(), StandardGaussian(3)], ids=repr)
-def test_bad_num_samples(dist: ToyDistribution, num_samples, error) -> None:
-    with pytest.raises(error, match=rf"`num_samples` must be an int >= 1, got {num_samples!r}"):
+def test_bad_num_samples(dist: ToyDistribution, num_samples) -> None:
+    with pytest.raises(ValueError, match=rf"`num_samples` must be an int >= 1, got {num_samples!r}"):
         dist.sample(num_samples)
 
 
@@ -560,14 +557,14 @@ def test_unbounded_distributions_have_no_in_support() -> None:
     ("build", "error", "match"),
     [
         (lambda: StandardGaussian(dim=0), ValueError, "`dim` must be an int >= 1, got 0"),
-        (lambda: StandardGaussian(dim=2.0), TypeError, r"`dim` must be an int >= 1, got 2.0 \(float\)"),
+        (lambda: StandardGaussian(dim=2.0), ValueError, r"`dim` must be an int >= 1, got 2.0 \(float\)"),
         (lambda: EightGaussians(std=0.0), ValueError, "`std` must be a finite number > 0, got 0.0"),
         (lambda: EightGaussians(radius=-1.0), ValueError, "`radius` must be a finite number >= 0, got -1.0"),
         (lambda: EightGaussians(radius="2"), TypeError, r"`radius` must be a finite number >= 0, got '2' \(str\)"),
         (lambda: TwoMoons(noise=-0.1), ValueError, "`noise` must be a finite number >= 0, got -0.1"),
         (lambda: TwoMoons(noise=float("inf")), ValueError, "`noise` must be a finite number >= 0, got inf"),
         (lambda: TwoBalls(radius=0.0), ValueError, "`radius` must be a finite number > 0, got 0.0"),
-        (lambda: TwoBalls(dim=True), TypeError, r"`dim` must be an int >= 1, got True \(bool\)"),
+        (lambda: TwoBalls(dim=True), ValueError, r"`dim` must be an int >= 1, got True \(bool\)"),
     ],
 )
 def test_bad_parameters(build, error, match) -> None:
