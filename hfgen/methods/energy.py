@@ -246,8 +246,7 @@ def log_partition_by_quadrature(
     refused unless ``max exp(−E)`` on its outer ring of cells is at most ``border_tolerance`` times its maximum.
     ``energy`` receives float64 points; the result is differentiable in its parameters.
     """
-    if check_int(grid_size, "grid_size", 4, note="even") % 2:
-        raise ValueError(f"`grid_size` must be an int >= 4 (even), got {grid_size!r}")
+    check_grid_size(grid_size)
     check_number(border_tolerance, "border_tolerance", 0, open_low=True)
     bounds = _check_bounds(bounds)
     check_int(batch_size, "batch_size")
@@ -284,6 +283,14 @@ def _midpoint_log_integral(
     grid = log_density.detach().reshape(grid_size, grid_size)
     border = torch.cat([grid[0], grid[-1], grid[:, 0], grid[:, -1]]).max()
     return torch.logsumexp(log_density, 0) + math.log(area), float(torch.exp(border - grid.max()))
+
+
+def check_grid_size(grid_size: object) -> int:
+    """Return ``grid_size`` if it is an even int ``>= 4`` (the error estimate halves the grid)."""
+    note = "even: the error estimate halves it"
+    if check_int(grid_size, "grid_size", 4, note=note) % 2:
+        raise ValueError(f"`grid_size` must be an int >= 4 ({note}), got {grid_size!r}")
+    return grid_size
 
 
 def _check_bounds(bounds: object) -> tuple[tuple[float, float], tuple[float, float]]:
