@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from diffusers.optimization import SchedulerType
 
-from hfgen.checks import check_number
+from hfgen.checks import check_int, check_number
 from hfgen.utils import check_positive_int
 
 LR_SCHEDULERS = tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
@@ -126,8 +126,7 @@ class TrainingArguments:
     def __post_init__(self) -> None:
         if not isinstance(self.output_dir, str) or not self.output_dir:
             raise ValueError(f"`output_dir` must be a folder path (a non-empty string), got {self.output_dir!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"`seed` must be an int >= 0, got {self.seed!r}")
+        check_int(self.seed, "seed", 0)
         for name in self.positive_fields:
             check_positive_int(getattr(self, name), name)
         for name in NETWORK_SIZE_FIELDS:  # a family's width and depth, if it has them (None: its recipe)
@@ -140,9 +139,7 @@ class TrainingArguments:
             "validation_steps",
             "checkpoints_total_limit",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
+            check_int(getattr(self, name), name, 0)
         check_number(self.learning_rate, "learning_rate", low=0.0, high=self.max_learning_rate, open_low=True)
         check_number(self.max_grad_norm, "max_grad_norm", low=0.0, note="0 turns clipping off")
         check_number(self.adam_weight_decay, "adam_weight_decay", low=0.0)
