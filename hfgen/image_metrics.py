@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hfgen.utils import check_num_samples
+from hfgen.checks import check_int
 
 __all__ = [
     "classifier_outputs",
@@ -45,7 +45,7 @@ def reconstruction_metrics(model: Any, images: Tensor, batch_size: int = 1000) -
     Returns ``reconstruction_nll``: the mean of ``−log p(x | ẑ)`` in nats per image (binary cross-entropy or
     Gaussian NLL summed over pixels), and ``reconstruction_mse``: the mean over pixels of ``(x − E[x | ẑ])²``.
     """
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     images = model.check_images(images)
     nll, squared = [], []
     for chunk in images.split(batch_size):
@@ -71,7 +71,7 @@ def likelihood_bounds(
     ``iwae`` is ``log (1/K) Σ_k p(x, z_k) / q(z_k | x)`` with ``K = num_importance_samples``
     (:meth:`VAE.iwae_bound`; Burda et al. 2016), the usual test log-likelihood estimate; ``nll = −iwae``.
     """
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     images = vae.check_images(images)
     elbo = torch.cat([vae.elbo(chunk, elbo_samples, generator) for chunk in images.split(batch_size)])
     iwae = torch.cat(
@@ -121,8 +121,7 @@ def knn_accuracy(
         raise ValueError(f"train_codes have dimension {train.shape[1]} but test_codes {test.shape[1]}")
     y_train = _as_labels(train_labels, train.shape[0], "train_labels")
     y_test = _as_labels(test_labels, test.shape[0], "test_labels")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= train.shape[0]:
-        raise ValueError(f"`k` must be an int in [1, {train.shape[0]}] (the number of training codes), got {k!r}")
+    check_int(k, "k", 1, train.shape[0], note="the number of training codes")
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     correct = 0
     for start in range(0, test.shape[0], batch_size):
@@ -172,7 +171,7 @@ def frechet_distance(features1: Any, features2: Any) -> float:
 
 
 def _check_batch_size_and_k(k: Any, n: int, batch_size: int) -> None:
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
         raise ValueError(f"`k` must be an int in [1, {n - 1}] (fewer than the {n} points of the set), got {k!r}")
 
@@ -201,7 +200,7 @@ def manifold_coverage(queries: Tensor, centres: Tensor, radii: Tensor, batch_siz
     r"""The fraction of ``queries`` inside the union of balls ``B(c_j, ρ_j)``:
     ``(1/M) Σ_i 1[∃ j: ‖q_i − c_j‖ ≤ ρ_j]`` (the manifold estimate of Kynkäänniemi et al. 2019)."""
     q, c = _as_codes(queries, "queries"), _as_codes(centres, "centres")
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     if q.shape[1] != c.shape[1]:
         raise ValueError(f"queries have dimension {q.shape[1]} but centres {c.shape[1]}")
     if not isinstance(radii, Tensor) or radii.shape != (c.shape[0],):
@@ -235,7 +234,7 @@ def precision_recall(
 def classifier_outputs(classifier: Any, images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
     """Class probabilities ``softmax(logits)`` ``(N, C)`` and penultimate features ``(N, F)`` of ``images``
     under a classifier returning ``logits`` and ``features`` (:class:`~hfgen.models.classifier.MnistClassifier`)."""
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     if not isinstance(images, Tensor) or images.ndim != 4:
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"`images` must be an (N, C, H, W) tensor in [0, 1], got {got}")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hfgen.utils import check_positive_int
+from hfgen.checks import check_choice, check_int
 
 ArrayLike = Tensor | np.ndarray
 
@@ -127,8 +127,7 @@ def wasserstein2(
     Memory: the dense (N, M) float64 cost matrix (800 MB at N = M = 10,000) plus the network simplex's
     per-arc arrays and dense plan: 4.5 GB peak resident memory measured at N = M = 10,000 (25 s).
     """
-    if solver not in ("emd", "lsa"):
-        raise ValueError(f"solver must be 'emd' or 'lsa', got {solver!r}")
+    check_choice(solver, "solver", ("emd", "lsa"))
     xa, ya = _as_pair(x, y)
     n, m = xa.shape[0], ya.shape[0]
     wa, wb = _as_weights(a, n, "a"), _as_weights(b, m, "b")
@@ -192,7 +191,7 @@ def wasserstein2_floor(
         num_samples: n, the size of each of the two samples (same as the model sample it is compared with).
         generator: drawn from twice in a row, so the two samples use different parts of its stream.
     """
-    check_positive_int(num_samples, "num_samples")
+    check_int(num_samples, "num_samples")
     first = _draw(sampler, num_samples, generator, "sampler")
     second = _draw(sampler, num_samples, generator, "sampler")
     return wasserstein2(first, second)
