@@ -188,6 +188,17 @@ def test_mmd_equals_naive_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     assert mmd(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(expected, abs=1e-10)
 
 
+def test_mmd_kernels_by_repeated_squaring_equal_their_exponentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bandwidths whose coefficients are 2^k times the smallest (ratios 1, 4, 16, twice 4) reuse its exponential by
+    squaring; the others (0.7: ratio 2.04) take their own exp; the sum equals the naive kernel sums."""
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((40, 2)), rng.standard_normal((35, 2)) + 0.3
+    monkeypatch.setattr(metrics, "_MMD_BLOCK_ELEMENTS", 200)
+    bandwidths = [1.0, 0.5, 0.7, 0.25, 0.5]
+    assert metrics._kernel_powers(1 / (2 * np.array(bandwidths) ** 2))[1] == [1, 4, 0, 16, 4]
+    assert mmd(x, y, bandwidths=bandwidths) == pytest.approx(_naive_mmd(x, y, bandwidths), rel=1e-12, abs=1e-14)
+
+
 def test_mmd_near_zero_for_same_distribution_and_positive_for_shift() -> None:
     g = torch.Generator().manual_seed(7)
     x, y = (torch.randn(500, 2, generator=g, dtype=torch.float64) for _ in range(2))
