@@ -356,3 +356,16 @@ def test_northwest_corner_arcs_carry_a_feasible_plan():
     assert rows.tolist() == [0, 1, 2, 3] and cols.tolist() == [0, 1, 2, 3]
     rows, cols = _northwest_corner_arcs(np.array([0.5, 0.5]), np.array([0.2, 0.3, 0.5]))
     assert list(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 0), (0, 1), (1, 2)]
+
+
+def test_sparse_w2_falls_back_to_the_lazy_network_simplex_with_the_same_value(monkeypatch: pytest.MonkeyPatch):
+    """With no column-generation round allowed the full problem goes to ot.emd2_lazy: still the exact W2."""
+    import ot
+
+    monkeypatch.setattr(metrics, "_SPARSE_MAX_ROUNDS", 0)
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((120, 2)), rng.standard_normal((90, 2)) + [4.0, 0.0]
+    a = rng.uniform(0.1, 1.0, 120)
+    a /= a.sum()
+    expected = math.sqrt(ot.emd2(a, np.full(90, 1 / 90), ot.dist(x, y), numItermax=10**7))
+    assert wasserstein2(x, y, a=a, solver="sparse") == pytest.approx(expected, rel=1e-9)
