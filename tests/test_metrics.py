@@ -144,7 +144,7 @@ def test_w2_lsa_rejects_unequal_sizes_or_weights() -> None:
     with pytest.raises(ValueError, match="solver='lsa'"):
         wasserstein2(x, x, a=np.arange(1.0, 5.0), solver="lsa")
     assert wasserstein2(x, x + 1, a=np.ones(4), solver="lsa") == pytest.approx(math.sqrt(2))
-    with pytest.raises(ValueError, match=r"`solver` must be one of \('emd', 'lsa'\), got 'sinkhorn'"):
+    with pytest.raises(ValueError, match=r"`solver` must be one of \('auto', 'emd', 'sparse', 'lsa'\), got 'sinkhorn'"):
         wasserstein2(x, x, solver="sinkhorn")
 
 
