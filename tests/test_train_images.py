@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from factories import write_image_parquet
+from factories import digit_parquet_files
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -23,14 +23,13 @@ from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
 from hfgen.training import Trainer
+from hfgen.training.image_data import PERMUTATION_STREAM, is_image_run
 from hfgen.training.images import (
-    PERMUTATION_STREAM,
     DDPMImageArguments,
     DDPMImageTask,
     FlowMatchingImageArguments,
     FlowMatchingImageTask,
     grid_labels,
-    is_image_run,
 )
 from hfgen.utils import batch_generator
 
@@ -49,22 +48,10 @@ TINY = {
 }
 
 
-def digit_pixels(labels, seed):
-    """8 × 8 uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 40, size=(len(labels), 8, 8)).astype(np.uint8)
-    for image, label in zip(pixels, labels, strict=True):
-        row, col = divmod(label, 4)
-        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
-    return pixels
-
-
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("digits")
-    train_labels, test_labels = [i % 10 for i in range(48)], [i % 10 for i in range(20)]
-    train = write_image_parquet(folder / "train.parquet", digit_pixels(train_labels, 0), train_labels)
-    test = write_image_parquet(folder / "test.parquet", digit_pixels(test_labels, 1), test_labels)
+    train, test = digit_parquet_files(folder, 48)
     classifier = folder / "classifier"
     torch.manual_seed(0)
     MnistClassifier(MnistClassifierConfig(image_size=8, conv_channels=[4, 8], hidden_size=16)).save_pretrained(

@@ -18,14 +18,16 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from hfgen.methods.rbm import (
+    ais_log_likelihood,
     contrastive_divergence,
     exact_log_partition,
+    filter_images,
     pseudo_log_likelihood,
     reconstruction_error,
 )
 from hfgen.models.rbm import RBMModel
 from hfgen.pipelines.rbm import RBMPipeline
-from hfgen.training.rbm import RBMArguments, RBMTask, ais_log_likelihood, filter_images
+from hfgen.training.rbm import RBMArguments, RBMTask
 from hfgen.training.trainer import Trainer, run
 
 REPO = Path(__file__).resolve().parents[1]

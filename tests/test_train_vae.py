@@ -9,10 +9,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from factories import write_image_parquet
+from factories import digit_parquet_files
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -43,23 +42,9 @@ TINY = {
 }
 
 
-def digit_pixels(labels, seed):
-    """8 × 8 uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 40, size=(len(labels), 8, 8)).astype(np.uint8)
-    for image, label in zip(pixels, labels, strict=True):
-        row, col = divmod(label, 4)
-        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
-    return pixels
-
-
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    train_labels, test_labels = [i % 10 for i in range(64)], [i % 10 for i in range(20)]
-    train = write_image_parquet(folder / "train.parquet", digit_pixels(train_labels, 0), train_labels)
-    test = write_image_parquet(folder / "test.parquet", digit_pixels(test_labels, 1), test_labels)
-    return str(train), str(test)
+    return digit_parquet_files(tmp_path_factory.mktemp("digits"), 64)
 
 
 def tiny_args(output_dir, data_files, **overrides) -> VAEArguments:
@@ -139,7 +124,7 @@ def test_the_batch_stream_is_a_pure_function_of_its_index_and_shards_each_epoch(
     # Dynamic binarisation draws Bernoulli(pixel): over many batches the mean matches the grey levels.
     draws = torch.stack([task.batch(k * per_epoch * 2, 0, 1)[0] for k in range(200)])
     rows = grey.batch(0, 0, 1)[0]
-    assert torch.equal(rows, grey.train_images[task._permutation(0)[:16]])
+    assert torch.equal(rows, grey.train_images[task.permutation(0)[:16]])
     greys = torch.stack([grey.batch(k * per_epoch * 2, 0, 1)[0] for k in range(200)])
     assert abs(float(draws.mean() - greys.mean())) < 0.01 and float(greys.mean()) > 0.1
 
