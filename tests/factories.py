@@ -525,3 +525,32 @@ def write_image_parquet(path: Path, pixels: np.ndarray, labels: list[int] | None
         features["label"] = ClassLabel(names=[str(i) for i in range(10)])
     Dataset.from_dict(data, features=Features(features)).to_parquet(str(path))
     return path
+
+
+def digit_pixels(labels: list[int], seed: int, size: int = 8) -> np.ndarray:
+    """``size × size`` uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 40, size=(len(labels), size, size)).astype(np.uint8)
+    for image, label in zip(pixels, labels, strict=True):
+        row, col = divmod(label, 4)
+        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
+    return pixels
+
+
+def digit_parquet_files(folder: Path, num_train: int, num_test: int = 20, size: int = 8) -> tuple[str, str]:
+    """Train and test parquet files of :func:`digit_pixels` with the labels 0 … 9 in turn (pixels seeded 0 and 1)."""
+    files = []
+    for split, rows, seed in (("train", num_train, 0), ("test", num_test, 1)):
+        labels = [i % 10 for i in range(rows)]
+        files.append(str(write_image_parquet(folder / f"{split}.parquet", digit_pixels(labels, seed, size), labels)))
+    return files[0], files[1]
+
+
+def train_task(task):
+    """Train ``task`` in this process to the end: the trainer (ended) and its result."""
+    from hfgen.training import Trainer
+
+    trainer = Trainer(task)
+    result = trainer.train()
+    trainer.end()
+    return trainer, result

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from factories import reset_accelerate
+from factories import reset_accelerate, train_task
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from hfgen import DDPMPointsPipeline
 from hfgen.data import get_toy_distribution
 from hfgen.methods.ddpm import epsilon_loss
-from hfgen.training import DDPMPointsArguments, DDPMPointsTask, Trainer, parse_arguments, run
+from hfgen.training import DDPMPointsArguments, DDPMPointsTask, parse_arguments, run
 from hfgen.training.ddpm_points import DEFAULT_ALPHA, NoisedBatches
 from hfgen.utils import batch_generator
 
@@ -49,10 +49,7 @@ def tiny_args(output_dir, **overrides) -> DDPMPointsArguments:
 
 
 def train(args):
-    trainer = Trainer(DDPMPointsTask(args))
-    result = trainer.train()
-    trainer.end()
-    return trainer, result
+    return train_task(DDPMPointsTask(args))
 
 
 # ---------------------------------------------------------------------------------------------- arguments

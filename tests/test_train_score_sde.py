@@ -14,7 +14,7 @@ import factories
 import pytest
 import torch
 import yaml
-from factories import ExactMixtureScore, reset_accelerate
+from factories import ExactMixtureScore, reset_accelerate, train_task
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -24,7 +24,7 @@ from hfgen.methods.flow_matching import sample_times
 from hfgen.training.arguments import parse_arguments
 from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.score_sde import NoisedScoreBatches, ScoreSDEArguments, ScoreSDETask
-from hfgen.training.trainer import Trainer, run
+from hfgen.training.trainer import run
 from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,10 +37,7 @@ def tiny_args(output_dir, **overrides) -> ScoreSDEArguments:
 
 
 def train(args):
-    trainer = Trainer(ScoreSDETask(args))
-    result = trainer.train()
-    trainer.end()
-    return trainer, result
+    return train_task(ScoreSDETask(args))
 
 
 # ---------------------------------------------------------------------------------------------- arguments

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from factories import reset_accelerate, tiny_args
+from factories import reset_accelerate, tiny_args, train_task
 from safetensors.torch import load_file
 
 from hfgen.training import (
@@ -23,10 +23,7 @@ from hfgen.training import (
 
 
 def train(args):
-    trainer = Trainer(FlowMatchingTask(args))
-    result = trainer.train()
-    trainer.end()
-    return trainer, result
+    return train_task(FlowMatchingTask(args))
 
 
 def weights(module):
