@@ -554,3 +554,27 @@ def train_task(task):
     result = trainer.train()
     trainer.end()
     return trainer, result
+
+
+def resume_at(train, args, root: Path, step: int = 3):
+    """``train(args)`` in ``root/full``, then again in ``root/resumed`` holding only a copy of the first run's
+    checkpoint-``step`` (as if killed right after saving it), resumed from it: the two results of ``train``."""
+    full = train(replace(args, output_dir=str(root / "full")))
+    reset_accelerate()
+    resumed_dir = root / "resumed"
+    checkpoint = Path("checkpoints") / f"checkpoint-{step}"
+    shutil.copytree(root / "full" / checkpoint, resumed_dir / checkpoint)
+    return full, train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+
+
+def checkpoint_file(output_dir: Path, step: int, name: str = "weights-model.safetensors") -> dict[str, torch.Tensor]:
+    """The tensors of ``name`` in checkpoint-``step`` of the run in ``output_dir``."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(output_dir) / "checkpoints" / f"checkpoint-{step}" / name))
+
+
+def assert_equal_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+    """Every tensor of ``first`` equals (bit for bit) the one of the same name in ``second``."""
+    for key, value in first.items():
+        assert torch.equal(value, second[key]), key

@@ -6,23 +6,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from factories import digit_parquet_files
+from factories import (
+    assert_equal_tensors,
+    checkpoint_file,
+    digit_parquet_files,
+    reset_accelerate,
+    resume_at,
+    train_task,
+)
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
 
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
-from hfgen.training import Trainer
 from hfgen.training.image_data import PERMUTATION_STREAM, is_image_run
 from hfgen.training.images import (
     DDPMImageArguments,
@@ -217,31 +220,15 @@ def test_a_tiny_conditional_flow_matching_run_writes_pipeline_grids_scores_and_c
 
 @pytest.mark.parametrize("family", ["fm", "ddpm"])
 def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data_files, tmp_path, family):
-    from accelerate.state import AcceleratorState, GradientState
-
     make_args, make_task = (fm_args, FlowMatchingImageTask) if family == "fm" else (ddpm_args, DDPMImageTask)
-
-    def train(args):
-        trainer = Trainer(make_task(args))
-        result = trainer.train()
-        trainer.end()
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-        return result
-
     args = make_args(tmp_path / "full", data_files, validation_steps=0, class_conditional=True, train_batch_size=16)
-    full = train(args)  # 3-batch epochs: the resumed run crosses an epoch boundary
-    resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    # 3-batch epochs: the resumed run crosses an epoch boundary
+    (_, full), (_, resumed) = resume_at(lambda a: train_task(make_task(a)), args, tmp_path)
+    reset_accelerate()
     assert resumed.metrics["train_steps"] == 6
-    for key, value in full.pipeline.unet.state_dict().items():
-        assert torch.equal(value, resumed.pipeline.unet.state_dict()[key]), key
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
-    for key, value in full_raw.items():
-        assert torch.equal(value, resumed_raw[key]), key
+    assert_equal_tensors(full.pipeline.unet.state_dict(), resumed.pipeline.unet.state_dict())
+    full_raw, start = checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "full", 3)
+    assert_equal_tensors(full_raw, checkpoint_file(tmp_path / "resumed", 6))
     assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
 
 

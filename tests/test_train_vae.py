@@ -3,7 +3,6 @@ full run (pipeline, card, plots, metrics), exact resume and the script in a subp
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,14 +10,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import digit_parquet_files
+from factories import (
+    assert_equal_tensors,
+    checkpoint_file,
+    digit_parquet_files,
+    reset_accelerate,
+    resume_at,
+    train_task,
+)
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
 
 from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, VAEPipeline
 from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
-from hfgen.training import Trainer, VAEArguments, VAETask, run
+from hfgen.training import VAEArguments, VAETask, run
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_vae.py"
@@ -231,35 +236,19 @@ def test_the_autoencoder_card_names_the_hub_dataset(data_files, tmp_path):
     ids=["vae", "ae-with-neighbour-term"],
 )
 def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data_files, tmp_path, options):
-    from accelerate.state import AcceleratorState, GradientState
-
-    def train(args):
-        trainer = Trainer(VAETask(args))
-        result = trainer.train()
-        trainer.end()
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-        return trainer, result
-
     args = tiny_args(
         tmp_path / "full", data_files, validation_steps=0, train_batch_size=24, **options
     )  # 2-batch epochs
-    full_trainer, full = train(args)
-    resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    (full_trainer, full), (resumed_trainer, resumed) = resume_at(lambda a: train_task(VAETask(a)), args, tmp_path)
+    reset_accelerate()
 
     assert resumed.metrics["train_steps"] == 6
-    full_ema, resumed_ema = full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict()
-    for key, value in full_ema.items():
-        assert torch.equal(value, resumed_ema[key]), key
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    for key, value in full_raw.items():
-        assert torch.equal(value, resumed_raw[key]), key
+    assert_equal_tensors(full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict())
+    full_raw = checkpoint_file(tmp_path / "full", 6)
+    assert_equal_tensors(full_raw, checkpoint_file(tmp_path / "resumed", 6))
     assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
     # and the weights did move: the comparison is not between two untouched initialisations
-    start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
+    start = checkpoint_file(tmp_path / "full", 3)
     assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
 
 
