@@ -82,7 +82,9 @@ class DDPMPointsArguments(TrainingArguments):
     positive_fields = (*TrainingArguments.positive_fields, "num_train_timesteps", "num_eval_samples")
     choice_fields = {
         **TrainingArguments.choice_fields,
-        **{"beta_schedule": BETA_SCHEDULES, "variance_type": VARIANCE_TYPES, "sampler": SAMPLERS},
+        "beta_schedule": BETA_SCHEDULES,
+        "variance_type": VARIANCE_TYPES,
+        "sampler": SAMPLERS,
         "time_embedding": TIME_EMBEDDINGS,
     }
 

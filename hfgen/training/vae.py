@@ -104,7 +104,10 @@ class VAEArguments(ImageDataArguments):
     )
     choice_fields = {
         **ImageDataArguments.choice_fields,
-        **{"model": MODELS, "binarize": BINARIZE, "architecture": ARCHITECTURES, "normalization": NORMALIZATIONS},
+        "model": MODELS,
+        "binarize": BINARIZE,
+        "architecture": ARCHITECTURES,
+        "normalization": NORMALIZATIONS,
         "likelihood": LIKELIHOODS,
     }
 
