@@ -578,3 +578,24 @@ def assert_equal_tensors(first: dict[str, torch.Tensor], second: dict[str, torch
     """Every tensor of ``first`` equals (bit for bit) the one of the same name in ``second``."""
     for key, value in first.items():
         assert torch.equal(value, second[key]), key
+
+
+def tiny_unet(num_classes: int | None = None, channels: tuple[int, int] = (8, 16), seed: int | None = 0):
+    """A two-level ``UNet2DModel`` on 8 × 8 one-channel images (in eval mode), with ``num_classes + 1`` class
+    embeddings (the last the null class of classifier-free guidance) when ``num_classes`` is given; its weights from
+    ``torch.manual_seed(seed)`` (``None``: the global generator as it stands)."""
+    from diffusers import UNet2DModel
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=channels,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=None if num_classes is None else num_classes + 1,
+    ).eval()
