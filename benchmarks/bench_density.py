@@ -126,6 +126,12 @@ def base_arguments(model: str, target: str, out: Path, data_root: Path, quick: b
     return args
 
 
+def run_row(model: str, target: str, seed: int, info: dict[str, Any]) -> dict[str, Any]:
+    """The columns every row starts with: the run (model, target, seed) and its training steps and seconds."""
+    return {"model": model, "target": target, "seed": seed, "train_steps": info["train_steps"],
+            "train_cpu_seconds": info["train_cpu_seconds"], "train_wall_seconds": info["train_seconds"]}  # fmt: skip
+
+
 def train(task: Any) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
     """Train ``task`` in this process; returns the pipeline, the training numbers and the validation history."""
     trainer = Trainer(task)
@@ -186,12 +192,7 @@ def bench_toy(model: str, target: str, out: Path, data_root: Path, quick: bool, 
     pipeline, info, history = train(task)
     points = args.num_nll_samples
     row = {
-        "model": model,
-        "target": target,
-        "seed": seed,
-        "train_steps": info["train_steps"],
-        "train_cpu_seconds": info["train_cpu_seconds"],
-        "train_wall_seconds": info["train_seconds"],
+        **run_row(model, target, seed, info),
         **likelihood(task.target, lambda x: task.log_likelihood(pipeline, x), points),
         **support(task.target, lambda n, g: task.sample(pipeline, n, g), quick),
         "w2": quality(task, pipeline, task.target, quick, 11),
@@ -400,12 +401,7 @@ def bench_cfm(target: str, out: Path, quick: bool, mle_steps: int, seed: int = 0
     task = SameNetworkFlowMatching(args)
     pipeline, info, history = train(task)
     return {
-        "model": "cfm",
-        "target": target,
-        "seed": seed,
-        "train_steps": info["train_steps"],
-        "train_cpu_seconds": info["train_cpu_seconds"],
-        "train_wall_seconds": info["train_seconds"],
+        **run_row("cfm", target, seed, info),
         **likelihood(task.target, lambda x: task.log_likelihood(pipeline, x), 200 if quick else NUM_ODE_NLL_POINTS),
         "w2": quality(task, pipeline, task.target, quick, 11),
         "curve": curve(history, info),
@@ -539,12 +535,7 @@ def bench_mnist(out: Path, data_root: Path, quick: bool, seed: int = 0) -> dict[
     metrics = evaluate_density(pipeline, task)
     save_outputs(task, pipeline, {**info, **metrics, "validation": history})
     return {
-        "model": "made",
-        "target": "mnist",
-        "seed": seed,
-        "train_steps": info["train_steps"],
-        "train_cpu_seconds": info["train_cpu_seconds"],
-        "train_wall_seconds": info["train_seconds"],
+        **run_row("made", "mnist", seed, info),
         **{k: metrics[k] for k in ("nll", "nll_stderr", "num_nll_samples")},
         "recipe": {k: v for k, v in args.to_dict().items() if k in RECIPE_KEYS["made"]},
     }

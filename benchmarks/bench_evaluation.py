@@ -102,12 +102,12 @@ def evaluate_variant(family: str, folder: Path, variant: str, samples_path: Path
     import numpy as np
     import torch
 
-    from hfgen import metrics
+    from hfgen.metrics import wasserstein
     from hfgen.training.engine import HELD_OUT_SEED
 
     args, task, pipeline = _load(family, folder)
     if variant == "old":
-        metrics.DENSE_MAX_ARCS = math.inf  # 'auto' then always takes the dense network simplex, as before
+        wasserstein.DENSE_MAX_ARCS = math.inf  # 'auto' then always takes the dense network simplex, as before
     samples = torch.from_numpy(np.load(samples_path)).float()
     num_points = getattr(args, "num_nll_samples", 0)
     cpu: dict[str, float] = {}

@@ -45,12 +45,12 @@ import matplotlib.pyplot as plt
 import torch
 from report import PAGES, markdown, plus_minus, table, write_results
 
-from hfgen.image_metrics import classifier_outputs, frechet_distance, precision_recall
+from hfgen.image_metrics import classifier_outputs, frechet_distance, image_scores, precision_recall
 from hfgen.models.classifier import MnistClassifier
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.flow_match_solvers import flow_match_scheduler
-from hfgen.training.images import ImageDiffusionArguments, grid_labels, image_scores, load_image_data
+from hfgen.training.images import ImageDiffusionArguments, grid_labels
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -831,7 +831,7 @@ def main() -> None:
     classifier = MnistClassifier.from_pretrained(classifier_path, use_safetensors=True).eval()
     flags = {"dataset_name": None if args.train_data_files else args.dataset_name,
              "train_data_files": args.train_data_files, "test_data_files": args.test_data_files}  # fmt: skip
-    data = load_image_data(ImageDiffusionArguments(output_dir=str(out / "unused"), **flags))
+    data = ImageDiffusionArguments(output_dir=str(out / "unused"), **flags).load_images()
     if args.rescore:
         if not results_path.is_file():
             sys.exit(f"error: --rescore needs the stored results {results_path}")

@@ -282,3 +282,11 @@ def classifier_scores(
         _, reference = classifier_outputs(classifier, reference_images, batch_size)
         scores["frechet_distance"] = frechet_distance(features, reference)
     return scores
+
+
+def image_scores(classifier: Any, images: Tensor, reference: Tensor) -> dict[str, Any]:
+    """The scalar :func:`classifier_scores` of ``images`` against ``reference`` (real test images):
+    ``confidence``, ``label_entropy``, ``label_kl_to_uniform`` and ``frechet_distance``."""
+    scores = classifier_scores(classifier, images, reference_images=reference)
+    scores.pop("label_distribution")
+    return scores

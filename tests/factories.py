@@ -525,3 +525,77 @@ def write_image_parquet(path: Path, pixels: np.ndarray, labels: list[int] | None
         features["label"] = ClassLabel(names=[str(i) for i in range(10)])
     Dataset.from_dict(data, features=Features(features)).to_parquet(str(path))
     return path
+
+
+def digit_pixels(labels: list[int], seed: int, size: int = 8) -> np.ndarray:
+    """``size × size`` uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 40, size=(len(labels), size, size)).astype(np.uint8)
+    for image, label in zip(pixels, labels, strict=True):
+        row, col = divmod(label, 4)
+        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
+    return pixels
+
+
+def digit_parquet_files(folder: Path, num_train: int, num_test: int = 20, size: int = 8) -> tuple[str, str]:
+    """Train and test parquet files of :func:`digit_pixels` with the labels 0 … 9 in turn (pixels seeded 0 and 1)."""
+    files = []
+    for split, rows, seed in (("train", num_train, 0), ("test", num_test, 1)):
+        labels = [i % 10 for i in range(rows)]
+        files.append(str(write_image_parquet(folder / f"{split}.parquet", digit_pixels(labels, seed, size), labels)))
+    return files[0], files[1]
+
+
+def train_task(task):
+    """Train ``task`` in this process to the end: the trainer (ended) and its result."""
+    from hfgen.training import Trainer
+
+    trainer = Trainer(task)
+    result = trainer.train()
+    trainer.end()
+    return trainer, result
+
+
+def resume_at(train, args, root: Path, step: int = 3):
+    """``train(args)`` in ``root/full``, then again in ``root/resumed`` holding only a copy of the first run's
+    checkpoint-``step`` (as if killed right after saving it), resumed from it: the two results of ``train``."""
+    full = train(replace(args, output_dir=str(root / "full")))
+    reset_accelerate()
+    resumed_dir = root / "resumed"
+    checkpoint = Path("checkpoints") / f"checkpoint-{step}"
+    shutil.copytree(root / "full" / checkpoint, resumed_dir / checkpoint)
+    return full, train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+
+
+def checkpoint_file(output_dir: Path, step: int, name: str = "weights-model.safetensors") -> dict[str, torch.Tensor]:
+    """The tensors of ``name`` in checkpoint-``step`` of the run in ``output_dir``."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(output_dir) / "checkpoints" / f"checkpoint-{step}" / name))
+
+
+def assert_equal_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+    """Every tensor of ``first`` equals (bit for bit) the one of the same name in ``second``."""
+    for key, value in first.items():
+        assert torch.equal(value, second[key]), key
+
+
+def tiny_unet(num_classes: int | None = None, channels: tuple[int, int] = (8, 16), seed: int | None = 0):
+    """A two-level ``UNet2DModel`` on 8 × 8 one-channel images (in eval mode), with ``num_classes + 1`` class
+    embeddings (the last the null class of classifier-free guidance) when ``num_classes`` is given; its weights from
+    ``torch.manual_seed(seed)`` (``None``: the global generator as it stands)."""
+    from diffusers import UNet2DModel
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=channels,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=None if num_classes is None else num_classes + 1,
+    ).eval()

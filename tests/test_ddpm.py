@@ -182,16 +182,22 @@ def test_strided_ancestral_steps_match_diffusers_ddpm():
     alpha, T, S = 0.95, 40, 8
     ours = ConstantAlphaDDPMScheduler(alpha=alpha, num_train_timesteps=T)
     theirs = _diffusers_ddpm(alpha, T, "beta_tilde")
-    ours.set_timesteps(S)
-    theirs.set_timesteps(S)
+    # diffusers also draws noise on the last ancestral step, with variance β̃ = 0 (clamped to 1e-20): no visible effect
+    assert_strided_steps_match(ours, theirs, S)
+
+
+def assert_strided_steps_match(ours, theirs, num_steps, **their_options):
+    """On ``num_steps`` strided steps ours (steps 1 … T) and diffusers' (0 … T − 1) visit the same levels and, from
+    the same start and noise stream, give the same states at every step."""
+    ours.set_timesteps(num_steps)
+    theirs.set_timesteps(num_steps)
     assert (ours.timesteps - 1).tolist() == theirs.timesteps.tolist()
     x = torch.randn(32, 2, generator=seeded(0))
     y = x.clone()
     g_ours, g_theirs = seeded(7), seeded(7)
     for t, tau in zip(ours.timesteps, theirs.timesteps, strict=True):
         x = ours.step(fake_epsilon(x, t), t, x, generator=g_ours).prev_sample
-        # diffusers also draws noise on the last step, with variance β̃ = 0 (clamped to 1e-20): no visible effect.
-        y = theirs.step(fake_epsilon(y, tau + 1), tau, y, generator=g_theirs).prev_sample
+        y = theirs.step(fake_epsilon(y, tau + 1), tau, y, generator=g_theirs, **their_options).prev_sample
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
 
 
@@ -206,16 +212,7 @@ def test_strided_ddim_matches_diffusers_ddim(eta):
         set_alpha_to_one=True,
         timestep_spacing="trailing",
     )
-    ours.set_timesteps(S)
-    theirs.set_timesteps(S)
-    assert (ours.timesteps - 1).tolist() == theirs.timesteps.tolist()
-    x = torch.randn(32, 2, generator=seeded(0))
-    y = x.clone()
-    g_ours, g_theirs = seeded(7), seeded(7)
-    for t, tau in zip(ours.timesteps, theirs.timesteps, strict=True):
-        x = ours.step(fake_epsilon(x, t), t, x, generator=g_ours).prev_sample
-        y = theirs.step(fake_epsilon(y, tau + 1), tau, y, eta=eta, generator=g_theirs).prev_sample
-        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+    assert_strided_steps_match(ours, theirs, S, eta=eta)
 
 
 # ------------------------------------------------------------------------------------------------ oracle

@@ -13,10 +13,9 @@ import weakref
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from factories import reset_accelerate, tiny_args, write_image_parquet
+from factories import digit_parquet_files, reset_accelerate, tiny_args
 from safetensors.torch import load_file, save_file
 
 from hfgen import HfgenPipeline
@@ -31,22 +30,10 @@ QUIET = ["--report_to", "none", "--validation_steps", "0", "--checkpointing_step
 POINT_NET = ["--hidden_size", "8", "--num_layers", "1"]
 
 
-def digit_pixels(labels: list[int], seed: int, size: int = 8) -> np.ndarray:
-    """``size × size`` uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 40, size=(len(labels), size, size)).astype(np.uint8)
-    for image, label in zip(pixels, labels, strict=True):
-        row, col = divmod(label, 4)
-        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
-    return pixels
-
-
 def image_files(folder: Path, size: int) -> list[str]:
     """``--train_data_files`` and ``--test_data_files`` of ``size × size`` grey images with the labels 0 … 9."""
-    train_labels, test_labels = [i % 10 for i in range(40)], [i % 10 for i in range(20)]
-    train = write_image_parquet(folder / "train.parquet", digit_pixels(train_labels, 0, size), train_labels)
-    test = write_image_parquet(folder / "test.parquet", digit_pixels(test_labels, 1, size), test_labels)
-    return ["--train_data_files", str(train), "--test_data_files", str(test)]
+    train, test = digit_parquet_files(folder, 40, size=size)
+    return ["--train_data_files", train, "--test_data_files", test]
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import factories
 import numpy as np
 import pytest
 import torch
@@ -28,18 +29,7 @@ NUM_CLASSES = 3
 
 
 def tiny_unet(conditional: bool = False, seed: int = 0) -> UNet2DModel:
-    torch.manual_seed(seed)
-    return UNet2DModel(
-        sample_size=SIZE,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        num_class_embeds=NUM_CLASSES + 1 if conditional else None,
-    ).eval()
+    return factories.tiny_unet(NUM_CLASSES if conditional else None, seed=seed)
 
 
 def fm_pipeline(conditional: bool = False, solver: str = "euler", seed: int = 0) -> FlowMatchingImagePipeline:

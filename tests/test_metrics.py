@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from hfgen import metrics
 from hfgen.metrics import (
     fraction_in_support,
+    kernel,
     median_heuristic,
     mmd,
     negative_log_likelihood,
     nll_report,
     sample_quality_report,
+    wasserstein,
     wasserstein2,
     wasserstein2_floor,
 )
@@ -178,7 +179,7 @@ def test_floor_accepts_a_distribution_object() -> None:
 def test_mmd_equals_naive_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(6)
     x, y = rng.standard_normal((23, 3)), rng.standard_normal((31, 3)) * 1.5 + 0.2
-    monkeypatch.setattr(metrics, "_MMD_BLOCK_ELEMENTS", 50)  # several row blocks
+    monkeypatch.setattr(kernel, "_MMD_BLOCK_ELEMENTS", 50)  # several row blocks
     assert mmd(x, y, bandwidths=[0.7, 2.0]) == pytest.approx(_naive_mmd(x, y, [0.7, 2.0]), abs=1e-10)
     pooled = np.concatenate([x, y])
     distances = [np.linalg.norm(pooled[i] - pooled[j]) for i in range(len(pooled)) for j in range(i)]
@@ -193,9 +194,9 @@ def test_mmd_kernels_by_repeated_squaring_equal_their_exponentials(monkeypatch: 
     squaring; the others (0.7: ratio 2.04) take their own exp; the sum equals the naive kernel sums."""
     rng = np.random.default_rng(8)
     x, y = rng.standard_normal((40, 2)), rng.standard_normal((35, 2)) + 0.3
-    monkeypatch.setattr(metrics, "_MMD_BLOCK_ELEMENTS", 200)
+    monkeypatch.setattr(kernel, "_MMD_BLOCK_ELEMENTS", 200)
     bandwidths = [1.0, 0.5, 0.7, 0.25, 0.5]
-    assert metrics._kernel_powers(1 / (2 * np.array(bandwidths) ** 2))[1] == [1, 4, 0, 16, 4]
+    assert kernel._kernel_powers(1 / (2 * np.array(bandwidths) ** 2))[1] == [1, 4, 0, 16, 4]
     assert mmd(x, y, bandwidths=bandwidths) == pytest.approx(_naive_mmd(x, y, bandwidths), rel=1e-12, abs=1e-14)
 
 
@@ -350,7 +351,7 @@ def test_sparse_w2_between_gaussian_samples_matches_closed_form_shift():
 def test_northwest_corner_arcs_carry_a_feasible_plan():
     """The north-west corner arcs admit a plan with marginals a and b: with uniform equal sizes they are the
     identity, and in general there are at most N + M − 1 of them on a monotone staircase."""
-    from hfgen.metrics import _northwest_corner_arcs
+    from hfgen.metrics.wasserstein import _northwest_corner_arcs
 
     rows, cols = _northwest_corner_arcs(np.full(4, 0.25), np.full(4, 0.25))
     assert rows.tolist() == [0, 1, 2, 3] and cols.tolist() == [0, 1, 2, 3]
@@ -362,7 +363,7 @@ def test_sparse_w2_falls_back_to_the_lazy_network_simplex_with_the_same_value(mo
     """With no column-generation round allowed the full problem goes to ot.emd2_lazy: still the exact W2."""
     import ot
 
-    monkeypatch.setattr(metrics, "_SPARSE_MAX_ROUNDS", 0)
+    monkeypatch.setattr(wasserstein, "_SPARSE_MAX_ROUNDS", 0)
     rng = np.random.default_rng(11)
     x, y = rng.standard_normal((120, 2)), rng.standard_normal((90, 2)) + [4.0, 0.0]
     a = rng.uniform(0.1, 1.0, 120)

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from factories import reset_accelerate, tiny_args
+from factories import reset_accelerate, tiny_args, train_task
 
 from hfgen import FlowMatchingPipeline
 from hfgen.training import CheckpointError, FlowMatchingArguments, FlowMatchingTask, Trainer, parse_arguments, run
@@ -16,10 +16,7 @@ from hfgen.training.engine import LOCK_FILE, OutputFolderLock
 
 
 def train(args):
-    trainer = Trainer(FlowMatchingTask(args))
-    result = trainer.train()
-    trainer.end()
-    return trainer, result
+    return train_task(FlowMatchingTask(args))
 
 
 # --- the output folder -------------------------------------------------------------------------------------------

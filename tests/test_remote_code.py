@@ -38,6 +38,7 @@ from factories import (
     tiny_flow_matching_pipeline,
     tiny_rbm_pipeline,
     tiny_score_sde_pipeline,
+    tiny_unet,
     tiny_vae_pipeline,
 )
 from safetensors.torch import load_file
@@ -101,18 +102,7 @@ def _ddim_pipeline() -> DDPMPointsPipeline:
 
 
 def _unet(conditional: bool) -> UNet2DModel:
-    torch.manual_seed(0)
-    return UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        num_class_embeds=4 if conditional else None,  # 3 classes and the null class
-    ).eval()
+    return tiny_unet(3 if conditional else None)
 
 
 def _image_pipeline(pipeline: HfgenPipeline) -> HfgenPipeline:

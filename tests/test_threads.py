@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import tiny_flow_matching_pipeline, tiny_vae_pipeline
+from factories import tiny_flow_matching_pipeline, tiny_unet, tiny_vae_pipeline
 
 from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP, threads
 from hfgen.threads import SMALL_NETWORK_PARAMETERS, THREAD_VARIABLES
@@ -73,20 +73,9 @@ def test_a_large_network_keeps_the_cores(untouched_two_threads):
 
 
 def test_a_convolutional_network_keeps_the_cores_and_an_mlp_vae_takes_one_thread(untouched_two_threads):
-    from diffusers import UNet2DModel
-
     from hfgen import FlowMatchingImagePipeline
 
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    )
+    unet = tiny_unet(channels=(4, 8), seed=None)
     image_pipe = FlowMatchingImagePipeline(unet, FlowMatchEulerScheduler())
     image_pipe.set_progress_bar_config(disable=True)
     seen = threads_seen(image_pipe.unet)

@@ -4,7 +4,6 @@ batches and loss, a tiny run's outputs and card, exact resume, and the script en
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,14 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from factories import reset_accelerate
+from factories import assert_equal_tensors, checkpoint_file, reset_accelerate, resume_at, train_task
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
 
 from hfgen import DDPMPointsPipeline
 from hfgen.data import get_toy_distribution
 from hfgen.methods.ddpm import epsilon_loss
-from hfgen.training import DDPMPointsArguments, DDPMPointsTask, Trainer, parse_arguments, run
+from hfgen.training import DDPMPointsArguments, DDPMPointsTask, parse_arguments, run
 from hfgen.training.ddpm_points import DEFAULT_ALPHA, NoisedBatches
 from hfgen.utils import batch_generator
 
@@ -49,10 +47,7 @@ def tiny_args(output_dir, **overrides) -> DDPMPointsArguments:
 
 
 def train(args):
-    trainer = Trainer(DDPMPointsTask(args))
-    result = trainer.train()
-    trainer.end()
-    return trainer, result
+    return train_task(DDPMPointsTask(args))
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -192,21 +187,12 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
 
 def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
     args = tiny_args(tmp_path / "full", validation_steps=0)
-    full_trainer, full = train(args)
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    reset_accelerate()
-
-    resumed_dir = tmp_path / "resumed"  # only the state after step 3, as if killed right after saving it
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
+    (full_trainer, full), (resumed_trainer, resumed) = resume_at(train, args, tmp_path)
 
     assert resumed.metrics["train_steps"] == 6
-    ema_full, ema_resumed = full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict()
-    for key, value in ema_full.items():
-        assert torch.equal(value, ema_resumed[key]), key
-    for key, value in full_raw.items():
-        assert torch.equal(value, resumed_raw[key]), key
+    ema_full = full.pipeline.model.state_dict()
+    assert_equal_tensors(ema_full, resumed.pipeline.model.state_dict())
+    assert_equal_tensors(checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "resumed", 6))
     assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
     # a different seed gives different weights: the comparison above can fail
     reset_accelerate()

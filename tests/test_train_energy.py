@@ -5,7 +5,6 @@ figures, metrics) and the script in a subprocess."""
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import reset_accelerate
+from factories import assert_equal_tensors, reset_accelerate, resume_at
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -150,14 +149,10 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
         return task, result
 
     args = tiny_args(tmp_path / "full", validation_steps=0)
-    full_task, full = train(args)
-    resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed_task, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    (full_task, full), (resumed_task, resumed) = resume_at(train, args, tmp_path)
 
     assert resumed.metrics["train_steps"] == 6
-    for key, value in full.pipeline.model.state_dict().items():
-        assert torch.equal(value, resumed.pipeline.model.state_dict()[key]), key
+    assert_equal_tensors(full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict())
     assert torch.equal(resumed_task.buffer.chains, full_task.buffer.chains)
     saved = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "task_state.safetensors"))
     assert saved["buffer"].shape == (40, 2) and not torch.equal(saved["buffer"], full_task.buffer.chains)

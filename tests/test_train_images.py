@@ -6,31 +6,33 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from factories import write_image_parquet
+from factories import (
+    assert_equal_tensors,
+    checkpoint_file,
+    digit_parquet_files,
+    reset_accelerate,
+    resume_at,
+    train_task,
+)
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
 
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
-from hfgen.training import Trainer
+from hfgen.training.image_data import PERMUTATION_STREAM, is_image_run
 from hfgen.training.images import (
-    PERMUTATION_STREAM,
     DDPMImageArguments,
     DDPMImageTask,
     FlowMatchingImageArguments,
     FlowMatchingImageTask,
     grid_labels,
-    is_image_run,
 )
 from hfgen.utils import batch_generator
 
@@ -49,22 +51,10 @@ TINY = {
 }
 
 
-def digit_pixels(labels, seed):
-    """8 × 8 uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 40, size=(len(labels), 8, 8)).astype(np.uint8)
-    for image, label in zip(pixels, labels, strict=True):
-        row, col = divmod(label, 4)
-        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
-    return pixels
-
-
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("digits")
-    train_labels, test_labels = [i % 10 for i in range(48)], [i % 10 for i in range(20)]
-    train = write_image_parquet(folder / "train.parquet", digit_pixels(train_labels, 0), train_labels)
-    test = write_image_parquet(folder / "test.parquet", digit_pixels(test_labels, 1), test_labels)
+    train, test = digit_parquet_files(folder, 48)
     classifier = folder / "classifier"
     torch.manual_seed(0)
     MnistClassifier(MnistClassifierConfig(image_size=8, conv_channels=[4, 8], hidden_size=16)).save_pretrained(
@@ -230,31 +220,15 @@ def test_a_tiny_conditional_flow_matching_run_writes_pipeline_grids_scores_and_c
 
 @pytest.mark.parametrize("family", ["fm", "ddpm"])
 def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data_files, tmp_path, family):
-    from accelerate.state import AcceleratorState, GradientState
-
     make_args, make_task = (fm_args, FlowMatchingImageTask) if family == "fm" else (ddpm_args, DDPMImageTask)
-
-    def train(args):
-        trainer = Trainer(make_task(args))
-        result = trainer.train()
-        trainer.end()
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-        return result
-
     args = make_args(tmp_path / "full", data_files, validation_steps=0, class_conditional=True, train_batch_size=16)
-    full = train(args)  # 3-batch epochs: the resumed run crosses an epoch boundary
-    resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    # 3-batch epochs: the resumed run crosses an epoch boundary
+    (_, full), (_, resumed) = resume_at(lambda a: train_task(make_task(a)), args, tmp_path)
+    reset_accelerate()
     assert resumed.metrics["train_steps"] == 6
-    for key, value in full.pipeline.unet.state_dict().items():
-        assert torch.equal(value, resumed.pipeline.unet.state_dict()[key]), key
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
-    for key, value in full_raw.items():
-        assert torch.equal(value, resumed_raw[key]), key
+    assert_equal_tensors(full.pipeline.unet.state_dict(), resumed.pipeline.unet.state_dict())
+    full_raw, start = checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "full", 3)
+    assert_equal_tensors(full_raw, checkpoint_file(tmp_path / "resumed", 6))
     assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
 
 

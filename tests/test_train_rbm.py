@@ -4,28 +4,28 @@ a full run (pipeline, card, figures, metrics) and the script in a subprocess."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from factories import reset_accelerate, write_image_parquet
+from factories import assert_equal_tensors, reset_accelerate, resume_at, write_image_parquet
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from hfgen.methods.rbm import (
+    ais_log_likelihood,
     contrastive_divergence,
     exact_log_partition,
+    filter_images,
     pseudo_log_likelihood,
     reconstruction_error,
 )
 from hfgen.models.rbm import RBMModel
 from hfgen.pipelines.rbm import RBMPipeline
-from hfgen.training.rbm import RBMArguments, RBMTask, ais_log_likelihood, filter_images
+from hfgen.training.rbm import RBMArguments, RBMTask
 from hfgen.training.trainer import Trainer, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,14 +204,10 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     # W ~ N(0, 1): p(h | v) depends on v, so chains started elsewhere do not meet within a few sweeps (at the default
     # s = 0.01 every chain forgets its start after one sweep, and a resume that restarted them would go unseen)
     args = tiny_args(tmp_path / "full", data_files, method=method, validation_steps=0, weight_init_std=1.0)
-    full_task, full = train(args)
-    resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed_task, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    (full_task, full), (resumed_task, resumed) = resume_at(train, args, tmp_path)
 
     assert resumed.metrics["train_steps"] == 6
-    for key, value in full.pipeline.model.state_dict().items():
-        assert torch.equal(value, resumed.pipeline.model.state_dict()[key]), key
+    assert_equal_tensors(full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict())
     full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
     start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
     assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)  # the weights did move

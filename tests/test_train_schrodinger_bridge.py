@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from factories import reset_accelerate
+from factories import reset_accelerate, train_task
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -52,10 +52,7 @@ def tiny_args(output_dir, **overrides) -> SchrodingerBridgeArguments:
 
 
 def train(args):
-    trainer = Trainer(SchrodingerBridgeTask(args))
-    result = trainer.train()
-    trainer.end()
-    return trainer, result
+    return train_task(SchrodingerBridgeTask(args))
 
 
 # ---------------------------------------------------------------------------------------------- arguments

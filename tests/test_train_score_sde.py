@@ -4,7 +4,6 @@ denoising score matching loss against closed forms, a tiny run's outputs and car
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -14,9 +13,8 @@ import factories
 import pytest
 import torch
 import yaml
-from factories import ExactMixtureScore, reset_accelerate
+from factories import ExactMixtureScore, assert_equal_tensors, checkpoint_file, reset_accelerate, resume_at, train_task
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
 
 from hfgen import ScoreSDEPipeline, VESDEScheduler, VPSDEScheduler
 from hfgen.data import get_toy_distribution
@@ -24,7 +22,7 @@ from hfgen.methods.flow_matching import sample_times
 from hfgen.training.arguments import parse_arguments
 from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.score_sde import NoisedScoreBatches, ScoreSDEArguments, ScoreSDETask
-from hfgen.training.trainer import Trainer, run
+from hfgen.training.trainer import run
 from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,10 +35,7 @@ def tiny_args(output_dir, **overrides) -> ScoreSDEArguments:
 
 
 def train(args):
-    trainer = Trainer(ScoreSDETask(args))
-    result = trainer.train()
-    trainer.end()
-    return trainer, result
+    return train_task(ScoreSDETask(args))
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -181,18 +176,10 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
 
 def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
     args = tiny_args(tmp_path / "full", validation_steps=0)
-    _, full = train(args)
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    reset_accelerate()
-    resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    _, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
+    (_, full), (_, resumed) = resume_at(train, args, tmp_path)
     assert resumed.metrics["train_steps"] == 6
-    for key, value in full.pipeline.score_model.state_dict().items():
-        assert torch.equal(value, resumed.pipeline.score_model.state_dict()[key]), key
-    for key, value in full_raw.items():
-        assert torch.equal(value, resumed_raw[key]), key
+    assert_equal_tensors(full.pipeline.score_model.state_dict(), resumed.pipeline.score_model.state_dict())
+    assert_equal_tensors(checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "resumed", 6))
     reset_accelerate()
     _, other = train(replace(args, output_dir=str(tmp_path / "other"), seed=1, checkpointing_steps=0))
     assert any(

@@ -3,23 +3,27 @@ full run (pipeline, card, plots, metrics), exact resume and the script in a subp
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from factories import write_image_parquet
+from factories import (
+    assert_equal_tensors,
+    checkpoint_file,
+    digit_parquet_files,
+    reset_accelerate,
+    resume_at,
+    train_task,
+)
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
 
 from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, VAEPipeline
 from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
-from hfgen.training import Trainer, VAEArguments, VAETask, run
+from hfgen.training import VAEArguments, VAETask, run
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_vae.py"
@@ -43,23 +47,9 @@ TINY = {
 }
 
 
-def digit_pixels(labels, seed):
-    """8 × 8 uint8 images: a bright 3 × 3 block whose position encodes the label, on faint noise."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 40, size=(len(labels), 8, 8)).astype(np.uint8)
-    for image, label in zip(pixels, labels, strict=True):
-        row, col = divmod(label, 4)
-        image[2 * row : 2 * row + 3, 2 * col : 2 * col + 3] = 230
-    return pixels
-
-
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    train_labels, test_labels = [i % 10 for i in range(64)], [i % 10 for i in range(20)]
-    train = write_image_parquet(folder / "train.parquet", digit_pixels(train_labels, 0), train_labels)
-    test = write_image_parquet(folder / "test.parquet", digit_pixels(test_labels, 1), test_labels)
-    return str(train), str(test)
+    return digit_parquet_files(tmp_path_factory.mktemp("digits"), 64)
 
 
 def tiny_args(output_dir, data_files, **overrides) -> VAEArguments:
@@ -139,7 +129,7 @@ def test_the_batch_stream_is_a_pure_function_of_its_index_and_shards_each_epoch(
     # Dynamic binarisation draws Bernoulli(pixel): over many batches the mean matches the grey levels.
     draws = torch.stack([task.batch(k * per_epoch * 2, 0, 1)[0] for k in range(200)])
     rows = grey.batch(0, 0, 1)[0]
-    assert torch.equal(rows, grey.train_images[task._permutation(0)[:16]])
+    assert torch.equal(rows, grey.train_images[task.permutation(0)[:16]])
     greys = torch.stack([grey.batch(k * per_epoch * 2, 0, 1)[0] for k in range(200)])
     assert abs(float(draws.mean() - greys.mean())) < 0.01 and float(greys.mean()) > 0.1
 
@@ -246,35 +236,19 @@ def test_the_autoencoder_card_names_the_hub_dataset(data_files, tmp_path):
     ids=["vae", "ae-with-neighbour-term"],
 )
 def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(data_files, tmp_path, options):
-    from accelerate.state import AcceleratorState, GradientState
-
-    def train(args):
-        trainer = Trainer(VAETask(args))
-        result = trainer.train()
-        trainer.end()
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-        return trainer, result
-
     args = tiny_args(
         tmp_path / "full", data_files, validation_steps=0, train_batch_size=24, **options
     )  # 2-batch epochs
-    full_trainer, full = train(args)
-    resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    (full_trainer, full), (resumed_trainer, resumed) = resume_at(lambda a: train_task(VAETask(a)), args, tmp_path)
+    reset_accelerate()
 
     assert resumed.metrics["train_steps"] == 6
-    full_ema, resumed_ema = full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict()
-    for key, value in full_ema.items():
-        assert torch.equal(value, resumed_ema[key]), key
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    for key, value in full_raw.items():
-        assert torch.equal(value, resumed_raw[key]), key
+    assert_equal_tensors(full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict())
+    full_raw = checkpoint_file(tmp_path / "full", 6)
+    assert_equal_tensors(full_raw, checkpoint_file(tmp_path / "resumed", 6))
     assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
     # and the weights did move: the comparison is not between two untouched initialisations
-    start = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "weights-model.safetensors"))
+    start = checkpoint_file(tmp_path / "full", 3)
     assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from factories import reset_accelerate, tiny_args
+from factories import assert_equal_tensors, checkpoint_file, reset_accelerate, resume_at, tiny_args, train_task
 from safetensors.torch import load_file
 
 from hfgen.training import (
@@ -23,10 +23,7 @@ from hfgen.training import (
 
 
 def train(args):
-    trainer = Trainer(FlowMatchingTask(args))
-    result = trainer.train()
-    trainer.end()
-    return trainer, result
+    return train_task(FlowMatchingTask(args))
 
 
 def weights(module):
@@ -42,21 +39,13 @@ def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_en
     tmp_path, coupling, path, accumulation
 ):
     args = tiny_args(tmp_path / "full", coupling=coupling, path=path, gradient_accumulation_steps=accumulation)
-    full_trainer, full = train(args)
-    full_raw = load_file(str(tmp_path / "full" / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
-    reset_accelerate()
-
-    # A second run that only has the state after step 3 (as if killed right after saving it).
-    resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    resumed_trainer, resumed = train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
-    resumed_raw = load_file(str(resumed_dir / "checkpoints" / "checkpoint-6" / "weights-model.safetensors"))
+    # the second run only has the state after step 3 (as if killed right after saving it)
+    (full_trainer, full), (resumed_trainer, resumed) = resume_at(train, args, tmp_path)
 
     assert resumed.metrics["train_steps"] == 6
-    for key, value in weights(full.pipeline.velocity).items():  # EMA weights
-        assert torch.equal(value, weights(resumed.pipeline.velocity)[key]), key
-    for key, value in full_raw.items():  # raw weights (data stream, optimizer and LR schedule all restored)
-        assert torch.equal(value, resumed_raw[key]), key
+    assert_equal_tensors(weights(full.pipeline.velocity), weights(resumed.pipeline.velocity))  # EMA weights
+    # raw weights (data stream, optimizer and LR schedule all restored)
+    assert_equal_tensors(checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "resumed", 6))
     assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
     assert (
         full_trainer.optimizer.state_dict()["state"][0]["step"]

@@ -15,7 +15,8 @@ import sys
 
 from hfgen.training import DDPMPointsArguments, DDPMPointsTask
 from hfgen.training.cli import run_script
-from hfgen.training.images import DDPMImageArguments, DDPMImageTask, is_image_run
+from hfgen.training.image_data import is_image_run
+from hfgen.training.images import DDPMImageArguments, DDPMImageTask
 from hfgen.training.trainer import run
 
 

@@ -17,7 +17,8 @@ import sys
 
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask, run
 from hfgen.training.cli import run_script
-from hfgen.training.images import FlowMatchingImageArguments, FlowMatchingImageTask, is_image_run
+from hfgen.training.image_data import is_image_run
+from hfgen.training.images import FlowMatchingImageArguments, FlowMatchingImageTask
 
 
 def train(args: FlowMatchingArguments) -> dict:

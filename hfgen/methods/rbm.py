@@ -303,3 +303,43 @@ def _check_betas(betas: object) -> Tensor:
 
 def _device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
+
+
+def ais_log_likelihood(
+    model: RBMModel, images: Tensor, base_visible_bias: Tensor, num_chains: int, num_betas: int, seed: int = 0
+) -> dict[str, float]:
+    r"""Mean test log-likelihood ``(1/N) Σ_n [−F(v_n)] − log Ẑ`` in nats, ``log Ẑ`` by AIS from the base-rate model
+    (Salakhutdinov & Murray 2008) with ``num_chains`` runs over ``num_betas`` equally spaced ``β``.
+
+    ``log_likelihood_stderr`` combines the spread over images and the AIS error of ``log Ẑ`` (delta method):
+    ``√(var(−F) / N + se(log Ẑ)²)``. AIS is unbiased for ``Z``, so ``log Ẑ`` is biased low on average and the
+    log-likelihood high (by about the variance of the log-weights over 2M)."""
+    images = model.check_visible(images.flatten(1), "images", binary=True)
+    generator = torch.Generator(model.device).manual_seed(seed)
+    ais = annealed_importance_sampling(
+        model, num_chains, num_betas, base_visible_bias=base_visible_bias, generator=generator
+    )
+    with torch.no_grad():
+        unnormalized = torch.cat([-model.free_energy(chunk).double() for chunk in images.split(1000)])
+    n = unnormalized.numel()
+    spread = float(unnormalized.var()) / n if n > 1 else 0.0
+    mean = float(unnormalized.mean()) - ais.log_partition
+    return {
+        "log_likelihood": mean,
+        "log_likelihood_stderr": math.sqrt(spread + ais.standard_error**2),
+        "nll": -mean,
+        "log_partition": ais.log_partition,
+        "log_partition_stderr": ais.standard_error,
+        "ais_num_chains": num_chains,
+        "ais_num_betas": num_betas,
+        "num_nll_images": n,
+    }
+
+
+def filter_images(model: RBMModel, num_filters: int) -> Tensor:
+    """The first ``num_filters`` columns of ``W`` as images ``(K, C, H, W)``, each scaled to [0, 1] by its own
+    min and max (the receptive field of a hidden unit, Hinton 2010 §15)."""
+    weights = model.weight.detach().T[:num_filters].cpu().float()
+    low, high = weights.min(1, keepdim=True).values, weights.max(1, keepdim=True).values
+    scaled = (weights - low) / (high - low).clamp_min(1e-12)
+    return scaled.reshape(-1, *model.image_shape)

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from hfgen.plotting.images import images_hwc, show_image
+from hfgen.plotting.images import images_hwc, plot_image_grid, plot_reconstructions, show_image
 from hfgen.plotting.panels import new_figure, points_2d, scatter_points
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_latent_grid", "plot_latent_scatter"]
+__all__ = ["latent_model_figures", "plot_latent_grid", "plot_latent_scatter"]
 
 
 def _label_axes(ax: Axes, title: str | None) -> None:
@@ -116,3 +116,25 @@ def plot_latent_grid(
     ax.set_ylim(y_edges[0], y_edges[-1])
     _label_axes(ax, title)
     return fig
+
+
+def latent_model_figures(
+    pipeline: Any, images: Tensor, labels: Tensor, samples: Tensor | None, is_vae: bool
+) -> dict[str, Figure]:
+    """The figures of an autoencoder or VAE ``pipeline`` (``encode``, ``decode``, ``latent_grid``) on held-out
+    ``images`` with their ``labels``: the codes by class, the decoded 10 × 10 latent grid, ten reconstructions and,
+    given ``samples``, a grid of 64 of them."""
+    codes = pipeline.encode(images)
+    kind = "VAE posterior means μ(x)" if is_vae else "autoencoder codes e(x)"
+    grid = pipeline.latent_grid(n=10) if is_vae else pipeline.latent_grid(n=10, codes=codes)
+    figures = {
+        "latent_scatter.png": plot_latent_scatter(codes, labels, title=f"test images: {kind}"),
+        "latent_grid.png": plot_latent_grid(
+            grid.images, grid.x, grid.y, codes=codes, labels=labels, title="decoded 10 × 10 latent grid"
+        ),
+        "reconstructions.png": plot_reconstructions(images[:10], pipeline.decode(codes[:10])),
+    }
+    if samples is not None:
+        title = "prior samples E[x | z], z ~ N(0, I)" if is_vae else "decoded z ~ N(mean, cov of the codes)"
+        figures["samples.png"] = plot_image_grid(samples[:64], title=title)
+    return figures

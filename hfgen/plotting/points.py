@@ -4,8 +4,9 @@ forward and reverse processes."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
 
 from hfgen.checks import check_number
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "bridge_progression_figures",
     "plot_diffusion_forward",
     "plot_diffusion_reverse",
     "plot_histograms_over_time",
@@ -182,3 +184,22 @@ def plot_diffusion_reverse(
     check_num_snapshots(num_snapshots)
     indices = snapshot_indices(trajectory.shape[0], num_snapshots)
     return _diffusion_panels(trajectory, timesteps, float(alpha), indices.tolist(), bounds)
+
+
+@torch.no_grad()
+def bridge_progression_figures(pipeline: Any, num_points: int, seed: int) -> dict[str, Any]:
+    """The course's progression plots (2-D only): ``x_0 ~ p_data`` carried forward to ``p'_data`` and
+    ``y ~ p'_data`` carried backward, at six states of the chain titled with the diffusion time
+    ``t_k = Σ_{j<k} γ_j``."""
+    if pipeline.dim != 2:
+        return {}
+    generator = torch.Generator().manual_seed(seed)
+    times = pipeline.scheduler.times.tolist()
+    ends = [pipeline.source_distribution.sample(2000, generator), pipeline.target_distribution.sample(2000, generator)]
+    both = torch.cat(ends)
+    bounds = (float(both.min()) - 1.0, float(both.max()) + 1.0)  # room for the noise of the middle states
+    figures = {}
+    for direction, visited in (("forward", times), ("backward", times[::-1])):
+        out = pipeline(num_points, direction=direction, generator=generator, return_trajectory=True)
+        figures[f"{direction}.png"] = plot_trajectory(out.trajectory, visited, bounds=bounds)
+    return figures

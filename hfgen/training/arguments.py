@@ -116,6 +116,21 @@ class TrainingArguments:
         "num_validation_samples",
     )
 
+    #: fields that must be ints >= 0
+    nonnegative_fields: ClassVar[tuple[str, ...]] = (
+        "lr_warmup_steps",
+        "logging_steps",
+        "checkpointing_steps",
+        "validation_steps",
+        "checkpoints_total_limit",
+    )
+    #: fields that must be one of a few values
+    choice_fields: ClassVar[dict[str, tuple[str, ...]]] = {
+        "lr_scheduler": LR_SCHEDULERS,
+        "mixed_precision": MIXED_PRECISION,
+        "report_to": REPORT_TO,
+    }
+
     #: fields that count optimizer steps besides ``max_train_steps`` (a smoke run caps them all)
     step_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -135,24 +150,14 @@ class TrainingArguments:
         for name in NETWORK_SIZE_FIELDS:  # a family's width and depth, if it has them (None: its recipe)
             if getattr(self, name, None) is not None:
                 check_positive_int(getattr(self, name), name)
-        for name in (
-            "lr_warmup_steps",
-            "logging_steps",
-            "checkpointing_steps",
-            "validation_steps",
-            "checkpoints_total_limit",
-        ):
+        for name in self.nonnegative_fields:
             check_int(getattr(self, name), name, 0)
         check_number(self.learning_rate, "learning_rate", low=0.0, high=self.max_learning_rate, open_low=True)
         check_number(self.max_grad_norm, "max_grad_norm", low=0.0, note="0 turns clipping off")
         check_number(self.adam_weight_decay, "adam_weight_decay", low=0.0)
         for name in ("adam_beta1", "adam_beta2", "ema_decay"):
             check_number(getattr(self, name), name, low=0.0, high=1.0, open_high=True)
-        for name, allowed in (
-            ("lr_scheduler", LR_SCHEDULERS),
-            ("mixed_precision", MIXED_PRECISION),
-            ("report_to", REPORT_TO),
-        ):
+        for name, allowed in self.choice_fields.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
         if self.push_to_hub and not self.hub_model_id:

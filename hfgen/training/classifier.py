@@ -31,7 +31,10 @@ class ClassifierArguments(TrainingArguments):
     """Arguments of ``training/train_classifier.py`` (``--dataset_name`` or ``--train_data_files`` is required)."""
 
     run_only_fields = TrainingArguments.run_only_fields | {"eval_batch_size"}
-    positive_fields = ("train_batch_size", "gradient_accumulation_steps", "num_validation_samples")
+    positive_fields = (
+        *("train_batch_size", "gradient_accumulation_steps", "num_validation_samples"),
+        *("num_epochs", "eval_batch_size", "hidden_size"),
+    )
 
     output_dir: str = documented("out/mnist-classifier", "where the model, its card and metrics are saved")
     dataset_name: str | None = documented(None, "Hub id, e.g. ylecun/mnist")
@@ -58,8 +61,6 @@ class ClassifierArguments(TrainingArguments):
         super().__post_init__()
         if self.dataset_name is None and self.train_data_files is None:
             raise ValueError("pass `dataset_name` (a Hub id) or `train_data_files` (a parquet file)")
-        for name in ("num_epochs", "eval_batch_size", "hidden_size"):
-            check_positive_int(getattr(self, name), name)
         if self.max_train_steps is not None:
             check_positive_int(self.max_train_steps, "max_train_steps")
 

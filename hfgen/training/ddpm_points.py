@@ -79,15 +79,18 @@ class DDPMPointsArguments(TrainingArguments):
     )
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
 
+    positive_fields = (*TrainingArguments.positive_fields, "num_train_timesteps", "num_eval_samples")
+    choice_fields = {
+        **TrainingArguments.choice_fields,
+        "beta_schedule": BETA_SCHEDULES,
+        "variance_type": VARIANCE_TYPES,
+        "sampler": SAMPLERS,
+        "time_embedding": TIME_EMBEDDINGS,
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         get_toy_distribution(self.dataset)  # raises a clear error for unknown names
-        if isinstance(self.num_train_timesteps, bool) or not isinstance(self.num_train_timesteps, int):
-            raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {self.num_train_timesteps!r}")
-        if self.num_train_timesteps < 1:
-            raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {self.num_train_timesteps}")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"`beta_schedule` must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
         if self.beta_schedule != "constant_alpha":
             for name in ("alpha", "final_alpha_bar"):
                 if getattr(self, name) is not None:
@@ -114,23 +117,15 @@ class DDPMPointsArguments(TrainingArguments):
             value = getattr(self, name)
             if value is not None and not 0.0 < value < 1.0:
                 raise ValueError(f"`{name}` must be in the open interval (0, 1), got {value}")
-        if self.variance_type not in VARIANCE_TYPES:
-            raise ValueError(f"`variance_type` must be one of {VARIANCE_TYPES}, got {self.variance_type!r}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {self.sampler!r}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"`eta` must be in [0, 1], got {self.eta}")
         if self.eta and self.sampler != "ddim":
             raise ValueError(f"`eta` applies to sampler='ddim' only, got sampler={self.sampler!r}, eta={self.eta}")
-        if self.time_embedding not in TIME_EMBEDDINGS:
-            raise ValueError(f"`time_embedding` must be one of {TIME_EMBEDDINGS}, got {self.time_embedding!r}")
         steps = self.num_inference_steps
         if steps is not None and not 1 <= steps <= self.num_train_timesteps:
             raise ValueError(
                 f"`num_inference_steps` must be in 1 … {self.num_train_timesteps} (num_train_timesteps), got {steps}"
             )
-        if self.num_eval_samples < 1:
-            raise ValueError(f"`num_eval_samples` must be >= 1, got {self.num_eval_samples}")
 
     def schedule_alpha(self) -> float:
         """The constant ``α``: ``alpha``, else ``final_alpha_bar^{1/T}``, else :data:`DEFAULT_ALPHA`."""

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.checks import check_choice, check_int, check_number
+from hfgen.checks import check_choice, check_number
 from hfgen.data import get_toy_distribution
 from hfgen.methods.energy import ReplayBuffer, check_grid_size, langevin_chain, maximum_likelihood_loss
 from hfgen.metrics import nll_report, sample_quality_report
@@ -86,6 +86,8 @@ class EnergyArguments(TrainingArguments):
     grid_bound: float = documented(6.0, "log Z by quadrature on [−b, b]² (must cover the data's support)")
     grid_size: int = documented(512, "cells per axis of the quadrature grid (even)")
 
+    positive_fields = (*TrainingArguments.positive_fields, "langevin_steps", "buffer_size", "num_sample_steps")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         target = get_toy_distribution(self.dataset)
@@ -99,8 +101,6 @@ class EnergyArguments(TrainingArguments):
             EnergyMLP.config_rules[name](getattr(self, name), name)
         for name, sampler in (("step_size", self.training_sampler), ("sample_step_size", self.sample_sampler)):
             SAMPLERS[sampler].config_rules["step_size"](getattr(self, name), name)  # the sampler's own rule
-        for name in ("langevin_steps", "buffer_size", "num_sample_steps"):
-            check_int(getattr(self, name), name)
         if self.num_eval_samples < 2:
             raise ValueError(f"`num_eval_samples` must be >= 2, got {self.num_eval_samples}")
         for name in ("num_nll_samples", "num_validation_nll_samples"):

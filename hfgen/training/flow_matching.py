@@ -23,7 +23,7 @@ from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
 from hfgen.training.arguments import TrainingArguments, check_number, documented
 from hfgen.training.points import PointLikelihoodTask
 from hfgen.training.trainer import evaluate_in_process, train_in_process
-from hfgen.utils import batch_generator, check_positive_int
+from hfgen.utils import batch_generator
 
 
 class CoupledPairs:
@@ -152,6 +152,10 @@ class FlowMatchingArguments(TrainingArguments):
     )
     num_validation_nll_samples: int = documented(250, "held-out points for the NLL at each validation (0: none)")
 
+    positive_fields = (*TrainingArguments.positive_fields, "num_inference_steps", "num_eval_samples")
+    nonnegative_fields = (*TrainingArguments.nonnegative_fields, "num_nll_samples", "num_validation_nll_samples")
+    choice_fields = {**TrainingArguments.choice_fields, "coupling": COUPLINGS, "solver": SOLVERS}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         target, source = get_toy_distribution(self.dataset), get_toy_distribution(self.source)
@@ -159,10 +163,6 @@ class FlowMatchingArguments(TrainingArguments):
             raise ValueError(
                 f"source {self.source!r} has dimension {source.dim} but dataset {self.dataset!r} has {target.dim}"
             )
-        if self.coupling not in COUPLINGS:
-            raise ValueError(f"`coupling` must be one of {COUPLINGS}, got {self.coupling!r}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"`solver` must be one of {SOLVERS}, got {self.solver!r}")
         if self.sigma_min and self.path != "linear":
             raise ValueError(
                 f"`sigma_min` applies to the linear path only, got path={self.path!r}, sigma_min={self.sigma_min}"
@@ -173,12 +173,6 @@ class FlowMatchingArguments(TrainingArguments):
         self.probability_path()  # raises a clear error for unknown paths
         if self.evaluation not in EVALUATIONS:
             raise ValueError(f"`evaluation` must be one of {EVALUATIONS}, got {self.evaluation!r}")
-        for name in ("num_inference_steps", "num_eval_samples"):
-            check_positive_int(getattr(self, name), name)
-        for name in ("num_nll_samples", "num_validation_nll_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
 
     def evaluation_sizes(self) -> tuple[int, int, int]:
         """``(samples for W2/MMD/support, held-out NLL points, density grid size)`` of the final evaluation."""

@@ -3,26 +3,21 @@ r"""Flow matching and constant-α DDPM on images (MNIST) with a diffusers ``UNet
 classifier-free-guidance label dropout, classifier scores, 10 × 10 validation grids and the model card.
 
 ``training/train_fm.py`` and ``training/train_ddpm.py`` run these tasks when given ``--dataset_name`` or
-``--train_data_files`` (:func:`is_image_run`).
+``--train_data_files`` (:func:`~hfgen.training.image_data.is_image_run`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from abc import abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import UNet2DModel
 from torch import Tensor
 
-from hfgen.data.images import dataset_to_tensors, load_image_splits
-from hfgen.image_metrics import classifier_outputs, frechet_distance, label_distribution_scores
+from hfgen.image_metrics import classifier_outputs, image_scores
 from hfgen.methods.image_diffusion import to_network_space
 from hfgen.model_cards.image_diffusion import image_ddpm_card, image_flow_matching_card
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
@@ -30,39 +25,16 @@ from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES
 from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
-from hfgen.training.arguments import TrainingArguments, check_image_data_source, check_number, documented
-from hfgen.training.task import TrainingTask
-from hfgen.utils import batch_generator, batches_per_epoch
+from hfgen.training.arguments import check_image_data_source, check_number, documented
+from hfgen.training.image_data import ImageDataArguments, ImageStreamTask, check_image_shapes, load_classifier
+from hfgen.utils import batch_generator
 
-#: the flags that make ``train_fm.py`` / ``train_ddpm.py`` train on images
-IMAGE_DATA_FLAGS = ("--dataset_name", "--train_data_files")
-#: the stream index of the per-epoch permutations (process streams are 0, 1, …)
-PERMUTATION_STREAM = -1
 #: the seed of the validation grid's draws (the same grid at every validation)
 GRID_SEED = 3
 
 
-def is_image_run(argv: Sequence[str]) -> bool:
-    """Whether a training script's command line asks for images: ``--dataset_name``/``--train_data_files`` among the
-    flags, or in the ``--config`` file."""
-    from hfgen.training.arguments import _read_config_file, _take_config_flag
-
-    if any(item.split("=", 1)[0] in IMAGE_DATA_FLAGS for item in argv):
-        return True
-    try:
-        path, _ = _take_config_flag(list(argv))
-    except ValueError:
-        return False
-    if path is None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-        path = argv[0]
-    if path is None or not os.path.isfile(path):
-        return False
-    values = _read_config_file(path)
-    return any(values.get(flag.removeprefix("--")) is not None for flag in IMAGE_DATA_FLAGS)
-
-
 @dataclass
-class ImageDiffusionArguments(TrainingArguments):
+class ImageDiffusionArguments(ImageDataArguments):
     """What the image flow-matching and DDPM runs share (``--dataset_name`` or ``--train_data_files`` is required).
 
     The network is a diffusers ``UNet2DModel`` on 28 × 28 images (no padding: ``block_out_channels`` of length 3
@@ -70,15 +42,17 @@ class ImageDiffusionArguments(TrainingArguments):
     ``num_class_embeds = K + 1`` class embeddings (the last one the null class ``K`` of classifier-free guidance),
     and each training label is replaced by the null class with probability ``cond_drop_prob``."""
 
-    run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples", "classifier_path", "guidance_scale"}
+    run_only_fields = ImageDataArguments.run_only_fields | {"num_eval_samples", "classifier_path", "guidance_scale"}
+    positive_fields = (
+        *ImageDataArguments.positive_fields,
+        "num_classes",
+        "layers_per_block",
+        "norm_num_groups",
+        "num_inference_steps",
+        "num_eval_samples",
+    )
 
-    dataset_name: str | None = documented(None, "Hub dataset id, e.g. ylecun/mnist (or use --train_data_files)")
-    train_data_files: str | None = documented(None, "local training parquet file (instead of --dataset_name)")
-    test_data_files: str | None = documented(None, "local test parquet file (default: a tenth of the train held out)")
-    image_column: str = "image"
     label_column: str = "label"
-    image_size: int = 28
-    num_channels: int = 1
     num_classes: int = documented(10, "classes of the labels (class-conditional runs)")
     block_out_channels: list[int] = field(
         default_factory=lambda: [32, 64, 64], metadata={"help": "UNet2DModel channels per resolution"}
@@ -105,17 +79,6 @@ class ImageDiffusionArguments(TrainingArguments):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_image_data_source(self, ("train_data_files", "test_data_files", "classifier_path"))
-        for name in (
-            "image_size",
-            "num_channels",
-            "num_classes",
-            "layers_per_block",
-            "norm_num_groups",
-            "num_inference_steps",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
         channels = self.block_out_channels
         if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
             raise ValueError(f"`block_out_channels` must be a non-empty list of ints >= 1, got {channels!r}")
@@ -135,15 +98,6 @@ class ImageDiffusionArguments(TrainingArguments):
                 f"`guidance_scale`={self.guidance_scale} needs --class_conditional (an unconditional model has "
                 "nothing to guide)"
             )
-        if isinstance(self.num_eval_samples, bool) or not isinstance(self.num_eval_samples, int):
-            raise ValueError(f"`num_eval_samples` must be an int >= 1, got {self.num_eval_samples!r}")
-        if self.num_eval_samples < 1:
-            raise ValueError(f"`num_eval_samples` must be an int >= 1, got {self.num_eval_samples!r}")
-
-    @property
-    def dataset_label(self) -> str:
-        """The data set's name: the Hub id, or the folder of the local training file."""
-        return self.dataset_name or Path(self.train_data_files).resolve().parent.name
 
     def build_unet(self) -> UNet2DModel:
         """The ``UNet2DModel`` these arguments describe."""
@@ -161,24 +115,6 @@ class ImageDiffusionArguments(TrainingArguments):
         )
 
 
-def load_image_data(args: ImageDiffusionArguments) -> dict[str, Tensor]:
-    """Train and test ``images`` ``(N, C, H, W)`` in ``[0, 1]`` (grey levels) and their ``labels``, through
-    :func:`hfgen.data.images.load_image_splits`."""
-    options = {
-        "image_column": args.image_column,
-        "label_column": args.label_column,
-        "binarize": None,
-        "seed": args.seed,
-        "image_size": args.image_size,
-        "num_channels": args.num_channels,
-    }
-    splits = load_image_splits(args.dataset_name, args.train_data_files, args.test_data_files, **options)
-    train_images, train_labels = dataset_to_tensors(splits["train"])
-    test_images, test_labels = dataset_to_tensors(splits["test"])
-    return {"train_images": train_images, "train_labels": train_labels, "test_images": test_images,
-            "test_labels": test_labels}  # fmt: skip
-
-
 def grid_labels(num_images: int, num_classes: int) -> Tensor:
     """Labels of a class-conditional grid: ``num_images / num_classes`` images of class 0, then class 1, …
     (one row per class in a 10 × 10 grid of 100)."""
@@ -186,13 +122,11 @@ def grid_labels(num_images: int, num_classes: int) -> Tensor:
     return torch.arange(num_images) // per_class % num_classes
 
 
-class ImageDiffusionTask(TrainingTask):
+class ImageDiffusionTask(ImageStreamTask):
     r"""Shared by the image flow-matching and DDPM tasks.
 
-    Micro-batch ``k`` of process ``s`` (of ``P``) is a pure function of ``(seed, s, k)``: epoch ``e = k // B_e``
-    uses the permutation of the training images drawn from ``batch_generator(seed, −1, e)``, process ``s`` takes its
-    shard ``perm[s::P]`` and batch ``k mod B_e`` of it; the noise, the times and the label dropout come from
-    ``batch_generator(seed, s, k)``. A resumed run therefore sees exactly the batches of an uninterrupted one.
+    Batches come from :class:`~hfgen.training.image_data.ImageStreamTask`'s exactly resumable stream; the noise,
+    the times and the label dropout come from the batch's generator ``batch_generator(seed, s, k)``.
 
     Scores (with ``classifier_path``): the Fréchet distance of the classifier's features of the samples to as many
     test images, the mean confidence, the entropy of the predicted labels and, for conditional samples, the accuracy
@@ -203,13 +137,10 @@ class ImageDiffusionTask(TrainingTask):
 
     def __init__(self, args: ImageDiffusionArguments, data: Mapping[str, Tensor] | None = None):
         super().__init__(args)
-        data = dict(data) if data is not None else load_image_data(args)
+        data = dict(data) if data is not None else args.load_images()
         self.train_images, self.train_labels = data["train_images"], data["train_labels"]
         self.test_images, self.test_labels = data["test_images"], data["test_labels"]
-        shape = (args.num_channels, args.image_size, args.image_size)
-        for name in ("train_images", "test_images"):
-            if tuple(getattr(self, name).shape[1:]) != shape:
-                raise ValueError(f"{name} have shape {tuple(getattr(self, name).shape)}, expected (N, {shape})")
+        check_image_shapes(self)
         if args.class_conditional:
             if self.train_labels is None:
                 raise ValueError("--class_conditional needs labels, but the training split has no label column")
@@ -218,57 +149,25 @@ class ImageDiffusionTask(TrainingTask):
                     f"the training labels go up to {int(self.train_labels.max())}, but `num_classes` is "
                     f"{args.num_classes}"
                 )
-        self.classifier = _load_classifier(args.classifier_path)
-        self._order: tuple[int, Tensor] | None = None
-        self._reference: Tensor | None = None
-
-    def check_processes(self, num_processes: int) -> None:
-        batches_per_epoch(self.train_images.shape[0], num_processes, self.args.train_batch_size)
+        self.classifier = load_classifier(args.classifier_path)
 
     def build_model(self) -> UNet2DModel:
         return self.args.build_unet()
 
     # -- data ---------------------------------------------------------------------------------------------------
 
-    def _permutation(self, epoch: int) -> Tensor:
-        if self._order is None or self._order[0] != epoch:
-            generator = batch_generator(self.args.seed, PERMUTATION_STREAM, epoch)
-            self._order = (epoch, torch.randperm(self.train_images.shape[0], generator=generator))
-        return self._order[1]
-
     def draw(self, index: int, stream: int, num_streams: int) -> tuple[Tensor, Tensor | None, torch.Generator]:
         """Micro-batch ``index`` of process ``stream``: the images on the network's scale ``2x − 1``, their labels
         after dropout to the null class ``K`` (``None`` for an unconditional run) and the batch's generator for the
         family's noise."""
-        size = self.args.train_batch_size
-        per_epoch = batches_per_epoch(self.train_images.shape[0], num_streams, size)
-        epoch, position = divmod(index, per_epoch)
-        rows = self._permutation(epoch)[stream::num_streams][position * size : (position + 1) * size]
+        rows = self.rows(index, stream, num_streams)
         generator = batch_generator(self.args.seed, stream, index)
         images = to_network_space(self.train_images[rows])
         labels = None
         if self.args.class_conditional:
-            dropped = torch.rand(size, generator=generator) < self.args.cond_drop_prob
+            dropped = torch.rand(self.args.train_batch_size, generator=generator) < self.args.cond_drop_prob
             labels = torch.where(dropped, self.args.num_classes, self.train_labels[rows].long())
         return images, labels, generator
-
-    @abstractmethod
-    def batch(self, index: int, stream: int, num_streams: int) -> tuple[Tensor, ...]:
-        """Micro-batch ``index`` of process ``stream``: the family's training inputs (from :meth:`draw`)."""
-
-    @contextmanager
-    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[Iterator[tuple[Tensor, ...]]]:
-        from accelerate import PartialState
-
-        num_streams = PartialState().num_processes
-
-        def stream_of_batches() -> Iterator[tuple[Tensor, ...]]:
-            index = start
-            while True:
-                yield self.batch(index, stream, num_streams)
-                index += 1
-
-        yield stream_of_batches()
 
     # -- sampling and scores ------------------------------------------------------------------------------------
 
@@ -358,26 +257,6 @@ class ImageDiffusionTask(TrainingTask):
         return out.trajectory[keep]
 
 
-def _load_classifier(path: str | None) -> Any:
-    if path is None:
-        return None
-    from hfgen.models.classifier import MnistClassifier
-
-    return MnistClassifier.from_pretrained(path, use_safetensors=True).eval()
-
-
-def image_scores(classifier: Any, images: Tensor, reference: Tensor) -> dict[str, Any]:
-    """Classifier scores of ``images``: ``frechet_distance`` of the classifier's features to those of ``reference``
-    (real test images), ``confidence``, ``label_entropy`` and ``label_kl_to_uniform``
-    (:func:`hfgen.image_metrics.label_distribution_scores`)."""
-    probs, features = classifier_outputs(classifier, images)
-    _, reference_features = classifier_outputs(classifier, reference)
-    scores = label_distribution_scores(probs)
-    scores.pop("label_distribution")
-    scores["frechet_distance"] = frechet_distance(features, reference_features)
-    return scores
-
-
 # ---- flow matching --------------------------------------------------------------------------------------------
 
 
@@ -390,10 +269,10 @@ class FlowMatchingImageArguments(ImageDiffusionArguments):
     time_scale: float = documented(1000.0, "the UNet reads the time as time_scale · t")
     solver: str = documented("euler", f"fixed-step sampler saved in the scheduler: {SOLVERS}")
 
+    choice_fields = {**ImageDiffusionArguments.choice_fields, "solver": SOLVERS}
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.solver not in SOLVERS:
-            raise ValueError(f"`solver` must be one of {SOLVERS}, got {self.solver!r}")
         check_number(self.time_scale, "time_scale", low=0.0, open_low=True)
 
 
@@ -443,17 +322,13 @@ class DDPMImageArguments(ImageDiffusionArguments):
     eta: float = documented(0.0, "DDIM noise scale η in [0, 1]")
     num_inference_steps: int = documented(20, "sampling steps in 1 … T for validation and evaluation")
 
+    positive_fields = (*ImageDiffusionArguments.positive_fields, "num_train_timesteps")
+    choice_fields = {**ImageDiffusionArguments.choice_fields, "variance_type": VARIANCE_TYPES, "sampler": SAMPLERS}
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.variance_type not in VARIANCE_TYPES:
-            raise ValueError(f"`variance_type` must be one of {VARIANCE_TYPES}, got {self.variance_type!r}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {self.sampler!r}")
         check_number(self.final_alpha_bar, "final_alpha_bar", low=0.0, high=1.0, open_low=True, open_high=True)
         check_number(self.eta, "eta", low=0.0, high=1.0)
-        steps = self.num_train_timesteps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"`num_train_timesteps` must be an int >= 1, got {steps!r}")
         if self.num_inference_steps > self.num_train_timesteps:
             raise ValueError(
                 f"`num_inference_steps` must be in 1 … num_train_timesteps = {self.num_train_timesteps}, got "

@@ -11,20 +11,19 @@ Hinton 2002) or from persistent chains carried across updates (PCD, Tieleman 200
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_splits
+from hfgen.data.images import dynamic_binarize
 from hfgen.methods.rbm import (
-    annealed_importance_sampling,
+    ais_log_likelihood,
     base_rate_visible_bias,
     contrastive_divergence,
+    filter_images,
     pseudo_log_likelihood,
     reconstruction_error,
 )
@@ -32,10 +31,11 @@ from hfgen.model_cards.rbm import rbm_card
 from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
-from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
-from hfgen.training.task import Progress, TrainingTask
+from hfgen.training.arguments import check_image_data_source, documented
+from hfgen.training.image_data import ImageDataArguments, ImageStreamTask
+from hfgen.training.task import Progress
 from hfgen.training.trainer import Trainer, evaluate_in_process, train_in_process
-from hfgen.utils import batch_generator, batches_per_epoch
+from hfgen.utils import batch_generator
 
 METHODS = ("pcd", "cd")
 BINARIZE = ("dynamic", "fixed", "threshold")
@@ -44,13 +44,13 @@ BINARIZE = ("dynamic", "fixed", "threshold")
 #: ``log Z`` by enumeration, 100 runs: 1 step misses by 7–9 nats with a standard error of 0.5, 2 steps by 1.5–3.5,
 #: 20 steps stay within about one standard error)
 MIN_AIS_BETAS = 20
-#: stream indices of ``batch_generator`` outside the process streams 0, 1, …: epoch permutations, chain starts,
-#: and the fixed binarisation of the images
-PERMUTATION_STREAM, CHAIN_STREAM, BINARIZATION_STREAM = -1, -2, -3
+#: stream indices of ``batch_generator`` outside the process streams 0, 1, … and the epoch permutations' −1: chain
+#: starts and the fixed binarisation of the images
+CHAIN_STREAM, BINARIZATION_STREAM = -2, -3
 
 
 @dataclass
-class RBMArguments(TrainingArguments):
+class RBMArguments(ImageDataArguments):
     """Arguments of ``training/train_rbm.py`` (``--dataset_name`` or ``--train_data_files`` is required).
 
     The defaults train a 500-hidden-unit RBM by PCD-1 (Tieleman 2008) on dynamically binarised MNIST: batch 100,
@@ -58,7 +58,7 @@ class RBMArguments(TrainingArguments):
     started at the base rate (Hinton 2010, §8.1); `benchmarks/ENERGY_RESULTS.md` has the measured time and test
     log-likelihood."""
 
-    run_only_fields = TrainingArguments.run_only_fields | {
+    run_only_fields = ImageDataArguments.run_only_fields | {
         "num_eval_images",
         "num_nll_images",
         "num_validation_nll_samples",
@@ -69,12 +69,6 @@ class RBMArguments(TrainingArguments):
     }
 
     output_dir: str = documented("out/rbm-mnist", "where the run writes its outputs")
-    dataset_name: str | None = documented(None, "Hub dataset id, e.g. ylecun/mnist (or use --train_data_files)")
-    train_data_files: str | None = documented(None, "local training parquet file (instead of --dataset_name)")
-    test_data_files: str | None = documented(None, "local test parquet file (default: 10% held out of the train)")
-    image_column: str = "image"
-    image_size: int = 28
-    num_channels: int = 1
     binarize: str = documented(
         "dynamic",
         f"{BINARIZE}: a fresh Bernoulli(pixel) draw per batch (the test set drawn once with the seed), one draw per "
@@ -102,33 +96,25 @@ class RBMArguments(TrainingArguments):
     ais_num_betas: int = documented(14_500, "intermediate distributions of the final AIS (Salakhutdinov & Murray 2008)")
     validation_ais_num_betas: int = documented(1_000, "intermediate distributions of AIS at each validation")
 
+    positive_fields = (
+        *ImageDataArguments.positive_fields,
+        *("num_hidden", "gibbs_steps", "num_chains", "num_sample_steps", "num_eval_images", "ais_num_chains"),
+        *("ais_num_betas", "validation_ais_num_betas"),
+    )
+    nonnegative_fields = (*ImageDataArguments.nonnegative_fields, "num_nll_images", "num_validation_nll_samples")
+    choice_fields = {**ImageDataArguments.choice_fields, "binarize": BINARIZE, "method": METHODS}
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, allowed in (("binarize", BINARIZE), ("method", METHODS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
         check_image_data_source(self)
-        positive = ("image_size", "num_channels", "num_hidden", "gibbs_steps", "num_chains", "num_sample_steps")
-        for name in (*positive, "num_eval_images", "ais_num_chains", "ais_num_betas", "validation_ais_num_betas"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
         for name in ("ais_num_betas", "validation_ais_num_betas"):
             if getattr(self, name) < MIN_AIS_BETAS:
                 raise ValueError(
                     f"`{name}` must be >= {MIN_AIS_BETAS} for a meaningful AIS estimate of log Z (Salakhutdinov & "
                     f"Murray 2008 use 14,500), got {getattr(self, name)}"
                 )
-        for name in ("num_nll_images", "num_validation_nll_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
         if not self.weight_init_std >= 0:
             raise ValueError(f"`weight_init_std` must be >= 0, got {self.weight_init_std}")
-
-    @property
-    def dataset_label(self) -> str:
-        """The data set's name: the Hub id, or the folder of the local training file."""
-        return self.dataset_name or Path(self.train_data_files).resolve().parent.name
 
     @property
     def num_visible(self) -> int:
@@ -138,18 +124,8 @@ class RBMArguments(TrainingArguments):
 def load_rbm_data(args: RBMArguments) -> dict[str, Tensor]:
     """Train and test images ``(N, C, H, W)`` in [0, 1] as :class:`RBMTask` takes them (grey levels; the
     binarisation is the task's)."""
-    options = {
-        "image_column": args.image_column,
-        "label_column": None,
-        "image_size": args.image_size,
-        "num_channels": args.num_channels,
-        "seed": args.seed,
-    }
-    splits = load_image_splits(args.dataset_name, args.train_data_files, args.test_data_files, **options)
-    return {
-        "train_images": dataset_to_tensors(splits["train"])[0],
-        "test_images": dataset_to_tensors(splits["test"])[0],
-    }
+    data = args.load_images()
+    return {"train_images": data["train_images"], "test_images": data["test_images"]}
 
 
 def binarize_images(images: Tensor, mode: str, seed: int, split: str) -> Tensor:
@@ -174,7 +150,7 @@ def check_images(images: object, name: str, shape: tuple[int, int, int]) -> Tens
     return images
 
 
-class RBMTask(TrainingTask):
+class RBMTask(ImageStreamTask):
     r"""Train an :class:`~hfgen.models.rbm.RBMModel` by CD-k or PCD-k on binarised images.
 
     Micro-batch ``k`` of process ``s`` (of ``P``) is a pure function of ``(seed, s, k)``: epoch ``e`` uses the
@@ -199,16 +175,12 @@ class RBMTask(TrainingTask):
         self.test_images = binarize_images(test, args.binarize, args.seed, "test")
         self.base_visible_bias = base_rate_visible_bias(self.train_images)
         self.chains: Tensor | None = None
-        self._order: tuple[int, Tensor] | None = None
         self._pipeline: RBMPipeline | None = None
         self._validation_pending = False
 
     @property
     def persistent(self) -> bool:
         return self.args.method == "pcd"
-
-    def check_processes(self, num_processes: int) -> None:
-        batches_per_epoch(self.train_images.shape[0], num_processes, self.args.train_batch_size)
 
     def build_model(self) -> RBMModel:
         """The RBM with ``W ~ N(0, s²)``, ``c = 0`` and the base-rate visible biases ``b = log p̄ / (1 − p̄)``."""
@@ -224,17 +196,6 @@ class RBMTask(TrainingTask):
             model.visible_bias.copy_(self.base_visible_bias)
         return model
 
-    def rows(self, index: int, stream: int, num_streams: int) -> Tensor:
-        """The training-image rows of micro-batch ``index`` of process ``stream`` of ``num_streams``: epoch ``e``
-        is the permutation drawn from ``batch_generator(seed, −1, e)``, sharded as ``perm[stream::num_streams]``."""
-        size = self.args.train_batch_size
-        per_epoch = batches_per_epoch(self.train_images.shape[0], num_streams, size)
-        epoch, position = divmod(index, per_epoch)
-        if self._order is None or self._order[0] != epoch:
-            generator = batch_generator(self.args.seed, PERMUTATION_STREAM, epoch)
-            self._order = (epoch, torch.randperm(self.train_images.shape[0], generator=generator))
-        return self._order[1][stream::num_streams][position * size : (position + 1) * size]
-
     def batch(self, index: int, stream: int, num_streams: int) -> tuple[Tensor, torch.Generator]:
         """Micro-batch ``index`` of process ``stream`` of ``num_streams``: binary images ``(B, V)`` and the generator
         of the Gibbs draws (which first binarises the images when ``binarize="dynamic"``)."""
@@ -249,21 +210,9 @@ class RBMTask(TrainingTask):
         probabilities = torch.sigmoid(self.base_visible_bias).expand(self.args.num_chains, -1)
         return sample_bernoulli(probabilities, batch_generator(self.args.seed, CHAIN_STREAM, stream))
 
-    @contextmanager
-    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[Iterator[tuple[Tensor, torch.Generator]]]:
-        from accelerate import PartialState
-
-        num_streams = PartialState().num_processes
+    def start_stream(self, stream: int) -> None:
         if self.persistent and self.chains is None:
             self.chains = self.initial_chains(stream)
-
-        def stream_of_batches() -> Iterator[tuple[Tensor, torch.Generator]]:
-            index = start
-            while True:
-                yield self.batch(index, stream, num_streams)
-                index += 1
-
-        yield stream_of_batches()
 
     def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> Tensor:
         """``mean F(v_data) − mean F(v_neg)``; with PCD the chain ends become the next persistent chains."""
@@ -377,46 +326,6 @@ class RBMTask(TrainingTask):
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
         return rbm_card(self.args, metrics, repo_id)
-
-
-def ais_log_likelihood(
-    model: RBMModel, images: Tensor, base_visible_bias: Tensor, num_chains: int, num_betas: int, seed: int = 0
-) -> dict[str, float]:
-    r"""Mean test log-likelihood ``(1/N) Σ_n [−F(v_n)] − log Ẑ`` in nats, ``log Ẑ`` by AIS from the base-rate model
-    (Salakhutdinov & Murray 2008) with ``num_chains`` runs over ``num_betas`` equally spaced ``β``.
-
-    ``log_likelihood_stderr`` combines the spread over images and the AIS error of ``log Ẑ`` (delta method):
-    ``√(var(−F) / N + se(log Ẑ)²)``. AIS is unbiased for ``Z``, so ``log Ẑ`` is biased low on average and the
-    log-likelihood high (by about the variance of the log-weights over 2M)."""
-    images = model.check_visible(images.flatten(1), "images", binary=True)
-    generator = torch.Generator(model.device).manual_seed(seed)
-    ais = annealed_importance_sampling(
-        model, num_chains, num_betas, base_visible_bias=base_visible_bias, generator=generator
-    )
-    with torch.no_grad():
-        unnormalized = torch.cat([-model.free_energy(chunk).double() for chunk in images.split(1000)])
-    n = unnormalized.numel()
-    spread = float(unnormalized.var()) / n if n > 1 else 0.0
-    mean = float(unnormalized.mean()) - ais.log_partition
-    return {
-        "log_likelihood": mean,
-        "log_likelihood_stderr": math.sqrt(spread + ais.standard_error**2),
-        "nll": -mean,
-        "log_partition": ais.log_partition,
-        "log_partition_stderr": ais.standard_error,
-        "ais_num_chains": num_chains,
-        "ais_num_betas": num_betas,
-        "num_nll_images": n,
-    }
-
-
-def filter_images(model: RBMModel, num_filters: int) -> Tensor:
-    """The first ``num_filters`` columns of ``W`` as images ``(K, C, H, W)``, each scaled to [0, 1] by its own
-    min and max (the receptive field of a hidden unit, Hinton 2010 §15)."""
-    weights = model.weight.detach().T[:num_filters].cpu().float()
-    low, high = weights.min(1, keepdim=True).values, weights.max(1, keepdim=True).values
-    scaled = (weights - low) / (high - low).clamp_min(1e-12)
-    return scaled.reshape(-1, *model.image_shape)
 
 
 def train_rbm(

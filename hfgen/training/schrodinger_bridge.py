@@ -53,6 +53,7 @@ from hfgen.model_cards.schrodinger_bridge import schrodinger_bridge_card
 from hfgen.models.mlp import TimeMLP
 from hfgen.models.residual_mean import ResidualMean
 from hfgen.pipelines import SchrodingerBridgePipeline
+from hfgen.plotting.points import bridge_progression_figures
 from hfgen.schedulers.schrodinger_bridge import SCHEDULES, BridgeScheduler
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.engine import HELD_OUT_SEED
@@ -114,6 +115,12 @@ class SchrodingerBridgeArguments(TrainingArguments):
     num_eval_samples: int = documented(2_000, "points transported for the final metrics")
     plots: bool = documented(True, "save the progression plots at each evaluation and beside the final pipeline")
 
+    positive_fields = (
+        *TrainingArguments.positive_fields,
+        *("num_steps", "num_trajectories", "refresh_every", "num_eval_samples"),
+    )
+    choice_fields = {**TrainingArguments.choice_fields, "loss_weighting": LOSS_WEIGHTINGS}
+
     def __post_init__(self) -> None:
         check_positive_int(self.half_iteration_steps, "half_iteration_steps")
         if self.stage not in STAGES:
@@ -121,10 +128,6 @@ class SchrodingerBridgeArguments(TrainingArguments):
         check_positive_int(self.ipf_iterations, "ipf_iterations")
         self.max_train_steps = len(self.half_iterations()) * self.half_iteration_steps
         super().__post_init__()
-        if self.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"`loss_weighting` must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
-        for name in ("num_steps", "num_trajectories", "refresh_every", "num_eval_samples"):
-            check_positive_int(getattr(self, name), name)
         if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0):
             raise ValueError(f"`gamma` must be a finite number > 0 (or None for 2 / num_steps), got {self.gamma!r}")
         scheduler = self.noise_scheduler()  # the scheduler's own checks (schedule name)
@@ -306,10 +309,10 @@ class SchrodingerBridgeTask(TrainingTask):
         self.last_loss = {key.removesuffix("_loss"): float(value) for key, value in state.items()}
 
     def validation_figures(self, pipeline: SchrodingerBridgePipeline, samples: None) -> dict[str, Any]:
-        return progression_figures(pipeline, 1000, seed=3) if self.args.plots else {}
+        return bridge_progression_figures(pipeline, 1000, seed=3) if self.args.plots else {}
 
     def final_figures(self, pipeline: SchrodingerBridgePipeline) -> dict[str, Any]:
-        return progression_figures(pipeline, 1000, seed=2) if self.args.plots else {}
+        return bridge_progression_figures(pipeline, 1000, seed=2) if self.args.plots else {}
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
         return schrodinger_bridge_card(self.args, metrics, repo_id)
@@ -344,27 +347,6 @@ def evaluate_schrodinger_bridge(
         report = sample_quality_report(samples, marginal, generator=reference)
         record |= {f"{direction}_{key}": value for key, value in report.items()}
     return record
-
-
-@torch.no_grad()
-def progression_figures(pipeline: SchrodingerBridgePipeline, num_points: int, seed: int) -> dict[str, Any]:
-    """The course's progression plots (2-D only): ``x_0 ~ p_data`` carried forward to ``p'_data`` and
-    ``y ~ p'_data`` carried backward, at six states of the chain titled with the diffusion time
-    ``t_k = Σ_{j<k} γ_j``."""
-    from hfgen import plotting
-
-    if pipeline.dim != 2:
-        return {}
-    generator = torch.Generator().manual_seed(seed)
-    times = pipeline.scheduler.times.tolist()
-    ends = [pipeline.source_distribution.sample(2000, generator), pipeline.target_distribution.sample(2000, generator)]
-    both = torch.cat(ends)
-    bounds = (float(both.min()) - 1.0, float(both.max()) + 1.0)  # room for the noise of the middle states
-    figures = {}
-    for direction, visited in (("forward", times), ("backward", times[::-1])):
-        out = pipeline(num_points, direction=direction, generator=generator, return_trajectory=True)
-        figures[f"{direction}.png"] = plotting.plot_trajectory(out.trajectory, visited, bounds=bounds)
-    return figures
 
 
 def run_bridge(args: SchrodingerBridgeArguments) -> dict[str, Any]:

@@ -69,23 +69,20 @@ class ScoreSDEArguments(TrainingArguments):
     num_nll_samples: int = documented(1_000, "held-out points for the final probability-flow NLL (dopri5)")
     num_validation_nll_samples: int = documented(250, "held-out points for the NLL at each validation (0: none)")
 
+    positive_fields = (*TrainingArguments.positive_fields, "num_inference_steps", "num_eval_samples")
+    nonnegative_fields = (*TrainingArguments.nonnegative_fields, "num_nll_samples", "num_validation_nll_samples")
+    choice_fields = {
+        **TrainingArguments.choice_fields,
+        "sde": SDES,
+        "sampler": SAMPLERS,
+        "time_embedding": TIME_EMBEDDINGS,
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         get_toy_distribution(self.dataset)  # raises a clear error for unknown names
-        if self.sde not in SDES:
-            raise ValueError(f"`sde` must be one of {SDES}, got {self.sde!r}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.time_embedding not in TIME_EMBEDDINGS:
-            raise ValueError(f"`time_embedding` must be one of {TIME_EMBEDDINGS}, got {self.time_embedding!r}")
         if self.time_beta <= 0:
             raise ValueError(f"`time_beta` must be > 0, got {self.time_beta}")
-        for name in ("num_inference_steps", "num_eval_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
-        for name in ("num_nll_samples", "num_validation_nll_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
         self.noise_scheduler()  # the scheduler checks β, σ, ε and the prediction type
 
     def noise_scheduler(self) -> ScoreSDEScheduler:

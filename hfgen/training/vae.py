@@ -8,34 +8,30 @@ importance-weighted bound with ``K`` samples (Burda et al. 2016, "Importance Wei
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_splits
+from hfgen.data.images import dynamic_binarize
 from hfgen.image_metrics import classifier_scores, knn_accuracy, likelihood_bounds, reconstruction_metrics
 from hfgen.methods.neighbor_embedding import nearest_neighbor_graph
 from hfgen.methods.vae import autoencoder_loss, negative_elbo
 from hfgen.model_cards.vae import vae_card
 from hfgen.models.vae import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS, VAE, AutoEncoder
 from hfgen.pipelines.vae import AutoEncoderPipeline, VAEPipeline
-from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
-from hfgen.training.task import TrainingTask
+from hfgen.training.arguments import check_image_data_source, documented
+from hfgen.training.image_data import ImageDataArguments, ImageStreamTask, check_image_shapes, load_classifier
 from hfgen.utils import batch_generator
 
 MODELS = ("vae", "ae")
 BINARIZE = ("dynamic", "fixed", "none")
-#: the stream index of the per-epoch permutations (process streams are 0, 1, …)
-PERMUTATION_STREAM = -1
 
 
 @dataclass
-class VAEArguments(TrainingArguments):
+class VAEArguments(ImageDataArguments):
     """Arguments of ``training/train_vae.py`` (``--dataset_name`` or ``--train_data_files`` is required).
 
     The defaults, shared by the AE and the VAE, train a 2-D Bernoulli model on dynamically binarised MNIST: MLP
@@ -43,7 +39,7 @@ class VAEArguments(TrainingArguments):
     cheaper per image on a CPU than four of batch 128), AdamW 3e-3 with 200 warm-up steps and cosine decay,
     8,000 steps (68 epochs), EMA 0.999; `benchmarks/VAE_RESULTS.md` has the measured time and metrics."""
 
-    run_only_fields = TrainingArguments.run_only_fields | {
+    run_only_fields = ImageDataArguments.run_only_fields | {
         "num_eval_images",
         "num_eval_samples",
         "num_nll_images",
@@ -56,13 +52,7 @@ class VAEArguments(TrainingArguments):
 
     output_dir: str = documented("out/vae-mnist", "where the run writes its outputs")
     model: str = documented("vae", f"which model to train: {MODELS}")
-    dataset_name: str | None = documented(None, "Hub dataset id, e.g. ylecun/mnist (or use --train_data_files)")
-    train_data_files: str | None = documented(None, "local training parquet file (instead of --dataset_name)")
-    test_data_files: str | None = documented(None, "local test parquet file (default: a tenth of the train held out)")
-    image_column: str = "image"
     label_column: str = "label"
-    image_size: int = 28
-    num_channels: int = 1
     binarize: str = documented(
         "dynamic", f"{BINARIZE}: a fresh Bernoulli draw per batch, one draw per image, or grey levels"
     )
@@ -103,26 +93,27 @@ class VAEArguments(TrainingArguments):
     knn_neighbors: int = documented(5, "k of the k-NN accuracy of test codes against training codes")
     classifier_path: str | None = documented(None, "folder of a saved MnistClassifier to score generated images")
 
+    positive_fields = (
+        *ImageDataArguments.positive_fields,
+        *("latent_dim", "num_eval_images", "num_eval_samples", "neighbor_k", "neighbor_components"),
+        *("num_importance_samples", "knn_neighbors"),
+    )
+    nonnegative_fields = (
+        *ImageDataArguments.nonnegative_fields,
+        *("num_nll_images", "num_validation_nll_samples", "quadrature_grid_size"),
+    )
+    choice_fields = {
+        **ImageDataArguments.choice_fields,
+        "model": MODELS,
+        "binarize": BINARIZE,
+        "architecture": ARCHITECTURES,
+        "normalization": NORMALIZATIONS,
+        "likelihood": LIKELIHOODS,
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        choices = (
-            ("model", MODELS),
-            ("binarize", BINARIZE),
-            ("architecture", ARCHITECTURES),
-            ("normalization", NORMALIZATIONS),
-        )
-        for name, allowed in (*choices, ("likelihood", LIKELIHOODS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
         check_image_data_source(self, ("train_data_files", "test_data_files", "classifier_path"))
-        positive = ("image_size", "num_channels", "latent_dim", "num_eval_images", "num_eval_samples", "neighbor_k")
-        for name in (*positive, "neighbor_components", "num_importance_samples", "knn_neighbors"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        for name in ("num_nll_images", "num_validation_nll_samples", "quadrature_grid_size"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
         if not self.kl_weight > 0:
             raise ValueError(f"`kl_weight` must be > 0, got {self.kl_weight}")
         if self.model == "ae" and self.kl_weight != 1.0:
@@ -148,11 +139,6 @@ class VAEArguments(TrainingArguments):
         """Whether the autoencoder trains with the neighbour-embedding term (the VAE refuses a weight)."""
         return self.neighbor_weight > 0
 
-    @property
-    def dataset_label(self) -> str:
-        """The data set's name: the Hub id, or the folder of the local training file."""
-        return self.dataset_name or Path(self.train_data_files).resolve().parent.name
-
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of :class:`~hfgen.models.vae.VAE` / :class:`~hfgen.models.vae.AutoEncoder`."""
         return {
@@ -176,37 +162,19 @@ def load_vae_data(args: VAEArguments) -> dict[str, Tensor]:
     for training (each batch is redrawn) and binarises the test images once with a generator seeded by
     ``seed`` (a fixed draw of the dynamically binarised test set, as in Burda et al. 2016).
     """
-    options = {
-        "image_column": args.image_column,
-        "label_column": args.label_column,
-        "binarize": "fixed" if args.binarize == "fixed" else None,
-        "seed": args.seed,
-        "image_size": args.image_size,
-        "num_channels": args.num_channels,
-    }
-    splits = load_image_splits(args.dataset_name, args.train_data_files, args.test_data_files, **options)
-    train_images, train_labels = dataset_to_tensors(splits["train"])
-    test_images, test_labels = dataset_to_tensors(splits["test"])
-    test_grey = test_images
+    data = args.load_images(binarize="fixed" if args.binarize == "fixed" else None)
+    data["test_grey"] = data["test_images"]
     if args.binarize == "dynamic":
-        test_images = dynamic_binarize(test_images, torch.Generator().manual_seed(args.seed))
-    return {
-        "train_images": train_images,
-        "train_labels": train_labels,
-        "test_images": test_images,
-        "test_grey": test_grey,
-        "test_labels": test_labels,
-    }
+        data["test_images"] = dynamic_binarize(data["test_images"], torch.Generator().manual_seed(args.seed))
+    return data
 
 
-class VAETask(TrainingTask):
+class VAETask(ImageStreamTask):
     r"""Train an :class:`AutoEncoder` or a :class:`VAE` on MNIST-family images.
 
-    Micro-batch ``k`` of process ``s`` (of ``P``) is a pure function of ``(seed, s, k)``: epoch
-    ``e = k // B_e`` uses the permutation of the training set drawn from ``batch_generator(seed, −1, e)``,
-    process ``s`` takes its shard ``perm[s::P]`` and batch ``k mod B_e`` of it; with dynamic binarisation
-    ``x ~ Bernoulli(pixels)`` and the reparametrisation noise ``ε`` come from ``batch_generator(seed, s, k)``.
-    A resumed run therefore sees exactly the batches of an uninterrupted one. With ``neighbor_weight > 0`` (the
+    Batches come from :class:`~hfgen.training.image_data.ImageStreamTask`'s exactly resumable stream; with dynamic
+    binarisation ``x ~ Bernoulli(pixels)`` and the reparametrisation noise ``ε`` come from the batch's generator
+    ``batch_generator(seed, s, k)``. With ``neighbor_weight > 0`` (the
     autoencoder only) each image also brings one of its ``neighbor_k`` nearest training images, drawn with the same
     generator, from a k-NN graph of the training set (:func:`~hfgen.methods.neighbor_embedding.nearest_neighbor_graph`
     on
@@ -226,14 +194,10 @@ class VAETask(TrainingTask):
         self.train_images, self.train_labels = data["train_images"], data["train_labels"]
         self.test_images, self.test_labels = data["test_images"], data["test_labels"]
         self.test_grey = data.get("test_grey", self.test_images)
-        shape = (args.num_channels, args.image_size, args.image_size)
-        for name in ("train_images", "test_images"):
-            if tuple(getattr(self, name).shape[1:]) != shape:
-                raise ValueError(f"{name} have shape {tuple(getattr(self, name).shape)}, expected (N, {shape})")
-        self.classifier = self._load_classifier(args.classifier_path)
+        check_image_shapes(self)
+        self.classifier = load_classifier(args.classifier_path)
         self.name = "vae" if self.is_vae else "autoencoder"
         self._pipeline: VAEPipeline | AutoEncoderPipeline | None = None
-        self._order: tuple[int, Tensor] | None = None
         self._neighbor_graph: Tensor | None = None
         self._quadrature: tuple[Tensor, Tensor] | None = None
 
@@ -246,14 +210,6 @@ class VAETask(TrainingTask):
             )
         return self._neighbor_graph
 
-    @staticmethod
-    def _load_classifier(path: str | None) -> Any:
-        if path is None:
-            return None
-        from hfgen.models.classifier import MnistClassifier
-
-        return MnistClassifier.from_pretrained(path, use_safetensors=True).eval()
-
     @property
     def is_vae(self) -> bool:
         return self.args.model == "vae"
@@ -265,16 +221,7 @@ class VAETask(TrainingTask):
         """Micro-batch ``index`` of process ``stream`` out of ``num_streams``: the images, the generator of
         its remaining randomness (the VAE's ε) and, with the neighbour term, one graph neighbour of each image
         (else None)."""
-        size = self.args.train_batch_size
-        per_epoch = (self.train_images.shape[0] // num_streams) // size
-        if per_epoch < 1:
-            raise ValueError(
-                f"`train_batch_size` {size} is larger than one process's share of the "
-                f"{self.train_images.shape[0]} training images ({num_streams} processes)"
-            )
-        epoch, position = divmod(index, per_epoch)
-        order = self._permutation(epoch)
-        rows = order[stream::num_streams][position * size : (position + 1) * size]
+        rows = self.rows(index, stream, num_streams)
         generator = batch_generator(self.args.seed, stream, index)
         images = self.train_images[rows]
         if self.args.binarize == "dynamic":
@@ -287,29 +234,6 @@ class VAETask(TrainingTask):
         if self.args.binarize == "dynamic":
             neighbors = dynamic_binarize(neighbors, generator)
         return images, generator, neighbors
-
-    def _permutation(self, epoch: int) -> Tensor:
-        """The order of the training images in ``epoch`` (cached for the current epoch)."""
-        if self._order is None or self._order[0] != epoch:
-            generator = batch_generator(self.args.seed, PERMUTATION_STREAM, epoch)
-            self._order = (epoch, torch.randperm(self.train_images.shape[0], generator=generator))
-        return self._order[1]
-
-    @contextmanager
-    def batches(
-        self, start: int, stream: int, phase: int = 0
-    ) -> Iterator[Iterator[tuple[Tensor, torch.Generator, Tensor | None]]]:
-        from accelerate import PartialState
-
-        num_streams = PartialState().num_processes
-
-        def stream_of_batches() -> Iterator[tuple[Tensor, torch.Generator, Tensor | None]]:
-            index = start
-            while True:
-                yield self.batch(index, stream, num_streams)
-                index += 1
-
-        yield stream_of_batches()
 
     def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> Tensor:
         images, generator, neighbors = batch
@@ -416,23 +340,9 @@ class VAETask(TrainingTask):
         return metrics
 
     def _figures(self, pipeline: VAEPipeline | AutoEncoderPipeline, samples: Tensor | None) -> dict[str, Any]:
-        from hfgen import plotting
+        from hfgen.plotting.latent import latent_model_figures
 
-        images, labels = self.eval_images()
-        codes = pipeline.encode(images)
-        kind = "VAE posterior means μ(x)" if self.is_vae else "autoencoder codes e(x)"
-        grid = pipeline.latent_grid(n=10) if self.is_vae else pipeline.latent_grid(n=10, codes=codes)
-        figures = {
-            "latent_scatter.png": plotting.plot_latent_scatter(codes, labels, title=f"test images: {kind}"),
-            "latent_grid.png": plotting.plot_latent_grid(
-                grid.images, grid.x, grid.y, codes=codes, labels=labels, title="decoded 10 × 10 latent grid"
-            ),
-            "reconstructions.png": plotting.plot_reconstructions(images[:10], pipeline.decode(codes[:10])),
-        }
-        if samples is not None:
-            title = "prior samples E[x | z], z ~ N(0, I)" if self.is_vae else "decoded z ~ N(mean, cov of the codes)"
-            figures["samples.png"] = plotting.plot_image_grid(samples[:64], title=title)
-        return figures
+        return latent_model_figures(pipeline, *self.eval_images(), samples, is_vae=self.is_vae)
 
     def validation_figures(self, pipeline: VAEPipeline | AutoEncoderPipeline, samples: Tensor) -> dict[str, Any]:
         return self._figures(pipeline, samples)
