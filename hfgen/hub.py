@@ -12,11 +12,43 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from hfgen.remote_code import component_entries, remote_pipeline_module
 
 LICENSE = "apache-2.0"
+#: the card's ``library_name``: every folder hfgen saves loads with diffusers alone (its remote-code layout)
+LIBRARY_NAME = "diffusers"
+#: the ``model-index`` task of a model of 2-D points (the Hub has no task, nor pipeline tag, for them)
 TASK = "unconditional-generation"
+#: the Hub's task and ``pipeline_tag`` of a model that draws images; a class-conditional one too (the Hub has no
+#: class-conditional tag, and without labels it samples its unconditional, null-class model)
+IMAGE_TASK = "unconditional-image-generation"
+
+
+def hub_dataset_id(name: str | None) -> str | None:
+    """``name`` when it is the id of a data set on the Hub (``ylecun/mnist``); ``None`` for no name, or a local file
+    or folder (which exists where the run read it, or is no valid Hub id)."""
+    if not name or os.path.exists(name):
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
+def off_hub_dataset_type(kind: str, name: str) -> str:
+    """The ``model-index`` ``dataset.type`` of data that is not on the Hub: ``"<kind>:<name>"`` (``toy:moons``,
+    ``local:mnist``), which the colon keeps from ever being read as a Hub id."""
+    return f"{kind}:{name}"
+
+
+def image_dataset_type(args: Any) -> str:
+    """The ``model-index`` ``dataset.type`` of an image run: its Hub id, else ``local:<name>``, the last part of its
+    local folder's path."""
+    return hub_dataset_id(args.dataset_name) or off_hub_dataset_type("local", Path(args.dataset_label).name)
 
 
 def card_template(name: str) -> str:
@@ -116,12 +148,14 @@ def eval_results(
     dataset_name: str,
     dataset_type: str,
     dataset_split: str | None = None,
+    task_type: str = TASK,
 ) -> list[EvalResult]:
     """``EvalResult``s for a card's ``model-index``: ``names`` maps a ``metrics.json`` key to its
-    ``(metric_type, metric_name, …)``; keys the run did not report are skipped."""
+    ``(metric_type, metric_name, …)``; keys the run did not report are skipped. ``dataset_type`` is the data's Hub
+    id, or :func:`off_hub_dataset_type` for data that are not on the Hub."""
     return [
         EvalResult(
-            task_type=TASK,
+            task_type=task_type,
             dataset_type=dataset_type,
             dataset_name=dataset_name,
             dataset_split=dataset_split,
@@ -220,13 +254,14 @@ def render_card(
     """Render the template ``model_cards/<template>.md`` for a training run with ``args`` (its arguments: the
     template reads them as ``args.<name>``) and ``metrics`` (its ``metrics.json``).
 
-    The card's metadata: ``library_name`` hfgen, the license, ``tags``, ``results`` as its ``model-index``, the
-    data set when it is a Hub id, and ``card_data`` (other ``ModelCardData`` fields). The template also gets
+    The card's metadata: ``library_name`` diffusers (:data:`LIBRARY_NAME`), the license, ``tags``, ``results`` as its
+    ``model-index``, ``datasets`` only when the run trained on a Hub data set (:func:`hub_dataset_id` of its
+    ``dataset_name``), and ``card_data`` (other ``ModelCardData`` fields: ``pipeline_tag``). The template also gets
     ``model_name`` (the repo's name, else ``default_name``), ``repo_id`` (what the usage line loads),
     ``training_summary``, ``config_table`` (every argument) and ``values``, which may override these."""
     model_name = repo_id.split("/")[-1] if repo_id else default_name
-    hub_dataset = getattr(args, "dataset_name", None)
-    data = {"library_name": "hfgen", "datasets": [hub_dataset] if hub_dataset else None, **(card_data or {})}
+    hub_dataset = hub_dataset_id(getattr(args, "dataset_name", None))
+    data = {"library_name": LIBRARY_NAME, "datasets": [hub_dataset] if hub_dataset else None, **(card_data or {})}
     metadata = ModelCardData(license=LICENSE, tags=tags, model_name=model_name, eval_results=results or None, **data)
     context = {
         "repo_id": usage_repo_id(repo_id, args.output_dir),
@@ -358,16 +393,21 @@ def push_folder_to_hub(
     )
 
 
+#: the pipelines that draw images (their cards' ``pipeline_tag`` is :data:`IMAGE_TASK`)
+IMAGE_PIPELINES = ("FlowMatchingImagePipeline", "DDPMImagePipeline", "RBMPipeline", "VAEPipeline")
+
+
 def pipeline_card(pipeline: Any, repo_id: str) -> ModelCard:
     """A model card for a pipeline pushed on its own (not from a training run): metadata, components, usage."""
     components = [
         (name, f"{type(module).__module__}.{type(module).__name__}") for name, module in pipeline.components.items()
     ]
     card_data = ModelCardData(
-        library_name="hfgen",
+        library_name=LIBRARY_NAME,
         license=LICENSE,
         tags=["hfgen", "diffusers", type(pipeline).__name__],
         model_name=repo_id.split("/")[-1],
+        pipeline_tag=IMAGE_TASK if type(pipeline).__name__ in IMAGE_PIPELINES else None,
     )
     return ModelCard.from_template(
         card_data,

@@ -8,10 +8,14 @@ from typing import Any
 from huggingface_hub import ModelCard
 
 from hfgen.hub import (
+    IMAGE_TASK,
     LIKELIHOOD_RESULTS,
+    TASK,
     eval_results,
+    image_dataset_type,
     markdown_table,
     nll_rows,
+    off_hub_dataset_type,
     render_card,
     sample_quality_rows,
     training_row,
@@ -47,10 +51,16 @@ def model_title(args: Any) -> str:
     return COUPLING_NAMES[args.coupling_type] if args.model == "coupling" else MODEL_NAMES[args.model]
 
 
+def dataset_type(args: Any) -> str:
+    """The ``model-index`` ``dataset.type``: the images' Hub id or local folder, or the toy distribution."""
+    return image_dataset_type(args) if args.uses_images else off_hub_dataset_type("toy", args.dataset_label)
+
+
 def density_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = None) -> ModelCard:
     """The card of a run with density-model arguments ``args``: metadata, the model's equations, usage, metrics,
     figures, training summary and configuration; ``repo_id`` is the Hub id the usage line loads."""
     label = args.dataset_label
+    task = IMAGE_TASK if args.uses_images else TASK
     return render_card(
         "density",
         args,
@@ -58,9 +68,8 @@ def density_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = No
         repo_id,
         default_name=f"{args.model}-{label.split('/')[-1]}",
         tags=["hfgen", "diffusers", "density-estimation", args.model, "image" if args.uses_images else "toy-2d"],
-        results=eval_results(
-            metrics, LIKELIHOOD_RESULTS, label, getattr(args, "dataset_name", None) or f"hfgen/{label}"
-        ),
+        results=eval_results(metrics, LIKELIHOOD_RESULTS, label, dataset_type(args), task_type=task),
+        card_data={"pipeline_tag": IMAGE_TASK} if args.uses_images else None,
         model_title=model_title(args),
         dataset=label,
         images=args.uses_images,

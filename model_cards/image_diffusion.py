@@ -7,7 +7,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from hfgen.hub import eval_results, markdown_table, render_card, validation_table
+from hfgen.hub import IMAGE_TASK, eval_results, image_dataset_type, markdown_table, render_card, validation_table
 
 #: metric key → (model-index type, name, note)
 CARD_METRICS = {
@@ -62,7 +62,6 @@ def ddpm_math(args: Any) -> str:
 def _card(args: Any, metrics: Mapping[str, Any], repo_id: str | None, family: str, pipeline_class: str) -> ModelCard:
     history = metrics.get("validation", [])
     scored = any(key in record for record in history for key, _ in VALIDATION_COLUMNS)
-    dataset_type = args.dataset_name or f"local/{args.dataset_label}"
     return render_card(
         "image_diffusion",
         args,
@@ -70,7 +69,10 @@ def _card(args: Any, metrics: Mapping[str, Any], repo_id: str | None, family: st
         repo_id,
         default_name=f"{family}-{args.dataset_label.split('/')[-1]}",
         tags=["hfgen", "diffusers", family, "image", *(["class-conditional"] if args.class_conditional else [])],
-        results=eval_results(metrics, CARD_METRICS, args.dataset_label, dataset_type, dataset_split="test"),
+        results=eval_results(
+            metrics, CARD_METRICS, args.dataset_label, image_dataset_type(args), "test", task_type=IMAGE_TASK
+        ),
+        card_data={"pipeline_tag": IMAGE_TASK},
         family="flow matching" if family == "flow-matching" else "constant-α DDPM",
         pipeline_class=pipeline_class,
         dataset=args.dataset_label,

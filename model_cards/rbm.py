@@ -7,7 +7,16 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from hfgen.hub import eval_results, markdown_table, metric_rows, render_card, training_row, validation_table
+from hfgen.hub import (
+    IMAGE_TASK,
+    eval_results,
+    image_dataset_type,
+    markdown_table,
+    metric_rows,
+    render_card,
+    training_row,
+    validation_table,
+)
 
 #: metric key → (model-index type, name, note); values in nats per image
 CARD_METRICS = {
@@ -49,7 +58,6 @@ def method_description(args: Any) -> str:
 def rbm_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = None) -> ModelCard:
     """The card of a run with ``RBMArguments`` ``args``: metadata, the equations, usage, metrics, figures and
     configuration; ``repo_id`` is the Hub id the usage line loads (the output folder when ``None``)."""
-    dataset_type = args.dataset_name or f"local/{args.dataset_label}"
     return render_card(
         "rbm",
         args,
@@ -57,7 +65,10 @@ def rbm_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = None) 
         repo_id,
         default_name=f"rbm-{args.dataset_label.split('/')[-1]}",
         tags=["hfgen", "diffusers", "restricted-boltzmann-machine", "energy-based-model", "image"],
-        results=eval_results(metrics, CARD_METRICS, args.dataset_label, dataset_type, dataset_split="test"),
+        results=eval_results(
+            metrics, CARD_METRICS, args.dataset_label, image_dataset_type(args), "test", task_type=IMAGE_TASK
+        ),
+        card_data={"pipeline_tag": IMAGE_TASK},
         dataset=args.dataset_label,
         binarize_description=BINARIZE_DESCRIPTIONS[args.binarize],
         image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",

@@ -7,7 +7,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard
 
-from hfgen.hub import TASK, markdown_table, render_card
+from hfgen.hub import TASK, markdown_table, off_hub_dataset_type, render_card
 from hfgen.schedulers.schrodinger_bridge import DIRECTIONS
 
 #: the W2 figures of each end of the bridge: metric key suffix → (model-index type, name)
@@ -54,7 +54,7 @@ def results(args: Any, metrics: Mapping[str, Any]) -> list[EvalResult]:
     return [
         EvalResult(
             task_type=TASK,
-            dataset_type=f"hfgen/{marginal.name}",
+            dataset_type=off_hub_dataset_type("toy", marginal.name),
             dataset_name=name,
             metric_type=f"{direction}-{metric_type}",
             metric_name=f"{direction} {metric_name}",

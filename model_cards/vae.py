@@ -7,7 +7,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard
 
-from hfgen.hub import TASK, markdown_table, metric_rows, render_card, validation_table
+from hfgen.hub import IMAGE_TASK, image_dataset_type, markdown_table, metric_rows, render_card, validation_table
 
 #: metric key → (model-index type, name, note); nats are per image
 CARD_METRICS = {
@@ -45,12 +45,21 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     return markdown_table(("metric", "value", "note"), metric_rows(metrics, CARD_METRICS, STDERR))
 
 
+#: the Hub task of an autoencoder: it maps images to codes (and back), it draws none
+FEATURE_TASK = "image-feature-extraction"
+
+
+def card_task(args: Any) -> str:
+    """The card's Hub task and ``pipeline_tag``: a VAE draws images, an autoencoder extracts codes."""
+    return IMAGE_TASK if args.model == "vae" else FEATURE_TASK
+
+
 def results(args: Any, metrics: Mapping[str, Any]) -> list[EvalResult]:
     """Machine-readable metrics for the card's ``model-index``."""
     return [
         EvalResult(
-            task_type=TASK,
-            dataset_type=args.dataset_name or f"local/{args.dataset_label}",
+            task_type=card_task(args),
+            dataset_type=image_dataset_type(args),
             dataset_name=args.dataset_label,
             dataset_split="test",
             metric_type=metric_type,
@@ -84,6 +93,7 @@ def vae_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = None) 
         default_name=f"{kind}-{args.dataset_label.split('/')[-1]}",
         tags=["hfgen", "diffusers", "variational-autoencoder" if kind == "vae" else "autoencoder", "image"],
         results=results(args, metrics),
+        card_data={"pipeline_tag": card_task(args)},
         dataset=args.dataset_label,
         binarize_description=BINARIZE_DESCRIPTIONS[args.binarize],
         image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",

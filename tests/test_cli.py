@@ -2,7 +2,11 @@
 the user's mistakes reported as one line (exit status 2) instead of a traceback."""
 
 import argparse
+import ast
+import runpy
+import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from factories import tiny_args
@@ -20,7 +24,7 @@ from hfgen.training import (
     VAEArguments,
     run,
 )
-from hfgen.training.arguments import _document
+from hfgen.training.arguments import _document, build_parser
 from hfgen.training.classifier import ClassifierArguments
 from hfgen.training.cli import run_script
 
@@ -86,3 +90,42 @@ def test_help_renders_for_every_script(arguments_class, capsys):
     with pytest.raises(SystemExit) as stopped:
         run_script(arguments_class, lambda args: {}, "A script.", ["--help"])
     assert stopped.value.code == 0 and "(default:" in capsys.readouterr().out
+
+
+SCRIPTS = sorted((Path(__file__).parent.parent / "training").glob("train_*.py"))
+
+
+@pytest.mark.parametrize(
+    ("script", "own_flag"), [("train_fm.py", "--coupling"), ("train_ddpm.py", "--num_train_timesteps")]
+)
+def test_the_help_of_a_points_or_images_script_lists_the_image_options(script, own_flag, monkeypatch, capsys):
+    path = Path(__file__).parent.parent / "training" / script
+    monkeypatch.setattr(sys, "argv", [str(path), "--help"])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(path), run_name="__main__")
+    text = capsys.readouterr().out
+    assert stopped.value.code == 0 and own_flag in text
+    image_part = text[text.index("image options") :]
+    for flag in ("--dataset_name", "--train_data_files", "--test_data_files", "--class_conditional", "--image_size"):
+        assert f"\n  {flag} " in image_part, flag
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda path: path.name)
+def test_a_script_docstring_reads_as_written_so_no_example_loses_its_line_break(path):
+    """A backslash at the end of an example line (a shell continuation) must reach --help as written: a plain
+    string literal would join the two lines."""
+    literal = ast.parse(path.read_text(encoding="utf-8")).body[0].value
+    written = ast.get_source_segment(path.read_text(encoding="utf-8"), literal)
+    assert literal.value == written[written.index('"""') + 3 : -3]
+
+
+def test_the_density_help_shows_each_models_recipe_values():
+    from hfgen.training.density import DENSITY_TASKS
+
+    text = " ".join(build_parser(DensityArguments).format_help().split())
+    assert "None: the recipe" not in text and "(default: None)" not in text
+    made, cnf = DENSITY_TASKS["made"], DENSITY_TASKS["cnf"]
+    steps = made.recipe["max_train_steps"], made.image_recipe["max_train_steps"], cnf.recipe["max_train_steps"]
+    assert f"made {steps[0]} (on images {steps[1]})" in text and f"cnf {steps[2]}" in text
+    assert f"gmm {DENSITY_TASKS['gmm'].recipe['em_iterations']}" in text
+    assert f"coupling {DENSITY_TASKS['coupling'].recipe['activation']}, cnf {cnf.recipe['activation']}" in text

@@ -1,8 +1,14 @@
 """Model cards: rendered from model_cards/ templates, YAML metadata that parses, metrics that match the run."""
 
+import ast
+import re
+
 import pytest
 import yaml
 from huggingface_hub import ModelCard
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+from huggingface_hub.utils import validate_repo_id
 
 from hfgen.hub import card_template, markdown_table
 from hfgen.methods.flow_matching import PATHS, get_path
@@ -40,7 +46,7 @@ def test_card_round_trips_through_model_card_load_with_the_run_metrics(tmp_path)
     flow_matching_card(args, METRICS, repo_id="someone/fm-checkerboard").save(tmp_path / "README.md")
     card = ModelCard.load(tmp_path / "README.md")
     metadata = front_matter((tmp_path / "README.md").read_text(encoding="utf-8"))
-    assert metadata["library_name"] == "hfgen" and "flow-matching" in metadata["tags"]
+    assert metadata["library_name"] == "diffusers" and "flow-matching" in metadata["tags"]
     assert metadata["model-index"][0]["name"] == "fm-checkerboard"
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert values["wasserstein-2"] == pytest.approx(0.0912)
@@ -133,3 +139,133 @@ def test_the_card_ends_its_validation_table_with_the_final_step_and_omits_unused
     brownian = flow_matching_card(FlowMatchingArguments(output_dir=str(tmp_path), path="brownian"), metrics).text
     assert "| sigma |" in brownian and "| sigma_min |" not in brownian
     assert "unbiased estimate, so slightly negative" in text
+
+
+#: every metric some family's card reports in its model-index (each card picks its own)
+ALL_METRICS = {
+    **{k: v for k, v in METRICS.items() if k != "validation"},
+    "samples_frechet_distance": 3.5,
+    "samples_confidence": 0.9,
+    "samples_label_entropy": 2.2,
+    "log_likelihood": -90.0,
+    "log_likelihood_stderr": 0.5,
+    "log_partition": 200.0,
+    "elbo": -100.0,
+    "elbo_stderr": 0.4,
+    "iwae_stderr": 0.3,
+    "reconstruction_mse": 0.01,
+    "knn_accuracy": 0.95,
+    **{f"{d}_{k}": 0.1 for d in ("forward", "backward") for k in ("w2", "w2_floor", "w2_ratio")},
+    "test_accuracy": 0.99,
+    "train_accuracy": 0.995,
+    "num_test_images": 100,
+    "num_train_images": 1000,
+}
+IMAGE_TAG = "unconditional-image-generation"
+
+
+def _card_cases(data_file: str) -> dict:
+    """Every family's card: (card function, its arguments, the expected pipeline tag, the Hub data set or None)."""
+    from hfgen.model_cards.classifier import classifier_card
+    from hfgen.model_cards.ddpm_points import ddpm_points_card
+    from hfgen.model_cards.density import density_card
+    from hfgen.model_cards.energy import energy_card
+    from hfgen.model_cards.image_diffusion import image_ddpm_card, image_flow_matching_card
+    from hfgen.model_cards.rbm import rbm_card
+    from hfgen.model_cards.schrodinger_bridge import schrodinger_bridge_card
+    from hfgen.model_cards.score_sde import score_sde_card
+    from hfgen.model_cards.vae import vae_card
+    from hfgen.training import (
+        ClassifierArguments,
+        DDPMImageArguments,
+        DDPMPointsArguments,
+        DensityArguments,
+        EnergyArguments,
+        FlowMatchingImageArguments,
+        RBMArguments,
+        SchrodingerBridgeArguments,
+        ScoreSDEArguments,
+        VAEArguments,
+    )
+
+    mnist, fashion, local = (
+        {"dataset_name": "ylecun/mnist"},
+        {"dataset_name": "zalando-datasets/fashion_mnist"},
+        {"train_data_files": data_file},
+    )
+    return {
+        "flow matching": (flow_matching_card, FlowMatchingArguments(), None, None),
+        "bridge": (schrodinger_bridge_card, SchrodingerBridgeArguments(), None, None),
+        "density gmm": (density_card, DensityArguments(model="gmm"), None, None),
+        "density made images": (density_card, DensityArguments(model="made", **mnist), IMAGE_TAG, "ylecun/mnist"),
+        "density made local images": (density_card, DensityArguments(model="made", **local), IMAGE_TAG, None),
+        "score": (score_sde_card, ScoreSDEArguments(), None, None),
+        "energy": (energy_card, EnergyArguments(), None, None),
+        "ddpm points": (ddpm_points_card, DDPMPointsArguments(), None, None),
+        "image flow matching": (
+            image_flow_matching_card,
+            FlowMatchingImageArguments(**mnist),
+            IMAGE_TAG,
+            "ylecun/mnist",
+        ),
+        "image flow matching local": (image_flow_matching_card, FlowMatchingImageArguments(**local), IMAGE_TAG, None),
+        "image flow matching local folder": (  # a folder named like a Hub id, but local
+            image_flow_matching_card,
+            FlowMatchingImageArguments(dataset_name="mnist"),
+            IMAGE_TAG,
+            None,
+        ),
+        "image ddpm class-conditional": (
+            image_ddpm_card,
+            DDPMImageArguments(**fashion, class_conditional=True),
+            IMAGE_TAG,
+            "zalando-datasets/fashion_mnist",
+        ),
+        "vae": (vae_card, VAEArguments(**mnist), IMAGE_TAG, "ylecun/mnist"),
+        "autoencoder local": (vae_card, VAEArguments(model="ae", **local), "image-feature-extraction", None),
+        "rbm local": (rbm_card, RBMArguments(**local), IMAGE_TAG, None),
+        "classifier": (classifier_card, ClassifierArguments(**mnist), "image-classification", "ylecun/mnist"),
+    }
+
+
+def _is_hub_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def test_every_family_card_follows_the_hub_conventions(tmp_path, monkeypatch):
+    """library_name is the library that loads the folder, pipeline_tag the Hub task of image models (none for 2-D
+    points), ``datasets`` only a Hub data set the run trained on, a model-index that huggingface_hub parses back to
+    the same results with a dataset type that is the Hub id or visibly none, and a diffusers-only usage snippet."""
+    monkeypatch.chdir(tmp_path)  # the cards' folders and the local data file live here
+    data_file = tmp_path / "mnist" / "train.parquet"
+    data_file.parent.mkdir()
+    data_file.touch()
+    for family, (make_card, args, pipeline_tag, hub_dataset) in _card_cases(str(data_file)).items():
+        card = ModelCard(str(make_card(args, ALL_METRICS, repo_id=f"someone/{family.replace(' ', '-')}")))
+        data = card.data
+        is_classifier = family == "classifier"
+        assert data.library_name == ("transformers" if is_classifier else "diffusers"), family
+        assert data.get("pipeline_tag") == pipeline_tag, family
+        assert data.get("datasets") == ([hub_dataset] if hub_dataset else None), family
+        assert "hfgen" in data.tags, family
+        results = data.eval_results or []
+        assert results or is_classifier, family
+        name, parsed = model_index_to_eval_results(eval_results_to_model_index(data.model_name, results))
+        assert name == data.model_name and parsed == results, family
+        for result in results:
+            if hub_dataset:
+                assert result.dataset_type == hub_dataset, family
+            else:  # toy or local data: a type that no one can take for a Hub id
+                assert not _is_hub_id(result.dataset_type) and ":" in result.dataset_type, (family, result)
+            assert result.task_type == (pipeline_tag or "unconditional-generation"), family
+        blocks = re.findall(r"```python\n(.*?)```", card.text, flags=re.S)
+        for block in blocks:
+            ast.parse(block)
+        if not is_classifier:
+            loads = f'DiffusionPipeline.from_pretrained("someone/{family.replace(" ", "-")}", trust_remote_code=True)'
+            assert any(loads in block and "import hfgen" not in block and "from hfgen" not in block for block in blocks)
+            assert any("from hfgen" in block for block in blocks), family

@@ -111,7 +111,7 @@ def test_pipeline_push_to_hub_sends_safetensors_configs_and_a_valid_card(tmp_pat
     assert not any(name.endswith((".bin", ".pkl", ".pt")) for name in sent)
     card_text = sent["README.md"].decode()
     metadata = yaml.safe_load(card_text.split("---\n", 2)[1])
-    assert metadata["library_name"] == "hfgen" and "FlowMatchingPipeline" in metadata["tags"]
+    assert metadata["library_name"] == "diffusers" and "FlowMatchingPipeline" in metadata["tags"]
     (tmp_path / "README.md").write_text(card_text)
     card = ModelCard.load(tmp_path / "README.md")
     assert 'FlowMatchingPipeline.from_pretrained("someone/tiny-fm")' in card.text

@@ -171,8 +171,8 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
 
     card = ModelCard.load(tmp_path / "README.md")
     front_matter = (tmp_path / "README.md").read_text().split("---")[1]
-    assert yaml.safe_load(front_matter)["library_name"] == "hfgen"
-    assert card.data.library_name == "hfgen" and "ddpm" in card.data.tags
+    assert yaml.safe_load(front_matter)["library_name"] == "diffusers"
+    assert card.data.library_name == "diffusers" and "ddpm" in card.data.tags
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert values["wasserstein-2"] == pytest.approx(saved["samples_w2"], abs=1e-6)
     assert values["wasserstein-2-floor"] == pytest.approx(saved["samples_w2_floor"], abs=1e-6)

@@ -207,7 +207,7 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_a_normalised_density(tmp_pa
     assert mass == pytest.approx(1.0, abs=2e-3)
 
     card = ModelCard.load(out / "README.md")
-    assert card.data.library_name == "hfgen" and "energy-based-model" in card.data.tags
+    assert card.data.library_name == "diffusers" and "energy-based-model" in card.data.tags
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert values["nll"] == pytest.approx(metrics["nll"], abs=1e-6)
     assert values["wasserstein-2"] == pytest.approx(metrics["samples_w2"], abs=1e-6)

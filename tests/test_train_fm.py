@@ -56,7 +56,7 @@ def test_tiny_run_from_a_yaml_config_writes_a_loadable_pipeline_card_plots_metri
     assert metrics["samples_w2"] > 0 and metrics["samples_w2_floor"] > 0
     assert [r["step"] for r in metrics["validation"]] == [15, 30] and "nll" in metrics["validation"][0]
     card = ModelCard.load(out / "README.md")
-    assert card.data.library_name == "hfgen"
+    assert card.data.library_name == "diffusers"
     w2 = next(r for r in card.data.eval_results if r.metric_type == "wasserstein-2")
     assert w2.metric_value == pytest.approx(metrics["samples_w2"], abs=1e-6)
     pipe = FlowMatchingPipeline.from_pretrained(out)

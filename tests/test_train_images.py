@@ -208,7 +208,7 @@ def test_a_tiny_conditional_flow_matching_run_writes_pipeline_grids_scores_and_c
     assert [record["step"] for record in saved["validation"]] == [3, 6]
     assert 0 <= metrics["samples_label_entropy"] <= np.log(10) + 1e-9
     card = ModelCard.load(out / "README.md")
-    assert card.data.library_name == "hfgen" and "class-conditional" in card.data.tags
+    assert card.data.library_name == "diffusers" and "class-conditional" in card.data.tags
     fd = next(r for r in card.data.eval_results if r.metric_type == "frechet-distance")
     assert fd.metric_value == pytest.approx(metrics["samples_frechet_distance"], abs=1e-6)
     assert "![samples](samples.png)" in card.text and "guidance_scale=2.0" in card.text

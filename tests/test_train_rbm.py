@@ -294,7 +294,7 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_metrics(data, data_files, t
     assert pipe(num_samples=2, num_inference_steps=3).images.shape == (2, 1, 4, 4)
 
     card = ModelCard.load(out / "README.md")
-    assert card.data.library_name == "hfgen" and "restricted-boltzmann-machine" in card.data.tags
+    assert card.data.library_name == "diffusers" and "restricted-boltzmann-machine" in card.data.tags
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert values["log-likelihood"] == pytest.approx(metrics["log_likelihood"], abs=1e-6)
     assert values["pseudo-log-likelihood"] == pytest.approx(metrics["pseudo_log_likelihood"], abs=1e-6)

@@ -173,7 +173,7 @@ def test_a_tiny_ipf_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that
 
     card = ModelCard.load(tmp_path / "README.md")
     front_matter = (tmp_path / "README.md").read_text().split("---")[1]
-    assert yaml.safe_load(front_matter)["library_name"] == "hfgen"
+    assert yaml.safe_load(front_matter)["library_name"] == "diffusers"
     assert "schrodinger-bridge" in card.data.tags and card.data.target_distribution == "two_balls shifted by (0, 3)"
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
     for direction in ("forward", "backward"):

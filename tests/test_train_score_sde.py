@@ -163,7 +163,7 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
 
     card = ModelCard.load(tmp_path / "README.md")
     front_matter = (tmp_path / "README.md").read_text().split("---")[1]
-    assert yaml.safe_load(front_matter)["library_name"] == "hfgen"
+    assert yaml.safe_load(front_matter)["library_name"] == "diffusers"
     assert "score-sde" in card.data.tags and card.data.target_distribution == "8gaussians"
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert values["wasserstein-2"] == pytest.approx(saved["samples_w2"], abs=1e-6)

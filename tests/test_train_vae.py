@@ -192,7 +192,7 @@ def test_a_tiny_vae_run_writes_pipeline_card_plots_and_metrics(data_files, tmp_p
     assert pipe(num_samples=2, generator=torch.Generator().manual_seed(0)).images.shape == (2, 1, 8, 8)
 
     card = ModelCard.load(out / "README.md")
-    assert card.data.library_name == "hfgen" and card.data.license == "apache-2.0"
+    assert card.data.library_name == "diffusers" and card.data.license == "apache-2.0"
     assert "variational-autoencoder" in card.data.tags and card.data.datasets is None  # local files
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
     pairs = [

@@ -11,11 +11,8 @@ python training/train_ddpm.py --dataset_name ylecun/mnist --output_dir out/ddpm-
 python training/train_ddpm.py --dataset_name ylecun/mnist --class_conditional --guidance_scale 2
 """
 
-import sys
-
 from hfgen.training import DDPMPointsArguments, DDPMPointsTask
-from hfgen.training.cli import run_script
-from hfgen.training.image_data import is_image_run
+from hfgen.training.cli import run_points_or_images
 from hfgen.training.images import DDPMImageArguments, DDPMImageTask
 from hfgen.training.trainer import run
 
@@ -29,6 +26,4 @@ def train_images(args: DDPMImageArguments) -> dict:
 
 
 if __name__ == "__main__":
-    if is_image_run(sys.argv[1:]):
-        raise SystemExit(run_script(DDPMImageArguments, train_images, __doc__))
-    raise SystemExit(run_script(DDPMPointsArguments, train, __doc__))
+    raise SystemExit(run_points_or_images((DDPMPointsArguments, train), (DDPMImageArguments, train_images), __doc__))

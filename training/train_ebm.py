@@ -1,4 +1,4 @@
-"""Train a 2-D energy-based model by maximum likelihood with short-run persistent Langevin chains and a replay
+r"""Train a 2-D energy-based model by maximum likelihood with short-run persistent Langevin chains and a replay
 buffer (Du & Mordatch 2019), and save it as a diffusers pipeline (card with the NLL, W2 and the energy landscape).
 
 accelerate launch training/train_ebm.py --dataset 8gaussians --output_dir out/ebm-8gaussians

@@ -1,4 +1,4 @@
-"""Train a flow-matching model between two toy distributions, or on images, and save it as a diffusers pipeline.
+r"""Train a flow-matching model between two toy distributions, or on images, and save it as a diffusers pipeline.
 
 accelerate launch training/train_fm.py                                # built-in recipe: N(0, I) → checkerboard
 accelerate launch training/train_fm.py --resume_from_checkpoint latest
@@ -13,11 +13,8 @@ python training/train_fm.py --train_data_files mnist/train.parquet --test_data_f
     --classifier_path out/mnist-classifier                           # classifier scores in metrics.json
 """
 
-import sys
-
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask, run
-from hfgen.training.cli import run_script
-from hfgen.training.image_data import is_image_run
+from hfgen.training.cli import run_points_or_images
 from hfgen.training.images import FlowMatchingImageArguments, FlowMatchingImageTask
 
 
@@ -31,6 +28,6 @@ def train_images(args: FlowMatchingImageArguments) -> dict:
 
 
 if __name__ == "__main__":
-    if is_image_run(sys.argv[1:]):
-        raise SystemExit(run_script(FlowMatchingImageArguments, train_images, __doc__))
-    raise SystemExit(run_script(FlowMatchingArguments, train, __doc__))
+    raise SystemExit(
+        run_points_or_images((FlowMatchingArguments, train), (FlowMatchingImageArguments, train_images), __doc__)
+    )

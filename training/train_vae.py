@@ -1,4 +1,4 @@
-"""Train an autoencoder or a VAE with a 2-D latent space on MNIST-family images and save it as a diffusers pipeline.
+r"""Train an autoencoder or a VAE with a 2-D latent space on MNIST-family images and save it as a diffusers pipeline.
 
 accelerate launch training/train_vae.py --model vae --dataset_name ylecun/mnist --output_dir out/vae-mnist
 python training/train_vae.py --model ae --train_data_files mnist/train.parquet \

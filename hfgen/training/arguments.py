@@ -234,7 +234,11 @@ SHARED_HELP = {
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """``--help`` keeps the script's docstring as written (its example command lines) and shows every default."""
+    """``--help`` keeps the script's docstring as written (its example command lines) and shows every default but
+    ``None`` (an unset argument: its help says what unset means)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def _document(parser: Any, arguments_class: type) -> None:
@@ -276,20 +280,27 @@ def _take_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
     return (paths[0] if paths else None), rest
 
 
+def build_parser(arguments_class: type, description: str | None = None) -> argparse.ArgumentParser:
+    """The command-line parser of ``arguments_class`` (``HfArgumentParser``, every flag documented, ``--config``);
+    ``description`` (a script's docstring) heads its ``--help``."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(arguments_class, description=description, formatter_class=_HelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML or JSON file of argument values")
+    _document(parser, arguments_class)
+    return parser
+
+
 def parse_arguments(
     arguments_class: type[ArgumentsT], argv: list[str] | None = None, description: str | None = None
 ) -> ArgumentsT:
     """Parse ``arguments_class`` from ``argv`` (default ``sys.argv[1:]``): flags, ``--config FILE`` (YAML or
     JSON; flags given beside it override the file), or a lone ``FILE.yaml``/``FILE.json``. ``description`` (a
     script's docstring) heads ``--help``."""
-    from transformers import HfArgumentParser
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 1 and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = ["--config", argv[0]]
-    parser = HfArgumentParser(arguments_class, description=description, formatter_class=_HelpFormatter)
-    parser.add_argument("--config", default=None, help="YAML or JSON file of argument values")
-    _document(parser, arguments_class)
+    parser = build_parser(arguments_class, description)
     config_path, argv = _take_config_flag(argv)
     if config_path is not None:
         values = _read_config_file(config_path)

@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from hfgen.training.arguments import ArgumentsT, parse_arguments
+from hfgen.training.arguments import ArgumentsT, build_parser, parse_arguments
 from hfgen.training.checkpoints import CheckpointError
 from hfgen.training.engine import RUN_STARTED, UploadError
+from hfgen.training.image_data import IMAGE_DATA_FLAGS, is_image_run
 from hfgen.training.task import TrainingDivergedError
 
 #: errors that describe something the user can fix by changing the command line
@@ -56,3 +57,39 @@ def run_script(
         printable = {key: value for key, value in metrics.items() if key != "validation"}
         print(json.dumps(printable, indent=2))
     return 0
+
+
+#: the flags that ask for ``--help``
+HELP_FLAGS = ("-h", "--help")
+
+
+def run_points_or_images(
+    points: tuple[type[ArgumentsT], Callable[[ArgumentsT], dict[str, Any]]],
+    images: tuple[type[Any], Callable[[Any], dict[str, Any]]],
+    description: str | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    """:func:`run_script` of a script that trains on toy points (``points``: arguments class and training function)
+    or, when the command line (or its ``--config`` file) names image data, on images (``images``). ``--help`` of a
+    points command line also lists the options only an image run has."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if is_image_run(argv):
+        return run_script(*images, description, argv)
+    if any(item in HELP_FLAGS for item in argv):
+        print(help_with_image_options(points[0], images[0], description), end="")
+        return 0
+    return run_script(*points, description, argv)
+
+
+def help_with_image_options(points_class: type, images_class: type, description: str | None = None) -> str:
+    """The ``--help`` of ``points_class`` followed by a group of the options only ``images_class`` has."""
+    parser = build_parser(points_class, description)
+    known = {action.dest for action in parser._actions}
+    group = parser.add_argument_group(
+        f"image options (an image run: {' or '.join(IMAGE_DATA_FLAGS)}; add --help to it for the image defaults "
+        "of the options above)"
+    )
+    for action in build_parser(images_class)._actions:
+        if action.dest not in known:
+            group._add_action(action)
+    return parser.format_help()

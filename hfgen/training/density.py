@@ -44,6 +44,23 @@ DIVERGENCES = ("exact", "hutchinson")
 _RECIPE_FIELDS = sorted(DensityTask.recipe)
 
 
+def recipe_help(name: str, models: tuple[str, ...], on_images: bool = True) -> str:
+    """The end of a recipe argument's help: the value each of ``models`` (those that read it) takes when it is unset,
+    and, with ``on_images``, MADE's on images where it differs."""
+    values = []
+    for model in models:
+        task = DENSITY_TASKS[model]
+        text = f"{model} {task.recipe[name]}"
+        if on_images and task.image_recipe is not None and task.image_recipe[name] != task.recipe[name]:
+            text += f" (on images {task.image_recipe[name]})"
+        values.append(text)
+    return f"; unset: the model's recipe, {', '.join(values)}"
+
+
+#: the models that train by gradient steps
+_GRADIENT_MODELS = ("made", "coupling", "cnf")
+
+
 @dataclass
 class DensityArguments(TrainingArguments):
     """Arguments of ``training/train_density.py``. Arguments left unset (``None``) take the model's recipe for
@@ -72,15 +89,27 @@ class DensityArguments(TrainingArguments):
     binarize: str = documented(
         "threshold", f"{BINARIZE}: pixels x = 1[p > 0.5] (train and test), or x ~ Bernoulli(p) per batch"
     )
-    max_train_steps: int | None = documented(None, "optimizer steps of made, coupling and cnf; None: the recipe")
-    em_iterations: int | None = documented(None, "GMM: EM iterations (E-step, then M-step); None: the recipe")
-    train_batch_size: int | None = documented(None, "samples per process and micro-batch; None: the recipe")
-    learning_rate: float | None = documented(None, "AdamW learning rate; None: the recipe")
+    max_train_steps: int | None = documented(
+        None, "optimizer steps of made, coupling and cnf" + recipe_help("max_train_steps", _GRADIENT_MODELS)
+    )
+    em_iterations: int | None = documented(
+        None, "GMM: EM iterations (E-step, then M-step)" + recipe_help("em_iterations", ("gmm",))
+    )
+    train_batch_size: int | None = documented(
+        None, "samples per process and micro-batch" + recipe_help("train_batch_size", _GRADIENT_MODELS)
+    )
+    learning_rate: float | None = documented(
+        None, "AdamW learning rate" + recipe_help("learning_rate", _GRADIENT_MODELS)
+    )
     num_train_points: int | None = documented(
-        None, "points of the fixed training sample (0: fresh target samples at every batch); None: the recipe"
+        None,
+        "points of the fixed training sample (0: fresh target samples at every batch)"
+        + recipe_help("num_train_points", MODELS),
     )
     num_components: int | None = documented(
-        None, "GMM components, or mixture components of each MADE conditional on points; None: the recipe"
+        None,
+        "GMM components, or mixture components of each MADE conditional on points"
+        + recipe_help("num_components", ("gmm", "made"), on_images=False),
     )
     covariance_type: str = documented("full", f"GMM covariances: {COVARIANCE_TYPES}")
     reg_covar: float = documented(1e-6, "added to the GMM covariance diagonals at every M-step")
@@ -90,7 +119,7 @@ class DensityArguments(TrainingArguments):
     )
     bandwidth_grid_size: int = documented(16, "with --bandwidth cv: bandwidths (Scott's h × 0.1 … 2, geometric)")
     cv_folds: int = documented(5, "with --bandwidth cv: folds of the cross-validation")
-    hidden_sizes: list[int] | None = documented(None, "MADE hidden widths; None: the recipe")
+    hidden_sizes: list[int] | None = documented(None, "MADE hidden widths" + recipe_help("hidden_sizes", ("made",)))
     num_masks: int = documented(1, "MADE: masks (orders and connectivities) in the ensemble")
     order: str = documented("natural", f"MADE variable order: {ORDERS}")
     num_couplings: int = documented(8, "coupling flow: coupling blocks")
@@ -111,10 +140,16 @@ class DensityArguments(TrainingArguments):
     num_position_frequencies: int = documented(
         3, "coupling flow: the coupling networks read octave encodings sin/cos(2^k π x), k < L, of their input (0: x)"
     )
-    hidden_size: int | None = documented(None, "coupling-network or CNF velocity width; None: the recipe")
-    num_layers: int | None = documented(None, "coupling-network hidden layers, or CNF velocity layers; None: recipe")
+    hidden_size: int | None = documented(
+        None, "coupling-network or CNF velocity width" + recipe_help("hidden_size", ("coupling", "cnf"))
+    )
+    num_layers: int | None = documented(
+        None, "coupling-network hidden layers, or CNF velocity layers" + recipe_help("num_layers", ("coupling", "cnf"))
+    )
     activation: str | None = documented(
-        None, f"coupling-network or CNF velocity activation: {sorted(ACTIVATIONS)}; None: the recipe"
+        None,
+        f"coupling-network or CNF velocity activation: {sorted(ACTIVATIONS)}"
+        + recipe_help("activation", ("coupling", "cnf")),
     )
     time_scale: float = documented(
         1.0,
