@@ -1,4 +1,5 @@
-"""CoupledPairs: the stream of coupled training batches is the same with and without background prefetch."""
+"""CoupledPairs: the stream of coupled training batches is the same with and without background prefetch, in a
+thread or in a worker process."""
 
 import pytest
 import torch
@@ -8,11 +9,12 @@ from hfgen.methods.couplings import ot_assignment
 from hfgen.training.flow_matching import CoupledPairs
 
 
+@pytest.mark.parametrize("worker", ["thread", "process"])
 @pytest.mark.parametrize("coupling", ["independent", "ot", "sinkhorn"])
-def test_prefetch_gives_the_same_stream(coupling):
+def test_prefetch_gives_the_same_stream(coupling, worker):
     def take(prefetch):
         with CoupledPairs(
-            StandardGaussian(2), Checkerboard(), 32, coupling, seed=0, time_beta=0.5, prefetch=prefetch
+            StandardGaussian(2), Checkerboard(), 32, coupling, seed=0, time_beta=0.5, prefetch=prefetch, worker=worker
         ) as pairs:
             return [next(pairs) for _ in range(5)]
 
@@ -20,6 +22,29 @@ def test_prefetch_gives_the_same_stream(coupling):
         for u, v in zip(a, b, strict=True):
             assert torch.equal(u, v)
         assert torch.equal(torch.randn(3, generator=ga), torch.randn(3, generator=gb))  # the step's further draws
+
+
+def test_a_worker_process_solves_the_exact_ot_of_the_in_process_batches_at_batch_256():
+    # The training process here runs two torch threads, the worker one: the batches are the same bit for bit.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with CoupledPairs(StandardGaussian(2), Checkerboard(), 256, "ot", seed=5, prefetch=3, worker="process") as p:
+            ahead = [next(p) for _ in range(6)]
+        in_process = CoupledPairs(StandardGaussian(2), Checkerboard(), 256, "ot", seed=5)
+        for index, (x0, x1, t, generator) in enumerate(ahead):
+            y0, y1, s, expected = in_process.draw(index)
+            assert torch.equal(x0, y0) and torch.equal(x1, y1) and torch.equal(t, s)
+            assert torch.equal(generator.get_state(), expected.get_state())
+            assert torch.equal(ot_assignment(x0, x1), torch.arange(256))  # optimally matched already
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_worker_process_error_reaches_the_caller():
+    with CoupledPairs(StandardGaussian(2), Checkerboard(), 8, "bogus", prefetch=1, worker="process") as pairs:
+        with pytest.raises(ValueError, match="unknown coupling 'bogus'"):
+            next(pairs)
 
 
 def test_ot_batches_are_optimally_matched_and_times_follow_the_beta_law():
@@ -33,9 +58,12 @@ def test_ot_batches_are_optimally_matched_and_times_follow_the_beta_law():
     assert abs((times <= 0.75).double().mean().item() - 0.5) < 0.01
 
 
-def test_a_stream_started_at_k_continues_the_full_stream_exactly():
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_a_stream_started_at_k_continues_the_full_stream_exactly(worker):
     def take(start, count, prefetch):
-        with CoupledPairs(StandardGaussian(2), Checkerboard(), 16, "ot", seed=3, prefetch=prefetch, start=start) as p:
+        with CoupledPairs(
+            StandardGaussian(2), Checkerboard(), 16, "ot", seed=3, prefetch=prefetch, start=start, worker=worker
+        ) as p:
             return [next(p) for _ in range(count)]
 
     full, resumed = take(0, 6, 2), take(4, 2, 1)
@@ -59,3 +87,5 @@ def test_bad_arguments():
         CoupledPairs(StandardGaussian(2), Checkerboard(), 8, prefetch=-1)
     with pytest.raises(ValueError, match="start"):
         CoupledPairs(StandardGaussian(2), Checkerboard(), 8, start=-1)
+    with pytest.raises(ValueError, match="`worker` must be one of \\('thread', 'process'\\), got 'gpu'"):
+        CoupledPairs(StandardGaussian(2), Checkerboard(), 8, prefetch=1, worker="gpu")

@@ -3,13 +3,16 @@ metrics, figures and the model card."""
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
@@ -34,9 +37,11 @@ class CoupledPairs:
 
     Batch ``k`` is drawn from :func:`~hfgen.utils.batch_generator` ``(seed, stream, k)``: a pure function of its
     index, so a resumed run (``start = k``) sees exactly the batches an uninterrupted one would. With
-    ``prefetch = p > 0`` the next ``p`` batches are drawn and coupled in one background thread while the caller
-    trains on the current one: the exact minibatch OT solve (POT's network simplex) releases the GIL, so its cost
-    overlaps with the network's forward and backward passes.
+    ``prefetch = p > 0`` the next ``p`` batches are drawn and coupled ahead while the caller trains on the current
+    one, by one background ``worker``: a ``"thread"`` (the OT solve, POT's network simplex, releases the GIL, but
+    the sampling and bookkeeping around it contend with the training thread for it) or a ``"process"`` (its own
+    interpreter, one torch thread, forked on Linux; the batch comes back as arrays and the generator as its state).
+    Either way batch ``k`` is :meth:`draw` ``(k)``, bit for bit.
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class CoupledPairs:
         stream: int = 0,
         start: int = 0,
         sigma: float = 1.0,
+        worker: str = "thread",
     ):
         if source.dim != target.dim:
             raise ValueError(f"source dim {source.dim} differs from target dim {target.dim}")
@@ -58,12 +64,36 @@ class CoupledPairs:
             raise ValueError(f"`prefetch` must be >= 0, got {prefetch}")
         if start < 0:
             raise ValueError(f"`start` must be >= 0, got {start}")
+        if worker not in WORKERS:
+            raise ValueError(f"`worker` must be one of {WORKERS}, got {worker!r}")
         self.source, self.target, self.batch_size = source, target, batch_size
         self.coupling, self.seed, self.time_beta = coupling, seed, time_beta
         self.prefetch, self.stream, self.next_index, self.sigma = prefetch, stream, start, sigma
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs") if prefetch else None
+        self.worker = worker
+        self._executor = self._start_worker() if prefetch else None
         self._pending: deque[Future] = deque()
         self._submitted = start
+
+    def _start_worker(self) -> Executor:
+        """The background worker: a thread, or one process holding an in-process copy of this stream."""
+        if self.worker == "thread":
+            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs")
+        stream = {
+            "source": self.source,
+            "target": self.target,
+            "batch_size": self.batch_size,
+            "coupling": self.coupling,
+            "seed": self.seed,
+            "time_beta": self.time_beta,
+            "stream": self.stream,
+            "sigma": self.sigma,
+        }
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
+            initializer=_start_worker_process,
+            initargs=(stream,),
+        )
 
     def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         """Batch number ``index``, drawn now in the calling thread."""
@@ -80,13 +110,15 @@ class CoupledPairs:
         index, self.next_index = self.next_index, self.next_index + 1
         if self._executor is None:
             return self.draw(index)
+        draw = self.draw if self.worker == "thread" else _draw_in_worker_process
         while len(self._pending) <= self.prefetch:
-            self._pending.append(self._executor.submit(self.draw, self._submitted))
+            self._pending.append(self._executor.submit(draw, self._submitted))
             self._submitted += 1
-        return self._pending.popleft().result()
+        batch = self._pending.popleft().result()
+        return batch if self.worker == "thread" else _from_arrays(*batch)
 
     def close(self) -> None:
-        """Stop the background thread (pending batches are discarded)."""
+        """Stop the background worker (pending batches are discarded)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -97,6 +129,32 @@ class CoupledPairs:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+WORKERS = ("thread", "process")
+_WORKER_PAIRS: CoupledPairs | None = None  # the stream of a worker process
+
+
+def _start_worker_process(stream: dict[str, Any]) -> None:
+    """Initialise a worker process: one torch thread and its copy of the stream, ``CoupledPairs(**stream)``."""
+    global _WORKER_PAIRS
+    torch.set_num_threads(1)
+    _WORKER_PAIRS = CoupledPairs(**stream)
+
+
+def _draw_in_worker_process(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Batch ``index`` of the worker's stream as arrays ``(x_0, x_1, t, generator state)`` (pickled by value)."""
+    x0, x1, t, generator = _WORKER_PAIRS.draw(index)
+    return x0.numpy(), x1.numpy(), t.numpy(), generator.get_state().numpy()
+
+
+def _from_arrays(
+    x0: np.ndarray, x1: np.ndarray, t: np.ndarray, state: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
+    """The batch of :func:`_draw_in_worker_process`'s arrays, with a generator in the state it had there."""
+    generator = torch.Generator()
+    generator.set_state(torch.from_numpy(state))
+    return torch.from_numpy(x0), torch.from_numpy(x1), torch.from_numpy(t), generator
 
 
 EVALUATIONS = ("auto", "fast", "full")
