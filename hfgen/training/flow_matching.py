@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hfgen.checks import check_int
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
 from hfgen.methods.cnf import cnf_log_prob
 from hfgen.methods.couplings import COUPLINGS, couple
@@ -38,10 +39,10 @@ class CoupledPairs:
     Batch ``k`` is drawn from :func:`~hfgen.utils.batch_generator` ``(seed, stream, k)``: a pure function of its
     index, so a resumed run (``start = k``) sees exactly the batches an uninterrupted one would. With
     ``prefetch = p > 0`` the next ``p`` batches are drawn and coupled ahead while the caller trains on the current
-    one, by one background ``worker``: a ``"thread"`` (the OT solve, POT's network simplex, releases the GIL, but
-    the sampling and bookkeeping around it contend with the training thread for it) or a ``"process"`` (its own
-    interpreter, one torch thread, forked on Linux; the batch comes back as arrays and the generator as its state).
-    Either way batch ``k`` is :meth:`draw` ``(k)``, bit for bit.
+    one: in a background thread with ``workers = 0`` (the OT solve, POT's network simplex, releases the GIL, but
+    the sampling and bookkeeping around it contend with the training thread for it), else in ``workers`` processes
+    that solve batches side by side (each with one torch thread, forked on Linux; a batch comes back as arrays
+    and its generator as its state). Either way batch ``k`` is :meth:`draw` ``(k)``, bit for bit.
     """
 
     def __init__(
@@ -56,7 +57,7 @@ class CoupledPairs:
         stream: int = 0,
         start: int = 0,
         sigma: float = 1.0,
-        worker: str = "thread",
+        workers: int = 0,
     ):
         if source.dim != target.dim:
             raise ValueError(f"source dim {source.dim} differs from target dim {target.dim}")
@@ -64,19 +65,20 @@ class CoupledPairs:
             raise ValueError(f"`prefetch` must be >= 0, got {prefetch}")
         if start < 0:
             raise ValueError(f"`start` must be >= 0, got {start}")
-        if worker not in WORKERS:
-            raise ValueError(f"`worker` must be one of {WORKERS}, got {worker!r}")
+        check_int(workers, "workers", low=0)
+        if workers and not prefetch:
+            raise ValueError(f"`workers` = {workers} processes need `prefetch` >= 1 batches to solve ahead, got 0")
         self.source, self.target, self.batch_size = source, target, batch_size
         self.coupling, self.seed, self.time_beta = coupling, seed, time_beta
         self.prefetch, self.stream, self.next_index, self.sigma = prefetch, stream, start, sigma
-        self.worker = worker
-        self._executor = self._start_worker() if prefetch else None
+        self.workers = workers
+        self._executor = self._start_workers() if prefetch else None
         self._pending: deque[Future] = deque()
         self._submitted = start
 
-    def _start_worker(self) -> Executor:
-        """The background worker: a thread, or one process holding an in-process copy of this stream."""
-        if self.worker == "thread":
+    def _start_workers(self) -> Executor:
+        """The background thread, or the worker processes, each holding an in-process copy of this stream."""
+        if not self.workers:
             return ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs")
         stream = {
             "source": self.source,
@@ -89,7 +91,7 @@ class CoupledPairs:
             "sigma": self.sigma,
         }
         return ProcessPoolExecutor(
-            max_workers=1,
+            max_workers=self.workers,
             mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
             initializer=_start_worker_process,
             initargs=(stream,),
@@ -110,15 +112,15 @@ class CoupledPairs:
         index, self.next_index = self.next_index, self.next_index + 1
         if self._executor is None:
             return self.draw(index)
-        draw = self.draw if self.worker == "thread" else _draw_in_worker_process
+        draw = _draw_in_worker_process if self.workers else self.draw
         while len(self._pending) <= self.prefetch:
             self._pending.append(self._executor.submit(draw, self._submitted))
             self._submitted += 1
         batch = self._pending.popleft().result()
-        return batch if self.worker == "thread" else _from_arrays(*batch)
+        return _from_arrays(*batch) if self.workers else batch
 
     def close(self) -> None:
-        """Stop the background worker (pending batches are discarded)."""
+        """Stop the background thread or processes (pending batches are discarded)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -131,7 +133,6 @@ class CoupledPairs:
         self.close()
 
 
-WORKERS = ("thread", "process")
 _WORKER_PAIRS: CoupledPairs | None = None  # the stream of a worker process
 
 
@@ -172,6 +173,7 @@ class FlowMatchingArguments(TrainingArguments):
         "num_nll_samples",
         "evaluation",
         "num_validation_nll_samples",
+        "coupling_workers",
     }
 
     output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
@@ -187,6 +189,11 @@ class FlowMatchingArguments(TrainingArguments):
     coupling: str = field(
         default="independent",
         metadata={"help": f"minibatch coupling {COUPLINGS}; OT couples within each process's batch"},
+    )
+    coupling_workers: int = documented(
+        1,
+        "worker processes (per training process) that solve the ot or sinkhorn coupling of the next batches side "
+        "by side; 0: one thread of the training process. The batches are the same for any value",
     )
     hidden_size: int = 256
     num_layers: int = 4
@@ -228,6 +235,7 @@ class FlowMatchingArguments(TrainingArguments):
         check_number(self.sigma, "sigma", low=0.0, open_low=True)
         check_number(self.sigma_min, "sigma_min", low=0.0, high=1.0, open_high=True)
         check_number(self.time_beta, "time_beta", low=0.0, open_low=True)
+        check_int(self.coupling_workers, "coupling_workers", low=0)
         self.probability_path()  # raises a clear error for unknown paths
         if self.evaluation not in EVALUATIONS:
             raise ValueError(f"`evaluation` must be one of {EVALUATIONS}, got {self.evaluation!r}")
@@ -256,8 +264,8 @@ class FlowMatchingTask(PointLikelihoodTask):
     r"""Conditional flow matching from ``args.source`` to ``args.dataset``.
 
     Each micro-batch draws fresh pairs ``x_0 ~ source``, ``x_1 ~ target``, couples them (independent, exact
-    minibatch OT, or entropic OT — SB-CFM with the brownian path — within this process's batch, solved in a
-    background thread) and minimises
+    minibatch OT, or entropic OT — SB-CFM with the brownian path — within this process's batch, solved batches
+    ahead in ``coupling_workers`` worker processes) and minimises
     ``‖v_θ(x_t, t) − u_t‖²`` on the chosen path (:func:`hfgen.methods.flow_matching.cfm_loss`), ``t ~ Beta(1, b)``.
     """
 
@@ -272,6 +280,8 @@ class FlowMatchingTask(PointLikelihoodTask):
     @contextmanager
     def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[CoupledPairs]:
         args = self.args
+        coupled = args.coupling != "independent"
+        workers = args.coupling_workers if coupled else 0
         with CoupledPairs(
             self.source,
             self.target,
@@ -279,10 +289,11 @@ class FlowMatchingTask(PointLikelihoodTask):
             args.coupling,
             seed=args.seed,
             time_beta=args.time_beta,
-            prefetch=2 if args.coupling != "independent" else 0,
+            prefetch=2 * max(workers, 1) if coupled else 0,
             stream=stream,
             start=start,
             sigma=args.sigma,
+            workers=workers,
         ) as pairs:
             yield pairs
 
