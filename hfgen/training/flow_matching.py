@@ -6,13 +6,13 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
-import numpy as np
 import torch
 
 from hfgen.checks import check_int
@@ -72,30 +72,15 @@ class CoupledPairs:
         self.coupling, self.seed, self.time_beta = coupling, seed, time_beta
         self.prefetch, self.stream, self.next_index, self.sigma = prefetch, stream, start, sigma
         self.workers = workers
-        self._executor = self._start_workers() if prefetch else None
-        self._pending: deque[Future] = deque()
+        self._background: _Thread | _Processes | None = None
+        if prefetch:
+            self._background = _Processes(workers, self._arguments()) if workers else _Thread(self.draw)
         self._submitted = start
 
-    def _start_workers(self) -> Executor:
-        """The background thread, or the worker processes, each holding an in-process copy of this stream."""
-        if not self.workers:
-            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs")
-        stream = {
-            "source": self.source,
-            "target": self.target,
-            "batch_size": self.batch_size,
-            "coupling": self.coupling,
-            "seed": self.seed,
-            "time_beta": self.time_beta,
-            "stream": self.stream,
-            "sigma": self.sigma,
-        }
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
-            initializer=_start_worker_process,
-            initargs=(stream,),
-        )
+    def _arguments(self) -> dict[str, Any]:
+        """The arguments of an in-process copy of this stream (a worker process's)."""
+        names = ("source", "target", "batch_size", "coupling", "seed", "time_beta", "stream", "sigma")
+        return {name: getattr(self, name) for name in names}
 
     def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         """Batch number ``index``, drawn now in the calling thread."""
@@ -110,21 +95,18 @@ class CoupledPairs:
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         index, self.next_index = self.next_index, self.next_index + 1
-        if self._executor is None:
+        if self._background is None:
             return self.draw(index)
-        draw = _draw_in_worker_process if self.workers else self.draw
-        while len(self._pending) <= self.prefetch:
-            self._pending.append(self._executor.submit(draw, self._submitted))
+        while self._submitted <= index + self.prefetch:
+            self._background.submit(self._submitted)
             self._submitted += 1
-        batch = self._pending.popleft().result()
-        return _from_arrays(*batch) if self.workers else batch
+        return self._background.receive(index)
 
     def close(self) -> None:
         """Stop the background thread or processes (pending batches are discarded)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-            self._pending.clear()
+        if self._background is not None:
+            self._background.close()
+            self._background = None
 
     def __enter__(self) -> CoupledPairs:
         return self
@@ -133,29 +115,97 @@ class CoupledPairs:
         self.close()
 
 
-_WORKER_PAIRS: CoupledPairs | None = None  # the stream of a worker process
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]
 
 
-def _start_worker_process(stream: dict[str, Any]) -> None:
-    """Initialise a worker process: one torch thread and its copy of the stream, ``CoupledPairs(**stream)``."""
-    global _WORKER_PAIRS
+class _Thread:
+    """Draws the submitted batches, in order, in one background thread."""
+
+    def __init__(self, draw: Callable[[int], Batch]):
+        self._draw = draw
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs")
+        self._pending: deque[Future] = deque()
+
+    def submit(self, index: int) -> None:
+        self._pending.append(self._executor.submit(self._draw, index))
+
+    def receive(self, index: int) -> Batch:
+        """The oldest submitted batch (``index``)."""
+        return self._pending.popleft().result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Processes:
+    """``count`` worker processes, each with its own copy of the stream, ``CoupledPairs(**arguments)``: batch ``k``
+    is drawn by process ``k mod count``. Each talks to the caller over its own pipe (one message each way per
+    batch, no helper threads in the caller); the processes are forked on Linux (no re-import), spawned elsewhere."""
+
+    def __init__(self, count: int, arguments: dict[str, Any]):
+        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self._connections: list[Connection] = []
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        for _ in range(count):
+            here, there = context.Pipe()
+            process = context.Process(target=_serve, args=(there, here, arguments), name="hfgen-pairs", daemon=True)
+            process.start()
+            there.close()
+            self._connections.append(here)
+            self._processes.append(process)
+
+    def submit(self, index: int) -> None:
+        self._connections[index % len(self._connections)].send(index)
+
+    def receive(self, index: int) -> Batch:
+        """Batch ``index`` (submitted earlier), from the process that drew it; its error if it raised one."""
+        error, arrays = self._connections[index % len(self._connections)].recv()
+        if error is not None:
+            raise error
+        x0, x1, t, state = arrays
+        generator = torch.Generator()
+        generator.set_state(torch.from_numpy(state))
+        return torch.from_numpy(x0), torch.from_numpy(x1), torch.from_numpy(t), generator
+
+    def close(self) -> None:
+        """Ask each process to end, then wait for it (a process still busy after a second is terminated)."""
+        for connection in self._connections:
+            try:
+                connection.send(None)
+            except OSError:  # the process has ended already
+                pass
+            connection.close()
+        for process in self._processes:
+            process.join(timeout=1)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+def _serve(connection: Connection, callers_end: Connection, arguments: dict[str, Any]) -> None:
+    """A worker process: with one torch thread, draw each batch index received on ``connection`` and send back
+    ``(None, (x_0, x_1, t, generator state))`` as arrays (pickled by value), or ``(error, None)``; end on ``None``
+    or when the caller is gone (this process closes its copy of the caller's end, so that the pipe can report
+    that)."""
+    callers_end.close()
     torch.set_num_threads(1)
-    _WORKER_PAIRS = CoupledPairs(**stream)
-
-
-def _draw_in_worker_process(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Batch ``index`` of the worker's stream as arrays ``(x_0, x_1, t, generator state)`` (pickled by value)."""
-    x0, x1, t, generator = _WORKER_PAIRS.draw(index)
-    return x0.numpy(), x1.numpy(), t.numpy(), generator.get_state().numpy()
-
-
-def _from_arrays(
-    x0: np.ndarray, x1: np.ndarray, t: np.ndarray, state: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
-    """The batch of :func:`_draw_in_worker_process`'s arrays, with a generator in the state it had there."""
-    generator = torch.Generator()
-    generator.set_state(torch.from_numpy(state))
-    return torch.from_numpy(x0), torch.from_numpy(x1), torch.from_numpy(t), generator
+    pairs = CoupledPairs(**arguments)
+    while True:
+        try:
+            index = connection.recv()
+        except (EOFError, OSError):
+            return
+        if index is None:
+            return
+        try:
+            x0, x1, t, generator = pairs.draw(index)
+            reply: tuple[Any, Any] = (None, (x0.numpy(), x1.numpy(), t.numpy(), generator.get_state().numpy()))
+        except Exception as error:  # the caller raises it
+            reply = (error, None)
+        try:
+            connection.send(reply)
+        except (BrokenPipeError, OSError):
+            return
 
 
 EVALUATIONS = ("auto", "fast", "full")
