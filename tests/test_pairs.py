@@ -1,6 +1,9 @@
 """CoupledPairs: the stream of coupled training batches is the same with and without background prefetch, in a
 thread or in a worker process."""
 
+import os
+import signal
+
 import pytest
 import torch
 from factories import tiny_args
@@ -48,6 +51,16 @@ def test_worker_processes_solve_the_exact_ot_of_the_in_process_batches_at_batch_
             assert torch.equal(ot_assignment(x0, x1), torch.arange(256))  # optimally matched already
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_worker_process_that_died_is_reported_not_waited_for():
+    with CoupledPairs(StandardGaussian(2), Checkerboard(), 8, "ot", prefetch=1, workers=1) as pairs:
+        next(pairs)
+        process = pairs._background._workers[0][1]
+        os.kill(process.pid, signal.SIGKILL)
+        process.join()
+        with pytest.raises(RuntimeError, match="worker process ended \\(exit code -9\\) before batch 2"):
+            next(pairs)
 
 
 def test_a_worker_process_error_reaches_the_caller():

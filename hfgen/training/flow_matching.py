@@ -144,22 +144,31 @@ class _Processes:
 
     def __init__(self, count: int, arguments: dict[str, Any]):
         context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        self._connections: list[Connection] = []
-        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._workers: list[tuple[Connection, multiprocessing.process.BaseProcess]] = []
         for _ in range(count):
             here, there = context.Pipe()
             process = context.Process(target=_serve, args=(there, here, arguments), name="hfgen-pairs", daemon=True)
             process.start()
             there.close()
-            self._connections.append(here)
-            self._processes.append(process)
+            self._workers.append((here, process))
 
     def submit(self, index: int) -> None:
-        self._connections[index % len(self._connections)].send(index)
+        connection, process = self._workers[index % len(self._workers)]
+        try:
+            connection.send(index)
+        except OSError as error:  # nobody reads the pipe any more
+            raise _ended(process, index) from error
 
     def receive(self, index: int) -> Batch:
         """Batch ``index`` (submitted earlier), from the process that drew it; its error if it raised one."""
-        error, arrays = self._connections[index % len(self._connections)].recv()
+        connection, process = self._workers[index % len(self._workers)]
+        try:
+            while not connection.poll(1.0):
+                if not process.is_alive():
+                    raise _ended(process, index)
+            error, arrays = connection.recv()
+        except (EOFError, OSError) as error:  # the process ended while drawing
+            raise _ended(process, index) from error
         if error is not None:
             raise error
         x0, x1, t, state = arrays
@@ -169,17 +178,22 @@ class _Processes:
 
     def close(self) -> None:
         """Ask each process to end, then wait for it (a process still busy after a second is terminated)."""
-        for connection in self._connections:
+        for connection, _ in self._workers:
             try:
                 connection.send(None)
             except OSError:  # the process has ended already
                 pass
             connection.close()
-        for process in self._processes:
+        for _, process in self._workers:
             process.join(timeout=1)
             if process.is_alive():
                 process.terminate()
                 process.join()
+
+
+def _ended(process: multiprocessing.process.BaseProcess, index: int) -> RuntimeError:
+    process.join(timeout=1)
+    return RuntimeError(f"the pairs worker process ended (exit code {process.exitcode}) before batch {index}")
 
 
 def _serve(connection: Connection, callers_end: Connection, arguments: dict[str, Any]) -> None:
