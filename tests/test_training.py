@@ -207,6 +207,7 @@ def test_arguments_from_yaml_json_and_flags_with_flags_winning(tmp_path):
         (["--dataset", "spiral"], ValueError, "spiral"),
         (["--checkpoints_total_limit", "-1"], ValueError, "checkpoints_total_limit"),
         (["--coupling", "bogus"], ValueError, "coupling"),
+        (["--coupling_workers", "-1"], ValueError, "`coupling_workers` must be an int >= 0, got -1"),
         (["--time_beta", "0"], ValueError, "time_beta"),
         (["--path", "vp", "--sigma_min", "0.1"], ValueError, "sigma_min"),
         (["--sigma", "0"], ValueError, "sigma"),

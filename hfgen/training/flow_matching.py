@@ -3,15 +3,19 @@ metrics, figures and the model card."""
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import torch
 
+from hfgen.checks import check_int
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
 from hfgen.methods.cnf import cnf_log_prob
 from hfgen.methods.couplings import COUPLINGS, couple
@@ -34,9 +38,11 @@ class CoupledPairs:
 
     Batch ``k`` is drawn from :func:`~hfgen.utils.batch_generator` ``(seed, stream, k)``: a pure function of its
     index, so a resumed run (``start = k``) sees exactly the batches an uninterrupted one would. With
-    ``prefetch = p > 0`` the next ``p`` batches are drawn and coupled in one background thread while the caller
-    trains on the current one: the exact minibatch OT solve (POT's network simplex) releases the GIL, so its cost
-    overlaps with the network's forward and backward passes.
+    ``prefetch = p > 0`` the next ``p`` batches are drawn and coupled ahead while the caller trains on the current
+    one: in a background thread with ``workers = 0`` (the OT solve, POT's network simplex, releases the GIL, but
+    the sampling and bookkeeping around it contend with the training thread for it), else in ``workers`` processes
+    that solve batches side by side (each with one torch thread, forked on Linux; a batch comes back as arrays
+    and its generator as its state). Either way batch ``k`` is :meth:`draw` ``(k)``, bit for bit.
     """
 
     def __init__(
@@ -51,6 +57,7 @@ class CoupledPairs:
         stream: int = 0,
         start: int = 0,
         sigma: float = 1.0,
+        workers: int = 0,
     ):
         if source.dim != target.dim:
             raise ValueError(f"source dim {source.dim} differs from target dim {target.dim}")
@@ -58,12 +65,22 @@ class CoupledPairs:
             raise ValueError(f"`prefetch` must be >= 0, got {prefetch}")
         if start < 0:
             raise ValueError(f"`start` must be >= 0, got {start}")
+        check_int(workers, "workers", low=0)
+        if workers and not prefetch:
+            raise ValueError(f"`workers` = {workers} processes need `prefetch` >= 1 batches to solve ahead, got 0")
         self.source, self.target, self.batch_size = source, target, batch_size
         self.coupling, self.seed, self.time_beta = coupling, seed, time_beta
         self.prefetch, self.stream, self.next_index, self.sigma = prefetch, stream, start, sigma
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs") if prefetch else None
-        self._pending: deque[Future] = deque()
+        self.workers = workers
+        self._background: _Thread | _Processes | None = None
+        if prefetch:
+            self._background = _Processes(workers, self._arguments()) if workers else _Thread(self.draw)
         self._submitted = start
+
+    def _arguments(self) -> dict[str, Any]:
+        """The arguments of an in-process copy of this stream (a worker process's)."""
+        names = ("source", "target", "batch_size", "coupling", "seed", "time_beta", "stream", "sigma")
+        return {name: getattr(self, name) for name in names}
 
     def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         """Batch number ``index``, drawn now in the calling thread."""
@@ -78,25 +95,131 @@ class CoupledPairs:
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         index, self.next_index = self.next_index, self.next_index + 1
-        if self._executor is None:
+        if self._background is None:
             return self.draw(index)
-        while len(self._pending) <= self.prefetch:
-            self._pending.append(self._executor.submit(self.draw, self._submitted))
+        while self._submitted <= index + self.prefetch:
+            self._background.submit(self._submitted)
             self._submitted += 1
-        return self._pending.popleft().result()
+        return self._background.receive(index)
 
     def close(self) -> None:
-        """Stop the background thread (pending batches are discarded)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-            self._pending.clear()
+        """Stop the background thread or processes (pending batches are discarded)."""
+        if self._background is not None:
+            self._background.close()
+            self._background = None
 
     def __enter__(self) -> CoupledPairs:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]
+
+
+class _Thread:
+    """Draws the submitted batches, in order, in one background thread."""
+
+    def __init__(self, draw: Callable[[int], Batch]):
+        self._draw = draw
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfgen-pairs")
+        self._pending: deque[Future] = deque()
+
+    def submit(self, index: int) -> None:
+        self._pending.append(self._executor.submit(self._draw, index))
+
+    def receive(self, index: int) -> Batch:
+        """The oldest submitted batch (``index``)."""
+        return self._pending.popleft().result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Processes:
+    """``count`` worker processes, each with its own copy of the stream, ``CoupledPairs(**arguments)``: batch ``k``
+    is drawn by process ``k mod count``. Each talks to the caller over its own pipe (one message each way per
+    batch, no helper threads in the caller); the processes are forked on Linux (no re-import), spawned elsewhere."""
+
+    def __init__(self, count: int, arguments: dict[str, Any]):
+        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self._workers: list[tuple[Connection, multiprocessing.process.BaseProcess]] = []
+        for _ in range(count):
+            here, there = context.Pipe()
+            process = context.Process(target=_serve, args=(there, here, arguments), name="hfgen-pairs", daemon=True)
+            process.start()
+            there.close()
+            self._workers.append((here, process))
+
+    def submit(self, index: int) -> None:
+        connection, process = self._workers[index % len(self._workers)]
+        try:
+            connection.send(index)
+        except OSError as error:  # nobody reads the pipe any more
+            raise _ended(process, index) from error
+
+    def receive(self, index: int) -> Batch:
+        """Batch ``index`` (submitted earlier), from the process that drew it; its error if it raised one."""
+        connection, process = self._workers[index % len(self._workers)]
+        try:
+            while not connection.poll(1.0):
+                if not process.is_alive():
+                    raise _ended(process, index)
+            error, arrays = connection.recv()
+        except (EOFError, OSError) as error:  # the process ended while drawing
+            raise _ended(process, index) from error
+        if error is not None:
+            raise error
+        x0, x1, t, state = arrays
+        generator = torch.Generator()
+        generator.set_state(torch.from_numpy(state))
+        return torch.from_numpy(x0), torch.from_numpy(x1), torch.from_numpy(t), generator
+
+    def close(self) -> None:
+        """Ask each process to end, then wait for it (a process still busy after a second is terminated)."""
+        for connection, _ in self._workers:
+            try:
+                connection.send(None)
+            except OSError:  # the process has ended already
+                pass
+            connection.close()
+        for _, process in self._workers:
+            process.join(timeout=1)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+def _ended(process: multiprocessing.process.BaseProcess, index: int) -> RuntimeError:
+    process.join(timeout=1)
+    return RuntimeError(f"the pairs worker process ended (exit code {process.exitcode}) before batch {index}")
+
+
+def _serve(connection: Connection, callers_end: Connection, arguments: dict[str, Any]) -> None:
+    """A worker process: with one torch thread, draw each batch index received on ``connection`` and send back
+    ``(None, (x_0, x_1, t, generator state))`` as arrays (pickled by value), or ``(error, None)``; end on ``None``
+    or when the caller is gone (this process closes its copy of the caller's end, so that the pipe can report
+    that)."""
+    callers_end.close()
+    torch.set_num_threads(1)
+    pairs = CoupledPairs(**arguments)
+    while True:
+        try:
+            index = connection.recv()
+        except (EOFError, OSError):
+            return
+        if index is None:
+            return
+        try:
+            x0, x1, t, generator = pairs.draw(index)
+            reply: tuple[Any, Any] = (None, (x0.numpy(), x1.numpy(), t.numpy(), generator.get_state().numpy()))
+        except Exception as error:  # the caller raises it
+            reply = (error, None)
+        try:
+            connection.send(reply)
+        except (BrokenPipeError, OSError):
+            return
 
 
 EVALUATIONS = ("auto", "fast", "full")
@@ -114,6 +237,7 @@ class FlowMatchingArguments(TrainingArguments):
         "num_nll_samples",
         "evaluation",
         "num_validation_nll_samples",
+        "coupling_workers",
     }
 
     output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
@@ -129,6 +253,11 @@ class FlowMatchingArguments(TrainingArguments):
     coupling: str = field(
         default="independent",
         metadata={"help": f"minibatch coupling {COUPLINGS}; OT couples within each process's batch"},
+    )
+    coupling_workers: int = documented(
+        1,
+        "worker processes (per training process) that solve the ot or sinkhorn coupling of the next batches side "
+        "by side; 0: one thread of the training process. The batches are the same for any value",
     )
     hidden_size: int = 256
     num_layers: int = 4
@@ -170,6 +299,7 @@ class FlowMatchingArguments(TrainingArguments):
         check_number(self.sigma, "sigma", low=0.0, open_low=True)
         check_number(self.sigma_min, "sigma_min", low=0.0, high=1.0, open_high=True)
         check_number(self.time_beta, "time_beta", low=0.0, open_low=True)
+        check_int(self.coupling_workers, "coupling_workers", low=0)
         self.probability_path()  # raises a clear error for unknown paths
         if self.evaluation not in EVALUATIONS:
             raise ValueError(f"`evaluation` must be one of {EVALUATIONS}, got {self.evaluation!r}")
@@ -192,8 +322,8 @@ class FlowMatchingTask(PointLikelihoodTask):
     r"""Conditional flow matching from ``args.source`` to ``args.dataset``.
 
     Each micro-batch draws fresh pairs ``x_0 ~ source``, ``x_1 ~ target``, couples them (independent, exact
-    minibatch OT, or entropic OT — SB-CFM with the brownian path — within this process's batch, solved in a
-    background thread) and minimises
+    minibatch OT, or entropic OT — SB-CFM with the brownian path — within this process's batch, solved batches
+    ahead in ``coupling_workers`` worker processes) and minimises
     ``‖v_θ(x_t, t) − u_t‖²`` on the chosen path (:func:`hfgen.methods.flow_matching.cfm_loss`), ``t ~ Beta(1, b)``.
     """
 
@@ -208,6 +338,8 @@ class FlowMatchingTask(PointLikelihoodTask):
     @contextmanager
     def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[CoupledPairs]:
         args = self.args
+        coupled = args.coupling != "independent"
+        workers = args.coupling_workers if coupled else 0
         with CoupledPairs(
             self.source,
             self.target,
@@ -215,10 +347,11 @@ class FlowMatchingTask(PointLikelihoodTask):
             args.coupling,
             seed=args.seed,
             time_beta=args.time_beta,
-            prefetch=2 if args.coupling != "independent" else 0,
+            prefetch=2 * max(workers, 1) if coupled else 0,
             stream=stream,
             start=start,
             sigma=args.sigma,
+            workers=workers,
         ) as pairs:
             yield pairs
 
