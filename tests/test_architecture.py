@@ -289,7 +289,17 @@ def test_every_family_file_the_guide_names_exists():
     assert not missing, f"docs/ARCHITECTURE.md (Families) names files that do not exist: {missing}"
     shared = {  # modules every family uses, no family's own
         "pipelines": {"__init__", "base", "loading", "sampling", "image_common"},
-        "hfgen/training": {"__init__", "arguments", "checkpoints", "cli", "engine", "points", "task", "trainer"},
+        "hfgen/training": {
+            "__init__",
+            "arguments",
+            "checkpoints",
+            "cli",
+            "engine",
+            "image_data",
+            "points",
+            "task",
+            "trainer",
+        },
         "hfgen/methods": {"__init__", "solver_order"},
         "model_cards": {"__init__", "pipeline"},
     }
