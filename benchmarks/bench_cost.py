@@ -232,6 +232,19 @@ def _thread_table(runs: dict[str, list[dict[str, float]]], labels: dict[str, str
     )
 
 
+def _memory_per_sample(rows: list[dict[str, Any]]) -> list[str]:
+    """Per pipeline, the peak memory each sample adds between its two largest sizes, in kB."""
+    lines = []
+    for kind in dict.fromkeys(row["kind"] for row in rows):
+        small, large = sorted((row for row in rows if row["kind"] == kind), key=lambda row: row["num_samples"])[-2:]
+        added = 1024 * (large["max_rss_mb"] - small["max_rss_mb"]) / (large["num_samples"] - small["num_samples"])
+        lines.append(
+            f"- {kind}: {added:.1f} kB of peak memory per sample from {small['num_samples']:,} to "
+            f"{large['num_samples']:,} samples (every step runs the network on the whole batch)."
+        )
+    return [*lines, ""]
+
+
 def render(results: dict[str, Any]) -> str:
     lines = [
         "# What a call costs and how the cost grows",
@@ -295,6 +308,7 @@ def render(results: dict[str, Any]) -> str:
                 ],
             ),
             "",
+            *_memory_per_sample(growth["rows"]),
         ]
     processes = results.get("processes")
     if processes:
