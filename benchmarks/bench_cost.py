@@ -4,6 +4,7 @@ and training throughput with one and two processes.
     python benchmarks/bench_cost.py                          # every section → COST_RESULTS.md, cost_results.json
     python benchmarks/bench_cost.py --sections threads       # remeasure one section, keep the others
     python benchmarks/bench_cost.py --train_data_files mnist/train.parquet   # the processes section on local MNIST
+    # (--test_data_files mnist/test.parquet optional: without it train_fm.py holds out a tenth of the training file)
     python benchmarks/bench_cost.py --quick                  # a smoke run (numbers meaningless)
 
 - ``threads``: the README's first sampling snippet (1,000 flow-matching samples, 100 Euler steps, the recipe's
@@ -17,6 +18,9 @@ and training throughput with one and two processes.
   and DDPM (20 DDIM steps), each size in its own process, one thread.
 - ``processes``: the MNIST image model's training throughput under ``accelerate launch --num_processes 1`` and ``2``
   (the same global batch: 64 on one process, 32 on each of two), images per second of wall time.
+
+Every section records the machine's load average (1 minute) when it starts and ends: other jobs share the cores.
+The JSON keeps the threads section under ``thread_policy`` (``threads`` is the machine's thread count).
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import Page, machine, markdown, table, write_results, written_by
+from report import PAGES, machine, markdown, table, verdict, write_results, written_by
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-PAGE = Page("bench_cost", "cost_results.json", "COST_RESULTS.md")
+PAGE = PAGES["cost"]
 SECTIONS = ("threads", "growth", "processes")
+#: the key of each section in the JSON
+SECTION_KEYS = {"threads": "thread_policy", "growth": "growth", "processes": "processes"}
 #: the thread target of the issue: the README snippet at default settings within 1.2× its one-thread time
 MAX_THREADS_RATIO = 1.2
 
@@ -128,7 +134,7 @@ class BusyNeighbour:
 
 def bench_threads(work: Path, quick: bool) -> dict[str, Any]:
     folder = save_recipe_pipeline(work / "fm")
-    repeats, samples = (1, 100) if quick else (5, 1000)
+    repeats, samples = (1, 100) if quick else (7, 1000)
     runs: dict[str, list[dict[str, float]]] = {"default": [], "one": [], "all": []}
     with BusyNeighbour():
         for _ in range(repeats):
@@ -136,11 +142,18 @@ def bench_threads(work: Path, quick: bool) -> dict[str, Any]:
                 runs[mode].append(timed_call(folder, mode, "fm", samples, 100))
     image_folder = save_image_pipeline(work / "image")
     image: dict[str, list[dict[str, float]]] = {"default": [], "one": []}
+    image_samples, image_steps = (4, 2) if quick else (16, 10)
     for _ in range(repeats):
         for mode in image:
-            image[mode].append(timed_call(image_folder, mode, "image", 4 if quick else 16, 2 if quick else 10))
-    load = os.getloadavg()[0]
-    return {"samples": samples, "repeats": repeats, "points": runs, "image": image, "load_average": load}
+            image[mode].append(timed_call(image_folder, mode, "image", image_samples, image_steps))
+    return {
+        "samples": samples,
+        "repeats": repeats,
+        "points": runs,
+        "image": image,
+        "image_samples": image_samples,
+        "image_steps": image_steps,
+    }
 
 
 def bench_growth(work: Path, quick: bool) -> dict[str, Any]:
@@ -153,10 +166,11 @@ def bench_growth(work: Path, quick: bool) -> dict[str, Any]:
     return {"steps": 20, "rows": rows}
 
 
-def bench_processes(work: Path, data_files: tuple[str, str] | None, quick: bool) -> dict[str, Any]:
+def bench_processes(work: Path, train_file: str | None, test_file: str | None, quick: bool) -> dict[str, Any]:
     """Training throughput of the MNIST flow-matching image model under accelerate with 1 and 2 processes."""
-    if data_files is None:
-        return {"skipped": "no MNIST data given (--train_data_files, --test_data_files)"}
+    if train_file is None:
+        return {"skipped": "no MNIST data given (--train_data_files)"}
+    test = ["--test_data_files", test_file] if test_file else []
     steps = 4 if quick else 60
     rows = []
     for processes in (1, 2):
@@ -166,8 +180,8 @@ def bench_processes(work: Path, data_files: tuple[str, str] | None, quick: bool)
             sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
             "--dynamo_backend", "no", "--num_processes", str(processes), "--main_process_port", "0",
             *(["--multi_gpu"] if processes > 1 else []),
-            str(REPO / "training" / "train_fm.py"), "--train_data_files", data_files[0], "--test_data_files",
-            data_files[1], "--max_train_steps", str(steps), "--train_batch_size", str(batch), "--validation_steps",
+            str(REPO / "training" / "train_fm.py"), "--train_data_files", train_file, *test,
+            "--max_train_steps", str(steps), "--train_batch_size", str(batch), "--validation_steps",
             "0", "--checkpointing_steps", "0", "--num_eval_samples", "16", "--report_to", "none",
             "--output_dir", str(out),
         ]  # fmt: skip
@@ -182,6 +196,7 @@ def bench_processes(work: Path, data_files: tuple[str, str] | None, quick: bool)
                 "batch_per_process": batch,
                 "steps": steps,
                 "train_seconds": metrics["train_seconds"],
+                "train_cpu_seconds": metrics["train_cpu_seconds"],
                 "images_per_second": steps * 64 / metrics["train_seconds"],
             }
         )
@@ -192,6 +207,44 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
+def _load(section: dict[str, Any]) -> str:
+    start, end = section["load_average"]
+    return f"Load average (1 minute) {start:.1f} when the section started, {end:.1f} when it ended."
+
+
+def _thread_table(runs: dict[str, list[dict[str, float]]], labels: dict[str, str]) -> list[str]:
+    """One row per mode of ``runs``: the threads the network ran with, the median wall (with the range) and CPU
+    seconds, and the median wall over the one-thread median."""
+    one = _median(runs["one"], "wall")
+    return table(
+        ["process", "threads in the network's calls", "wall (s), median (range)", "CPU (s)", "wall / one thread"],
+        [
+            (
+                label,
+                max(run["threads"] for run in runs[mode]),
+                f"{_median(runs[mode], 'wall'):.2f} ({min(r['wall'] for r in runs[mode]):.2f}–"
+                f"{max(r['wall'] for r in runs[mode]):.2f})",
+                f"{_median(runs[mode], 'cpu'):.2f}",
+                f"{_median(runs[mode], 'wall') / one:.2f}",
+            )
+            for mode, label in labels.items()
+        ],
+    )
+
+
+def _memory_per_sample(rows: list[dict[str, Any]]) -> list[str]:
+    """Per pipeline, the peak memory each sample adds between its two largest sizes, in kB."""
+    lines = []
+    for kind in dict.fromkeys(row["kind"] for row in rows):
+        small, large = sorted((row for row in rows if row["kind"] == kind), key=lambda row: row["num_samples"])[-2:]
+        added = 1024 * (large["max_rss_mb"] - small["max_rss_mb"]) / (large["num_samples"] - small["num_samples"])
+        lines.append(
+            f"- {kind}: {added:.1f} kB of peak memory per sample from {small['num_samples']:,} to "
+            f"{large['num_samples']:,} samples (every step runs the network on the whole batch)."
+        )
+    return [*lines, ""]
+
+
 def render(results: dict[str, Any]) -> str:
     lines = [
         "# What a call costs and how the cost grows",
@@ -200,57 +253,35 @@ def render(results: dict[str, Any]) -> str:
         + "; CPU seconds are the process's own (`time.process_time`, every thread).",
         "",
     ]
-    threads = results.get("threads")
+    threads = results.get(SECTION_KEYS["threads"])
     if threads:
-        points = threads["points"]
-        one = _median(points["one"], "wall")
-        ratio = _median(points["default"], "wall") / one
+        points, image = threads["points"], threads["image"]
+        ratio = _median(points["default"], "wall") / _median(points["one"], "wall")
+        cpu_ratio = _median(points["default"], "cpu") / _median(points["one"], "cpu")
         lines += [
             "## Threads",
             "",
             f"The README's sampling snippet ({threads['samples']:,} flow-matching samples, 100 Euler steps, the "
-            "recipe's 4 × 256 MLP) in a fresh process beside one busy process, medians of "
-            f"{threads['repeats']} alternating runs; load average at the end {threads['load_average']:.1f}.",
+            "recipe's 4 × 256 MLP) in a fresh process beside one busy process (a Python loop), "
+            f"{threads['repeats']} runs of each, alternating. {_load(threads)}",
             "",
-            *table(
-                ["process", "threads in the network's calls", "wall (s)", "CPU (s)", "wall / one thread"],
-                [
-                    (
-                        label,
-                        max(run["threads"] for run in points[mode]),
-                        f"{_median(points[mode], 'wall'):.2f}",
-                        f"{_median(points[mode], 'cpu'):.2f}",
-                        f"{_median(points[mode], 'wall') / one:.2f}",
-                    )
-                    for mode, label in (
-                        ("default", "as a user runs it (no variable set): the thread policy"),
-                        ("one", "`OMP_NUM_THREADS=1`"),
-                        ("all", "`OMP_NUM_THREADS` = the cores (torch's default count, without the policy)"),
-                    )
-                ],
+            *_thread_table(
+                points,
+                {
+                    "default": "as a user runs it (no variable set): the thread policy",
+                    "one": "`OMP_NUM_THREADS=1`",
+                    "all": "`OMP_NUM_THREADS` = the cores (torch's default count, without the policy)",
+                },
             ),
             "",
             f"Target (default settings ≤ {MAX_THREADS_RATIO}× the one-thread time): "
-            f"{'met' if ratio <= MAX_THREADS_RATIO else 'NOT met'} ({ratio:.2f}×).",
+            f"{verdict(ratio <= MAX_THREADS_RATIO)} ({ratio:.2f}× in wall time, {cpu_ratio:.2f}× in CPU time).",
             "",
-        ]
-        image = threads["image"]
-        lines += [
-            "An image UNet (the MNIST recipe's, 10 Euler steps of 16 images) keeps the cores; same machine, no busy "
-            "neighbour:",
+            f"An image UNet (the MNIST recipe's, {threads['image_steps']} Euler steps of {threads['image_samples']} "
+            "images): the policy leaves a convolutional network to torch's default threads. Same machine, no busy "
+            "neighbour of our own:",
             "",
-            *table(
-                ["process", "threads in the network's calls", "wall (s)", "CPU (s)"],
-                [
-                    (
-                        label,
-                        max(run["threads"] for run in image[mode]),
-                        f"{_median(image[mode], 'wall'):.2f}",
-                        f"{_median(image[mode], 'cpu'):.2f}",
-                    )
-                    for mode, label in (("default", "no variable set"), ("one", "`OMP_NUM_THREADS=1`"))
-                ],
-            ),
+            *_thread_table(image, {"default": "no variable set", "one": "`OMP_NUM_THREADS=1`"}),
             "",
         ]
     growth = results.get("growth")
@@ -259,14 +290,16 @@ def render(results: dict[str, Any]) -> str:
             "## How sampling cost grows",
             "",
             f"{growth['steps']} steps (flow matching: Euler; DDPM: DDIM), one thread, each size in its own process; "
-            "peak resident memory of the whole process (torch and hfgen loaded: the first rows are mostly that).",
+            "peak resident memory of the whole process (torch and hfgen loaded: the first rows are mostly that). "
+            + _load(growth),
             "",
             *table(
-                ["pipeline", "samples", "CPU (s)", "CPU per 1,000 samples (s)", "peak memory (MB)"],
+                ["pipeline", "samples", "wall (s)", "CPU (s)", "CPU per 1,000 samples (s)", "peak memory (MB)"],
                 [
                     (
                         row["kind"],
                         f"{row['num_samples']:,}",
+                        f"{row['wall']:.2f}",
                         f"{row['cpu']:.2f}",
                         f"{1000 * row['cpu'] / row['num_samples']:.3f}",
                         f"{row['max_rss_mb']:,.0f}",
@@ -275,6 +308,7 @@ def render(results: dict[str, Any]) -> str:
                 ],
             ),
             "",
+            *_memory_per_sample(growth["rows"]),
         ]
     processes = results.get("processes")
     if processes:
@@ -286,16 +320,27 @@ def render(results: dict[str, Any]) -> str:
             lines += [
                 "The MNIST flow-matching image model (`train_fm.py` on MNIST parquet files), the same global batch of "
                 "64, `accelerate launch` on the CPU (`--multi_gpu` with `ACCELERATE_USE_CPU=true` for two), one "
-                "thread per process.",
+                "thread per process; images / s of training wall time; CPU of process 0 alone. On a machine shared "
+                "with other jobs a second process also takes a larger share of the cores from them, so the speed-up "
+                "is what a user sees there, not what an idle machine gives. " + _load(processes),
                 "",
                 *table(
-                    ["processes", "batch per process", "steps", "training wall (s)", "images / s", "speed-up"],
+                    [
+                        "processes",
+                        "batch per process",
+                        "steps",
+                        "training wall (s)",
+                        "training CPU, process 0 (s)",
+                        "images / s",
+                        "speed-up",
+                    ],
                     [
                         (
                             row["processes"],
                             row["batch_per_process"],
                             row["steps"],
                             f"{row['train_seconds']:.1f}",
+                            f"{row['train_cpu_seconds']:.1f}",
                             f"{row['images_per_second']:.0f}",
                             f"{row['images_per_second'] / rows[0]['images_per_second']:.2f}×",
                         )
@@ -311,24 +356,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--train_data_files", help="MNIST training parquet file (the processes section)")
-    parser.add_argument("--test_data_files", help="MNIST test parquet file (the processes section)")
+    parser.add_argument(
+        "--test_data_files", help="MNIST test parquet file (processes section; default: a tenth of the train held out)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", type=Path, default=HERE, help="folder of the results files")
     args = parser.parse_args()
+    for name in ("train_data_files", "test_data_files"):
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_file():
+            parser.error(f"--{name} {path!r}: no such file (expected an MNIST parquet file)")
     stored = args.output / PAGE.json_name
     results = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() and not args.quick else {}
     results |= {**machine(), "quick": args.quick}
-    data = (args.train_data_files, args.test_data_files) if args.train_data_files and args.test_data_files else None
     with tempfile.TemporaryDirectory(prefix="hfgen-cost-") as tmp:
         work = Path(tmp)
         for section in args.sections:
             print(f"[bench_cost] {section} …", flush=True)
+            start = os.getloadavg()[0]
             if section == "threads":
-                results["threads"] = bench_threads(work, args.quick)
+                found = bench_threads(work, args.quick)
             elif section == "growth":
-                results["growth"] = bench_growth(work, args.quick)
+                found = bench_growth(work, args.quick)
             else:
-                results["processes"] = bench_processes(work, data, args.quick)
+                found = bench_processes(work, args.train_data_files, args.test_data_files, args.quick)
+            results[SECTION_KEYS[section]] = {**found, "load_average": [start, os.getloadavg()[0]]}
     print(write_results(results, args.output, PAGE, render))
 
 

@@ -52,6 +52,7 @@ PAGES = {
     "images": Page("bench_images", "image_results.json", "IMAGE_RESULTS.md"),
     "reliability": Page("bench_reliability", "reliability_results.json", "RELIABILITY_RESULTS.md"),
     "evaluation": Page("bench_evaluation", "evaluation_results.json", "EVALUATION_RESULTS.md"),
+    "cost": Page("bench_cost", "cost_results.json", "COST_RESULTS.md"),
 }
 
 
