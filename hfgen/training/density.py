@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from hfgen.data import ToyDistribution, get_toy_distribution
+from hfgen.data.images import TEST_BINARIZATION_SEED, binarize_test_images
 from hfgen.methods.cnf import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, cnf_nll_loss
 from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
@@ -376,8 +377,8 @@ class DensityTask(TrainingTask):
             self.train = (
                 binarize_images(grey["train"], "train_images") if args.binarize == "threshold" else grey["train"]
             )
-            if args.binarize == "dynamic":  # one fixed draw of the test set, seeded (Burda et al. 2016)
-                self.test = torch.bernoulli(grey["test"], generator=torch.Generator().manual_seed(args.seed))
+            if args.binarize == "dynamic":  # one fixed draw of the test set, the RBM's (Burda et al. 2016)
+                self.test = binarize_test_images(grey["test"])
             else:
                 self.test = binarize_images(grey["test"], "test_images")
             self.dim = math.prod(shape)
@@ -735,6 +736,7 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
         dataset=args.dataset_label,
         images=args.uses_images,
         binarize=args.binarize,
+        test_binarization_seed=TEST_BINARIZATION_SEED,
         num_components=args.num_components,
         covariance_type=args.covariance_type,
         reg_covar=args.reg_covar,

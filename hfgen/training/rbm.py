@@ -20,11 +20,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_splits
+from hfgen.data.images import (
+    TEST_BINARIZATION_SEED,
+    binarize_test_images,
+    dataset_to_tensors,
+    dynamic_binarize,
+    load_image_splits,
+)
 from hfgen.methods.rbm import (
     annealed_importance_sampling,
     base_rate_visible_bias,
     contrastive_divergence,
+    effective_sample_size,
     pseudo_log_likelihood,
     reconstruction_error,
 )
@@ -75,8 +82,8 @@ class RBMArguments(TrainingArguments):
     num_channels: int = 1
     binarize: str = documented(
         "dynamic",
-        f"{BINARIZE}: a fresh Bernoulli(pixel) draw per batch (the test set drawn once with the seed), one draw per "
-        "image, or pixel > 0.5",
+        f"{BINARIZE}: a fresh Bernoulli(pixel) draw per batch (the test set drawn once, seed "
+        f"{TEST_BINARIZATION_SEED}), one draw per image, or pixel > 0.5",
     )
     num_hidden: int = documented(500, "hidden units H")
     weight_init_std: float = documented(0.01, "W starts as N(0, s²) (Hinton 2010, §8)")
@@ -151,11 +158,14 @@ def load_rbm_data(args: RBMArguments) -> dict[str, Tensor]:
 
 
 def binarize_images(images: Tensor, mode: str, seed: int, split: str) -> Tensor:
-    """Binary images: ``"threshold"``, ``1[x > 0.5]``; ``"fixed"`` and ``"dynamic"`` (held-out images), one draw
-    ``x ~ Bernoulli(pixel)`` from ``batch_generator(seed, −3, 0 | 1)`` (train | test), the same on every call."""
+    """Binary images: ``"threshold"``, ``1[x > 0.5]``; otherwise one draw ``x ~ Bernoulli(pixel)``, the same on every
+    call: training images (``"fixed"``) from ``batch_generator(seed, −3, 0)``, test images from
+    :func:`~hfgen.data.images.binarize_test_images` (seed ``TEST_BINARIZATION_SEED``, whatever the run's seed)."""
     if mode == "threshold":
         return (images > 0.5).to(images.dtype)
-    return dynamic_binarize(images, batch_generator(seed, BINARIZATION_STREAM, int(split == "test")))
+    if split == "test":
+        return binarize_test_images(images)
+    return dynamic_binarize(images, batch_generator(seed, BINARIZATION_STREAM, 0))
 
 
 def check_images(images: object, name: str, shape: tuple[int, int, int]) -> Tensor:
@@ -349,10 +359,10 @@ class RBMTask(TrainingTask):
             metrics |= self.ais_log_likelihood(pipeline.model, num_likelihood_points, betas)
         return metrics, samples
 
-    def ais_log_likelihood(self, model: RBMModel, num_images: int, num_betas: int) -> dict[str, float]:
+    def ais_log_likelihood(self, model: RBMModel, num_images: int, num_betas: int, seed: int = 0) -> dict[str, float]:
         """See :func:`ais_log_likelihood` (the first ``num_images`` binarised test images, base-rate base model)."""
         images = self.test_images[:num_images].flatten(1)
-        return ais_log_likelihood(model, images, self.base_visible_bias, self.args.ais_num_chains, num_betas)
+        return ais_log_likelihood(model, images, self.base_visible_bias, self.args.ais_num_chains, num_betas, seed)
 
     def figures(self, pipeline: RBMPipeline, samples: Tensor | None) -> dict[str, Any]:
         from hfgen import plotting
@@ -385,7 +395,9 @@ def ais_log_likelihood(
 
     ``log_likelihood_stderr`` combines the spread over images and the AIS error of ``log Ẑ`` (delta method):
     ``√(var(−F) / N + se(log Ẑ)²)``. AIS is unbiased for ``Z``, so ``log Ẑ`` is biased low on average and the
-    log-likelihood high (by about the variance of the log-weights over 2M)."""
+    log-likelihood high (by about the variance of the log-weights over 2M). ``ais_effective_sample_size`` is the
+    runs' :func:`~hfgen.methods.rbm.effective_sample_size` (``M`` at best): far below ``M``, the standard error is
+    unreliable. ``seed`` seeds the AIS runs (another seed gives an independent estimate)."""
     images = model.check_visible(images.flatten(1), "images", binary=True)
     generator = torch.Generator(model.device).manual_seed(seed)
     ais = annealed_importance_sampling(
@@ -404,6 +416,8 @@ def ais_log_likelihood(
         "log_partition_stderr": ais.standard_error,
         "ais_num_chains": num_chains,
         "ais_num_betas": num_betas,
+        "ais_effective_sample_size": effective_sample_size(ais.log_weights),
+        "ais_seed": seed,
         "num_nll_images": n,
     }
 
@@ -484,8 +498,9 @@ def rbm_card(args: RBMArguments, metrics: Mapping[str, Any], repo_id: str | None
     )
     binarize = {
         "dynamic": "dynamically binarised: a fresh `v ~ Bernoulli(pixel)` at every batch; the test images drawn "
-        "once with the seed",
-        "fixed": "stochastically binarised once per image with the seed",
+        f"once, by `hfgen.data.images.binarize_test_images` with seed {TEST_BINARIZATION_SEED}",
+        "fixed": f"stochastically binarised once per image with the run's seed (the test images with seed "
+        f"{TEST_BINARIZATION_SEED})",
         "threshold": "binarised by thresholding, `v = 1[pixel > 0.5]`",
     }[args.binarize]
     method = (
