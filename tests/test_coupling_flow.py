@@ -4,15 +4,19 @@ spline's knots and derivatives, normalisation on a grid, the density of a linear
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hfgen.models.coupling_flow import (
     ActNorm,
     AffineCoupling,
     CouplingFlow,
     InvertibleLinear,
+    LULinear,
+    OctaveEncoding,
     SplineCoupling,
     rational_quadratic_spline,
 )
@@ -37,7 +41,25 @@ FLOW_VARIANTS = [
     {"num_couplings": 2, "actnorm": False, "num_hidden_layers": 1},
     {"num_couplings": 4, "coupling_type": "spline"},
     {"num_couplings": 3, "coupling_type": "spline", "invertible_linear": True, "num_bins": 5, "tail_bound": 2.0},
+    {"num_couplings": 3, "coupling_type": "spline", "activation": "relu", "num_bins": 16},
+    {"num_couplings": 2, "activation": "relu"},
+    {"num_couplings": 3, "coupling_type": "spline", "invertible_linear": True, "linear_parametrization": "lu"},
+    {"num_couplings": 2, "invertible_linear": True, "linear_parametrization": "lu", "activation": "relu"},
+    {"num_couplings": 3, "coupling_type": "spline", "unconditional_splines": True, "num_bins": 6},
+    {
+        "num_couplings": 2,
+        "coupling_type": "spline",
+        "unconditional_splines": True,
+        "invertible_linear": True,
+        "linear_parametrization": "lu",
+        "activation": "relu",
+    },
+    {"num_couplings": 3, "coupling_type": "spline", "num_position_frequencies": 3, "activation": "relu"},
+    {"num_couplings": 2, "num_position_frequencies": 2},
 ]
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_coupling_flow"
+#: the stored numbers were computed on another machine (float32 rounding differs by a few ulps per operation)
+STORED_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 
 
 def _noise(kwargs: dict, dtype: torch.dtype) -> float:
@@ -139,6 +161,16 @@ def test_bad_inputs_are_refused_with_the_argument_named():
         CouplingFlow(actnorm=1)
     with pytest.raises(ValueError, match="coupling_type"):
         CouplingFlow(coupling_type="additive")
+    with pytest.raises(ValueError, match="`activation` must be one of .*got 'swish'"):
+        CouplingFlow(activation="swish")
+    with pytest.raises(ValueError, match="`linear_parametrization` must be one of .*got 'qr'"):
+        CouplingFlow(linear_parametrization="qr")
+    with pytest.raises(ValueError, match="`unconditional_splines` needs `coupling_type`='spline', got 'affine'"):
+        CouplingFlow(unconditional_splines=True)
+    with pytest.raises(TypeError, match="unconditional_splines"):
+        CouplingFlow(coupling_type="spline", unconditional_splines=1)
+    with pytest.raises(ValueError, match="`num_position_frequencies` must be an int >= 0, got -1"):
+        CouplingFlow(num_position_frequencies=-1)
     with pytest.raises(ValueError, match="num_bins"):
         CouplingFlow(coupling_type="spline", num_bins=1)
     for bound in (0.0, -1.0, float("inf"), True):
@@ -198,6 +230,10 @@ def test_the_spline_is_increasing_and_its_inverse_undoes_it():
     back, inverse_log_derivative = rational_quadratic_spline(y, *shared, 3.0, inverse=True)
     torch.testing.assert_close(back, x, rtol=0, atol=1e-12)
     torch.testing.assert_close(inverse_log_derivative, -log_derivative, rtol=0, atol=1e-12)
+    for inverse in (False, True):  # one spline's parameters broadcast over the points: the same numbers
+        broadcast = rational_quadratic_spline(x, *(p[0] for p in (widths, heights, derivatives)), 3.0, inverse)
+        expanded = rational_quadratic_spline(x, *shared, 3.0, inverse)
+        assert all(torch.equal(a, b) for a, b in zip(broadcast, expanded, strict=True))
     y, _ = rational_quadratic_spline(x, widths, heights, derivatives, 3.0)  # a different spline per point
     torch.testing.assert_close(
         rational_quadratic_spline(y, widths, heights, derivatives, 3.0, True)[0], x, rtol=0, atol=1e-12
@@ -253,3 +289,95 @@ def test_a_saved_flow_from_before_the_spline_option_loads_as_the_same_affine_flo
     x = torch.randn(20, 2, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         assert torch.equal(loaded.log_prob(x), flow.log_prob(x))
+
+
+@pytest.mark.parametrize(("activation", "module"), [("silu", torch.nn.SiLU), ("relu", torch.nn.ReLU)])
+@pytest.mark.parametrize("coupling_type", ["affine", "spline"])
+def test_the_coupling_networks_use_the_configured_activation(activation, module, coupling_type):
+    flow = CouplingFlow(dim=2, num_couplings=2, hidden_size=8, coupling_type=coupling_type, activation=activation)
+    nets = [layer.net for layer in flow.layers if isinstance(layer, AffineCoupling | SplineCoupling)]
+    activations = [m for net in nets for m in net if not isinstance(m, torch.nn.Linear)]
+    assert len(activations) == 2 * 2 and all(type(m) is module for m in activations)
+
+
+def test_a_flow_saved_before_the_activation_option_loads_as_the_same_silu_flow():
+    """``legacy_coupling_flow/model`` was saved by the code of commit 15177ba (3 spline couplings with invertible
+    linear layers, 5 bins on [−2.5, 2.5], every parameter perturbed), whose config has no ``activation``;
+    ``expected.safetensors`` holds that code's log-densities of 64 points and its 64 samples from a generator
+    seeded 0."""
+    flow = CouplingFlow.from_pretrained(LEGACY / "model")
+    expected = load_file(LEGACY / "expected.safetensors")
+    assert flow.config.activation == "silu"
+    with torch.no_grad():
+        torch.testing.assert_close(flow.log_prob(expected["points"]), expected["log_prob"], **STORED_TOLERANCE)
+    samples = flow.sample(64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(samples, expected["samples"], **STORED_TOLERANCE)
+
+
+def random_lu_linear(dim: int, seed: int) -> LULinear:
+    layer = LULinear(dim).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.copy_(0.5 * torch.randn(parameter.shape, generator=g, dtype=torch.float64))
+    return layer
+
+
+def test_the_lu_linear_map_is_l_times_u_with_the_log_determinant_of_slogdet_and_an_exact_inverse():
+    layer = random_lu_linear(4, 12)
+    lower, upper = layer.factors()
+    # the factors: unit lower- and upper-triangular with the diagonal exp(s), whatever the unused entries hold
+    assert torch.equal(lower.triu(), torch.eye(4, dtype=torch.float64))
+    assert torch.equal(upper.tril(-1), torch.zeros(4, 4, dtype=torch.float64))
+    torch.testing.assert_close(upper.diagonal(), layer.log_diagonal.exp(), rtol=0, atol=0)
+    weight = lower @ upper
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    with torch.no_grad():
+        y, log_det = layer(x)
+        back, inverse_log_det = layer.inverse(y)
+    torch.testing.assert_close(y, x @ weight.T, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_det, torch.linalg.slogdet(weight).logabsdet.expand(30), rtol=0, atol=1e-12)
+    torch.testing.assert_close(back, x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(inverse_log_det, -log_det, rtol=0, atol=0)
+    assert abs(float(log_det[0])) > 0.1 and (y - x).abs().max() > 0.1  # not the identity
+
+
+def test_a_new_lu_linear_map_is_the_identity_and_the_flow_uses_it():
+    flow = CouplingFlow(dim=3, num_couplings=2, hidden_size=8, invertible_linear=True, linear_parametrization="lu")
+    linears = [layer for layer in flow.layers if isinstance(layer, LULinear)]
+    assert len(linears) == 2 and not any(isinstance(layer, InvertibleLinear) for layer in flow.layers)
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(14))
+    with torch.no_grad():
+        y, log_det = linears[0](x)
+    assert torch.equal(y, x) and torch.equal(log_det, torch.zeros(10))
+
+
+def test_unconditional_splines_map_each_kept_coordinate_by_itself_and_start_as_the_identity():
+    flow = CouplingFlow(dim=3, num_couplings=2, hidden_size=8, coupling_type="spline", unconditional_splines=True)
+    flow = flow.double()
+    x = 2 * torch.randn(20, 3, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    with torch.no_grad():
+        z, log_det = flow(x, return_dict=False)
+    torch.testing.assert_close(z, x, rtol=0, atol=1e-12)  # new: the identity
+    torch.testing.assert_close(log_det, torch.zeros(20, dtype=torch.float64), rtol=0, atol=1e-12)
+    flow = random_flow(dim=3, num_couplings=1, coupling_type="spline", unconditional_splines=True, actnorm=False)
+    coupling = flow.layers[0]
+    kept, free = coupling.kept.tolist(), coupling.free.tolist()
+    assert (kept, free) == ([0, 2], [1])
+    for point in x[:4]:
+        jacobian = torch.autograd.functional.jacobian(lambda p: coupling(p[None])[0][0], point)
+        # a kept output reads only its own input, through a nontrivial spline: a diagonal block
+        assert torch.equal(jacobian[kept][:, free], torch.zeros(2, 1, dtype=torch.float64))
+        assert float(jacobian[0, 2]) == 0 and float(jacobian[2, 0]) == 0
+        assert abs(float(jacobian[0, 0]) - 1) > 1e-3 or abs(float(jacobian[2, 2]) - 1) > 1e-3
+
+
+def test_the_octave_encoding_is_x_then_the_sines_and_cosines_of_its_octaves():
+    x = torch.tensor([[0.25, -1.0], [0.1, 0.0]], dtype=torch.float64)
+    encoded = OctaveEncoding(2).double()(x)
+    angles = torch.pi * torch.stack([x[:, 0], 2 * x[:, 0], x[:, 1], 2 * x[:, 1]], dim=1)  # (d, k) flattened
+    torch.testing.assert_close(encoded, torch.cat([x, angles.sin(), angles.cos()], dim=1), rtol=0, atol=1e-15)
+    flow = CouplingFlow(dim=2, num_couplings=2, hidden_size=8, coupling_type="spline", num_position_frequencies=2)
+    nets = [layer.net for layer in flow.layers if isinstance(layer, SplineCoupling)]
+    assert all(isinstance(net[0], OctaveEncoding) and net[1].in_features == 2 * (1 + 2 * 2) for net in nets)
+    assert all(not isinstance(net[0], OctaveEncoding) for net in [CouplingFlow(dim=2, hidden_size=8).layers[1].net])

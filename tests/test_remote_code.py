@@ -161,6 +161,23 @@ FAMILIES: dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str
         {},
         ("samples",),
     ),
+    "coupling_flow_recipe_layers": (  # the recipe's parts: splines, LU linear maps, octave encoding, ReLU
+        _seeded_density(
+            lambda: CouplingFlow(
+                dim=2,
+                num_couplings=2,
+                hidden_size=16,
+                coupling_type="spline",
+                invertible_linear=True,
+                linear_parametrization="lu",
+                unconditional_splines=True,
+                num_position_frequencies=2,
+                activation="relu",
+            )
+        ),
+        {},
+        ("samples",),
+    ),
     "image_flow_matching_guided": (
         lambda: _image_pipeline(FlowMatchingImagePipeline(_unet(True), FlowMatchHeunScheduler())),
         {"num_samples": 4, "num_inference_steps": 2, "class_labels": [0, 2, 1, 2], "guidance_scale": 2.0},
@@ -211,6 +228,7 @@ LOG_PROBS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     ),
     "vae": ((2, 1, 8, 8), {"method": "iwae", "num_importance_samples": 7, "generator": 5}),
     "made": ((4, 2), {}),
+    "coupling_flow_recipe_layers": ((4, 2), {}),
 }
 
 

@@ -78,6 +78,9 @@ def test_unset_arguments_take_the_models_recipe_and_set_ones_are_kept():
         ({"model": "coupling", "coupling_type": "additive"}, "`coupling_type` must be one of"),
         ({"model": "coupling", "num_bins": 1}, "`num_bins` must be an int >= 2, got 1"),
         ({"model": "coupling", "tail_bound": 0.0}, "`tail_bound` must be a finite number > 0, got 0.0"),
+        ({"model": "coupling", "activation": "swish"}, "`activation` must be one of .*got 'swish'"),
+        ({"model": "coupling", "linear_parametrization": "qr"}, "`linear_parametrization` must be one of"),
+        ({"model": "coupling", "num_position_frequencies": -1}, "`num_position_frequencies` must be an int >= 0"),
     ],
 )
 def test_bad_arguments_are_refused_naming_the_argument(kwargs, message):
@@ -88,10 +91,19 @@ def test_bad_arguments_are_refused_naming_the_argument(kwargs, message):
 def test_the_coupling_recipe_is_a_spline_flow_and_the_affine_flow_stays_available(tmp_path):
     recipe = DensityArguments(model="coupling")
     assert (recipe.coupling_type, recipe.num_couplings, recipe.max_train_steps) == ("spline", 8, 2_000)
+    assert (recipe.activation, recipe.num_bins, recipe.num_layers, recipe.learning_rate) == ("relu", 16, 3, 2e-3)
+    assert recipe.invertible_linear and recipe.linear_parametrization == "lu" and recipe.num_position_frequencies == 3
+    assert not recipe.unconditional_splines
+    assert DensityArguments(model="cnf").activation == "silu"  # each model's recipe fills the shared argument
     spline = DensityTask(tiny("coupling", tmp_path, num_bins=5, tail_bound=2.0)).build_model()
-    assert (spline.config.coupling_type, spline.config.num_bins, spline.config.tail_bound) == ("spline", 5, 2.0)
-    affine = DensityTask(tiny("coupling", tmp_path, coupling_type="affine")).build_model()
-    assert affine.config.coupling_type == "affine"
+    config = spline.config
+    assert (config.coupling_type, config.num_bins, config.tail_bound, config.activation) == ("spline", 5, 2.0, "relu")
+    assert (config.linear_parametrization, config.num_position_frequencies) == ("lu", 3)
+    assert {type(layer).__name__ for layer in spline.layers} == {"ActNorm", "LULinear", "SplineCoupling"}
+    options = {"linear_parametrization": "dense", "activation": "silu", "unconditional_splines": True}
+    affine = DensityTask(tiny("coupling", tmp_path, coupling_type="affine", **options)).build_model()
+    assert (affine.config.coupling_type, affine.config.activation) == ("affine", "silu")
+    assert not affine.config.unconditional_splines  # a spline option: the affine flow has none
     assert {type(layer).__name__ for layer in affine.layers} == {"ActNorm", "InvertibleLinear", "AffineCoupling"}
 
 

@@ -27,7 +27,7 @@ from hfgen.methods.cnf import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, cnf_nll_loss
 from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.metrics import nll_report, sample_quality_report
-from hfgen.models.coupling_flow import COUPLINGS, CouplingFlow
+from hfgen.models.coupling_flow import COUPLINGS, LINEAR_PARAMETRIZATIONS, CouplingFlow
 from hfgen.models.kde import BANDWIDTH_RULES, KernelDensity, rule_bandwidth
 from hfgen.models.made import MADE, ORDERS
 from hfgen.models.mixture import COVARIANCE_TYPES, GaussianMixture
@@ -69,9 +69,10 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("coupling", "points"): {
         "max_train_steps": 2_000,
         "train_batch_size": 512,
-        "learning_rate": 1e-3,
+        "learning_rate": 2e-3,
         "hidden_size": 128,
-        "num_layers": 2,
+        "num_layers": 3,
+        "activation": "relu",
         "num_train_points": 0,
     },
     ("cnf", "points"): {
@@ -80,6 +81,7 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
         "learning_rate": 2e-3,
         "hidden_size": 64,
         "num_layers": 3,
+        "activation": "silu",
         "num_train_points": 0,
     },
 }
@@ -134,14 +136,27 @@ class DensityArguments(TrainingArguments):
     order: str = documented("natural", f"MADE variable order: {ORDERS}")
     num_couplings: int = documented(8, "coupling flow: coupling blocks")
     invertible_linear: bool = documented(True, "coupling flow: a learned invertible linear map in each block")
+    linear_parametrization: str = documented(
+        "lu",
+        f"coupling flow: {LINEAR_PARAMETRIZATIONS}, the linear map as a dense matrix starting as a random rotation or "
+        "as LU factors starting as the identity",
+    )
     coupling_type: str = documented(
         "spline", f"coupling flow: {COUPLINGS}, RealNVP or rational-quadratic splines (Durkan et al. 2019)"
     )
-    num_bins: int = documented(8, "spline coupling flow: bins of each rational-quadratic spline")
+    num_bins: int = documented(16, "spline coupling flow: bins of each rational-quadratic spline")
     tail_bound: float = documented(3.0, "spline coupling flow: the splines act on [-B, B], the identity outside")
+    unconditional_splines: bool = documented(
+        False, "spline coupling flow: each coupling also maps its kept coordinates through learned splines of their own"
+    )
+    num_position_frequencies: int = documented(
+        3, "coupling flow: the coupling networks read octave encodings sin/cos(2^k π x), k < L, of their input (0: x)"
+    )
     hidden_size: int | None = documented(None, "coupling-network or CNF velocity width; None: the recipe")
     num_layers: int | None = documented(None, "coupling-network hidden layers, or CNF velocity layers; None: recipe")
-    activation: str = documented("silu", f"CNF velocity activation: {sorted(ACTIVATIONS)}")
+    activation: str | None = documented(
+        None, f"coupling-network or CNF velocity activation: {sorted(ACTIVATIONS)}; None: the recipe"
+    )
     time_scale: float = documented(
         1.0,
         "CNF velocity: t is embedded as sin/cos(ω_k s t), ω_k ≤ 1; s = 1 keeps v smooth in t between the training "
@@ -194,6 +209,7 @@ class DensityArguments(TrainingArguments):
             ("activation", tuple(ACTIVATIONS)),
             ("divergence", DIVERGENCES),
             ("coupling_type", COUPLINGS),
+            ("linear_parametrization", LINEAR_PARAMETRIZATIONS),
             ("solver", FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS),
         )
         for name, allowed in choices:
@@ -212,7 +228,13 @@ class DensityArguments(TrainingArguments):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        for name in ("num_train_points", "num_layers", "num_nll_samples", "num_validation_nll_samples"):
+        for name in (
+            "num_train_points",
+            "num_layers",
+            "num_nll_samples",
+            "num_validation_nll_samples",
+            "num_position_frequencies",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
@@ -284,6 +306,7 @@ _FALLBACK: dict[str, Any] = {
     "hidden_sizes": [128],
     "hidden_size": 64,
     "num_layers": 2,
+    "activation": "silu",
 }
 
 
@@ -441,6 +464,10 @@ class DensityTask(TrainingTask):
                 coupling_type=args.coupling_type,
                 num_bins=args.num_bins,
                 tail_bound=args.tail_bound,
+                activation=args.activation,
+                linear_parametrization=args.linear_parametrization,
+                unconditional_splines=args.unconditional_splines and args.coupling_type == "spline",
+                num_position_frequencies=args.num_position_frequencies,
             )
             model.initialize_actnorm(self.batch(0, 0)[0])  # data-dependent init on the first batch
         else:
@@ -743,6 +770,11 @@ def density_card(args: DensityArguments, metrics: Mapping[str, Any], repo_id: st
         bandwidth=args.bandwidth,
         hidden_sizes=" → ".join(str(h) for h in args.hidden_sizes),
         num_couplings=args.num_couplings,
+        invertible_linear=args.invertible_linear,
+        linear_parametrization=args.linear_parametrization,
+        unconditional_splines=args.unconditional_splines,
+        num_position_frequencies=args.num_position_frequencies,
+        activation=args.activation,
         coupling_type=args.coupling_type,
         num_bins=args.num_bins,
         tail_bound=args.tail_bound,
