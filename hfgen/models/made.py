@@ -85,6 +85,10 @@ class MADE(ModelMixin, ConfigMixin):
     ``p(x) = (1/M) Σ_m p_m(x)`` over masks with resampled hidden degrees (and orders if ``"random"``), so
     ``log p = logmeanexp_m log p_m``; sampling picks ``m`` uniformly, then samples ``p_m``. Degrees and orders are
     drawn from a generator seeded with ``seed``; the masks and orders are also saved as buffers.
+
+    ``direct_connections=True`` adds a masked linear map from the inputs to the outputs, ``a = W_out h + V_m x``
+    with ``V_m[d, j] = 0`` unless ``j`` is ranked before ``d`` (Germain et al.'s ``direct_input_connect="Output"``):
+    the network then contains the fully visible sigmoid belief net (a logistic regression per conditional).
     """
 
     @register_to_config
@@ -98,6 +102,7 @@ class MADE(ModelMixin, ConfigMixin):
         order: str | Sequence[int] = "natural",
         image_shape: Sequence[int] | None = None,
         seed: int = 0,
+        direct_connections: bool = False,
     ):
         super().__init__()
         for name, value, minimum in (
@@ -117,6 +122,8 @@ class MADE(ModelMixin, ConfigMixin):
             raise ValueError(f"`image_shape` {image_shape!r} must have C·H·W = dim = {dim}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"`seed` must be an int, got {seed!r}")
+        if not isinstance(direct_connections, bool):
+            raise ValueError(f"`direct_connections` must be a bool, got {direct_connections!r}")
         generator = torch.Generator().manual_seed(seed)
         orders = torch.stack([self._make_order(order, dim, generator) for _ in range(num_masks)])
         per_mask = [made_degrees(orders[m], hidden_sizes, generator) for m in range(num_masks)]
@@ -127,6 +134,11 @@ class MADE(ModelMixin, ConfigMixin):
         self.params_per_dim = 1 if conditional == "bernoulli" else 3 * num_components
         output_masks = torch.stack([masks[1] for masks in per_mask]).repeat_interleave(self.params_per_dim, dim=1)
         self.output = MaskedLinear(output_masks)
+        self.direct = None
+        if direct_connections:  # input j feeds output d iff j is ranked before d
+            ranks = torch.argsort(orders, dim=1) + 1
+            direct_masks = (ranks[:, :, None] > ranks[:, None, :]).float()
+            self.direct = MaskedLinear(direct_masks.repeat_interleave(self.params_per_dim, dim=1))
 
     @staticmethod
     def _make_order(order: str | Sequence[int], dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -175,7 +187,10 @@ class MADE(ModelMixin, ConfigMixin):
         hidden = x
         for layer in self.hidden:
             hidden = torch.relu(layer(hidden, mask_index))
-        out = self.output(hidden, mask_index).reshape(x.shape[0], self.config.dim, self.params_per_dim)
+        out = self.output(hidden, mask_index)
+        if self.direct is not None:
+            out = out + self.direct(x, mask_index)
+        out = out.reshape(x.shape[0], self.config.dim, self.params_per_dim)
         if self.config.conditional == "bernoulli":
             result = (out[..., 0], None, None)
         else:

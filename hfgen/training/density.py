@@ -133,6 +133,9 @@ class DensityArguments(TrainingArguments):
     cv_folds: int = documented(5, "with --bandwidth cv: folds of the cross-validation")
     hidden_sizes: list[int] | None = documented(None, "MADE hidden widths; None: the recipe")
     num_masks: int = documented(1, "MADE: masks (orders and connectivities) in the ensemble")
+    direct_connections: bool = documented(
+        False, "MADE: masked linear connections from the inputs to the outputs (Germain et al.'s direct_input_connect)"
+    )
     order: str = documented("natural", f"MADE variable order: {ORDERS}")
     num_couplings: int = documented(8, "coupling flow: coupling blocks")
     invertible_linear: bool = documented(True, "coupling flow: a learned invertible linear map in each block")
@@ -451,6 +454,7 @@ class DensityTask(TrainingTask):
                 num_components=args.num_components,
                 num_masks=args.num_masks,
                 order=args.order,
+                direct_connections=args.direct_connections,
                 image_shape=list(self.image_shape) if image else None,
                 seed=args.seed,
             )
