@@ -51,6 +51,7 @@ PAGES = {
     "vae": Page("bench_vae", "vae_results.json", "VAE_RESULTS.md"),
     "images": Page("bench_images", "image_results.json", "IMAGE_RESULTS.md"),
     "reliability": Page("bench_reliability", "reliability_results.json", "RELIABILITY_RESULTS.md"),
+    "evaluation": Page("bench_evaluation", "evaluation_results.json", "EVALUATION_RESULTS.md"),
 }
 
 

@@ -1,5 +1,6 @@
 """Metrics for image models: reconstruction, ELBO and IWAE log-likelihood bounds, k-NN accuracy of latent codes,
-the Fréchet distance between feature sets, and classifier-based scores of generated images.
+the Fréchet distance and the k-NN precision and recall between feature sets, and classifier-based scores of
+generated images.
 
 Likelihoods are in nats per image. Every function works batch by batch under ``torch.no_grad`` and returns
 Python floats (or a dict of them).
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hfgen.utils import check_num_samples
+from hfgen.checks import check_int
 
 __all__ = [
     "classifier_outputs",
@@ -23,7 +24,10 @@ __all__ = [
     "gaussian_frechet_distance",
     "knn_accuracy",
     "label_distribution_scores",
+    "knn_radii",
     "likelihood_bounds",
+    "manifold_coverage",
+    "precision_recall",
     "reconstruction_metrics",
 ]
 
@@ -41,7 +45,7 @@ def reconstruction_metrics(model: Any, images: Tensor, batch_size: int = 1000) -
     Returns ``reconstruction_nll``: the mean of ``−log p(x | ẑ)`` in nats per image (binary cross-entropy or
     Gaussian NLL summed over pixels), and ``reconstruction_mse``: the mean over pixels of ``(x − E[x | ẑ])²``.
     """
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     images = model.check_images(images)
     nll, squared = [], []
     for chunk in images.split(batch_size):
@@ -67,7 +71,7 @@ def likelihood_bounds(
     ``iwae`` is ``log (1/K) Σ_k p(x, z_k) / q(z_k | x)`` with ``K = num_importance_samples``
     (:meth:`VAE.iwae_bound`; Burda et al. 2016), the usual test log-likelihood estimate; ``nll = −iwae``.
     """
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     images = vae.check_images(images)
     elbo = torch.cat([vae.elbo(chunk, elbo_samples, generator) for chunk in images.split(batch_size)])
     iwae = torch.cat(
@@ -117,8 +121,7 @@ def knn_accuracy(
         raise ValueError(f"train_codes have dimension {train.shape[1]} but test_codes {test.shape[1]}")
     y_train = _as_labels(train_labels, train.shape[0], "train_labels")
     y_test = _as_labels(test_labels, test.shape[0], "test_labels")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= train.shape[0]:
-        raise ValueError(f"`k` must be an int in [1, {train.shape[0]}] (the number of training codes), got {k!r}")
+    check_int(k, "k", 1, train.shape[0], note="the number of training codes")
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     correct = 0
     for start in range(0, test.shape[0], batch_size):
@@ -167,11 +170,71 @@ def frechet_distance(features1: Any, features2: Any) -> float:
     return gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
 
 
+def _check_batch_size_and_k(k: Any, n: int, batch_size: int) -> None:
+    check_int(batch_size, "batch_size")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
+        raise ValueError(f"`k` must be an int in [1, {n - 1}] (fewer than the {n} points of the set), got {k!r}")
+
+
+def _exact_cdist(a: Tensor, b: Tensor) -> Tensor:
+    """Euclidean distances computed from the differences (no ``‖a‖² + ‖b‖² − 2ab`` shortcut, whose round-off makes
+    the distance between equal points positive)."""
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+@torch.no_grad()
+def knn_radii(features: Tensor, k: int = 3, batch_size: int = 1000) -> Tensor:
+    r"""``ρ_k(x_i)``: the Euclidean distance from each row ``x_i`` of ``features`` ``(N, D)`` to its ``k``-th nearest
+    other row (the point itself not counted; a duplicate of it is, at distance 0). Exact, ``batch_size`` rows of the
+    ``N × N`` distance matrix at a time."""
+    points = _as_codes(features, "features")
+    _check_batch_size_and_k(k, points.shape[0], batch_size)
+    radii = [
+        _exact_cdist(chunk, points).topk(k + 1, dim=1, largest=False).values[:, k] for chunk in points.split(batch_size)
+    ]
+    return torch.cat(radii)
+
+
+@torch.no_grad()
+def manifold_coverage(queries: Tensor, centres: Tensor, radii: Tensor, batch_size: int = 1000) -> float:
+    r"""The fraction of ``queries`` inside the union of balls ``B(c_j, ρ_j)``:
+    ``(1/M) Σ_i 1[∃ j: ‖q_i − c_j‖ ≤ ρ_j]`` (the manifold estimate of Kynkäänniemi et al. 2019)."""
+    q, c = _as_codes(queries, "queries"), _as_codes(centres, "centres")
+    check_int(batch_size, "batch_size")
+    if q.shape[1] != c.shape[1]:
+        raise ValueError(f"queries have dimension {q.shape[1]} but centres {c.shape[1]}")
+    if not isinstance(radii, Tensor) or radii.shape != (c.shape[0],):
+        raise ValueError(f"`radii` must be a tensor of shape ({c.shape[0]},), got {radii!r}")
+    r = radii.detach().cpu().double()
+    inside = sum(int((_exact_cdist(chunk, c) <= r).any(1).sum()) for chunk in q.split(batch_size))
+    return inside / q.shape[0]
+
+
+def precision_recall(
+    real_features: Tensor, fake_features: Tensor, k: int = 3, batch_size: int = 1000
+) -> dict[str, float]:
+    r"""Improved precision and recall (Kynkäänniemi et al. 2019) of generated features against real ones.
+
+    Each set's manifold is the union of balls around its points of radius ``ρ_k`` (:func:`knn_radii`);
+    ``precision`` is the fraction of generated points inside the real manifold (how many samples look real),
+    ``recall`` the fraction of real points inside the generated manifold (how much of the data is covered). Both
+    lie in [0, 1]; a set against itself scores 1 and 1. Exact, by ``batch_size``-row chunks of the distance matrices
+    (``10,000 × 10,000`` sets need about ``batch_size × 10,000 × 8`` bytes at a time).
+    """
+    real, fake = _as_codes(real_features, "real_features"), _as_codes(fake_features, "fake_features")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real_features have dimension {real.shape[1]} but fake_features {fake.shape[1]}")
+    return {
+        "precision": manifold_coverage(fake, real, knn_radii(real, k, batch_size), batch_size),
+        "recall": manifold_coverage(real, fake, knn_radii(fake, k, batch_size), batch_size),
+    }
+
+
 @torch.no_grad()
 def classifier_outputs(classifier: Any, images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
     """Class probabilities ``softmax(logits)`` ``(N, C)`` and penultimate features ``(N, F)`` of ``images``
     under a classifier returning ``logits`` and ``features`` (:class:`~hfgen.models.classifier.MnistClassifier`)."""
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     if not isinstance(images, Tensor) or images.ndim != 4:
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"`images` must be an (N, C, H, W) tensor in [0, 1], got {got}")

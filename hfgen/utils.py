@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from hfgen.checks import check_int
+
 VelocityField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``velocity(x, t) -> (N, D)``: a field at points ``x`` ``(N, D)`` and time ``t`` (a scalar or ``(N,)`` tensor)."""
 Sampler = Callable[[int, torch.Generator | None], torch.Tensor]
@@ -41,18 +43,18 @@ def batches_per_epoch(num_items: int, num_streams: int, batch_size: int) -> int:
 
 
 def check_num_samples(num_samples: object, name: str = "num_samples") -> int:
-    """Return ``num_samples`` if it is an ``int >= 1`` (bools rejected), else raise a clear error."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
-        raise TypeError(f"`{name}` must be an int >= 1, got {num_samples!r} ({type(num_samples).__name__})")
-    if num_samples < 1:
-        raise ValueError(f"`{name}` must be >= 1, got {num_samples}")
-    return num_samples
+    """Return ``num_samples`` if it is an ``int >= 1`` (:func:`hfgen.checks.check_int`)."""
+    return check_int(num_samples, name)
+
+
+#: :func:`hfgen.checks.check_int` (an ``int >= 1`` by default), under the name the training modules import
+check_positive_int = check_int
 
 
 def check_batch_size(batch_size: object, num_items: int, name: str = "batch_size") -> int:
     """``batch_size`` (an ``int >= 1``, bools refused) capped at ``num_items``: the size of the chunks that
     ``num_items`` inputs are processed in (``Tensor.split`` overflows on a size past 2⁶³)."""
-    return min(check_num_samples(batch_size, name), max(num_items, 1))
+    return min(check_int(batch_size, name), max(num_items, 1))
 
 
 #: tensors of the output's size a sampler holds at once: the state, the network's output and a two-stage solver's
@@ -196,13 +198,6 @@ def check_generator(generator: object, name: str = "generator") -> torch.Generat
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"`{name}` must be a torch.Generator or None, got {type(generator).__name__}")
     return generator
-
-
-def check_positive_int(value: object, name: str) -> int:
-    """Return ``value`` if it is an ``int >= 1`` (bools rejected), else raise a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-    return value
 
 
 def check_points(x: object, dim: int | None = None, name: str = "x") -> torch.Tensor:

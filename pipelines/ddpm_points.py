@@ -15,6 +15,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from hfgen.checks import check_number
 from hfgen.methods.continuous_flows import integrate_with_log_density
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
@@ -287,10 +288,7 @@ class DDPMPointsPipeline(HfgenPipeline):
         check_ode_solver(ode_solver)
         check_tolerances(rtol, atol)
         T = self.scheduler.config.num_train_timesteps
-        if isinstance(start_level, bool) or not isinstance(start_level, int | float) or not 0 < start_level < T:
-            raise ValueError(
-                f"`start_level` must be a real number in (0, {T}) (num_train_timesteps), got {start_level!r}"
-            )
+        check_number(start_level, "start_level", 0, T, True, True, note="num_train_timesteps")
         options: dict[str, torch.Tensor] = {"step_t": torch.tensor([float(T)], dtype=x.dtype)}
         if self._diffusers_scheduler:  # β(t) jumps at the integer levels: tell the solver where
             options["jump_t"] = torch.arange(math.floor(start_level) + 1, T, dtype=x.dtype)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
+from hfgen.checks import check_number
 from hfgen.methods.energy import QuadratureOutput, energy_and_gradient, langevin_chain, log_partition_by_quadrature
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput
@@ -49,8 +49,7 @@ class EnergyPipeline(HfgenPipeline):
         if not isinstance(scheduler, LangevinScheduler | MALAScheduler):
             raise TypeError(f"`scheduler` must be a LangevinScheduler or MALAScheduler, got {type(scheduler).__name__}")
         for name, value in (("start_low", start_low), ("start_high", start_high)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"`{name}` must be a finite float, got {value!r}")
+            check_number(value, name)
         if not start_low < start_high:
             raise ValueError(f"`start_low` must be smaller than `start_high`, got {start_low} and {start_high}")
         self.register_modules(model=model, scheduler=scheduler)

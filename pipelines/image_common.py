@@ -17,6 +17,7 @@ from diffusers import UNet2DModel
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from hfgen.checks import check_number
 from hfgen.methods.image_diffusion import classifier_free_guidance, to_image_space
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import ImageBatch, check_strength
@@ -144,11 +145,7 @@ class ImageGenerationPipeline(HfgenPipeline):
             )
         if labels is None:
             raise ValueError(f"`guidance_scale`={guidance_scale!r} needs `class_labels` (the classes to guide towards)")
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, int | float):
-            raise TypeError(f"`guidance_scale` must be a real number >= 0, got {guidance_scale!r}")
-        if not np.isfinite(guidance_scale) or guidance_scale < 0:
-            raise ValueError(f"`guidance_scale` must be a finite real number >= 0, got {guidance_scale!r}")
-        return float(guidance_scale)
+        return check_number(guidance_scale, "guidance_scale", 0)
 
     def _prepare_call(
         self,

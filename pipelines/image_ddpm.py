@@ -8,6 +8,7 @@ import math
 import torch
 from diffusers import UNet2DModel
 
+from hfgen.checks import check_bool
 from hfgen.methods.image_diffusion import to_network_space
 from hfgen.pipelines.image_common import (
     ImageGenerationPipeline,
@@ -43,8 +44,7 @@ class DDPMImagePipeline(ImageGenerationPipeline):
         super().__init__()
         check_unet(unet)
         _check_scheduler(scheduler)
-        if not isinstance(clip_sample, bool):
-            raise TypeError(f"`clip_sample` must be a bool, got {clip_sample!r}")
+        check_bool(clip_sample, "clip_sample")
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(clip_sample=clip_sample)
 

@@ -10,6 +10,7 @@ import torch
 from diffusers import UNet2DModel
 from diffusers.utils import BaseOutput
 
+from hfgen.checks import check_number
 from hfgen.methods.continuous_flows import log_prob as flow_log_prob
 from hfgen.methods.image_diffusion import (
     NUM_LEVELS,
@@ -69,8 +70,7 @@ class FlowMatchingImagePipeline(ImageGenerationPipeline):
         super().__init__()
         check_unet(unet)
         flow_match_solver(scheduler)  # refuses a scheduler that is not one of the flow-matching solvers
-        if isinstance(time_scale, bool) or not isinstance(time_scale, int | float) or not time_scale > 0:
-            raise ValueError(f"`time_scale` must be a real number > 0, got {time_scale!r}")
+        check_number(time_scale, "time_scale", 0, open_low=True)
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(time_scale=float(time_scale))
 

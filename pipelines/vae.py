@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from diffusers.utils import BaseOutput
 
+from hfgen.checks import check_int, check_number
 from hfgen.models.vae import VAE, AutoEncoder
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import ImageBatch
@@ -141,8 +142,7 @@ class _LatentImagePipeline(HfgenPipeline):
         ``quantile_range``, so that each cell holds about the same prior mass. With ``bounds`` or ``codes`` each
         axis has ``n`` evenly spaced points.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"`n` must be an int >= 1 (the grid is n x n), got {n!r}")
+        check_int(n, "n", note="the grid is n x n")
         self._check_image_output_type(output_type)
         if self.model.config.latent_dim != 2:
             raise ValueError(f"latent_grid needs a 2-D latent space, but latent_dim = {self.model.config.latent_dim}")
@@ -245,9 +245,7 @@ class VAEPipeline(_LatentImagePipeline):
                 "use method='iwae'"
             )
         check_num_samples(grid_size, "grid_size")
-        if isinstance(grid_limit, bool) or not isinstance(grid_limit, int | float) or not 0 < grid_limit < math.inf:
-            raise ValueError(f"`grid_limit` must be a finite number > 0, got {grid_limit!r}")
-        grid_limit = float(grid_limit)
+        grid_limit = check_number(grid_limit, "grid_limit", 0, open_low=True)
         per_cell = 2 * (8 + 8)  # the float64 cell centres (G², 2) and their two columns while stacked: measured 32
         check_memory(
             grid_size**2 * per_cell,

@@ -1,10 +1,11 @@
 """The dependency rules of DESIGN.md (Layout), checked by walking every module's imports with ``ast``.
 
-Layers, lowest first: ``utils``; ``data``, ``schedulers``, ``models``; ``methods``; ``metrics``, ``image_metrics``,
-``plotting``, ``pipelines``, ``hub``, ``remote_code``, ``model_cards``; ``training``; ``space`` (the demo app). A
-module imports from its own layer or lower; models and schedulers import nothing of hfgen but ``hfgen.utils`` (and
-their own subpackage); no import cycles between modules. The top ``hfgen/__init__.py`` may import anything. Every import
-counts: module level, inside functions and under ``if TYPE_CHECKING``. Nothing is imported to check this.
+Layers, lowest first: ``checks``, ``utils``; ``data``, ``schedulers``, ``models``; ``methods``; ``metrics``,
+``image_metrics``, ``plotting``, ``pipelines``, ``hub``, ``remote_code``, ``model_cards``; ``training``; ``space`` (the
+demo app). A module imports from its own layer or lower; models and schedulers import nothing of hfgen but
+``hfgen.checks`` and ``hfgen.utils`` (and their own subpackage); no import cycles between modules. The top
+``hfgen/__init__.py`` may import anything. Every import counts: module level, inside functions and under
+``if TYPE_CHECKING``. Nothing is imported to check this.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TOP = "hfgen"
 LAYERS = {
+    "hfgen.checks": 0,
     "hfgen.utils": 0,
     "hfgen.threads": 0,
     "hfgen.data": 1,
@@ -36,7 +38,10 @@ LAYERS = {
 }
 # Subpackages whose modules import nothing of hfgen but these (and their own subpackage).
 PACKAGE_DIRS = {"hfgen": "hfgen", "hfgen.pipelines": "pipelines", "hfgen.model_cards": "model_cards"}
-ISOLATED = {"hfgen.models": ("hfgen.utils",), "hfgen.schedulers": ("hfgen.utils",)}
+ISOLATED = {
+    "hfgen.models": ("hfgen.checks", "hfgen.utils"),
+    "hfgen.schedulers": ("hfgen.checks", "hfgen.utils"),
+}
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,7 @@ def test_checker_reports_an_upward_import_with_file_line_and_statement():
     assert "hfgen/methods/__init__.py:3: `from hfgen import plotting`: upward import" in text
     assert "hfgen/schedulers/__init__.py:1: `from hfgen.data import toy`" in text and "nothing of hfgen but" in text
     assert not any(p.startswith("hfgen/__init__.py") or "engine.py" in p or "plotting.py" in p for p in problems)
-    assert "hfgen/models/net.py:5" in text and "may import nothing of hfgen but hfgen.utils" in text
+    assert "hfgen/models/net.py:5" in text and "may import nothing of hfgen but hfgen.checks, hfgen.utils" in text
 
 
 def test_checker_reports_a_cycle_but_not_a_package_importing_its_children():

@@ -159,14 +159,15 @@ def test_final_step_noise_off_returns_the_mean_at_the_last_step():
 
 
 def test_scheduler_errors():
-    for kwargs, match in (
-        ({"num_steps": 0}, "num_steps"),
-        ({"num_steps": 2.5}, "num_steps"),
-        ({"gamma": 0.0}, "gamma"),
-        ({"gamma": -0.1}, "gamma"),
-        ({"schedule": "cosine"}, "schedule"),
+    for kwargs, error, match in (
+        ({"num_steps": 0}, ValueError, "num_steps"),
+        ({"num_steps": 2.5}, ValueError, "num_steps"),
+        ({"gamma": 0.0}, ValueError, "gamma"),
+        ({"gamma": -0.1}, ValueError, "gamma"),
+        ({"schedule": "cosine"}, ValueError, "schedule"),
+        ({"final_step_noise": 1}, TypeError, "final_step_noise"),
     ):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(error, match=match):
             BridgeScheduler(**kwargs)
     scheduler = BridgeScheduler(num_steps=3)
     with pytest.raises(RuntimeError, match="set_timesteps"):

@@ -73,7 +73,7 @@ def _gaussian_sampler(n: int, generator: torch.Generator | None) -> torch.Tensor
 # --------------------------------------------------------------------------------------------------- W2
 
 
-@pytest.mark.parametrize("solver", ["emd", "lsa"])
+@pytest.mark.parametrize("solver", ["emd", "sparse", "lsa"])
 def test_w2_translation_is_norm_of_shift(solver: str) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((50, 3))
@@ -84,7 +84,7 @@ def test_w2_translation_is_norm_of_shift(solver: str) -> None:
     assert wasserstein2(x32, y32, solver=solver) == pytest.approx(np.linalg.norm(shift), rel=1e-5)
 
 
-@pytest.mark.parametrize("solver", ["emd", "lsa"])
+@pytest.mark.parametrize("solver", ["emd", "sparse", "lsa"])
 @pytest.mark.parametrize("n", [1, 2, 4, 6])
 def test_w2_equals_brute_force_over_permutations(solver: str, n: int) -> None:
     rng = np.random.default_rng(n)
@@ -144,7 +144,7 @@ def test_w2_lsa_rejects_unequal_sizes_or_weights() -> None:
     with pytest.raises(ValueError, match="solver='lsa'"):
         wasserstein2(x, x, a=np.arange(1.0, 5.0), solver="lsa")
     assert wasserstein2(x, x + 1, a=np.ones(4), solver="lsa") == pytest.approx(math.sqrt(2))
-    with pytest.raises(ValueError, match="solver must be"):
+    with pytest.raises(ValueError, match=r"`solver` must be one of \('auto', 'emd', 'sparse', 'lsa'\), got 'sinkhorn'"):
         wasserstein2(x, x, solver="sinkhorn")
 
 
@@ -186,6 +186,17 @@ def test_mmd_equals_naive_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     assert median_heuristic(x, y) == pytest.approx(sigma, rel=1e-12)
     expected = _naive_mmd(x, y, [0.5 * sigma, sigma, 2 * sigma])
     assert mmd(torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(expected, abs=1e-10)
+
+
+def test_mmd_kernels_by_repeated_squaring_equal_their_exponentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bandwidths whose coefficients are 2^k times the smallest (ratios 1, 4, 16, twice 4) reuse its exponential by
+    squaring; the others (0.7: ratio 2.04) take their own exp; the sum equals the naive kernel sums."""
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((40, 2)), rng.standard_normal((35, 2)) + 0.3
+    monkeypatch.setattr(metrics, "_MMD_BLOCK_ELEMENTS", 200)
+    bandwidths = [1.0, 0.5, 0.7, 0.25, 0.5]
+    assert metrics._kernel_powers(1 / (2 * np.array(bandwidths) ** 2))[1] == [1, 4, 0, 16, 4]
+    assert mmd(x, y, bandwidths=bandwidths) == pytest.approx(_naive_mmd(x, y, bandwidths), rel=1e-12, abs=1e-14)
 
 
 def test_mmd_near_zero_for_same_distribution_and_positive_for_shift() -> None:
@@ -306,3 +317,55 @@ def test_w2_against_floor_of_a_perfect_model_is_about_one_and_of_a_shifted_one_i
     assert 0.8 < perfect["ratio"] < 1.25 and perfect["w2_sd"] > 0 and perfect["floor_sd"] > 0
     # W2 ≥ ‖difference of the means‖ ≈ ‖(0.5, 0.5)‖ = 0.71, several times the floor at n = 300
     assert shifted["w2"] > 0.5 and shifted["ratio"] > 2
+
+
+@pytest.mark.parametrize(("n", "m", "weighted"), [(300, 300, False), (250, 180, True), (1, 40, False)])
+def test_sparse_w2_equals_dense_network_simplex(n, m, weighted):
+    """The column-generation solver certifies the optimum of the full problem: same W2 as the dense ot.emd2, also
+    for unequal sizes and weights, where mass must travel far beyond the nearest neighbours (two shifted clusters)."""
+    import ot
+
+    rng = np.random.default_rng(n + m)
+    x = np.concatenate([rng.standard_normal((n // 2, 2)), rng.standard_normal((n - n // 2, 2)) + [6.0, 0.0]])
+    y = rng.standard_normal((m, 2)) * [3.0, 0.5]
+    a = rng.uniform(0.1, 1.0, n) if weighted else np.full(n, 1.0 / n)
+    b = rng.uniform(0.1, 1.0, m) if weighted else np.full(m, 1.0 / m)
+    a, b = a / a.sum(), b / b.sum()
+    expected = math.sqrt(ot.emd2(a, b, ot.dist(x, y), numItermax=10**7))
+    assert wasserstein2(x, y, a=a, b=b, solver="sparse") == pytest.approx(expected, rel=1e-9)
+
+
+def test_sparse_w2_between_gaussian_samples_matches_closed_form_shift():
+    """For y = x + s the optimal plan is the identity, W2 = ||s||, a case the sparse solver must certify, and the
+    default 'auto' switches to it above DENSE_MAX_ARCS arcs without changing the value."""
+    from hfgen import metrics
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2100, 2))
+    shift = np.array([0.3, -0.2])
+    assert 2100 * 2100 > metrics.DENSE_MAX_ARCS
+    assert wasserstein2(x, x + shift) == pytest.approx(np.linalg.norm(shift), rel=1e-9)
+
+
+def test_northwest_corner_arcs_carry_a_feasible_plan():
+    """The north-west corner arcs admit a plan with marginals a and b: with uniform equal sizes they are the
+    identity, and in general there are at most N + M − 1 of them on a monotone staircase."""
+    from hfgen.metrics import _northwest_corner_arcs
+
+    rows, cols = _northwest_corner_arcs(np.full(4, 0.25), np.full(4, 0.25))
+    assert rows.tolist() == [0, 1, 2, 3] and cols.tolist() == [0, 1, 2, 3]
+    rows, cols = _northwest_corner_arcs(np.array([0.5, 0.5]), np.array([0.2, 0.3, 0.5]))
+    assert list(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 0), (0, 1), (1, 2)]
+
+
+def test_sparse_w2_falls_back_to_the_lazy_network_simplex_with_the_same_value(monkeypatch: pytest.MonkeyPatch):
+    """With no column-generation round allowed the full problem goes to ot.emd2_lazy: still the exact W2."""
+    import ot
+
+    monkeypatch.setattr(metrics, "_SPARSE_MAX_ROUNDS", 0)
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((120, 2)), rng.standard_normal((90, 2)) + [4.0, 0.0]
+    a = rng.uniform(0.1, 1.0, 120)
+    a /= a.sum()
+    expected = math.sqrt(ot.emd2(a, np.full(90, 1 / 90), ot.dist(x, y), numItermax=10**7))
+    assert wasserstein2(x, y, a=a, solver="sparse") == pytest.approx(expected, rel=1e-9)

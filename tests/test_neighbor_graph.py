@@ -62,7 +62,7 @@ def test_bad_graph_inputs_are_refused():
         nearest_neighbor_graph(points[None], k=2)
     with pytest.raises(ValueError, match="NaN"):
         nearest_neighbor_graph(torch.where(points > 1, float("nan"), points), k=2)
-    with pytest.raises(ValueError, match=r"`num_components` must be in \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"`num_components` must be an int in \[1, 3\]"):
         principal_components(points, 0)
 
 

@@ -387,9 +387,9 @@ def test_shifted_sample_only_base_stays_sample_only() -> None:
     [
         ([1.0], ValueError, "length base.dim = 2"),
         (torch.zeros(2, 1), ValueError, "1-D tensor"),
-        ([1.0, float("nan")], ValueError, r"shift\[1\] must be finite"),
+        ([1.0, float("nan")], ValueError, r"`shift\[1\]` must be a finite number, got nan"),
         ("ab", TypeError, "sequence of floats"),
-        ([1.0, "a"], TypeError, r"shift\[1\] must be a real number"),
+        ([1.0, "a"], TypeError, r"`shift\[1\]` must be a finite number, got 'a' \(str\)"),
     ],
 )
 def test_shifted_rejects_bad_shift(shift, error, match) -> None:
@@ -508,7 +508,7 @@ def test_sample_only_checks_the_sampler_output(sampler, error, match) -> None:
 def test_sample_only_rejects_bad_arguments() -> None:
     with pytest.raises(TypeError, match="sampler must be callable"):
         SampleOnly("not a function", dim=2)
-    with pytest.raises(ValueError, match="dim must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="`dim` must be an int >= 1, got 0"):
         SampleOnly(lambda n, g: torch.zeros(n, 2), dim=0)
 
 
@@ -519,7 +519,7 @@ def test_sample_only_rejects_bad_arguments() -> None:
 @pytest.mark.parametrize("num_samples", [0, -1, 2.5, True, "3", None])
 @pytest.mark.parametrize("dist", [Checkerboard(), TwoMoons(), StandardGaussian(3)], ids=repr)
 def test_bad_num_samples(dist: ToyDistribution, num_samples) -> None:
-    with pytest.raises(ValueError, match=rf"num_samples must be an int >= 1, got {num_samples!r}"):
+    with pytest.raises(ValueError, match=rf"`num_samples` must be an int >= 1, got {num_samples!r}"):
         dist.sample(num_samples)
 
 
@@ -556,15 +556,15 @@ def test_unbounded_distributions_have_no_in_support() -> None:
 @pytest.mark.parametrize(
     ("build", "error", "match"),
     [
-        (lambda: StandardGaussian(dim=0), ValueError, "dim must be an int >= 1, got 0"),
-        (lambda: StandardGaussian(dim=2.0), ValueError, "dim must be an int >= 1, got 2.0"),
-        (lambda: EightGaussians(std=0.0), ValueError, "std must be > 0, got 0.0"),
-        (lambda: EightGaussians(radius=-1.0), ValueError, "radius must be >= 0, got -1.0"),
-        (lambda: EightGaussians(radius="2"), TypeError, "radius must be a real number, got '2'"),
-        (lambda: TwoMoons(noise=-0.1), ValueError, "noise must be >= 0"),
-        (lambda: TwoMoons(noise=float("inf")), ValueError, "noise must be finite"),
-        (lambda: TwoBalls(radius=0.0), ValueError, "radius must be > 0"),
-        (lambda: TwoBalls(dim=True), ValueError, "dim must be an int >= 1, got True"),
+        (lambda: StandardGaussian(dim=0), ValueError, "`dim` must be an int >= 1, got 0"),
+        (lambda: StandardGaussian(dim=2.0), ValueError, r"`dim` must be an int >= 1, got 2.0 \(float\)"),
+        (lambda: EightGaussians(std=0.0), ValueError, "`std` must be a finite number > 0, got 0.0"),
+        (lambda: EightGaussians(radius=-1.0), ValueError, "`radius` must be a finite number >= 0, got -1.0"),
+        (lambda: EightGaussians(radius="2"), TypeError, r"`radius` must be a finite number >= 0, got '2' \(str\)"),
+        (lambda: TwoMoons(noise=-0.1), ValueError, "`noise` must be a finite number >= 0, got -0.1"),
+        (lambda: TwoMoons(noise=float("inf")), ValueError, "`noise` must be a finite number >= 0, got inf"),
+        (lambda: TwoBalls(radius=0.0), ValueError, "`radius` must be a finite number > 0, got 0.0"),
+        (lambda: TwoBalls(dim=True), ValueError, r"`dim` must be an int >= 1, got True \(bool\)"),
     ],
 )
 def test_bad_parameters(build, error, match) -> None:

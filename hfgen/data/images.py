@@ -26,6 +26,7 @@ import torch
 from pyarrow.lib import ArrowException
 from torch import Tensor
 
+from hfgen.checks import check_choice
 from hfgen.utils import batch_generator
 
 __all__ = [
@@ -97,8 +98,7 @@ class ImageTransform:
         image_size: int = 28,
         num_channels: int = 1,
     ):
-        if binarize not in BINARIZATIONS:
-            raise ValueError(f"`binarize` must be one of {BINARIZATIONS}, got {binarize!r}")
+        check_choice(binarize, "binarize", BINARIZATIONS)
         if num_channels not in _MODES:
             raise ValueError(f"`num_channels` must be 1 (mode 'L') or 3 (mode 'RGB'), got {num_channels!r}")
         self.image_column, self.label_column = image_column, label_column

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_int
 from hfgen.methods.continuous_flows import log_prob
-from hfgen.utils import VelocityField, check_num_samples
+from hfgen.utils import VelocityField
 
 #: torchdiffeq's fixed-step solvers (``options={"step_size": 1 / num_steps}``) and adaptive ones (``rtol``, ``atol``)
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4")
@@ -37,7 +38,7 @@ def cnf_log_prob(
     """
     options = None
     if solver in FIXED_STEP_SOLVERS:
-        options = {"step_size": 1.0 / check_num_samples(num_steps, "num_steps")}
+        options = {"step_size": 1.0 / check_int(num_steps, "num_steps")}
     return log_prob(velocity, x, source_log_prob, solver, rtol, atol, divergence_method, generator, options)
 
 

@@ -26,12 +26,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_choice, check_int
 from hfgen.utils import (
     VelocityField,
     check_generator,
     check_ode_solver,
     check_points,
-    check_positive_int,
     check_tolerances,
 )
 
@@ -174,8 +174,7 @@ def divergence(
     Returns:
         ``(f, div)`` with shapes ``(N, D)`` and ``(N,)``.
     """
-    if method not in _DIVERGENCE_METHODS:
-        raise ValueError(f"method must be one of {_DIVERGENCE_METHODS}, got {method!r}.")
+    check_choice(method, "method", _DIVERGENCE_METHODS)
     if not isinstance(x, Tensor) or x.dim() != 2:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x must be a 2-D tensor of points with shape (N, D), got {shape}.")
@@ -272,8 +271,7 @@ def integrate_with_log_density(
     if log_p_start is not None and (not isinstance(log_p_start, Tensor) or log_p_start.shape != x.shape[:1]):
         got = tuple(log_p_start.shape) if isinstance(log_p_start, Tensor) else type(log_p_start).__name__
         raise ValueError(f"log_p_start must be a tensor of shape ({x.shape[0]},), one per point, got {got}.")
-    if divergence_method not in _DIVERGENCE_METHODS:
-        raise ValueError(f"divergence_method must be one of {_DIVERGENCE_METHODS}, got {divergence_method!r}")
+    check_choice(divergence_method, "divergence_method", _DIVERGENCE_METHODS)
     check_ode_solver(method, name="method")
     check_tolerances(rtol, atol)
     check_generator(generator)
@@ -399,8 +397,8 @@ def deform_gaussian_example(
         A :class:`DeformedGaussian` with, for each time in ``times``, the samples ``(num_samples, dim)`` and
         their log-densities ``(num_samples,)``.
     """
-    check_positive_int(num_samples, "num_samples")
-    check_positive_int(dim, "dim")
+    check_int(num_samples, "num_samples")
+    check_int(dim, "dim")
     times = [float(s) for s in times]
     if not times or min(times) < 0.0:
         raise ValueError(f"times must be a non-empty sequence of times t ≥ 0, got {times}.")

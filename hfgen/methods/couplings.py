@@ -8,11 +8,12 @@ optimal-transport one (Pooladian et al. 2023; Tong et al. 2023, OT-CFM) or the m
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 import torch
+
+from hfgen.checks import check_number
 
 COUPLINGS = ("independent", "ot", "sinkhorn")
 
@@ -67,8 +68,7 @@ def sinkhorn_plan(x0: torch.Tensor, x1: torch.Tensor, reg: float) -> torch.Tenso
             f"the Sinkhorn coupling needs batches (n, ...) and (m, ...) of the same point shape, got "
             f"{tuple(x0.shape)} and {tuple(x1.shape)}"
         )
-    if not (isinstance(reg, int | float) and not isinstance(reg, bool) and math.isfinite(reg) and reg > 0):
-        raise ValueError(f"`reg` must be a finite number > 0, got {reg!r}")
+    check_number(reg, "reg", 0, open_low=True)
     a = x0.detach().reshape(len(x0), -1).double().cpu()
     b = x1.detach().reshape(len(x1), -1).double().cpu()
     cost = torch.cdist(a, b).square_().numpy()

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_int, check_number
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
-from hfgen.utils import check_memory, check_num_samples, check_points
+from hfgen.utils import check_memory, check_points
 
 EnergyFunction = Callable[[Tensor], Tensor]
 """``energy(x) -> (N,)``: the energy of points ``x`` ``(N, D)``."""
@@ -93,8 +94,7 @@ def maximum_likelihood_loss(
     ``x⁺`` are ``data``, ``x⁻`` model ``samples`` (held fixed); with exact samples of ``p_θ`` and ``α = 0``,
     ``E[∇_θ L] = −∇_θ mean log p_θ(x⁺)``. The ``α`` term keeps energies near zero.
     """
-    if isinstance(regularization, bool) or not isinstance(regularization, int | float) or not regularization >= 0:
-        raise ValueError(f"`regularization` must be a float >= 0, got {regularization!r}")
+    check_number(regularization, "regularization", 0)
     data_energy = model(check_points(data, name="data"), return_dict=False)[0]
     sample_energy = model(check_points(samples, data.shape[1], "samples").detach(), return_dict=False)[0]
     loss = data_energy.mean() - sample_energy.mean()
@@ -123,7 +123,7 @@ def langevin_chain(
     if not isinstance(scheduler, LangevinScheduler | MALAScheduler):
         raise TypeError(f"`scheduler` must be a LangevinScheduler or MALAScheduler, got {type(scheduler).__name__}")
     x = check_points(sample, name="sample").detach()
-    scheduler.set_timesteps(check_num_samples(num_steps, "num_steps"), device=x.device)
+    scheduler.set_timesteps(check_int(num_steps, "num_steps"), device=x.device)
     states = [x] if return_trajectory else None
     accepted, step = torch.zeros((), dtype=torch.long, device=x.device), 0
     timesteps = scheduler.timesteps if progress is None else progress(scheduler.timesteps)
@@ -172,16 +172,12 @@ class ReplayBuffer:
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
     ):
-        self.capacity = check_num_samples(capacity, "capacity")
-        self.dim = check_num_samples(dim, "dim")
-        for name, value in (("low", low), ("high", high), ("reinit_fraction", reinit_fraction)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"`{name}` must be a finite float, got {value!r}")
+        self.capacity = check_int(capacity, "capacity")
+        self.dim = check_int(dim, "dim")
+        self.low, self.high = check_number(low, "low"), check_number(high, "high")
         if not low < high:
             raise ValueError(f"`low` must be smaller than `high`, got low={low}, high={high}")
-        if not 0 <= reinit_fraction <= 1:
-            raise ValueError(f"`reinit_fraction` must be in [0, 1], got {reinit_fraction}")
-        self.low, self.high, self.reinit_fraction, self.dtype = float(low), float(high), float(reinit_fraction), dtype
+        self.reinit_fraction, self.dtype = check_number(reinit_fraction, "reinit_fraction", 0, 1), dtype
         self.chains = self.noise(capacity, generator)
 
     def noise(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
@@ -192,7 +188,7 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> ReplayBatch:
         """``batch_size`` distinct slots, uniformly; each restarted from noise with probability ``reinit_fraction``."""
-        batch_size = check_num_samples(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size")
         if batch_size > self.capacity:
             raise ValueError(f"`batch_size` must be <= capacity ({self.capacity}), got {batch_size}")
         device = generator.device if generator is not None else torch.device("cpu")
@@ -250,12 +246,10 @@ def log_partition_by_quadrature(
     refused unless ``max exp(−E)`` on its outer ring of cells is at most ``border_tolerance`` times its maximum.
     ``energy`` receives float64 points; the result is differentiable in its parameters.
     """
-    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 4 or grid_size % 2:
-        raise ValueError(f"`grid_size` must be an even int >= 4, got {grid_size!r}")
-    if isinstance(border_tolerance, bool) or not isinstance(border_tolerance, int | float) or not border_tolerance > 0:
-        raise ValueError(f"`border_tolerance` must be a float > 0, got {border_tolerance!r}")
+    check_grid_size(grid_size)
+    check_number(border_tolerance, "border_tolerance", 0, open_low=True)
     bounds = _check_bounds(bounds)
-    check_num_samples(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     check_memory(
         grid_size**2 * QUADRATURE_BYTES_PER_CELL,
         "cpu",
@@ -289,6 +283,14 @@ def _midpoint_log_integral(
     grid = log_density.detach().reshape(grid_size, grid_size)
     border = torch.cat([grid[0], grid[-1], grid[:, 0], grid[:, -1]]).max()
     return torch.logsumexp(log_density, 0) + math.log(area), float(torch.exp(border - grid.max()))
+
+
+def check_grid_size(grid_size: object) -> int:
+    """Return ``grid_size`` if it is an even int ``>= 4`` (the error estimate halves the grid)."""
+    note = "even: the error estimate halves it"
+    if check_int(grid_size, "grid_size", 4, note=note) % 2:
+        raise ValueError(f"`grid_size` must be an int >= 4 ({note}), got {grid_size!r}")
+    return grid_size
 
 
 def _check_bounds(bounds: object) -> tuple[tuple[float, float], tuple[float, float]]:

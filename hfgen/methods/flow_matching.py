@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
+from hfgen.checks import check_number
+
 
 def _time_column(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     """``t`` as a tensor broadcastable against ``like`` ``(N, …)``: a scalar or ``(N,)`` → ``(N, 1, …)``."""
@@ -70,9 +72,7 @@ class LinearPath(AffinePath):
     """
 
     def __init__(self, sigma_min: float = 0.0):
-        if not 0.0 <= sigma_min < 1.0:
-            raise ValueError(f"`sigma_min` must be in [0, 1), got {sigma_min}")
-        self.sigma_min = float(sigma_min)
+        self.sigma_min = check_number(sigma_min, "sigma_min", 0, 1, open_high=True)
 
     def describe(self) -> str:
         if self.sigma_min == 0.0:
@@ -187,9 +187,7 @@ class BrownianBridgePath:
     _MIN_T_ONE_MINUS_T = 1e-8
 
     def __init__(self, sigma: float = 1.0):
-        if not (isinstance(sigma, int | float) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"`sigma` must be a finite number > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = check_number(sigma, "sigma", 0, open_low=True)
 
     def describe(self) -> str:
         return (
@@ -258,8 +256,7 @@ def sample_times(
     Density ``p(t) = b (1 − t)^{b − 1}``: ``b = 1`` is uniform; ``b < 1`` puts more weight near the data end
     ``t = 1``, where the marginal velocity develops the finest spatial detail (sharp edges of the data).
     """
-    if data_end_concentration <= 0:
-        raise ValueError(f"`data_end_concentration` must be > 0, got {data_end_concentration}")
+    check_number(data_end_concentration, "data_end_concentration", 0, open_low=True)
     u = torch.rand(num_samples, generator=generator, dtype=dtype)
     if data_end_concentration == 1.0:
         return u

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hfgen.checks import check_int
 from hfgen.models.kde import KernelDensity
 from hfgen.utils import check_points
 
@@ -36,8 +37,7 @@ def select_bandwidth(
     """
     data = check_points(data, name="data")
     num_points = data.shape[0]
-    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or not 2 <= num_folds <= num_points:
-        raise ValueError(f"`num_folds` must be an int in [2, {num_points}] (the number of points), got {num_folds!r}")
+    check_int(num_folds, "num_folds", 2, num_points, note="the number of points")
     grid = torch.as_tensor(bandwidths, dtype=torch.float64).reshape(-1).tolist()
     if not grid or not all(0 < h < math.inf for h in grid):
         raise ValueError(f"`bandwidths` must be a non-empty grid of finite numbers > 0, got {grid}")

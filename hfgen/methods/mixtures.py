@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
+from hfgen.checks import check_int, check_number
 from hfgen.models.mixture import GaussianMixture
-from hfgen.utils import check_num_samples, check_points
+from hfgen.utils import check_points
 
 INIT_PARAMETERS = ("weights", "means", "covariances")
 
@@ -28,12 +28,6 @@ class EMResult:
 def _check_data(model: GaussianMixture, data: torch.Tensor) -> torch.Tensor:
     data = check_points(data, model.config.dim, "data")
     return data.to(device=model.device, dtype=model.dtype)
-
-
-def _check_nonnegative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def e_step(model: GaussianMixture, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +54,7 @@ def m_step(model: GaussianMixture, data: torch.Tensor, log_resp: torch.Tensor, r
     with smallest eigenvalue ``≤ ε · tr Ĉov(data)``, raises ValueError and leaves the model unchanged.
     """
     data = _check_data(model, data)
-    reg_covar = _check_nonnegative("reg_covar", reg_covar)
+    reg_covar = check_number(reg_covar, "reg_covar", 0)
     num_components = model.config.num_components
     if not isinstance(log_resp, torch.Tensor) or log_resp.shape != (data.shape[0], num_components):
         shape = tuple(log_resp.shape) if isinstance(log_resp, torch.Tensor) else type(log_resp).__name__
@@ -107,7 +101,7 @@ def kmeans_plus_plus(data: torch.Tensor, num_clusters: int, generator: torch.Gen
     ``D(x)² / Σ_x D(x)²``, ``D(x)`` the distance from ``x`` to the nearest centre chosen so far.
     """
     data = check_points(data, name="data")
-    check_num_samples(num_clusters, "num_clusters")
+    check_int(num_clusters, "num_clusters")
     if num_clusters > data.shape[0]:
         raise ValueError(f"`data` has {data.shape[0]} points, fewer than `num_clusters`={num_clusters}")
     chosen = [int(torch.randint(data.shape[0], (1,), generator=generator, device=data.device))]
@@ -152,8 +146,8 @@ def fit_em(
     :func:`m_step`).
     """
     data = _check_data(model, data)
-    check_num_samples(max_iter, "max_iter")
-    tol = _check_nonnegative("tol", tol)
+    check_int(max_iter, "max_iter")
+    tol = check_number(tol, "tol", 0)
     num_components = model.config.num_components
     if data.shape[0] < num_components:
         raise ValueError(
@@ -189,13 +183,8 @@ def fit_gradient(
     Returns the mean log-likelihood before each step.
     """
     data = _check_data(model, data)
-    check_num_samples(num_steps, "num_steps")
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, int | float)
-        or not 0 < learning_rate < math.inf
-    ):
-        raise ValueError(f"`learning_rate` must be a number > 0, got {learning_rate!r}")
+    check_int(num_steps, "num_steps")
+    check_number(learning_rate, "learning_rate", 0, open_low=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     history = []
     for _ in range(num_steps):

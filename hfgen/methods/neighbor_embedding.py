@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_int
+
 #: ε of the repulsion ``−log(1 − q + ε)``: keeps it finite when two codes coincide (−log ε ≈ 9.2 nats)
 REPULSION_EPS = 1e-4
 
@@ -25,8 +27,7 @@ def principal_components(features: Tensor, num_components: int) -> Tensor:
     (exact and deterministic: an eigendecomposition of the ``D × D`` scatter matrix in float64)."""
     if features.ndim != 2:
         raise ValueError(f"`features` must be a 2-D (N, D) tensor, got shape {tuple(features.shape)}")
-    if not 1 <= num_components <= features.shape[1]:
-        raise ValueError(f"`num_components` must be in [1, {features.shape[1]}], got {num_components}")
+    check_int(num_components, "num_components", 1, features.shape[1])
     centred = features - features.mean(0)
     scatter = (centred.T @ centred).double()
     _, vectors = torch.linalg.eigh(scatter)  # ascending eigenvalues
@@ -46,8 +47,7 @@ def nearest_neighbor_graph(
     if not torch.isfinite(features).all():
         raise ValueError("`features` contain NaN or infinite values")
     n = features.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
-        raise ValueError(f"`k` must be an int in [1, {n - 1}] (the number of other rows), got {k!r}")
+    check_int(k, "k", 1, n - 1, note="the number of other rows")
     points = features.float()
     if num_components is not None and num_components < points.shape[1]:
         points = principal_components(points, num_components)
@@ -78,10 +78,7 @@ def neighbor_embedding_loss(codes: Tensor, neighbor_codes: Tensor, num_negatives
             f"`codes` and `neighbor_codes` must both be (B, d), got {tuple(codes.shape)} and "
             f"{tuple(neighbor_codes.shape)}"
         )
-    if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or not 0 <= num_negatives < len(codes):
-        raise ValueError(
-            f"`num_negatives` must be an int in [0, {len(codes) - 1}] (batch size − 1), got {num_negatives!r}"
-        )
+    check_int(num_negatives, "num_negatives", 0, len(codes) - 1, note="batch size − 1")
     attraction = torch.log1p((codes - neighbor_codes).pow(2).sum(1)).mean()
     repulsion = codes.new_zeros(())
     for shift in range(1, num_negatives + 1):

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hfgen.checks import check_int, check_number
 from hfgen.models.rbm import RBMModel, sample_bernoulli
-from hfgen.utils import check_num_samples
 
 #: the largest number of units summed over by exact enumeration (``2^20`` states)
 MAX_ENUMERATED_UNITS = 20
@@ -102,7 +102,7 @@ def gibbs_chain(
     Draws follow ``RBMModel.sample_h``/``sample_v`` (and :class:`~hfgen.schedulers.gibbs.GibbsScheduler`), so the
     chain is the same for the same generator state.
     """
-    check_num_samples(num_steps, "num_steps")
+    check_int(num_steps, "num_steps")
     with torch.no_grad():
         v = model.check_visible(v)
         for _ in range(num_steps):
@@ -136,8 +136,7 @@ def binary_states(
 ) -> Tensor:
     """All ``2^n`` binary vectors of length ``n``, shape ``(2^n, n)``; row ``k`` is ``k`` in binary (first unit most
     significant)."""
-    if isinstance(num_units, bool) or not isinstance(num_units, int) or not 1 <= num_units <= MAX_ENUMERATED_UNITS:
-        raise ValueError(f"`num_units` must be an int in 1 … {MAX_ENUMERATED_UNITS} for enumeration, got {num_units!r}")
+    check_int(num_units, "num_units", 1, MAX_ENUMERATED_UNITS, note="for enumeration")
     codes = torch.arange(2**num_units, device=device)
     shifts = torch.arange(num_units - 1, -1, -1, device=device)
     return ((codes[:, None] >> shifts) & 1).to(dtype)
@@ -230,8 +229,7 @@ def base_rate_visible_bias(v_data: Tensor, smoothing: float = 1.0) -> Tensor:
         v_data = v_data.reshape(v_data.shape[0], -1)
     if not isinstance(v_data, Tensor) or v_data.ndim != 2 or not torch.is_floating_point(v_data):
         raise ValueError("`v_data` must be a float tensor (N, V) (or images (N, C, H, W)) with values in [0, 1]")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, int | float) or not smoothing > 0:
-        raise ValueError(f"`smoothing` must be a float > 0, got {smoothing!r}")
+    check_number(smoothing, "smoothing", 0, open_low=True)
     mean = (v_data.sum(0) + smoothing) / (v_data.shape[0] + 2 * smoothing)
     return torch.log(mean) - torch.log1p(-mean)
 
@@ -255,9 +253,9 @@ def annealed_importance_sampling(
     ``log w = Σ_{k=1}^{K} [log p*_k(v_k) − log p*_{k−1}(v_k)]``. Then ``Ẑ = Z_A · mean(w)`` and the standard error of
     ``log Ẑ`` is ``std(w) / (√M mean(w))``. Runs in float64.
     """
-    num_chains = check_num_samples(num_chains, "num_chains")
+    num_chains = check_int(num_chains, "num_chains")
     if betas is None:
-        betas = torch.linspace(0.0, 1.0, check_num_samples(num_betas, "num_betas") + 1, dtype=torch.float64)
+        betas = torch.linspace(0.0, 1.0, check_int(num_betas, "num_betas") + 1, dtype=torch.float64)
     betas = _check_betas(betas)
     device = model.device
     weight, b, c = (p.detach().to(dtype=torch.float64) for p in (model.weight, model.visible_bias, model.hidden_bias))

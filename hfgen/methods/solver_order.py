@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_int
 from hfgen.methods.continuous_flows import solve_ode
-from hfgen.utils import VelocityField, check_num_samples, check_points
+from hfgen.utils import VelocityField, check_points
 
 __all__ = ["SolverOrderResult", "fit_order", "solver_order_study"]
 
@@ -70,7 +71,7 @@ def solver_order_study(
     unknown = [m for m in methods if m not in FIXED_STEP_METHODS]
     if not methods or unknown:
         raise ValueError(f"`methods` must be a non-empty subset of {FIXED_STEP_METHODS}, got {list(methods)}")
-    steps = [check_num_samples(n, "num_steps") for n in num_steps]
+    steps = [check_int(n, "num_steps") for n in num_steps]
     if len(set(steps)) < 2:
         raise ValueError(f"`num_steps` needs at least two different step counts, got {steps}")
     t_start, t_end = float(t_start), float(t_end)

@@ -10,7 +10,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from hfgen.utils import check_positive_int
+from hfgen.checks import check_arguments, check_int
 
 
 @dataclass
@@ -30,11 +30,12 @@ class StepwiseAffineMean(ModelMixin, ConfigMixin):
     ``A_k = I``, ``c_k = 0``.
     """
 
+    config_rules = {"dim": check_int, "num_steps": check_int}
+
     @register_to_config
     def __init__(self, dim: int = 2, num_steps: int = 20):
         super().__init__()
-        for name, value in (("dim", dim), ("num_steps", num_steps)):
-            check_positive_int(value, name)
+        check_arguments(self.config_rules, self.config)
         self.weight = nn.Parameter(torch.eye(dim).repeat(num_steps + 1, 1, 1))
         self.bias = nn.Parameter(torch.zeros(num_steps + 1, dim))
 

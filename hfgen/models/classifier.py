@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from hfgen.utils import check_positive_int
+from hfgen.checks import check_int, check_number, check_sizes
 
 MODEL_TYPE = "hfgen-mnist-classifier"
 
@@ -42,15 +42,13 @@ class MnistClassifierConfig(PretrainedConfig):
         kwargs.setdefault("num_labels", 10)
         super().__init__(**kwargs)
         for name, value in (("num_channels", num_channels), ("image_size", image_size), ("hidden_size", hidden_size)):
-            check_positive_int(value, name)
-        if not conv_channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in conv_channels):
-            raise ValueError(f"`conv_channels` must be a non-empty list of positive ints, got {conv_channels!r}")
+            check_int(value, name)
+        check_sizes(conv_channels, "conv_channels", allow_empty=False)
         if image_size % 2 ** len(conv_channels):
             raise ValueError(
                 f"`image_size` must be divisible by 2**len(conv_channels) = {2 ** len(conv_channels)}, got {image_size}"
             )
-        if not 0 <= dropout < 1:
-            raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}")
+        check_number(dropout, "dropout", 0, 1, open_high=True)
         self.num_channels, self.image_size = num_channels, image_size
         self.conv_channels, self.hidden_size, self.dropout = list(conv_channels), hidden_size, dropout
 

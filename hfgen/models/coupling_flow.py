@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -13,8 +14,9 @@ from diffusers.utils import BaseOutput
 from torch import nn
 from torch.nn import functional as F
 
+from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_number
 from hfgen.models.mlp import ACTIVATIONS
-from hfgen.utils import check_num_samples, check_points
+from hfgen.utils import check_points
 
 COUPLINGS = ("affine", "spline")
 #: parametrisations of the invertible linear map: a dense matrix (starting as a random rotation) or LU factors
@@ -351,6 +353,22 @@ class CouplingFlow(ModelMixin, ConfigMixin):
     at every ActNorm.
     """
 
+    config_rules = {
+        "dim": partial(check_int, low=2),
+        "num_couplings": check_int,
+        "hidden_size": check_int,
+        "num_hidden_layers": partial(check_int, low=0),
+        "actnorm": check_bool,
+        "invertible_linear": check_bool,
+        "coupling_type": partial(check_choice, choices=COUPLINGS),
+        "num_bins": partial(check_int, low=2),
+        "tail_bound": partial(check_number, low=0, open_low=True),
+        "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
+        "linear_parametrization": partial(check_choice, choices=LINEAR_PARAMETRIZATIONS),
+        "unconditional_splines": check_bool,
+        "num_position_frequencies": partial(check_int, low=0),
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -369,33 +387,7 @@ class CouplingFlow(ModelMixin, ConfigMixin):
         num_position_frequencies: int = 0,
     ):
         super().__init__()
-        for name, value, minimum in (
-            ("dim", dim, 2),
-            ("num_couplings", num_couplings, 1),
-            ("hidden_size", hidden_size, 1),
-            ("num_hidden_layers", num_hidden_layers, 0),
-            ("num_bins", num_bins, 2),
-            ("num_position_frequencies", num_position_frequencies, 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
-        for name, value in (
-            ("actnorm", actnorm),
-            ("invertible_linear", invertible_linear),
-            ("unconditional_splines", unconditional_splines),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"`{name}` must be a bool, got {value!r}")
-        if coupling_type not in COUPLINGS:
-            raise ValueError(f"`coupling_type` must be one of {COUPLINGS}, got {coupling_type!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if linear_parametrization not in LINEAR_PARAMETRIZATIONS:
-            raise ValueError(
-                f"`linear_parametrization` must be one of {LINEAR_PARAMETRIZATIONS}, got {linear_parametrization!r}"
-            )
-        if isinstance(tail_bound, bool) or not isinstance(tail_bound, int | float) or not 0 < tail_bound < math.inf:
-            raise ValueError(f"`tail_bound` must be a finite number > 0, got {tail_bound!r}")
+        check_arguments(self.config_rules, self.config)
         if unconditional_splines and coupling_type != "spline":
             raise ValueError(f"`unconditional_splines` needs `coupling_type`='spline', got {coupling_type!r}")
         layers: list[nn.Module] = []
@@ -439,7 +431,7 @@ class CouplingFlow(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``x = f^{-1}(z)`` with ``z ~ N(0, I)`` drawn from ``generator``; shape ``(N, D)``."""
-        check_num_samples(num_samples)
+        check_int(num_samples, "num_samples")
         z = torch.randn(num_samples, self.config.dim, generator=generator, device=self.device, dtype=self.dtype)
         return self.inverse(z).sample
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
-from hfgen.utils import check_positive_int
+from hfgen.checks import check_arguments, check_int, check_number
 
 
 @dataclass
@@ -36,6 +37,11 @@ class DDPMOracle(ModelMixin, ConfigMixin):
     its dtype is float32, like a network's); the mixture is evaluated in float64 from that buffer.
     """
 
+    config_rules = {
+        "alpha": partial(check_number, low=0, high=1, open_low=True, open_high=True),
+        "num_train_timesteps": check_int,
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -52,9 +58,7 @@ class DDPMOracle(ModelMixin, ConfigMixin):
             )
         if not torch.isfinite(points).all():
             raise ValueError("`data_points` must be finite (no NaN or inf)")
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
-            raise ValueError(f"`alpha` must be a float in the open interval (0, 1), got {alpha!r}")
-        check_positive_int(num_train_timesteps, "num_train_timesteps")
+        check_arguments(self.config_rules, self.config)
         self.register_buffer("data", points.to(torch.float32))
 
     @property

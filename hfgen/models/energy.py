@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
+
+from hfgen.checks import check_arguments, check_choice, check_int, check_number
 
 #: smooth activations only: Langevin dynamics and MALA use ∇_x E, which must be continuous
 SMOOTH_ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -36,6 +39,14 @@ class EnergyMLP(ModelMixin, ConfigMixin):
     quadratic well that makes ``Z_θ`` finite for every ``θ`` (``κ = 0`` leaves ``E_θ = f_θ``).
     """
 
+    config_rules = {
+        "dim": check_int,
+        "hidden_size": check_int,
+        "num_layers": check_int,
+        "activation": partial(check_choice, choices=tuple(SMOOTH_ACTIVATIONS), note="smooth"),
+        "confinement": partial(check_number, low=0),
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -46,13 +57,7 @@ class EnergyMLP(ModelMixin, ConfigMixin):
         confinement: float = 0.0,
     ):
         super().__init__()
-        for name, value in (("dim", dim), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        if activation not in SMOOTH_ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {sorted(SMOOTH_ACTIVATIONS)} (smooth), got {activation!r}")
-        if isinstance(confinement, bool) or not isinstance(confinement, int | float) or not confinement >= 0:
-            raise ValueError(f"`confinement` must be a float >= 0, got {confinement!r}")
+        check_arguments(self.config_rules, self.config)
         act = SMOOTH_ACTIVATIONS[activation]
         layers: list[nn.Module] = [nn.Linear(dim, hidden_size), act()]
         for _ in range(num_layers - 1):

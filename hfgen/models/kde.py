@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -11,32 +10,18 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
-from hfgen.utils import check_num_samples, check_points
+from hfgen.checks import check_arguments, check_choice, check_int, check_number
+from hfgen.utils import check_points
 
 BANDWIDTH_RULES = ("scott", "silverman")
 _CHUNK_ELEMENTS = 2**22  # query points × data points × D evaluated at once by log_prob
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return value
-
-
-def check_bandwidth(bandwidth: object) -> float | str:
+def check_bandwidth(bandwidth: object, name: str = "bandwidth") -> float | str:
     """Return ``bandwidth`` if it is ``"scott"``, ``"silverman"`` or a finite number ``> 0``, else raise."""
     if isinstance(bandwidth, str):
-        if bandwidth not in BANDWIDTH_RULES:
-            raise ValueError(f"`bandwidth` must be a number > 0 or one of {BANDWIDTH_RULES}, got {bandwidth!r}")
-        return bandwidth
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real):
-        raise TypeError(
-            f"`bandwidth` must be a number > 0 or one of {BANDWIDTH_RULES}, got {bandwidth!r} "
-            f"({type(bandwidth).__name__})"
-        )
-    if not math.isfinite(bandwidth) or bandwidth <= 0:
-        raise ValueError(f"`bandwidth` must be a finite number > 0, got {bandwidth!r}")
-    return float(bandwidth)
+        return check_choice(bandwidth, name, BANDWIDTH_RULES, note="or a number > 0")
+    return check_number(bandwidth, name, 0, open_low=True, note=f"or one of {BANDWIDTH_RULES}")
 
 
 def bandwidth_factor(rule: str, num_points: int, dim: int) -> float:
@@ -83,12 +68,12 @@ class KernelDensity(ModelMixin, ConfigMixin):
     :meth:`from_data`. The model keeps the data's dtype (pass ``torch_dtype`` to ``from_pretrained`` for float64).
     """
 
+    config_rules = {"num_points": check_int, "dim": check_int, "bandwidth": check_bandwidth}
+
     @register_to_config
     def __init__(self, num_points: int = 1, dim: int = 2, bandwidth: float | str = "scott"):
         super().__init__()
-        _check_positive_int("num_points", num_points)
-        _check_positive_int("dim", dim)
-        check_bandwidth(bandwidth)
+        check_arguments(self.config_rules, self.config)
         self.register_buffer("data", torch.zeros(num_points, dim))
 
     @classmethod
@@ -127,7 +112,7 @@ class KernelDensity(ModelMixin, ConfigMixin):
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``x = x_I + h ε`` with ``I`` uniform over the data points and ``ε ~ N(0, I)``; shape ``(N, D)``."""
-        check_num_samples(num_samples)
+        check_int(num_samples, "num_samples")
         num_points, dim = self.data.shape
         index = torch.randint(num_points, (num_samples,), generator=generator, device=self.data.device)
         noise = torch.randn(num_samples, dim, generator=generator, device=self.data.device, dtype=self.data.dtype)

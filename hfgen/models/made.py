@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from hfgen.utils import check_num_samples, check_points
+from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_sizes
+from hfgen.utils import check_points
 
 CONDITIONALS = ("bernoulli", "gaussian_mixture")
 ORDERS = ("natural", "random")
@@ -91,6 +93,16 @@ class MADE(ModelMixin, ConfigMixin):
     the network then contains the fully visible sigmoid belief net (a logistic regression per conditional).
     """
 
+    config_rules = {
+        "dim": partial(check_int, low=2),
+        "hidden_sizes": check_sizes,
+        "conditional": partial(check_choice, choices=CONDITIONALS),
+        "num_components": check_int,
+        "num_masks": check_int,
+        "seed": partial(check_int, low=None),
+        "direct_connections": check_bool,
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -105,25 +117,9 @@ class MADE(ModelMixin, ConfigMixin):
         direct_connections: bool = False,
     ):
         super().__init__()
-        for name, value, minimum in (
-            ("dim", dim, 2),
-            ("num_components", num_components, 1),
-            ("num_masks", num_masks, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
-        if isinstance(hidden_sizes, str) or not all(
-            isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in hidden_sizes
-        ):
-            raise ValueError(f"`hidden_sizes` must be a list of positive ints, got {hidden_sizes!r}")
-        if conditional not in CONDITIONALS:
-            raise ValueError(f"`conditional` must be one of {CONDITIONALS}, got {conditional!r}")
+        check_arguments(self.config_rules, self.config)
         if image_shape is not None and math.prod(image_shape) != dim:
             raise ValueError(f"`image_shape` {image_shape!r} must have C·H·W = dim = {dim}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"`seed` must be an int, got {seed!r}")
-        if not isinstance(direct_connections, bool):
-            raise ValueError(f"`direct_connections` must be a bool, got {direct_connections!r}")
         generator = torch.Generator().manual_seed(seed)
         orders = torch.stack([self._make_order(order, dim, generator) for _ in range(num_masks)])
         per_mask = [made_degrees(orders[m], hidden_sizes, generator) for m in range(num_masks)]
@@ -172,9 +168,7 @@ class MADE(ModelMixin, ConfigMixin):
         return x.to(device=self.device, dtype=self.dtype)
 
     def _check_mask_index(self, mask_index: int) -> int:
-        if isinstance(mask_index, bool) or not isinstance(mask_index, int) or not 0 <= mask_index < self.num_masks:
-            raise ValueError(f"`mask_index` must be an int in [0, {self.num_masks}), got {mask_index!r}")
-        return mask_index
+        return check_int(mask_index, "mask_index", 0, self.num_masks - 1)
 
     @property
     def num_masks(self) -> int:
@@ -218,7 +212,7 @@ class MADE(ModelMixin, ConfigMixin):
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sampling ``x_{o_1} ~ p(x_{o_1})``, ``x_{o_2} ~ p(x_{o_2} | x_{o_1})``, … along the order of a
         mask drawn uniformly per sample; ``(N, D)``, or ``(N, *image_shape)`` when ``image_shape`` is set."""
-        check_num_samples(num_samples)
+        check_int(num_samples, "num_samples")
         choice = torch.randint(self.num_masks, (num_samples,), generator=generator, device=self.device)
         samples = torch.zeros(num_samples, self.config.dim, device=self.device, dtype=self.dtype)
         for m in range(self.num_masks):

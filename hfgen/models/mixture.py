@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -11,7 +12,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from hfgen.utils import check_num_samples, check_points
+from hfgen.checks import check_arguments, check_choice, check_int
+from hfgen.utils import check_points
 
 COVARIANCE_TYPES = ("spherical", "diag", "full")
 
@@ -23,12 +25,6 @@ class GaussianMixtureOutput(BaseOutput):
 
     log_prob: torch.Tensor
     component_log_prob: torch.Tensor
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return value
 
 
 class GaussianMixture(ModelMixin, ConfigMixin):
@@ -50,13 +46,16 @@ class GaussianMixture(ModelMixin, ConfigMixin):
     :meth:`set_parameters` or a fit. ``log_prob`` is ``logsumexp_k [log π_k + log N(x; μ_k, Σ_k)]``.
     """
 
+    config_rules = {
+        "num_components": check_int,
+        "dim": check_int,
+        "covariance_type": partial(check_choice, choices=COVARIANCE_TYPES),
+    }
+
     @register_to_config
     def __init__(self, num_components: int = 8, dim: int = 2, covariance_type: str = "full"):
         super().__init__()
-        _check_positive_int("num_components", num_components)
-        _check_positive_int("dim", dim)
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"`covariance_type` must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+        check_arguments(self.config_rules, self.config)
         self.logits = nn.Parameter(torch.zeros(num_components))
         self.means = nn.Parameter(torch.zeros(num_components, dim))
         scale_shape = (num_components,) if covariance_type == "spherical" else (num_components, dim)
@@ -177,7 +176,7 @@ class GaussianMixture(ModelMixin, ConfigMixin):
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sampling: ``k ~ Categorical(π)``, then ``x = μ_k + L_k ε``, ``ε ~ N(0, I)``; ``(N, D)``."""
-        check_num_samples(num_samples)
+        check_int(num_samples, "num_samples")
         with torch.no_grad():
             component = torch.multinomial(self.weights, num_samples, replacement=True, generator=generator)
             noise = torch.randn(

@@ -1,13 +1,14 @@
 """A time-conditioned MLP for points: a velocity, noise or score network in any dimension.
 
-This module imports only torch and diffusers (no hfgen): it is copied verbatim into diffusers' remote-code layout
-(:mod:`hfgen.remote_code`), so a diffusers-only user can load a saved velocity network.
+Its remote-code copy (:mod:`hfgen.remote_code`) is this module with the argument checks it uses from
+:mod:`hfgen.checks`, so a diffusers-only user can load a saved velocity network.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -15,6 +16,8 @@ from diffusers.models.embeddings import GaussianFourierProjection
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
+
+from hfgen.checks import check_arguments, check_choice, check_int
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -50,6 +53,16 @@ class TimeMLP(ModelMixin, ConfigMixin):
     network (DDPM, integer ``t``, ``time_scale=1``) or score network.
     """
 
+    config_rules = {
+        "dim": check_int,
+        "hidden_size": check_int,
+        "num_layers": check_int,
+        "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
+        "time_embedding": partial(check_choice, choices=TIME_EMBEDDINGS),
+        "time_embedding_dim": check_int,
+        "num_position_frequencies": partial(check_int, low=0),
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -64,26 +77,9 @@ class TimeMLP(ModelMixin, ConfigMixin):
         num_position_frequencies: int = 0,
     ):
         super().__init__()
-        for name, value in (
-            ("dim", dim),
-            ("hidden_size", hidden_size),
-            ("num_layers", num_layers),
-            ("time_embedding_dim", time_embedding_dim),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        if (
-            isinstance(num_position_frequencies, bool)
-            or not isinstance(num_position_frequencies, int)
-            or (num_position_frequencies < 0)
-        ):
-            raise ValueError(f"`num_position_frequencies` must be an int >= 0, got {num_position_frequencies!r}")
+        check_arguments(self.config_rules, self.config)
         if time_embedding_dim % 2:
             raise ValueError(f"`time_embedding_dim` must be even, got {time_embedding_dim}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if time_embedding not in TIME_EMBEDDINGS:
-            raise ValueError(f"`time_embedding` must be one of {TIME_EMBEDDINGS}, got {time_embedding!r}")
 
         if time_embedding == "fourier":
             self.fourier = GaussianFourierProjection(

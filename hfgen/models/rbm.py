@@ -15,6 +15,7 @@ a chain. The exact likelihood and the pseudo-likelihood (``hfgen.methods.rbm``) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
+from hfgen.checks import check_arguments, check_int, check_number
 from hfgen.utils import check_has_values
 
 
@@ -43,6 +45,13 @@ class RBMModel(ModelMixin, ConfigMixin):
     ``components_ = Wᵀ``, ``intercept_visible_ = b``, ``intercept_hidden_ = c``.
     """
 
+    config_rules = {
+        "num_visible": check_int,
+        "num_hidden": check_int,
+        "in_channels": check_int,
+        "weight_init_std": partial(check_number, low=0),
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -53,17 +62,14 @@ class RBMModel(ModelMixin, ConfigMixin):
         weight_init_std: float = 0.01,
     ):
         super().__init__()
-        for name, value in (("num_visible", num_visible), ("num_hidden", num_hidden), ("in_channels", in_channels)):
-            _check_positive_int(name, value)
+        check_arguments(self.config_rules, self.config)
         if image_size is not None:
-            _check_positive_int("image_size", image_size)
+            check_int(image_size, "image_size", note="or None for an RBM not over images")
             if in_channels * image_size**2 != num_visible:
                 raise ValueError(
                     f"`num_visible` must equal in_channels * image_size**2 = {in_channels * image_size**2} for "
                     f"{in_channels}x{image_size}x{image_size} images, got {num_visible}"
                 )
-        if isinstance(weight_init_std, bool) or not isinstance(weight_init_std, int | float) or weight_init_std < 0:
-            raise ValueError(f"`weight_init_std` must be a float >= 0, got {weight_init_std!r}")
         self.weight = nn.Parameter(weight_init_std * torch.randn(num_visible, num_hidden))
         self.visible_bias = nn.Parameter(torch.zeros(num_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(num_hidden))
@@ -134,11 +140,6 @@ def sample_bernoulli(probabilities: Tensor, generator: torch.Generator | None = 
     device = generator.device if generator is not None else probabilities.device
     uniform = torch.rand(probabilities.shape, generator=generator, device=device, dtype=probabilities.dtype)
     return (uniform.to(probabilities.device) < probabilities).to(probabilities.dtype)
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
 
 
 def _check_units(x: object, size: int, name: str, binary: bool) -> Tensor:

@@ -22,17 +22,19 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
+from hfgen.checks import check_arguments, check_int
 from hfgen.models.mlp import ACTIVATIONS
 from hfgen.models.vae_parts import (
+    _DECODER_RULES,
+    _ENCODER_RULES,
+    _LIKELIHOOD_RULES,
     ARCHITECTURES,
     LIKELIHOODS,
     NORMALIZATIONS,
-    _check_common,
-    _check_likelihood,
-    _check_normalization,
+    _check_conv_channels,
     _mlp,
 )
-from hfgen.utils import check_generator, check_has_values, check_num_samples
+from hfgen.utils import check_generator, check_has_values
 
 __all__ = [
     "ARCHITECTURES",
@@ -87,6 +89,8 @@ class Encoder(ModelMixin, ConfigMixin):
     the scale of the 2-D code).
     """
 
+    config_rules = _ENCODER_RULES
+
     @register_to_config
     def __init__(
         self,
@@ -101,8 +105,8 @@ class Encoder(ModelMixin, ConfigMixin):
         normalization: str = "none",
     ):
         super().__init__()
-        _check_common(in_channels, image_size, latent_dim, hidden_sizes, activation, architecture, conv_channels)
-        _check_normalization(normalization)
+        check_arguments(self.config_rules, self.config)
+        _check_conv_channels(architecture, conv_channels, image_size)
         layers: list[nn.Module] = []
         if architecture == "conv":
             channels = [in_channels, *conv_channels]
@@ -133,6 +137,8 @@ class Decoder(ModelMixin, ConfigMixin):
     reads out a ``conv_channels[-1] × H/2^L × W/2^L`` map, then stride-2 transposed convolutions double it back.
     """
 
+    config_rules = _DECODER_RULES
+
     @register_to_config
     def __init__(
         self,
@@ -145,7 +151,8 @@ class Decoder(ModelMixin, ConfigMixin):
         conv_channels: Sequence[int] = (64, 32),
     ):
         super().__init__()
-        _check_common(out_channels, image_size, latent_dim, hidden_sizes, activation, architecture, conv_channels)
+        check_arguments(self.config_rules, self.config)
+        _check_conv_channels(architecture, conv_channels, image_size)
         sizes = [latent_dim, *hidden_sizes]
         layers = _mlp(sizes, activation)
         if architecture == "conv":
@@ -177,6 +184,8 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
 
     #: whether the encoder also returns ``log σ(x)``, the spread of ``q(z | x)``
     _variational: ClassVar[bool]
+    #: the likelihood's arguments; the encoder and the decoder check the others
+    config_rules = _LIKELIHOOD_RULES
 
     @register_to_config
     def __init__(
@@ -194,7 +203,7 @@ class _LatentImageModel(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         cfg = self.config
-        _check_likelihood(cfg.likelihood, cfg.observation_std)
+        check_arguments(self.config_rules, cfg)
         shared = {
             "image_size": cfg.image_size,
             "latent_dim": cfg.latent_dim,
@@ -340,7 +349,7 @@ class VAE(_LatentImageModel):
 
     def sample_prior(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``num_samples`` latents ``z ~ N(0, I_d)``, ``(num_samples, d)``."""
-        shape = (check_num_samples(num_samples), self.config.latent_dim)
+        shape = (check_int(num_samples, "num_samples"), self.config.latent_dim)
         return torch.randn(shape, generator=check_generator(generator), dtype=self.dtype).to(self.device)
 
     def forward(
@@ -361,7 +370,7 @@ class VAE(_LatentImageModel):
     def elbo(self, images: Tensor, num_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
         r"""ELBO per image ``(N,)`` in nats: ``(1/S) Σ_s log p(x | z_s) − KL(q(z | x) ‖ p(z))``, ``z_s ~ q(z | x)``,
         with the KL in closed form; an unbiased estimate of ``E_q[log p(x | z)] − KL ≤ log p(x)``."""
-        check_num_samples(num_samples)
+        check_int(num_samples, "num_samples")
         images = self.check_images(images)
         mean, log_std = self.encoder(images, return_dict=False)
         total = torch.zeros(images.shape[0], dtype=images.dtype, device=images.device)
@@ -385,8 +394,8 @@ class VAE(_LatentImageModel):
         samples are drawn ``chunk_size`` at a time (memory ``chunk_size · N · C·H·W``) and combined by a running
         log-sum-exp.
         """
-        check_num_samples(num_samples)
-        check_num_samples(chunk_size, "chunk_size")
+        check_int(num_samples, "num_samples")
+        check_int(chunk_size, "chunk_size")
         check_generator(generator)
         images = self.check_images(images)
         mean, log_std = self.encoder(images, return_dict=False)

@@ -4,11 +4,12 @@ checks of their constructor arguments and the stack of hidden MLP layers."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from torch import nn
 
+from hfgen.checks import check_choice, check_int, check_number, check_sizes
 from hfgen.models.mlp import ACTIVATIONS
-from hfgen.utils import check_positive_int
 
 __all__ = ["ARCHITECTURES", "LIKELIHOODS", "NORMALIZATIONS"]
 
@@ -18,44 +19,36 @@ ARCHITECTURES = ("mlp", "conv")
 NORMALIZATIONS = ("none", "layer")
 
 
-def _check_sizes(name: str, sizes: Sequence[int], allow_empty: bool) -> list[int]:
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or (not allow_empty and not sizes):
-        raise ValueError(
-            f"`{name}` must be a {'' if allow_empty else 'non-empty '}list of positive ints, got {sizes!r}"
-        )
-    for size in sizes:
-        check_positive_int(size, name)
-    return list(sizes)
+#: the rules of the config arguments the encoder and the decoder share (:func:`hfgen.checks.check_arguments`)
+_NETWORK_RULES = {
+    "image_size": check_int,
+    "latent_dim": check_int,
+    "hidden_sizes": check_sizes,
+    "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
+    "architecture": partial(check_choice, choices=ARCHITECTURES),
+}
+#: the config rules of the encoder, the decoder, and the likelihood of the models built from them
+_ENCODER_RULES = {
+    "in_channels": check_int,
+    **_NETWORK_RULES,
+    "normalization": partial(check_choice, choices=NORMALIZATIONS),
+}
+_DECODER_RULES = {"out_channels": check_int, **_NETWORK_RULES}
+_LIKELIHOOD_RULES = {
+    "likelihood": partial(check_choice, choices=LIKELIHOODS),
+    "observation_std": partial(check_number, low=0, open_low=True),
+}
 
 
-def _check_common(
-    in_channels: int,
-    image_size: int,
-    latent_dim: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    architecture: str,
-    conv_channels: Sequence[int],
-) -> None:
-    for name, value in (("in_channels", in_channels), ("image_size", image_size), ("latent_dim", latent_dim)):
-        check_positive_int(value, name)
-    _check_sizes("hidden_sizes", hidden_sizes, allow_empty=True)
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"`architecture` must be one of {ARCHITECTURES}, got {architecture!r}")
+def _check_conv_channels(architecture: str, conv_channels: Sequence[int], image_size: int) -> None:
+    """The conv architecture's ``conv_channels``: a non-empty list of layers that each halve ``image_size``."""
     if architecture == "conv":
-        _check_sizes("conv_channels", conv_channels, allow_empty=False)
+        check_sizes(conv_channels, "conv_channels", allow_empty=False)
         if image_size % 2 ** len(conv_channels):
             raise ValueError(
                 f"`image_size` must be divisible by 2**len(conv_channels) = {2 ** len(conv_channels)} for the conv "
                 f"architecture (each layer halves it), got {image_size}"
             )
-
-
-def _check_normalization(normalization: str) -> None:
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
 
 
 def _mlp(sizes: Sequence[int], activation: str, normalization: str = "none") -> list[nn.Module]:
@@ -68,10 +61,3 @@ def _mlp(sizes: Sequence[int], activation: str, normalization: str = "none") -> 
             layers.append(nn.LayerNorm(fan_out))
         layers.append(ACTIVATIONS[activation]())
     return layers
-
-
-def _check_likelihood(likelihood: str, observation_std: float) -> None:
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}")
-    if not (isinstance(observation_std, (int, float)) and observation_std > 0):
-        raise ValueError(f"`observation_std` must be a positive float, got {observation_std!r}")

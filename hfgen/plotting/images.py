@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import Tensor
 
+from hfgen.checks import check_int
 from hfgen.plotting.panels import new_figure
 
 if TYPE_CHECKING:
@@ -49,8 +50,7 @@ def plot_reconstructions(originals: Tensor, reconstructions: Tensor, *, num_imag
     top, bottom = images_hwc("originals", originals), images_hwc("reconstructions", reconstructions)
     if top.shape != bottom.shape:
         raise ValueError(f"originals and reconstructions must have the same shape, got {top.shape} and {bottom.shape}.")
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-        raise ValueError(f"num_images must be a positive integer, got {num_images!r}.")
+    check_int(num_images, "num_images")
     k = min(num_images, top.shape[0])
     from matplotlib.figure import Figure
 
@@ -69,8 +69,7 @@ def plot_image_grid(images: Tensor, *, ncols: int | None = None, title: str | No
     pictures = images_hwc("images", images)
     if ncols is None:
         ncols = int(np.ceil(np.sqrt(pictures.shape[0])))
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
+    check_int(ncols, "ncols")
     fig, (ax,) = new_figure(1)
     fig.set_size_inches(5, 5 * -(-pictures.shape[0] // ncols) / ncols)
     show_image(ax, _mosaic(pictures, ncols))

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_int
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -39,8 +41,7 @@ def check_grid_size(grid_size: int) -> None:
 
 
 def check_num_snapshots(num_snapshots: int) -> None:
-    if isinstance(num_snapshots, bool) or not isinstance(num_snapshots, int) or num_snapshots < 2:
-        raise ValueError(f"num_snapshots must be an integer ≥ 2 (first and last), got {num_snapshots!r}.")
+    check_int(num_snapshots, "num_snapshots", 2, note="first and last")
 
 
 def new_figure(num_panels: int) -> tuple[Figure, list[Axes]]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+from hfgen.checks import check_number
 from hfgen.plotting.panels import (
     check_bounds,
     check_num_snapshots,
@@ -141,8 +142,7 @@ def _check_diffusion_inputs(trajectory: Tensor, timesteps: Sequence[int] | Tenso
         raise ValueError(
             f"timesteps must hold one step t >= 0 per state of trajectory ({trajectory.shape[0]}), got {steps}."
         )
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
-        raise ValueError(f"alpha must be a float in the open interval (0, 1), got {alpha!r}.")
+    check_number(alpha, "alpha", 0, 1, True, True)
     return steps
 
 

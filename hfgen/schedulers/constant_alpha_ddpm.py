@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+
+from hfgen.checks import check_arguments, check_choice, check_int, check_number
 
 VARIANCE_TYPES = ("beta", "beta_tilde")
 SAMPLERS = ("ancestral", "ddim")
@@ -30,19 +33,9 @@ def alpha_for_final_alpha_bar(num_train_timesteps: int, final_alpha_bar: float) 
     A small ``ᾱ_T`` (say ``1e-3``) makes ``x_T = √ᾱ_T x_0 + √(1 − ᾱ_T) z`` nearly ``N(0, I)``; a larger ``T`` for the
     same ``ᾱ_T`` makes each step smaller, so the data "slowly turn to noise".
     """
-    _check_num_train_timesteps(num_train_timesteps)
-    if isinstance(final_alpha_bar, bool) or not isinstance(final_alpha_bar, int | float):
-        raise TypeError(f"`final_alpha_bar` must be a float in (0, 1), got {final_alpha_bar!r}")
-    if not 0.0 < final_alpha_bar < 1.0:
-        raise ValueError(f"`final_alpha_bar` must be in the open interval (0, 1), got {final_alpha_bar!r}")
+    check_int(num_train_timesteps, "num_train_timesteps")
+    check_number(final_alpha_bar, "final_alpha_bar", 0, 1, open_low=True, open_high=True)
     return math.exp(math.log(final_alpha_bar) / num_train_timesteps)
-
-
-def _check_num_train_timesteps(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`num_train_timesteps` must be an int >= 1, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"`num_train_timesteps` must be >= 1, got {value}")
 
 
 class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
@@ -78,6 +71,13 @@ class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
 
     config_name = "scheduler_config.json"
     order = 1
+    config_rules = {
+        "alpha": partial(check_number, low=0, high=1, open_low=True, open_high=True),
+        "num_train_timesteps": check_int,
+        "variance_type": partial(check_choice, choices=VARIANCE_TYPES),
+        "sampler": partial(check_choice, choices=SAMPLERS),
+        "eta": partial(check_number, low=0, high=1),
+    }
 
     @register_to_config
     def __init__(
@@ -88,17 +88,7 @@ class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
         sampler: str = "ancestral",
         eta: float = 0.0,
     ):
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float):
-            raise TypeError(f"`alpha` must be a float in (0, 1), got {alpha!r} ({type(alpha).__name__})")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"`alpha` must be in the open interval (0, 1), got {alpha!r}")
-        _check_num_train_timesteps(num_train_timesteps)
-        if variance_type not in VARIANCE_TYPES:
-            raise ValueError(f"`variance_type` must be one of {VARIANCE_TYPES}, got {variance_type!r}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
-        if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0.0 <= eta <= 1.0:
-            raise ValueError(f"`eta` must be a float in [0, 1], got {eta!r}")
+        check_arguments(self.config_rules, self.config)
         # ᾱ_t = α^t for t = 0 … T, in float64 (cast to the sample's dtype where used).
         self.alphas_cumprod = float(alpha) ** torch.arange(num_train_timesteps + 1, dtype=torch.float64)
         self.set_timesteps(num_train_timesteps)
@@ -186,14 +176,8 @@ class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         """Decreasing grid ``t_i = round(T (S − i) / S)``, ``i = 0 … S − 1`` (``T, T − 1, …, 1`` when ``S = T``)."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-            raise TypeError(f"`num_inference_steps` must be an int, got {num_inference_steps!r}")
         T = self.config.num_train_timesteps
-        if not 1 <= num_inference_steps <= T:
-            raise ValueError(
-                f"`num_inference_steps` must be in 1 … {T} (num_train_timesteps), got {num_inference_steps}"
-            )
-        S = num_inference_steps
+        S = check_int(num_inference_steps, "num_inference_steps", 1, T, note="at most num_train_timesteps")
         grid = torch.round(torch.arange(S, 0, -1, dtype=torch.float64) * (T / S)).long()
         self.num_inference_steps = S
         self.timesteps = grid.to(device)

@@ -15,6 +15,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
+from hfgen.checks import check_int
+
 
 @dataclass
 class FlowMatchSchedulerOutput(BaseOutput):
@@ -50,11 +52,7 @@ class FlowMatchFixedStepScheduler(SchedulerMixin, ConfigMixin):
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         """Plan ``n = num_inference_steps`` steps: ``timesteps`` holds the evaluation times of each step in turn."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-            raise TypeError(f"`num_inference_steps` must be an int, got {num_inference_steps!r}")
-        if num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
-        self.num_inference_steps = num_inference_steps
+        self.num_inference_steps = check_int(num_inference_steps, "num_inference_steps")
         times = self._evaluation_times(num_inference_steps)
         self.timesteps = torch.tensor(times, dtype=torch.float32, device=device)
         self._step_index = 0

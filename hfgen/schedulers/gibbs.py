@@ -9,6 +9,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
+from hfgen.checks import check_int
+
 BLOCKS = ("hidden", "visible")
 
 
@@ -66,11 +68,7 @@ class GibbsScheduler(SchedulerMixin, ConfigMixin):
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         """Plan ``num_inference_steps`` sweeps: ``timesteps = [0, 0, 1, 1, …, S − 1, S − 1]`` (two calls per sweep)."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-            raise TypeError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}")
-        if num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
-        self.num_inference_steps = num_inference_steps
+        self.num_inference_steps = check_int(num_inference_steps, "num_inference_steps")
         self.timesteps = torch.arange(num_inference_steps, device=device).repeat_interleave(2)
         self._step_index = 0
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+
+from hfgen.checks import check_arguments, check_int, check_number
 
 
 @dataclass
@@ -43,23 +46,17 @@ class _LangevinDynamics(SchedulerMixin, ConfigMixin):
 
     config_name = "scheduler_config.json"
     order = 1
+    config_rules = {"step_size": partial(check_number, low=0, open_low=True)}
 
-    def _initialize(self, step_size: float) -> None:
-        if isinstance(step_size, bool) or not isinstance(step_size, int | float):
-            raise TypeError(f"`step_size` must be a float > 0, got {step_size!r}")
-        if not (math.isfinite(step_size) and step_size > 0):
-            raise ValueError(f"`step_size` must be a finite float > 0, got {step_size!r}")
+    def _initialize(self) -> None:
+        check_arguments(self.config_rules, self.config)
         self.num_inference_steps: int | None = None
         self.timesteps = torch.empty(0, dtype=torch.long)
         self._step_index = 0
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         """Plan ``num_inference_steps`` steps: ``timesteps`` lists each step index ``order`` times (one per call)."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-            raise TypeError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}")
-        if num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
-        self.num_inference_steps = num_inference_steps
+        self.num_inference_steps = check_int(num_inference_steps, "num_inference_steps")
         self.timesteps = torch.arange(num_inference_steps, device=device).repeat_interleave(self.order)
         self._step_index = 0
 
@@ -101,7 +98,7 @@ class LangevinScheduler(_LangevinDynamics):
 
     @register_to_config
     def __init__(self, step_size: float = 0.01):
-        self._initialize(step_size)
+        self._initialize()
 
     def step(
         self,
@@ -135,7 +132,7 @@ class MALAScheduler(_LangevinDynamics):
 
     @register_to_config
     def __init__(self, step_size: float = 0.01):
-        self._initialize(step_size)
+        self._initialize()
         self._current: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property

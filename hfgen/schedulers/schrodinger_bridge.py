@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from hfgen.utils import check_positive_int
+from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_number
 
 SCHEDULES = ("constant", "symmetric")
 DIRECTIONS = ("forward", "backward")
@@ -27,9 +28,7 @@ class BridgeSchedulerOutput(BaseOutput):
 
 def check_direction(direction: object) -> str:
     """Return ``direction`` if it is ``"forward"`` or ``"backward"``, else raise a clear ``ValueError``."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}")
-    return direction  # type: ignore[return-value]
+    return check_choice(direction, "direction", DIRECTIONS)
 
 
 class BridgeScheduler(SchedulerMixin, ConfigMixin):
@@ -58,6 +57,12 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
 
     config_name = "scheduler_config.json"
     order = 1
+    config_rules = {
+        "num_steps": check_int,
+        "schedule": partial(check_choice, choices=SCHEDULES),
+        "final_step_noise": check_bool,
+        "schedule_power": partial(check_number, low=0),
+    }
 
     @register_to_config
     def __init__(
@@ -68,27 +73,14 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         final_step_noise: bool = True,
         schedule_power: float = 1.0,
     ):
-        check_positive_int(num_steps, "num_steps")
-        if gamma is not None and (
-            isinstance(gamma, bool) or not isinstance(gamma, int | float) or not math.isfinite(gamma) or gamma <= 0
-        ):
-            raise ValueError(f"`gamma` must be a finite number > 0 (or None for 2 / num_steps), got {gamma!r}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"`schedule` must be one of {SCHEDULES}, got {schedule!r}")
-        if (
-            isinstance(schedule_power, bool)
-            or not isinstance(schedule_power, int | float)
-            or not math.isfinite(schedule_power)
-            or schedule_power < 0
-        ):
-            raise ValueError(f"`schedule_power` must be a finite number >= 0, got {schedule_power!r}")
+        check_arguments(self.config_rules, self.config)
+        if gamma is not None:
+            check_number(gamma, "gamma", 0, open_low=True, note="or None for 2 / num_steps")
         if schedule == "constant" and schedule_power != 1.0:
             raise ValueError(
                 f"`schedule_power` shapes the 'symmetric' schedule; the 'constant' schedule takes none, got "
                 f"schedule_power={schedule_power!r}"
             )
-        if not isinstance(final_step_noise, bool):
-            raise TypeError(f"`final_step_noise` must be a bool, got {final_step_noise!r}")
         mean_gamma = 2.0 / num_steps if gamma is None else float(gamma)
         if schedule == "constant":
             gammas = torch.full((num_steps,), mean_gamma, dtype=torch.float64)
@@ -124,9 +116,7 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
 
     def noise_std(self, step: int) -> float:
         """Standard deviation ``√(2γ_k)`` of the noise of step ``k`` (between ``X_k`` and ``X_{k+1}``)."""
-        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < self.num_steps:
-            raise ValueError(f"`step` must be an int in [0, {self.num_steps}), got {step!r}")
-        return math.sqrt(2.0 * float(self.gammas[step]))
+        return math.sqrt(2.0 * float(self.gammas[check_int(step, "step", 0, self.num_steps - 1)]))
 
     def set_timesteps(
         self,
@@ -141,10 +131,8 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         """
         direction = check_direction(direction)
         if num_inference_steps is not None and (
-            isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int)
+            check_int(num_inference_steps, "num_inference_steps", None, note="or None") != self.num_steps
         ):
-            raise TypeError(f"`num_inference_steps` must be an int (or None), got {num_inference_steps!r}")
-        if num_inference_steps is not None and num_inference_steps != self.num_steps:
             raise ValueError(
                 f"`num_inference_steps` must equal the chain's num_steps = {self.num_steps} (the mean networks are "
                 f"trained per step), got {num_inference_steps!r}"

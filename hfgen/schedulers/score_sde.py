@@ -5,12 +5,15 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+
+from hfgen.checks import check_arguments, check_choice, check_int, check_number
 
 PREDICTION_TYPES = ("epsilon", "score")
 
@@ -22,17 +25,6 @@ class ScoreSDESchedulerOutput(BaseOutput):
 
     prev_sample: torch.Tensor
     prev_sample_mean: torch.Tensor
-
-
-def _check_real(name: str, value: object, low: float | None = None, high: float | None = None) -> float:
-    """``value`` as a finite float, ``> low`` when ``low`` is given and ``< high`` when both are."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise TypeError(f"`{name}` must be a finite real number, got {value!r} ({type(value).__name__})")
-    if high is None and low is not None and value <= low:
-        raise ValueError(f"`{name}` must be > {low}, got {value!r}")
-    if high is not None and low is not None and not low < value < high:
-        raise ValueError(f"`{name}` must lie in the open interval ({low}, {high}), got {value!r}")
-    return float(value)
 
 
 class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
@@ -58,20 +50,19 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
 
     config_name = "scheduler_config.json"
     order = 1
+    #: the rules of the config arguments both SDEs take; a subclass adds those of its noise schedule
+    config_rules = {
+        "sampling_eps": partial(check_number, low=0, high=1, open_low=True, open_high=True),
+        "prediction_type": partial(check_choice, choices=PREDICTION_TYPES),
+        "snr": partial(check_number, low=0, open_low=True),
+        "num_corrector_steps": check_int,
+    }
 
     def __init__(self) -> None:
+        check_arguments(self.config_rules, self.config)
         self.num_inference_steps: int | None = None
         self.timesteps = torch.empty(0, dtype=torch.float64)
         self._grid: list[float] = []
-
-    @staticmethod
-    def _check_common(sampling_eps: float, prediction_type: str, snr: float, num_corrector_steps: int) -> None:
-        _check_real("sampling_eps", sampling_eps, 0.0, 1.0)
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
-        _check_real("snr", snr, 0.0)
-        if isinstance(num_corrector_steps, bool) or not isinstance(num_corrector_steps, int) or num_corrector_steps < 1:
-            raise ValueError(f"`num_corrector_steps` must be an int >= 1, got {num_corrector_steps!r}")
 
     # The SDE: each subclass gives m_t, σ_t, a(t), g(t) and the prior.
 
@@ -193,15 +184,9 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
     ) -> None:
         """Uniform decreasing grid ``t_i = t_0 − i (t_0 − ε) / n``, ``i = 0 … n``, from ``t_0 = start_time`` to
         ``ε``; :attr:`timesteps` holds the ``n`` step starts ``t_0 … t_{n−1}`` (float64)."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-            raise TypeError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}")
-        if num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
+        n = check_int(num_inference_steps, "num_inference_steps")
         eps = self.config.sampling_eps
-        start = _check_real("start_time", start_time)
-        if not eps < start <= 1.0:
-            raise ValueError(f"`start_time` must lie in (sampling_eps, 1] = ({eps}, 1], got {start_time!r}")
-        n = num_inference_steps
+        start = check_number(start_time, "start_time", eps, 1.0, open_low=True, note="above sampling_eps")
         self._grid = [start - i * (start - eps) / n for i in range(n)] + [eps]
         self.num_inference_steps = n
         self.timesteps = torch.tensor(self._grid[:-1], dtype=torch.float64, device=device)
@@ -305,6 +290,12 @@ class VPSDEScheduler(ScoreSDEScheduler):
     ``div f = −½ β(t) D``. See :class:`ScoreSDEScheduler` for the sampling moves and ``prediction_type``.
     """
 
+    config_rules = {
+        "beta_min": partial(check_number, low=0, open_low=True),
+        "beta_max": partial(check_number, low=0, open_low=True),
+        **ScoreSDEScheduler.config_rules,
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -316,10 +307,8 @@ class VPSDEScheduler(ScoreSDEScheduler):
         num_corrector_steps: int = 1,
     ):
         super().__init__()
-        _check_real("beta_min", beta_min, 0.0)
-        if _check_real("beta_max", beta_max, 0.0) < beta_min:
+        if beta_max < beta_min:
             raise ValueError(f"`beta_max` must be >= beta_min = {beta_min}, got {beta_max!r}")
-        self._check_common(sampling_eps, prediction_type, snr, num_corrector_steps)
 
     def beta(self, t: torch.Tensor | float) -> torch.Tensor:
         """``β(t) = β_min + t (β_max − β_min)``."""
@@ -361,6 +350,12 @@ class VESDEScheduler(ScoreSDEScheduler):
     moves and ``prediction_type``.
     """
 
+    config_rules = {
+        "sigma_min": partial(check_number, low=0, open_low=True),
+        "sigma_max": partial(check_number, low=0, open_low=True),
+        **ScoreSDEScheduler.config_rules,
+    }
+
     @register_to_config
     def __init__(
         self,
@@ -372,10 +367,8 @@ class VESDEScheduler(ScoreSDEScheduler):
         num_corrector_steps: int = 1,
     ):
         super().__init__()
-        _check_real("sigma_min", sigma_min, 0.0)
-        if _check_real("sigma_max", sigma_max, 0.0) <= sigma_min:
+        if sigma_max <= sigma_min:
             raise ValueError(f"`sigma_max` must be > sigma_min = {sigma_min}, got {sigma_max!r}")
-        self._check_common(sampling_eps, prediction_type, snr, num_corrector_steps)
 
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """``σ(t) = σ_min (σ_max/σ_min)^t``."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -18,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from diffusers.optimization import SchedulerType
 
+from hfgen.checks import check_int, check_number
 from hfgen.utils import check_positive_int
 
 LR_SCHEDULERS = tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
@@ -126,8 +126,7 @@ class TrainingArguments:
     def __post_init__(self) -> None:
         if not isinstance(self.output_dir, str) or not self.output_dir:
             raise ValueError(f"`output_dir` must be a folder path (a non-empty string), got {self.output_dir!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"`seed` must be an int >= 0, got {self.seed!r}")
+        check_int(self.seed, "seed", 0)
         for name in self.positive_fields:
             check_positive_int(getattr(self, name), name)
         for name in NETWORK_SIZE_FIELDS:  # a family's width and depth, if it has them (None: its recipe)
@@ -140,9 +139,7 @@ class TrainingArguments:
             "validation_steps",
             "checkpoints_total_limit",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
+            check_int(getattr(self, name), name, 0)
         check_number(self.learning_rate, "learning_rate", low=0.0, high=self.max_learning_rate, open_low=True)
         check_number(self.max_grad_norm, "max_grad_norm", low=0.0, note="0 turns clipping off")
         check_number(self.adam_weight_decay, "adam_weight_decay", low=0.0)
@@ -187,29 +184,6 @@ def check_image_data_source(arguments: Any, paths: tuple[str, ...] = ("train_dat
         path = getattr(arguments, name)
         if path is not None and not os.path.exists(path):
             raise FileNotFoundError(f"`{name}` {path!r} does not exist")
-
-
-def check_number(
-    value: object,
-    name: str,
-    low: float | None = None,
-    high: float | None = None,
-    open_low: bool = False,
-    open_high: bool = False,
-    note: str = "",
-) -> float:
-    """Return ``value`` if it is a finite real number in the given range, else raise a ``ValueError`` naming
-    ``name``, the value and the range (bools, strings, NaN and infinities are refused)."""
-    interval = f"{'(' if open_low else '['}{'-inf' if low is None else f'{low:g}'}, "
-    interval += "inf" if high is None else f"{high:g}"
-    interval += ")" if open_high or high is None else "]"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (low is None or (value > low if open_low else value >= low))
-    ok = ok and (high is None or (value < high if open_high else value <= high))
-    if not ok:
-        extra = f" ({note})" if note else ""
-        raise ValueError(f"`{name}` must be a finite number in {interval}{extra}, got {value!r}")
-    return float(value)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:

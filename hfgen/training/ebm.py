@@ -10,7 +10,6 @@ starts from the replay buffer (each restarted from uniform noise with probabilit
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_choice, check_int, check_number
 from hfgen.data import get_toy_distribution
-from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihood_loss
+from hfgen.methods.energy import ReplayBuffer, check_grid_size, langevin_chain, maximum_likelihood_loss
 from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.models.energy import SMOOTH_ACTIVATIONS, EnergyMLP
 from hfgen.pipelines.energy import EnergyPipeline
@@ -91,19 +91,14 @@ class EBMArguments(TrainingArguments):
             raise ValueError(
                 f"`dataset` must be a 2-D toy distribution with a density (for the NLL), got {self.dataset!r}"
             )
-        for name, allowed in (("training_sampler", SAMPLERS), ("sample_sampler", SAMPLERS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
-        if self.activation not in SMOOTH_ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {sorted(SMOOTH_ACTIVATIONS)}, got {self.activation!r}")
-        for name in ("step_size", "sample_step_size"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"`{name}` must be a finite float > 0, got {value}")
-        for name in ("hidden_size", "num_layers", "langevin_steps", "buffer_size", "num_sample_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        for name in ("training_sampler", "sample_sampler"):
+            check_choice(getattr(self, name), name, sorted(SAMPLERS))
+        for name in ("activation", "confinement"):  # the network's rules (its sizes: TrainingArguments)
+            EnergyMLP.config_rules[name](getattr(self, name), name)
+        for name, sampler in (("step_size", self.training_sampler), ("sample_step_size", self.sample_sampler)):
+            SAMPLERS[sampler].config_rules["step_size"](getattr(self, name), name)  # the sampler's own rule
+        for name in ("langevin_steps", "buffer_size", "num_sample_steps"):
+            check_int(getattr(self, name), name)
         if self.num_eval_samples < 2:
             raise ValueError(f"`num_eval_samples` must be >= 2, got {self.num_eval_samples}")
         for name in ("num_nll_samples", "num_validation_nll_samples"):
@@ -113,17 +108,11 @@ class EBMArguments(TrainingArguments):
             raise ValueError(
                 f"`buffer_size` must be >= train_batch_size ({self.train_batch_size}), got {self.buffer_size}"
             )
-        for name in ("confinement", "regularization"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.reinit_fraction <= 1:
-            raise ValueError(f"`reinit_fraction` must be in [0, 1], got {self.reinit_fraction}")
+        check_number(self.regularization, "regularization", 0)
+        check_number(self.reinit_fraction, "reinit_fraction", 0, 1)
         if not self.buffer_low < self.buffer_high:
             raise ValueError(f"`buffer_low` must be < `buffer_high`, got {self.buffer_low} and {self.buffer_high}")
-        if isinstance(self.grid_size, bool) or not isinstance(self.grid_size, int) or self.grid_size < 4:
-            raise ValueError(f"`grid_size` must be an even int >= 4, got {self.grid_size!r}")
-        if self.grid_size % 2:
-            raise ValueError(f"`grid_size` must be even (the error estimate halves it), got {self.grid_size}")
+        check_grid_size(self.grid_size)
         extent = support_extent(self.dataset)
         if not self.grid_bound > extent:
             raise ValueError(

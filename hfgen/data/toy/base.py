@@ -3,39 +3,17 @@
 from __future__ import annotations
 
 import abc
-import math
-import numbers
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from hfgen.checks import check_int
 from hfgen.utils import check_generator
 
 __all__ = ["ToyDistribution"]
 
 _DENSITY_NAMES = "'gaussian', 'checkerboard', '8gaussians' or 'two_balls'"
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` as an int if it is an integer (not a bool) ≥ ``minimum``, else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """Return ``value`` as a finite float (optionally > 0 or ≥ 0); TypeError/ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonnegative and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
 
 
 def _check_generator(generator: Any) -> torch.device:
@@ -82,7 +60,7 @@ class ToyDistribution(abc.ABC):
         With bounded support every sample passes ``in_support``: the rare point that rounding to float32 puts
         just outside the support (within an ulp of its boundary) is redrawn from the same generator.
         """
-        num_samples = _check_int("num_samples", num_samples, 1)
+        num_samples = check_int(num_samples, "num_samples")
         device = _check_generator(generator)
         x = self._sample(num_samples, generator, device)
         if self.has_bounded_support:

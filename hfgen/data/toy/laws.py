@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.data.toy.base import ToyDistribution, _check_float, _check_int
+from hfgen.checks import check_int, check_number
+from hfgen.data.toy.base import ToyDistribution
 
 __all__ = ["Checkerboard", "EightGaussians", "StandardGaussian", "TwoBalls", "TwoMoons"]
 
@@ -21,7 +22,7 @@ class StandardGaussian(ToyDistribution):
     name = "gaussian"
 
     def __init__(self, dim: int = 2) -> None:
-        self._dim = _check_int("dim", dim, 1)
+        self._dim = check_int(dim, "dim")
 
     @property
     def dim(self) -> int:
@@ -110,8 +111,8 @@ class EightGaussians(ToyDistribution):
     name = "8gaussians"
 
     def __init__(self, radius: float = 2.0, std: float = 0.25) -> None:
-        self.radius = _check_float("radius", radius, nonnegative=True)
-        self.std = _check_float("std", std, positive=True)
+        self.radius = check_number(radius, "radius", 0)
+        self.std = check_number(std, "std", 0, open_low=True)
 
     @staticmethod
     def centres(radius: float, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> Tensor:
@@ -153,7 +154,7 @@ class TwoMoons(ToyDistribution):
     has_log_prob = False
 
     def __init__(self, noise: float = 0.1) -> None:
-        self.noise = _check_float("noise", noise, nonnegative=True)
+        self.noise = check_number(noise, "noise", 0)
 
     @property
     def dim(self) -> int:
@@ -185,9 +186,9 @@ class TwoBalls(ToyDistribution):
     has_bounded_support = True
 
     def __init__(self, dim: int = 2, radius: float = 0.5, separation: float = 2.0) -> None:
-        self._dim = _check_int("dim", dim, 1)
-        self.radius = _check_float("radius", radius, positive=True)
-        self.separation = _check_float("separation", separation)
+        self._dim = check_int(dim, "dim")
+        self.radius = check_number(radius, "radius", 0, open_low=True)
+        self.separation = check_number(separation, "separation")
         if self.separation <= 2 * self.radius:
             raise ValueError(
                 f"separation must be > 2 * radius = {2 * self.radius!r} so that the balls are disjoint, "

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.data.toy.base import ToyDistribution, _check_float, _check_int
+from hfgen.checks import check_int, check_number
+from hfgen.data.toy.base import ToyDistribution
 
 __all__ = ["SampleOnly", "Shifted"]
 
@@ -34,7 +35,7 @@ class Shifted(ToyDistribution):
         if len(shift) != base.dim:
             raise ValueError(f"shift must have length base.dim = {base.dim}, got length {len(shift)}: {shift!r}")
         self.base = base
-        self.shift = tuple(_check_float(f"shift[{i}]", value) for i, value in enumerate(shift))
+        self.shift = tuple(check_number(value, f"shift[{i}]") for i, value in enumerate(shift))
 
     @property
     def dim(self) -> int:
@@ -89,7 +90,7 @@ class SampleOnly(ToyDistribution):
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         self.sampler = sampler
-        self._dim = _check_int("dim", dim, 1)
+        self._dim = check_int(dim, "dim")
         self.name = name
 
     @property
