@@ -244,6 +244,35 @@ def test_dynamic_binarisation_draws_afresh_with_the_grey_means_and_fixes_one_tes
     assert f"binarize_test_images` with seed {TEST_BINARIZATION_SEED}" in str(card)
 
 
+def test_a_made_ensemble_trains_one_mask_per_batch_drawn_uniformly_from_the_batch_generator(tmp_path):
+    # order-agnostic training (Germain et al. 2015, §4.2): batch k's loss is −mean log p_m(x) for one mask m drawn
+    # uniformly from batch k's generator, not the ensemble's −mean logmeanexp_m log p_m(x)
+    generator = torch.Generator().manual_seed(2)
+    grey = {"train": torch.rand(30, 1, 3, 3, generator=generator), "test": torch.rand(8, 1, 3, 3, generator=generator)}
+    args = tiny(
+        "made", tmp_path, dataset_name="ylecun/mnist", image_size=3, binarize="dynamic", train_batch_size=8,
+        num_masks=3, order="random",
+    )  # fmt: skip
+    task = DensityTask(args, grey)
+    model = task.build_model()
+    drawn = []
+    for k in range(300):
+        points, batch_gen = task.batch(k, 0)
+        replay = torch.Generator()
+        replay.set_state(batch_gen.get_state())
+        mask = int(torch.randint(3, (1,), generator=replay))
+        loss = task.loss(model, (points, batch_gen), torch.device("cpu"))
+        with torch.no_grad():
+            per_mask = [-model.log_prob(points, mask_index=m).mean() for m in range(3)]
+            ensemble = -model.log_prob(points).mean()
+        torch.testing.assert_close(loss.detach(), per_mask[mask], rtol=0, atol=0)
+        assert not torch.isclose(loss.detach(), ensemble, rtol=0, atol=1e-6), k
+        drawn.append(mask)
+    counts = torch.bincount(torch.tensor(drawn), minlength=3)
+    # Binomial(300, 1/3): mean 100, standard deviation 8.2; 4.3 standard deviations either side
+    assert ((counts - 100).abs() <= 35).all(), counts
+
+
 def test_the_cnf_likelihood_and_its_gradient_equal_the_closed_form_of_a_linear_field():
     # v(x, t) = a x: z(1) = x gives z(0) = e^{−a} x, and log p_1(x) = log N(e^{−a} x; 0, I) − D a.
     a = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)

@@ -132,7 +132,9 @@ class DensityArguments(TrainingArguments):
     bandwidth_grid_size: int = documented(16, "with --bandwidth cv: bandwidths (Scott's h × 0.1 … 2, geometric)")
     cv_folds: int = documented(5, "with --bandwidth cv: folds of the cross-validation")
     hidden_sizes: list[int] | None = documented(None, "MADE hidden widths; None: the recipe")
-    num_masks: int = documented(1, "MADE: masks (orders and connectivities) in the ensemble")
+    num_masks: int = documented(
+        1, "MADE: masks (orders and connectivities) in the ensemble, one drawn per batch in training"
+    )
     direct_connections: bool = documented(
         False, "MADE: masked linear connections from the inputs to the outputs (Germain et al.'s direct_input_connect)"
     )
@@ -515,8 +517,15 @@ class DensityTask(TrainingTask):
         return lambda x, t: model(x, t, return_dict=False)[0]
 
     def loss(self, model: torch.nn.Module, batch: tuple[Tensor, Any], device: torch.device) -> torch.Tensor:
-        """``−(1/B) Σ_b log p_θ(x_b)`` on the micro-batch (the CNF's through :func:`hfgen.methods.cnf.cnf_nll_loss`)."""
+        """``−(1/B) Σ_b log p_θ(x_b)`` on the micro-batch (the CNF's through :func:`hfgen.methods.cnf.cnf_nll_loss`).
+
+        A MADE ensemble of ``M > 1`` masks is trained order- and connectivity-agnostically (Germain et al. 2015,
+        §4.2): one mask ``m`` drawn uniformly per micro-batch from the batch's generator, loss ``−(1/B) Σ_b log
+        p_m(x_b)``; the ensemble ``log p = logmeanexp_m log p_m`` is what is evaluated."""
         points, generator = batch[0].to(device), batch[1]
+        if self.args.model == "made" and model.num_masks > 1:
+            mask_index = int(torch.randint(model.num_masks, (1,), generator=generator))
+            return -model.log_prob(points, mask_index=mask_index).mean()
         if self.args.model != "cnf":
             return -model.log_prob(points).mean()
         args = self.args
