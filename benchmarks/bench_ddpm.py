@@ -1,4 +1,4 @@
-"""Constant-α DDPM benchmark: the built-in recipe (``DDPMArguments`` defaults) on three toy targets, two seeds.
+"""Constant-α DDPM benchmark: the built-in recipe (``DDPMPointsArguments`` defaults) on three toy targets, two seeds.
 
     python benchmarks/bench_ddpm.py            # full run, writes benchmarks/DDPM_RESULTS.md and ddpm_results.json
     python benchmarks/bench_ddpm.py --targets checkerboard --seeds 0 1 2   # a subset
@@ -24,7 +24,7 @@ from report import PAGES, machine, markdown, plus_minus, table, write_results, w
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import w2_against_floor
-from hfgen.training import DDPMArguments, train_ddpm
+from hfgen.training import DDPMPointsArguments, train_ddpm_points
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("checkerboard", "8gaussians", "moons")
@@ -34,7 +34,7 @@ MAX_RATIO, MAX_TRAIN_SECONDS = 1.5, 300.0
 
 def bench_target(dataset: str, seed: int, quick: bool) -> dict:
     """Train the default recipe on ``dataset`` with ``seed`` in this process and measure it."""
-    args = DDPMArguments(
+    args = DDPMPointsArguments(
         dataset=dataset,
         seed=seed,
         output_dir=str(HERE / "out" / f"ddpm-{dataset}"),
@@ -45,7 +45,7 @@ def bench_target(dataset: str, seed: int, quick: bool) -> dict:
     )
     if quick:
         args = replace(args, max_train_steps=20, hidden_size=16, num_layers=2, num_train_timesteps=20)
-    pipeline, info = train_ddpm(args)
+    pipeline, info = train_ddpm_points(args)
     pipeline.set_progress_bar_config(disable=True)
     target = get_toy_distribution(dataset)
     n, sampling_seconds = 500 if quick else 10_000, []
@@ -74,7 +74,7 @@ def bench_target(dataset: str, seed: int, quick: bool) -> dict:
 
 def recipe() -> dict:
     """The default arguments that decide the result."""
-    args = DDPMArguments()
+    args = DDPMPointsArguments()
     keys = ("num_train_timesteps", "hidden_size", "num_layers", "num_position_frequencies", "time_embedding",
             "train_batch_size", "max_train_steps", "learning_rate", "lr_scheduler", "lr_warmup_steps", "ema_decay",
             "variance_type", "sampler")  # fmt: skip
@@ -91,7 +91,7 @@ def render(results: dict) -> str:
         "",
         written_by("bench_ddpm", results) + ".",
         "",
-        f"Recipe (`DDPMArguments` defaults): α = {alpha}, T = {T} (ᾱ_T = {alpha**T:.3g}), ε-network TimeMLP "
+        f"Recipe (`DDPMPointsArguments` defaults): α = {alpha}, T = {T} (ᾱ_T = {alpha**T:.3g}), ε-network TimeMLP "
         f"{r['num_layers']}×{r['hidden_size']} with octave position encoding L = {r['num_position_frequencies']} and "
         f"{r['time_embedding']} embedding of the integer t, batch {r['train_batch_size']}, {r['max_train_steps']:,} "
         f"steps, lr {r['learning_rate']} {r['lr_scheduler']} (warm-up {r['lr_warmup_steps']}), EMA {r['ema_decay']}; "

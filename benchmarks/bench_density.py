@@ -47,7 +47,8 @@ from report import PAGES, markdown, plus_minus, table, verdict, write_results, w
 from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.metrics import fraction_in_support, w2_against_floor
 from hfgen.models.mlp import TimeMLP
-from hfgen.training.density import DensityArguments, DensityTask, evaluate_density
+from hfgen.training.density import DENSITY_TASKS, DensityArguments, density_task, evaluate_density
+from hfgen.training.density_tasks import DensityTask
 from hfgen.training.flow_matching import FlowMatchingArguments, FlowMatchingTask
 from hfgen.training.trainer import Trainer
 from hfgen.utils import batch_generator
@@ -135,7 +136,7 @@ def base_arguments(model: str, target: str, out: Path, data_root: Path, quick: b
         args = replace(args, validation_steps=max(1, args.max_train_steps // CURVE_POINTS))
     if quick:
         quick_options = {
-            "gmm": {"max_train_steps": 10, "num_train_points": 1_000},
+            "gmm": {"em_iterations": 10, "num_train_points": 1_000},
             "kde": {"num_train_points": 1_000, "bandwidth_grid_size": 4},
             "made": {"max_train_steps": 20, "hidden_sizes": [32] if target.startswith("mnist") else [16]},
             "coupling": {"max_train_steps": 20, "hidden_size": 16},
@@ -201,7 +202,7 @@ def support(target: ToyDistribution, sample_fn: Any, quick: bool) -> dict[str, f
 
 def bench_toy(model: str, target: str, out: Path, data_root: Path, quick: bool, seed: int = 0) -> dict[str, Any]:
     args = base_arguments(model, target, out, data_root, quick, seed)
-    task = PairedDensityTask(args)
+    task = paired_density_task(args)
     pipeline, info, history = train(task)
     points = args.num_nll_samples
     row = {
@@ -241,7 +242,7 @@ RECIPE_KEYS = {
         "lr_warmup_steps",
         "ema_decay",
     ),  # fmt: skip
-    "gmm": ("num_components", "covariance_type", "num_train_points", "max_train_steps", "reg_covar", "num_inits"),
+    "gmm": ("num_components", "covariance_type", "num_train_points", "em_iterations", "reg_covar", "num_inits"),
     "kde": ("num_train_points", "bandwidth", "bandwidth_grid_size", "cv_folds"),
     "made": (
         "hidden_sizes",
@@ -310,14 +311,14 @@ def sklearn_gmm(task: DensityTask, num_points: int) -> dict[str, Any]:
         "precisions_init": torch.linalg.inv(model.covariances).detach().numpy(),
     }
     began = time.process_time()
-    for _ in range(args.max_train_steps):
+    for _ in range(args.em_iterations):
         task.update(model, (data, None), torch.device("cpu"))
     ours_seconds = time.process_time() - began
     sk = SkGaussianMixture(
         args.num_components,
         covariance_type=args.covariance_type,
         reg_covar=args.reg_covar,
-        max_iter=args.max_train_steps,
+        max_iter=args.em_iterations,
         tol=0.0,
         **start,
     )
@@ -386,8 +387,10 @@ class PairedKL:
         return metrics
 
 
-class PairedDensityTask(PairedKL, DensityTask):
-    """:class:`DensityTask` with the paired validation estimate."""
+def paired_density_task(args: DensityArguments) -> DensityTask:
+    """The task of ``args.model`` with the paired validation estimate."""
+    task_class = DENSITY_TASKS[args.model]
+    return type(f"Paired{task_class.__name__}", (PairedKL, task_class), {})(args)
 
 
 class SameNetworkFlowMatching(PairedKL, FlowMatchingTask):
@@ -558,10 +561,10 @@ def bench_mnist(target: str, out: Path, data_root: Path, quick: bool, seed: int 
     args = base_arguments("made", target, out, data_root, quick, seed)
     data = None
     if quick:
-        from hfgen.training.density import load_density_images
+        from hfgen.training.density_tasks import load_density_images
 
         data = {k: v[:500] for k, v in load_density_images(args).items()}
-    task = DensityTask(args, data)
+    task = density_task(args, data)
     pipeline, info, history = train(task)
     metrics = evaluate_density(pipeline, task)
     save_outputs(task, pipeline, {**info, **metrics, "validation": history})

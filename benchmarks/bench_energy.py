@@ -19,7 +19,7 @@ them. Every run is stored as ``<output>/energy_runs/<run>.json`` and ``ENERGY_RE
 - ``sklearn_rbm`` (``sklearn_rbm_long``): ``sklearn.neural_network.BernoulliRBM`` (500 components, PCD-1 with SGD),
   ``partial_fit`` on the same stream of binarised batches until it has used the CPU time of the stored ``rbm``
   (``rbm_long``) run; scored by the same AIS, with its effective sample size.
-- ``ebm-<dataset>``: the ``EBMArguments`` defaults (the 8-Gaussians recipe) with ``EBM_OVERRIDES`` for the data
+- ``ebm-<dataset>``: the ``EnergyArguments`` defaults (the 8-Gaussians recipe) with ``EBM_OVERRIDES`` for the data
   set; W2 of 10,000 samples against as many data samples, mean of 2 draws, beside the floor W2 between two data
   samples; NLL of 10,000 held-out points with ``log Z`` by quadrature, beside the exact entropy. Peer: torchebm's
   ``LangevinDynamics`` (ULA) and ours (``LangevinScheduler``) run on the trained energy from the same uniform starts
@@ -46,7 +46,7 @@ from hfgen.models.rbm import RBMModel
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.schedulers.langevin import LangevinScheduler
-from hfgen.training.ebm import EBMArguments, train_ebm
+from hfgen.training.energy import EnergyArguments, train_energy
 from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, load_rbm_data, train_rbm
 
@@ -74,7 +74,7 @@ SKLEARN_LEARNING_RATE = 0.05
 EBM_W2_SAMPLES, EBM_W2_DRAWS, EBM_NLL_POINTS = 10_000, 2, 10_000
 #: fresh target points of the KL estimate ``mean log p − log q`` (the estimator of the density benchmark)
 EBM_KL_POINTS = 20_000
-#: arguments that differ from the ``EBMArguments`` defaults (the 8-Gaussians recipe), per data set
+#: arguments that differ from the ``EnergyArguments`` defaults (the 8-Gaussians recipe), per data set
 EBM_OVERRIDES: dict[str, dict[str, Any]] = {
     "checkerboard": {
         "training_sampler": "langevin",
@@ -186,7 +186,7 @@ def torchebm_samples(model: torch.nn.Module, starts: torch.Tensor, step_size: fl
     return sampler.sample(x=starts.clone(), n_steps=steps, generator=torch.Generator().manual_seed(seed))
 
 
-def peer_rows(pipeline: Any, args: EBMArguments, n: int) -> dict[str, Any]:
+def peer_rows(pipeline: Any, args: EnergyArguments, n: int) -> dict[str, Any]:
     """W2 to the data of ULA samples by torchebm and by hfgen from the same starts (step ``sample_step_size``,
     ``num_sample_steps`` steps), W2 between the two sample sets, and the CPU seconds of each."""
     target = get_toy_distribution(args.dataset)
@@ -228,7 +228,7 @@ def peer_rows(pipeline: Any, args: EBMArguments, n: int) -> dict[str, Any]:
     return row
 
 
-def kl_estimate(pipeline: Any, target: Any, args: EBMArguments, num_points: int, seed: int) -> dict[str, float]:
+def kl_estimate(pipeline: Any, target: Any, args: EnergyArguments, num_points: int, seed: int) -> dict[str, float]:
     """``KL(p ‖ q) = E_p[log p(x) − log q(x)]`` over ``num_points`` fresh target points, with the target's exact
     ``log p`` and the model's ``log q = −E − log Z`` (``log Z`` by the converged quadrature): the same expectation as
     NLL − entropy, with a far smaller standard error."""
@@ -238,9 +238,9 @@ def kl_estimate(pipeline: Any, target: Any, args: EBMArguments, num_points: int,
 
 
 def bench_ebm(dataset: str, quick: bool, seed: int = 0) -> dict[str, Any]:
-    """Train the ``EBMArguments`` defaults (with :data:`EBM_OVERRIDES`) on ``dataset`` from ``seed`` and measure
+    """Train the ``EnergyArguments`` defaults (with :data:`EBM_OVERRIDES`) on ``dataset`` from ``seed`` and measure
     it."""
-    args = EBMArguments(
+    args = EnergyArguments(
         dataset=dataset,
         seed=seed,
         output_dir=str(HERE / "out" / f"energy-ebm-{dataset}-seed{seed}"),
@@ -256,7 +256,7 @@ def bench_ebm(dataset: str, quick: bool, seed: int = 0) -> dict[str, Any]:
     if quick:
         args = replace(args, max_train_steps=20, num_sample_steps=20, num_nll_samples=200, grid_size=64)
         n, draws = 300, 2
-    pipeline, info, _ = train_ebm(args)
+    pipeline, info, _ = train_energy(args)
     pipeline.set_progress_bar_config(disable=True)
     start = time.process_time()
     target = get_toy_distribution(dataset)

@@ -644,9 +644,25 @@ def loading_cases(work: Path) -> list[Result]:
 
     from hfgen import DensityPipeline, GaussianMixture, space
     from hfgen.hub import push_folder_to_hub
+    from hfgen.model_cards.ddpm_points import ddpm_points_card
+    from hfgen.model_cards.density import density_card
+    from hfgen.model_cards.energy import energy_card
+    from hfgen.model_cards.image_diffusion import image_ddpm_card, image_flow_matching_card
+    from hfgen.model_cards.rbm import rbm_card
+    from hfgen.model_cards.score_sde import score_sde_card
+    from hfgen.model_cards.vae import vae_card
     from hfgen.pipelines.base import write_checksums
     from hfgen.pipelines.loading import SAVING_FILE
-    from hfgen.training import ddpm, density, ebm, images, rbm, score, vae
+    from hfgen.training import (
+        DDPMImageArguments,
+        DDPMPointsArguments,
+        DensityArguments,
+        EnergyArguments,
+        FlowMatchingImageArguments,
+        RBMArguments,
+        ScoreSDEArguments,
+        VAEArguments,
+    )
 
     def saved(name: str) -> Path:
         torch.manual_seed(0)
@@ -753,27 +769,15 @@ def loading_cases(work: Path) -> list[Result]:
     private = work / "private-place" / "run"
     image_args = {"dataset_name": "ylecun/mnist"}
     cards = [
-        ("density", density.density_card(density.DensityArguments(output_dir=str(private)), {})),
-        ("score", score.score_card(score.ScoreArguments(output_dir=str(private)), {})),
-        ("energy", ebm.energy_card(ebm.EBMArguments(output_dir=str(private)), {})),
-        ("ddpm points", ddpm.ddpm_card(ddpm.DDPMArguments(output_dir=str(private)), {})),
-        (
-            "image fm",
-            images.image_card(
-                images.FlowMatchingImageArguments(output_dir=str(private), **image_args), {}, None, "flow-matching",
-                "", "FlowMatchingImagePipeline",
-            ),
-        ),
-        (
-            "image ddpm",
-            images.image_card(
-                images.DDPMImageArguments(output_dir=str(private), **image_args), {}, None, "ddpm", "",
-                "DDPMImagePipeline",
-            ),
-        ),
-        ("vae", vae.vae_card(vae.VAEArguments(output_dir=str(private), **image_args), {})),
-        ("rbm", rbm.rbm_card(rbm.RBMArguments(output_dir=str(private), **image_args), {})),
-    ]  # fmt: skip
+        ("density", density_card(DensityArguments(output_dir=str(private)), {})),
+        ("score", score_sde_card(ScoreSDEArguments(output_dir=str(private)), {})),
+        ("energy", energy_card(EnergyArguments(output_dir=str(private)), {})),
+        ("ddpm points", ddpm_points_card(DDPMPointsArguments(output_dir=str(private)), {})),
+        ("image fm", image_flow_matching_card(FlowMatchingImageArguments(output_dir=str(private), **image_args), {})),
+        ("image ddpm", image_ddpm_card(DDPMImageArguments(output_dir=str(private), **image_args), {})),
+        ("vae", vae_card(VAEArguments(output_dir=str(private), **image_args), {})),
+        ("rbm", rbm_card(RBMArguments(output_dir=str(private), **image_args), {})),
+    ]
     leaking = [family for family, card in cards if str(private) in str(card)]
     outcome = ("silent", f"the local path is in the cards of {leaking}") if leaking else ("handled", "folder name only")
     cases.append(("cards of a run without `--hub_model_id` (seven families)", outcome))

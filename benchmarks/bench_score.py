@@ -8,9 +8,9 @@ Parts (one thread; CPU seconds from ``time.process_time``):
 
 - ``exact``: probability-flow ``log_prob`` with the exact score of a Gaussian (VP score SDE) and with the exact ε of
   Gaussian data (the constant-α DDPM's continuous limit) against the closed-form log-densities.
-- ``score``: the VP score SDE recipe (``ScoreArguments`` defaults) on checkerboard and 8 Gaussians: training CPU
+- ``score``: the VP score SDE recipe (``ScoreSDEArguments`` defaults) on checkerboard and 8 Gaussians: training CPU
   seconds, W2 of 10,000 samples against its floor, probability-flow NLL − entropy on 1,000 held-out points.
-- ``ddpm``: the DDPM recipe (``DDPMArguments`` defaults): probability-flow NLL − entropy of its continuous limit.
+- ``ddpm``: the DDPM recipe (``DDPMPointsArguments`` defaults): probability-flow NLL − entropy of its continuous limit.
 - ``sdedit``: 8 Gaussians edited by the checkerboard models (score SDE, DDPM, flow matching): W2 to both against
   strength.
 - ``coupling``: flow matching with independent and minibatch-OT couplings (short recipe): normalised path energy and
@@ -179,17 +179,17 @@ def _run_args(arguments_class: type, folder: str, quick: dict[str, Any] | None, 
 
 
 def score_args(dataset: str, quick: bool) -> Any:
-    from hfgen.training.score import ScoreArguments
+    from hfgen.training.score_sde import ScoreSDEArguments
 
     tiny = {"max_train_steps": 30, "hidden_size": 16, "num_layers": 2, "num_inference_steps": 20}
-    return _run_args(ScoreArguments, f"train-score-{dataset}", tiny if quick else None, dataset=dataset)
+    return _run_args(ScoreSDEArguments, f"train-score-{dataset}", tiny if quick else None, dataset=dataset)
 
 
 def ddpm_args(dataset: str, quick: bool) -> Any:
-    from hfgen.training.ddpm import DDPMArguments
+    from hfgen.training.ddpm_points import DDPMPointsArguments
 
     tiny = {"max_train_steps": 30, "hidden_size": 16, "num_layers": 2, "num_train_timesteps": 20}
-    return _run_args(DDPMArguments, f"train-ddpm-{dataset}", tiny if quick else None, dataset=dataset)
+    return _run_args(DDPMPointsArguments, f"train-ddpm-{dataset}", tiny if quick else None, dataset=dataset)
 
 
 def fm_args(dataset: str, coupling: str, quick: bool) -> Any:
@@ -214,15 +214,15 @@ def cached(kind: str, dataset: str, quick: bool, train: Callable[[], tuple[Any, 
 
 
 def score_model(dataset: str, quick: bool) -> tuple[ScoreSDEPipeline, dict]:
-    from hfgen.training.score import train_score
+    from hfgen.training.score_sde import train_score_sde
 
-    return cached("score", dataset, quick, lambda: train_score(score_args(dataset, quick)), ScoreSDEPipeline)
+    return cached("score", dataset, quick, lambda: train_score_sde(score_args(dataset, quick)), ScoreSDEPipeline)
 
 
 def ddpm_model(dataset: str, quick: bool) -> tuple[DDPMPointsPipeline, dict]:
-    from hfgen.training.ddpm import train_ddpm
+    from hfgen.training.ddpm_points import train_ddpm_points
 
-    return cached("ddpm", dataset, quick, lambda: train_ddpm(ddpm_args(dataset, quick)), DDPMPointsPipeline)
+    return cached("ddpm", dataset, quick, lambda: train_ddpm_points(ddpm_args(dataset, quick)), DDPMPointsPipeline)
 
 
 def fm_model(dataset: str, coupling: str, quick: bool) -> tuple[FlowMatchingPipeline, dict]:
@@ -522,9 +522,9 @@ BENCHES = {
 
 
 def recipe() -> dict:
-    from hfgen.training.score import ScoreArguments
+    from hfgen.training.score_sde import ScoreSDEArguments
 
-    args = ScoreArguments()
+    args = ScoreSDEArguments()
     keys = ("sde", "beta_min", "beta_max", "sampling_eps", "prediction_type", "hidden_size", "num_layers",
             "num_position_frequencies", "time_embedding", "time_beta", "train_batch_size", "max_train_steps",
             "learning_rate", "lr_scheduler", "ema_decay", "sampler", "num_inference_steps")  # fmt: skip
@@ -580,7 +580,7 @@ def _score_section(rows: list[dict], r: dict) -> list[str]:
         "",
         "## VP score SDE recipe",
         "",
-        f"`ScoreArguments` defaults: VP β ∈ [{r['beta_min']}, {r['beta_max']}], ε = {r['sampling_eps']}, "
+        f"`ScoreSDEArguments` defaults: VP β ∈ [{r['beta_min']}, {r['beta_max']}], ε = {r['sampling_eps']}, "
         f"{r['prediction_type']} prediction, TimeMLP {r['num_layers']}×{r['hidden_size']} with octave encoding "
         f"L = {r['num_position_frequencies']}, t-law Beta(1, {r['time_beta']}), batch {r['train_batch_size']}, "
         f"{r['max_train_steps']:,} steps, lr {r['learning_rate']} {r['lr_scheduler']}, EMA {r['ema_decay']}; "
@@ -606,7 +606,7 @@ def _ddpm_section(rows: list[dict], recipe: dict) -> list[str]:
         "",
         "## DDPM recipe: probability-flow likelihood of the continuous limit",
         "",
-        "`DDPMArguments` defaults (constant α = 0.99, T = 500, 12,000 steps); `DDPMPointsPipeline.log_prob` at",
+        "`DDPMPointsArguments` defaults (constant α = 0.99, T = 500, 12,000 steps); `DDPMPointsPipeline.log_prob` at",
         "level t_s = 1 (data convolved with N(0, 0.01 I)), dopri5 rtol = atol = 1e-5, 1,000 held-out points.",
         "",
         *table(["target", "train CPU (s)", "NLL − entropy (± se)", "CPU (s)"], cells),

@@ -165,6 +165,78 @@ SAMPLE_QUALITY_RESULTS = {
     "samples_w2_ratio": ("wasserstein-2-over-floor", "W2 / floor"),
     "samples_fraction_in_support": ("fraction-in-support", "fraction in support"),
 }
+#: ... and, for a model with a log-density, its held-out NLL
+LIKELIHOOD_RESULTS = {
+    **SAMPLE_QUALITY_RESULTS,
+    "nll": ("nll", "NLL (nats)"),
+    "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
+}
+
+
+def nll_rows(metrics: Mapping[str, Any], note: str, divergence: str = "KL(target ‖ model)") -> list[tuple[Any, ...]]:
+    """Card rows for a held-out NLL (``note`` says on what), with the entropy and ``NLL − entropy`` (the
+    ``divergence`` it estimates) where the data's entropy is known."""
+    rows: list[tuple[Any, ...]] = []
+    if metrics.get("nll") is not None:
+        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", note))
+    if metrics.get("entropy") is not None:
+        rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
+        rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", divergence))
+    return rows
+
+
+def metric_rows(
+    metrics: Mapping[str, Any],
+    described: Mapping[str, tuple[str, str, str]],
+    stderr: Mapping[str, str],
+    value_format: str = ",.4f",
+) -> list[tuple[Any, ...]]:
+    """Card rows ``(name, value ± its standard error, note)`` of the metrics ``described`` (``key → (model-index
+    type, name, note)``) that the run reported; ``stderr`` names each one's standard-error key."""
+    rows = []
+    for key, (_, name, note) in described.items():
+        if key in metrics:
+            value = metrics[key]
+            text = f"{value:{value_format}}" if isinstance(value, float) else str(value)
+            error = metrics.get(stderr.get(key, ""))
+            if isinstance(error, float):
+                text += f" ± {error:{value_format.lstrip(',')}}"
+            rows.append((name, text, note))
+    return rows
+
+
+def render_card(
+    template: str,
+    args: Any,
+    metrics: Mapping[str, Any],
+    repo_id: str | None,
+    *,
+    default_name: str,
+    tags: list[str],
+    results: list[EvalResult] | None = None,
+    card_data: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> ModelCard:
+    """Render the template ``model_cards/<template>.md`` for a training run with ``args`` (its arguments: the
+    template reads them as ``args.<name>``) and ``metrics`` (its ``metrics.json``).
+
+    The card's metadata: ``library_name`` hfgen, the license, ``tags``, ``results`` as its ``model-index``, the
+    data set when it is a Hub id, and ``card_data`` (other ``ModelCardData`` fields). The template also gets
+    ``model_name`` (the repo's name, else ``default_name``), ``repo_id`` (what the usage line loads),
+    ``training_summary``, ``config_table`` (every argument) and ``values``, which may override these."""
+    model_name = repo_id.split("/")[-1] if repo_id else default_name
+    hub_dataset = getattr(args, "dataset_name", None)
+    data = {"library_name": "hfgen", "datasets": [hub_dataset] if hub_dataset else None, **(card_data or {})}
+    metadata = ModelCardData(license=LICENSE, tags=tags, model_name=model_name, eval_results=results or None, **data)
+    context = {
+        "repo_id": usage_repo_id(repo_id, args.output_dir),
+        "training_summary": training_summary(metrics),
+        "config_table": config_table(args.to_dict()),
+        **values,
+    }
+    return ModelCard.from_template(
+        metadata, template_str=card_template(template), model_name=model_name, args=args, **context
+    )
 
 
 #: what a training run adds to its pipeline's files on the Hub: the card, the metrics and the top-level plots.

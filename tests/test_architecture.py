@@ -1,16 +1,17 @@
-"""The dependency rules of DESIGN.md (Layout), checked by walking every module's imports with ``ast``.
+"""The dependency rules of docs/ARCHITECTURE.md, checked by walking every module's imports with ``ast``.
 
-Layers, lowest first: ``checks``, ``utils``; ``data``, ``schedulers``, ``models``; ``methods``; ``metrics``,
-``image_metrics``, ``plotting``, ``pipelines``, ``hub``, ``remote_code``, ``model_cards``; ``training``; ``space`` (the
-demo app). A module imports from its own layer or lower; models and schedulers import nothing of hfgen but
-``hfgen.checks`` and ``hfgen.utils`` (and their own subpackage); no import cycles between modules. The top
+The layers and the isolated packages are read from the guide's two tables (section "Layers"), so the guide and the
+check cannot disagree: a module imports from its own layer or lower; models and schedulers import nothing of hfgen
+but what their row allows (and their own subpackage); no import cycles between modules. The top
 ``hfgen/__init__.py`` may import anything. Every import counts: module level, inside functions and under
-``if TYPE_CHECKING``. Nothing is imported to check this.
+``if TYPE_CHECKING``. Nothing is imported to check this. The guide's "Families" table is checked against the files
+of the repository.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,30 +19,48 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP = "hfgen"
-LAYERS = {
-    "hfgen.checks": 0,
-    "hfgen.utils": 0,
-    "hfgen.threads": 0,
-    "hfgen.data": 1,
-    "hfgen.schedulers": 1,
-    "hfgen.models": 1,
-    "hfgen.methods": 2,
-    "hfgen.metrics": 3,
-    "hfgen.image_metrics": 3,
-    "hfgen.plotting": 3,
-    "hfgen.pipelines": 3,
-    "hfgen.hub": 3,
-    "hfgen.remote_code": 3,
-    "hfgen.model_cards": 3,
-    "hfgen.training": 4,
-    "hfgen.space": 5,
-}
-# Subpackages whose modules import nothing of hfgen but these (and their own subpackage).
+GUIDE = ROOT / "docs" / "ARCHITECTURE.md"
+# Subpackages shipped under another folder name (pyproject's package-dir mapping).
 PACKAGE_DIRS = {"hfgen": "hfgen", "hfgen.pipelines": "pipelines", "hfgen.model_cards": "model_cards"}
-ISOLATED = {
-    "hfgen.models": ("hfgen.checks", "hfgen.utils"),
-    "hfgen.schedulers": ("hfgen.checks", "hfgen.utils"),
-}
+
+
+def guide_section(title: str, guide: Path = GUIDE) -> str:
+    """The text of the guide's ``## title`` section, up to the next ``## `` heading."""
+    text = guide.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def table_rows(section: str) -> list[list[str]]:
+    """The body rows of every Markdown table in ``section``, split into cells (each table's header and rule
+    rows dropped)."""
+    rows, in_table = [], False
+    for line in section.splitlines():
+        is_row = line.startswith("|")
+        if is_row and in_table and not set(line) <= set("|-: "):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        in_table = is_row
+    return rows
+
+
+def code_spans(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def guide_layers(guide: Path = GUIDE) -> tuple[dict[str, int], dict[str, tuple[str, ...]]]:
+    """``LAYERS`` (module group → layer number) and ``ISOLATED`` (package → what it may import) from the guide."""
+    layers, isolated = {}, {}
+    for cells in table_rows(guide_section("Layers", guide)):
+        if cells[0].isdigit():
+            for name in code_spans(cells[1]):
+                layers[name] = int(cells[0])
+        elif code_spans(cells[0]):
+            isolated[code_spans(cells[0])[0]] = tuple(code_spans(cells[1]))
+    return layers, isolated
+
+
+LAYERS, ISOLATED = guide_layers()
 
 
 @dataclass(frozen=True)
@@ -232,12 +251,54 @@ def test_the_walk_sees_every_package_of_the_distribution(tree):
 
 def test_no_upward_imports_and_models_and_schedulers_import_only_utils(tree):
     problems = layer_violations(hfgen_imports(tree))
-    assert not problems, "layering violations (DESIGN.md, Layout):\n" + "\n".join(problems)
+    assert not problems, "layering violations (docs/ARCHITECTURE.md, Layers):\n" + "\n".join(problems)
 
 
 def test_no_import_cycles(tree):
     problems = cycles(tree, hfgen_imports(tree))
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------------------------------------- the guide
+
+
+def test_the_guide_tables_give_every_layer_and_the_isolated_packages():
+    assert LAYERS["hfgen.checks"] == LAYERS["hfgen.utils"] == 0
+    assert LAYERS["hfgen.models"] == LAYERS["hfgen.schedulers"] == 1 < LAYERS["hfgen.methods"] == 2
+    assert LAYERS["hfgen.pipelines"] == 3 < LAYERS["hfgen.training"] == 4 < LAYERS["hfgen.space"] == 5
+    assert ISOLATED == {m: ("hfgen.checks", "hfgen.utils") for m in ("hfgen.models", "hfgen.schedulers")}
+    top_level = {p.stem if p.suffix else p.name for p in (ROOT / "hfgen").iterdir() if p.name != "__pycache__"}
+    top_level |= {"pipelines", "model_cards"}
+    named = {group.split(".")[1] for group in LAYERS}
+    assert {name for name in top_level if not name.startswith("__")} == named
+
+
+def guide_family_files() -> dict[str, list[str]]:
+    """Each row of the guide's Families table: the family → every repository path its cells name."""
+    return {
+        cells[0]: [span for cell in cells[1:] for span in code_spans(cell) if "/" in span]
+        for cells in table_rows(guide_section("Families"))
+    }
+
+
+def test_every_family_file_the_guide_names_exists():
+    families = guide_family_files()
+    assert len(families) >= 10 and all(families.values())
+    named = {path for paths in families.values() for path in paths}
+    missing = sorted(path for path in named if not (ROOT / path).is_file())
+    assert not missing, f"docs/ARCHITECTURE.md (Families) names files that do not exist: {missing}"
+    shared = {  # modules every family uses, no family's own
+        "pipelines": {"__init__", "base", "loading", "sampling", "image_common"},
+        "hfgen/training": {"__init__", "arguments", "checkpoints", "cli", "engine", "points", "task", "trainer"},
+        "hfgen/methods": {"__init__", "solver_order"},
+        "model_cards": {"__init__", "pipeline"},
+    }
+    expected = {f"training/{p.name}" for p in (ROOT / "training").glob("train_*.py")}
+    for folder, common in shared.items():
+        for suffix in (".py", ".md") if folder == "model_cards" else (".py",):
+            expected |= {f"{folder}/{p.name}" for p in (ROOT / folder).glob(f"*{suffix}") if p.stem not in common}
+    unlisted = sorted(expected - named)
+    assert not unlisted, f"files of a family with no row in docs/ARCHITECTURE.md (Families): {unlisted}"
 
 
 # ------------------------------------------------------------------------------------------- the checker itself

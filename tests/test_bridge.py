@@ -34,14 +34,14 @@ from hfgen.methods.schrodinger_bridge import (
     step_weights,
 )
 from hfgen.models import TimeMLP
-from hfgen.training import BridgeArguments, BridgeTask, Trainer
+from hfgen.training import SchrodingerBridgeArguments, SchrodingerBridgeTask, Trainer
 
 
 def seeded(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-class AffineBridgeTask(BridgeTask):
+class AffineBridgeTask(SchrodingerBridgeTask):
     """The shipped bridge task with StepwiseAffineMean networks between two Gaussians (N(MEAN0, COV0) at X_0 and
     N(MEAN1, COV1) at X_N), trained by the shipped Trainer; ``num_phases`` keeps the first phases of the plan."""
 
@@ -69,11 +69,11 @@ def train_affine_bridge(tmp_path, num_phases=None, **overrides):
     """Run the Trainer on :class:`AffineBridgeTask`: full-cache Adam fits of the affine means."""
     settings = {
         "output_dir": str(tmp_path), "num_steps": 5, "gamma": 0.2, "schedule": "constant", "ipf_iterations": 1,
-        "max_train_steps": 300, "train_batch_size": 4096, "num_trajectories": 20_000, "refresh_every": 10**6,
+        "half_iteration_steps": 300, "train_batch_size": 4096, "num_trajectories": 20_000, "refresh_every": 10**6,
         "learning_rate": 0.05, "lr_warmup_steps": 0, "loss_weighting": "none", "checkpointing_steps": 0,
         "validation_steps": 0, "plots": False, "report_to": "none", **overrides,
     }  # fmt: skip
-    task = AffineBridgeTask(BridgeArguments(**settings), num_phases)
+    task = AffineBridgeTask(SchrodingerBridgeArguments(**settings), num_phases)
     trainer = Trainer(task)
     trainer.train()
     trainer.end()
@@ -269,7 +269,7 @@ def test_the_diffusion_stage_turns_the_standard_gaussian_into_the_data_up_to_an_
     for num_steps in (10, 40):
         task = train_affine_bridge(
             tmp_path / str(num_steps), num_phases=1, stage="diffusion", num_steps=num_steps, gamma=None,
-            num_trajectories=8000, train_batch_size=8000, max_train_steps=400,
+            num_trajectories=8000, train_batch_size=8000, half_iteration_steps=400,
         )  # fmt: skip
         mean, cov, _ = affine_chain_moments(
             task.models["forward"], [0.0, 0.0], torch.eye(2).tolist(), task.scheduler.gammas
@@ -355,7 +355,7 @@ def test_ipf_with_affine_means_recovers_the_closed_form_gaussian_bridge(tmp_path
     # the shipped Trainer (full-cache Adam on each half-iteration).
     task = train_affine_bridge(
         tmp_path, num_steps=20, gamma=0.05, ipf_iterations=3, num_trajectories=8000, train_batch_size=8000,
-        max_train_steps=400,
+        half_iteration_steps=400,
     )  # fmt: skip
     forward, backward, scheduler = task.models["forward"], task.models["backward"], task.scheduler
     bridge = GaussianSchrodingerBridge(MEAN0, COV0, MEAN1, COV1, scheduler.reference_variance)

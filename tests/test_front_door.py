@@ -91,12 +91,19 @@ def family_flags(images: dict[int, list[str]]) -> dict[str, tuple[str, list[str]
     }  # fmt: skip
 
 
+def with_steps_flag(name: str, argv: tuple[str, ...]) -> list[str]:
+    """``argv`` for ``training/<name>``: the bridge counts its optimizer steps per half-iteration."""
+    if name != "train_bridge.py":
+        return list(argv)
+    return ["--half_iteration_steps" if item == "--max_train_steps" else item for item in argv]
+
+
 def script(name: str, *argv: str, capsys: pytest.CaptureFixture) -> tuple[int | str, str]:
     """Run ``training/<name>`` in this process as the shell would (``__main__``, ``sys.argv``): its exit status, or
     ``"traceback"`` when an exception escaped, and what it printed on stderr."""
     path = REPO / "training" / name
     saved = sys.argv
-    sys.argv = [str(path), *argv]
+    sys.argv = [str(path), *with_steps_flag(name, argv)]
     status: int | str
     try:
         runpy.run_path(str(path), run_name="__main__")
@@ -301,7 +308,7 @@ def launch_two_processes(name: str, *argv: str, succeed: bool = True) -> subproc
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               "0", str(REPO / "training" / name), *argv]  # fmt: skip
+               "0", str(REPO / "training" / name), *with_steps_flag(name, argv)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
     assert result.returncode == 0 or not succeed, result.stderr[-3000:]
     return result

@@ -6,7 +6,8 @@ from huggingface_hub import ModelCard
 
 from hfgen.hub import card_template, markdown_table
 from hfgen.methods.flow_matching import PATHS, get_path
-from hfgen.training import FlowMatchingArguments, flow_matching_card
+from hfgen.model_cards.flow_matching import flow_matching_card
+from hfgen.training import FlowMatchingArguments
 
 METRICS = {
     "train_seconds": 12.5,
@@ -113,7 +114,8 @@ def test_every_metrics_row_of_the_card_shows_its_own_metrics_json_value(tmp_path
 
 
 def test_cards_show_local_data_paths_by_their_file_name_only(tmp_path):
-    from hfgen.training.classifier import ClassifierArguments, classifier_card
+    from hfgen.model_cards.classifier import classifier_card
+    from hfgen.training.classifier import ClassifierArguments
 
     private = "/home/alice/secret-project/mnist/train.parquet"
     args = ClassifierArguments(output_dir="/home/alice/runs/clf", train_data_files=private)

@@ -15,7 +15,29 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.utils import filter_repo_objects
 
 from hfgen.hub import push_folder_to_hub
-from hfgen.training import bridge, classifier, ddpm, density, ebm, flow_matching, images, rbm, score, vae
+from hfgen.model_cards.classifier import classifier_card
+from hfgen.model_cards.ddpm_points import ddpm_points_card
+from hfgen.model_cards.density import density_card
+from hfgen.model_cards.energy import energy_card
+from hfgen.model_cards.flow_matching import flow_matching_card
+from hfgen.model_cards.image_diffusion import image_ddpm_card, image_flow_matching_card
+from hfgen.model_cards.rbm import rbm_card
+from hfgen.model_cards.schrodinger_bridge import schrodinger_bridge_card
+from hfgen.model_cards.score_sde import score_sde_card
+from hfgen.model_cards.vae import vae_card
+from hfgen.training import (
+    ClassifierArguments,
+    DDPMImageArguments,
+    DDPMPointsArguments,
+    DensityArguments,
+    EnergyArguments,
+    FlowMatchingArguments,
+    FlowMatchingImageArguments,
+    RBMArguments,
+    SchrodingerBridgeArguments,
+    ScoreSDEArguments,
+    VAEArguments,
+)
 
 #: the code files of a saved flow-matching pipeline: diffusers' remote-code layout
 FLOW_MATCHING_CODE = {
@@ -110,29 +132,21 @@ IMAGES = {"dataset_name": "ylecun/mnist"}
 CLASSIFIER_METRICS = ("test_accuracy", "train_accuracy", "num_test_images", "num_train_images")
 #: every family's card: (its function, its arguments class, the arguments it needs besides output_dir)
 CARDS = {
-    "flow matching": (flow_matching.flow_matching_card, flow_matching.FlowMatchingArguments, {}),
-    "bridge": (bridge.bridge_card, bridge.BridgeArguments, {}),
+    "flow matching": (flow_matching_card, FlowMatchingArguments, {}),
+    "bridge": (schrodinger_bridge_card, SchrodingerBridgeArguments, {}),
     "classifier": (
-        lambda args, _: classifier.classifier_card(args, dict.fromkeys(CLASSIFIER_METRICS, 1)),
-        classifier.ClassifierArguments,
+        lambda args, _: classifier_card(args, dict.fromkeys(CLASSIFIER_METRICS, 1)),
+        ClassifierArguments,
         IMAGES,
     ),
-    "density": (density.density_card, density.DensityArguments, {}),
-    "score": (score.score_card, score.ScoreArguments, {}),
-    "energy": (ebm.energy_card, ebm.EBMArguments, {}),
-    "ddpm points": (ddpm.ddpm_card, ddpm.DDPMArguments, {}),
-    "image flow matching": (
-        lambda args, metrics: images.image_card(args, metrics, None, "flow-matching", "", "FlowMatchingImagePipeline"),
-        images.FlowMatchingImageArguments,
-        IMAGES,
-    ),
-    "image ddpm": (
-        lambda args, metrics: images.image_card(args, metrics, None, "ddpm", "", "DDPMImagePipeline"),
-        images.DDPMImageArguments,
-        IMAGES,
-    ),
-    "vae": (vae.vae_card, vae.VAEArguments, IMAGES),
-    "rbm": (rbm.rbm_card, rbm.RBMArguments, IMAGES),
+    "density": (density_card, DensityArguments, {}),
+    "score": (score_sde_card, ScoreSDEArguments, {}),
+    "energy": (energy_card, EnergyArguments, {}),
+    "ddpm points": (ddpm_points_card, DDPMPointsArguments, {}),
+    "image flow matching": (image_flow_matching_card, FlowMatchingImageArguments, IMAGES),
+    "image ddpm": (image_ddpm_card, DDPMImageArguments, IMAGES),
+    "vae": (vae_card, VAEArguments, IMAGES),
+    "rbm": (rbm_card, RBMArguments, IMAGES),
 }
 
 

@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 from factories import write_image_parquet
 
-from hfgen.training import DDPMArguments, FlowMatchingArguments
+from hfgen.training import DDPMPointsArguments, FlowMatchingArguments
 from hfgen.training.arguments import SMOKE_STEPS_VARIABLE, smoke_capped
 from hfgen.training.classifier import ClassifierArguments
 from hfgen.training.density import DensityArguments
+from hfgen.training.schrodinger_bridge import SchrodingerBridgeArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_STEPS = "4"
@@ -140,9 +141,12 @@ def test_smoke_steps_cap_runs_only_when_set(monkeypatch: pytest.MonkeyPatch) -> 
     assert (smoke.num_eval_samples, smoke.train_batch_size, smoke.hidden_size) == (256, 64, args.hidden_size)
     assert smoke_capped(FlowMatchingArguments(max_train_steps=2)).max_train_steps == 2
     assert smoke_capped(DensityArguments(model="made")).max_train_steps == 6  # the recipe's 6,000 steps, capped
+    assert smoke_capped(DensityArguments(model="gmm")).em_iterations == 6  # the recipe's 100 EM iterations, capped
+    bridge = smoke_capped(SchrodingerBridgeArguments())  # 6 optimizer steps per half-iteration, 1 IPF iteration
+    assert (bridge.half_iteration_steps, bridge.ipf_iterations, bridge.max_train_steps) == (6, 1, 12)
     mnist = ClassifierArguments(dataset_name="ylecun/mnist")
-    assert smoke_capped(mnist).max_train_steps == 6  # 0 (epochs) becomes the cap
-    assert smoke_capped(DDPMArguments()).num_inference_steps == 20  # None (all T steps) becomes the cap
+    assert smoke_capped(mnist).max_train_steps == 6  # unset (num_epochs passes) becomes the cap
+    assert smoke_capped(DDPMPointsArguments()).num_inference_steps == 20  # None (all T steps) becomes the cap
     monkeypatch.setenv(SMOKE_STEPS_VARIABLE, "0")
     with pytest.raises(ValueError, match=f"{SMOKE_STEPS_VARIABLE} must be an int >= 1"):
         smoke_capped(args)

@@ -24,14 +24,15 @@ from hfgen.models.kde import rule_bandwidth
 from hfgen.models.mixture import GaussianMixture
 from hfgen.pipelines.density import DensityPipeline
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
-from hfgen.training.density import DensityArguments, DensityTask, initialize_gmm
+from hfgen.training.density import DensityArguments, density_task
+from hfgen.training.density_closed_form import initialize_gmm
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_density.py"
 TINY = {
-    "gmm": {"num_components": 3, "num_train_points": 300, "max_train_steps": 6, "num_inits": 2},
+    "gmm": {"num_components": 3, "num_train_points": 300, "em_iterations": 6, "num_inits": 2},
     "kde": {"num_train_points": 200, "bandwidth_grid_size": 4, "cv_folds": 2},
     "made": {"hidden_sizes": [8], "num_components": 2, "max_train_steps": 6, "train_batch_size": 32},
     "coupling": {"num_couplings": 2, "hidden_size": 8, "num_layers": 1, "max_train_steps": 6, "train_batch_size": 32},
@@ -56,12 +57,13 @@ def tiny(model: str, out, **overrides) -> DensityArguments:
 
 def test_unset_arguments_take_the_models_recipe_and_set_ones_are_kept():
     gmm = DensityArguments(model="gmm")
-    assert (gmm.num_components, gmm.num_train_points, gmm.max_train_steps) == (8, 10_000, 100)
+    assert (gmm.num_components, gmm.num_train_points, gmm.em_iterations) == (8, 10_000, 100)
     assert DensityArguments(model="gmm", num_components=5).num_components == 5
     made_points = DensityArguments(model="made")
     made_images = DensityArguments(model="made", dataset_name="ylecun/mnist")
     assert made_points.num_train_points == 0 and made_points.hidden_sizes != made_images.hidden_sizes
-    assert DensityArguments(model="kde").bandwidth == "cv" and DensityArguments(model="kde").max_train_steps == 1
+    assert DensityArguments(model="kde").bandwidth == "cv"
+    assert DensityArguments(model="made", max_train_steps=7).max_train_steps == 7
 
 
 @pytest.mark.parametrize(
@@ -95,13 +97,13 @@ def test_the_coupling_recipe_is_a_spline_flow_and_the_affine_flow_stays_availabl
     assert recipe.invertible_linear and recipe.linear_parametrization == "lu" and recipe.num_position_frequencies == 3
     assert not recipe.unconditional_splines
     assert DensityArguments(model="cnf").activation == "silu"  # each model's recipe fills the shared argument
-    spline = DensityTask(tiny("coupling", tmp_path, num_bins=5, tail_bound=2.0)).build_model()
+    spline = density_task(tiny("coupling", tmp_path, num_bins=5, tail_bound=2.0)).build_model()
     config = spline.config
     assert (config.coupling_type, config.num_bins, config.tail_bound, config.activation) == ("spline", 5, 2.0, "relu")
     assert (config.linear_parametrization, config.num_position_frequencies) == ("lu", 3)
     assert {type(layer).__name__ for layer in spline.layers} == {"ActNorm", "LULinear", "SplineCoupling"}
     options = {"linear_parametrization": "dense", "activation": "silu", "unconditional_splines": True}
-    affine = DensityTask(tiny("coupling", tmp_path, coupling_type="affine", **options)).build_model()
+    affine = density_task(tiny("coupling", tmp_path, coupling_type="affine", **options)).build_model()
     assert (affine.config.coupling_type, affine.config.activation) == ("affine", "silu")
     assert not affine.config.unconditional_splines  # a spline option: the affine flow has none
     assert {type(layer).__name__ for layer in affine.layers} == {"ActNorm", "InvertibleLinear", "AffineCoupling"}
@@ -109,20 +111,20 @@ def test_the_coupling_recipe_is_a_spline_flow_and_the_affine_flow_stays_availabl
 
 def test_bad_data_is_refused_naming_the_argument(tmp_path):
     with pytest.raises(ValueError, match="`train_points` have dimension 3, but dataset '8gaussians' has 2"):
-        DensityTask(tiny("made", tmp_path), {"train": torch.zeros(10, 3)})
+        density_task(tiny("made", tmp_path), {"train": torch.zeros(10, 3)})
     nan = torch.zeros(10, 2)
     nan[4, 1] = float("nan")
     with pytest.raises(ValueError, match="`train_points` has 1 of 10 rows with NaN"):
-        DensityTask(tiny("made", tmp_path), {"train": nan})
+        density_task(tiny("made", tmp_path), {"train": nan})
     with pytest.raises(ValueError, match="`train_points` has 2 points, fewer than `num_components`=3"):
-        DensityTask(tiny("gmm", tmp_path), {"train": torch.randn(2, 2)})
+        density_task(tiny("gmm", tmp_path), {"train": torch.randn(2, 2)})
     images = {"train": torch.rand(4, 1, 2, 2) * 1.5, "test": torch.rand(4, 1, 2, 2)}
     with pytest.raises(ValueError, match="`train_images` must lie in \\[0, 1\\] for the Bernoulli model"):
-        DensityTask(tiny("made", tmp_path, dataset_name="ylecun/mnist"), images)
+        density_task(tiny("made", tmp_path, dataset_name="ylecun/mnist"), images)
 
 
 def test_an_em_step_is_the_e_step_then_the_m_step_and_the_likelihood_never_decreases(tmp_path):
-    task = DensityTask(tiny("gmm", tmp_path, reg_covar=0.1))  # a regularisation far from the default 1e-6
+    task = density_task(tiny("gmm", tmp_path, reg_covar=0.1))  # a regularisation far from the default 1e-6
     model = task.build_model()
     reference = GaussianMixture(3, 2, "full").double()
     reference.load_state_dict(model.state_dict())
@@ -150,7 +152,7 @@ def test_an_em_step_is_the_e_step_then_the_m_step_and_the_likelihood_never_decre
 def test_the_fitted_gmm_matches_scikit_learn_from_the_same_start(tmp_path):
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-    task = DensityTask(tiny("gmm", tmp_path, max_train_steps=200))
+    task = density_task(tiny("gmm", tmp_path, em_iterations=200))
     model = task.build_model()
     start = {k: v.clone() for k, v in model.state_dict().items()}
     for _ in range(200):
@@ -160,7 +162,7 @@ def test_the_fitted_gmm_matches_scikit_learn_from_the_same_start(tmp_path):
         3, weights_init=model.weights.detach().numpy(), means_init=model.means.detach().numpy(),
         precisions_init=torch.linalg.inv(model.covariances).detach().numpy(), max_iter=200, tol=0.0, reg_covar=1e-6,
     ).fit(task.train.double().numpy())  # fmt: skip
-    ours = DensityTask(tiny("gmm", tmp_path, max_train_steps=200))
+    ours = density_task(tiny("gmm", tmp_path, em_iterations=200))
     fitted = ours.build_model()
     for _ in range(200):
         ours.update(fitted, ours.batch(0, 0), torch.device("cpu"))
@@ -172,7 +174,7 @@ def test_the_fitted_gmm_matches_scikit_learn_from_the_same_start(tmp_path):
 def test_the_kde_step_stores_the_sample_and_picks_the_cross_validated_bandwidth(tmp_path):
     from sklearn.neighbors import KernelDensity as SkKernelDensity
 
-    task = DensityTask(tiny("kde", tmp_path))
+    task = density_task(tiny("kde", tmp_path))
     model = task.build_model()
     score = task.update(model, task.batch(0, 0), torch.device("cpu"))
     assert torch.equal(model.data, task.train)
@@ -187,7 +189,7 @@ def test_the_kde_step_stores_the_sample_and_picks_the_cross_validated_bandwidth(
     assert abs(five_folds.scores.max().item() - selection.scores.max().item()) > 1e-6
     points = task.target.sample(30, torch.Generator().manual_seed(1)).double()
     sk = SkKernelDensity(bandwidth=expected).fit(task.train.double().numpy())
-    model64 = DensityTask(tiny("kde", tmp_path, bandwidth=str(expected)), {"train": task.train.double()})
+    model64 = density_task(tiny("kde", tmp_path, bandwidth=str(expected)), {"train": task.train.double()})
     kde64 = model64.build_model()
     model64.update(kde64, model64.batch(0, 0), torch.device("cpu"))
     expected = torch.from_numpy(sk.score_samples(points.numpy()))
@@ -195,7 +197,7 @@ def test_the_kde_step_stores_the_sample_and_picks_the_cross_validated_bandwidth(
 
 
 def test_the_gmm_starts_from_the_best_of_num_inits_k_means_plus_plus_seedings(tmp_path):
-    task = DensityTask(tiny("gmm", tmp_path, num_inits=1, seed=5))
+    task = density_task(tiny("gmm", tmp_path, num_inits=1, seed=5))
     model = task.build_model()
     for num_inits, same in ((1, True), (10, False)):  # the best of 10 seedings is another start here
         expected = GaussianMixture(3, 2, "full").double()
@@ -208,7 +210,7 @@ def test_made_batches_on_images_follow_the_run_s_binarisation(tmp_path, binarize
     generator = torch.Generator().manual_seed(0)
     grey = {"train": torch.rand(30, 1, 3, 3, generator=generator), "test": torch.rand(8, 1, 3, 3, generator=generator)}
     args = tiny("made", tmp_path, dataset_name="ylecun/mnist", image_size=3, binarize=binarize, train_batch_size=8)
-    points, _ = DensityTask(args, grey).batch(3, 0)
+    points, _ = density_task(args, grey).batch(3, 0)
     # rows drawn with replacement from batch 3's generator, then (dynamic) x ~ Bernoulli(p) from the same generator
     g = batch_generator(args.seed, 0, 3)
     rows = torch.randint(30, (8,), generator=g)
@@ -220,7 +222,7 @@ def test_dynamic_binarisation_draws_afresh_with_the_grey_means_and_fixes_one_tes
     generator = torch.Generator().manual_seed(1)
     grey = {"train": torch.rand(30, 1, 3, 3, generator=generator), "test": torch.rand(50, 1, 3, 3, generator=generator)}
     args = tiny("made", tmp_path, dataset_name="ylecun/mnist", image_size=3, binarize="dynamic", train_batch_size=8)
-    task = DensityTask(args, grey)
+    task = density_task(args, grey)
     draws, means = [], []
     for k in range(400):
         points, _ = task.batch(k, 0)
@@ -237,10 +239,10 @@ def test_dynamic_binarisation_draws_afresh_with_the_grey_means_and_fixes_one_tes
     # the test set: one draw, binarize_test_images' (seed TEST_BINARIZATION_SEED, also the RBM's), for every run seed
     expected = binarize_test_images(grey["test"])
     for seed in (0, 5):
-        assert torch.equal(DensityTask(replace(args, seed=seed), grey).test, expected), seed
+        assert torch.equal(density_task(replace(args, seed=seed), grey).test, expected), seed
     assert torch.equal(expected, binarize_test_images(grey["test"], TEST_BINARIZATION_SEED))
     assert not torch.equal(expected, binarize_test_images(grey["test"], TEST_BINARIZATION_SEED + 1))
-    card = DensityTask(replace(args, seed=5), grey).model_card({}, None)
+    card = density_task(replace(args, seed=5), grey).model_card({}, None)
     assert f"binarize_test_images` with seed {TEST_BINARIZATION_SEED}" in str(card)
 
 
@@ -253,7 +255,7 @@ def test_a_made_ensemble_trains_one_mask_per_batch_drawn_uniformly_from_the_batc
         "made", tmp_path, dataset_name="ylecun/mnist", image_size=3, binarize="dynamic", train_batch_size=8,
         num_masks=3, order="random",
     )  # fmt: skip
-    task = DensityTask(args, grey)
+    task = density_task(args, grey)
     model = task.build_model()
     drawn = []
     for k in range(300):
@@ -307,11 +309,11 @@ def test_the_cnf_likelihood_and_its_gradient_equal_the_closed_form_of_a_linear_f
 )
 def test_a_run_resumed_from_a_mid_run_checkpoint_ends_with_bit_identical_weights(tmp_path, model, options):
     full_args = tiny(model, tmp_path / "full", **options)
-    full = Trainer(DensityTask(full_args)).train()
+    full = Trainer(density_task(full_args)).train()
     reset_accelerate()
     resumed_dir = tmp_path / "resumed"
     shutil.copytree(tmp_path / "full" / "checkpoints" / "checkpoint-3", resumed_dir / "checkpoints" / "checkpoint-3")
-    task = DensityTask(replace(full_args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
+    task = density_task(replace(full_args, output_dir=str(resumed_dir), resume_from_checkpoint="latest"))
     resumed = Trainer(task).train()
     reset_accelerate()
     network = "velocity" if model == "cnf" else "model"
@@ -326,7 +328,7 @@ def test_a_run_resumed_from_a_mid_run_checkpoint_ends_with_bit_identical_weights
 
 def test_a_tiny_cnf_run_saves_a_flow_matching_pipeline_with_metrics_figures_and_card(tmp_path):
     args = tiny("cnf", tmp_path / "cnf", validation_steps=3, num_validation_nll_samples=10)
-    metrics = run(DensityTask(args), args.num_eval_samples, args.num_nll_samples)
+    metrics = run(density_task(args), args.num_eval_samples, args.num_nll_samples)
     reset_accelerate()
     out = tmp_path / "cnf"
     names = ("model_index.json", "README.md", "metrics.json", "samples.png", "density.png",
@@ -338,7 +340,7 @@ def test_a_tiny_cnf_run_saves_a_flow_matching_pipeline_with_metrics_figures_and_
     assert [r["step"] for r in stored["validation"]] == [3, 6] and metrics["num_nll_samples"] == 20
     pipe = FlowMatchingPipeline.from_pretrained(out)
     points = torch.randn(4, 2)
-    torch.testing.assert_close(pipe.log_prob(points), DensityTask(args).log_likelihood(pipe, points))
+    torch.testing.assert_close(pipe.log_prob(points), density_task(args).log_likelihood(pipe, points))
     card = ModelCard.load(out / "README.md")
     nll = next(r for r in card.data.eval_results if r.metric_type == "nll")
     assert nll.metric_value == pytest.approx(stored["nll"], abs=1e-6)
@@ -349,7 +351,7 @@ def test_made_on_tiny_binary_images_reports_the_test_nll_in_nats_and_a_sample_gr
     generator = torch.Generator().manual_seed(0)
     grey = {"train": torch.rand(64, 1, 3, 3, generator=generator), "test": torch.rand(16, 1, 3, 3, generator=generator)}
     args = tiny("made", tmp_path / "made", dataset_name="ylecun/mnist", image_size=3, num_nll_samples=16)
-    task = DensityTask(args, grey)
+    task = density_task(args, grey)
     assert torch.equal(task.test, (grey["test"] > 0.5).float())  # binarised at 0.5
     metrics = run(task, args.num_eval_samples, args.num_nll_samples)
     reset_accelerate()
@@ -364,7 +366,7 @@ def test_made_on_tiny_binary_images_reports_the_test_nll_in_nats_and_a_sample_gr
 def test_the_script_fits_the_gmm_recipe_and_writes_a_loadable_pipeline_and_card(tmp_path):
     out = tmp_path / "gmm"
     argv = ["--model", "gmm", "--num_train_points", "400", "--num_eval_samples", "100", "--num_nll_samples", "50",
-            "--max_train_steps", "20", "--report_to", "none", "--output_dir", str(out)]  # fmt: skip
+            "--em_iterations", "20", "--report_to", "none", "--output_dir", str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]

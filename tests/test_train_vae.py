@@ -220,7 +220,7 @@ def test_a_tiny_vae_run_writes_pipeline_card_plots_and_metrics(data_files, tmp_p
 
 
 def test_the_autoencoder_card_names_the_hub_dataset(data_files, tmp_path):
-    from hfgen.training import vae_card
+    from hfgen.model_cards.vae import vae_card
 
     args = replace(
         tiny_args(tmp_path, data_files, model="ae"),

@@ -88,7 +88,8 @@ def test_bad_arguments_are_refused_with_the_argument_named():
 
 
 def test_the_vae_task_reports_the_exact_value_beside_the_iwae_bound_and_the_card_shows_it(tmp_path):
-    from hfgen.training.vae import VAEArguments, VAETask, vae_card
+    from hfgen.model_cards.vae import vae_card
+    from hfgen.training.vae import VAEArguments, VAETask
 
     generator = torch.Generator().manual_seed(3)
     images = torch.bernoulli(torch.full((24, 1, 8, 8), 0.3), generator=generator)

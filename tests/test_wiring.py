@@ -20,15 +20,15 @@ from hfgen.methods.flow_matching import BrownianBridgePath, VPPath, cfm_loss, sa
 from hfgen.methods.schrodinger_bridge import mean_matching_loss, step_weights
 from hfgen.models import TimeMLP
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask, Trainer
-from hfgen.training.bridge import BridgeArguments, BridgeTask
 from hfgen.training.classifier import ClassifierArguments, ClassifierTask
-from hfgen.training.ddpm import DDPMArguments, DDPMTask
-from hfgen.training.density import DensityArguments, DensityTask
-from hfgen.training.ebm import EBMArguments, EBMTask
+from hfgen.training.ddpm_points import DDPMPointsArguments, DDPMPointsTask
+from hfgen.training.density import DensityArguments, density_task
+from hfgen.training.energy import EnergyArguments, EnergyTask
 from hfgen.training.flow_matching import CoupledPairs
 from hfgen.training.images import DDPMImageArguments, DDPMImageTask, FlowMatchingImageArguments, FlowMatchingImageTask
 from hfgen.training.rbm import RBMArguments, RBMTask
-from hfgen.training.score import NoisedScoreBatches, ScoreArguments, ScoreTask
+from hfgen.training.schrodinger_bridge import SchrodingerBridgeArguments, SchrodingerBridgeTask
+from hfgen.training.score_sde import NoisedScoreBatches, ScoreSDEArguments, ScoreSDETask
 from hfgen.training.vae import VAEArguments, VAETask
 
 
@@ -116,6 +116,15 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "training"
 #: every run: two optimizer steps, no checkpoint, no validation, no tracker
 SHORT = ["--max_train_steps", "2", "--lr_warmup_steps", "0", "--checkpointing_steps", "0", "--validation_steps", "0",
          "--report_to", "none"]  # fmt: skip
+#: the bridge counts its steps per half-iteration
+SHORT_BRIDGE = ["--half_iteration_steps", *SHORT[1:]]
+
+
+def short_flags(script: str) -> list[str]:
+    """:data:`SHORT`, with the bridge's steps counted per half-iteration."""
+    return SHORT_BRIDGE if script == "train_bridge.py" else SHORT
+
+
 SMALL_MLP = ["--hidden_size", "8", "--num_layers", "1", "--train_batch_size", "16"]
 #: a family's script and its flags for a tiny run (``IMAGES`` stands for the flags of 8 × 8 image data, ``MNIST_SIZED``
 #: for those of 28 × 28 images, the classifier's size)
@@ -230,7 +239,7 @@ def test_two_runs_with_one_seed_save_the_same_weights_and_another_seed_other_wei
     for name, seed in (("first", 0), ("again", 0), ("other", 1)):
         folders[name] = tmp_path / name
         train_with_script(
-            monkeypatch, script, [*SHORT, *flags, "--seed", str(seed), "--output_dir", str(folders[name])]
+            monkeypatch, script, [*short_flags(script), *flags, "--seed", str(seed), "--output_dir", str(folders[name])]
         )
     first = saved_weights(folders["first"])
     assert first, "the run saved no safetensors"
@@ -291,7 +300,7 @@ CONFIG_WIRING = {
          "scheduler.__class__": "FlowMatchMidpointScheduler", "pipeline.source": {"name": "8gaussians"}},
     ),
     "ddpm": (
-        point_task(DDPMTask, DDPMArguments),
+        point_task(DDPMPointsTask, DDPMPointsArguments),
         {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_embedding": "fourier",
          "num_position_frequencies": 2, "num_train_timesteps": 8, "alpha": 0.9, "variance_type": "beta",
          "sampler": "ddim", "eta": 0.5},
@@ -300,7 +309,7 @@ CONFIG_WIRING = {
          "scheduler.alpha": 0.9, "scheduler.variance_type": "beta", "scheduler.sampler": "ddim", "scheduler.eta": 0.5},
     ),
     "ddpm-diffusers-schedule": (
-        point_task(DDPMTask, DDPMArguments),
+        point_task(DDPMPointsTask, DDPMPointsArguments),
         {"beta_schedule": "scaled_linear", "beta_start": 1e-3, "beta_end": 0.05, "variance_type": "beta",
          "num_train_timesteps": 8},
         {"scheduler.__class__": "DDPMScheduler", "scheduler.beta_schedule": "scaled_linear",
@@ -308,7 +317,7 @@ CONFIG_WIRING = {
          "scheduler.num_train_timesteps": 8},
     ),
     "score-sde-ve": (
-        point_task(ScoreTask, ScoreArguments),
+        point_task(ScoreSDETask, ScoreSDEArguments),
         {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_embedding": "fourier",
          "num_position_frequencies": 2, "sde": "ve", "sigma_min": 0.05, "sigma_max": 5.0, "sampling_eps": 0.01,
          "prediction_type": "score"},
@@ -318,12 +327,12 @@ CONFIG_WIRING = {
          "scheduler.sampling_eps": 0.01, "scheduler.prediction_type": "score"},
     ),
     "score-sde-vp": (
-        point_task(ScoreTask, ScoreArguments),
+        point_task(ScoreSDETask, ScoreSDEArguments),
         {"beta_min": 0.2, "beta_max": 8.0},
         {"scheduler.__class__": "VPSDEScheduler", "scheduler.beta_min": 0.2, "scheduler.beta_max": 8.0},
     ),
     "bridge": (
-        point_task(BridgeTask, BridgeArguments),
+        point_task(SchrodingerBridgeTask, SchrodingerBridgeArguments),
         {"residual": False, "hidden_size": 8, "num_layers": 2, "num_steps": 6, "gamma": 0.05, "schedule": "constant",
          "final_step_noise": False},
         {"forward_model.__class__": "TimeMLP", "backward_model.__class__": "TimeMLP", "forward_model.hidden_size": 8,
@@ -331,24 +340,24 @@ CONFIG_WIRING = {
          "scheduler.schedule": "constant", "scheduler.final_step_noise": False},
     ),
     "bridge-symmetric": (
-        point_task(BridgeTask, BridgeArguments),
+        point_task(SchrodingerBridgeTask, SchrodingerBridgeArguments),
         {"schedule_power": 2.0, "final_step_noise": True},
         {"forward_model.__class__": "ResidualMean", "scheduler.schedule_power": 2.0,
          "scheduler.final_step_noise": True},
     ),
     "density-gmm": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "gmm", "num_components": 3, "covariance_type": "diag", "num_train_points": 50},
         {"model.__class__": "GaussianMixture", "model.num_components": 3, "model.covariance_type": "diag"},
     ),
     "density-made": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "made", "hidden_sizes": [8], "num_components": 3, "num_masks": 2, "order": "random", "seed": 4},
         {"model.__class__": "MADE", "model.hidden_sizes": [8], "model.num_components": 3, "model.num_masks": 2,
          "model.order": "random", "model.seed": 4},
     ),
     "density-coupling": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "coupling", "num_couplings": 3, "hidden_size": 8, "num_layers": 1, "invertible_linear": True,
          "num_bins": 5, "tail_bound": 2.5},
         {"model.__class__": "CouplingFlow", "model.num_couplings": 3, "model.hidden_size": 8,
@@ -356,18 +365,18 @@ CONFIG_WIRING = {
          "model.num_bins": 5, "model.tail_bound": 2.5},
     ),
     "density-coupling-affine": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "coupling", "coupling_type": "affine", "invertible_linear": False},
         {"model.coupling_type": "affine", "model.invertible_linear": False},
     ),
     "density-cnf": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {"model": "cnf", "hidden_size": 8, "num_layers": 2, "activation": "tanh", "time_scale": 2.0},
         {"velocity.hidden_size": 8, "velocity.num_layers": 2, "velocity.activation": "tanh",
          "velocity.time_scale": 2.0},
     ),
     "energy": (
-        point_task(EBMTask, EBMArguments),
+        point_task(EnergyTask, EnergyArguments),
         {"hidden_size": 8, "num_layers": 2, "activation": "tanh", "confinement": 0.5, "sample_sampler": "langevin",
          "sample_step_size": 0.02, "buffer_low": -5.0, "buffer_high": 4.5},
         {"model.hidden_size": 8, "model.num_layers": 2, "model.activation": "tanh", "model.confinement": 0.5,
@@ -461,22 +470,22 @@ SAMPLING_WIRING = {
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
     "ddpm": (
-        point_task(DDPMTask, DDPMArguments),
+        point_task(DDPMPointsTask, DDPMPointsArguments),
         {**SMALL, "num_train_timesteps": 8, "num_inference_steps": 3},
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
     "score-sde": (
-        point_task(ScoreTask, ScoreArguments),
+        point_task(ScoreSDETask, ScoreSDEArguments),
         {**SMALL, "num_inference_steps": 3, "sampler": "predictor_corrector"},
         lambda pipe, n, g: pipe(n, 3, sampler="predictor_corrector", generator=g).samples,
     ),
     "density-cnf": (
-        point_task(DensityTask, DensityArguments),
+        point_task(density_task, DensityArguments),
         {**SMALL, "model": "cnf", "num_inference_steps": 3},
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
     "energy": (
-        point_task(EBMTask, EBMArguments),
+        point_task(EnergyTask, EnergyArguments),
         {**SMALL, "num_sample_steps": 3},
         lambda pipe, n, g: pipe(n, 3, generator=g).samples,
     ),
@@ -541,8 +550,8 @@ def test_the_flow_matching_batches_use_the_run_s_coupling_sigma_and_time_law(tmp
 
 
 def test_the_score_batches_draw_their_times_from_the_run_s_time_law():
-    args = ScoreArguments(output_dir="unused", time_beta=0.4, sampling_eps=0.01, train_batch_size=16, seed=3)
-    task = ScoreTask(args)
+    args = ScoreSDEArguments(output_dir="unused", time_beta=0.4, sampling_eps=0.01, train_batch_size=16, seed=3)
+    task = ScoreSDETask(args)
     with task.batches(start=2, stream=1) as batches:
         batch = next(batches)
 
@@ -556,9 +565,9 @@ def test_the_score_batches_draw_their_times_from_the_run_s_time_law():
 
 @pytest.mark.parametrize("weighting", ["inverse_gamma", "none"])
 def test_the_bridge_regresses_on_num_trajectories_chains_with_the_run_s_weighting(weighting):
-    args = BridgeArguments(output_dir="unused", num_steps=4, num_trajectories=30, loss_weighting=weighting,
+    args = SchrodingerBridgeArguments(output_dir="unused", num_steps=4, num_trajectories=30, loss_weighting=weighting,
                            train_batch_size=8, hidden_size=8, num_layers=1)  # fmt: skip
-    task = BridgeTask(args)
+    task = SchrodingerBridgeTask(args)
     models = task.build_models()
     with task.batches(start=0, stream=0, phase=0) as batches:
         batch = next(batches)
@@ -588,7 +597,7 @@ CNF_OPTIONS = {
 def test_the_cnf_loss_integrates_with_the_run_s_solver_steps_tolerance_and_divergence(settings):
     args = DensityArguments(output_dir="unused", model="cnf", hidden_size=8, num_layers=1, train_batch_size=16,
                             **settings)  # fmt: skip
-    task = DensityTask(args)
+    task = density_task(args)
     torch.manual_seed(0)
     model = task.build_model()
     with torch.no_grad():  # a velocity with curvature, so that every solver setting changes the integral
@@ -670,5 +679,5 @@ def test_the_scripts_evaluate_with_the_sample_sizes_they_are_given(monkeypatch, 
         return evaluate(trainer, pipeline, num_samples, num_likelihood_points, seed)
 
     monkeypatch.setattr(Trainer, "evaluate_pipeline", record_and_evaluate)
-    train_with_script(monkeypatch, script, [*SHORT, *flags, "--output_dir", str(tmp_path / "run")])
+    train_with_script(monkeypatch, script, [*short_flags(script), *flags, "--output_dir", str(tmp_path / "run")])
     assert sizes == [(*expected, 1)]  # no validation in these runs: the one evaluation is the final one, seed 1

@@ -7,8 +7,8 @@ python training/train_bridge.py --num_steps 40 --schedule symmetric --ipf_iterat
 python training/train_bridge.py --config run.yaml                   # flags beside it override the file
 """
 
-from hfgen.training import BridgeArguments, run_bridge
+from hfgen.training import SchrodingerBridgeArguments, run_bridge
 from hfgen.training.cli import run_script
 
 if __name__ == "__main__":
-    raise SystemExit(run_script(BridgeArguments, run_bridge, __doc__))
+    raise SystemExit(run_script(SchrodingerBridgeArguments, run_bridge, __doc__))

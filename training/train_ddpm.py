@@ -13,14 +13,14 @@ python training/train_ddpm.py --dataset_name ylecun/mnist --class_conditional --
 
 import sys
 
-from hfgen.training import DDPMArguments, DDPMTask
+from hfgen.training import DDPMPointsArguments, DDPMPointsTask
 from hfgen.training.cli import run_script
 from hfgen.training.images import DDPMImageArguments, DDPMImageTask, is_image_run
 from hfgen.training.trainer import run
 
 
-def train(args: DDPMArguments) -> dict:
-    return run(DDPMTask(args), args.num_eval_samples)
+def train(args: DDPMPointsArguments) -> dict:
+    return run(DDPMPointsTask(args), args.num_eval_samples)
 
 
 def train_images(args: DDPMImageArguments) -> dict:
@@ -30,4 +30,4 @@ def train_images(args: DDPMImageArguments) -> dict:
 if __name__ == "__main__":
     if is_image_run(sys.argv[1:]):
         raise SystemExit(run_script(DDPMImageArguments, train_images, __doc__))
-    raise SystemExit(run_script(DDPMArguments, train, __doc__))
+    raise SystemExit(run_script(DDPMPointsArguments, train, __doc__))

@@ -1,5 +1,6 @@
 """Train an explicit density model (GMM by EM, KDE, MADE, coupling flow, CNF by maximum likelihood) and save it as a
-diffusers pipeline. Arguments left unset take the model's benchmark recipe (hfgen.training.density.RECIPES).
+diffusers pipeline. Arguments left unset take the model's benchmark recipe (the ``recipe`` of its task class in
+hfgen.training.density.DENSITY_TASKS).
 
 python training/train_density.py --model gmm --dataset 8gaussians --output_dir out/gmm-8g
 python training/train_density.py --model cnf --dataset checkerboard --output_dir out/cnf-cb
@@ -8,12 +9,12 @@ accelerate launch training/train_density.py --model coupling ... --resume_from_c
 """
 
 from hfgen.training.cli import run_script
-from hfgen.training.density import DensityArguments, DensityTask
+from hfgen.training.density import DensityArguments, density_task
 from hfgen.training.trainer import run
 
 
 def train(args: DensityArguments) -> dict:
-    return run(DensityTask(args), args.num_eval_samples, args.num_nll_samples)
+    return run(density_task(args), args.num_eval_samples, args.num_nll_samples)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,13 @@ accelerate launch training/train_ebm.py ... --resume_from_checkpoint latest   # 
 """
 
 from hfgen.training.cli import run_script
-from hfgen.training.ebm import EBMArguments, EBMTask
+from hfgen.training.energy import EnergyArguments, EnergyTask
 from hfgen.training.trainer import run
 
 
-def train(args: EBMArguments) -> dict:
-    return run(EBMTask(args), args.num_eval_samples, args.num_nll_samples)
+def train(args: EnergyArguments) -> dict:
+    return run(EnergyTask(args), args.num_eval_samples, args.num_nll_samples)
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_script(EBMArguments, train, __doc__))
+    raise SystemExit(run_script(EnergyArguments, train, __doc__))

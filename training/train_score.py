@@ -8,13 +8,13 @@ python training/train_score.py --config run.yaml                        # flags 
 """
 
 from hfgen.training.cli import run_script
-from hfgen.training.score import ScoreArguments, ScoreTask
+from hfgen.training.score_sde import ScoreSDEArguments, ScoreSDETask
 from hfgen.training.trainer import run
 
 
-def train(args: ScoreArguments) -> dict:
-    return run(ScoreTask(args), args.num_eval_samples, args.num_nll_samples)
+def train(args: ScoreSDEArguments) -> dict:
+    return run(ScoreSDETask(args), args.num_eval_samples, args.num_nll_samples)
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_script(ScoreArguments, train, __doc__))
+    raise SystemExit(run_script(ScoreSDEArguments, train, __doc__))

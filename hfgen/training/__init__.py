@@ -6,16 +6,15 @@ JSON), builds its :class:`TrainingTask` and calls :func:`run`.
 """
 
 from hfgen.training.arguments import TrainingArguments, parse_arguments
-from hfgen.training.bridge import BridgeArguments, BridgeTask, bridge_card, evaluate_bridge, run_bridge
 from hfgen.training.checkpoints import CheckpointError, list_checkpoints
-from hfgen.training.ddpm import DDPMArguments, DDPMTask, evaluate_ddpm, train_ddpm
-from hfgen.training.density import DensityArguments, DensityTask, density_card, evaluate_density, train_density
-from hfgen.training.ebm import EBMArguments, EBMTask, energy_card, evaluate_ebm, train_ebm
+from hfgen.training.classifier import ClassifierArguments, ClassifierTask, train_classifier
+from hfgen.training.ddpm_points import DDPMPointsArguments, DDPMPointsTask, evaluate_ddpm_points, train_ddpm_points
+from hfgen.training.density import DensityArguments, DensityTask, evaluate_density, train_density
+from hfgen.training.energy import EnergyArguments, EnergyTask, train_energy
 from hfgen.training.flow_matching import (
     FlowMatchingArguments,
     FlowMatchingTask,
     evaluate_flow_matching,
-    flow_matching_card,
     train_flow_matching,
 )
 from hfgen.training.images import (
@@ -25,12 +24,22 @@ from hfgen.training.images import (
     FlowMatchingImageTask,
     ImageDiffusionArguments,
 )
-from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, rbm_card, train_rbm
-from hfgen.training.score import ScoreArguments, ScoreTask, evaluate_score, score_card, train_score
-from hfgen.training.trainer import Phase, Trainer, TrainingDivergedError, TrainingResult, TrainingTask, run
-from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae, vae_card
+from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, train_rbm
+from hfgen.training.schrodinger_bridge import (
+    SchrodingerBridgeArguments,
+    SchrodingerBridgeTask,
+    evaluate_schrodinger_bridge,
+    run_bridge,
+)
+from hfgen.training.score_sde import ScoreSDEArguments, ScoreSDETask, evaluate_score_sde, train_score_sde
+from hfgen.training.task import Phase, TrainingDivergedError, TrainingTask
+from hfgen.training.trainer import Trainer, TrainingResult, run
+from hfgen.training.vae import VAEArguments, VAETask, evaluate_vae, train_vae
 
 __all__ = [
+    "ClassifierArguments",
+    "ClassifierTask",
+    "train_classifier",
     "DDPMImageArguments",
     "DDPMImageTask",
     "FlowMatchingImageArguments",
@@ -38,29 +47,24 @@ __all__ = [
     "ImageDiffusionArguments",
     "DensityArguments",
     "DensityTask",
-    "EBMArguments",
-    "EBMTask",
+    "EnergyArguments",
+    "EnergyTask",
     "RBMArguments",
     "RBMTask",
-    "ScoreArguments",
-    "ScoreTask",
-    "density_card",
-    "energy_card",
+    "ScoreSDEArguments",
+    "ScoreSDETask",
     "evaluate_density",
-    "evaluate_ebm",
     "evaluate_rbm",
-    "evaluate_score",
-    "rbm_card",
-    "score_card",
+    "evaluate_score_sde",
     "train_density",
-    "train_ebm",
+    "train_energy",
     "train_rbm",
-    "train_score",
-    "BridgeArguments",
-    "BridgeTask",
+    "train_score_sde",
+    "SchrodingerBridgeArguments",
+    "SchrodingerBridgeTask",
     "CheckpointError",
-    "DDPMArguments",
-    "DDPMTask",
+    "DDPMPointsArguments",
+    "DDPMPointsTask",
     "FlowMatchingArguments",
     "FlowMatchingTask",
     "Phase",
@@ -71,18 +75,15 @@ __all__ = [
     "TrainingTask",
     "VAEArguments",
     "VAETask",
-    "bridge_card",
-    "evaluate_bridge",
-    "evaluate_ddpm",
+    "evaluate_schrodinger_bridge",
+    "evaluate_ddpm_points",
     "evaluate_flow_matching",
     "evaluate_vae",
-    "flow_matching_card",
     "list_checkpoints",
     "parse_arguments",
     "run",
     "run_bridge",
-    "train_ddpm",
+    "train_ddpm_points",
     "train_flow_matching",
     "train_vae",
-    "vae_card",
 ]

@@ -116,6 +116,9 @@ class TrainingArguments:
         "num_validation_samples",
     )
 
+    #: fields that count optimizer steps besides ``max_train_steps`` (a smoke run caps them all)
+    step_fields: ClassVar[tuple[str, ...]] = ()
+
     #: fields a resumed run may change (with a warning): they steer the optimisation, not the network or the data
     adjustable_on_resume: ClassVar[frozenset[str]] = frozenset(
         {"learning_rate", "lr_scheduler", "lr_warmup_steps", "max_grad_norm", "max_train_steps"}
@@ -317,12 +320,12 @@ def smoke_capped(args: ArgumentsT) -> ArgumentsT:
         return args
     present = {f.name for f in fields(args) if f.init}
     caps = {name: cap for name, cap in SMOKE_CAPS.items() if name in present}
-    caps |= {"max_train_steps": steps, "lr_warmup_steps": steps, "checkpointing_steps": max(1, steps // 2)}
+    counted = {name: steps for name in ("max_train_steps", *args.step_fields) if name in present}
+    caps |= {**counted, "lr_warmup_steps": steps, "checkpointing_steps": max(1, steps // 2)}
     changes: dict[str, Any] = {}
     for name, cap in caps.items():
         value = getattr(args, name)
-        unset = value is None or (name == "max_train_steps" and value == 0)  # DDPM's all T; "0: num_epochs"
-        if unset or (isinstance(value, int) and not isinstance(value, bool) and value > cap):
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > cap):
             changes[name] = cap
     if args.validation_steps:
         changes["validation_steps"] = 0

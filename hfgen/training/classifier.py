@@ -1,5 +1,5 @@
 """The MNIST-family classifier (:class:`~hfgen.models.classifier.MnistClassifier`) as a
-:class:`~hfgen.training.trainer.TrainingTask`.
+:class:`~hfgen.training.task.TrainingTask`.
 
 Minimises the cross-entropy ``−(1/B) Σ_i log softmax(f(x_i))_{y_i}`` with Adam (AdamW without weight decay) on
 shuffled mini-batches for ``num_epochs`` passes, reports the test and training accuracy and saves the model with
@@ -18,9 +18,11 @@ from typing import Any
 import torch
 
 from hfgen.data.images import dataset_to_tensors, load_image_splits
+from hfgen.model_cards.classifier import classifier_card
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.trainer import Phase, Trainer, TrainingTask, run
+from hfgen.training.task import Phase, TrainingTask
+from hfgen.training.trainer import Trainer, run
 from hfgen.utils import check_positive_int
 
 
@@ -41,7 +43,7 @@ class ClassifierArguments(TrainingArguments):
     hidden_size: int = documented(128, "width of the hidden layer (the features of the Fréchet distance)")
     dropout: float = documented(0.25, "dropout before the hidden and the output layer")
     num_epochs: int = documented(2, "passes over the training set")
-    max_train_steps: int = documented(0, "optimizer steps (0: num_epochs passes over the training set)")
+    max_train_steps: int | None = documented(None, "optimizer steps (None: as many as num_epochs passes take)")
     train_batch_size: int = documented(128, "images per process and micro-batch")
     eval_batch_size: int = documented(1000, "images per batch when measuring the accuracy")
     learning_rate: float = 1e-3
@@ -58,14 +60,8 @@ class ClassifierArguments(TrainingArguments):
             raise ValueError("pass `dataset_name` (a Hub id) or `train_data_files` (a parquet file)")
         for name in ("num_epochs", "eval_batch_size", "hidden_size"):
             check_positive_int(getattr(self, name), name)
-        if (
-            isinstance(self.max_train_steps, bool)
-            or not isinstance(self.max_train_steps, int)
-            or self.max_train_steps < 0
-        ):
-            raise ValueError(
-                f"`max_train_steps` must be an int >= 0 (0: num_epochs epochs), got {self.max_train_steps!r}"
-            )
+        if self.max_train_steps is not None:
+            check_positive_int(self.max_train_steps, "max_train_steps")
 
 
 def _load_splits(args: ClassifierArguments) -> Any:
@@ -134,8 +130,9 @@ class ClassifierTask(TrainingTask):
         from accelerate import PartialState
 
         per_step = accum * PartialState().num_processes
-        steps = args.max_train_steps or max(1, args.num_epochs * self.batches_per_epoch // per_step)
-        return [Phase("model", steps)]
+        if args.max_train_steps is not None:
+            return [Phase("model", args.max_train_steps)]
+        return [Phase("model", max(1, args.num_epochs * self.batches_per_epoch // per_step))]
 
     def _epoch_orders(self) -> Iterator[torch.Tensor]:
         """The training-set index order of each mini-batch, epoch after epoch, as a shuffling ``DataLoader``
@@ -187,45 +184,6 @@ class ClassifierTask(TrainingTask):
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
         return classifier_card(self.args, metrics, repo_id)
-
-
-def classifier_card(args: ClassifierArguments, metrics: dict[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/classifier.md``: what the classifier is for, its accuracy, usage and configuration."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        markdown_table,
-        public_value,
-        training_summary,
-        usage_repo_id,
-    )
-
-    model_name = repo_id.split("/")[-1] if repo_id else "mnist-classifier"
-    data = args.dataset_name or public_value("train_data_files", args.train_data_files)
-    card_data = ModelCardData(
-        library_name="transformers",
-        license=LICENSE,
-        tags=["hfgen", "image-classification", "mnist"],
-        model_name=model_name,
-        pipeline_tag="image-classification",
-    )
-    rows = [
-        ("test accuracy", f"{metrics['test_accuracy']:.4f}", f"{metrics['num_test_images']:,} test images"),
-        ("training accuracy", f"{metrics['train_accuracy']:.4f}", f"{metrics['num_train_images']:,} training images"),
-    ]
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("classifier"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        dataset=data,
-        metrics_table=markdown_table(("metric", "value", "note"), rows),
-        training_summary=training_summary(metrics),
-        config_table=config_table(args.to_dict()),
-    )
 
 
 def train_classifier(args: ClassifierArguments) -> tuple[MnistClassifier, dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 from hfgen.training.arguments import ArgumentsT, parse_arguments
 from hfgen.training.checkpoints import CheckpointError
 from hfgen.training.engine import RUN_STARTED, UploadError
-from hfgen.training.trainer import TrainingDivergedError
+from hfgen.training.task import TrainingDivergedError
 
 #: errors that describe something the user can fix by changing the command line
 USER_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, CheckpointError, TrainingDivergedError)

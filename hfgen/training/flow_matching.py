@@ -1,41 +1,28 @@
-"""Flow matching as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, the coupled batch stream, loss,
+"""Flow matching as a :class:`~hfgen.training.task.TrainingTask`: arguments, the coupled batch stream, loss,
 metrics, figures and the model card."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
-from hfgen.hub import (
-    LICENSE,
-    SAMPLE_QUALITY_RESULTS,
-    card_template,
-    config_table,
-    eval_results,
-    markdown_table,
-    sample_quality_rows,
-    training_row,
-    training_summary,
-    usage_repo_id,
-    validation_table,
-)
 from hfgen.methods.cnf import cnf_log_prob
 from hfgen.methods.couplings import COUPLINGS, couple
 from hfgen.methods.flow_matching import PATHS, ProbabilityPath, cfm_loss, get_path, sample_times
-from hfgen.metrics import nll_report, sample_quality_report
+from hfgen.model_cards.flow_matching import flow_matching_card
 from hfgen.models import TimeMLP
 from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
 from hfgen.training.arguments import TrainingArguments, check_number, documented
-from hfgen.training.trainer import TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.points import PointLikelihoodTask
+from hfgen.training.trainer import evaluate_in_process, train_in_process
 from hfgen.utils import batch_generator, check_positive_int
 
 
@@ -207,7 +194,7 @@ class FlowMatchingArguments(TrainingArguments):
         return get_path(self.path, **options.get(self.path, {}))
 
 
-class FlowMatchingTask(TrainingTask):
+class FlowMatchingTask(PointLikelihoodTask):
     r"""Conditional flow matching from ``args.source`` to ``args.dataset``.
 
     Each micro-batch draws fresh pairs ``x_0 ~ source``, ``x_1 ~ target``, couples them (independent, exact
@@ -221,20 +208,8 @@ class FlowMatchingTask(TrainingTask):
 
     def __init__(self, args: FlowMatchingArguments):
         super().__init__(args)
-        self.target = get_toy_distribution(args.dataset)
         self.source = get_toy_distribution(args.source)
         self.path = args.probability_path()
-
-    def build_model(self) -> TimeMLP:
-        args = self.args
-        return TimeMLP(
-            dim=self.target.dim,
-            hidden_size=args.hidden_size,
-            num_layers=args.num_layers,
-            activation=args.activation,
-            time_embedding=args.time_embedding,
-            num_position_frequencies=args.num_position_frequencies,
-        )
 
     @contextmanager
     def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[CoupledPairs]:
@@ -263,20 +238,13 @@ class FlowMatchingTask(TrainingTask):
     def sample(self, pipeline: FlowMatchingPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return pipeline(num_samples, self.args.num_inference_steps, generator=generator).samples
 
-    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        report = sample_quality_report(samples, self.target, generator=generator)
-        return {f"samples_{key}": value for key, value in report.items()}
-
     def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> torch.Tensor | None:
-        if not (self.target.has_log_prob and self.source.has_log_prob):
+        if not self.source.has_log_prob:  # the change of variables needs the source's density too
             return None
-        return self.target.sample(num_points, generator=generator)
+        return super().log_likelihood_points(num_points, generator)
 
     def log_likelihood(self, pipeline: FlowMatchingPipeline, points: torch.Tensor) -> torch.Tensor:
         return _rk4_log_prob(pipeline, points, NLL_RK4_STEPS)
-
-    def score_log_likelihood(self, log_prob: torch.Tensor) -> dict[str, float]:
-        return nll_report(log_prob, self.target.entropy)
 
     def validation_figures(self, pipeline: FlowMatchingPipeline, samples: torch.Tensor) -> dict[str, Any]:
         from hfgen import plotting
@@ -347,85 +315,3 @@ def evaluate_flow_matching(
 ) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 and its floor, MMD, support, and the NLL."""
     return evaluate_in_process(FlowMatchingTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-#: how each ``coupling`` pairs the training points, for the card (``regularisation``: Sinkhorn's 2σ²)
-_COUPLING_DESCRIPTIONS = {
-    "independent": "independent pairs x_0 ~ source, x_1 ~ target",
-    "ot": "pairs coupled by exact minibatch optimal transport",
-    "sinkhorn": "pairs drawn from the entropic minibatch OT plan (Sinkhorn), regularisation 2σ² = {regularisation:g}",
-}
-
-
-def flow_matching_metrics_table(metrics: Mapping[str, float], args: FlowMatchingArguments) -> str:
-    """The card's metrics table from the ``metrics.json`` of a flow-matching run (missing entries are skipped); the
-    W2, MMD and support figures come from the final evaluation's samples (:meth:`FlowMatchingArguments.
-    evaluation_sizes`), drawn with the run's solver and steps."""
-    num_samples = args.evaluation_sizes()[0]
-    rows = sample_quality_rows(metrics, f"{num_samples:,} samples ({args.solver}, {args.num_inference_steps} steps)")
-    if "nll" in metrics:
-        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", "held-out target points"))
-        rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
-        rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(target ‖ model)"))
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
-def flow_matching_eval_results(args: FlowMatchingArguments, metrics: Mapping[str, float]) -> list[EvalResult]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    names = {
-        **SAMPLE_QUALITY_RESULTS,
-        "nll": ("nll", "NLL (nats)"),
-        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
-    }
-    return eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}")
-
-
-def flow_matching_card(
-    args: FlowMatchingArguments, metrics: Mapping[str, float], repo_id: str | None = None
-) -> ModelCard:
-    """Render ``model_cards/flow_matching.md`` for a training run: metadata, math, usage, metrics, config.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
-    """
-    model_name = repo_id.split("/")[-1] if repo_id else f"fm-{args.source}-to-{args.dataset}"
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "flow-matching", "diffusers", "toy-2d", *(["ot-cfm"] if args.coupling == "ot" else [])],
-        model_name=model_name,
-        eval_results=flow_matching_eval_results(args, metrics) or None,
-        source_distribution=args.source,
-        target_distribution=args.dataset,
-    )
-    coupling = _COUPLING_DESCRIPTIONS[args.coupling].format(regularisation=2 * args.sigma**2)
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("flow_matching"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        source=args.source,
-        target=args.dataset,
-        path_description=args.probability_path().describe(),
-        coupling_description=coupling,
-        time_beta=args.time_beta,
-        solver=args.solver,
-        num_inference_steps=args.num_inference_steps,
-        ema_decay=args.ema_decay,
-        metrics_table=flow_matching_metrics_table(metrics, args),
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", []), final=metrics),
-        config_table=config_table(_settings_in_use(args)),
-    )
-
-
-def _settings_in_use(args: FlowMatchingArguments) -> dict[str, Any]:
-    """The run's arguments without those its path and coupling do not use (``sigma`` outside the Brownian bridge
-    and Sinkhorn, ``sigma_min`` outside the linear path)."""
-    unused = set()
-    if args.path != "brownian" and args.coupling != "sinkhorn":
-        unused.add("sigma")
-    if args.path != "linear":
-        unused.add("sigma_min")
-    return {key: value for key, value in args.to_dict().items() if key not in unused}

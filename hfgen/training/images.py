@@ -1,5 +1,5 @@
 r"""Flow matching and constant-α DDPM on images (MNIST) with a diffusers ``UNet2DModel``, as
-:class:`~hfgen.training.trainer.TrainingTask`\ s: arguments, an exactly resumable image stream, the two losses with
+:class:`~hfgen.training.task.TrainingTask`\ s: arguments, an exactly resumable image stream, the two losses with
 classifier-free-guidance label dropout, classifier scores, 10 × 10 validation grids and the model card.
 
 ``training/train_fm.py`` and ``training/train_ddpm.py`` run these tasks when given ``--dataset_name`` or
@@ -24,13 +24,14 @@ from torch import Tensor
 from hfgen.data.images import dataset_to_tensors, load_image_splits
 from hfgen.image_metrics import classifier_outputs, frechet_distance, label_distribution_scores
 from hfgen.methods.image_diffusion import to_network_space
+from hfgen.model_cards.image_diffusion import image_ddpm_card, image_flow_matching_card
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES
 from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, check_number, documented
-from hfgen.training.trainer import TrainingTask
+from hfgen.training.task import TrainingTask
 from hfgen.utils import batch_generator, batches_per_epoch
 
 #: the flags that make ``train_fm.py`` / ``train_ddpm.py`` train on images
@@ -423,16 +424,7 @@ class FlowMatchingImageTask(ImageDiffusionTask):
         return FlowMatchingImagePipeline(model, scheduler, time_scale=self.args.time_scale)
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        math_lines = (
-            "- **Path**: `y_t = (1 − t) y_0 + t y_1`, `y_0 ~ N(0, I)` at `t = 0`, the images `y_1 = 2x − 1` at "
-            "`t = 1`; target velocity `y_1 − y_0`.\n"
-            f"- **Loss**: `E_t,y_0,y_1 ‖v_θ(y_t, t) − (y_1 − y_0)‖²`, `t ~ U[0, 1]`; the UNet reads "
-            f"`{self.args.time_scale:g} · t`.\n"
-            f"- **Sampling**: `dy/dt = v_θ(y, t)` from `t = 0` to 1, {self.args.num_inference_steps} "
-            f"{self.args.solver} steps."
-        )
-        usage = "FlowMatchingImagePipeline"
-        return image_card(self.args, metrics, repo_id, "flow-matching", math_lines, usage)
+        return image_flow_matching_card(self.args, metrics, repo_id)
 
 
 # ---- DDPM -----------------------------------------------------------------------------------------------------
@@ -506,105 +498,4 @@ class DDPMImageTask(ImageDiffusionTask):
         return DDPMImagePipeline(model, self.args.noise_scheduler())
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        args = self.args
-        alpha = args.noise_scheduler().config.alpha
-        math_lines = (
-            f"- **Forward process**: `y_t = √ᾱ_t y_0 + √(1 − ᾱ_t) z`, `ᾱ_t = α^t`, `T = {args.num_train_timesteps}`, "
-            f"`α = {alpha:.6f}` (`ᾱ_T = {args.final_alpha_bar:g}`), on the images' scale `y_0 = 2x − 1`.\n"
-            "- **Loss**: `E_t,y_0,z ‖ε_θ(y_t, t) − z‖²`, `t ~ U{1 … T}` (Ho et al. 2020, Algorithm 1); the UNet "
-            "reads the integer `t`.\n"
-            f"- **Sampling**: {args.sampler} on {args.num_inference_steps} of the {args.num_train_timesteps} levels"
-            + (f" (η = {args.eta:g})" if args.sampler == "ddim" else "")
-            + "."
-        )
-        return image_card(args, metrics, repo_id, "ddpm", math_lines, "DDPMImagePipeline")
-
-
-# ---- model card -----------------------------------------------------------------------------------------------
-
-#: card metrics: key → (model-index metric type, name, note)
-_CARD_METRICS = {
-    "samples_frechet_distance": ("frechet-distance", "Fréchet distance (classifier features)", "samples vs test"),
-    "samples_confidence": ("classifier-confidence", "classifier confidence", "mean max_c p(c | x)"),
-    "samples_label_entropy": ("label-entropy", "label entropy (nats)", "of the predicted labels; log 10 = 2.3026"),
-    "samples_label_accuracy": ("label-accuracy", "requested label recognised", "conditional samples"),
-}
-
-
-def image_metrics_table(metrics: Mapping[str, Any]) -> str:
-    """The card's metrics table: each classifier score of the samples beside the same score of real training images
-    (its floor)."""
-    from hfgen.hub import markdown_table
-
-    rows = []
-    for key, (_, name, note) in _CARD_METRICS.items():
-        if key in metrics:
-            real = metrics.get(key.replace("samples_", "real_"))
-            rows.append((name, f"{metrics[key]:.4f}", "" if real is None else f"{real:.4f}", note))
-    return markdown_table(("metric", "samples", "real training images", "note"), rows)
-
-
-def image_card(
-    args: ImageDiffusionArguments,
-    metrics: Mapping[str, Any],
-    repo_id: str | None,
-    family: str,
-    math_lines: str,
-    pipeline_class: str,
-) -> Any:
-    """Render ``model_cards/images.md`` for an image run of ``family`` (``"flow-matching"`` or ``"ddpm"``)."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        eval_results,
-        training_summary,
-        usage_repo_id,
-        validation_table,
-    )
-
-    dataset = args.dataset_label.split("/")[-1]
-    model_name = repo_id.split("/")[-1] if repo_id else f"{family}-{dataset}"
-    dataset_type = args.dataset_name or f"local/{args.dataset_label}"
-    results = eval_results(metrics, _CARD_METRICS, args.dataset_label, dataset_type, dataset_split="test")
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "diffusers", family, "image", *(["class-conditional"] if args.class_conditional else [])],
-        datasets=[args.dataset_name] if args.dataset_name else None,
-        model_name=model_name,
-        eval_results=results or None,
-    )
-    columns = (
-        ("samples_frechet_distance", "Fréchet"),
-        ("samples_confidence", "confidence"),
-        ("samples_label_entropy", "label entropy"),
-        ("samples_label_accuracy", "label accuracy"),
-    )
-    history = metrics.get("validation", [])
-    scored = any(key in record for record in history for key, _ in columns)
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("images"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        family="flow matching" if family == "flow-matching" else "constant-α DDPM",
-        pipeline_class=pipeline_class,
-        dataset=args.dataset_label,
-        image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
-        block_out_channels=", ".join(str(c) for c in args.block_out_channels),
-        layers_per_block=args.layers_per_block,
-        class_conditional=args.class_conditional,
-        num_classes=args.num_classes,
-        cond_drop_prob=args.cond_drop_prob,
-        guidance_scale=args.guidance_scale,
-        math_lines=math_lines,
-        ema_decay=args.ema_decay,
-        num_eval_samples=args.num_eval_samples,
-        metrics_table=image_metrics_table(metrics) if any(key in metrics for key in _CARD_METRICS) else "",
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(history, columns=columns) if scored else "",
-        config_table=config_table(args.to_dict()),
-    )
+        return image_ddpm_card(self.args, metrics, repo_id)

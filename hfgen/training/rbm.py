@@ -1,4 +1,4 @@
-r"""The Bernoulli–Bernoulli RBM on binarised MNIST-family images as a :class:`~hfgen.training.trainer.TrainingTask`:
+r"""The Bernoulli–Bernoulli RBM on binarised MNIST-family images as a :class:`~hfgen.training.task.TrainingTask`:
 arguments, an exactly resumable batch stream with persistent chains in the checkpoint, held-out metrics (AIS
 log-likelihood, pseudo-likelihood, reconstruction error), figures (samples, filters, chains) and the model card.
 
@@ -35,11 +35,13 @@ from hfgen.methods.rbm import (
     pseudo_log_likelihood,
     reconstruction_error,
 )
+from hfgen.model_cards.rbm import rbm_card
 from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
-from hfgen.training.trainer import Progress, Trainer, TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.task import Progress, TrainingTask
+from hfgen.training.trainer import Trainer, evaluate_in_process, train_in_process
 from hfgen.utils import batch_generator, batches_per_epoch
 
 METHODS = ("pcd", "cd")
@@ -384,7 +386,7 @@ class RBMTask(TrainingTask):
         return self.figures(pipeline, self.sample(pipeline, 64, torch.Generator().manual_seed(2)))
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return rbm_card(self.args, metrics, repo_id=repo_id)
+        return rbm_card(self.args, metrics, repo_id)
 
 
 def ais_log_likelihood(
@@ -429,109 +431,6 @@ def filter_images(model: RBMModel, num_filters: int) -> Tensor:
     low, high = weights.min(1, keepdim=True).values, weights.max(1, keepdim=True).values
     scaled = (weights - low) / (high - low).clamp_min(1e-12)
     return scaled.reshape(-1, *model.image_shape)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-_CARD_METRICS = {
-    "log_likelihood": ("log-likelihood", "test log p(v) (nats, AIS)", "−F(v) − log Ẑ, log Ẑ by AIS"),
-    "log_partition": ("log-partition", "log Ẑ (AIS)", "from the base-rate model"),
-    "pseudo_log_likelihood": ("pseudo-log-likelihood", "pseudo-log-likelihood (nats)", "V log σ(F(ṽ) − F(v))"),
-    "reconstruction_error": ("reconstruction-error", "reconstruction error", "Σ_i (v_i − p(v_i ∣ h))², h ~ p(h ∣ v)"),
-}
-_STDERR = {
-    "log_likelihood": "log_likelihood_stderr",
-    "log_partition": "log_partition_stderr",
-    "pseudo_log_likelihood": "pseudo_log_likelihood_stderr",
-}
-
-
-def rbm_metrics_table(metrics: Mapping[str, Any]) -> str:
-    """The card's metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table, training_row
-
-    rows = []
-    for key, (_, name, note) in _CARD_METRICS.items():
-        if key in metrics:
-            stderr = metrics.get(_STDERR.get(key, ""))
-            value = f"{metrics[key]:.2f}" + (f" ± {stderr:.2f}" if isinstance(stderr, float) else "")
-            rows.append((name, value, note))
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
-def rbm_validation_table(history: list[Mapping[str, Any]]) -> str:
-    """The held-out metrics logged at each validation, as a Markdown table (empty without validations)."""
-    from hfgen.hub import validation_table
-
-    columns = (
-        ("log_likelihood", "log p (AIS)"),
-        ("pseudo_log_likelihood", "pseudo-LL"),
-        ("reconstruction_error", "recon. error"),
-    )
-    return validation_table(history, columns=columns, digits=2)
-
-
-def rbm_card(args: RBMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/rbm.md`` for a training run: metadata, the equations, usage, metrics, figures and
-    configuration. ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        eval_results,
-        training_summary,
-        usage_repo_id,
-    )
-
-    model_name = repo_id.split("/")[-1] if repo_id else f"rbm-{args.dataset_label.split('/')[-1]}"
-    dataset_type = args.dataset_name or f"local/{args.dataset_label}"
-    results = eval_results(metrics, _CARD_METRICS, args.dataset_label, dataset_type, dataset_split="test")
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "diffusers", "restricted-boltzmann-machine", "energy-based-model", "image"],
-        datasets=[args.dataset_name] if args.dataset_name else None,
-        model_name=model_name,
-        eval_results=results or None,
-    )
-    binarize = {
-        "dynamic": "dynamically binarised: a fresh `v ~ Bernoulli(pixel)` at every batch; the test images drawn "
-        f"once, by `hfgen.data.images.binarize_test_images` with seed {TEST_BINARIZATION_SEED}",
-        "fixed": f"stochastically binarised once per image with the run's seed (the test images with seed "
-        f"{TEST_BINARIZATION_SEED})",
-        "threshold": "binarised by thresholding, `v = 1[pixel > 0.5]`",
-    }[args.binarize]
-    method = (
-        f"persistent contrastive divergence, PCD-{args.gibbs_steps} (Tieleman 2008), with {args.num_chains} "
-        "persistent chains per process"
-        if args.method == "pcd"
-        else f"contrastive divergence, CD-{args.gibbs_steps} (Hinton 2002), chains started at the data"
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("rbm"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        dataset=args.dataset_label,
-        binarize_description=binarize,
-        image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
-        num_visible=args.num_visible,
-        num_hidden=args.num_hidden,
-        method_description=method,
-        gibbs_steps=args.gibbs_steps,
-        num_sample_steps=args.num_sample_steps,
-        ais_num_chains=f"{metrics.get('ais_num_chains', args.ais_num_chains):,}",
-        ais_num_betas=f"{metrics.get('ais_num_betas', args.ais_num_betas):,}",
-        num_nll_images=f"{metrics.get('num_nll_images', 0):,}",
-        num_eval_images=f"{metrics.get('num_eval_images', args.num_eval_images):,}",
-        ema_decay=args.ema_decay,
-        metrics_table=rbm_metrics_table(metrics),
-        training_summary=training_summary(metrics),
-        validation_table=rbm_validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
-    )
 
 
 def train_rbm(

@@ -19,9 +19,8 @@ import json
 import logging
 import math
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ import torch
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.training_utils import EMAModel
 
-from hfgen.training.arguments import TrainingArguments
 from hfgen.training.checkpoints import (
     TASK_STATE_FILE,
     CheckpointError,
@@ -57,151 +55,9 @@ from hfgen.training.engine import (
     status,
     write_atomic,
 )
+from hfgen.training.task import Phase, Progress, TrainingDivergedError, TrainingTask
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite; the checkpoints saved before stay as they were."""
-
-
-@dataclass(frozen=True)
-class Phase:
-    """``num_steps`` optimizer steps on the task's model ``model`` with a fresh optimizer, schedule and EMA; with
-    ``optimize=False`` the steps are the task's own closed-form updates (:meth:`TrainingTask.update`, e.g. EM)."""
-
-    model: str
-    num_steps: int
-    name: str = "train"
-    optimize: bool = True
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a run stands after an optimizer step: ``step`` counts all phases' steps, ``phase`` is the index of the
-    current phase and ``phase_step`` its steps done; ``phase_done`` is true after its last step."""
-
-    step: int
-    phase: int
-    phase_step: int
-    phase_done: bool
-    run_done: bool
-
-
-class TrainingTask(ABC):
-    """What a model family tells :class:`Trainer`: its networks, phases, data, loss, pipeline, metrics and figures.
-
-    A one-network task implements :meth:`build_model`; a task with several overrides :meth:`build_models` and
-    :meth:`phases`. :meth:`pipeline` receives the task's models as keyword arguments (``pipeline(model=…)`` for
-    one network).
-    """
-
-    #: tracker project name and the card's template in ``model_cards/``
-    name: str = "hfgen"
-
-    def __init__(self, args: TrainingArguments):
-        self.args = args
-
-    def check_processes(self, num_processes: int) -> None:
-        """Refuse (``ValueError``) a run that cannot go on ``num_processes`` processes, before its folder is touched
-        (a task whose data each process shares checks that a micro-batch fits one process's share)."""
-        return None
-
-    def build_model(self) -> ModelMixin:
-        """The trainable network of a one-network task (seeded by the caller)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement build_model or build_models")
-
-    def build_models(self) -> dict[str, ModelMixin]:
-        """The task's networks by name (built in this order, after the seed is set)."""
-        return {"model": self.build_model()}
-
-    def phases(self) -> list[Phase]:
-        """The optimisation plan (called after :meth:`build_models`); one phase of ``max_train_steps`` steps by
-        default."""
-        return [Phase("model", self.args.max_train_steps)]
-
-    @abstractmethod
-    def batches(self, start: int, stream: int, phase: int = 0) -> AbstractContextManager[Iterator[Any]]:
-        """Context manager over the micro-batches ``start, start + 1, …`` of process ``stream`` in phase ``phase``.
-        Resuming is exact when batch ``k`` is a pure function of ``(seed, stream, phase, k)``, or when the task keeps
-        what it needs in :meth:`state_dict`."""
-
-    @abstractmethod
-    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        """The scalar training loss of one micro-batch."""
-
-    def update(self, model: torch.nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        """One closed-form step of a ``Phase(optimize=False)`` (an EM iteration, say), run without gradients;
-        returns the scalar to log (the objective before or after the step)."""
-        raise NotImplementedError(f"{type(self).__name__} has a phase with optimize=False but no update()")
-
-    @abstractmethod
-    def pipeline(self, **models: ModelMixin) -> Any:
-        """The inference pipeline around the task's models (which hold the weights to use)."""
-
-    def sample(self, pipeline: Any, num_samples: int, generator: torch.Generator) -> torch.Tensor:
-        """``num_samples`` model samples, for validation and evaluation."""
-        raise NotImplementedError
-
-    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        """Metrics of (all processes') samples against held-out data drawn from ``generator`` (seeded the same at
-        every evaluation, so the reference set is fixed)."""
-        raise NotImplementedError
-
-    def evaluate(
-        self, trainer: Trainer, pipeline: Any, num_samples: int, num_likelihood_points: int, seed: int
-    ) -> tuple[dict[str, Any], torch.Tensor | None]:
-        """Metrics of ``pipeline`` and the samples they came from: by default :meth:`Trainer.evaluate_pipeline`
-        (samples across processes scored by :meth:`score`, and the likelihood of held-out points)."""
-        return trainer.evaluate_pipeline(pipeline, num_samples, num_likelihood_points, seed)
-
-    def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> torch.Tensor | None:
-        """Held-out data points whose model log-density is scored (``None``: no likelihood for this task)."""
-        return None
-
-    def log_likelihood(self, pipeline: Any, points: torch.Tensor) -> torch.Tensor:
-        """Model log-density of ``points`` (only called when :meth:`log_likelihood_points` gives points)."""
-        raise NotImplementedError
-
-    def score_log_likelihood(self, log_prob: torch.Tensor) -> dict[str, float]:
-        """Metrics of the gathered log-densities."""
-        raise NotImplementedError
-
-    def validation_due(self, progress: Progress) -> bool:
-        """Validate now? Every ``validation_steps`` optimizer steps by default."""
-        every = self.args.validation_steps
-        return bool(every) and progress.step % every == 0
-
-    def checkpoint_due(self, progress: Progress) -> bool:
-        """Save a checkpoint now? Every ``checkpointing_steps`` optimizer steps by default."""
-        every = self.args.checkpointing_steps
-        return bool(every) and progress.step % every == 0
-
-    def end_phase(self, phase: int, losses: list[float]) -> dict[str, Any]:
-        """Called when phase ``phase`` ends, with the loss of each of its steps; returns numbers to log."""
-        return {}
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors the task keeps across steps (persistent Markov chains, replay buffers …), saved in checkpoints
-        and given back to :meth:`load_state_dict` on resume."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        if state:
-            raise ValueError(f"{type(self).__name__} keeps no state, but the checkpoint holds {sorted(state)}")
-
-    def validation_figures(self, pipeline: Any, samples: torch.Tensor | None) -> dict[str, Any]:
-        """Figures saved at each validation (file name → matplotlib Figure)."""
-        return {}
-
-    def final_figures(self, pipeline: Any) -> dict[str, Any]:
-        """Figures saved with the final pipeline (file name → matplotlib Figure)."""
-        return {}
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        """The run's ``huggingface_hub.ModelCard``."""
-        raise NotImplementedError
 
 
 class Stopwatch:
@@ -275,6 +131,20 @@ class _TaskLoss(torch.nn.Module):
 
     def forward(self, batch: Any, device: torch.device) -> torch.Tensor:
         return self.task.loss(self.model, batch, device)
+
+
+@dataclass
+class _Loop:
+    """What the optimisation loop carries from step to step: optimizer steps done (``step``) of ``total``, the
+    training clock, the progress bar and where the throughput is measured from."""
+
+    step: int
+    total: int
+    samples_per_step: int
+    clock: Stopwatch
+    progress: Any
+    rate_since: float = 0.0
+    rate_step: int = 0
 
 
 class Trainer:
@@ -463,97 +333,132 @@ class Trainer:
             raise
 
     def _train(self) -> TrainingResult:
+        phases, phase_index, phase_step, state = self._set_up()
+        start_output_dir(self.accelerator, self.args)
+        loop = self._open_loop(phases, state)
+        for index in range(phase_index, len(phases)):
+            if index > phase_index:  # the first is prepared (and restored) by _set_up
+                self._prepare_phase(phases[index])
+            self._run_phase(loop, phases, index, phase_step if index == phase_index else 0)
+            self._end_phase(another_follows=index + 1 < len(phases))
+        return self._close_loop(loop)
+
+    def _open_loop(self, phases: list[Phase], state: dict[str, Any]) -> _Loop:
+        """The trackers, the progress bar and the loop's counters (from the resumed trainer ``state``)."""
         from tqdm.auto import tqdm
 
-        args, accelerator, task = self.args, self.accelerator, self.task
-        phases, phase_index, phase_step, state = self._set_up()
-        start_output_dir(accelerator, args)
-        step = state.get("step", 0)
-        clock = Stopwatch(state.get("train_seconds", 0.0), state.get("train_cpu_seconds", 0.0))
+        args, accelerator = self.args, self.accelerator
         if self.is_main and accelerator.log_with:
-            accelerator.init_trackers(task.name, config=scalar_config(args.to_dict()))
-        accum, world = args.gradient_accumulation_steps, accelerator.num_processes
-        total = sum(phase.num_steps for phase in phases)
-        samples_per_step = args.train_batch_size * accum * world
-        device = accelerator.device
-        # redrawn at most once a second: each redraw is a write to the terminal
-        progress = tqdm(total=total, initial=step, disable=not self.is_main, desc=f"train {task.name}", mininterval=1.0)
+            accelerator.init_trackers(self.task.name, config=scalar_config(args.to_dict()))
+        step, total = state.get("step", 0), sum(phase.num_steps for phase in phases)
         # Contexts that do nothing are skipped: with one micro-batch per step every step synchronises, and without
         # mixed precision autocast is the identity (together about 0.1 ms a step on a small network).
-        accumulate = accelerator.accumulate if accum > 1 else lambda _: nullcontext()
-        autocast = accelerator.autocast if args.mixed_precision != "no" else nullcontext
-        for index in range(phase_index, len(phases)):
-            phase = phases[index]
-            start = phase_step if index == phase_index else 0
-            if index > phase_index:  # the first is prepared (and restored) by _set_up
-                self._prepare_phase(phase)
-            losses: list[float] = []
-            rate_since, rate_step = time.perf_counter(), step
-            # one process: the prepared module is the plain wrapper, whose forward is called without nn.Module's
-            # call machinery; several: through the distributed wrapper, which must see the pass
-            compute_loss = (self.loss_module if world > 1 else self.loss_module.forward) if phase.optimize else None
-            if start < phase.num_steps:
-                with task.batches(start=start * accum, stream=accelerator.process_index, phase=index) as batches:
-                    for local in range(start, phase.num_steps):
-                        if not phase.optimize:
-                            with torch.no_grad():
-                                loss = task.update(self.model, next(batches), device)
-                            self._check_finite(loss, step)
-                        for _ in range(accum if phase.optimize else 0):
-                            with accumulate(self.loss_module), autocast():
-                                loss = compute_loss(next(batches), device)
-                                self._check_finite(loss, step)
-                                if self._backward_directly:
-                                    loss.backward()
-                                else:
-                                    accelerator.backward(loss)
-                                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                                    accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-                                if not self._step_directly:
-                                    self.optimizer.step()
-                                    self.lr_schedule.step()
-                                    self.optimizer.zero_grad(set_to_none=True)
-                                elif accelerator.sync_gradients:
-                                    self.optimizer.optimizer.step()
-                                    for _ in range(world):  # as AcceleratedScheduler.step does
-                                        self.lr_schedule.scheduler.step()
-                                    for parameter in self.parameters:  # zero_grad(set_to_none=True), unprofiled
-                                        parameter.grad = None
-                        step += 1
-                        if self.ema is not None:
-                            self.ema.step(self.parameters)
-                        if len(phases) > 1:
-                            losses.append(accelerator.reduce(loss.detach().float(), "mean").item())
-                        progress.update(1)
-                        if args.logging_steps and (step % args.logging_steps == 0 or step == total):
-                            now = time.perf_counter()
-                            rate = (step - rate_step) * samples_per_step / max(now - rate_since, 1e-9)
-                            mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
-                            lr = self.lr_schedule.get_last_lr()[0] if phase.optimize else 0.0
-                            progress.set_postfix(
-                                loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:,.0f}", refresh=False
-                            )
-                            accelerator.log({"loss": mean_loss, "lr": lr, "samples_per_second": rate}, step=step)
-                            rate_since, rate_step = time.perf_counter(), step
-                        done = local + 1 == phase.num_steps
-                        if done:
-                            accelerator.log(task.end_phase(index, losses), step=step)
-                        if self._after_step(
-                            Progress(step, index, local + 1, done, done and index == len(phases) - 1), clock
-                        ):
-                            rate_since, rate_step = time.perf_counter(), step
-            self._end_phase(another_follows=index + 1 < len(phases))
-        clock.pause()
-        progress.close()
+        self._accumulate = accelerator.accumulate if args.gradient_accumulation_steps > 1 else lambda _: nullcontext()
+        self._autocast = accelerator.autocast if args.mixed_precision != "no" else nullcontext
+        return _Loop(
+            step=step,
+            total=total,
+            samples_per_step=args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
+            clock=Stopwatch(state.get("train_seconds", 0.0), state.get("train_cpu_seconds", 0.0)),
+            # redrawn at most once a second: each redraw is a write to the terminal
+            progress=tqdm(
+                total=total, initial=step, disable=not self.is_main, desc=f"train {self.task.name}", mininterval=1.0
+            ),
+        )
+
+    def _run_phase(self, loop: _Loop, phases: list[Phase], index: int, start: int) -> None:
+        """Steps ``start, start + 1, …`` of phase ``index``: each a closed-form update or an optimizer step, then
+        the EMA, the log, and validation and checkpoint when due."""
+        phase, accum = phases[index], self.args.gradient_accumulation_steps
+        losses: list[float] = []
+        loop.rate_since, loop.rate_step = time.perf_counter(), loop.step
+        if start >= phase.num_steps:
+            return
+        with self.task.batches(start=start * accum, stream=self.accelerator.process_index, phase=index) as batches:
+            for local in range(start, phase.num_steps):
+                loss = self._optimizer_step(batches, loop.step) if phase.optimize else self._update(batches, loop.step)
+                loop.step += 1
+                if self.ema is not None:
+                    self.ema.step(self.parameters)
+                if len(phases) > 1:
+                    losses.append(self.accelerator.reduce(loss.detach().float(), "mean").item())
+                loop.progress.update(1)
+                self._log_step(loop, phase, loss)
+                done = local + 1 == phase.num_steps
+                if done:
+                    self.accelerator.log(self.task.end_phase(index, losses), step=loop.step)
+                where = Progress(loop.step, index, local + 1, done, done and index == len(phases) - 1)
+                if self._after_step(where, loop.clock):
+                    loop.rate_since, loop.rate_step = time.perf_counter(), loop.step
+
+    def _update(self, batches: Iterator[Any], step: int) -> torch.Tensor:
+        """One closed-form step of the task (no gradients); returns its loss."""
+        with torch.no_grad():
+            loss = self.task.update(self.model, next(batches), self.accelerator.device)
+        self._check_finite(loss, step)
+        return loss
+
+    def _optimizer_step(self, batches: Iterator[Any], step: int) -> torch.Tensor:
+        """One optimizer step over ``gradient_accumulation_steps`` micro-batches; returns the last one's loss."""
+        accelerator = self.accelerator
+        # one process: the prepared module is the plain wrapper, whose forward is called without nn.Module's call
+        # machinery; several: through the distributed wrapper, which must see the pass
+        compute_loss = self.loss_module if accelerator.num_processes > 1 else self.loss_module.forward
+        for _ in range(self.args.gradient_accumulation_steps):
+            with self._accumulate(self.loss_module), self._autocast():
+                loss = compute_loss(next(batches), accelerator.device)
+                self._check_finite(loss, step)
+                if self._backward_directly:
+                    loss.backward()
+                else:
+                    accelerator.backward(loss)
+                self._apply_gradients()
+        return loss
+
+    def _apply_gradients(self) -> None:
+        """Clip the gradients (``max_grad_norm``), step the optimizer and the schedule and zero the gradients
+        when the micro-batch synchronises."""
+        accelerator, optimizer = self.accelerator, self.optimizer
+        if accelerator.sync_gradients and self.args.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+        if not self._step_directly:
+            optimizer.step()
+            self.lr_schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+        elif accelerator.sync_gradients:
+            optimizer.optimizer.step()
+            for _ in range(accelerator.num_processes):  # as AcceleratedScheduler.step does
+                self.lr_schedule.scheduler.step()
+            for parameter in self.parameters:  # zero_grad(set_to_none=True), unprofiled
+                parameter.grad = None
+
+    def _log_step(self, loop: _Loop, phase: Phase, loss: torch.Tensor) -> None:
+        """Every ``logging_steps`` steps (and at the last): the loss, learning rate and throughput to the trackers
+        and the progress bar."""
+        step, every = loop.step, self.args.logging_steps
+        if not every or (step % every != 0 and step != loop.total):
+            return
+        now = time.perf_counter()
+        rate = (step - loop.rate_step) * loop.samples_per_step / max(now - loop.rate_since, 1e-9)
+        mean_loss = self.accelerator.reduce(loss.detach().float(), "mean").item()
+        lr = self.lr_schedule.get_last_lr()[0] if phase.optimize else 0.0
+        loop.progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_per_s=f"{rate:,.0f}", refresh=False)
+        self.accelerator.log({"loss": mean_loss, "lr": lr, "samples_per_second": rate}, step=step)
+        loop.rate_since, loop.rate_step = time.perf_counter(), step
+
+    def _close_loop(self, loop: _Loop) -> TrainingResult:
+        """Stop the clock and the progress bar; the pipeline and the training numbers."""
+        loop.clock.pause()
+        loop.progress.close()
         info = {
-            "train_steps": step,
-            "train_seconds": clock.wall,
-            "train_cpu_seconds": clock.cpu,
-            "num_processes": world,
-            "samples_seen": step * samples_per_step,
-            "ema": args.ema_decay > 0,
+            "train_steps": loop.step,
+            "train_seconds": loop.clock.wall,
+            "train_cpu_seconds": loop.clock.cpu,
+            "num_processes": self.accelerator.num_processes,
+            "samples_seen": loop.step * loop.samples_per_step,
+            "ema": self.args.ema_decay > 0,
         }
-        return TrainingResult(task.pipeline(**self.models), info)
+        return TrainingResult(self.task.pipeline(**self.models), info)
 
     def _after_step(self, where: Progress, clock: Stopwatch) -> bool:
         """Validation and checkpoint when the task says they are due (neither counts as training time); returns

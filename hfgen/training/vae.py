@@ -1,4 +1,4 @@
-r"""The MNIST-family autoencoder and VAE as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, an exactly
+r"""The MNIST-family autoencoder and VAE as a :class:`~hfgen.training.task.TrainingTask`: arguments, an exactly
 resumable image stream with dynamic binarisation, held-out metrics, figures and the model card.
 
 The VAE (Kingma & Welling 2014) maximises the ELBO ``log p(x) ≥ E_q[log p(x | z)] − KL(q(z | x) ‖ p(z))`` with
@@ -21,10 +21,11 @@ from hfgen.data.images import dataset_to_tensors, dynamic_binarize, load_image_s
 from hfgen.image_metrics import classifier_scores, knn_accuracy, likelihood_bounds, reconstruction_metrics
 from hfgen.methods.neighbor_embedding import nearest_neighbor_graph
 from hfgen.methods.vae import autoencoder_loss, negative_elbo
+from hfgen.model_cards.vae import vae_card
 from hfgen.models.vae import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS, VAE, AutoEncoder
 from hfgen.pipelines.vae import AutoEncoderPipeline, VAEPipeline
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
-from hfgen.training.trainer import TrainingTask
+from hfgen.training.task import TrainingTask
 from hfgen.utils import batch_generator
 
 MODELS = ("vae", "ae")
@@ -440,139 +441,7 @@ class VAETask(TrainingTask):
         return self._figures(pipeline, self.sample(pipeline, 64, torch.Generator().manual_seed(2)))
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return vae_card(self.args, metrics, repo_id=repo_id)
-
-
-# card metrics: key → (model-index metric type, name, note); nats are per image
-_CARD_METRICS = {
-    "nll": ("nll", "−log p(x) (nats, IWAE)", "importance-weighted bound with K samples on test images"),
-    "quadrature_nll": (
-        "quadrature-nll",
-        "−log p(x) (nats, exact)",
-        "quadrature of ∫ p(x | z) N(z; 0, I) dz on a latent grid over ±6σ",
-    ),
-    "elbo": ("elbo", "ELBO (nats)", "E_q log p(x | z) − KL, one z per test image"),
-    "reconstruction_nll": ("reconstruction-nll", "−log p(x | ẑ) (nats)", "through the code ẑ = μ(x) / e(x)"),
-    "reconstruction_mse": ("reconstruction-mse", "reconstruction MSE", "per pixel, E[x | ẑ] against x"),
-    "knn_accuracy": ("knn-accuracy", "k-NN accuracy of test codes", "labels of the k nearest training codes"),
-    "samples_confidence": ("classifier-confidence", "classifier confidence", "mean max_c p(c | x) of samples"),
-    "samples_label_entropy": ("label-entropy", "label entropy (nats)", "of the samples' predicted labels; log 10"),
-    "samples_frechet_distance": ("frechet-distance", "Fréchet distance", "classifier features, samples vs test"),
-}
-_STDERR = {"nll": "iwae_stderr", "elbo": "elbo_stderr", "quadrature_nll": "quadrature_nll_stderr"}
-
-
-def _format(value: Any) -> str:
-    return f"{value:,.4f}" if isinstance(value, float) else str(value)
-
-
-def vae_metrics_table(metrics: Mapping[str, Any]) -> str:
-    """The card's metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table
-
-    rows = []
-    for key, (_, name, note) in _CARD_METRICS.items():
-        if key in metrics:
-            stderr = metrics.get(_STDERR.get(key, ""))
-            value = _format(metrics[key]) + (f" ± {stderr:.4f}" if isinstance(stderr, float) else "")
-            rows.append((name, value, note))
-    return markdown_table(("metric", "value", "note"), rows)
-
-
-def vae_validation_table(history: list[Mapping[str, Any]]) -> str:
-    """The held-out metrics logged at each validation, as a Markdown table (empty without validations)."""
-    from hfgen.hub import validation_table
-
-    columns = (
-        ("nll", "−log p (IWAE)"),
-        ("elbo", "ELBO"),
-        ("reconstruction_nll", "−log p(x ∣ ẑ)"),
-        ("knn_accuracy", "k-NN acc."),
-    )
-    return validation_table(history, columns=columns)
-
-
-def vae_eval_results(args: VAEArguments, metrics: Mapping[str, Any]) -> list[Any]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    from huggingface_hub import EvalResult
-
-    from hfgen.hub import TASK
-
-    return [
-        EvalResult(
-            task_type=TASK,
-            dataset_type=args.dataset_name or f"local/{args.dataset_label}",
-            dataset_name=args.dataset_label,
-            dataset_split="test",
-            metric_type=metric_type,
-            metric_name=name,
-            metric_value=round(float(metrics[key]), 6),
-        )
-        for key, (metric_type, name, _) in _CARD_METRICS.items()
-        if key in metrics
-    ]
-
-
-def vae_card(args: VAEArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/vae.md`` or ``model_cards/autoencoder.md`` for a training run: metadata, the math,
-    usage, metrics, figures, training summary, validation history and configuration.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import LICENSE, card_template, config_table, training_summary, usage_repo_id
-
-    kind = "vae" if args.model == "vae" else "ae"
-    model_name = repo_id.split("/")[-1] if repo_id else f"{kind}-{args.dataset_label.split('/')[-1]}"
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "diffusers", "variational-autoencoder" if kind == "vae" else "autoencoder", "image"],
-        datasets=[args.dataset_name] if args.dataset_name else None,
-        model_name=model_name,
-        eval_results=vae_eval_results(args, metrics) or None,
-    )
-    likelihood = (
-        "Bernoulli: `log p(x | z) = Σ_j x_j log σ(ℓ_j(z)) + (1 − x_j) log σ(−ℓ_j(z))` (minus the binary cross-entropy)"
-        if args.likelihood == "bernoulli"
-        else f"Gaussian: `log p(x | z) = −½ Σ_j [(x_j − m_j(z))² / s² + log 2π s²]`, s = {args.observation_std}"
-    )
-    binarize = {
-        "dynamic": "dynamically binarised (a fresh `x ~ Bernoulli(pixel)` at every batch; the test set binarised "
-        "once with the seed)",
-        "fixed": "binarised once per image",
-        "none": "grey levels in [0, 1]",
-    }[args.binarize]
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("vae" if kind == "vae" else "autoencoder"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        dataset=args.dataset_label,
-        binarize_description=binarize,
-        image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
-        latent_dim=args.latent_dim,
-        architecture=args.architecture,
-        hidden_sizes=" → ".join(str(h) for h in args.hidden_sizes),
-        likelihood_description=likelihood,
-        kl_weight=args.kl_weight,
-        neighbor_weight=args.neighbor_weight if args.uses_neighbor_graph else 0,
-        neighbor_k=args.neighbor_k,
-        neighbor_components=args.neighbor_components,
-        neighbor_negatives=args.neighbor_negatives,
-        ema_decay=args.ema_decay,
-        num_importance_samples=metrics.get("num_importance_samples", args.num_importance_samples),
-        num_nll_images=metrics.get("num_nll_images", 0),
-        quadrature_grid_size=metrics.get("quadrature_grid_size", 0),
-        quadrature_grid_change=metrics.get("quadrature_grid_change"),
-        num_quadrature_images=metrics.get("num_quadrature_images", 0),
-        knn_neighbors=args.knn_neighbors,
-        num_eval_images=args.num_eval_images,
-        metrics_table=vae_metrics_table(metrics),
-        training_summary=training_summary(metrics),
-        validation_table=vae_validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
-    )
+        return vae_card(self.args, metrics, repo_id)
 
 
 def train_vae(args: VAEArguments, data: Mapping[str, Tensor] | None = None) -> tuple[Any, dict[str, Any], VAETask]:

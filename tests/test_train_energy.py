@@ -1,4 +1,4 @@
-"""training/train_ebm.py and hfgen.training.ebm on a width-8 energy: arguments and bad input, the ML loss with the
+"""training/train_ebm.py and hfgen.training.energy on a width-8 energy: arguments and bad input, the ML loss with the
 replay buffer, exact resume with the buffer in the checkpoint, a diverging chain, a full run (pipeline, card,
 figures, metrics) and the script in a subprocess."""
 
@@ -21,8 +21,9 @@ from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihoo
 from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.training.arguments import parse_arguments
-from hfgen.training.ebm import EBMArguments, EBMTask, support_extent
-from hfgen.training.trainer import Trainer, TrainingDivergedError, run
+from hfgen.training.energy import EnergyArguments, EnergyTask, support_extent
+from hfgen.training.task import TrainingDivergedError
+from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +49,8 @@ TINY = {
 }
 
 
-def tiny_args(output_dir, **overrides) -> EBMArguments:
-    return EBMArguments(output_dir=str(output_dir), **{**TINY, **overrides})
+def tiny_args(output_dir, **overrides) -> EnergyArguments:
+    return EnergyArguments(output_dir=str(output_dir), **{**TINY, **overrides})
 
 
 @pytest.mark.parametrize(
@@ -94,7 +95,7 @@ def test_the_support_extent_is_where_the_data_reaches():
     assert support_extent("checkerboard") == pytest.approx(2.0, abs=1e-3)  # the board is [−2, 2)²
     # 8 Gaussians: radius 2 plus about 4.4 standard deviations (0.25) of the largest of 10⁵ draws
     assert 2.0 + 3.5 * 0.25 < support_extent("8gaussians") < 2.0 + 5.5 * 0.25
-    args = EBMArguments()
+    args = EnergyArguments()
     assert args.bounds == ((-args.grid_bound, args.grid_bound),) * 2 and args.grid_bound > support_extent("8gaussians")
 
 
@@ -103,7 +104,7 @@ def test_the_loss_runs_buffer_chains_and_is_the_maximum_likelihood_loss(tmp_path
     # every setting away from its default, so that one left out of the task's calls shows
     args = tiny_args(tmp_path, training_sampler=sampler, regularization=0.1, step_size=0.02, reinit_fraction=0.3,
                      buffer_low=-3.0, buffer_high=5.0)  # fmt: skip
-    task = EBMTask(args)
+    task = EnergyTask(args)
     torch.manual_seed(0)
     model = task.build_model()
     with task.batches(start=2, stream=0) as batches:
@@ -130,7 +131,7 @@ def test_the_loss_runs_buffer_chains_and_is_the_maximum_likelihood_loss(tmp_path
 
 
 def test_the_held_out_log_density_normalises_on_the_run_s_quadrature_grid(tmp_path):
-    task = EBMTask(tiny_args(tmp_path, grid_size=16, grid_bound=7.0))
+    task = EnergyTask(tiny_args(tmp_path, grid_size=16, grid_bound=7.0))
     torch.manual_seed(0)
     pipeline = task.pipeline(task.build_model())
     points = task.log_likelihood_points(5, torch.Generator().manual_seed(1))
@@ -141,7 +142,7 @@ def test_the_held_out_log_density_normalises_on_the_run_s_quadrature_grid(tmp_pa
 
 def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
     def train(args):
-        task = EBMTask(args)
+        task = EnergyTask(args)
         trainer = Trainer(task)
         result = trainer.train()
         trainer.end()
@@ -163,10 +164,10 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     reset_accelerate()
     # a checkpoint whose buffer has another size is refused with the shapes named
     with pytest.raises(ValueError, match=r"replay buffer must have shape \(50, 2\), got \(40, 2\)"):
-        EBMTask(replace(args, buffer_size=50)).load_state_dict(saved)
+        EnergyTask(replace(args, buffer_size=50)).load_state_dict(saved)
 
 
-class ExplodingAfterStep4(EBMTask):
+class ExplodingAfterStep4(EnergyTask):
     """From the fifth micro-batch on, the training chains run on ``E(x) = −‖x‖⁴`` with a step that diverges."""
 
     def loss(self, model, batch, device):
@@ -191,7 +192,7 @@ def test_a_diverging_chain_stops_with_the_step_and_the_last_good_checkpoint(tmp_
 def test_a_tiny_run_writes_pipeline_card_figures_and_a_normalised_density(tmp_path):
     out = tmp_path / "ebm"
     args = tiny_args(out, dataset="checkerboard")
-    returned = run(EBMTask(args), args.num_eval_samples, args.num_nll_samples)
+    returned = run(EnergyTask(args), args.num_eval_samples, args.num_nll_samples)
 
     for name in ["model_index.json", "model/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "README.md", "metrics.json", "energy.png", "samples.png", "chains.png", "replay_buffer.png",
@@ -232,5 +233,5 @@ def test_the_script_trains_on_8_gaussians_with_unadjusted_langevin(tmp_path):
     assert json.loads(result.stdout[result.stdout.index("{") :])["nll"] == metrics["nll"]
     assert isinstance(EnergyPipeline.from_pretrained(out).scheduler, LangevinScheduler)
     with pytest.raises(ValueError, match="`step_size` must be a finite number > 0, got -1.0"):
-        parse_arguments(EBMArguments, ["--step_size", "-1", "--output_dir", str(tmp_path / "bad")])
+        parse_arguments(EnergyArguments, ["--step_size", "-1", "--output_dir", str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()

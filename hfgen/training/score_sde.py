@@ -1,9 +1,9 @@
-"""Score SDE training (denoising score matching) as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, the
+"""Score SDE training (denoising score matching) as a :class:`~hfgen.training.task.TrainingTask`: arguments, the
 noised batch stream, loss, metrics, figures and the model card."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,20 +13,21 @@ import torch
 from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.methods.flow_matching import sample_times
 from hfgen.methods.score_matching import denoising_score_matching_loss_at
-from hfgen.metrics import nll_report, sample_quality_report
+from hfgen.model_cards.score_sde import score_sde_card
 from hfgen.models import TimeMLP
 from hfgen.models.mlp import TIME_EMBEDDINGS
 from hfgen.pipelines.score_sde import SAMPLERS, ScoreSDEPipeline
 from hfgen.schedulers.score_sde import PREDICTION_TYPES, ScoreSDEScheduler, VESDEScheduler, VPSDEScheduler
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.trainer import TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.points import PointLikelihoodTask
+from hfgen.training.trainer import evaluate_in_process, train_in_process
 from hfgen.utils import batch_generator
 
 SDES = ("vp", "ve")
 
 
 @dataclass
-class ScoreArguments(TrainingArguments):
+class ScoreSDEArguments(TrainingArguments):
     """Arguments of ``training/train_score.py``; the defaults are the built-in VP recipe (checkerboard target)."""
 
     run_only_fields = TrainingArguments.run_only_fields | {
@@ -138,7 +139,7 @@ class NoisedScoreBatches:
         return self.draw(index)
 
 
-class ScoreTask(TrainingTask):
+class ScoreSDETask(PointLikelihoodTask):
     r"""A score SDE (Song et al. 2021) on ``args.dataset`` with a :class:`~hfgen.models.TimeMLP` score network.
 
     Each micro-batch draws ``(x_0, t, z)`` (:class:`NoisedScoreBatches`) and minimises the denoising score matching
@@ -148,23 +149,11 @@ class ScoreTask(TrainingTask):
     """
 
     name = "score_sde"
-    args: ScoreArguments
+    args: ScoreSDEArguments
 
-    def __init__(self, args: ScoreArguments):
+    def __init__(self, args: ScoreSDEArguments):
         super().__init__(args)
-        self.target = get_toy_distribution(args.dataset)
         self.scheduler = args.noise_scheduler()
-
-    def build_model(self) -> TimeMLP:
-        args = self.args
-        return TimeMLP(
-            dim=self.target.dim,
-            hidden_size=args.hidden_size,
-            num_layers=args.num_layers,
-            activation=args.activation,
-            time_embedding=args.time_embedding,
-            num_position_frequencies=args.num_position_frequencies,
-        )
 
     @contextmanager
     def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[NoisedScoreBatches]:
@@ -190,21 +179,6 @@ class ScoreTask(TrainingTask):
         args = self.args
         return pipeline(num_samples, args.num_inference_steps, sampler=args.sampler, generator=generator).samples
 
-    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        report = sample_quality_report(samples, self.target, generator=generator)
-        return {f"samples_{key}": value for key, value in report.items()}
-
-    def log_likelihood_points(self, num_points: int, generator: torch.Generator) -> torch.Tensor | None:
-        if not self.target.has_log_prob:
-            return None
-        return self.target.sample(num_points, generator=generator)
-
-    def log_likelihood(self, pipeline: ScoreSDEPipeline, points: torch.Tensor) -> torch.Tensor:
-        return pipeline.log_prob(points)
-
-    def score_log_likelihood(self, log_prob: torch.Tensor) -> dict[str, float]:
-        return nll_report(log_prob, self.target.entropy)
-
     def _trajectory_figure(self, pipeline: ScoreSDEPipeline, num_samples: int, seed: int) -> Any:
         from hfgen import plotting
 
@@ -217,15 +191,9 @@ class ScoreTask(TrainingTask):
         return plotting.plot_trajectory(out.trajectory, [1.0 - t for t in out.timesteps], bounds=(-3.0, 3.0))
 
     def validation_figures(self, pipeline: ScoreSDEPipeline, samples: torch.Tensor) -> dict[str, Any]:
-        from hfgen import plotting
-
         if self.target.dim != 2:
             return {}
-        reference = self.target.sample(samples.shape[0], torch.Generator().manual_seed(3))
-        return {
-            "samples.png": plotting.plot_samples(samples, reference=reference, title="EMA samples"),
-            "trajectory.png": self._trajectory_figure(pipeline, 500, seed=3),
-        }
+        return {**self.samples_figure(samples), "trajectory.png": self._trajectory_figure(pipeline, 500, seed=3)}
 
     def final_figures(self, pipeline: ScoreSDEPipeline) -> dict[str, Any]:
         from hfgen import plotting
@@ -257,105 +225,17 @@ class ScoreTask(TrainingTask):
         return figures
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return score_card(self.args, metrics, repo_id=repo_id)
+        return score_sde_card(self.args, metrics, repo_id)
 
 
-def train_score(args: ScoreArguments) -> tuple[ScoreSDEPipeline, dict[str, Any]]:
+def train_score_sde(args: ScoreSDEArguments) -> tuple[ScoreSDEPipeline, dict[str, Any]]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
     training numbers."""
-    result = train_in_process(ScoreTask(args))
+    result = train_in_process(ScoreSDETask(args))
     return result.pipeline, result.metrics
 
 
-def evaluate_score(pipeline: ScoreSDEPipeline, args: ScoreArguments, seed: int = 1) -> dict[str, Any]:
+def evaluate_score_sde(pipeline: ScoreSDEPipeline, args: ScoreSDEArguments, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 and its floor, MMD, support, and the
     probability-flow NLL of ``num_nll_samples`` held-out points."""
-    return evaluate_in_process(ScoreTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-
-def score_metrics_table(metrics: Mapping[str, Any], args: ScoreArguments) -> str:
-    """The card's metrics table from a score-SDE run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table, sample_quality_rows, training_row
-
-    rows = sample_quality_rows(
-        metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {args.num_inference_steps} steps)"
-    )
-    if metrics.get("nll") is not None:
-        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", "probability-flow ODE"))
-        if metrics.get("entropy") is not None:
-            rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
-            rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(target ‖ model)"))
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
-def score_eval_results(args: ScoreArguments, metrics: Mapping[str, Any]) -> list[Any]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
-
-    names = {
-        **SAMPLE_QUALITY_RESULTS,
-        "nll": ("nll", "NLL (nats)"),
-        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
-    }
-    present = {key: value for key, value in metrics.items() if value is not None}
-    return eval_results(present, names, args.dataset, f"hfgen/{args.dataset}")
-
-
-def score_card(args: ScoreArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/score_sde.md`` for a training run: metadata, the SDE, loss, samplers, likelihood,
-    usage, metrics, training summary, validation history and configuration.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
-    """
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        training_summary,
-        usage_repo_id,
-        validation_table,
-    )
-
-    model_name = repo_id.split("/")[-1] if repo_id else f"score-{args.sde}-{args.dataset}"
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "score-sde", "score-matching", "diffusion", "diffusers", "toy-2d"],
-        model_name=model_name,
-        eval_results=score_eval_results(args, metrics) or None,
-        target_distribution=args.dataset,
-    )
-    if args.sde == "vp":
-        sde = (
-            f"variance preserving, `dx = −½ β(t) x dt + √β(t) dW`, `β(t) = {args.beta_min} + t ({args.beta_max} − "
-            f"{args.beta_min})`; `x_t = e^(−B(t)/2) x_0 + √(1 − e^(−B(t))) z`, prior `N(0, I)`"
-        )
-    else:
-        sde = (
-            f"variance exploding, `dx = √(dσ²/dt) dW`, "
-            f"`σ(t) = {args.sigma_min} ({args.sigma_max}/{args.sigma_min})^t`; "
-            f"`x_t = x_0 + √(σ(t)² − σ_min²) z`, prior `N(0, {args.sigma_max}² I)`"
-        )
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("score_sde"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        target=args.dataset,
-        sde_description=sde,
-        sampling_eps=args.sampling_eps,
-        prediction_type=args.prediction_type,
-        time_beta=args.time_beta,
-        sampler=args.sampler,
-        num_inference_steps=args.num_inference_steps,
-        ema_decay=args.ema_decay,
-        metrics_table=score_metrics_table(metrics, args),
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
-    )
+    return evaluate_in_process(ScoreSDETask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)

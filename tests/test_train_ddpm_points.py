@@ -1,5 +1,5 @@
-"""Constant-α DDPM training (hfgen.training.ddpm, training/train_ddpm.py): arguments, the ε-prediction batches and
-loss, a tiny run's outputs and card, exact resume, and the script end to end."""
+"""Constant-α DDPM training (hfgen.training.ddpm_points, training/train_ddpm.py): arguments, the ε-prediction
+batches and loss, a tiny run's outputs and card, exact resume, and the script end to end."""
 
 import json
 import math
@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 from hfgen import DDPMPointsPipeline
 from hfgen.data import get_toy_distribution
 from hfgen.methods.ddpm import epsilon_loss
-from hfgen.training import DDPMArguments, DDPMTask, Trainer, parse_arguments, run
-from hfgen.training.ddpm import DEFAULT_ALPHA, NoisedBatches
+from hfgen.training import DDPMPointsArguments, DDPMPointsTask, Trainer, parse_arguments, run
+from hfgen.training.ddpm_points import DEFAULT_ALPHA, NoisedBatches
 from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,13 +43,13 @@ TINY_RUN = {
 }
 
 
-def tiny_args(output_dir, **overrides) -> DDPMArguments:
+def tiny_args(output_dir, **overrides) -> DDPMPointsArguments:
     """Arguments of a 6-step run (T = 8) with checkpoints and validation every 3 steps."""
-    return replace(DDPMArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
+    return replace(DDPMPointsArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
 
 
 def train(args):
-    trainer = Trainer(DDPMTask(args))
+    trainer = Trainer(DDPMPointsTask(args))
     result = trainer.train()
     trainer.end()
     return trainer, result
@@ -59,9 +59,9 @@ def train(args):
 
 
 def test_the_schedule_comes_from_alpha_or_from_the_final_alpha_bar():
-    assert DDPMArguments().schedule_alpha() == DEFAULT_ALPHA
-    assert DDPMArguments(alpha=0.9).noise_scheduler().config.alpha == 0.9
-    args = DDPMArguments(num_train_timesteps=50, final_alpha_bar=1e-3)
+    assert DDPMPointsArguments().schedule_alpha() == DEFAULT_ALPHA
+    assert DDPMPointsArguments(alpha=0.9).noise_scheduler().config.alpha == 0.9
+    args = DDPMPointsArguments(num_train_timesteps=50, final_alpha_bar=1e-3)
     assert args.schedule_alpha() ** 50 == pytest.approx(1e-3)
     scheduler = args.noise_scheduler()
     assert float(scheduler.alpha_bar(50)) == pytest.approx(1e-3) and len(scheduler) == 50
@@ -69,8 +69,8 @@ def test_the_schedule_comes_from_alpha_or_from_the_final_alpha_bar():
 
 def test_the_network_reads_the_integer_step_or_t_over_T_for_fourier_features():
     small = {"num_train_timesteps": 50, "hidden_size": 8, "num_layers": 1}
-    assert DDPMTask(DDPMArguments(**small)).build_model().config.time_scale == 1.0
-    fourier = DDPMTask(DDPMArguments(time_embedding="fourier", **small)).build_model()
+    assert DDPMPointsTask(DDPMPointsArguments(**small)).build_model().config.time_scale == 1.0
+    fourier = DDPMPointsTask(DDPMPointsArguments(time_embedding="fourier", **small)).build_model()
     assert fourier.config.time_scale == pytest.approx(1 / 50)
 
 
@@ -94,11 +94,11 @@ def test_the_network_reads_the_integer_step_or_t_over_T_for_fourier_features():
 )
 def test_bad_arguments_are_refused_with_a_clear_message(argv, message):
     with pytest.raises(ValueError, match=message):
-        parse_arguments(DDPMArguments, argv)
+        parse_arguments(DDPMPointsArguments, argv)
 
 
 def test_evaluation_size_is_run_only_and_the_schedule_decides_the_weights():
-    args = DDPMArguments()
+    args = DDPMPointsArguments()
     assert "num_eval_samples" not in args.trained_config()
     assert {"alpha", "final_alpha_bar", "num_train_timesteps", "dataset"} <= set(args.trained_config())
 
@@ -108,7 +108,7 @@ def test_evaluation_size_is_run_only_and_the_schedule_decides_the_weights():
 
 def test_batch_k_is_a_pure_function_of_seed_stream_and_k_and_follows_the_forward_process():
     target = get_toy_distribution("8gaussians")
-    scheduler = DDPMArguments(num_train_timesteps=12, alpha=0.8).noise_scheduler()
+    scheduler = DDPMPointsArguments(num_train_timesteps=12, alpha=0.8).noise_scheduler()
     stream = NoisedBatches(target, scheduler, batch_size=64, seed=5, stream=1)
     first = [next(stream) for _ in range(3)]
     resumed = next(NoisedBatches(target, scheduler, batch_size=64, seed=5, stream=1, start=2))
@@ -139,7 +139,7 @@ def test_the_loss_is_the_mean_squared_norm_of_the_noise_error_and_zero_for_the_e
 def test_training_drives_the_loss_below_that_of_the_best_constant_predictor():
     # Var z = 1 per coordinate, so predicting the constant E z = 0 costs E‖z‖² = 2; a network that uses x_t does better.
     args = tiny_args("unused", num_train_timesteps=20, alpha=0.8, hidden_size=16, num_layers=2)
-    task = DDPMTask(args)
+    task = DDPMPointsTask(args)
     torch.manual_seed(0)
     model = task.build_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -158,7 +158,7 @@ def test_training_drives_the_loss_below_that_of_the_best_constant_predictor():
 
 def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_round_trips(tmp_path):
     args = tiny_args(tmp_path, final_alpha_bar=0.05)
-    metrics = run(DDPMTask(args), args.num_eval_samples)
+    metrics = run(DDPMPointsTask(args), args.num_eval_samples)
     for name in ("model_index.json", "model/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "README.md", "metrics.json", "args.json", "samples.png", "forward.png", "reverse.png",
                  "validation/step-0000003-samples.png", "validation/step-0000006-reverse.png"):  # fmt: skip
@@ -242,15 +242,15 @@ def test_the_default_schedule_is_the_constant_alpha_one_and_others_are_diffusers
 
     from hfgen import ConstantAlphaDDPMScheduler
 
-    assert DDPMArguments().beta_schedule == "constant_alpha"
-    assert isinstance(DDPMArguments().noise_scheduler(), ConstantAlphaDDPMScheduler)
-    linear = DDPMArguments(beta_schedule="linear", num_train_timesteps=50, beta_end=0.05).noise_scheduler()
+    assert DDPMPointsArguments().beta_schedule == "constant_alpha"
+    assert isinstance(DDPMPointsArguments().noise_scheduler(), ConstantAlphaDDPMScheduler)
+    linear = DDPMPointsArguments(beta_schedule="linear", num_train_timesteps=50, beta_end=0.05).noise_scheduler()
     assert isinstance(linear, DDPMScheduler) and linear.config.variance_type == "fixed_small"
     assert not linear.config.clip_sample and linear.config.prediction_type == "epsilon"
     torch.testing.assert_close(linear.betas, torch.linspace(1e-4, 0.05, 50))
-    large = DDPMArguments(beta_schedule="scaled_linear", variance_type="beta").noise_scheduler()
+    large = DDPMPointsArguments(beta_schedule="scaled_linear", variance_type="beta").noise_scheduler()
     assert large.config.variance_type == "fixed_large" and large.config.beta_schedule == "scaled_linear"
-    ddim = DDPMArguments(beta_schedule="squaredcos_cap_v2", sampler="ddim").noise_scheduler()
+    ddim = DDPMPointsArguments(beta_schedule="squaredcos_cap_v2", sampler="ddim").noise_scheduler()
     assert isinstance(ddim, DDIMScheduler) and ddim.config.beta_schedule == "squaredcos_cap_v2"
 
 
@@ -266,12 +266,12 @@ def test_the_default_schedule_is_the_constant_alpha_one_and_others_are_diffusers
 )
 def test_bad_schedule_arguments_are_refused(argv, message):
     with pytest.raises(ValueError, match=message):
-        parse_arguments(DDPMArguments, argv)
+        parse_arguments(DDPMPointsArguments, argv)
 
 
 def test_batches_with_a_diffusers_schedule_follow_its_forward_process():
     target = get_toy_distribution("8gaussians")
-    scheduler = DDPMArguments(beta_schedule="squaredcos_cap_v2", num_train_timesteps=12).noise_scheduler()
+    scheduler = DDPMPointsArguments(beta_schedule="squaredcos_cap_v2", num_train_timesteps=12).noise_scheduler()
     noisy, tau, z = NoisedBatches(target, scheduler, batch_size=4_000, seed=2).draw(0)
     x0 = target.sample(4_000, batch_generator(2, 0, 0))
     assert tau.dtype == torch.long and int(tau.min()) == 0 and int(tau.max()) == 11  # diffusers' index τ = t − 1
@@ -283,7 +283,7 @@ def test_a_tiny_run_with_a_cosine_schedule_saves_a_diffusers_scheduler(tmp_path)
     from diffusers import DDPMScheduler
 
     args = tiny_args(tmp_path, beta_schedule="squaredcos_cap_v2", validation_steps=0, checkpointing_steps=0)
-    run(DDPMTask(args), args.num_eval_samples)
+    run(DDPMPointsTask(args), args.num_eval_samples)
     for name in ("samples.png", "forward.png", "reverse.png", "README.md"):
         assert (tmp_path / name).is_file(), name
     pipe = DDPMPointsPipeline.from_pretrained(tmp_path)

@@ -1,4 +1,4 @@
-"""Score SDE training (hfgen.training.score, training/train_score.py): arguments, the noised batch stream and the
+"""Score SDE training (hfgen.training.score_sde, training/train_score.py): arguments, the noised batch stream and the
 denoising score matching loss against closed forms, a tiny run's outputs and card, exact resume, the script."""
 
 import json
@@ -23,7 +23,7 @@ from hfgen.data import get_toy_distribution
 from hfgen.methods.flow_matching import sample_times
 from hfgen.training.arguments import parse_arguments
 from hfgen.training.engine import HELD_OUT_SEED
-from hfgen.training.score import NoisedScoreBatches, ScoreArguments, ScoreTask
+from hfgen.training.score_sde import NoisedScoreBatches, ScoreSDEArguments, ScoreSDETask
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 
@@ -31,13 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_score.py"
 
 
-def tiny_args(output_dir, **overrides) -> ScoreArguments:
+def tiny_args(output_dir, **overrides) -> ScoreSDEArguments:
     """The shared 6-step run (tests/factories.py) for a score SDE, with 5 sampler steps."""
-    return factories.tiny_args(output_dir, ScoreArguments, **{"num_inference_steps": 5, **overrides})
+    return factories.tiny_args(output_dir, ScoreSDEArguments, **{"num_inference_steps": 5, **overrides})
 
 
 def train(args):
-    trainer = Trainer(ScoreTask(args))
+    trainer = Trainer(ScoreSDETask(args))
     result = trainer.train()
     trainer.end()
     return trainer, result
@@ -47,12 +47,12 @@ def train(args):
 
 
 def test_the_sde_comes_from_the_arguments():
-    vp = ScoreArguments(beta_min=0.2, beta_max=8.0, sampling_eps=1e-2).noise_scheduler()
+    vp = ScoreSDEArguments(beta_min=0.2, beta_max=8.0, sampling_eps=1e-2).noise_scheduler()
     assert isinstance(vp, VPSDEScheduler) and vp.config.beta_max == 8.0 and vp.config.sampling_eps == 1e-2
-    ve = ScoreArguments(sde="ve", sigma_max=5.0, prediction_type="score").noise_scheduler()
+    ve = ScoreSDEArguments(sde="ve", sigma_max=5.0, prediction_type="score").noise_scheduler()
     assert isinstance(ve, VESDEScheduler) and ve.prior_std == 5.0 and ve.config.prediction_type == "score"
-    assert "num_nll_samples" not in ScoreArguments().trained_config()
-    assert {"sde", "beta_max", "time_beta", "dataset"} <= set(ScoreArguments().trained_config())
+    assert "num_nll_samples" not in ScoreSDEArguments().trained_config()
+    assert {"sde", "beta_max", "time_beta", "dataset"} <= set(ScoreSDEArguments().trained_config())
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_the_sde_comes_from_the_arguments():
 )
 def test_bad_arguments_are_refused_with_a_clear_message(argv, message):
     with pytest.raises(ValueError, match=message):
-        parse_arguments(ScoreArguments, argv)
+        parse_arguments(ScoreSDEArguments, argv)
 
 
 # ------------------------------------------------------------------------------------- batches and loss
@@ -109,8 +109,8 @@ def test_time_law_is_uniform_for_b_one_and_favours_the_data_for_b_below_one():
 def test_the_loss_of_the_exact_noise_predictor_of_gaussian_data_is_d_times_the_mean_signal_fraction():
     # x_0 ~ N(0, I) under the VP SDE: x_t ~ N(0, I), ε*(x_t) = σ_t x_t and E‖ε* − z‖² = D (1 − σ_t²) = D m_t²,
     # so the task's loss averages D m_t² over the training times.
-    args = ScoreArguments(dataset="gaussian", time_beta=1.0, train_batch_size=20_000)
-    task = ScoreTask(args)
+    args = ScoreSDEArguments(dataset="gaussian", time_beta=1.0, train_batch_size=20_000)
+    task = ScoreSDETask(args)
     sde = {"beta_min": args.beta_min, "beta_max": args.beta_max}
     oracle = ExactMixtureScore([[0.0, 0.0]], [[[1.0, 0.0], [0.0, 1.0]]], [1.0], sde_kwargs=sde).float()
     with task.batches(start=0, stream=0) as batches:
@@ -130,8 +130,8 @@ def test_the_score_and_epsilon_parametrisations_give_the_same_loss():
         def forward(self, sample, timestep, return_dict=True):
             return (self.scale(timestep)[:, None].to(sample) * torch.tanh(sample),)
 
-    task_eps = ScoreTask(ScoreArguments(prediction_type="epsilon"))
-    task_score = ScoreTask(ScoreArguments(prediction_type="score"))
+    task_eps = ScoreSDETask(ScoreSDEArguments(prediction_type="epsilon"))
+    task_score = ScoreSDETask(ScoreSDEArguments(prediction_type="score"))
     batch = next(NoisedScoreBatches(task_eps.target, task_eps.scheduler, 256, seed=3))
     std = lambda t: task_eps.scheduler.marginal_coefficients(t)[1]  # noqa: E731
     as_eps = task_eps.loss(Fixed(lambda t: torch.ones_like(t)), batch, torch.device("cpu"))
@@ -146,7 +146,7 @@ def test_the_score_and_epsilon_parametrisations_give_the_same_loss():
 
 def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_round_trips(tmp_path):
     args = tiny_args(tmp_path, dataset="8gaussians", num_nll_samples=20, num_validation_nll_samples=10)
-    metrics = run(ScoreTask(args), args.num_eval_samples, args.num_nll_samples)
+    metrics = run(ScoreSDETask(args), args.num_eval_samples, args.num_nll_samples)
     for name in ("model_index.json", "score_model/diffusion_pytorch_model.safetensors",
                  "scheduler/scheduler_config.json", "README.md", "metrics.json", "samples.png", "trajectory.png",
                  "score_field.png", "density.png", "validation/step-0000003-samples.png",
@@ -204,7 +204,7 @@ def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_en
 @pytest.mark.parametrize("sampler", ["predictor_corrector", "probability_flow"])
 def test_validation_and_final_metrics_are_those_of_the_chosen_sampler(tmp_path, sampler):
     args = tiny_args(tmp_path, dataset="moons", sampler=sampler, validation_steps=6, checkpointing_steps=0)
-    task = ScoreTask(args)
+    task = ScoreSDETask(args)
     metrics = run(task, args.num_eval_samples)
     pipe = ScoreSDEPipeline.from_pretrained(tmp_path)  # the EMA weights, which the step-6 validation scored too
     pipe.set_progress_bar_config(disable=True)
@@ -236,7 +236,7 @@ def test_the_trajectory_figures_follow_the_chosen_sampler(monkeypatch, tmp_path,
     drawn = []
     monkeypatch.setattr(plotting, "plot_trajectory", lambda trajectory, *args, **kwargs: drawn.append(trajectory))
     args = tiny_args(tmp_path, dataset="moons", sampler=sampler)
-    task = ScoreTask(args)
+    task = ScoreSDETask(args)
     torch.manual_seed(0)
     pipe = task.pipeline(task.build_model())
     pipe.set_progress_bar_config(disable=True)

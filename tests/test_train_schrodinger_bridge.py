@@ -1,6 +1,6 @@
-"""Schrödinger-bridge training (hfgen.training.bridge, training/train_bridge.py): arguments, the residual mean
-network, the first half-iteration against the exact Gaussian time reversal, a tiny IPF run's outputs and card,
-resume at half-iteration granularity, and the script end to end."""
+"""Schrödinger-bridge training (hfgen.training.schrodinger_bridge, training/train_bridge.py): arguments, the
+residual mean network, the first half-iteration against the exact Gaussian time reversal, a tiny IPF run's outputs
+and card, resume at half-iteration granularity, and the script end to end."""
 
 import json
 import os
@@ -19,14 +19,21 @@ from safetensors.torch import load_file
 
 from hfgen import ResidualMean, SchrodingerBridgePipeline
 from hfgen.data import Shifted, TwoBalls
-from hfgen.training import BridgeArguments, BridgeTask, CheckpointError, Trainer, parse_arguments, run_bridge
+from hfgen.training import (
+    CheckpointError,
+    SchrodingerBridgeArguments,
+    SchrodingerBridgeTask,
+    Trainer,
+    parse_arguments,
+    run_bridge,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_bridge.py"
 TINY_RUN = {
     "num_steps": 4,
     "ipf_iterations": 2,
-    "max_train_steps": 5,
+    "half_iteration_steps": 5,
     "hidden_size": 8,
     "num_layers": 1,
     "train_batch_size": 32,
@@ -39,13 +46,13 @@ TINY_RUN = {
 }
 
 
-def tiny_args(output_dir, **overrides) -> BridgeArguments:
+def tiny_args(output_dir, **overrides) -> SchrodingerBridgeArguments:
     """Arguments of a 2-iteration IPF run (4 half-iterations of 5 steps) on a 4-step chain."""
-    return replace(BridgeArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
+    return replace(SchrodingerBridgeArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
 
 
 def train(args):
-    trainer = Trainer(BridgeTask(args))
+    trainer = Trainer(SchrodingerBridgeTask(args))
     result = trainer.train()
     trainer.end()
     return trainer, result
@@ -55,7 +62,7 @@ def train(args):
 
 
 def test_defaults_are_the_course_bridge_two_balls_to_the_same_shifted_with_n_20_and_gamma_two_over_n():
-    args = BridgeArguments()
+    args = SchrodingerBridgeArguments()
     assert args.output_dir == "out/bridge-two-balls" and args.stage == "ipf"
     source, target = args.marginals()
     assert isinstance(source, TwoBalls) and isinstance(target, Shifted) and isinstance(target.base, TwoBalls)
@@ -64,7 +71,10 @@ def test_defaults_are_the_course_bridge_two_balls_to_the_same_shifted_with_n_20_
     assert float(scheduler.gammas.mean()) == pytest.approx(2 / 20) and scheduler.total_time == pytest.approx(2.0)
     assert args.half_iterations()[:3] == [("backward", "reference"), ("forward", "backward"), ("backward", "forward")]
     assert len(args.half_iterations()) == 2 * args.ipf_iterations
-    assert BridgeArguments(stage="diffusion").half_iterations() == [("forward", "noise"), ("backward", "noise")]
+    assert SchrodingerBridgeArguments(stage="diffusion").half_iterations() == [
+        ("forward", "noise"),
+        ("backward", "noise"),
+    ]
     assert "num_eval_samples" not in args.trained_config() and "ipf_iterations" in args.trained_config()
 
 
@@ -86,7 +96,7 @@ def test_defaults_are_the_course_bridge_two_balls_to_the_same_shifted_with_n_20_
 )
 def test_bad_arguments_are_refused_with_a_clear_message(argv, message):
     with pytest.raises(ValueError, match=message):
-        parse_arguments(BridgeArguments, argv)
+        parse_arguments(SchrodingerBridgeArguments, argv)
 
 
 # ------------------------------------------------------------------------------------------------- network
@@ -108,14 +118,16 @@ def test_the_first_half_iteration_learns_the_exact_time_reversal_of_the_brownian
     # X_0 ~ N(0, I) run forward with f_k(x) = x: X_k ~ N(0, V_k I), V_k = 1 + 2 t_k, and the exact backward mean is
     # E[X_k | X_{k+1} = y] = (V_k / V_{k+1}) y, which mean matching recovers (DSB Prop. 3, exact for this chain).
     args = replace(
-        BridgeArguments(output_dir=str(tmp_path), dataset="gaussian", num_steps=4, schedule="constant"),
-        max_train_steps=300, hidden_size=16, num_layers=2, train_batch_size=512, num_trajectories=1000,
+        SchrodingerBridgeArguments(output_dir=str(tmp_path), dataset="gaussian", num_steps=4, schedule="constant"),
+        half_iteration_steps=300, hidden_size=16, num_layers=2, train_batch_size=512, num_trajectories=1000,
         refresh_every=50,
         learning_rate=1e-2, lr_warmup_steps=10, report_to="none",
     )  # fmt: skip
     args = replace(args, ipf_iterations=1, validation_steps=0, checkpointing_steps=0)
-    task = BridgeTask(args)
-    task.phases = lambda: BridgeTask.phases(task)[:1]  # the first half-iteration only: b against the reference
+    task = SchrodingerBridgeTask(args)
+    task.phases = lambda: SchrodingerBridgeTask.phases(task)[
+        :1
+    ]  # the first half-iteration only: b against the reference
     trainer = Trainer(task)
     trainer.train()
     times = task.scheduler.times
@@ -180,10 +192,10 @@ def test_a_tiny_ipf_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that
 
 
 def test_a_second_run_in_the_same_folder_is_refused_without_overwrite(tmp_path):
-    run_bridge(tiny_args(tmp_path, ipf_iterations=1, max_train_steps=2, plots=False))
+    run_bridge(tiny_args(tmp_path, ipf_iterations=1, half_iteration_steps=2, plots=False))
     reset_accelerate()
     with pytest.raises(FileExistsError, match="holds another run"):
-        Trainer(BridgeTask(tiny_args(tmp_path, ipf_iterations=1)))
+        Trainer(SchrodingerBridgeTask(tiny_args(tmp_path, ipf_iterations=1)))
 
 
 def test_a_run_resumed_after_a_half_iteration_ends_with_the_weights_of_the_uninterrupted_run(tmp_path):
@@ -213,14 +225,14 @@ def test_a_run_resumed_after_a_half_iteration_ends_with_the_weights_of_the_unint
     assert any(not torch.equal(v, other_weights[k]) for k, v in full.pipeline.forward_model.state_dict().items())
 
     reset_accelerate()  # a checkpoint of a run with other weight-deciding arguments is refused
-    with pytest.raises(CheckpointError, match="max_train_steps: checkpoint 5 vs now 6"):
-        train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest", max_train_steps=6))
+    with pytest.raises(CheckpointError, match="half_iteration_steps: checkpoint 5 vs now 6"):
+        train(replace(args, output_dir=str(resumed_dir), resume_from_checkpoint="latest", half_iteration_steps=6))
     del resumed_trainer
 
 
 def test_the_script_trains_the_diffusion_stage_end_to_end(tmp_path):
     out = tmp_path / "run"
-    argv = ["--output_dir", str(out), "--stage", "diffusion", "--num_steps", "8", "--max_train_steps", "4",
+    argv = ["--output_dir", str(out), "--stage", "diffusion", "--num_steps", "8", "--half_iteration_steps", "4",
             "--hidden_size", "8", "--num_layers", "1", "--train_batch_size", "32", "--num_trajectories", "40",
             "--num_eval_samples", "30", "--num_validation_samples", "30", "--report_to", "none",
             "--plots", "false"]  # fmt: skip

@@ -1,9 +1,9 @@
-"""Constant-α DDPM as a :class:`~hfgen.training.trainer.TrainingTask`: arguments, batches, loss, metrics, figures,
+"""Constant-α DDPM as a :class:`~hfgen.training.task.TrainingTask`: arguments, batches, loss, metrics, figures,
 model card."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,14 +15,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.data import get_toy_distribution
 from hfgen.data.toy import ToyDistribution
 from hfgen.methods.ddpm import epsilon_loss
-from hfgen.metrics import sample_quality_report
+from hfgen.model_cards.ddpm_points import ddpm_points_card
 from hfgen.models import TimeMLP
 from hfgen.models.mlp import TIME_EMBEDDINGS
 from hfgen.pipelines import DDPMPointsPipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES, alpha_for_final_alpha_bar
 from hfgen.training.arguments import TrainingArguments, documented
-from hfgen.training.trainer import TrainingTask
+from hfgen.training.points import PointTask
 from hfgen.utils import batch_generator
 
 #: α of the built-in recipe when neither ``alpha`` nor ``final_alpha_bar`` is given (with T = 500: ᾱ_T ≈ 0.0066)
@@ -32,7 +32,7 @@ BETA_SCHEDULES = ("constant_alpha", "linear", "scaled_linear", "squaredcos_cap_v
 
 
 @dataclass
-class DDPMArguments(TrainingArguments):
+class DDPMPointsArguments(TrainingArguments):
     """Arguments of ``training/train_ddpm.py``; the defaults are the built-in recipe (checkerboard target).
 
     The schedule is ``ᾱ_t = α^t``, ``t = 0 … T``: give ``alpha`` or ``final_alpha_bar`` (then
@@ -207,7 +207,7 @@ class NoisedBatches:
         return self.draw(index)
 
 
-class DDPMTask(TrainingTask):
+class DDPMPointsTask(PointTask):
     r"""DDPM (constant α, or a diffusers β schedule) on ``args.dataset`` with an ε-predicting
     :class:`~hfgen.models.TimeMLP`.
 
@@ -216,24 +216,17 @@ class DDPMTask(TrainingTask):
     step ``t`` (sinusoidal embedding, ``time_scale = 1``) or ``t / T`` (Fourier features).
     """
 
-    name = "ddpm"
-    args: DDPMArguments
+    name = "ddpm_points"
+    args: DDPMPointsArguments
 
-    def __init__(self, args: DDPMArguments):
+    def __init__(self, args: DDPMPointsArguments):
         super().__init__(args)
-        self.target = get_toy_distribution(args.dataset)
         self.scheduler = args.noise_scheduler()
 
     def build_model(self) -> TimeMLP:
         args = self.args
-        return TimeMLP(
-            dim=self.target.dim,
-            hidden_size=args.hidden_size,
-            num_layers=args.num_layers,
-            activation=args.activation,
-            time_embedding=args.time_embedding,
-            time_scale=1.0 if args.time_embedding == "sinusoidal" else 1.0 / args.num_train_timesteps,
-            num_position_frequencies=args.num_position_frequencies,
+        return super().build_model(
+            time_scale=1.0 if args.time_embedding == "sinusoidal" else 1.0 / args.num_train_timesteps
         )
 
     @contextmanager
@@ -253,10 +246,6 @@ class DDPMTask(TrainingTask):
     def sample(self, pipeline: DDPMPointsPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return pipeline(num_samples, self.args.num_inference_steps, generator=generator).samples
 
-    def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        report = sample_quality_report(samples, self.target, generator=generator)
-        return {f"samples_{key}": value for key, value in report.items()}
-
     def _reverse_figure(self, pipeline: DDPMPointsPipeline, num_samples: int, seed: int) -> Any:
         from hfgen import plotting
 
@@ -267,15 +256,9 @@ class DDPMTask(TrainingTask):
         return plotting.plot_diffusion_reverse(out.trajectory, out.timesteps, pipeline.scheduler.config.alpha)
 
     def validation_figures(self, pipeline: DDPMPointsPipeline, samples: torch.Tensor) -> dict[str, Any]:
-        from hfgen import plotting
-
         if self.target.dim != 2:
             return {}
-        reference = self.target.sample(samples.shape[0], torch.Generator().manual_seed(3))
-        return {
-            "samples.png": plotting.plot_samples(samples, reference=reference, title="EMA samples"),
-            "reverse.png": self._reverse_figure(pipeline, 500, seed=3),
-        }
+        return {**self.samples_figure(samples), "reverse.png": self._reverse_figure(pipeline, 500, seed=3)}
 
     def final_figures(self, pipeline: DDPMPointsPipeline) -> dict[str, Any]:
         from hfgen import plotting
@@ -300,107 +283,21 @@ class DDPMTask(TrainingTask):
         }
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return ddpm_card(self.args, metrics, repo_id=repo_id)
+        return ddpm_points_card(self.args, metrics, repo_id)
 
 
-def train_ddpm(args: DDPMArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:
+def train_ddpm_points(args: DDPMPointsArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the EMA pipeline and the
     training numbers."""
     from hfgen.training.trainer import train_in_process
 
-    result = train_in_process(DDPMTask(args))
+    result = train_in_process(DDPMPointsTask(args))
     return result.pipeline, result.metrics
 
 
-def evaluate_ddpm(pipeline: DDPMPointsPipeline, args: DDPMArguments, seed: int = 1) -> dict[str, Any]:
+def evaluate_ddpm_points(pipeline: DDPMPointsPipeline, args: DDPMPointsArguments, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 against ``num_eval_samples`` fresh data points, its
     floor and their ratio, MMD² (and the fraction in the support for bounded targets)."""
     from hfgen.training.trainer import evaluate_in_process
 
-    return evaluate_in_process(DDPMTask(args), pipeline, args.num_eval_samples, seed=seed)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-
-def ddpm_metrics_table(metrics: Mapping[str, Any], args: DDPMArguments) -> str:
-    """The card's metrics table from a DDPM run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table, sample_quality_rows, training_row
-
-    steps = args.num_inference_steps or args.num_train_timesteps
-    rows = sample_quality_rows(metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {steps} steps)")
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
-def ddpm_eval_results(args: DDPMArguments, metrics: Mapping[str, Any]) -> list[Any]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    from hfgen.hub import SAMPLE_QUALITY_RESULTS, eval_results
-
-    names = {**SAMPLE_QUALITY_RESULTS, "samples_w2_floor": ("wasserstein-2-floor", "W2 floor")}
-    return eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}")
-
-
-def ddpm_card(args: DDPMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/ddpm.md`` for a training run: metadata, the forward process, loss and sampler, usage,
-    metrics, training summary, validation history and configuration.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
-    """
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        card_template,
-        config_table,
-        training_summary,
-        usage_repo_id,
-        validation_table,
-    )
-
-    alpha, T = args.schedule_alpha(), args.num_train_timesteps
-    schedule = {
-        "alpha": f"{alpha:.6g}",
-        "beta": f"{1 - alpha:.6g}",
-        "final_alpha_bar": f"{alpha**T:.3g}",
-        "first_noise_std": f"{(1 - alpha) ** 0.5:.3g}",
-    }
-    if args.beta_schedule != "constant_alpha":  # diffusers' β_t schedule: the card states its range
-        scheduler = args.noise_scheduler()
-        betas = scheduler.betas.double()
-        schedule = {
-            "beta": f"{float(betas[0]):.3g} … {float(betas[-1]):.3g}",
-            "final_alpha_bar": f"{float(scheduler.alphas_cumprod[-1]):.3g}",
-            "first_noise_std": f"{float(betas[0]) ** 0.5:.3g}",
-        }
-    model_name = repo_id.split("/")[-1] if repo_id else f"ddpm-{args.dataset}"
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "ddpm", "diffusion", "diffusers", "toy-2d"],
-        model_name=model_name,
-        eval_results=ddpm_eval_results(args, metrics) or None,
-        target_distribution=args.dataset,
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("ddpm"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        target=args.dataset,
-        num_train_timesteps=T,
-        beta_schedule=args.beta_schedule,
-        **schedule,
-        variance_type=args.variance_type,
-        sampler=args.sampler,
-        eta=args.eta,
-        num_inference_steps=args.num_inference_steps or T,
-        ddim_steps=min(50, T),
-        time_input="the integer step t (sinusoidal embedding)"
-        if args.time_embedding == "sinusoidal"
-        else "t / T (random Fourier features)",
-        ema_decay=args.ema_decay,
-        metrics_table=ddpm_metrics_table(metrics, args),
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
-    )
+    return evaluate_in_process(DDPMPointsTask(args), pipeline, args.num_eval_samples, seed=seed)

@@ -1,4 +1,4 @@
-r"""Energy-based models of 2-D toy data as a :class:`~hfgen.training.trainer.TrainingTask`: arguments,
+r"""Energy-based models of 2-D toy data as a :class:`~hfgen.training.task.TrainingTask`: arguments,
 maximum-likelihood training with short-run persistent Langevin chains and a replay buffer kept in the checkpoint,
 metrics (NLL by quadrature, W2 of Langevin samples), figures (energy landscape, samples, chains) and the model card.
 
@@ -10,7 +10,7 @@ starts from the replay buffer (each restarted from uniform noise with probabilit
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +22,14 @@ from hfgen.checks import check_choice, check_int, check_number
 from hfgen.data import get_toy_distribution
 from hfgen.methods.energy import ReplayBuffer, check_grid_size, langevin_chain, maximum_likelihood_loss
 from hfgen.metrics import nll_report, sample_quality_report
+from hfgen.model_cards.energy import energy_card
 from hfgen.models.energy import SMOOTH_ACTIVATIONS, EnergyMLP
 from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.checkpoints import list_checkpoints
-from hfgen.training.trainer import TrainingDivergedError, TrainingTask, evaluate_in_process, train_in_process
+from hfgen.training.task import TrainingDivergedError, TrainingTask
+from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
 SAMPLERS = {"langevin": LangevinScheduler, "mala": MALAScheduler}
@@ -38,7 +40,7 @@ _EXTENT_SAMPLES = 100_000
 
 
 @dataclass
-class EBMArguments(TrainingArguments):
+class EnergyArguments(TrainingArguments):
     """Arguments of ``training/train_ebm.py``; the defaults are the 8-Gaussians recipe of
     `benchmarks/ENERGY_RESULTS.md`."""
 
@@ -143,7 +145,7 @@ def support_extent(dataset: str) -> float:
     return float(points.abs().max())
 
 
-class EBMTask(TrainingTask):
+class EnergyTask(TrainingTask):
     r"""Maximum-likelihood training of an :class:`~hfgen.models.energy.EnergyMLP` on a 2-D toy distribution.
 
     Micro-batch ``k`` of process ``s`` draws the data ``x⁺ ~ p`` from ``batch_generator(seed, s, k)``; the same
@@ -154,10 +156,10 @@ class EBMTask(TrainingTask):
     the finite numbers stops the run with ``FloatingPointError`` naming the step.
     """
 
-    name = "ebm"
-    args: EBMArguments
+    name = "energy"
+    args: EnergyArguments
 
-    def __init__(self, args: EBMArguments):
+    def __init__(self, args: EnergyArguments):
         super().__init__(args)
         self.target = get_toy_distribution(args.dataset)
         self.buffer: ReplayBuffer | None = None
@@ -302,96 +304,12 @@ class EBMTask(TrainingTask):
         return self.figures(pipeline, self.sample(pipeline, 2_000, torch.Generator().manual_seed(2)))
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return energy_card(self.args, metrics, repo_id=repo_id)
+        return energy_card(self.args, metrics, repo_id)
 
 
-def train_ebm(args: EBMArguments) -> tuple[EnergyPipeline, dict[str, Any], EBMTask]:
+def train_energy(args: EnergyArguments) -> tuple[EnergyPipeline, dict[str, Any], EnergyTask]:
     """Train in this process without writing outputs (benchmarks, notebooks); returns the pipeline, the training
     numbers and the task (which holds the replay buffer)."""
-    task = EBMTask(args)
+    task = EnergyTask(args)
     result = train_in_process(task)
     return result.pipeline, result.metrics, task
-
-
-def evaluate_ebm(pipeline: EnergyPipeline, args: EBMArguments, seed: int = 1) -> dict[str, Any]:
-    """Final metrics of a trained pipeline in this process: W2 (and its floor), MMD of ``num_eval_samples``
-    samples, and the NLL of ``num_nll_samples`` held-out points with ``log Z`` by quadrature."""
-    return evaluate_in_process(EBMTask(args), pipeline, args.num_eval_samples, args.num_nll_samples, seed)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-
-def energy_metrics_table(metrics: Mapping[str, Any], args: EBMArguments) -> str:
-    """The card's metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
-    from hfgen.hub import markdown_table, sample_quality_rows, training_row
-
-    rows = sample_quality_rows(metrics, f"{args.num_eval_samples:,} {args.sample_sampler} samples")
-    if "nll" in metrics:
-        grid = f"log Z on {args.grid_size}² cells of [−{args.grid_bound:g}, {args.grid_bound:g}]²"
-        rows.append(("NLL (nats)", f"{metrics['nll']:.4f} ± {metrics['nll_stderr']:.4f}", f"held-out points; {grid}"))
-        rows.append(("entropy (nats)", f"{metrics['entropy']:.4f}", "the lowest NLL any model can reach"))
-        rows.append(("NLL − entropy", f"{metrics['nll_minus_entropy']:.4f}", "KL(data ‖ model)"))
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
-def energy_card(args: EBMArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/energy.md`` for a training run: metadata, the equations, usage, metrics, figures and
-    configuration. ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``)."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from hfgen.hub import (
-        LICENSE,
-        SAMPLE_QUALITY_RESULTS,
-        card_template,
-        config_table,
-        eval_results,
-        training_summary,
-        usage_repo_id,
-        validation_table,
-    )
-
-    model_name = repo_id.split("/")[-1] if repo_id else f"ebm-{args.dataset}"
-    names = {
-        **SAMPLE_QUALITY_RESULTS,
-        "nll": ("nll", "NLL (nats)"),
-        "nll_minus_entropy": ("nll-minus-entropy", "NLL − entropy (nats)"),
-    }
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "diffusers", "energy-based-model", "langevin", "toy-2d"],
-        model_name=model_name,
-        eval_results=eval_results(metrics, names, args.dataset, f"hfgen/{args.dataset}") or None,
-        target_distribution=args.dataset,
-    )
-    sampler_names = {"langevin": "unadjusted Langevin (ULA)", "mala": "MALA (Langevin proposal + Metropolis test)"}
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("energy"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        dataset=args.dataset,
-        hidden_size=args.hidden_size,
-        num_layers=args.num_layers,
-        activation=args.activation,
-        confinement=args.confinement,
-        regularization=args.regularization,
-        training_sampler=sampler_names[args.training_sampler],
-        step_size=args.step_size,
-        langevin_steps=args.langevin_steps,
-        buffer_size=args.buffer_size,
-        reinit_fraction=args.reinit_fraction,
-        buffer_low=args.buffer_low,
-        buffer_high=args.buffer_high,
-        sample_sampler=sampler_names[args.sample_sampler],
-        sample_step_size=args.sample_step_size,
-        num_sample_steps=args.num_sample_steps,
-        grid_bound=args.grid_bound,
-        grid_size=args.grid_size,
-        ema_decay=args.ema_decay,
-        metrics_table=energy_metrics_table(metrics, args),
-        training_summary=training_summary(metrics),
-        validation_table=validation_table(metrics.get("validation", [])),
-        config_table=config_table(args.to_dict()),
-    )

@@ -4,9 +4,9 @@ The chain is :class:`~hfgen.schedulers.BridgeScheduler`'s: ``X_0 ~ p_data``, ``X
 ``X_{k+1} = f_k(X_k) + √(2γ_k) Z``, backward ``X_k = b_{k+1}(X_{k+1}) + √(2γ_k) Z``, with mean-predicting networks
 trained by DSB's mean matching (De Bortoli et al. 2021; :mod:`hfgen.methods.schrodinger_bridge`).
 
-A run is a list of *half-iterations*, each a :class:`~hfgen.training.trainer.Phase`: one optimisation of ONE
+A run is a list of *half-iterations*, each a :class:`~hfgen.training.task.Phase`: one optimisation of ONE
 direction's network by mean matching against a FIXED chain (the other network, or a reference), with a fresh
-AdamW, learning-rate schedule (warm-up, then ``lr_scheduler``) and optional EMA over ``max_train_steps`` steps:
+AdamW, learning-rate schedule (warm-up, then ``lr_scheduler``) and optional EMA over ``half_iteration_steps`` steps:
 
 - ``stage="diffusion"`` (the simplified diffusion approach): the forward network learns the time reversal of the
   Ornstein–Uhlenbeck chain that noises ``p'_data`` into ``N(0, I)`` (so its chain goes ``N(0, I) → p'_data``) and
@@ -31,7 +31,7 @@ Several processes: each draws its own trajectories (stream = process index) and 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,13 +49,15 @@ from hfgen.methods.schrodinger_bridge import (
     step_weights,
 )
 from hfgen.metrics import sample_quality_report
+from hfgen.model_cards.schrodinger_bridge import schrodinger_bridge_card
 from hfgen.models.mlp import TimeMLP
 from hfgen.models.residual_mean import ResidualMean
 from hfgen.pipelines import SchrodingerBridgePipeline
 from hfgen.schedulers.schrodinger_bridge import SCHEDULES, BridgeScheduler
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.engine import HELD_OUT_SEED
-from hfgen.training.trainer import Phase, Progress, Trainer, TrainingTask, run
+from hfgen.training.task import Phase, Progress, TrainingTask
+from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator, check_positive_int
 
 STAGES = ("diffusion", "ipf")
@@ -64,17 +66,19 @@ DIRECTIONS = ("forward", "backward")
 
 
 @dataclass
-class BridgeArguments(TrainingArguments):
+class SchrodingerBridgeArguments(TrainingArguments):
     """Arguments of ``training/train_bridge.py``; the defaults are the course's bridge between two balls and the
     same two balls shifted, ``N = 20`` steps of ``γ = 2 / N``.
 
-    ``max_train_steps`` counts the optimizer steps of ONE half-iteration (one direction), ``checkpointing_steps``
-    and ``validation_steps`` count half-iterations and IPF iterations.
+    ``half_iteration_steps`` counts the optimizer steps of ONE half-iteration (one direction); ``max_train_steps``,
+    the optimizer steps of the whole run, follows from it (not an argument). ``checkpointing_steps`` and
+    ``validation_steps`` count half-iterations and IPF iterations.
     """
 
     run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples", "plots"}
     # a half-iteration's length decides where every later phase starts: it cannot change on resume
     adjustable_on_resume = TrainingArguments.adjustable_on_resume - {"max_train_steps"}
+    step_fields = ("half_iteration_steps",)
 
     output_dir: str = documented("out/bridge-two-balls", "where the run writes its outputs")
     stage: str = documented("ipf", f"{STAGES}: 'diffusion' trains each direction from N(0, I); 'ipf' alternates")
@@ -98,7 +102,8 @@ class BridgeArguments(TrainingArguments):
     residual: bool = documented(True, "mean network x + g(x, k) (ResidualMean); False: a plain TimeMLP")
     hidden_size: int = 128
     num_layers: int = 3
-    max_train_steps: int = documented(5_000, "optimizer steps per half-iteration")
+    half_iteration_steps: int = documented(5_000, "optimizer steps of each half-iteration (one direction)")
+    max_train_steps: int = field(init=False, default=0, metadata={"help": "optimizer steps of the whole run"})
     learning_rate: float = 3e-3
     lr_warmup_steps: int = 50
     ema_decay: float = documented(0.0, "EMA decay within a half-iteration (0: off; the cosine schedule averages)")
@@ -110,12 +115,15 @@ class BridgeArguments(TrainingArguments):
     plots: bool = documented(True, "save the progression plots at each evaluation and beside the final pipeline")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        check_positive_int(self.half_iteration_steps, "half_iteration_steps")
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}")
+        check_positive_int(self.ipf_iterations, "ipf_iterations")
+        self.max_train_steps = len(self.half_iterations()) * self.half_iteration_steps
+        super().__post_init__()
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"`loss_weighting` must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
-        for name in ("num_steps", "ipf_iterations", "num_trajectories", "refresh_every", "num_eval_samples"):
+        for name in ("num_steps", "num_trajectories", "refresh_every", "num_eval_samples"):
             check_positive_int(getattr(self, name), name)
         if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0):
             raise ValueError(f"`gamma` must be a finite number > 0 (or None for 2 / num_steps), got {self.gamma!r}")
@@ -177,12 +185,12 @@ class BridgeArguments(TrainingArguments):
         return TimeMLP(dim=dim, hidden_size=self.hidden_size, num_layers=self.num_layers, time_scale=1.0)
 
 
-class BridgeBatches:
+class HalfIterationBatches:
     r"""The micro-batches of one half-iteration: regression pairs ``(Y, k, T[, w])`` of
     :func:`~hfgen.methods.schrodinger_bridge.mean_matching_targets` drawn from a cache of ``num_trajectories``
     chains, redrawn every ``refresh_every`` micro-batches (DSB Alg. 1), all from the half-iteration's generator."""
 
-    def __init__(self, task: BridgeTask, index: int, stream: int):
+    def __init__(self, task: SchrodingerBridgeTask, index: int, stream: int):
         self.task, self.stream = task, stream
         direction, fitted_to = task.args.half_iterations()[index]
         self.direction = direction
@@ -191,7 +199,7 @@ class BridgeBatches:
         self.micro_step = 0
         self.cache: tuple[torch.Tensor, ...] = ()
 
-    def __iter__(self) -> BridgeBatches:
+    def __iter__(self) -> HalfIterationBatches:
         return self
 
     def __next__(self) -> list[torch.Tensor]:
@@ -207,13 +215,14 @@ class BridgeBatches:
         return [tensor[rows] for tensor in self.cache]
 
 
-class BridgeTask(TrainingTask):
+class SchrodingerBridgeTask(TrainingTask):
     """The bridge's two mean networks, ``forward`` and ``backward``, trained phase by phase
-    (:meth:`BridgeArguments.half_iterations`), evaluated after each IPF iteration by transporting points each way."""
+    (:meth:`SchrodingerBridgeArguments.half_iterations`), evaluated after each IPF iteration by transporting points
+    each way."""
 
     name = "schrodinger_bridge"
 
-    def __init__(self, args: BridgeArguments):
+    def __init__(self, args: SchrodingerBridgeArguments):
         super().__init__(args)
         self.source, self.target = args.marginals()
         self.scheduler = args.noise_scheduler()
@@ -226,7 +235,7 @@ class BridgeTask(TrainingTask):
     def phases(self) -> list[Phase]:
         plan = self.args.half_iterations()
         return [
-            Phase(direction, self.args.max_train_steps, f"{h + 1}: {direction}")
+            Phase(direction, self.args.half_iteration_steps, f"{h + 1}: {direction}")
             for h, (direction, _) in enumerate(plan)
         ]
 
@@ -241,13 +250,13 @@ class BridgeTask(TrainingTask):
         return start.sample, self.models[fitted_to]
 
     @contextmanager
-    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[BridgeBatches]:
+    def batches(self, start: int, stream: int, phase: int = 0) -> Iterator[HalfIterationBatches]:
         if start != 0:
             raise ValueError(
                 f"a bridge half-iteration restarts from its beginning (its trajectory cache is not checkpointed), "
                 f"got start={start}; checkpoints are taken at the ends of half-iterations"
             )
-        yield BridgeBatches(self, phase, stream)
+        yield HalfIterationBatches(self, phase, stream)
 
     def loss(self, model: torch.nn.Module, batch: list[torch.Tensor], device: torch.device) -> torch.Tensor:
         return mean_matching_loss(model, *(tensor.to(device) for tensor in batch))
@@ -285,8 +294,8 @@ class BridgeTask(TrainingTask):
         num_likelihood_points: int,
         seed: int,
     ) -> tuple[dict[str, Any], None]:
-        """:func:`evaluate_bridge` of ``num_samples`` points each way, and the last mean-matching losses."""
-        record = evaluate_bridge(pipeline, num_samples, seed=seed)
+        """:func:`evaluate_schrodinger_bridge` of ``num_samples`` points each way, and the last mean-matching losses."""
+        record = evaluate_schrodinger_bridge(pipeline, num_samples, seed=seed)
         losses = {f"{direction}_loss": loss for direction, loss in self.last_loss.items()}
         return record | losses, None
 
@@ -303,7 +312,7 @@ class BridgeTask(TrainingTask):
         return progression_figures(pipeline, 1000, seed=2) if self.args.plots else {}
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return bridge_card(self.args, metrics, repo_id=repo_id)
+        return schrodinger_bridge_card(self.args, metrics, repo_id)
 
 
 def _tail_mean(losses: list[float], size: int = 100) -> float:
@@ -313,7 +322,9 @@ def _tail_mean(losses: list[float], size: int = 100) -> float:
 
 
 @torch.no_grad()
-def evaluate_bridge(pipeline: SchrodingerBridgePipeline, num_samples: int, seed: int = 1) -> dict[str, float]:
+def evaluate_schrodinger_bridge(
+    pipeline: SchrodingerBridgePipeline, num_samples: int, seed: int = 1
+) -> dict[str, float]:
     r"""How well each end of the bridge matches its marginal.
 
     ``forward_*``: ``x_0 ~ p_data`` transported by the forward chain, against fresh ``p'_data`` samples;
@@ -356,109 +367,8 @@ def progression_figures(pipeline: SchrodingerBridgePipeline, num_points: int, se
     return figures
 
 
-def run_bridge(args: BridgeArguments) -> dict[str, Any]:
+def run_bridge(args: SchrodingerBridgeArguments) -> dict[str, Any]:
     """Train (or resume), evaluate with ``num_eval_samples`` points each way, save the pipeline, ``metrics.json``,
     the card and the plots in ``output_dir`` and, with ``--push_to_hub``, upload them. Returns the metrics (main
     process; ``{}`` elsewhere)."""
-    return run(BridgeTask(args), args.num_eval_samples)
-
-
-# ---- model card ------------------------------------------------------------------------------------------
-
-_METRICS = {
-    "w2": ("wasserstein-2", "W2"),
-    "w2_floor": ("wasserstein-2-floor", "W2 floor"),
-    "w2_ratio": ("wasserstein-2-over-floor", "W2 / floor"),
-}
-
-
-def bridge_history_table(history: list[Mapping[str, Any]], steps_per_iteration: int) -> str:
-    """Per IPF iteration: W2 of each end to its marginal beside the floor, and the final mean-matching losses."""
-    from hfgen.hub import markdown_table
-
-    def number(record: Mapping[str, Any], key: str) -> str:
-        return f"{record[key]:.4f}" if key in record else ""
-
-    rows = [
-        (
-            record["step"] // steps_per_iteration,
-            *(number(record, f"{d}_{k}") for d in DIRECTIONS for k in ("w2", "w2_floor", "w2_ratio")),
-            number(record, "forward_loss"),
-            number(record, "backward_loss"),
-        )
-        for record in history
-    ]
-    header = ("iteration", "→ p'_data W2", "floor", "ratio", "→ p_data W2", "floor", "ratio", "loss f", "loss b")
-    return markdown_table(header, rows)
-
-
-def bridge_card(args: BridgeArguments, metrics: Mapping[str, Any], repo_id: str | None = None) -> Any:
-    """Render ``model_cards/schrodinger_bridge.md`` for a run: metadata (W2 of both ends as eval results), the
-    chain, the mean-matching loss and IPF, usage, metrics per iteration, plots and configuration.
-
-    ``repo_id`` is the Hub id the usage snippet loads (the output folder when ``None``).
-    """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    from hfgen.hub import LICENSE, TASK, card_template, config_table, markdown_table, usage_repo_id
-
-    source, target = args.marginals()
-    scheduler = args.noise_scheduler()
-    model_name = repo_id.split("/")[-1] if repo_id else f"bridge-{args.dataset}"
-    eval_results = [
-        EvalResult(
-            task_type=TASK,
-            dataset_type=f"hfgen/{marginal.name}",
-            dataset_name=name,
-            metric_type=f"{direction}-{metric_type}",
-            metric_name=f"{direction} {metric_name}",
-            metric_value=round(float(metrics[f"{direction}_{key}"]), 6),
-        )
-        for direction, marginal, name in (
-            ("forward", target, args.describe_target()),
-            ("backward", source, args.dataset),
-        )
-        for key, (metric_type, metric_name) in _METRICS.items()
-        if f"{direction}_{key}" in metrics
-    ]
-    card_data = ModelCardData(
-        library_name="hfgen",
-        license=LICENSE,
-        tags=["hfgen", "schrodinger-bridge", "diffusion", "diffusers", "toy-2d"],
-        model_name=model_name,
-        eval_results=eval_results or None,
-        source_distribution=args.dataset,
-        target_distribution=args.describe_target(),
-    )
-    final = [
-        (f"x_0 ~ p_data → {direction}" if direction == "forward" else f"y ~ p'_data → {direction}",
-         *(f"{metrics[f'{direction}_{k}']:.4f}" for k in ("w2", "w2_floor", "w2_ratio")))
-        for direction in DIRECTIONS
-        if f"{direction}_w2" in metrics
-    ]  # fmt: skip
-    gammas = scheduler.gammas
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template("schrodinger_bridge"),
-        model_name=model_name,
-        repo_id=usage_repo_id(repo_id, args.output_dir),
-        source=f"{args.dataset}: {source!r}",
-        target=f"{args.describe_target()}: {target!r}",
-        stage=args.stage,
-        num_steps=args.num_steps,
-        gamma=f"{float(gammas.mean()):.4g}",
-        schedule=args.schedule,
-        gamma_range=f"{float(gammas.min()):.4g} … {float(gammas.max()):.4g}",
-        reference_variance=f"{scheduler.reference_variance:.4g}",
-        final_step_noise=args.final_step_noise,
-        ipf_iterations=args.ipf_iterations,
-        loss_weighting=args.loss_weighting,
-        network="x + g_θ(x, k) (ResidualMean)" if args.residual else "a TimeMLP m_θ(x, k)",
-        num_eval_samples=args.num_eval_samples,
-        final_table=markdown_table(("transport", "W2", "floor", "W2 / floor"), final),
-        history_table=bridge_history_table(metrics.get("validation", []), 2 * args.max_train_steps),
-        train_seconds=f"{metrics.get('train_seconds', 0.0):.0f}",
-        half_iterations=metrics.get("half_iterations", len(args.half_iterations())),
-        max_train_steps=args.max_train_steps,
-        config_table=config_table(args.to_dict()),
-    )
+    return run(SchrodingerBridgeTask(args), args.num_eval_samples)
