@@ -273,6 +273,11 @@ def test_a_made_ensemble_trains_one_mask_per_batch_drawn_uniformly_from_the_batc
     counts = torch.bincount(torch.tensor(drawn), minlength=3)
     # Binomial(300, 1/3): mean 100, standard deviation 8.2; 4.3 standard deviations either side
     assert ((counts - 100).abs() <= 35).all(), counts
+    # the card says how the ensemble was trained and is evaluated; a single mask's card says the plain fit
+    card = str(task.model_card({}, None))
+    assert "**Ensemble**: 3 masks (random orders" in card and "logmeanexp_m log p_m(x)" in card
+    single = str(density_task(replace(args, num_masks=1, order="natural"), grey).model_card({}, None))
+    assert "**Ensemble**" not in single and "**Fit**: AdamW on `−(1/B) Σ_b log p(x_b)`" in single
 
 
 def test_the_cnf_likelihood_and_its_gradient_equal_the_closed_form_of_a_linear_field():
