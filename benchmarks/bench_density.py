@@ -70,7 +70,7 @@ MNIST_DYNAMIC = {
         "direct_connections": True,
         "num_masks": 32,
         "order": "random",
-        "max_train_steps": 20_000,
+        "max_train_steps": 50_000,
     },
 }
 MADE_PUBLISHED = {"one mask, 1 × 500": 88.40, "32 masks, order-agnostic": 86.64}
