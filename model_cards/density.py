@@ -7,6 +7,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
+from hfgen.data.images import TEST_BINARIZATION_SEED
 from hfgen.hub import (
     IMAGE_TASK,
     LIKELIHOOD_RESULTS,
@@ -73,6 +74,7 @@ def density_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = No
         model_title=model_title(args),
         dataset=label,
         images=args.uses_images,
+        test_binarization_seed=TEST_BINARIZATION_SEED,
         hidden_sizes=" → ".join(str(h) for h in getattr(args, "hidden_sizes", [])),
         fixed_step=getattr(args, "solver", None) in FIXED_STEP_SOLVERS,
         ema_decay=args.ema_decay if args.model in ("made", "coupling", "cnf") else 0,

@@ -7,6 +7,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
+from hfgen.data.images import TEST_BINARIZATION_SEED
 from hfgen.hub import (
     IMAGE_TASK,
     eval_results,
@@ -32,9 +33,10 @@ VALIDATION_COLUMNS = (
     ("reconstruction_error", "recon. error"),
 )
 BINARIZE_DESCRIPTIONS = {
-    "dynamic": "dynamically binarised: a fresh `v ~ Bernoulli(pixel)` at every batch; the test images drawn once with "
-    "the seed",
-    "fixed": "stochastically binarised once per image with the seed",
+    "dynamic": "dynamically binarised: a fresh `v ~ Bernoulli(pixel)` at every batch; the test images drawn once, by "
+    f"`hfgen.data.images.binarize_test_images` with seed {TEST_BINARIZATION_SEED}",
+    "fixed": f"stochastically binarised once per image with the run's seed (the test images with seed "
+    f"{TEST_BINARIZATION_SEED})",
     "threshold": "binarised by thresholding, `v = 1[pixel > 0.5]`",
 }
 

@@ -39,6 +39,8 @@ def ranks(order: torch.Tensor) -> torch.Tensor:
         {"conditional": "bernoulli", "order": "random", "num_masks": 3},
         {"conditional": "gaussian_mixture", "num_components": 3, "order": [2, 0, 4, 1, 3]},
         {"conditional": "gaussian_mixture", "num_components": 2, "order": "random", "num_masks": 2},
+        {"conditional": "bernoulli", "order": "random", "num_masks": 2, "direct_connections": True},
+        {"conditional": "gaussian_mixture", "num_components": 2, "order": [2, 0, 4, 1, 3], "direct_connections": True},
     ],
 )
 def test_conditional_parameters_depend_only_on_earlier_variables(kwargs):
@@ -63,9 +65,12 @@ def test_conditional_parameters_depend_only_on_earlier_variables(kwargs):
         assert torch.count_nonzero(jacobian[order[-1], :, order[0]]) > 0
 
 
-@pytest.mark.parametrize("num_masks, order", [(1, "natural"), (1, "random"), (3, "random"), (2, "natural")])
-def test_bernoulli_probabilities_sum_to_one_over_all_binary_vectors(num_masks, order):
-    model = made(dim=10, hidden_sizes=[32], num_masks=num_masks, order=order)
+@pytest.mark.parametrize(
+    "num_masks, order, direct",
+    [(1, "natural", False), (1, "random", False), (3, "random", False), (2, "natural", False), (2, "random", True)],
+)
+def test_bernoulli_probabilities_sum_to_one_over_all_binary_vectors(num_masks, order, direct):
+    model = made(dim=10, hidden_sizes=[32], num_masks=num_masks, order=order, direct_connections=direct)
     x = all_binary_vectors(10)
     with torch.no_grad():
         log_p = model.log_prob(x)
@@ -142,6 +147,21 @@ def test_images_are_accepted_flattened_or_as_nchw_and_sampled_in_the_image_shape
         assert torch.equal(model.log_prob(samples), model.log_prob(samples.reshape(7, 6)))
 
 
+def test_direct_connections_are_a_dense_logistic_regression_on_every_earlier_variable():
+    # with the hidden path cut (output weights 0), logit d is b_d + Σ_j V[d, j] x_j over exactly the j ranked before d
+    model = made(dim=6, hidden_sizes=[8], order="random", num_masks=2, direct_connections=True)
+    with torch.no_grad():
+        model.output.weight.zero_()
+    x = torch.randn(1, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for m in range(2):
+        jacobian = torch.autograd.functional.jacobian(lambda v, m=m: model(v, mask_index=m).logits[0], x)[:, 0, :]
+        rank = ranks(model.orders[m])
+        earlier = rank[:, None] > rank[None, :]
+        torch.testing.assert_close(jacobian, model.direct.weight * earlier, rtol=0, atol=1e-12)
+        assert torch.equal(jacobian != 0, rank[:, None] > rank[None, :])
+    assert MADE(dim=4, hidden_sizes=[8]).direct is None  # off by default, as saved models have it
+
+
 def test_bad_inputs_are_refused_with_the_argument_named():
     model = MADE(dim=4, hidden_sizes=[8])
     with pytest.raises(ValueError, match="x.*outside"):
@@ -173,5 +193,7 @@ def test_bad_inputs_are_refused_with_the_argument_named():
         MADE(dim=3, conditional="gaussian")
     with pytest.raises(ValueError, match="hidden_sizes"):
         MADE(dim=3, hidden_sizes=[8, 0])
+    with pytest.raises(ValueError, match="direct_connections"):
+        MADE(dim=3, direct_connections="yes")
     with pytest.raises(TypeError, match="num_samples"):
         model.sample(2.0)

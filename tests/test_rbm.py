@@ -289,6 +289,18 @@ def test_ais_is_exact_when_the_base_model_has_the_same_marginal_over_v():
     assert out.standard_error < 1e-12
 
 
+def test_effective_sample_size_is_kish_s_and_spans_one_to_the_number_of_weights():
+    assert methods.effective_sample_size(torch.full((50,), -3.0)) == pytest.approx(50, rel=1e-12)  # equal weights
+    assert methods.effective_sample_size(torch.tensor([0.0, -800.0, -900.0])) == pytest.approx(1, rel=1e-12)
+    log_w = torch.randn(40, generator=seeded(2), dtype=torch.float64) * 3 + 500  # exp overflows float64
+    w = torch.exp(log_w - 500)
+    kish = float(w.sum() ** 2 / w.square().sum())
+    assert methods.effective_sample_size(log_w) == pytest.approx(kish, rel=1e-12)
+    assert 1 <= kish <= 40
+    with pytest.raises(ValueError, match="`log_weights` must be a finite 1-D tensor"):
+        methods.effective_sample_size(torch.tensor([0.0, math.inf]))
+
+
 def test_ais_is_reproducible_and_checks_its_schedule():
     model = random_rbm()
     a = methods.annealed_importance_sampling(model, num_chains=20, num_betas=50, generator=seeded(6))

@@ -16,6 +16,7 @@ from factories import reset_accelerate
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
+from hfgen.data.images import TEST_BINARIZATION_SEED, binarize_test_images
 from hfgen.methods.cnf import cnf_log_prob, cnf_nll_loss
 from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, m_step
@@ -215,6 +216,68 @@ def test_made_batches_on_images_follow_the_run_s_binarisation(tmp_path, binarize
     rows = torch.randint(30, (8,), generator=g)
     expected = torch.bernoulli(grey["train"][rows], generator=g) if binarize == "dynamic" else grey["train"][rows] > 0.5
     assert torch.equal(points, expected.float())
+
+
+def test_dynamic_binarisation_draws_afresh_with_the_grey_means_and_fixes_one_test_draw_for_every_seed(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    grey = {"train": torch.rand(30, 1, 3, 3, generator=generator), "test": torch.rand(50, 1, 3, 3, generator=generator)}
+    args = tiny("made", tmp_path, dataset_name="ylecun/mnist", image_size=3, binarize="dynamic", train_batch_size=8)
+    task = density_task(args, grey)
+    draws, means = [], []
+    for k in range(400):
+        points, _ = task.batch(k, 0)
+        rows = torch.randint(30, (8,), generator=batch_generator(args.seed, 0, k))  # the batch's rows
+        draws.append(points)
+        means.append(grey["train"][rows])
+    draws, means = torch.stack(draws), torch.stack(means)
+    assert set(draws.unique().tolist()) == {0.0, 1.0}
+    # E[x] = p: 28,800 Bernoulli draws, standard error ≤ 0.5 / √28,800 ≈ 0.003
+    assert abs(float(draws.mean() - means.mean())) < 0.012
+    # a fresh draw at every batch: batches that picked the same image disagree on some pixels
+    first, second = task.batch(0, 0)[0], task.batch(1, 0)[0]
+    assert not torch.equal(first, second)
+    # the test set: one draw, binarize_test_images' (seed TEST_BINARIZATION_SEED, also the RBM's), for every run seed
+    expected = binarize_test_images(grey["test"])
+    for seed in (0, 5):
+        assert torch.equal(density_task(replace(args, seed=seed), grey).test, expected), seed
+    assert torch.equal(expected, binarize_test_images(grey["test"], TEST_BINARIZATION_SEED))
+    assert not torch.equal(expected, binarize_test_images(grey["test"], TEST_BINARIZATION_SEED + 1))
+    card = density_task(replace(args, seed=5), grey).model_card({}, None)
+    assert f"binarize_test_images` with seed {TEST_BINARIZATION_SEED}" in str(card)
+
+
+def test_a_made_ensemble_trains_one_mask_per_batch_drawn_uniformly_from_the_batch_generator(tmp_path):
+    # order-agnostic training (Germain et al. 2015, §4.2): batch k's loss is −mean log p_m(x) for one mask m drawn
+    # uniformly from batch k's generator, not the ensemble's −mean logmeanexp_m log p_m(x)
+    generator = torch.Generator().manual_seed(2)
+    grey = {"train": torch.rand(30, 1, 3, 3, generator=generator), "test": torch.rand(8, 1, 3, 3, generator=generator)}
+    args = tiny(
+        "made", tmp_path, dataset_name="ylecun/mnist", image_size=3, binarize="dynamic", train_batch_size=8,
+        num_masks=3, order="random",
+    )  # fmt: skip
+    task = density_task(args, grey)
+    model = task.build_model()
+    drawn = []
+    for k in range(300):
+        points, batch_gen = task.batch(k, 0)
+        replay = torch.Generator()
+        replay.set_state(batch_gen.get_state())
+        mask = int(torch.randint(3, (1,), generator=replay))
+        loss = task.loss(model, (points, batch_gen), torch.device("cpu"))
+        with torch.no_grad():
+            per_mask = [-model.log_prob(points, mask_index=m).mean() for m in range(3)]
+            ensemble = -model.log_prob(points).mean()
+        torch.testing.assert_close(loss.detach(), per_mask[mask], rtol=0, atol=0)
+        assert not torch.isclose(loss.detach(), ensemble, rtol=0, atol=1e-6), k
+        drawn.append(mask)
+    counts = torch.bincount(torch.tensor(drawn), minlength=3)
+    # Binomial(300, 1/3): mean 100, standard deviation 8.2; 4.3 standard deviations either side
+    assert ((counts - 100).abs() <= 35).all(), counts
+    # the card says how the ensemble was trained and is evaluated; a single mask's card says the plain fit
+    card = str(task.model_card({}, None))
+    assert "**Ensemble**: 3 masks (random orders" in card and "logmeanexp_m log p_m(x)" in card
+    single = str(density_task(replace(args, num_masks=1, order="natural"), grey).model_card({}, None))
+    assert "**Ensemble**" not in single and "**Fit**: AdamW on `−(1/B) Σ_b log p(x_b)`" in single
 
 
 def test_the_cnf_likelihood_and_its_gradient_equal_the_closed_form_of_a_linear_field():

@@ -3,6 +3,7 @@ stream, the CD/PCD loss, exact resume with the persistent chains in the checkpoi
 a full run (pipeline, card, figures, metrics) and the script in a subprocess."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from factories import assert_equal_tensors, reset_accelerate, resume_at, write_i
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
+from hfgen.data.images import binarize_test_images
 from hfgen.methods.rbm import (
     ais_log_likelihood,
     contrastive_divergence,
@@ -134,6 +136,11 @@ def test_binarisations_give_binary_images_and_the_held_out_draw_is_fixed(data, d
         assert torch.equal(task.test_images, again.test_images), mode
         images, _ = task.batch(0, 0, 1)
         assert set(images.unique().tolist()) <= {0.0, 1.0} and images.shape == (8, 16), mode
+    # the held-out draw is binarize_test_images' (seed TEST_BINARIZATION_SEED, also MADE's), whatever the run's seed
+    for mode in ("dynamic", "fixed"):
+        for seed in (0, 3):
+            task = RBMTask(tiny_args(tmp_path, data_files, binarize=mode, seed=seed), data)
+            assert torch.equal(task.test_images, binarize_test_images(data["test_images"])), (mode, seed)
     threshold = RBMTask(tiny_args(tmp_path, data_files, binarize="threshold"), data)
     assert torch.equal(threshold.train_images, (data["train_images"] > 0.5).float())
     # dynamic: the training images stay grey and each batch draws Bernoulli(pixel) afresh
@@ -255,6 +262,12 @@ def test_ais_log_likelihood_agrees_with_exact_enumeration():
     assert report["nll"] == -report["log_likelihood"] and report["num_nll_images"] == 30
     assert report["log_likelihood_stderr"] > report["log_partition_stderr"] > 0
     assert (report["ais_num_chains"], report["ais_num_betas"]) == (200, 500)
+    assert report["ais_seed"] == 0 and 1 <= report["ais_effective_sample_size"] <= 200
+    # another seed: an independent AIS estimate, which agrees within the standard errors
+    again = ais_log_likelihood(model, images, base, num_chains=200, num_betas=500, seed=1)
+    assert again["ais_seed"] == 1 and again["log_partition"] != report["log_partition"]
+    bound = 4 * math.hypot(report["log_partition_stderr"], again["log_partition_stderr"])
+    assert again["log_partition"] == pytest.approx(report["log_partition"], abs=max(bound, 0.02))
 
 
 def test_filters_are_the_columns_of_w_scaled_to_the_unit_interval():

@@ -27,17 +27,25 @@ from pyarrow.lib import ArrowException
 from torch import Tensor
 
 from hfgen.checks import check_choice
+from hfgen.utils import batch_generator
 
 __all__ = [
     "BINARIZATIONS",
     "ImageTransform",
     "dataset_to_tensors",
+    "TEST_BINARIZATION_SEED",
+    "binarize_test_images",
     "dynamic_binarize",
     "load_image_dataset",
     "prepare_image_dataset",
 ]
 
 BINARIZATIONS = (None, "dynamic", "fixed")
+#: the seed of the one draw of a test set under dynamic binarisation (MADE and the RBM score the same images,
+#: whatever the training seed)
+TEST_BINARIZATION_SEED = 0
+#: the stream and index of :func:`~hfgen.utils.batch_generator` of that draw
+_TEST_DRAW_STREAM, _TEST_DRAW_INDEX = -3, 1
 ROW_COLUMN = "row_index"
 _MODES = {1: "L", 3: "RGB"}
 
@@ -52,6 +60,12 @@ def dynamic_binarize(images: Tensor, generator: torch.Generator | None = None) -
             f"{float(images.max())}]"
         )
     return torch.bernoulli(images, generator=generator)
+
+
+def binarize_test_images(images: Tensor, seed: int = TEST_BINARIZATION_SEED) -> Tensor:
+    """The test set of dynamically binarised training: one draw ``x ~ Bernoulli(p)`` of the whole set from
+    ``batch_generator(seed, −3, 1)``, identical on every call (Burda et al. 2016 binarise their test set once)."""
+    return dynamic_binarize(images, batch_generator(seed, _TEST_DRAW_STREAM, _TEST_DRAW_INDEX))
 
 
 def _fixed_binarize(pixels: np.ndarray, rows: Sequence[int], seed: int, split: str) -> Tensor:

@@ -292,6 +292,16 @@ def annealed_importance_sampling(
     )
 
 
+def effective_sample_size(log_weights: Tensor) -> float:
+    r"""Kish's effective sample size of importance weights given by their logarithms ``(M,)``:
+    ``ESS = (Σ_m w_m)² / Σ_m w_m²``, from ``M`` (equal weights) down to 1 (one weight dominates); an AIS estimate
+    whose ESS is a small fraction of its runs rests on a few of them, and its standard error is unreliable."""
+    log_weights = torch.as_tensor(log_weights, dtype=torch.float64)
+    if log_weights.ndim != 1 or log_weights.numel() < 1 or not bool(torch.isfinite(log_weights).all()):
+        raise ValueError(f"`log_weights` must be a finite 1-D tensor of at least one weight, got {log_weights!r}")
+    return float(torch.exp(2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0)))
+
+
 def _check_betas(betas: object) -> Tensor:
     betas = torch.as_tensor(betas, dtype=torch.float64)
     if betas.ndim != 1 or betas.shape[0] < 2 or float(betas[0]) != 0.0 or float(betas[-1]) != 1.0:
@@ -313,7 +323,9 @@ def ais_log_likelihood(
 
     ``log_likelihood_stderr`` combines the spread over images and the AIS error of ``log Ẑ`` (delta method):
     ``√(var(−F) / N + se(log Ẑ)²)``. AIS is unbiased for ``Z``, so ``log Ẑ`` is biased low on average and the
-    log-likelihood high (by about the variance of the log-weights over 2M)."""
+    log-likelihood high (by about the variance of the log-weights over 2M). ``ais_effective_sample_size`` is the
+    runs' :func:`effective_sample_size` (``M`` at best): far below ``M``, the standard error is unreliable. ``seed``
+    seeds the AIS runs (another seed gives an independent estimate)."""
     images = model.check_visible(images.flatten(1), "images", binary=True)
     generator = torch.Generator(model.device).manual_seed(seed)
     ais = annealed_importance_sampling(
@@ -332,6 +344,8 @@ def ais_log_likelihood(
         "log_partition_stderr": ais.standard_error,
         "ais_num_chains": num_chains,
         "ais_num_betas": num_betas,
+        "ais_effective_sample_size": effective_sample_size(ais.log_weights),
+        "ais_seed": seed,
         "num_nll_images": n,
     }
 

@@ -15,7 +15,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from hfgen.checks import check_arguments, check_choice, check_int, check_sizes
+from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_sizes
 from hfgen.utils import check_points
 
 CONDITIONALS = ("bernoulli", "gaussian_mixture")
@@ -87,6 +87,10 @@ class MADE(ModelMixin, ConfigMixin):
     ``p(x) = (1/M) Σ_m p_m(x)`` over masks with resampled hidden degrees (and orders if ``"random"``), so
     ``log p = logmeanexp_m log p_m``; sampling picks ``m`` uniformly, then samples ``p_m``. Degrees and orders are
     drawn from a generator seeded with ``seed``; the masks and orders are also saved as buffers.
+
+    ``direct_connections=True`` adds a masked linear map from the inputs to the outputs, ``a = W_out h + V_m x``
+    with ``V_m[d, j] = 0`` unless ``j`` is ranked before ``d`` (Germain et al.'s ``direct_input_connect="Output"``):
+    the network then contains the fully visible sigmoid belief net (a logistic regression per conditional).
     """
 
     config_rules = {
@@ -96,6 +100,7 @@ class MADE(ModelMixin, ConfigMixin):
         "num_components": check_int,
         "num_masks": check_int,
         "seed": partial(check_int, low=None),
+        "direct_connections": check_bool,
     }
 
     @register_to_config
@@ -109,6 +114,7 @@ class MADE(ModelMixin, ConfigMixin):
         order: str | Sequence[int] = "natural",
         image_shape: Sequence[int] | None = None,
         seed: int = 0,
+        direct_connections: bool = False,
     ):
         super().__init__()
         check_arguments(self.config_rules, self.config)
@@ -124,6 +130,11 @@ class MADE(ModelMixin, ConfigMixin):
         self.params_per_dim = 1 if conditional == "bernoulli" else 3 * num_components
         output_masks = torch.stack([masks[1] for masks in per_mask]).repeat_interleave(self.params_per_dim, dim=1)
         self.output = MaskedLinear(output_masks)
+        self.direct = None
+        if direct_connections:  # input j feeds output d iff j is ranked before d
+            ranks = torch.argsort(orders, dim=1) + 1
+            direct_masks = (ranks[:, :, None] > ranks[:, None, :]).float()
+            self.direct = MaskedLinear(direct_masks.repeat_interleave(self.params_per_dim, dim=1))
 
     @staticmethod
     def _make_order(order: str | Sequence[int], dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -170,7 +181,10 @@ class MADE(ModelMixin, ConfigMixin):
         hidden = x
         for layer in self.hidden:
             hidden = torch.relu(layer(hidden, mask_index))
-        out = self.output(hidden, mask_index).reshape(x.shape[0], self.config.dim, self.params_per_dim)
+        out = self.output(hidden, mask_index)
+        if self.direct is not None:
+            out = out + self.direct(x, mask_index)
+        out = out.reshape(x.shape[0], self.config.dim, self.params_per_dim)
         if self.config.conditional == "bernoulli":
             result = (out[..., 0], None, None)
         else:

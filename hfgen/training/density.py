@@ -120,7 +120,12 @@ class DensityArguments(TrainingArguments):
     bandwidth_grid_size: int = documented(16, "with --bandwidth cv: bandwidths (Scott's h × 0.1 … 2, geometric)")
     cv_folds: int = documented(5, "with --bandwidth cv: folds of the cross-validation")
     hidden_sizes: list[int] | None = documented(None, "MADE hidden widths" + recipe_help("hidden_sizes", ("made",)))
-    num_masks: int = documented(1, "MADE: masks (orders and connectivities) in the ensemble")
+    num_masks: int = documented(
+        1, "MADE: masks (orders and connectivities) in the ensemble, one drawn per batch in training"
+    )
+    direct_connections: bool = documented(
+        False, "MADE: masked linear connections from the inputs to the outputs (Germain et al.'s direct_input_connect)"
+    )
     order: str = documented("natural", f"MADE variable order: {ORDERS}")
     num_couplings: int = documented(8, "coupling flow: coupling blocks")
     invertible_linear: bool = documented(True, "coupling flow: a learned invertible linear map in each block")

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from hfgen.data import ToyDistribution, get_toy_distribution
+from hfgen.data.images import binarize_test_images
 from hfgen.methods.cnf import cnf_nll_loss
 from hfgen.metrics import nll_report, sample_quality_report
 from hfgen.model_cards.density import density_card
@@ -129,7 +130,8 @@ class DensityTask(TrainingTask):
         self._model: Any = None
 
     def _set_images(self, data: Mapping[str, Tensor]) -> None:
-        """Binarised train and test images (the test set drawn once, seeded, for dynamic binarisation)."""
+        """Binarised train and test images (the test set drawn once, by ``binarize_test_images``, for dynamic
+        binarisation)."""
         args = self.args
         for key in ("train", "test"):
             if key not in data:
@@ -140,8 +142,8 @@ class DensityTask(TrainingTask):
             raise ValueError(f"test_images have shape {tuple(grey['test'].shape)}, train_images {shape}")
         self.image_shape = shape
         self.train = binarize_images(grey["train"], "train_images") if args.binarize == "threshold" else grey["train"]
-        if args.binarize == "dynamic":  # one fixed draw of the test set, seeded (Burda et al. 2016)
-            self.test = torch.bernoulli(grey["test"], generator=torch.Generator().manual_seed(args.seed))
+        if args.binarize == "dynamic":  # one fixed draw of the test set, the RBM's (Burda et al. 2016)
+            self.test = binarize_test_images(grey["test"])
         else:
             self.test = binarize_images(grey["test"], "test_images")
         self.dim = math.prod(shape)
@@ -289,9 +291,19 @@ class MADETask(DensityTask):
             num_components=args.num_components,
             num_masks=args.num_masks,
             order=args.order,
+            direct_connections=args.direct_connections,
             image_shape=list(self.image_shape) if image else None,
             seed=args.seed,
         )
+
+    def loss(self, model: torch.nn.Module, batch: tuple[Tensor, Any], device: torch.device) -> torch.Tensor:
+        """``−(1/B) Σ_b log p_θ(x_b)``; an ensemble of ``M > 1`` masks is trained order- and
+        connectivity-agnostically (Germain et al. 2015, §4.2): one mask ``m`` drawn uniformly per micro-batch from
+        the batch's generator, loss ``−(1/B) Σ_b log p_m(x_b)``, while ``log p = logmeanexp_m log p_m`` is evaluated."""
+        if model.num_masks == 1:
+            return super().loss(model, batch, device)
+        mask_index = int(torch.randint(model.num_masks, (1,), generator=batch[1]))
+        return -model.log_prob(batch[0].to(device), mask_index=mask_index).mean()
 
 
 class CouplingTask(DensityTask):

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hfgen.data.images import dynamic_binarize
+from hfgen.data.images import TEST_BINARIZATION_SEED, binarize_test_images, dynamic_binarize
 from hfgen.methods.rbm import (
     ais_log_likelihood,
     base_rate_visible_bias,
@@ -71,8 +71,8 @@ class RBMArguments(ImageDataArguments):
     output_dir: str = documented("out/rbm-mnist", "where the run writes its outputs")
     binarize: str = documented(
         "dynamic",
-        f"{BINARIZE}: a fresh Bernoulli(pixel) draw per batch (the test set drawn once with the seed), one draw per "
-        "image, or pixel > 0.5",
+        f"{BINARIZE}: a fresh Bernoulli(pixel) draw per batch (the test set drawn once, seed "
+        f"{TEST_BINARIZATION_SEED}), one draw per image, or pixel > 0.5",
     )
     num_hidden: int = documented(500, "hidden units H")
     weight_init_std: float = documented(0.01, "W starts as N(0, s²) (Hinton 2010, §8)")
@@ -129,11 +129,14 @@ def load_rbm_data(args: RBMArguments) -> dict[str, Tensor]:
 
 
 def binarize_images(images: Tensor, mode: str, seed: int, split: str) -> Tensor:
-    """Binary images: ``"threshold"``, ``1[x > 0.5]``; ``"fixed"`` and ``"dynamic"`` (held-out images), one draw
-    ``x ~ Bernoulli(pixel)`` from ``batch_generator(seed, −3, 0 | 1)`` (train | test), the same on every call."""
+    """Binary images: ``"threshold"``, ``1[x > 0.5]``; otherwise one draw ``x ~ Bernoulli(pixel)``, the same on every
+    call: training images (``"fixed"``) from ``batch_generator(seed, −3, 0)``, test images from
+    :func:`~hfgen.data.images.binarize_test_images` (seed ``TEST_BINARIZATION_SEED``, whatever the run's seed)."""
     if mode == "threshold":
         return (images > 0.5).to(images.dtype)
-    return dynamic_binarize(images, batch_generator(seed, BINARIZATION_STREAM, int(split == "test")))
+    if split == "test":
+        return binarize_test_images(images)
+    return dynamic_binarize(images, batch_generator(seed, BINARIZATION_STREAM, 0))
 
 
 def check_images(images: object, name: str, shape: tuple[int, int, int]) -> Tensor:
@@ -300,10 +303,10 @@ class RBMTask(ImageStreamTask):
             metrics |= self.ais_log_likelihood(pipeline.model, num_likelihood_points, betas)
         return metrics, samples
 
-    def ais_log_likelihood(self, model: RBMModel, num_images: int, num_betas: int) -> dict[str, float]:
+    def ais_log_likelihood(self, model: RBMModel, num_images: int, num_betas: int, seed: int = 0) -> dict[str, float]:
         """See :func:`ais_log_likelihood` (the first ``num_images`` binarised test images, base-rate base model)."""
         images = self.test_images[:num_images].flatten(1)
-        return ais_log_likelihood(model, images, self.base_visible_bias, self.args.ais_num_chains, num_betas)
+        return ais_log_likelihood(model, images, self.base_visible_bias, self.args.ais_num_chains, num_betas, seed)
 
     def figures(self, pipeline: RBMPipeline, samples: Tensor | None) -> dict[str, Any]:
         from hfgen import plotting
