@@ -274,7 +274,7 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_metrics(data, data_files, t
     out = tmp_path / "rbm"
     args = tiny_args(out, data_files)
     task = RBMTask(args)
-    returned = run(task, args.num_validation_samples, args.num_nll_images)
+    returned = run(task)
 
     for name in ["model_index.json", "model/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "README.md", "metrics.json", "samples.png", "filters.png", "chains.png",

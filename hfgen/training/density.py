@@ -27,7 +27,8 @@ from hfgen.models.mlp import ACTIVATIONS
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.density_closed_form import GMMTask, KDETask
 from hfgen.training.density_tasks import CNFTask, CouplingTask, DensityTask, MADETask
-from hfgen.training.trainer import evaluate_in_process, train_in_process
+from hfgen.training.evaluation import evaluate_in_process
+from hfgen.training.trainer import train_in_process
 
 #: the task of each ``--model``; its ``recipe`` (and MADE's ``image_recipe``) holds the model's benchmark recipe
 DENSITY_TASKS: dict[str, type[DensityTask]] = {

@@ -33,8 +33,9 @@ from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
+from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.task import Progress, TrainingTask
-from hfgen.training.trainer import Trainer, evaluate_in_process, train_in_process
+from hfgen.training.trainer import Trainer, train_in_process
 from hfgen.utils import batch_generator, batches_per_epoch
 
 METHODS = ("pcd", "cd")
@@ -186,6 +187,7 @@ class RBMTask(TrainingTask):
     """
 
     name = "rbm"
+    evaluation_fields, fast_evaluation_sizes = ("num_validation_samples", "num_nll_images"), (500, 500)
     args: RBMArguments
 
     def __init__(self, args: RBMArguments, data: Mapping[str, Tensor] | None = None):

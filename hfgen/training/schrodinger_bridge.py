@@ -221,6 +221,7 @@ class SchrodingerBridgeTask(TrainingTask):
     each way."""
 
     name = "schrodinger_bridge"
+    evaluation_fields, fast_evaluation_sizes = ("num_eval_samples", None), (500, 0)
 
     def __init__(self, args: SchrodingerBridgeArguments):
         super().__init__(args)
@@ -371,4 +372,4 @@ def run_bridge(args: SchrodingerBridgeArguments) -> dict[str, Any]:
     """Train (or resume), evaluate with ``num_eval_samples`` points each way, save the pipeline, ``metrics.json``,
     the card and the plots in ``output_dir`` and, with ``--push_to_hub``, upload them. Returns the metrics (main
     process; ``{}`` elsewhere)."""
-    return run(SchrodingerBridgeTask(args), args.num_eval_samples)
+    return run(SchrodingerBridgeTask(args))
