@@ -239,6 +239,13 @@ class DensityArguments(TrainingArguments):
             return Path(self.train_data_files).resolve().parent.name
         return self.dataset
 
+    def run_length(self) -> tuple[int, int]:
+        """``(EM iterations, the recipe's)`` of the mixture; ``(optimizer steps, the recipe's)`` of the others."""
+        task = DENSITY_TASKS[self.model]
+        recipe = task.image_recipe if self.uses_images else task.recipe
+        name = "em_iterations" if self.model == "gmm" else "max_train_steps"
+        return getattr(self, name), recipe[name]
+
     def kde_bandwidth(self) -> float | str:
         """``--bandwidth`` as the KDE takes it: ``"cv"``, a rule name, or a float ``> 0``."""
         if self.bandwidth == "cv" or self.bandwidth in BANDWIDTH_RULES:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -113,6 +113,11 @@ class SchrodingerBridgeArguments(TrainingArguments):
     num_validation_samples: int = documented(2_000, "points transported at each evaluation")
     num_eval_samples: int = documented(2_000, "points transported for the final metrics")
     plots: bool = documented(True, "save the progression plots at each evaluation and beside the final pipeline")
+
+    def run_length(self) -> tuple[int, int]:
+        """``(optimizer steps of a half-iteration, the recipe's)``."""
+        default = next(f.default for f in fields(self) if f.name == "half_iteration_steps")
+        return self.half_iteration_steps, default
 
     def __post_init__(self) -> None:
         check_positive_int(self.half_iteration_steps, "half_iteration_steps")

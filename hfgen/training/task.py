@@ -114,7 +114,7 @@ class TrainingTask(ABC):
         :attr:`evaluation_fields`, capped at :attr:`fast_evaluation_sizes` when
         :meth:`~hfgen.training.arguments.TrainingArguments.fast_evaluation` says so."""
         full = [getattr(self.args, name) if name else 0 for name in self.evaluation_fields]
-        if self.args.fast_evaluation():
+        if any(full) and self.args.fast_evaluation():
             return min(full[0], self.fast_evaluation_sizes[0]), min(full[1], self.fast_evaluation_sizes[1])
         return full[0], full[1]
 
