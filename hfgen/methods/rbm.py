@@ -14,7 +14,9 @@ log-likelihoods and log-partition functions are in nats.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -241,6 +243,7 @@ def annealed_importance_sampling(
     betas: Tensor | None = None,
     base_visible_bias: Tensor | None = None,
     generator: torch.Generator | None = None,
+    progress: Callable[[int], Any] | None = None,
 ) -> AISOutput:
     r"""Estimate ``log Z`` of an RBM by annealed importance sampling (Neal 2001; Salakhutdinov & Murray 2008,
     "On the Quantitative Analysis of Deep Belief Networks").
@@ -251,7 +254,8 @@ def annealed_importance_sampling(
     go from ``β_0 = 0`` to ``β_K = 1`` (``betas``; default ``num_betas`` equal steps). Each of ``num_chains`` chains
     starts at ``v_1 ~ p_0`` and moves by one Gibbs sweep leaving ``p_k`` invariant, with the log-weight
     ``log w = Σ_{k=1}^{K} [log p*_k(v_k) − log p*_{k−1}(v_k)]``. Then ``Ẑ = Z_A · mean(w)`` and the standard error of
-    ``log Ẑ`` is ``std(w) / (√M mean(w))``. Runs in float64.
+    ``log Ẑ`` is ``std(w) / (√M mean(w))``. Runs in float64. ``progress(1)`` is called after each ``β`` step (a
+    progress bar's ``update``).
     """
     num_chains = check_int(num_chains, "num_chains")
     if betas is None:
@@ -279,6 +283,8 @@ def annealed_importance_sampling(
             if k < len(beta_values) - 1:
                 h = sample_bernoulli(torch.sigmoid(beta * (c + v @ weight)), generator)
                 v = sample_bernoulli(torch.sigmoid((1 - beta) * b_base + beta * (b + h @ weight.T)), generator)
+            if progress is not None:
+                progress(1)
     log_base = float(F.softplus(b_base).sum()) + model.config.num_hidden * math.log(2.0)
     shift = log_weights.max()
     scaled = torch.exp(log_weights - shift)

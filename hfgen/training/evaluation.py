@@ -120,7 +120,8 @@ class EvaluationStage:
 
     def final_evaluation(self, pipeline: Any) -> dict[str, Any]:
         """The task's metrics of the trained ``pipeline`` at :meth:`TrainingTask.evaluation_sizes` (seed 1), with
-        ``evaluation`` (``"fast"`` or ``"full"``) and its CPU seconds when the task has a sized evaluation."""
+        ``evaluation`` (``"fast"`` or ``"full"``), its sizes and its CPU seconds when the task has a sized
+        evaluation."""
         quiet(pipeline)
         num_samples, num_points = self.task.evaluation_sizes()
         sized = any(self.task.evaluation_fields)
@@ -135,7 +136,14 @@ class EvaluationStage:
             self.announcing = False
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         status(self.accelerator, f"{kind} evaluation done in {wall:.1f} s ({cpu:.1f} CPU s)")
-        return metrics | {"evaluation": kind, "evaluation_cpu_seconds": cpu} if sized else metrics
+        if not sized:
+            return metrics
+        return metrics | {
+            "evaluation": kind,
+            "evaluation_samples": num_samples,
+            "evaluation_likelihood_points": num_points,
+            "evaluation_cpu_seconds": cpu,
+        }
 
     def save_pipeline(self, result: Any) -> None:
         """Write the trained pipeline (safetensors + configs + checksums) into ``output_dir`` (main process): the

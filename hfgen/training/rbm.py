@@ -11,7 +11,7 @@ Hinton 2002) or from persistent chains carried across updates (PCD, Tieleman 200
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.training.arguments import TrainingArguments, check_image_data_source, documented
+from hfgen.training.engine import progress_bar
 from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.task import Progress, TrainingTask
 from hfgen.training.trainer import Trainer, train_in_process
@@ -349,14 +350,22 @@ class RBMTask(TrainingTask):
         validating, self._validation_pending = self._validation_pending, False
         metrics, samples = trainer.evaluate_pipeline(pipeline, num_samples, 0, seed)
         if num_likelihood_points and trainer.is_main:
-            betas = self.args.validation_ais_num_betas if validating else self.args.ais_num_betas
-            metrics |= self.ais_log_likelihood(pipeline.model, num_likelihood_points, betas)
+            quick = validating or self.args.fast_evaluation()
+            betas = self.args.validation_ais_num_betas if quick else self.args.ais_num_betas
+            metrics |= self.ais_log_likelihood(pipeline.model, num_likelihood_points, betas, shown=trainer.announcing)
         return metrics, samples
 
-    def ais_log_likelihood(self, model: RBMModel, num_images: int, num_betas: int) -> dict[str, float]:
-        """See :func:`ais_log_likelihood` (the first ``num_images`` binarised test images, base-rate base model)."""
+    def ais_log_likelihood(
+        self, model: RBMModel, num_images: int, num_betas: int, shown: bool = False
+    ) -> dict[str, float]:
+        """See :func:`ais_log_likelihood` (the first ``num_images`` binarised test images, base-rate base model);
+        ``shown``: with a progress bar over the ``β`` steps."""
         images = self.test_images[:num_images].flatten(1)
-        return ais_log_likelihood(model, images, self.base_visible_bias, self.args.ais_num_chains, num_betas)
+        chains = self.args.ais_num_chains
+        if not shown:
+            return ais_log_likelihood(model, images, self.base_visible_bias, chains, num_betas)
+        with progress_bar(num_betas, f"AIS log Z: {chains} chains") as bar:
+            return ais_log_likelihood(model, images, self.base_visible_bias, chains, num_betas, progress=bar.update)
 
     def figures(self, pipeline: RBMPipeline, samples: Tensor | None) -> dict[str, Any]:
         from hfgen import plotting
@@ -382,7 +391,13 @@ class RBMTask(TrainingTask):
 
 
 def ais_log_likelihood(
-    model: RBMModel, images: Tensor, base_visible_bias: Tensor, num_chains: int, num_betas: int, seed: int = 0
+    model: RBMModel,
+    images: Tensor,
+    base_visible_bias: Tensor,
+    num_chains: int,
+    num_betas: int,
+    seed: int = 0,
+    progress: Callable[[int], Any] | None = None,
 ) -> dict[str, float]:
     r"""Mean test log-likelihood ``(1/N) Σ_n [−F(v_n)] − log Ẑ`` in nats, ``log Ẑ`` by AIS from the base-rate model
     (Salakhutdinov & Murray 2008) with ``num_chains`` runs over ``num_betas`` equally spaced ``β``.
@@ -393,7 +408,7 @@ def ais_log_likelihood(
     images = model.check_visible(images.flatten(1), "images", binary=True)
     generator = torch.Generator(model.device).manual_seed(seed)
     ais = annealed_importance_sampling(
-        model, num_chains, num_betas, base_visible_bias=base_visible_bias, generator=generator
+        model, num_chains, num_betas, base_visible_bias=base_visible_bias, generator=generator, progress=progress
     )
     with torch.no_grad():
         unnormalized = torch.cat([-model.free_energy(chunk).double() for chunk in images.split(1000)])
