@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ from hfgen.training.engine import (
 from hfgen.training.task import TrainingTask
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    """The trained pipeline (EMA weights when EMA is on) and the run's numbers."""
+
+    pipeline: Any
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 class EvaluationStage:
@@ -145,7 +154,7 @@ class EvaluationStage:
             "evaluation_cpu_seconds": cpu,
         }
 
-    def save_pipeline(self, result: Any) -> None:
+    def save_pipeline(self, result: TrainingResult) -> None:
         """Write the trained pipeline (safetensors + configs + checksums) into ``output_dir`` (main process): the
         folder loads from now on, whatever happens during the evaluation that follows."""
         if self.is_main:
@@ -153,7 +162,7 @@ class EvaluationStage:
             finish_output_dir(self.args)
         self.accelerator.wait_for_everyone()
 
-    def save(self, result: Any, metrics: dict[str, Any]) -> None:
+    def save(self, result: TrainingResult, metrics: dict[str, Any]) -> None:
         """Write ``metrics.json``, the card ``README.md`` and the final figures beside the saved pipeline (main
         process only), saying which it is writing."""
         if self.is_main:

@@ -1,9 +1,10 @@
 """The pieces of an optimizer step the :class:`~hfgen.training.trainer.Trainer` uses: fused AdamW, the EMA of the
-weights, the module Accelerate prepares around a task's loss, and the training clock."""
+weights, the module Accelerate prepares around a task's loss, the training clock and the loop's state."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -75,3 +76,17 @@ class TaskLoss(torch.nn.Module):
 
     def forward(self, batch: Any, device: torch.device) -> torch.Tensor:
         return self.task.loss(self.model, batch, device)
+
+
+@dataclass
+class Loop:
+    """What the optimisation loop carries from step to step: optimizer steps done (``step``) of ``total``, the
+    training clock, the progress bar and where the throughput is measured from."""
+
+    step: int
+    total: int
+    samples_per_step: int
+    clock: Stopwatch
+    progress: Any
+    rate_since: float = 0.0
+    rate_step: int = 0

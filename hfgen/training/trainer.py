@@ -5,7 +5,8 @@ loss, pipeline, evaluation, figures and card. :class:`Trainer` does the rest: Ac
 gradient accumulation and clipping, a learning-rate schedule with warm-up), fused AdamW, diffusers' ``EMAModel``, a
 progress bar with loss and throughput, trackers, validation with the EMA weights, atomic checkpoints with exact resume
 (every model and the task's own state), a stop with a clear message on a non-finite loss, and the run's outputs
-(written by the main process only).
+(written by the main process only). Validation, the final evaluation and the outputs are in
+:mod:`hfgen.training.evaluation`; the optimizer, the EMA and the clock in :mod:`hfgen.training.optimization`.
 
 A *phase* optimises one of the task's models for a number of steps with a fresh optimizer, schedule and EMA: flow
 matching, DDPM, the VAE and the classifier have one phase; the Schrödinger bridge's IPF has ``2n``, alternating
@@ -20,7 +21,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,33 +46,11 @@ from hfgen.training.engine import (
     start_output_dir,
     status,
 )
-from hfgen.training.evaluation import EvaluationStage
-from hfgen.training.optimization import ListEMA, Stopwatch, TaskLoss, fused_adamw
+from hfgen.training.evaluation import EvaluationStage, TrainingResult
+from hfgen.training.optimization import ListEMA, Loop, Stopwatch, TaskLoss, fused_adamw
 from hfgen.training.task import Phase, Progress, TrainingDivergedError, TrainingTask
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingResult:
-    """The trained pipeline (EMA weights when EMA is on) and the run's numbers."""
-
-    pipeline: Any
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Loop:
-    """What the optimisation loop carries from step to step: optimizer steps done (``step``) of ``total``, the
-    training clock, the progress bar and where the throughput is measured from."""
-
-    step: int
-    total: int
-    samples_per_step: int
-    clock: Stopwatch
-    progress: Any
-    rate_since: float = 0.0
-    rate_step: int = 0
 
 
 class Trainer(EvaluationStage):
@@ -267,7 +245,7 @@ class Trainer(EvaluationStage):
             self._end_phase(another_follows=index + 1 < len(phases))
         return self._close_loop(loop, uses_ema=self.args.ema_decay > 0 and any(p.optimize for p in phases))
 
-    def _open_loop(self, phases: list[Phase], state: dict[str, Any]) -> _Loop:
+    def _open_loop(self, phases: list[Phase], state: dict[str, Any]) -> Loop:
         """The trackers, the progress bar and the loop's counters (from the resumed trainer ``state``)."""
         from tqdm.auto import tqdm
 
@@ -279,7 +257,7 @@ class Trainer(EvaluationStage):
         # mixed precision autocast is the identity (together about 0.1 ms a step on a small network).
         self._accumulate = accelerator.accumulate if args.gradient_accumulation_steps > 1 else lambda _: nullcontext()
         self._autocast = accelerator.autocast if args.mixed_precision != "no" else nullcontext
-        return _Loop(
+        return Loop(
             step=step,
             total=total,
             samples_per_step=args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
@@ -290,7 +268,7 @@ class Trainer(EvaluationStage):
             ),
         )
 
-    def _run_phase(self, loop: _Loop, phases: list[Phase], index: int, start: int) -> None:
+    def _run_phase(self, loop: Loop, phases: list[Phase], index: int, start: int) -> None:
         """Steps ``start, start + 1, …`` of phase ``index``: each a closed-form update or an optimizer step, then
         the EMA, the log, and validation and checkpoint when due."""
         phase, accum = phases[index], self.args.gradient_accumulation_steps
@@ -356,7 +334,7 @@ class Trainer(EvaluationStage):
             for parameter in self.parameters:  # zero_grad(set_to_none=True), unprofiled
                 parameter.grad = None
 
-    def _log_step(self, loop: _Loop, phase: Phase, loss: torch.Tensor) -> None:
+    def _log_step(self, loop: Loop, phase: Phase, loss: torch.Tensor) -> None:
         """Every ``logging_steps`` steps (and at the last): the loss, learning rate and throughput to the trackers
         and the progress bar."""
         step, every = loop.step, self.args.logging_steps
@@ -370,7 +348,7 @@ class Trainer(EvaluationStage):
         self.accelerator.log({"loss": mean_loss, "lr": lr, "samples_per_second": rate}, step=step)
         loop.rate_since, loop.rate_step = time.perf_counter(), step
 
-    def _close_loop(self, loop: _Loop, uses_ema: bool) -> TrainingResult:
+    def _close_loop(self, loop: Loop, uses_ema: bool) -> TrainingResult:
         """Stop the clock and the progress bar; the pipeline and the training numbers (``ema``: whether an EMA of
         the weights was kept, by an optimizer phase; a closed-form fit such as EM keeps none)."""
         loop.clock.pause()
