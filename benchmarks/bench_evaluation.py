@@ -483,6 +483,7 @@ def main() -> None:
     for name in families:
         print(f"{name}: a short run with the full evaluation, then with auto …", flush=True)
         results["families"][name] = measure_family(name)
+        write_results(results, HERE, PAGES["evaluation"], render)  # each row kept as soon as it is measured
     for family, folder in runs.items():
         print(f"evaluating {family} ({folder}): samples, then old and new …", flush=True)
         with tempfile.TemporaryDirectory() as scratch:
