@@ -407,7 +407,9 @@ def render_families(families: dict[str, Any]) -> list[str]:
         "run's training CPU scaled to the recipe's length (optimizer steps, EM iterations or the bridge's",
         "half-iteration steps); target: full evaluation ≤ it. `process CPU s`: the whole short run, imports,",
         "figures and card included, before (`full`, what every script but flow matching evaluated at) and after",
-        "(`auto`).",
+        "(`auto`). The full evaluation is that of the short run's weights, whose samples fit the target worse than",
+        "the recipe's: exact W2 (sparse network simplex) may take another number of rounds on a recipe run's samples.",
+        "Families without a row were not measured yet.",
         "",
     ]
     rows = []
