@@ -2,6 +2,8 @@
 
     python benchmarks/bench_evaluation.py --runs flow_matching=out/fm ddpm=out/ddpm density=out/gmm
     python benchmarks/bench_evaluation.py --demo after=RUN_DIR:TIME_LOG     # add make demo's figures, keep the runs
+    python benchmarks/bench_evaluation.py --families                        # every script: training vs evaluation
+    python benchmarks/bench_evaluation.py --families ddpm gmm               # some rows; the others are kept
 
 Each run folder (written by ``training/train_<family>.py``) is evaluated twice, each time in a fresh subprocess on one
 thread, exactly as the training script's final evaluation draws its samples and held-out points:
@@ -14,6 +16,13 @@ The process's CPU seconds per stage and its peak resident memory (``ru_maxrss``)
 For the flow, the log-density solvers are compared with dopri5 at 1e-5 on the same held-out points, and the exact
 2-D divergence by forward mode (``torch.func.jvp`` under ``vmap``) is timed against reverse mode. ``--demo`` adds
 ``make demo``'s whole-process figures from ``/usr/bin/time -v`` logs and the run's ``metrics.json``.
+
+``--families`` runs each training script (:data:`FAMILY_RUNS`) for a short run, on one thread, twice: with
+``--evaluation full`` (the sizes every script but flow matching always evaluated at before ``--evaluation``) and
+with the default ``auto`` (fast for a run that short). Each run's ``metrics.json`` gives its training and final
+evaluation CPU seconds; the whole process's CPU is measured too. The training CPU of the recipe's length is the short
+run's scaled by ``run_length`` (optimizer steps, EM iterations or the bridge's half-iteration steps): the evaluation
+costs the same whatever the length of the training before it.
 """
 
 from __future__ import annotations
@@ -43,6 +52,22 @@ SOLVERS = [
     ("rk4 32 steps", "rk4", 32),
     ("rk4 64 steps", "rk4", 64),
 ]
+REPO = HERE.parent
+MNIST = ["--train_data_files", "/work/shared/data/mnist/train.parquet"]
+MNIST += ["--test_data_files", "/work/shared/data/mnist/test.parquet"]
+#: each family's short run for ``--families``: (script, its arguments class, flags); the rest are the defaults
+FAMILY_RUNS: dict[str, tuple[str, str, list[str]]] = {
+    "flow_matching": ("train_fm.py", "FlowMatchingArguments", ["--max_train_steps", "300"]),
+    "ddpm": ("train_ddpm.py", "DDPMPointsArguments", ["--max_train_steps", "300"]),
+    "score_sde": ("train_score.py", "ScoreSDEArguments", ["--max_train_steps", "300"]),
+    "energy": ("train_ebm.py", "EnergyArguments", ["--max_train_steps", "100"]),
+    "density gmm": ("train_density.py", "DensityArguments", ["--model", "gmm", "--em_iterations", "10"]),
+    "density cnf": ("train_density.py", "DensityArguments", ["--model", "cnf", "--max_train_steps", "100"]),
+    "bridge": ("train_bridge.py", "SchrodingerBridgeArguments", ["--half_iteration_steps", "100"]),
+    "rbm": ("train_rbm.py", "RBMArguments", [*MNIST, "--max_train_steps", "200"]),
+    "vae": ("train_vae.py", "VAEArguments", [*MNIST, "--max_train_steps", "200"]),
+    "images (fm)": ("train_fm.py", "FlowMatchingImageArguments", [*MNIST, "--max_train_steps", "10"]),
+}
 #: the W2 / held-out NLL figures compared between the variants
 FIGURES = ("samples_w2", "samples_w2_floor", "samples_mmd", "samples_fraction_in_support", "nll", "nll_minus_entropy")
 
@@ -217,6 +242,52 @@ def _divergence_timing(pipeline: Any, num_points: int = 1000, repeats: int = 30)
     return {**timings, "max_abs_diff": agreement, "num_points": num_points}
 
 
+def run_script(script: str, flags: list[str], evaluation: str, folder: Path) -> dict[str, Any]:
+    """``training/<script> flags --evaluation evaluation`` in a fresh process on one thread, without validation or
+    checkpoints: its ``metrics.json`` numbers and the whole process's CPU seconds (user + system)."""
+    quiet = ["--validation_steps", "0", "--checkpointing_steps", "0", "--report_to", "none"]
+    command = [sys.executable, str(REPO / "training" / script), *flags, *quiet, "--evaluation", evaluation]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([*command, "--output_dir", str(folder)], capture_output=True, check=True, env=_one_thread())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = json.loads((folder / "metrics.json").read_text())
+    keys = ("evaluation", "evaluation_samples", "evaluation_likelihood_points", "evaluation_cpu_seconds")
+    return {
+        "process_cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "train_cpu": run["train_cpu_seconds"],
+        **{key: run[key] for key in keys},
+    }
+
+
+def run_length(arguments: str, flags: list[str]) -> tuple[int, int]:
+    """``(length of the short run, of the recipe)`` in the family's unit (:meth:`TrainingArguments.run_length`) of
+    the arguments class ``arguments`` (a name in :mod:`hfgen.training`) parsed from ``flags``."""
+    import hfgen.training
+    from hfgen.training.arguments import parse_arguments
+
+    return parse_arguments(getattr(hfgen.training, arguments), [*flags, "--output_dir", "unused"]).run_length()
+
+
+def measure_family(name: str) -> dict[str, Any]:
+    """The family's short run with the full and with the auto evaluation, and the recipe's training CPU."""
+    script, arguments, flags = FAMILY_RUNS[name]
+    length, recipe = run_length(arguments, flags)
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = {kind: run_script(script, flags, kind, Path(scratch) / kind) for kind in ("full", "auto")}
+    train_cpu = runs["full"]["train_cpu"]
+    return {
+        "command": " ".join([script, *flags]),
+        "length": length,
+        "recipe": recipe,
+        "recipe_train_cpu": train_cpu * recipe / length,
+        **runs,
+    }
+
+
+def _one_thread() -> dict[str, str]:
+    return {"OMP_NUM_THREADS": "1"} | _env()
+
+
 def demo_figures(folder: Path, time_log: Path) -> dict[str, float]:
     """``make demo``'s whole-process CPU seconds (user + system) and peak RSS from a ``/usr/bin/time -v`` log, and
     the optimisation's CPU seconds from the run's ``metrics.json``."""
@@ -294,6 +365,7 @@ def render(results: dict[str, Any]) -> str:
             " library keeps reverse mode.",
             "",
         ]
+    lines += render_families(results.get("families", {}))
     demo = results.get("demo")
     if demo:
         lines += [
@@ -322,6 +394,57 @@ def render(results: dict[str, Any]) -> str:
     return markdown(lines, results.get("quick", False))
 
 
+def render_families(families: dict[str, Any]) -> list[str]:
+    """The per-family section: the full evaluation against the recipe's training CPU, and a short run's process
+    CPU with ``--evaluation full`` (every script but flow matching before ``auto``) and with ``auto``."""
+    if not families:
+        return []
+    lines = [
+        "## Every family: training CPU vs final-evaluation CPU",
+        "",
+        "Each script's short run (the command; every other argument at its default, no validation or checkpoints),",
+        "once with `--evaluation full` and once with the default `auto`, one thread. `recipe train CPU s`: the short",
+        "run's training CPU scaled to the recipe's length (optimizer steps, EM iterations or the bridge's",
+        "half-iteration steps); target: full evaluation ≤ it. `process CPU s`: the whole short run, imports,",
+        "figures and card included, before (`full`, what every script but flow matching evaluated at) and after",
+        "(`auto`). The full evaluation is that of the short run's weights, whose samples fit the target worse than",
+        "the recipe's: exact W2 (sparse network simplex) may take another number of rounds on a recipe run's samples.",
+        "Families without a row were not measured yet.",
+        "",
+    ]
+    rows = []
+    for name, run in families.items():
+        full, auto = run["full"], run["auto"]
+        ratio = full["evaluation_cpu_seconds"] / run["recipe_train_cpu"]
+        rows.append(
+            [
+                name,
+                f"`{run['command']}`",
+                f"{run['length']:,} / {run['recipe']:,}",
+                f"{run['recipe_train_cpu']:.0f}",
+                f"{full['evaluation_cpu_seconds']:.1f} ({full['evaluation_samples']:,} + "
+                f"{full['evaluation_likelihood_points']:,})",
+                f"{ratio:.2f} ({verdict(ratio <= 1)})",
+                f"{full['train_cpu']:.1f}",
+                f"{auto['evaluation']}: {auto['evaluation_cpu_seconds']:.1f} ({auto['evaluation_samples']:,} + "
+                f"{auto['evaluation_likelihood_points']:,})",
+                f"{full['process_cpu']:.0f} → {auto['process_cpu']:.0f}",
+            ]
+        )
+    header = [
+        "family",
+        "short run",
+        "length / recipe",
+        "recipe train CPU s",
+        "full evaluation CPU s (samples + points)",
+        "full eval / recipe train",
+        "short run train CPU s",
+        "auto evaluation CPU s",
+        "process CPU s: full → auto",
+    ]
+    return lines + table(header, rows) + [""]
+
+
 def _pairs(values: list[str], what: str) -> dict[str, str]:
     pairs = dict(value.split("=", 1) for value in values if "=" in value)
     if len(pairs) != len(values):
@@ -333,6 +456,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", default=[], help=f"FAMILY=RUN_DIR pairs, FAMILY in {FAMILIES}")
     parser.add_argument("--demo", nargs="*", default=[], help="LABEL=RUN_DIR:TIME_LOG pairs of make demo runs")
+    parser.add_argument(
+        "--families", nargs="*", default=None, help=f"measure these rows (none named: all of {list(FAMILY_RUNS)})"
+    )
     parser.add_argument("--num_solver_points", type=int, default=1000)
     parser.add_argument("--child", nargs=4, metavar=("FAMILY", "RUN_DIR", "STEP", "SAMPLES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -347,10 +473,19 @@ def main() -> None:
     unknown = sorted(set(runs) - set(FAMILIES))
     if unknown:
         raise SystemExit(f"error: --runs families must be among {FAMILIES}, got {unknown}")
+    families = list(FAMILY_RUNS) if args.families == [] else args.families or []
+    unknown = sorted(set(families) - set(FAMILY_RUNS))
+    if unknown:
+        raise SystemExit(f"error: --families must be among {list(FAMILY_RUNS)}, got {unknown}")
     stored = HERE / PAGES["evaluation"].json_name
-    # only --demo: remeasure that section and keep the stored runs
+    # only --demo or --families: remeasure those and keep the stored runs
     keep = json.loads(stored.read_text()) if not runs and stored.exists() else {}
     results: dict[str, Any] = {**machine(), "threads": 1, "runs": {}} | keep
+    results["families"] = results.get("families", {})
+    for name in families:
+        print(f"{name}: a short run with the full evaluation, then with auto …", flush=True)
+        results["families"][name] = measure_family(name)
+        write_results(results, HERE, PAGES["evaluation"], render)  # each row kept as soon as it is measured
     for family, folder in runs.items():
         print(f"evaluating {family} ({folder}): samples, then old and new …", flush=True)
         with tempfile.TemporaryDirectory() as scratch:

@@ -30,8 +30,8 @@ COUPLING_DESCRIPTIONS = {
 
 def metrics_table(metrics: Mapping[str, Any], args: Any) -> str:
     """The metrics table from a run's ``metrics.json`` (missing entries are skipped); the W2, MMD and support
-    figures come from the final evaluation's samples (``args.evaluation_sizes()``), drawn with the run's solver."""
-    num_samples = args.evaluation_sizes()[0]
+    figures come from the final evaluation's samples (``evaluation_samples``), drawn with the run's solver."""
+    num_samples = metrics.get("evaluation_samples", args.num_eval_samples)
     rows = sample_quality_rows(metrics, f"{num_samples:,} samples ({args.solver}, {args.num_inference_steps} steps)")
     rows += nll_rows(metrics, "held-out target points")
     return markdown_table(("metric", "value", "note"), rows + training_row(metrics))

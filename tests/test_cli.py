@@ -76,10 +76,10 @@ def test_a_network_size_of_zero_is_an_argument_error_before_any_network_is_built
 
 def test_a_folder_holding_another_run_is_one_line_with_exit_status_2(tmp_path, capsys):
     args = tiny_args(tmp_path, max_train_steps=2, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
-    run(FlowMatchingTask(args), args.num_eval_samples)
+    run(FlowMatchingTask(args))
     capsys.readouterr()  # the first run's progress bars
     argv = ["--output_dir", str(tmp_path), "--max_train_steps", "2", "--report_to", "none"]
-    status = run_script(FlowMatchingArguments, lambda a: run(FlowMatchingTask(a), 10), argv=argv)
+    status = run_script(FlowMatchingArguments, lambda a: run(FlowMatchingTask(a)), argv=argv)
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: output_dir") and "holds another run" in err
     assert err.count("\n") == 1 and "Traceback" not in err

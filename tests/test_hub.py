@@ -79,9 +79,9 @@ def test_card_without_metrics_has_no_model_index_and_loads_from_the_output_folde
 def test_the_card_names_the_coupling_solver_and_steps_the_run_used(tmp_path, coupling, described):
     args = FlowMatchingArguments(output_dir=str(tmp_path), coupling=coupling, sigma=0.5, solver="heun",
                                  num_inference_steps=40, num_eval_samples=3_000, max_train_steps=300)  # fmt: skip
-    body = flow_matching_card(args, METRICS).text
+    body = flow_matching_card(args, METRICS | {"evaluation_samples": 2_000}).text
     assert f"conditional flow matching, {described})" in body
-    # the final evaluation of a 300-step run draws min(3,000, 2,000) samples with the run's solver and steps
+    # the samples the final evaluation drew (metrics.json), with the run's solver and steps
     assert "2,000 samples (heun, 40 steps) against as many data samples" in body and "Euler samples" not in body
     assert "pipe(num_samples=1000, num_inference_steps=40," in body
 

@@ -50,7 +50,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_other_process(tmp
 
 def test_a_finished_or_refused_run_leaves_no_lock_file_in_its_folder(tmp_path):
     args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
-    run(FlowMatchingTask(args), args.num_eval_samples)
+    run(FlowMatchingTask(args))
     assert (tmp_path / "model_index.json").is_file() and not (tmp_path / LOCK_FILE).exists()
     reset_accelerate()
     with pytest.raises(FileExistsError, match="holds another run"):
@@ -85,7 +85,7 @@ def test_a_lock_taken_on_a_file_its_holder_removed_is_taken_again_on_the_new_fil
 
 def test_resuming_latest_never_starts_afresh_over_a_finished_run(tmp_path):
     args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
-    run(FlowMatchingTask(args), args.num_eval_samples)
+    run(FlowMatchingTask(args))
     weights = (tmp_path / "velocity" / "diffusion_pytorch_model.safetensors").read_bytes()
     reset_accelerate()
     again = replace(args, seed=7, hidden_size=32, resume_from_checkpoint="latest")
@@ -104,7 +104,7 @@ def test_resuming_latest_with_other_arguments_and_no_checkpoint_is_refused(tmp_p
 
 def test_a_run_that_fails_after_overwriting_leaves_a_folder_that_does_not_load(tmp_path):
     args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
-    run(FlowMatchingTask(args), args.num_eval_samples)
+    run(FlowMatchingTask(args))
     FlowMatchingPipeline.from_pretrained(tmp_path)  # a finished run loads
     reset_accelerate()
 
@@ -197,7 +197,7 @@ def test_the_arguments_are_checked_before_the_folder_is_touched(tmp_path):
 
 def test_a_finished_run_records_the_sha256_of_its_weights(tmp_path):
     args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
-    run(FlowMatchingTask(args), args.num_eval_samples)
+    run(FlowMatchingTask(args))
     sums = json.loads((tmp_path / "weights_sha256.json").read_text())
     assert list(sums) == ["velocity/diffusion_pytorch_model.safetensors"]
     pipe = FlowMatchingPipeline.from_pretrained(tmp_path, verify=True)
@@ -232,7 +232,7 @@ def test_an_evaluation_error_after_training_never_loses_the_trained_model(tmp_pa
 
     args = tiny_args(tmp_path, max_train_steps=3, checkpointing_steps=0, validation_steps=0, num_eval_samples=20)
     with pytest.raises(ValueError, match="labels must be >= 0"):
-        run(EvaluationFails(args), args.num_eval_samples)
+        run(EvaluationFails(args))
     pipe = FlowMatchingPipeline.from_pretrained(tmp_path, verify=True)  # saved, complete, loadable
     assert torch.isfinite(pipe(num_samples=2, num_inference_steps=2).samples).all()
 

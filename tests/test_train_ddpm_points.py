@@ -153,7 +153,7 @@ def test_training_drives_the_loss_below_that_of_the_best_constant_predictor():
 
 def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_round_trips(tmp_path):
     args = tiny_args(tmp_path, final_alpha_bar=0.05)
-    metrics = run(DDPMPointsTask(args), args.num_eval_samples)
+    metrics = run(DDPMPointsTask(args))
     for name in ("model_index.json", "model/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "README.md", "metrics.json", "args.json", "samples.png", "forward.png", "reverse.png",
                  "validation/step-0000003-samples.png", "validation/step-0000006-reverse.png"):  # fmt: skip
@@ -269,7 +269,7 @@ def test_a_tiny_run_with_a_cosine_schedule_saves_a_diffusers_scheduler(tmp_path)
     from diffusers import DDPMScheduler
 
     args = tiny_args(tmp_path, beta_schedule="squaredcos_cap_v2", validation_steps=0, checkpointing_steps=0)
-    run(DDPMPointsTask(args), args.num_eval_samples)
+    run(DDPMPointsTask(args))
     for name in ("samples.png", "forward.png", "reverse.png", "README.md"):
         assert (tmp_path / name).is_file(), name
     pipe = DDPMPointsPipeline.from_pretrained(tmp_path)

@@ -333,7 +333,7 @@ def test_a_run_resumed_from_a_mid_run_checkpoint_ends_with_bit_identical_weights
 
 def test_a_tiny_cnf_run_saves_a_flow_matching_pipeline_with_metrics_figures_and_card(tmp_path):
     args = tiny("cnf", tmp_path / "cnf", validation_steps=3, num_validation_nll_samples=10)
-    metrics = run(density_task(args), args.num_eval_samples, args.num_nll_samples)
+    metrics = run(density_task(args))
     reset_accelerate()
     out = tmp_path / "cnf"
     names = ("model_index.json", "README.md", "metrics.json", "samples.png", "density.png",
@@ -358,7 +358,7 @@ def test_made_on_tiny_binary_images_reports_the_test_nll_in_nats_and_a_sample_gr
     args = tiny("made", tmp_path / "made", dataset_name="ylecun/mnist", image_size=3, num_nll_samples=16)
     task = density_task(args, grey)
     assert torch.equal(task.test, (grey["test"] > 0.5).float())  # binarised at 0.5
-    metrics = run(task, args.num_eval_samples, args.num_nll_samples)
+    metrics = run(task)
     reset_accelerate()
     pipe = DensityPipeline.from_pretrained(tmp_path / "made")
     nll = -pipe.log_prob(task.test).double().mean().item()

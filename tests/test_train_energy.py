@@ -187,7 +187,7 @@ def test_a_diverging_chain_stops_with_the_step_and_the_last_good_checkpoint(tmp_
 def test_a_tiny_run_writes_pipeline_card_figures_and_a_normalised_density(tmp_path):
     out = tmp_path / "ebm"
     args = tiny_args(out, dataset="checkerboard")
-    returned = run(EnergyTask(args), args.num_eval_samples, args.num_nll_samples)
+    returned = run(EnergyTask(args))
 
     for name in ["model_index.json", "model/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "README.md", "metrics.json", "energy.png", "samples.png", "chains.png", "replay_buffer.png",

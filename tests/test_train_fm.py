@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard
 from hfgen import FlowMatchingPipeline
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask
 from hfgen.training.engine import HELD_OUT_SEED
+from hfgen.training.flow_matching import DENSITY_GRID_SIZES
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_fm.py"
@@ -85,10 +86,13 @@ def test_two_processes_train_data_parallel_and_gather_their_samples(tmp_path):
 
 
 def test_short_runs_evaluate_fast_and_long_runs_in_full():
-    short = FlowMatchingArguments(max_train_steps=300)
-    assert short.evaluation_sizes() == (2_000, 200, 30)
-    assert FlowMatchingArguments().evaluation_sizes() == (10_000, 1_000, 60)  # the 12,000-step recipe
-    assert FlowMatchingArguments(max_train_steps=300, evaluation="full").evaluation_sizes() == (10_000, 1_000, 60)
-    assert FlowMatchingArguments(evaluation="fast", num_eval_samples=500).evaluation_sizes() == (500, 200, 30)
+    def sizes(**overrides):
+        task = FlowMatchingTask(FlowMatchingArguments(**overrides))
+        return *task.evaluation_sizes(), DENSITY_GRID_SIZES[task.args.fast_evaluation()]
+
+    assert sizes(max_train_steps=1_999) == (2_000, 200, 30)  # under a sixth of the 12,000-step recipe
+    assert sizes(max_train_steps=2_000) == sizes() == (10_000, 1_000, 60)
+    assert sizes(max_train_steps=300, evaluation="full") == (10_000, 1_000, 60)
+    assert sizes(evaluation="fast", num_eval_samples=500) == (500, 200, 30)
     with pytest.raises(ValueError, match="`evaluation` must be one of \\('auto', 'fast', 'full'\\), got 'quick'"):
         FlowMatchingArguments(evaluation="quick")

@@ -196,7 +196,7 @@ def test_a_tiny_conditional_flow_matching_run_writes_pipeline_grids_scores_and_c
 
     out = tmp_path / "fm"
     args = fm_args(out, data_files, class_conditional=True, guidance_scale=2.0, classifier_path=data_files[2])
-    metrics = run(FlowMatchingImageTask(args), args.num_eval_samples)
+    metrics = run(FlowMatchingImageTask(args))
     for name in ("model_index.json", "README.md", "metrics.json", "samples.png", "trajectory.png",
                  "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "validation/step-0000003-samples.png", "checkpoints/checkpoint-6/model.safetensors"):  # fmt: skip

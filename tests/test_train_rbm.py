@@ -283,7 +283,7 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_metrics(data, data_files, t
     out = tmp_path / "rbm"
     args = tiny_args(out, data_files)
     task = RBMTask(args)
-    returned = run(task, args.num_validation_samples, args.num_nll_images)
+    returned = run(task)
 
     for name in ["model_index.json", "model/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
                  "README.md", "metrics.json", "samples.png", "filters.png", "chains.png",
@@ -291,7 +291,9 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_metrics(data, data_files, t
                  "validation/step-0000006-samples.png"]:  # fmt: skip
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["train_steps"] == 6 and metrics["ais_num_betas"] == 200 and metrics["num_nll_images"] == 20
+    assert metrics["train_steps"] == 6 and metrics["num_nll_images"] == 20
+    # a 6-step run evaluates fast: AIS with the validation's schedule (validation_ais_num_betas) instead of 200 betas
+    assert metrics["evaluation"] == "fast" and metrics["ais_num_betas"] == 20
     assert [r["ais_num_betas"] for r in metrics["validation"]] == [20, 20]  # the cheaper AIS while training
     assert [r["num_nll_images"] for r in metrics["validation"]] == [10, 10]
     assert returned["log_likelihood"] == pytest.approx(metrics["log_likelihood"])
@@ -312,7 +314,7 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_metrics(data, data_files, t
     assert values["log-likelihood"] == pytest.approx(metrics["log_likelihood"], abs=1e-6)
     assert values["pseudo-log-likelihood"] == pytest.approx(metrics["pseudo_log_likelihood"], abs=1e-6)
     assert "E(v, h) = −vᵀWh − bᵀv − cᵀh" in card.text and "F(v) = −bᵀv − Σ_j softplus" in card.text
-    assert "PCD-1 (Tieleman 2008)" in card.text and "200 equally spaced" in card.text and "50 runs" in card.text
+    assert "PCD-1 (Tieleman 2008)" in card.text and "20 equally spaced" in card.text and "50 runs" in card.text
     assert "![filters](filters.png)" in card.text and f'RBMPipeline.from_pretrained("{out.name}")' in card.text
 
 

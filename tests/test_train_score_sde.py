@@ -141,7 +141,7 @@ def test_the_score_and_epsilon_parametrisations_give_the_same_loss():
 
 def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_round_trips(tmp_path):
     args = tiny_args(tmp_path, dataset="8gaussians", num_nll_samples=20, num_validation_nll_samples=10)
-    metrics = run(ScoreSDETask(args), args.num_eval_samples, args.num_nll_samples)
+    metrics = run(ScoreSDETask(args))
     for name in ("model_index.json", "score_model/diffusion_pytorch_model.safetensors",
                  "scheduler/scheduler_config.json", "README.md", "metrics.json", "samples.png", "trajectory.png",
                  "score_field.png", "density.png", "validation/step-0000003-samples.png",
@@ -192,7 +192,7 @@ def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_en
 def test_validation_and_final_metrics_are_those_of_the_chosen_sampler(tmp_path, sampler):
     args = tiny_args(tmp_path, dataset="moons", sampler=sampler, validation_steps=6, checkpointing_steps=0)
     task = ScoreSDETask(args)
-    metrics = run(task, args.num_eval_samples)
+    metrics = run(task)
     pipe = ScoreSDEPipeline.from_pretrained(tmp_path)  # the EMA weights, which the step-6 validation scored too
     pipe.set_progress_bar_config(disable=True)
 

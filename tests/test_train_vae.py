@@ -164,7 +164,7 @@ def test_a_tiny_vae_run_writes_pipeline_card_plots_and_metrics(data_files, tmp_p
     )
     out = tmp_path / "vae"
     args = tiny_args(out, data_files, classifier_path=str(classifier_dir))
-    returned = run(VAETask(args), args.num_eval_samples, args.num_nll_images)
+    returned = run(VAETask(args))
 
     for name in ["model_index.json", "vae/diffusion_pytorch_model.safetensors", "README.md", "metrics.json",
                  "latent_scatter.png", "latent_grid.png", "reconstructions.png", "samples.png",

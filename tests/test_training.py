@@ -77,12 +77,12 @@ def test_saved_pipeline_holds_the_ema_weights_and_validation_writes_plots_and_me
 def test_the_ema_follows_diffusers_recurrence_and_the_optimizer_is_fused_adamw(tmp_path):
     from diffusers.training_utils import EMAModel
 
-    from hfgen.training.trainer import _adamw, _ListEMA
+    from hfgen.training.optimization import ListEMA, fused_adamw
 
     # θ̄_s = θ̄_{s−1} + (1 − d_s)(θ_s − θ̄_{s−1}): the one-rounding interpolation agrees with diffusers' EMAModel
     generator = torch.Generator().manual_seed(0)
     parameters = [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in ((7, 3), (5,))]
-    ours, theirs = _ListEMA(parameters, decay=0.99), EMAModel(parameters, decay=0.99, foreach=True)
+    ours, theirs = ListEMA(parameters, decay=0.99), EMAModel(parameters, decay=0.99, foreach=True)
     for _ in range(50):
         with torch.no_grad():
             for parameter in parameters:
@@ -99,7 +99,7 @@ def test_the_ema_follows_diffusers_recurrence_and_the_optimizer_is_fused_adamw(t
     frozen_counter = torch.nn.Module()
     frozen_counter.count = torch.nn.Parameter(torch.zeros((), dtype=torch.long), requires_grad=False)
     frozen_counter.weight = torch.nn.Parameter(torch.zeros(3))
-    group = _adamw(frozen_counter, torch.device("cpu"), lr=1e-3).param_groups[0]
+    group = fused_adamw(frozen_counter, torch.device("cpu"), lr=1e-3).param_groups[0]
     assert group["foreach"] is True and not group["fused"]
 
 
@@ -176,7 +176,7 @@ def test_an_output_dir_holding_another_run_is_refused_unless_overwritten(tmp_pat
 
 
 def test_run_writes_metrics_with_the_validation_history_and_a_card(tmp_path):
-    metrics = run(FlowMatchingTask(tiny_args(tmp_path)), num_eval_samples=40)
+    metrics = run(FlowMatchingTask(tiny_args(tmp_path)))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["samples_w2"] == metrics["samples_w2"] and saved["train_steps"] == 6
     assert [r["step"] for r in saved["validation"]] == [3, 6]

@@ -18,11 +18,11 @@ from hfgen.training.trainer import run
 
 
 def train(args: DDPMPointsArguments) -> dict:
-    return run(DDPMPointsTask(args), args.num_eval_samples)
+    return run(DDPMPointsTask(args))
 
 
 def train_images(args: DDPMImageArguments) -> dict:
-    return run(DDPMImageTask(args), args.num_eval_samples)
+    return run(DDPMImageTask(args))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from hfgen.training.trainer import run
 
 
 def train(args: DensityArguments) -> dict:
-    return run(density_task(args), args.num_eval_samples, args.num_nll_samples)
+    return run(density_task(args))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from hfgen.training.trainer import run
 
 
 def train(args: EnergyArguments) -> dict:
-    return run(EnergyTask(args), args.num_eval_samples, args.num_nll_samples)
+    return run(EnergyTask(args))
 
 
 if __name__ == "__main__":

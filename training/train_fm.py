@@ -19,12 +19,11 @@ from hfgen.training.images import FlowMatchingImageArguments, FlowMatchingImageT
 
 
 def train(args: FlowMatchingArguments) -> dict:
-    num_samples, num_nll_points, _ = args.evaluation_sizes()
-    return run(FlowMatchingTask(args), num_samples, num_nll_points)
+    return run(FlowMatchingTask(args))
 
 
 def train_images(args: FlowMatchingImageArguments) -> dict:
-    return run(FlowMatchingImageTask(args), args.num_eval_samples)
+    return run(FlowMatchingImageTask(args))
 
 
 if __name__ == "__main__":

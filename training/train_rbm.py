@@ -13,7 +13,7 @@ from hfgen.training.trainer import run
 
 
 def train(args: RBMArguments) -> dict:
-    return run(RBMTask(args), args.num_validation_samples, args.num_nll_images)
+    return run(RBMTask(args))
 
 
 if __name__ == "__main__":

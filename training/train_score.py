@@ -13,7 +13,7 @@ from hfgen.training.trainer import run
 
 
 def train(args: ScoreSDEArguments) -> dict:
-    return run(ScoreSDETask(args), args.num_eval_samples, args.num_nll_samples)
+    return run(ScoreSDETask(args))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from hfgen.training.cli import run_script
 
 
 def train(args: VAEArguments) -> dict:
-    return run(VAETask(args), args.num_eval_samples, args.num_nll_images)
+    return run(VAETask(args))
 
 
 if __name__ == "__main__":

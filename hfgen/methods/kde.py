@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -28,12 +29,14 @@ def select_bandwidth(
     bandwidths: Sequence[float] | torch.Tensor,
     num_folds: int = 5,
     generator: torch.Generator | None = None,
+    progress: Callable[[int], Any] | None = None,
 ) -> BandwidthSelection:
     r"""Pick the Gaussian-KDE bandwidth on a grid by k-fold cross-validated likelihood (Silverman 1986, §3.4.4).
 
     The points are split at random (from ``generator``) into ``num_folds`` folds of near-equal size; each point
     ``x_i`` is scored by the KDE of the other folds, ``p_{−f(i)}``, and a bandwidth's score is
     ``(1/n) Σ_i log p_{−f(i)}(x_i)``. ``num_folds = n`` is leave-one-out. Returns the maximiser and all scores.
+    ``progress(1)`` is called after each of the ``num_folds × len(bandwidths)`` fits (a progress bar's ``update``).
     """
     data = check_points(data, name="data")
     num_points = data.shape[0]
@@ -49,6 +52,8 @@ def select_bandwidth(
         for b, h in enumerate(grid):
             model = KernelDensity.from_data(data[kept], bandwidth=h)
             totals[b] += model.log_prob(data[held_out]).double().sum().cpu()
+            if progress is not None:
+                progress(1)
     scores = totals / num_points
     return BandwidthSelection(
         bandwidth=grid[int(scores.argmax())], bandwidths=torch.tensor(grid, dtype=torch.float64), scores=scores

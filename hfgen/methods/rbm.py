@@ -14,7 +14,9 @@ log-likelihoods and log-partition functions are in nats.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -241,6 +243,7 @@ def annealed_importance_sampling(
     betas: Tensor | None = None,
     base_visible_bias: Tensor | None = None,
     generator: torch.Generator | None = None,
+    progress: Callable[[int], Any] | None = None,
 ) -> AISOutput:
     r"""Estimate ``log Z`` of an RBM by annealed importance sampling (Neal 2001; Salakhutdinov & Murray 2008,
     "On the Quantitative Analysis of Deep Belief Networks").
@@ -251,7 +254,8 @@ def annealed_importance_sampling(
     go from ``β_0 = 0`` to ``β_K = 1`` (``betas``; default ``num_betas`` equal steps). Each of ``num_chains`` chains
     starts at ``v_1 ~ p_0`` and moves by one Gibbs sweep leaving ``p_k`` invariant, with the log-weight
     ``log w = Σ_{k=1}^{K} [log p*_k(v_k) − log p*_{k−1}(v_k)]``. Then ``Ẑ = Z_A · mean(w)`` and the standard error of
-    ``log Ẑ`` is ``std(w) / (√M mean(w))``. Runs in float64.
+    ``log Ẑ`` is ``std(w) / (√M mean(w))``. Runs in float64. ``progress(1)`` is called after each ``β`` step (a
+    progress bar's ``update``).
     """
     num_chains = check_int(num_chains, "num_chains")
     if betas is None:
@@ -279,6 +283,8 @@ def annealed_importance_sampling(
             if k < len(beta_values) - 1:
                 h = sample_bernoulli(torch.sigmoid(beta * (c + v @ weight)), generator)
                 v = sample_bernoulli(torch.sigmoid((1 - beta) * b_base + beta * (b + h @ weight.T)), generator)
+            if progress is not None:
+                progress(1)
     log_base = float(F.softplus(b_base).sum()) + model.config.num_hidden * math.log(2.0)
     shift = log_weights.max()
     scaled = torch.exp(log_weights - shift)
@@ -316,7 +322,13 @@ def _device(generator: torch.Generator | None) -> torch.device:
 
 
 def ais_log_likelihood(
-    model: RBMModel, images: Tensor, base_visible_bias: Tensor, num_chains: int, num_betas: int, seed: int = 0
+    model: RBMModel,
+    images: Tensor,
+    base_visible_bias: Tensor,
+    num_chains: int,
+    num_betas: int,
+    seed: int = 0,
+    progress: Callable[[int], Any] | None = None,
 ) -> dict[str, float]:
     r"""Mean test log-likelihood ``(1/N) Σ_n [−F(v_n)] − log Ẑ`` in nats, ``log Ẑ`` by AIS from the base-rate model
     (Salakhutdinov & Murray 2008) with ``num_chains`` runs over ``num_betas`` equally spaced ``β``.
@@ -325,11 +337,12 @@ def ais_log_likelihood(
     ``√(var(−F) / N + se(log Ẑ)²)``. AIS is unbiased for ``Z``, so ``log Ẑ`` is biased low on average and the
     log-likelihood high (by about the variance of the log-weights over 2M). ``ais_effective_sample_size`` is the
     runs' :func:`effective_sample_size` (``M`` at best): far below ``M``, the standard error is unreliable. ``seed``
-    seeds the AIS runs (another seed gives an independent estimate)."""
+    seeds the AIS runs (another seed gives an independent estimate); ``progress`` is passed to
+    :func:`annealed_importance_sampling`."""
     images = model.check_visible(images.flatten(1), "images", binary=True)
     generator = torch.Generator(model.device).manual_seed(seed)
     ais = annealed_importance_sampling(
-        model, num_chains, num_betas, base_visible_bias=base_visible_bias, generator=generator
+        model, num_chains, num_betas, base_visible_bias=base_visible_bias, generator=generator, progress=progress
     )
     with torch.no_grad():
         unnormalized = torch.cat([-model.free_energy(chunk).double() for chunk in images.split(1000)])

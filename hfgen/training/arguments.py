@@ -48,6 +48,10 @@ SMOKE_CAPS: dict[str, int] = {
 }
 #: network sizes that must be ints >= 1 wherever a family has them (checked before any network is built)
 NETWORK_SIZE_FIELDS = ("hidden_size", "num_layers", "num_hidden")
+#: ``--evaluation``: the final evaluation's sizes (see :meth:`TrainingArguments.fast_evaluation`)
+EVALUATIONS = ("auto", "fast", "full")
+#: ``--evaluation auto`` is fast for a run shorter than ``1 / QUICK_RUN_DIVISOR`` of its recipe's training steps
+QUICK_RUN_DIVISOR = 6
 REPORT_TO = ("auto", "none", "all", "tensorboard", "wandb", "comet_ml", "mlflow", "aim", "clearml", "dvclive")
 
 
@@ -76,6 +80,7 @@ class TrainingArguments:
             "resume_from_checkpoint",
             "validation_steps",
             "num_validation_samples",
+            "evaluation",
             "push_to_hub",
             "hub_model_id",
             "hub_private_repo",
@@ -104,6 +109,11 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = documented(None, "'latest' or a checkpoint folder to continue from")
     validation_steps: int = documented(5_000, "sample with the EMA weights, plot and score every N steps (0: never)")
     num_validation_samples: int = documented(2_000, "samples drawn at each validation")
+    evaluation: str = documented(
+        "auto",
+        f"final evaluation {EVALUATIONS}: 'full' at the sizes the num_eval_* and num_nll_* arguments set; 'fast' at "
+        f"the family's small sizes (seconds); 'auto' fast for a run under 1/{QUICK_RUN_DIVISOR} of its recipe's steps",
+    )
     push_to_hub: bool = documented(False, "upload the output folder to the Hub at the end (needs `hf auth login`)")
     hub_model_id: str | None = documented(None, "Hub repo id 'user/name' for --push_to_hub")
     hub_private_repo: bool = documented(False, "create the Hub repo as private")
@@ -129,6 +139,7 @@ class TrainingArguments:
         "lr_scheduler": LR_SCHEDULERS,
         "mixed_precision": MIXED_PRECISION,
         "report_to": REPORT_TO,
+        "evaluation": EVALUATIONS,
     }
 
     #: fields that count optimizer steps besides ``max_train_steps`` (a smoke run caps them all)
@@ -164,6 +175,20 @@ class TrainingArguments:
             raise ValueError("`push_to_hub` needs `hub_model_id` ('user/name' of the Hub repo to upload to)")
         if self.hub_model_id is not None and self.hub_model_id.count("/") != 1:
             raise ValueError(f"`hub_model_id` must look like 'user/name', got {self.hub_model_id!r}")
+
+    def run_length(self) -> tuple[int, int]:
+        """``(training steps of this run, those of its family's recipe)``: ``max_train_steps`` and its default."""
+        default = next(f.default for f in fields(self) if f.name == "max_train_steps")
+        return self.max_train_steps, default
+
+    def fast_evaluation(self) -> bool:
+        """Whether the final evaluation is the fast one: ``--evaluation fast``, or ``auto`` for a quick run, one of
+        fewer than ``1 / QUICK_RUN_DIVISOR`` of its recipe's training steps (:meth:`run_length`), whose full
+        evaluation would cost several times its training."""
+        if self.evaluation != "auto":
+            return self.evaluation == "fast"
+        steps, recipe = self.run_length()
+        return steps * QUICK_RUN_DIVISOR < recipe
 
     def trained_config(self) -> dict[str, Any]:
         """The fields that decide the trained weights: a resumed run must agree with its checkpoint on these."""

@@ -190,5 +190,5 @@ class ClassifierTask(TrainingTask):
 def train_classifier(args: ClassifierArguments) -> tuple[MnistClassifier, dict[str, Any]]:
     """Train, evaluate and save a classifier (:func:`~hfgen.training.trainer.run`); returns it and its metrics."""
     task = ClassifierTask(args)
-    metrics = run(task, num_eval_samples=0)
+    metrics = run(task)
     return task.model, metrics

@@ -54,7 +54,8 @@ def run_script(
     finally:
         RUN_STARTED.reset(started)
     if metrics:
-        printable = {key: value for key, value in metrics.items() if key != "validation"}
+        # the numbers only: lists (the validation history, EM's log-likelihood per iteration) stay in metrics.json
+        printable = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
         print(json.dumps(printable, indent=2))
     return 0
 

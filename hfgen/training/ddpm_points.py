@@ -212,6 +212,7 @@ class DDPMPointsTask(PointTask):
     """
 
     name = "ddpm_points"
+    evaluation_fields = ("num_eval_samples", None)
     args: DDPMPointsArguments
 
     def __init__(self, args: DDPMPointsArguments):
@@ -293,6 +294,6 @@ def train_ddpm_points(args: DDPMPointsArguments) -> tuple[DDPMPointsPipeline, di
 def evaluate_ddpm_points(pipeline: DDPMPointsPipeline, args: DDPMPointsArguments, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: W2 against ``num_eval_samples`` fresh data points, its
     floor and their ratio, MMD² (and the fraction in the support for bounded targets)."""
-    from hfgen.training.trainer import evaluate_in_process
+    from hfgen.training.evaluation import evaluate_in_process
 
     return evaluate_in_process(DDPMPointsTask(args), pipeline, args.num_eval_samples, seed=seed)

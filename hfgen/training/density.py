@@ -27,7 +27,8 @@ from hfgen.models.mlp import ACTIVATIONS
 from hfgen.training.arguments import TrainingArguments, documented
 from hfgen.training.density_closed_form import GMMTask, KDETask
 from hfgen.training.density_tasks import CNFTask, CouplingTask, DensityTask, MADETask
-from hfgen.training.trainer import evaluate_in_process, train_in_process
+from hfgen.training.evaluation import evaluate_in_process
+from hfgen.training.trainer import train_in_process
 
 #: the task of each ``--model``; its ``recipe`` (and MADE's ``image_recipe``) holds the model's benchmark recipe
 DENSITY_TASKS: dict[str, type[DensityTask]] = {
@@ -277,6 +278,13 @@ class DensityArguments(TrainingArguments):
         if self.train_data_files is not None:
             return Path(self.train_data_files).resolve().parent.name
         return self.dataset
+
+    def run_length(self) -> tuple[int, int]:
+        """``(EM iterations, the recipe's)`` of the mixture; ``(optimizer steps, the recipe's)`` of the others."""
+        task = DENSITY_TASKS[self.model]
+        recipe = task.image_recipe if self.uses_images else task.recipe
+        name = "em_iterations" if self.model == "gmm" else "max_train_steps"
+        return getattr(self, name), recipe[name]
 
     def kde_bandwidth(self) -> float | str:
         """``--bandwidth`` as the KDE takes it: ``"cv"``, a rule name, or a float ``> 0``."""

@@ -17,6 +17,7 @@ from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.models.kde import KernelDensity, rule_bandwidth
 from hfgen.models.mixture import GaussianMixture
 from hfgen.training.density_tasks import DensityTask
+from hfgen.training.engine import progress_bar
 from hfgen.training.task import Phase
 
 
@@ -117,7 +118,9 @@ class KDETask(ClosedFormTask):
         scott = rule_bandwidth(data, "scott")
         grid = scott * torch.logspace(math.log10(0.1), math.log10(2.0), self.args.bandwidth_grid_size)
         generator = torch.Generator().manual_seed(self.args.seed)
-        selection = select_bandwidth(data, grid, self.args.cv_folds, generator)
+        folds = self.args.cv_folds
+        with progress_bar(folds * grid.numel(), f"kde: {folds}-fold bandwidth search") as bar:
+            selection = select_bandwidth(data, grid, folds, generator, progress=bar.update)
         self._set_bandwidth(selection.bandwidth)
         return -selection.scores.max()
 

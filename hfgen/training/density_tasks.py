@@ -98,6 +98,7 @@ class DensityTask(TrainingTask):
     """
 
     name = "density"
+    evaluation_fields = ("num_eval_samples", "num_nll_samples")
     args: Any  # the run's DensityArguments (hfgen.training.density)
     #: the recipe on points: the value of each recipe field left at ``None`` (these are recorded, not read, by the
     #: models that do not use them)

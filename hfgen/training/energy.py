@@ -157,6 +157,7 @@ class EnergyTask(TrainingTask):
     """
 
     name = "energy"
+    evaluation_fields = ("num_eval_samples", "num_nll_samples")
     args: EnergyArguments
 
     def __init__(self, args: EnergyArguments):

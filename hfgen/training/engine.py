@@ -181,6 +181,14 @@ def status(accelerator: Any, message: str) -> None:
         print(f"[hfgen] {message}", file=sys.stderr, flush=True)
 
 
+def progress_bar(total: int, description: str) -> Any:
+    """A tqdm bar on stderr over ``total`` steps of a stage (main process only, redrawn at most once a second)."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, disable=not PartialState().is_main_process, mininterval=1.0)
+
+
 def scalar_config(config: dict[str, Any]) -> dict[str, Any]:
     """The entries a tracker can record as hyper-parameters (numbers, strings, booleans)."""
     return {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}

@@ -25,8 +25,9 @@ from hfgen.models import TimeMLP
 from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
 from hfgen.training.arguments import TrainingArguments, check_number, documented
+from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.points import PointLikelihoodTask
-from hfgen.training.trainer import evaluate_in_process, train_in_process
+from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
 
@@ -222,10 +223,9 @@ def _serve(connection: Connection, callers_end: Connection, arguments: dict[str,
             return
 
 
-EVALUATIONS = ("auto", "fast", "full")
 NLL_RK4_STEPS = 32  # held-out NLL: bias 5e-4 nats against dopri5 1e-5, 0.05 of its standard error
 DENSITY_RK4_STEPS = 16  # the density figure
-FAST_BELOW_STEPS = 2_000  # 'auto' evaluates fast below this many steps
+DENSITY_GRID_SIZES = {False: 60, True: 30}  # the density figure's grid: full and fast evaluation
 
 
 @dataclass
@@ -235,7 +235,6 @@ class FlowMatchingArguments(TrainingArguments):
     run_only_fields = TrainingArguments.run_only_fields | {
         "num_eval_samples",
         "num_nll_samples",
-        "evaluation",
         "num_validation_nll_samples",
         "coupling_workers",
     }
@@ -273,12 +272,6 @@ class FlowMatchingArguments(TrainingArguments):
     num_inference_steps: int = 100
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
     num_nll_samples: int = documented(1_000, "held-out points for the final NLL (dopri5)")
-    evaluation: str = documented(
-        "auto",
-        f"final evaluation {EVALUATIONS}: 'full' uses num_eval_samples, num_nll_samples and a 60 × 60 density grid "
-        "(minutes, about 2 GB for exact W2 at 10,000 samples); 'fast' at most 2,000 samples, 200 NLL points and a "
-        "30 × 30 grid (seconds); 'auto' is fast for runs under 2,000 steps",
-    )
     num_validation_nll_samples: int = documented(250, "held-out points for the NLL at each validation (0: none)")
 
     positive_fields = (*TrainingArguments.positive_fields, "num_inference_steps", "num_eval_samples")
@@ -301,15 +294,6 @@ class FlowMatchingArguments(TrainingArguments):
         check_number(self.time_beta, "time_beta", low=0.0, open_low=True)
         check_int(self.coupling_workers, "coupling_workers", low=0)
         self.probability_path()  # raises a clear error for unknown paths
-        if self.evaluation not in EVALUATIONS:
-            raise ValueError(f"`evaluation` must be one of {EVALUATIONS}, got {self.evaluation!r}")
-
-    def evaluation_sizes(self) -> tuple[int, int, int]:
-        """``(samples for W2/MMD/support, held-out NLL points, density grid size)`` of the final evaluation."""
-        fast = self.evaluation == "fast" or (self.evaluation == "auto" and self.max_train_steps < FAST_BELOW_STEPS)
-        if fast:
-            return min(self.num_eval_samples, 2_000), min(self.num_nll_samples, 200), 30
-        return self.num_eval_samples, self.num_nll_samples, 60
 
     def probability_path(self) -> ProbabilityPath:
         """The conditional path named by ``path`` (with ``sigma_min`` for the linear one, ``sigma`` for the
@@ -328,6 +312,7 @@ class FlowMatchingTask(PointLikelihoodTask):
     """
 
     name = "flow_matching"
+    evaluation_fields = ("num_eval_samples", "num_nll_samples")
     args: FlowMatchingArguments
 
     def __init__(self, args: FlowMatchingArguments):
@@ -411,7 +396,7 @@ class FlowMatchingTask(PointLikelihoodTask):
             figures["density.png"] = plotting.plot_density(
                 lambda x: _rk4_log_prob(pipeline, x, DENSITY_RK4_STEPS),
                 bounds=(-2.5, 2.5),
-                grid_size=self.args.evaluation_sizes()[2],
+                grid_size=DENSITY_GRID_SIZES[self.args.fast_evaluation()],
             )
         return figures
 

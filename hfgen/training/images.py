@@ -133,6 +133,7 @@ class ImageDiffusionTask(ImageStreamTask):
     of the requested label. Class-conditional runs sample labels ``0, 1, …, K − 1`` in turn.
     """
 
+    evaluation_fields, fast_evaluation_sizes = ("num_eval_samples", None), (200, 0)
     args: ImageDiffusionArguments
 
     def __init__(self, args: ImageDiffusionArguments, data: Mapping[str, Tensor] | None = None):

@@ -32,9 +32,11 @@ from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.training.arguments import check_image_data_source, documented
+from hfgen.training.engine import progress_bar
+from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.image_data import ImageDataArguments, ImageStreamTask
 from hfgen.training.task import Progress
-from hfgen.training.trainer import Trainer, evaluate_in_process, train_in_process
+from hfgen.training.trainer import Trainer, train_in_process
 from hfgen.utils import batch_generator
 
 METHODS = ("pcd", "cd")
@@ -165,6 +167,7 @@ class RBMTask(ImageStreamTask):
     """
 
     name = "rbm"
+    evaluation_fields, fast_evaluation_sizes = ("num_validation_samples", "num_nll_images"), (500, 500)
     args: RBMArguments
 
     def __init__(self, args: RBMArguments, data: Mapping[str, Tensor] | None = None):
@@ -299,14 +302,24 @@ class RBMTask(ImageStreamTask):
         validating, self._validation_pending = self._validation_pending, False
         metrics, samples = trainer.evaluate_pipeline(pipeline, num_samples, 0, seed)
         if num_likelihood_points and trainer.is_main:
-            betas = self.args.validation_ais_num_betas if validating else self.args.ais_num_betas
-            metrics |= self.ais_log_likelihood(pipeline.model, num_likelihood_points, betas)
+            quick = validating or self.args.fast_evaluation()
+            betas = self.args.validation_ais_num_betas if quick else self.args.ais_num_betas
+            metrics |= self.ais_log_likelihood(pipeline.model, num_likelihood_points, betas, shown=trainer.announcing)
         return metrics, samples
 
-    def ais_log_likelihood(self, model: RBMModel, num_images: int, num_betas: int, seed: int = 0) -> dict[str, float]:
-        """See :func:`ais_log_likelihood` (the first ``num_images`` binarised test images, base-rate base model)."""
+    def ais_log_likelihood(
+        self, model: RBMModel, num_images: int, num_betas: int, seed: int = 0, shown: bool = False
+    ) -> dict[str, float]:
+        """See :func:`ais_log_likelihood` (the first ``num_images`` binarised test images, base-rate base model,
+        AIS seeded by ``seed``); ``shown``: with a progress bar over the ``β`` steps."""
         images = self.test_images[:num_images].flatten(1)
-        return ais_log_likelihood(model, images, self.base_visible_bias, self.args.ais_num_chains, num_betas, seed)
+        chains = self.args.ais_num_chains
+        if not shown:
+            return ais_log_likelihood(model, images, self.base_visible_bias, chains, num_betas, seed)
+        with progress_bar(num_betas, f"AIS log Z: {chains} chains") as bar:
+            return ais_log_likelihood(
+                model, images, self.base_visible_bias, chains, num_betas, seed, progress=bar.update
+            )
 
     def figures(self, pipeline: RBMPipeline, samples: Tensor | None) -> dict[str, Any]:
         from hfgen import plotting

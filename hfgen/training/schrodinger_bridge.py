@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -120,6 +120,11 @@ class SchrodingerBridgeArguments(TrainingArguments):
         *("num_steps", "num_trajectories", "refresh_every", "num_eval_samples"),
     )
     choice_fields = {**TrainingArguments.choice_fields, "loss_weighting": LOSS_WEIGHTINGS}
+
+    def run_length(self) -> tuple[int, int]:
+        """``(optimizer steps of a half-iteration, the recipe's)``."""
+        default = next(f.default for f in fields(self) if f.name == "half_iteration_steps")
+        return self.half_iteration_steps, default
 
     def __post_init__(self) -> None:
         check_positive_int(self.half_iteration_steps, "half_iteration_steps")
@@ -224,6 +229,7 @@ class SchrodingerBridgeTask(TrainingTask):
     each way."""
 
     name = "schrodinger_bridge"
+    evaluation_fields, fast_evaluation_sizes = ("num_eval_samples", None), (500, 0)
 
     def __init__(self, args: SchrodingerBridgeArguments):
         super().__init__(args)
@@ -353,4 +359,4 @@ def run_bridge(args: SchrodingerBridgeArguments) -> dict[str, Any]:
     """Train (or resume), evaluate with ``num_eval_samples`` points each way, save the pipeline, ``metrics.json``,
     the card and the plots in ``output_dir`` and, with ``--push_to_hub``, upload them. Returns the metrics (main
     process; ``{}`` elsewhere)."""
-    return run(SchrodingerBridgeTask(args), args.num_eval_samples)
+    return run(SchrodingerBridgeTask(args))

@@ -19,8 +19,9 @@ from hfgen.models.mlp import TIME_EMBEDDINGS
 from hfgen.pipelines.score_sde import SAMPLERS, ScoreSDEPipeline
 from hfgen.schedulers.score_sde import PREDICTION_TYPES, ScoreSDEScheduler, VESDEScheduler, VPSDEScheduler
 from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.points import PointLikelihoodTask
-from hfgen.training.trainer import evaluate_in_process, train_in_process
+from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
 SDES = ("vp", "ve")
@@ -146,6 +147,7 @@ class ScoreSDETask(PointLikelihoodTask):
     """
 
     name = "score_sde"
+    evaluation_fields = ("num_eval_samples", "num_nll_samples")
     args: ScoreSDEArguments
 
     def __init__(self, args: ScoreSDEArguments):

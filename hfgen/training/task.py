@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
@@ -54,6 +54,11 @@ class TrainingTask(ABC):
 
     #: tracker project name and the card's template in ``model_cards/``
     name: str = "hfgen"
+    #: the arguments that size the full final evaluation: ``(samples scored, held-out points whose likelihood is
+    #: scored)``; ``None``: none (a task without either has no final evaluation)
+    evaluation_fields: ClassVar[tuple[str | None, str | None]] = (None, None)
+    #: the fast final evaluation's sizes: each full size capped at these
+    fast_evaluation_sizes: ClassVar[tuple[int, int]] = (2_000, 200)
 
     def __init__(self, args: TrainingArguments):
         self.args = args
@@ -103,6 +108,15 @@ class TrainingTask(ABC):
         """Metrics of (all processes') samples against held-out data drawn from ``generator`` (seeded the same at
         every evaluation, so the reference set is fixed)."""
         raise NotImplementedError
+
+    def evaluation_sizes(self) -> tuple[int, int]:
+        """``(samples, held-out likelihood points)`` of the final evaluation: the arguments named by
+        :attr:`evaluation_fields`, capped at :attr:`fast_evaluation_sizes` when
+        :meth:`~hfgen.training.arguments.TrainingArguments.fast_evaluation` says so."""
+        full = [getattr(self.args, name) if name else 0 for name in self.evaluation_fields]
+        if any(full) and self.args.fast_evaluation():
+            return min(full[0], self.fast_evaluation_sizes[0]), min(full[1], self.fast_evaluation_sizes[1])
+        return full[0], full[1]
 
     def evaluate(
         self, trainer: Any, pipeline: Any, num_samples: int, num_likelihood_points: int, seed: int

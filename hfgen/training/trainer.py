@@ -5,7 +5,8 @@ loss, pipeline, evaluation, figures and card. :class:`Trainer` does the rest: Ac
 gradient accumulation and clipping, a learning-rate schedule with warm-up), fused AdamW, diffusers' ``EMAModel``, a
 progress bar with loss and throughput, trackers, validation with the EMA weights, atomic checkpoints with exact resume
 (every model and the task's own state), a stop with a clear message on a non-finite loss, and the run's outputs
-(written by the main process only).
+(written by the main process only). Validation, the final evaluation and the outputs are in
+:mod:`hfgen.training.evaluation`; the optimizer, the EMA and the clock in :mod:`hfgen.training.optimization`.
 
 A *phase* optimises one of the task's models for a number of steps with a fresh optimizer, schedule and EMA: flow
 matching, DDPM, the VAE and the classifier have one phase; the Schrödinger bridge's IPF has ``2n``, alternating
@@ -15,19 +16,16 @@ between its forward and backward networks.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.training_utils import EMAModel
 
 from hfgen.training.checkpoints import (
     TASK_STATE_FILE,
@@ -39,115 +37,23 @@ from hfgen.training.checkpoints import (
     save_checkpoint,
 )
 from hfgen.training.engine import (
-    HELD_OUT_SEED,
-    METRICS_FILE,
-    VALIDATION_FOLDER,
     OutputFolderLock,
     check_fresh_start_allowed,
     check_output_dir,
-    finish_output_dir,
-    is_number,
     make_accelerator,
     push_outputs,
-    save_figure,
     scalar_config,
     start_output_dir,
     status,
-    write_atomic,
 )
+from hfgen.training.evaluation import EvaluationStage, TrainingResult
+from hfgen.training.optimization import ListEMA, Loop, Stopwatch, TaskLoss, fused_adamw
 from hfgen.training.task import Phase, Progress, TrainingDivergedError, TrainingTask
 
 logger = logging.getLogger(__name__)
 
 
-class Stopwatch:
-    """Training time, wall-clock and CPU (this process, all threads), accumulated while running.
-
-    With one thread the CPU time is what the wall-clock time would be on an otherwise idle machine."""
-
-    def __init__(self, wall: float = 0.0, cpu: float = 0.0):
-        self.wall, self.cpu = float(wall), float(cpu)
-        self._since: tuple[float, float] | None = None
-        self.resume()
-
-    def resume(self) -> None:
-        self._since = (time.perf_counter(), time.process_time())
-
-    def pause(self) -> None:
-        if self._since is not None:
-            self.wall += time.perf_counter() - self._since[0]
-            self.cpu += time.process_time() - self._since[1]
-            self._since = None
-
-
-@dataclass
-class TrainingResult:
-    """The trained pipeline (EMA weights when EMA is on) and the run's numbers."""
-
-    pipeline: Any
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-class _ListEMA(EMAModel):
-    """diffusers' ``EMAModel`` (``θ̄_s = θ̄_{s−1} + (1 − d_s)(θ_s − θ̄_{s−1})``, ``d_s = min(decay, (1 + s)/(10 + s))``)
-    whose ``step`` takes the phase's parameter list once built and runs the update as one multi-tensor
-    interpolation, ``torch._foreach_lerp_``: the same update as ``EMAModel.step``, rounded once (a fused multiply-add)
-    where diffusers rounds twice, at a third of its cost on a small network. A list with frozen parameters goes
-    through ``EMAModel.step``."""
-
-    def __init__(self, parameters: list[torch.nn.Parameter], **kwargs: Any):
-        parameters = list(parameters)
-        super().__init__(parameters, **kwargs)
-        self._all_trainable = all(p.requires_grad for p in parameters)
-
-    def step(self, parameters: list[torch.nn.Parameter]) -> None:
-        if not self._all_trainable:
-            return super().step(parameters)
-        self.optimization_step += 1
-        self.cur_decay_value = decay = self.get_decay(self.optimization_step)
-        with torch.no_grad():
-            torch._foreach_lerp_(self.shadow_params, parameters, 1 - decay)
-
-
-def _adamw(model: torch.nn.Module, device: torch.device, **hyperparameters: Any) -> torch.optim.AdamW:
-    """AdamW with torch's fused kernel (one kernel per tensor: about three times faster than the multi-tensor loop
-    in a small network's CPU step) on CPU and CUDA when every parameter is floating point; else the multi-tensor
-    ``foreach`` update (torch would pick the slower per-tensor loop on CPU)."""
-    parameters = list(model.parameters())
-    if device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in parameters):
-        return torch.optim.AdamW(parameters, fused=True, **hyperparameters)
-    return torch.optim.AdamW(parameters, foreach=True, **hyperparameters)
-
-
-class _TaskLoss(torch.nn.Module):
-    """``forward(batch, device) = task.loss(model, batch, device)``: the module Accelerate prepares, so that a
-    distributed wrapper sees the whole loss computation as one forward pass (and averages the gradients) however
-    the task's loss uses the network."""
-
-    def __init__(self, model: torch.nn.Module, task: TrainingTask):
-        super().__init__()
-        self.model = model
-        self.task = task
-
-    def forward(self, batch: Any, device: torch.device) -> torch.Tensor:
-        return self.task.loss(self.model, batch, device)
-
-
-@dataclass
-class _Loop:
-    """What the optimisation loop carries from step to step: optimizer steps done (``step``) of ``total``, the
-    training clock, the progress bar and where the throughput is measured from."""
-
-    step: int
-    total: int
-    samples_per_step: int
-    clock: Stopwatch
-    progress: Any
-    rate_since: float = 0.0
-    rate_step: int = 0
-
-
-class Trainer:
+class Trainer(EvaluationStage):
     """Runs a :class:`TrainingTask` under Accelerate: ``Trainer(task).train()`` then ``evaluate_pipeline`` and
     ``save``; :func:`run` does all of it and the upload."""
 
@@ -162,10 +68,6 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.models: dict[str, ModelMixin] = {}
         self.ema: Any = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.accelerator.is_main_process
 
     def _lock_output_dir(self) -> None:
         self.lock = OutputFolderLock(self.args.output_dir)
@@ -207,7 +109,7 @@ class Trainer:
         if not phase.optimize:
             model.to(accelerator.device)
             return
-        optimizer = _adamw(
+        optimizer = fused_adamw(
             model,
             accelerator.device,
             lr=args.learning_rate,
@@ -222,7 +124,7 @@ class Trainer:
             num_training_steps=phase.num_steps * accelerator.num_processes,
         )
         self.loss_module, self.optimizer, self.lr_schedule = accelerator.prepare(
-            _TaskLoss(model, self.task), optimizer, lr_schedule
+            TaskLoss(model, self.task), optimizer, lr_schedule
         )
         # AcceleratedOptimizer.step looks up optional packages on every call (about 0.3 ms each on CPU, 20% of a
         # small network's step) and its zero_grad inspects a signature; without a gradient scaler, XLA or split
@@ -242,7 +144,7 @@ class Trainer:
         )
         self.parameters = list(model.parameters())
         self.ema = (
-            _ListEMA(
+            ListEMA(
                 self.parameters,
                 decay=args.ema_decay,
                 foreach=True,
@@ -341,9 +243,9 @@ class Trainer:
                 self._prepare_phase(phases[index])
             self._run_phase(loop, phases, index, phase_step if index == phase_index else 0)
             self._end_phase(another_follows=index + 1 < len(phases))
-        return self._close_loop(loop)
+        return self._close_loop(loop, uses_ema=self.args.ema_decay > 0 and any(p.optimize for p in phases))
 
-    def _open_loop(self, phases: list[Phase], state: dict[str, Any]) -> _Loop:
+    def _open_loop(self, phases: list[Phase], state: dict[str, Any]) -> Loop:
         """The trackers, the progress bar and the loop's counters (from the resumed trainer ``state``)."""
         from tqdm.auto import tqdm
 
@@ -355,7 +257,7 @@ class Trainer:
         # mixed precision autocast is the identity (together about 0.1 ms a step on a small network).
         self._accumulate = accelerator.accumulate if args.gradient_accumulation_steps > 1 else lambda _: nullcontext()
         self._autocast = accelerator.autocast if args.mixed_precision != "no" else nullcontext
-        return _Loop(
+        return Loop(
             step=step,
             total=total,
             samples_per_step=args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes,
@@ -366,7 +268,7 @@ class Trainer:
             ),
         )
 
-    def _run_phase(self, loop: _Loop, phases: list[Phase], index: int, start: int) -> None:
+    def _run_phase(self, loop: Loop, phases: list[Phase], index: int, start: int) -> None:
         """Steps ``start, start + 1, …`` of phase ``index``: each a closed-form update or an optimizer step, then
         the EMA, the log, and validation and checkpoint when due."""
         phase, accum = phases[index], self.args.gradient_accumulation_steps
@@ -432,7 +334,7 @@ class Trainer:
             for parameter in self.parameters:  # zero_grad(set_to_none=True), unprofiled
                 parameter.grad = None
 
-    def _log_step(self, loop: _Loop, phase: Phase, loss: torch.Tensor) -> None:
+    def _log_step(self, loop: Loop, phase: Phase, loss: torch.Tensor) -> None:
         """Every ``logging_steps`` steps (and at the last): the loss, learning rate and throughput to the trackers
         and the progress bar."""
         step, every = loop.step, self.args.logging_steps
@@ -446,8 +348,9 @@ class Trainer:
         self.accelerator.log({"loss": mean_loss, "lr": lr, "samples_per_second": rate}, step=step)
         loop.rate_since, loop.rate_step = time.perf_counter(), step
 
-    def _close_loop(self, loop: _Loop) -> TrainingResult:
-        """Stop the clock and the progress bar; the pipeline and the training numbers."""
+    def _close_loop(self, loop: Loop, uses_ema: bool) -> TrainingResult:
+        """Stop the clock and the progress bar; the pipeline and the training numbers (``ema``: whether an EMA of
+        the weights was kept, by an optimizer phase; a closed-form fit such as EM keeps none)."""
         loop.clock.pause()
         loop.progress.close()
         info = {
@@ -456,7 +359,7 @@ class Trainer:
             "train_cpu_seconds": loop.clock.cpu,
             "num_processes": self.accelerator.num_processes,
             "samples_seen": loop.step * loop.samples_per_step,
-            "ema": self.args.ema_decay > 0,
+            "ema": uses_ema,
         }
         return TrainingResult(self.task.pipeline(**self.models), info)
 
@@ -499,91 +402,6 @@ class Trainer:
             task_state=self.task.state_dict(),
         )
 
-    # -- evaluation ----------------------------------------------------------------------------------------------
-
-    def _gather_samples(self, pipeline: Any, num_samples: int, seed: int) -> torch.Tensor:
-        """``num_samples`` samples drawn across processes (each its share, own generator), gathered everywhere."""
-        accelerator = self.accelerator
-        share = math.ceil(num_samples / accelerator.num_processes)
-        generator = torch.Generator().manual_seed(seed + 7919 * accelerator.process_index)
-        samples = self.task.sample(pipeline, share, generator).to(accelerator.device).contiguous()
-        return accelerator.gather(samples)[:num_samples].cpu()
-
-    def _gather_log_likelihood(self, pipeline: Any, points: torch.Tensor) -> torch.Tensor:
-        accelerator = self.accelerator
-        share = math.ceil(points.shape[0] / accelerator.num_processes)
-        mine = points[accelerator.process_index * share : (accelerator.process_index + 1) * share]
-        padded = torch.full((share,), float("nan"))
-        if mine.shape[0]:
-            padded[: mine.shape[0]] = self.task.log_likelihood(pipeline, mine).detach().cpu()
-        gathered = accelerator.gather(padded.to(accelerator.device)).cpu()
-        return gathered[~torch.isnan(gathered)]
-
-    def evaluate_pipeline(
-        self, pipeline: Any, num_samples: int, num_likelihood_points: int, seed: int
-    ) -> tuple[dict[str, Any], torch.Tensor]:
-        """Metrics of ``pipeline``: sample quality from ``num_samples`` samples drawn across processes (seeded by
-        ``seed``) against a fixed held-out reference, and the likelihood of ``num_likelihood_points`` fixed
-        held-out points where the task has one. The same reference at every validation makes them comparable."""
-        samples = self._gather_samples(pipeline, num_samples, seed)
-        reference = torch.Generator().manual_seed(HELD_OUT_SEED)
-        metrics = self.task.score(samples, reference) if self.is_main else {}
-        held_out = torch.Generator().manual_seed(HELD_OUT_SEED + 1)
-        points = self.task.log_likelihood_points(num_likelihood_points, held_out) if num_likelihood_points else None
-        if points is not None:
-            log_prob = self._gather_log_likelihood(pipeline, points)
-            if self.is_main:
-                metrics |= self.task.score_log_likelihood(log_prob)
-        return metrics, samples
-
-    @torch.no_grad()
-    def validate(self, step: int) -> dict[str, Any]:
-        """Evaluate with the EMA weights, save the task's figures under ``validation/`` and log the metrics."""
-        if self.ema is not None:
-            self.ema.store(self.model.parameters())
-            self.ema.copy_to(self.model.parameters())
-        for model in self.models.values():
-            model.eval()
-        pipeline = self.task.pipeline(**self.models)
-        _quiet(pipeline)
-        num_points = getattr(self.args, "num_validation_nll_samples", 0)
-        metrics, samples = self.task.evaluate(
-            self, pipeline, self.args.num_validation_samples, num_points, self.args.seed + step
-        )
-        if self.is_main:
-            folder = Path(self.args.output_dir) / VALIDATION_FOLDER
-            for name, figure in self.task.validation_figures(pipeline, samples).items():
-                folder.mkdir(parents=True, exist_ok=True)
-                save_figure(figure, folder / f"step-{step:07d}-{name}")
-            record = {"step": step, **metrics}
-            self.history.append(record)
-            self.accelerator.log({f"validation/{k}": v for k, v in metrics.items() if is_number(v)}, step=step)
-            logger.info("validation at step %d: %s", step, json.dumps(record))
-        if self.ema is not None:
-            self.ema.restore(self.model.parameters())
-        self.model.train()
-        return metrics
-
-    def save_pipeline(self, result: TrainingResult) -> None:
-        """Write the trained pipeline (safetensors + configs + checksums) into ``output_dir`` (main process): the
-        folder loads from now on, whatever happens during the evaluation that follows."""
-        if self.is_main:
-            result.pipeline.save_pretrained(Path(self.args.output_dir), safe_serialization=True)
-            finish_output_dir(self.args)
-        self.accelerator.wait_for_everyone()
-
-    def save(self, result: TrainingResult, metrics: dict[str, Any]) -> None:
-        """Write ``metrics.json``, the card ``README.md`` and the final figures beside the saved pipeline (main
-        process only)."""
-        if self.is_main:
-            out = Path(self.args.output_dir)
-            record = {**metrics, "validation": self.history}
-            write_atomic(out / METRICS_FILE, json.dumps(record, indent=2))
-            self.task.model_card(record, self.args.hub_model_id).save(out / "README.md")
-            for name, figure in self.task.final_figures(result.pipeline).items():
-                save_figure(figure, out / name)
-        self.accelerator.wait_for_everyone()
-
     def end(self) -> None:
         """Release the prepared module, then Accelerate's trackers and process group, then the output folder."""
         # A DDP reducer that outlives the process group destroys gloo's group itself, holding the GIL while it joins
@@ -597,21 +415,16 @@ class Trainer:
             self.lock.release()
 
 
-def run(task: TrainingTask, num_eval_samples: int, num_likelihood_points: int = 0) -> dict[str, Any]:
-    """Train, save the pipeline, evaluate (``num_eval_samples`` samples, ``num_likelihood_points`` held-out
-    points), save the metrics, card and figures and, with ``--push_to_hub``, upload them. Returns the final
+def run(task: TrainingTask) -> dict[str, Any]:
+    """Train, save the pipeline, evaluate it at the task's :meth:`~TrainingTask.evaluation_sizes` (full or fast,
+    ``--evaluation``), save the metrics, card and figures and, with ``--push_to_hub``, upload them. Returns the final
     metrics (on the main process; ``{}`` on the others)."""
     trainer = Trainer(task)
     try:
         result = trainer.train()
         trainer.save_pipeline(result)  # the trained model is on disk before anything that can fail after training
         status(trainer.accelerator, f"saved the pipeline to {task.args.output_dir}")
-        _quiet(result.pipeline)
-        held_out = f" and {num_likelihood_points:,} held-out log-densities" if num_likelihood_points else ""
-        status(trainer.accelerator, f"evaluating: {num_eval_samples:,} samples{held_out} …")
-        metrics, _ = task.evaluate(trainer, result.pipeline, num_eval_samples, num_likelihood_points, 1)
-        metrics = {**result.metrics, **metrics}
-        status(trainer.accelerator, "writing metrics.json, the model card and the figures …")
+        metrics = {**result.metrics, **trainer.final_evaluation(result.pipeline)}
         trainer.save(result, metrics)
         if trainer.is_main and task.args.push_to_hub:
             status(trainer.accelerator, f"uploading to {task.args.hub_model_id} …")
@@ -627,23 +440,3 @@ def train_in_process(task: TrainingTask) -> TrainingResult:
     result = trainer.train()
     trainer.end()
     return result
-
-
-def evaluate_in_process(
-    task: TrainingTask, pipeline: Any, num_samples: int, num_likelihood_points: int = 0, seed: int = 1
-) -> dict[str, Any]:
-    """The task's final metrics of ``pipeline`` in this process: sample quality of ``num_samples`` samples and,
-    where the task has one, the likelihood of ``num_likelihood_points`` held-out points (all drawn from ``seed``)."""
-    _quiet(pipeline)
-    generator = torch.Generator().manual_seed(seed)
-    metrics = task.score(task.sample(pipeline, num_samples, generator), generator)
-    points = task.log_likelihood_points(num_likelihood_points, generator) if num_likelihood_points else None
-    if points is not None:
-        metrics |= task.score_log_likelihood(task.log_likelihood(pipeline, points))
-    return metrics
-
-
-def _quiet(pipeline: Any) -> None:
-    """No progress bars while evaluating (a trained network that is not a pipeline has none)."""
-    if hasattr(pipeline, "set_progress_bar_config"):
-        pipeline.set_progress_bar_config(disable=True)

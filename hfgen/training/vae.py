@@ -186,6 +186,7 @@ class VAETask(ImageStreamTask):
     """
 
     name = "vae"
+    evaluation_fields, fast_evaluation_sizes = ("num_eval_samples", "num_nll_images"), (200, 200)
     args: VAEArguments
 
     def __init__(self, args: VAEArguments, data: Mapping[str, Tensor] | None = None):
@@ -367,7 +368,7 @@ def train_vae(args: VAEArguments, data: Mapping[str, Tensor] | None = None) -> t
 def evaluate_vae(pipeline: Any, task: VAETask, seed: int = 1) -> dict[str, Any]:
     """Final metrics of a trained pipeline in this process: held-out reconstruction, ELBO, k-NN accuracy,
     classifier scores of ``num_eval_samples`` generated images and the IWAE bound on ``num_nll_images``."""
-    from hfgen.training.trainer import evaluate_in_process
+    from hfgen.training.evaluation import evaluate_in_process
 
     args = task.args
     return evaluate_in_process(task, pipeline, args.num_eval_samples, args.num_nll_images, seed)
