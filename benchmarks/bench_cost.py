@@ -96,10 +96,10 @@ def save_ddpm_pipeline(folder: Path) -> Path:
     """The DDPM recipe's pipeline (untrained weights) with its scheduler set to DDIM steps."""
     import torch
 
-    from hfgen.training.ddpm import DDPMArguments, DDPMTask
+    from hfgen.training import DDPMPointsArguments, DDPMPointsTask
 
     torch.manual_seed(0)
-    task = DDPMTask(DDPMArguments(output_dir=str(folder)))
+    task = DDPMPointsTask(DDPMPointsArguments(output_dir=str(folder)))
     pipeline = task.pipeline(task.build_model())
     pipeline.scheduler.register_to_config(sampler="ddim")
     pipeline.save_pretrained(folder)
