@@ -16,6 +16,9 @@ and training throughput with one and two processes.
   machine.
 - ``growth``: CPU seconds and peak resident memory of sampling ``10³ … 10⁶`` points, flow matching (20 Euler steps)
   and DDPM (20 DDIM steps), each size in its own process, one thread.
+- ``startup``: how soon a script answers ``--help`` and a bad argument, beside a bare ``python -c "import argparse"``
+  (each command in a fresh process, alternating, 10 times): the scripts parse their command line before they import
+  torch. Target: ``train_fm.py --help`` within 2× the bare interpreter plus 1 s.
 - ``processes``: the MNIST image model's training throughput under ``accelerate launch --num_processes 1`` and ``2``
   (the same global batch: 64 on one process, 32 on each of two), images per second of wall time.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,16 +40,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import PAGES, machine, markdown, table, verdict, write_results, written_by
+from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PAGE = PAGES["cost"]
-SECTIONS = ("threads", "growth", "processes")
+SECTIONS = ("threads", "growth", "startup", "processes")
 #: the key of each section in the JSON
-SECTION_KEYS = {"threads": "thread_policy", "growth": "growth", "processes": "processes"}
+SECTION_KEYS = {"threads": "thread_policy", "growth": "growth", "startup": "startup", "processes": "processes"}
 #: the thread target of the issue: the README snippet at default settings within 1.2× its one-thread time
 MAX_THREADS_RATIO = 1.2
+#: the startup target: ``train_fm.py --help`` within this many times a bare interpreter's wall time, plus 1 s
+STARTUP_FACTOR, STARTUP_SLACK = 2.0, 1.0
+#: the startup section's commands by label: the arguments of ``python`` (a script's path is under ``training/``)
+STARTUP_COMMANDS = {
+    "python -c 'import argparse'": ["-c", "import argparse"],
+    "train_fm.py --help": ["train_fm.py", "--help"],
+    "train_ddpm.py --help": ["train_ddpm.py", "--help"],
+    "train_density.py --help": ["train_density.py", "--help"],
+    "train_fm.py --max_train_steps 0 (refused)": ["train_fm.py", "--max_train_steps", "0"],
+}
 
 #: a child that times one call in a fresh process and prints {"wall": …, "cpu": …, "threads": …, "max_rss_mb": …}
 _TIMED_CALL = """
@@ -96,10 +110,10 @@ def save_ddpm_pipeline(folder: Path) -> Path:
     """The DDPM recipe's pipeline (untrained weights) with its scheduler set to DDIM steps."""
     import torch
 
-    from hfgen.training.ddpm import DDPMArguments, DDPMTask
+    from hfgen.training import DDPMPointsArguments, DDPMPointsTask
 
     torch.manual_seed(0)
-    task = DDPMTask(DDPMArguments(output_dir=str(folder)))
+    task = DDPMPointsTask(DDPMPointsArguments(output_dir=str(folder)))
     pipeline = task.pipeline(task.build_model())
     pipeline.scheduler.register_to_config(sampler="ddim")
     pipeline.save_pretrained(folder)
@@ -245,6 +259,58 @@ def _memory_per_sample(rows: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _timed_process(arguments: list[str]) -> dict[str, float]:
+    """Wall and CPU seconds (user + system, of the child alone) of ``python ARGUMENTS`` in a fresh process."""
+    if arguments[0].endswith(".py"):
+        arguments = [str(REPO / "training" / arguments[0]), *arguments[1:]]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *arguments], cwd=REPO, capture_output=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu}
+
+
+def bench_startup(quick: bool) -> dict[str, Any]:
+    """Each of :data:`STARTUP_COMMANDS` ``repeats`` times, alternating, so that the machine's load falls on all."""
+    repeats = 2 if quick else 10
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in STARTUP_COMMANDS}
+    for _ in range(repeats):
+        for label, arguments in STARTUP_COMMANDS.items():
+            runs[label].append(_timed_process(arguments))
+    return {"repeats": repeats, "runs": runs}
+
+
+def _mean_and_error(values: list[float]) -> tuple[float, float]:
+    """The mean and its standard error."""
+    error = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return statistics.fmean(values), error
+
+
+def _startup_lines(startup: dict[str, Any]) -> list[str]:
+    runs = startup["runs"]
+    bare = _mean_and_error([run["wall"] for run in runs["python -c 'import argparse'"]])[0]
+    limit = STARTUP_FACTOR * bare + STARTUP_SLACK
+    rows = []
+    for label, timings in runs.items():
+        wall, wall_error = _mean_and_error([run["wall"] for run in timings])
+        cpu, cpu_error = _mean_and_error([run["cpu"] for run in timings])
+        target = verdict(wall <= limit) if label == "train_fm.py --help" else "–"
+        rows.append((label, plus_minus(wall, wall_error, ".3f"), plus_minus(cpu, cpu_error, ".3f"), target))
+    return [
+        "## How soon a script answers",
+        "",
+        f"Each command in a fresh process, {startup['repeats']} times, alternating; mean ± standard error. The scripts "
+        "parse their command line (`hfgen.training.arguments`, without torch) before they import torch and their "
+        f"task. Target: `train_fm.py --help` within {STARTUP_FACTOR:g}× the bare interpreter plus "
+        f"{STARTUP_SLACK:g} s = {limit:.2f} s. " + _load(startup),
+        "",
+        *table(["command", "wall (s)", "CPU (s)", "target"], rows),
+        "",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     lines = [
         "# What a call costs and how the cost grows",
@@ -310,6 +376,8 @@ def render(results: dict[str, Any]) -> str:
             "",
             *_memory_per_sample(growth["rows"]),
         ]
+    if results.get("startup"):
+        lines += _startup_lines(results["startup"])
     processes = results.get("processes")
     if processes:
         lines += ["## Training with one and two processes", ""]
@@ -378,6 +446,8 @@ def main() -> None:
                 found = bench_threads(work, args.quick)
             elif section == "growth":
                 found = bench_growth(work, args.quick)
+            elif section == "startup":
+                found = bench_startup(args.quick)
             else:
                 found = bench_processes(work, args.train_data_files, args.test_data_files, args.quick)
             results[SECTION_KEYS[section]] = {**found, "load_average": [start, os.getloadavg()[0]]}

@@ -76,8 +76,8 @@ def _family(family: str) -> tuple[Any, Any, Any]:
     """(arguments class, task class, pipeline class) of a family."""
     from hfgen import DDPMPointsPipeline, DensityPipeline, FlowMatchingPipeline
     from hfgen.training import (
-        DDPMArguments,
-        DDPMTask,
+        DDPMPointsArguments,
+        DDPMPointsTask,
         DensityArguments,
         DensityTask,
         FlowMatchingArguments,
@@ -86,7 +86,7 @@ def _family(family: str) -> tuple[Any, Any, Any]:
 
     return {
         "flow_matching": (FlowMatchingArguments, FlowMatchingTask, FlowMatchingPipeline),
-        "ddpm": (DDPMArguments, DDPMTask, DDPMPointsPipeline),
+        "ddpm": (DDPMPointsArguments, DDPMPointsTask, DDPMPointsPipeline),
         "density": (DensityArguments, DensityTask, DensityPipeline),
     }[family]
 

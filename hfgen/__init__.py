@@ -1,101 +1,77 @@
 """hfgen: generative models of a graduate course as Hugging Face diffusers pipelines.
 
-Every component module is imported here, eagerly: diffusers resolves the classes named in a saved
-``model_index.json`` (for example ``["hfgen.models.mlp", "TimeMLP"]``) only if they are already imported.
+The classes are imported on first use (PEP 562): ``import hfgen`` and ``from hfgen.training.arguments import …``
+(a script's ``--help``) do not import torch. diffusers resolves a class named in a saved ``model_index.json`` (for
+example ``["hfgen", "TimeMLP"]``) with ``getattr(hfgen, "TimeMLP")``, which imports it here.
 """
 
-from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
-from hfgen.methods.schrodinger_bridge import GaussianSchrodingerBridge
-from hfgen.models import (
-    MADE,
-    VAE,
-    AutoEncoder,
-    CouplingFlow,
-    DDPMOracle,
-    EnergyMLP,
-    FiniteDataVelocity,
-    GaussianMixture,
-    KernelDensity,
-    MnistClassifier,
-    MnistClassifierConfig,
-    RBMModel,
-    ResidualMean,
-    StepwiseAffineMean,
-    TimeMLP,
-)
-from hfgen.pipelines import (
-    AutoEncoderPipeline,
-    DDPMImagePipeline,
-    DDPMPointsPipeline,
-    DensityPipeline,
-    EnergyPipeline,
-    FlowMatchingImagePipeline,
-    FlowMatchingPipeline,
-    HfgenPipeline,
-    PointsPipelineOutput,
-    RBMPipeline,
-    SchrodingerBridgePipeline,
-    ScoreSDEPipeline,
-    VAEPipeline,
-)
-from hfgen.schedulers import (
-    BridgeScheduler,
-    ConstantAlphaDDPMScheduler,
-    FlowMatchEulerScheduler,
-    FlowMatchHeunScheduler,
-    FlowMatchMidpointScheduler,
-    GibbsScheduler,
-    LangevinScheduler,
-    MALAScheduler,
-    VESDEScheduler,
-    VPSDEScheduler,
-    flow_match_scheduler,
-)
+from __future__ import annotations
+
+from hfgen.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FiniteDataVelocity",
-    "ScoreSDEPipeline",
-    "VESDEScheduler",
-    "VPSDEScheduler",
-    "MADE",
-    "CouplingFlow",
-    "DensityPipeline",
-    "GaussianMixture",
-    "KernelDensity",
-    "TOY_DISTRIBUTIONS",
-    "AutoEncoder",
-    "AutoEncoderPipeline",
-    "BridgeScheduler",
-    "ConstantAlphaDDPMScheduler",
-    "DDPMOracle",
-    "DDPMPointsPipeline",
-    "EnergyMLP",
-    "EnergyPipeline",
-    "FlowMatchEulerScheduler",
-    "FlowMatchHeunScheduler",
-    "FlowMatchMidpointScheduler",
-    "flow_match_scheduler",
-    "FlowMatchingPipeline",
-    "FlowMatchingImagePipeline",
-    "DDPMImagePipeline",
-    "GibbsScheduler",
-    "GaussianSchrodingerBridge",
-    "HfgenPipeline",
-    "LangevinScheduler",
-    "MALAScheduler",
-    "MnistClassifier",
-    "MnistClassifierConfig",
-    "PointsPipelineOutput",
-    "RBMModel",
-    "RBMPipeline",
-    "ResidualMean",
-    "SchrodingerBridgePipeline",
-    "StepwiseAffineMean",
-    "TimeMLP",
-    "ToyDistribution",
-    "VAE",
-    "VAEPipeline",
-    "get_toy_distribution",
-]
+#: every public name and the module that defines it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["get_toy_distribution", "TOY_DISTRIBUTIONS", "ToyDistribution"], "hfgen.data"),
+    **dict.fromkeys(["GaussianSchrodingerBridge"], "hfgen.methods.schrodinger_bridge"),
+    **dict.fromkeys(
+        [
+            "AutoEncoder",
+            "CouplingFlow",
+            "DDPMOracle",
+            "EnergyMLP",
+            "FiniteDataVelocity",
+            "GaussianMixture",
+            "KernelDensity",
+            "MADE",
+            "MnistClassifier",
+            "MnistClassifierConfig",
+            "RBMModel",
+            "ResidualMean",
+            "StepwiseAffineMean",
+            "TimeMLP",
+            "VAE",
+        ],
+        "hfgen.models",
+    ),
+    **dict.fromkeys(
+        [
+            "AutoEncoderPipeline",
+            "DDPMImagePipeline",
+            "DDPMPointsPipeline",
+            "DensityPipeline",
+            "EnergyPipeline",
+            "FlowMatchingImagePipeline",
+            "FlowMatchingPipeline",
+            "HfgenPipeline",
+            "PointsPipelineOutput",
+            "RBMPipeline",
+            "SchrodingerBridgePipeline",
+            "ScoreSDEPipeline",
+            "VAEPipeline",
+        ],
+        "hfgen.pipelines",
+    ),
+    **dict.fromkeys(
+        [
+            "BridgeScheduler",
+            "ConstantAlphaDDPMScheduler",
+            "flow_match_scheduler",
+            "FlowMatchEulerScheduler",
+            "FlowMatchHeunScheduler",
+            "FlowMatchMidpointScheduler",
+            "GibbsScheduler",
+            "LangevinScheduler",
+            "MALAScheduler",
+            "VESDEScheduler",
+            "VPSDEScheduler",
+        ],
+        "hfgen.schedulers",
+    ),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -295,6 +295,7 @@ def test_every_family_file_the_guide_names_exists():
             "checkpoints",
             "cli",
             "engine",
+            "errors",
             "evaluation",
             "image_data",
             "optimization",
@@ -302,6 +303,7 @@ def test_every_family_file_the_guide_names_exists():
             "task",
             "trainer",
         },
+        "hfgen/training/arguments": {"__init__", "common", "image_data"},
         "hfgen/methods": {"__init__", "solver_order"},
         "model_cards": {"__init__", "pipeline"},
     }

@@ -24,7 +24,7 @@ from hfgen.training import (
     VAEArguments,
     run,
 )
-from hfgen.training.arguments import _document, build_parser
+from hfgen.training.arguments.common import _document, build_parser
 from hfgen.training.classifier import ClassifierArguments
 from hfgen.training.cli import run_script
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from hfgen import HfgenPipeline
 from hfgen.training import DensityArguments, FlowMatchingTask, RBMArguments, list_checkpoints
-from hfgen.training.rbm import MIN_AIS_BETAS
+from hfgen.training.arguments.rbm import MIN_AIS_BETAS
 from hfgen.training.trainer import Trainer, train_in_process
 
 REPO = Path(__file__).resolve().parents[1]

@@ -141,6 +141,26 @@ def test_the_trajectory_animation_is_a_gif_with_one_frame_per_state(tmp_path):
         trajectory_animation(trajectory, [0.0, 1.0])
 
 
+def test_a_long_trajectory_is_animated_on_evenly_spaced_states_with_the_first_and_the_last(tmp_path):
+    from PIL import Image
+
+    from hfgen.plotting import trajectory_animation
+
+    steps = 100
+    trajectory = torch.linspace(0, 1, steps + 1)[:, None, None].expand(steps + 1, 3, 2).contiguous()
+    animation = trajectory_animation(trajectory, torch.linspace(0, 1, steps + 1), bounds=(-1, 2), max_frames=5)
+    titles = []
+    for frame in range(5):
+        animation.animation._func(frame)
+        titles.append(animation.figure.axes[0].get_title())
+    assert titles == ["t = 0.00", "t = 0.25", "t = 0.50", "t = 0.75", "t = 1.00"]
+    animation.save(tmp_path / "flow.gif")
+    with Image.open(tmp_path / "flow.gif") as gif:
+        assert gif.n_frames == 5
+    with pytest.raises(ValueError, match="max_frames"):
+        trajectory_animation(trajectory, torch.linspace(0, 1, steps + 1), max_frames=1)
+
+
 def test_the_velocity_over_time_has_one_panel_per_time():
     from hfgen.plotting import plot_velocity_over_time
 

@@ -19,7 +19,8 @@ from hfgen import DDPMPointsPipeline
 from hfgen.data import get_toy_distribution
 from hfgen.methods.ddpm import epsilon_loss
 from hfgen.training import DDPMPointsArguments, DDPMPointsTask, parse_arguments, run
-from hfgen.training.ddpm_points import DEFAULT_ALPHA, NoisedBatches
+from hfgen.training.arguments.ddpm_points import DEFAULT_ALPHA
+from hfgen.training.ddpm_points import NoisedBatches
 from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,8 +20,9 @@ from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihoo
 from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.training.arguments import parse_arguments
-from hfgen.training.energy import EnergyArguments, EnergyTask, support_extent
-from hfgen.training.task import TrainingDivergedError
+from hfgen.training.arguments.energy import support_extent
+from hfgen.training.energy import EnergyArguments, EnergyTask
+from hfgen.training.errors import TrainingDivergedError
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 

@@ -26,7 +26,8 @@ from huggingface_hub import ModelCard
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
-from hfgen.training.image_data import PERMUTATION_STREAM, is_image_run
+from hfgen.training.arguments.image_data import is_image_run
+from hfgen.training.image_data import PERMUTATION_STREAM
 from hfgen.training.images import (
     DDPMImageArguments,
     DDPMImageTask,

@@ -7,8 +7,15 @@ python training/train_bridge.py --num_steps 40 --schedule symmetric --ipf_iterat
 python training/train_bridge.py --config run.yaml                   # flags beside it override the file
 """
 
-from hfgen.training import SchrodingerBridgeArguments, run_bridge
+from hfgen.training.arguments.schrodinger_bridge import SchrodingerBridgeArguments
 from hfgen.training.cli import run_script
 
+
+def train(args: SchrodingerBridgeArguments) -> dict:
+    from hfgen.training import run_bridge  # torch and the task: imported once the arguments are parsed
+
+    return run_bridge(args)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_script(SchrodingerBridgeArguments, run_bridge, __doc__))
+    raise SystemExit(run_script(SchrodingerBridgeArguments, train, __doc__))

@@ -5,8 +5,15 @@ python training/train_classifier.py --train_data_files mnist/train.parquet --tes
 accelerate launch --multi_gpu --num_processes 2 training/train_classifier.py --dataset_name ylecun/mnist
 """
 
-from hfgen.training.classifier import ClassifierArguments, train_classifier
+from hfgen.training.arguments.classifier import ClassifierArguments
 from hfgen.training.cli import run_script
 
+
+def train(args: ClassifierArguments) -> dict:
+    from hfgen.training import train_classifier  # torch and the task: imported once the arguments are parsed
+
+    return train_classifier(args)[1]
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_script(ClassifierArguments, lambda args: train_classifier(args)[1], __doc__))
+    raise SystemExit(run_script(ClassifierArguments, train, __doc__))

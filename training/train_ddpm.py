@@ -11,17 +11,20 @@ python training/train_ddpm.py --dataset_name ylecun/mnist --output_dir out/ddpm-
 python training/train_ddpm.py --dataset_name ylecun/mnist --class_conditional --guidance_scale 2
 """
 
-from hfgen.training import DDPMPointsArguments, DDPMPointsTask
+from hfgen.training.arguments.ddpm_points import DDPMPointsArguments
+from hfgen.training.arguments.images import DDPMImageArguments
 from hfgen.training.cli import run_points_or_images
-from hfgen.training.images import DDPMImageArguments, DDPMImageTask
-from hfgen.training.trainer import run
 
 
 def train(args: DDPMPointsArguments) -> dict:
+    from hfgen.training import DDPMPointsTask, run  # torch and the task: imported once the arguments are parsed
+
     return run(DDPMPointsTask(args))
 
 
 def train_images(args: DDPMImageArguments) -> dict:
+    from hfgen.training import DDPMImageTask, run  # torch and the task: imported once the arguments are parsed
+
     return run(DDPMImageTask(args))
 
 

@@ -8,12 +8,14 @@ python training/train_density.py --model made --dataset_name ylecun/mnist --outp
 accelerate launch training/train_density.py --model coupling ... --resume_from_checkpoint latest
 """
 
+from hfgen.training.arguments.density import DensityArguments
 from hfgen.training.cli import run_script
-from hfgen.training.density import DensityArguments, density_task
-from hfgen.training.trainer import run
 
 
 def train(args: DensityArguments) -> dict:
+    from hfgen.training.density import density_task  # torch and the task: imported once the arguments are parsed
+    from hfgen.training.trainer import run
+
     return run(density_task(args))
 
 

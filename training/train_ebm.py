@@ -8,12 +8,13 @@ python training/train_ebm.py --dataset 8gaussians --training_sampler langevin --
 accelerate launch training/train_ebm.py ... --resume_from_checkpoint latest   # continues exactly (buffer included)
 """
 
+from hfgen.training.arguments.energy import EnergyArguments
 from hfgen.training.cli import run_script
-from hfgen.training.energy import EnergyArguments, EnergyTask
-from hfgen.training.trainer import run
 
 
 def train(args: EnergyArguments) -> dict:
+    from hfgen.training import EnergyTask, run  # torch and the task: imported once the arguments are parsed
+
     return run(EnergyTask(args))
 
 

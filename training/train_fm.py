@@ -13,16 +13,20 @@ python training/train_fm.py --train_data_files mnist/train.parquet --test_data_f
     --classifier_path out/mnist-classifier                           # classifier scores in metrics.json
 """
 
-from hfgen.training import FlowMatchingArguments, FlowMatchingTask, run
+from hfgen.training.arguments.flow_matching import FlowMatchingArguments
+from hfgen.training.arguments.images import FlowMatchingImageArguments
 from hfgen.training.cli import run_points_or_images
-from hfgen.training.images import FlowMatchingImageArguments, FlowMatchingImageTask
 
 
 def train(args: FlowMatchingArguments) -> dict:
+    from hfgen.training import FlowMatchingTask, run  # torch and the task: imported once the arguments are parsed
+
     return run(FlowMatchingTask(args))
 
 
 def train_images(args: FlowMatchingImageArguments) -> dict:
+    from hfgen.training import FlowMatchingImageTask, run  # torch and the task: imported once the arguments are parsed
+
     return run(FlowMatchingImageTask(args))
 
 

@@ -7,12 +7,13 @@ python training/train_rbm.py --dataset_name ylecun/mnist --method cd --gibbs_ste
 accelerate launch training/train_rbm.py ... --resume_from_checkpoint latest   # continues exactly (chains included)
 """
 
+from hfgen.training.arguments.rbm import RBMArguments
 from hfgen.training.cli import run_script
-from hfgen.training.rbm import RBMArguments, RBMTask
-from hfgen.training.trainer import run
 
 
 def train(args: RBMArguments) -> dict:
+    from hfgen.training import RBMTask, run  # torch and the task: imported once the arguments are parsed
+
     return run(RBMTask(args))
 
 

@@ -7,12 +7,13 @@ python training/train_score.py --sde ve --sigma_max 10 --output_dir out/score-ve
 python training/train_score.py --config run.yaml                        # flags beside it override the file
 """
 
+from hfgen.training.arguments.score_sde import ScoreSDEArguments
 from hfgen.training.cli import run_script
-from hfgen.training.score_sde import ScoreSDEArguments, ScoreSDETask
-from hfgen.training.trainer import run
 
 
 def train(args: ScoreSDEArguments) -> dict:
+    from hfgen.training import ScoreSDETask, run  # torch and the task: imported once the arguments are parsed
+
     return run(ScoreSDETask(args))
 
 

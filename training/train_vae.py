@@ -7,11 +7,13 @@ accelerate launch training/train_vae.py ... --resume_from_checkpoint latest     
 python training/train_vae.py ... --classifier_path out/mnist-classifier           # classifier scores of samples
 """
 
-from hfgen.training import VAEArguments, VAETask, run
+from hfgen.training.arguments.vae import VAEArguments
 from hfgen.training.cli import run_script
 
 
 def train(args: VAEArguments) -> dict:
+    from hfgen.training import VAETask, run  # torch and the task: imported once the arguments are parsed
+
     return run(VAETask(args))
 
 

@@ -27,6 +27,7 @@ from pyarrow.lib import ArrowException
 from torch import Tensor
 
 from hfgen.checks import check_choice
+from hfgen.choices import TEST_BINARIZATION_SEED
 from hfgen.utils import batch_generator
 
 __all__ = [
@@ -41,9 +42,6 @@ __all__ = [
 ]
 
 BINARIZATIONS = (None, "dynamic", "fixed")
-#: the seed of the one draw of a test set under dynamic binarisation (MADE and the RBM score the same images,
-#: whatever the training seed)
-TEST_BINARIZATION_SEED = 0
 #: the stream and index of :func:`~hfgen.utils.batch_generator` of that draw
 _TEST_DRAW_STREAM, _TEST_DRAW_INDEX = -3, 1
 ROW_COLUMN = "row_index"

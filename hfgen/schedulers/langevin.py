@@ -190,3 +190,7 @@ class MALAScheduler(_LangevinDynamics):
         if not return_dict:
             return (prev, True, accepted)
         return MALASchedulerOutput(prev_sample=prev, step_complete=True, accepted=accepted)
+
+
+#: the Langevin samplers by name (an energy model's ``training_sampler`` and ``sample_sampler``)
+LANGEVIN_SCHEDULERS: dict[str, type[_LangevinDynamics]] = {"langevin": LangevinScheduler, "mala": MALAScheduler}

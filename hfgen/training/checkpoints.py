@@ -25,6 +25,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from hfgen.training.errors import CheckpointError
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS_FOLDER = "checkpoints"
@@ -32,10 +34,6 @@ STATE_FILE = "trainer_state.json"
 EMA_FILE = "ema.safetensors"
 TASK_STATE_FILE = "task_state.safetensors"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete, corrupt or from a run with another configuration."""
 
 
 def checkpoints_root(output_dir: str | os.PathLike) -> Path:

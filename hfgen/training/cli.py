@@ -1,6 +1,6 @@
-"""What every ``training/train_*.py`` script does: parse its arguments, run, print the metrics, and report the
-user's mistakes (a bad argument, data that do not fit the task, a folder in use or holding another run, a checkpoint
-that does not fit, a diverged loss) as one line on stderr with exit status 2 instead of a traceback."""
+"""What every ``training/train_*.py`` script does: parse its arguments (without torch), run, print the metrics, and
+report the user's mistakes (a bad argument, data that do not fit the task, a folder in use or holding another run, a
+checkpoint that does not fit, a diverged loss) as one line on stderr with exit status 2 instead of a traceback."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from hfgen.training.arguments import ArgumentsT, build_parser, parse_arguments
-from hfgen.training.checkpoints import CheckpointError
-from hfgen.training.engine import RUN_STARTED, UploadError
-from hfgen.training.image_data import IMAGE_DATA_FLAGS, is_image_run
-from hfgen.training.task import TrainingDivergedError
+from hfgen.training.arguments.image_data import IMAGE_DATA_FLAGS, is_image_run
+from hfgen.training.errors import RUN_STARTED, CheckpointError, TrainingDivergedError, UploadError
 
 #: errors that describe something the user can fix by changing the command line
 USER_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, CheckpointError, TrainingDivergedError)

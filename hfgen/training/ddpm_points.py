@@ -5,160 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.data import get_toy_distribution
 from hfgen.data.toy import ToyDistribution
 from hfgen.methods.ddpm import epsilon_loss
 from hfgen.model_cards.ddpm_points import ddpm_points_card
 from hfgen.models import TimeMLP
-from hfgen.models.mlp import TIME_EMBEDDINGS
 from hfgen.pipelines import DDPMPointsPipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
-from hfgen.schedulers.constant_alpha_ddpm import SAMPLERS, VARIANCE_TYPES, alpha_for_final_alpha_bar
-from hfgen.training.arguments import TrainingArguments, documented
+from hfgen.training.arguments.ddpm_points import DDPMPointsArguments
 from hfgen.training.points import PointTask
 from hfgen.utils import batch_generator
-
-#: α of the built-in recipe when neither ``alpha`` nor ``final_alpha_bar`` is given (with T = 500: ᾱ_T ≈ 0.0066)
-DEFAULT_ALPHA = 0.99
-#: ``beta_schedule`` choices: the course's constant α, or one of diffusers' DDPMScheduler/DDIMScheduler schedules
-BETA_SCHEDULES = ("constant_alpha", "linear", "scaled_linear", "squaredcos_cap_v2")
-
-
-@dataclass
-class DDPMPointsArguments(TrainingArguments):
-    """Arguments of ``training/train_ddpm.py``; the defaults are the built-in recipe (checkerboard target).
-
-    The schedule is ``ᾱ_t = α^t``, ``t = 0 … T``: give ``alpha`` or ``final_alpha_bar`` (then
-    ``α = ᾱ_T^{1/T}``), not both; with neither, ``α = 0.99``. With ``beta_schedule`` other than ``"constant_alpha"``
-    the run uses diffusers' own ``DDPMScheduler`` (or ``DDIMScheduler`` for ``sampler="ddim"``) with that β schedule
-    from ``beta_start`` to ``beta_end`` (``clip_sample=False``, ε-prediction), ``ᾱ_t = Π_{s ≤ t} (1 − β_s)``.
-    """
-
-    run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples"}
-
-    output_dir: str = documented("out/ddpm-checkerboard", "where the run writes its outputs")
-    max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
-    checkpointing_steps: int = documented(4_000, "save the training state every N steps (0: never)")
-    validation_steps: int = documented(4_000, "sample with the EMA weights, plot and score every N steps (0: never)")
-    dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
-    num_train_timesteps: int = field(default=500, metadata={"help": "number T of diffusion steps"})
-    beta_schedule: str = field(
-        default="constant_alpha",
-        metadata={"help": f"{BETA_SCHEDULES}: the course's ᾱ_t = α^t, or a diffusers DDPMScheduler β schedule"},
-    )
-    beta_start: float = field(default=1e-4, metadata={"help": "β_1 of a diffusers linear or scaled_linear schedule"})
-    beta_end: float = field(default=0.02, metadata={"help": "β_T of a diffusers linear or scaled_linear schedule"})
-    alpha: float | None = field(default=None, metadata={"help": f"constant α in (0, 1) (default {DEFAULT_ALPHA})"})
-    final_alpha_bar: float | None = field(
-        default=None, metadata={"help": "instead of alpha: ᾱ_T in (0, 1), giving α = ᾱ_T^(1/T)"}
-    )
-    hidden_size: int = 256
-    num_layers: int = 4
-    activation: str = "silu"
-    time_embedding: str = field(
-        default="sinusoidal",
-        metadata={"help": f"{TIME_EMBEDDINGS}: sinusoids of the integer t, or Fourier features of t / T"},
-    )
-    num_position_frequencies: int = field(
-        default=6, metadata={"help": "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"}
-    )
-    variance_type: str = field(
-        default="beta_tilde", metadata={"help": f"reverse-step variance {VARIANCE_TYPES} (β̃: posterior variance)"}
-    )
-    sampler: str = field(default="ancestral", metadata={"help": f"sampler saved in the scheduler: {SAMPLERS}"})
-    eta: float = field(default=0.0, metadata={"help": "DDIM noise scale η in [0, 1] (sampler='ddim' only)"})
-    num_inference_steps: int | None = field(
-        default=None, metadata={"help": "sampling steps in 1 … T for validation and evaluation (default: all T)"}
-    )
-    num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
-
-    positive_fields = (*TrainingArguments.positive_fields, "num_train_timesteps", "num_eval_samples")
-    choice_fields = {
-        **TrainingArguments.choice_fields,
-        "beta_schedule": BETA_SCHEDULES,
-        "variance_type": VARIANCE_TYPES,
-        "sampler": SAMPLERS,
-        "time_embedding": TIME_EMBEDDINGS,
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        get_toy_distribution(self.dataset)  # raises a clear error for unknown names
-        if self.beta_schedule != "constant_alpha":
-            for name in ("alpha", "final_alpha_bar"):
-                if getattr(self, name) is not None:
-                    raise ValueError(
-                        f"`{name}` applies to beta_schedule='constant_alpha' only, got beta_schedule="
-                        f"{self.beta_schedule!r}, {name}={getattr(self, name)}"
-                    )
-            if self.eta:
-                raise ValueError(
-                    f"`eta` applies to beta_schedule='constant_alpha' only (diffusers' DDIMScheduler takes η at each "
-                    f"step), got beta_schedule={self.beta_schedule!r}, eta={self.eta}"
-                )
-            if not 0.0 < self.beta_start <= self.beta_end < 1.0:
-                raise ValueError(
-                    f"`beta_start` and `beta_end` must satisfy 0 < beta_start <= beta_end < 1, got "
-                    f"beta_start={self.beta_start}, beta_end={self.beta_end}"
-                )
-        if self.alpha is not None and self.final_alpha_bar is not None:
-            raise ValueError(
-                f"give `alpha` ({self.alpha}) or `final_alpha_bar` ({self.final_alpha_bar}), not both: "
-                "ᾱ_T = α^T ties them together"
-            )
-        for name in ("alpha", "final_alpha_bar"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 < value < 1.0:
-                raise ValueError(f"`{name}` must be in the open interval (0, 1), got {value}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"`eta` must be in [0, 1], got {self.eta}")
-        if self.eta and self.sampler != "ddim":
-            raise ValueError(f"`eta` applies to sampler='ddim' only, got sampler={self.sampler!r}, eta={self.eta}")
-        steps = self.num_inference_steps
-        if steps is not None and not 1 <= steps <= self.num_train_timesteps:
-            raise ValueError(
-                f"`num_inference_steps` must be in 1 … {self.num_train_timesteps} (num_train_timesteps), got {steps}"
-            )
-
-    def schedule_alpha(self) -> float:
-        """The constant ``α``: ``alpha``, else ``final_alpha_bar^{1/T}``, else :data:`DEFAULT_ALPHA`."""
-        if self.alpha is not None:
-            return float(self.alpha)
-        if self.final_alpha_bar is not None:
-            return alpha_for_final_alpha_bar(self.num_train_timesteps, self.final_alpha_bar)
-        return DEFAULT_ALPHA
-
-    def noise_scheduler(self) -> ConstantAlphaDDPMScheduler | DDPMScheduler | DDIMScheduler:
-        """The run's scheduler: ``ᾱ_t = α^t`` for ``t = 0 … T`` with the chosen sampler, or diffusers' DDPM (DDIM for
-        ``sampler="ddim"``) scheduler with ``beta_schedule``; ``variance_type`` ``beta_tilde``/``beta`` is diffusers'
-        ``fixed_small``/``fixed_large``."""
-        if self.beta_schedule != "constant_alpha":
-            common = {
-                "num_train_timesteps": self.num_train_timesteps,
-                "beta_schedule": self.beta_schedule,
-                "beta_start": self.beta_start,
-                "beta_end": self.beta_end,
-                "clip_sample": False,
-                "prediction_type": "epsilon",
-            }
-            if self.sampler == "ddim":
-                return DDIMScheduler(**common)
-            variance = "fixed_small" if self.variance_type == "beta_tilde" else "fixed_large"
-            return DDPMScheduler(variance_type=variance, **common)
-        return ConstantAlphaDDPMScheduler(
-            alpha=self.schedule_alpha(),
-            num_train_timesteps=self.num_train_timesteps,
-            variance_type=self.variance_type,
-            sampler=self.sampler,
-            eta=self.eta,
-        )
 
 
 class NoisedBatches:

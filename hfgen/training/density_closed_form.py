@@ -16,6 +16,7 @@ from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.models.kde import KernelDensity, rule_bandwidth
 from hfgen.models.mixture import GaussianMixture
+from hfgen.training.arguments.density import RECIPES
 from hfgen.training.density_tasks import DensityTask
 from hfgen.training.engine import progress_bar
 from hfgen.training.task import Phase
@@ -40,7 +41,7 @@ class GMMTask(ClosedFormTask):
     ``em_iterations`` EM iterations, one E- and M-step each; the training log-likelihood before each step is kept
     (``em_log_likelihood``: it never decreases)."""
 
-    recipe = {**DensityTask.recipe, "em_iterations": 100, "num_components": 8, "num_train_points": 10_000}
+    recipe = RECIPES["gmm"]
 
     def __init__(self, args: Any, data: Mapping[str, Tensor] | None = None):
         super().__init__(args, data)
@@ -92,7 +93,7 @@ class KDETask(ClosedFormTask):
     r"""``p(x) = (1/n) Σ_i N(x; x_i, h² I)`` on the training sample; its one closed-form step stores the points and
     chooses ``h`` (a rule, a number, or the k-fold cross-validated grid maximiser)."""
 
-    recipe = {**DensityTask.recipe, "num_train_points": 10_000}
+    recipe = RECIPES["kde"]
 
     def __init__(self, args: Any, data: Mapping[str, Tensor] | None = None):
         super().__init__(args, data)

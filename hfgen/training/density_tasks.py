@@ -31,6 +31,7 @@ from hfgen.models.mlp import TimeMLP
 from hfgen.pipelines.density import DensityPipeline
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
+from hfgen.training.arguments.density import BASE_RECIPE, IMAGE_RECIPES, RECIPES
 from hfgen.training.task import Phase, TrainingTask
 from hfgen.utils import batch_generator, check_points
 
@@ -102,18 +103,7 @@ class DensityTask(TrainingTask):
     args: Any  # the run's DensityArguments (hfgen.training.density)
     #: the recipe on points: the value of each recipe field left at ``None`` (these are recorded, not read, by the
     #: models that do not use them)
-    recipe: ClassVar[dict[str, Any]] = {
-        "max_train_steps": 1_000,
-        "em_iterations": 100,
-        "train_batch_size": 512,
-        "learning_rate": 1e-3,
-        "num_components": 8,
-        "num_train_points": 0,
-        "hidden_sizes": [128],
-        "hidden_size": 64,
-        "num_layers": 2,
-        "activation": "silu",
-    }
+    recipe: ClassVar[dict[str, Any]] = BASE_RECIPE
     #: the recipe on images (``None``: the model does not train on images)
     image_recipe: ClassVar[dict[str, Any] | None] = None
     #: the density grid of the validation and of the final figure
@@ -265,23 +255,8 @@ class MADETask(DensityTask):
     r"""MADE: ``log p(x) = Σ_d log p(x_d | x_{<d})`` with Gaussian-mixture conditionals on points, Bernoulli on
     binarised images."""
 
-    recipe = {
-        **DensityTask.recipe,
-        "max_train_steps": 6_000,
-        "train_batch_size": 512,
-        "learning_rate": 2e-3,
-        "num_components": 16,
-        "hidden_sizes": [128, 128],
-        "num_train_points": 0,
-    }
-    image_recipe = {
-        **DensityTask.recipe,
-        "max_train_steps": 12_000,
-        "train_batch_size": 128,
-        "learning_rate": 1e-3,
-        "hidden_sizes": [500],
-        "num_train_points": 0,
-    }
+    recipe = RECIPES["made"]
+    image_recipe = IMAGE_RECIPES["made"]
 
     def make_model(self) -> MADE:
         args, image = self.args, self.test is not None
@@ -310,16 +285,7 @@ class MADETask(DensityTask):
 class CouplingTask(DensityTask):
     r"""A RealNVP or neural spline coupling flow, ``log p(x) = log N(f(x); 0, I) + log |det ∂f/∂x|``."""
 
-    recipe = {
-        **DensityTask.recipe,
-        "max_train_steps": 2_000,
-        "train_batch_size": 512,
-        "learning_rate": 2e-3,
-        "hidden_size": 128,
-        "num_layers": 3,
-        "activation": "relu",
-        "num_train_points": 0,
-    }
+    recipe = RECIPES["coupling"]
 
     def make_model(self) -> CouplingFlow:
         args = self.args
@@ -345,16 +311,7 @@ class CNFTask(DensityTask):
     r"""FFJORD: ``log p_1(x) = log N(z(0); 0, I) − ∫_0^1 Tr ∂v_θ/∂z dt`` with a :class:`TimeMLP` velocity; the
     result is a :class:`FlowMatchingPipeline`."""
 
-    recipe = {
-        **DensityTask.recipe,
-        "max_train_steps": 3_000,
-        "train_batch_size": 256,
-        "learning_rate": 2e-3,
-        "hidden_size": 64,
-        "num_layers": 3,
-        "activation": "silu",
-        "num_train_points": 0,
-    }
+    recipe = RECIPES["cnf"]
     grid_sizes = (40, 60)
 
     def make_model(self) -> TimeMLP:

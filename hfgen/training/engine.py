@@ -10,13 +10,13 @@ import json
 import os
 import shutil
 import sys
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from hfgen.pipelines.base import RUN_IN_PROGRESS_FILE
 from hfgen.training.arguments import TrainingArguments
 from hfgen.training.checkpoints import CHECKPOINTS_FOLDER
+from hfgen.training.errors import RUN_STARTED, UploadError
 from hfgen.utils import write_atomic
 
 ARGS_FILE = "args.json"
@@ -24,13 +24,6 @@ METRICS_FILE = "metrics.json"
 VALIDATION_FOLDER = "validation"
 HELD_OUT_SEED = 20_231_123  # seeds the held-out data every evaluation compares against
 LOCK_FILE = ".hfgen-run.lock"
-#: set by :func:`start_output_dir` when this process's run starts writing its output folder: a user error raised
-#: before is a refusal of the command (nothing was written), one raised after is a failure of the run
-RUN_STARTED: ContextVar[bool] = ContextVar("hfgen_run_started", default=False)
-
-
-class UploadError(RuntimeError):
-    """The run is saved in its output folder, but its upload to the Hub failed."""
 
 
 def report_to(choice: str) -> str | None:

@@ -9,22 +9,21 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 import torch
 
 from hfgen.checks import check_int
-from hfgen.data import TOY_DISTRIBUTIONS, ToyDistribution, get_toy_distribution
+from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.methods.cnf import cnf_log_prob
-from hfgen.methods.couplings import COUPLINGS, couple
-from hfgen.methods.flow_matching import PATHS, ProbabilityPath, cfm_loss, get_path, sample_times
+from hfgen.methods.couplings import couple
+from hfgen.methods.flow_matching import cfm_loss, sample_times
 from hfgen.model_cards.flow_matching import flow_matching_card
 from hfgen.models import TimeMLP
 from hfgen.pipelines import FlowMatchingPipeline
-from hfgen.schedulers.flow_match_solvers import SOLVERS, flow_match_scheduler
-from hfgen.training.arguments import TrainingArguments, check_number, documented
+from hfgen.schedulers.flow_match_solvers import flow_match_scheduler
+from hfgen.training.arguments.flow_matching import FlowMatchingArguments
 from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.points import PointLikelihoodTask
 from hfgen.training.trainer import train_in_process
@@ -228,80 +227,6 @@ DENSITY_RK4_STEPS = 16  # the density figure
 DENSITY_GRID_SIZES = {False: 60, True: 30}  # the density figure's grid: full and fast evaluation
 
 
-@dataclass
-class FlowMatchingArguments(TrainingArguments):
-    """Arguments of ``training/train_fm.py``; the defaults are the built-in checkerboard recipe."""
-
-    run_only_fields = TrainingArguments.run_only_fields | {
-        "num_eval_samples",
-        "num_nll_samples",
-        "num_validation_nll_samples",
-        "coupling_workers",
-    }
-
-    output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
-    max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
-    validation_steps: int = documented(5_000, "sample with the EMA weights, plot and score every N steps (0: never)")
-    dataset: str = documented("checkerboard", f"target toy distribution at t = 1: {', '.join(TOY_DISTRIBUTIONS)}")
-    source: str = documented("gaussian", "source toy distribution at t = 0 (same names; may be sample-only)")
-    path: str = field(default="linear", metadata={"help": f"probability path: {sorted(PATHS)}"})
-    sigma_min: float = field(default=0.0, metadata={"help": "σ_min of the linear path"})
-    sigma: float = field(
-        default=1.0, metadata={"help": "σ of the brownian path and of the sinkhorn coupling (regularisation 2σ²)"}
-    )
-    coupling: str = field(
-        default="independent",
-        metadata={"help": f"minibatch coupling {COUPLINGS}; OT couples within each process's batch"},
-    )
-    coupling_workers: int = documented(
-        1,
-        "worker processes (per training process) that solve the ot or sinkhorn coupling of the next batches side "
-        "by side; 0: one thread of the training process. The batches are the same for any value",
-    )
-    hidden_size: int = 256
-    num_layers: int = 4
-    activation: str = "silu"
-    time_embedding: str = "sinusoidal"
-    num_position_frequencies: int = field(
-        default=6, metadata={"help": "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"}
-    )
-    time_beta: float = field(
-        default=0.5, metadata={"help": "train on t ~ Beta(1, b): b = 1 uniform, b < 1 favours the data end t = 1"}
-    )
-    solver: str = field(default="euler", metadata={"help": f"fixed-step sampler saved in the scheduler: {SOLVERS}"})
-    num_inference_steps: int = 100
-    num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
-    num_nll_samples: int = documented(1_000, "held-out points for the final NLL (dopri5)")
-    num_validation_nll_samples: int = documented(250, "held-out points for the NLL at each validation (0: none)")
-
-    positive_fields = (*TrainingArguments.positive_fields, "num_inference_steps", "num_eval_samples")
-    nonnegative_fields = (*TrainingArguments.nonnegative_fields, "num_nll_samples", "num_validation_nll_samples")
-    choice_fields = {**TrainingArguments.choice_fields, "coupling": COUPLINGS, "solver": SOLVERS}
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        target, source = get_toy_distribution(self.dataset), get_toy_distribution(self.source)
-        if source.dim != target.dim:
-            raise ValueError(
-                f"source {self.source!r} has dimension {source.dim} but dataset {self.dataset!r} has {target.dim}"
-            )
-        if self.sigma_min and self.path != "linear":
-            raise ValueError(
-                f"`sigma_min` applies to the linear path only, got path={self.path!r}, sigma_min={self.sigma_min}"
-            )
-        check_number(self.sigma, "sigma", low=0.0, open_low=True)
-        check_number(self.sigma_min, "sigma_min", low=0.0, high=1.0, open_high=True)
-        check_number(self.time_beta, "time_beta", low=0.0, open_low=True)
-        check_int(self.coupling_workers, "coupling_workers", low=0)
-        self.probability_path()  # raises a clear error for unknown paths
-
-    def probability_path(self) -> ProbabilityPath:
-        """The conditional path named by ``path`` (with ``sigma_min`` for the linear one, ``sigma`` for the
-        Brownian bridge)."""
-        options = {"linear": {"sigma_min": self.sigma_min}, "brownian": {"sigma": self.sigma}}
-        return get_path(self.path, **options.get(self.path, {}))
-
-
 class FlowMatchingTask(PointLikelihoodTask):
     r"""Conditional flow matching from ``args.source`` to ``args.dataset``.
 
@@ -318,6 +243,11 @@ class FlowMatchingTask(PointLikelihoodTask):
     def __init__(self, args: FlowMatchingArguments):
         super().__init__(args)
         self.source = get_toy_distribution(args.source)
+        if self.source.dim != self.target.dim:
+            raise ValueError(
+                f"source {args.source!r} has dimension {self.source.dim} but dataset {args.dataset!r} has "
+                f"{self.target.dim}"
+            )
         self.path = args.probability_path()
 
     @contextmanager

@@ -17,10 +17,6 @@ from diffusers.models.modeling_utils import ModelMixin
 from hfgen.training.arguments import TrainingArguments
 
 
-class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite; the checkpoints saved before stay as they were."""
-
-
 @dataclass(frozen=True)
 class Phase:
     """``num_steps`` optimizer steps on the task's model ``model`` with a fresh optimizer, schedule and EMA; with

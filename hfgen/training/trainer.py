@@ -46,9 +46,10 @@ from hfgen.training.engine import (
     start_output_dir,
     status,
 )
+from hfgen.training.errors import TrainingDivergedError
 from hfgen.training.evaluation import EvaluationStage, TrainingResult
 from hfgen.training.optimization import ListEMA, Loop, Stopwatch, TaskLoss, fused_adamw
-from hfgen.training.task import Phase, Progress, TrainingDivergedError, TrainingTask
+from hfgen.training.task import Phase, Progress, TrainingTask
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Arguments every training script shares, parsed with transformers' ``HfArgumentParser``.
+"""Arguments every training script shares, parsed with transformers' ``HfArgumentParser`` (without torch).
 
 A script accepts its dataclass on the command line, from a YAML or JSON file (``--config run.yaml``, or the
 file as the only argument), or both: the file sets the values and command-line flags override them.
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from diffusers.optimization import SchedulerType
-
 from hfgen.checks import check_int, check_number
-from hfgen.utils import check_positive_int
+from hfgen.choices import TOY_DISTRIBUTION_NAMES
 
-LR_SCHEDULERS = tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
+#: the learning-rate schedules of ``diffusers.optimization.get_scheduler`` (its ``SchedulerType`` but
+#: ``piecewise_constant``, which needs a rule string), named here so that parsing does not import torch
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 #: environment variable that turns every training run into a smoke run of at most that many optimizer steps
 SMOKE_STEPS_VARIABLE = "HFGEN_SMOKE_STEPS"
@@ -157,10 +157,10 @@ class TrainingArguments:
             raise ValueError(f"`output_dir` must be a folder path (a non-empty string), got {self.output_dir!r}")
         check_int(self.seed, "seed", 0)
         for name in self.positive_fields:
-            check_positive_int(getattr(self, name), name)
+            check_int(getattr(self, name), name)
         for name in NETWORK_SIZE_FIELDS:  # a family's width and depth, if it has them (None: its recipe)
             if getattr(self, name, None) is not None:
-                check_positive_int(getattr(self, name), name)
+                check_int(getattr(self, name), name)
         for name in self.nonnegative_fields:
             check_int(getattr(self, name), name, 0)
         check_number(self.learning_rate, "learning_rate", low=0.0, high=self.max_learning_rate, open_low=True)
@@ -372,3 +372,13 @@ def smoke_capped(args: ArgumentsT) -> ArgumentsT:
         changes["validation_steps"] = 0
     print(f"{SMOKE_STEPS_VARIABLE}={steps}: a smoke run, with {changes}", file=sys.stderr)
     return dataclasses.replace(args, **changes)
+
+
+def check_toy_name(name: object, argument: str) -> str:
+    """``name`` if it names a toy distribution of :mod:`hfgen.data` (whose registry checks its constructor arguments
+    when the task builds it)."""
+    if not isinstance(name, str) or name not in TOY_DISTRIBUTION_NAMES:
+        raise ValueError(
+            f"`{argument}`: unknown toy distribution {name!r}; available: {sorted(TOY_DISTRIBUTION_NAMES)}"
+        )
+    return name

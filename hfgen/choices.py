@@ -1,0 +1,57 @@
+"""The names of every choice-valued option, without torch.
+
+The training arguments (:mod:`hfgen.training.arguments`) check their choice-valued flags against these tuples and
+list them in ``--help``; importing nothing heavier than this module, a script shows its help and refuses a bad
+argument before torch is imported. Each tuple mirrors the component that owns the option (a model, scheduler,
+method or data module, whose own checks stay the rule where it is used); ``tests/test_choices.py`` checks that every
+mirror equals its owner's names.
+"""
+
+from __future__ import annotations
+
+#: toy distributions of :mod:`hfgen.data` (``TOY_DISTRIBUTIONS``)
+TOY_DISTRIBUTION_NAMES = ("gaussian", "checkerboard", "8gaussians", "moons", "two_balls", "shifted")
+#: hidden-layer activations of ``TimeMLP`` (``hfgen.models.mlp.ACTIVATIONS``)
+ACTIVATION_NAMES = ("silu", "relu", "gelu", "elu", "tanh", "softplus")
+#: the smooth ones an energy network takes (Langevin dynamics and MALA use ``∇_x E``)
+SMOOTH_ACTIVATION_NAMES = ("silu", "softplus", "gelu", "tanh")
+#: embeddings of ``TimeMLP``'s time input
+TIME_EMBEDDINGS = ("sinusoidal", "fourier")
+
+#: flow matching: probability paths (``hfgen.methods.flow_matching.PATHS``), minibatch couplings, fixed-step solvers
+PATH_NAMES = ("linear", "vp", "cosine", "brownian")
+FLOW_COUPLINGS = ("independent", "ot", "sinkhorn")
+FLOW_MATCH_SOLVERS = ("euler", "heun", "midpoint")
+
+#: constant-α DDPM: reverse-step variances and samplers
+VARIANCE_TYPES = ("beta", "beta_tilde")
+DDPM_SAMPLERS = ("ancestral", "ddim")
+
+#: score SDEs: what the network predicts, and the samplers of the pipeline
+PREDICTION_TYPES = ("epsilon", "score")
+SCORE_SDE_SAMPLERS = ("euler_maruyama", "predictor_corrector", "probability_flow")
+
+#: the Schrödinger bridge's γ schedules
+BRIDGE_SCHEDULES = ("constant", "symmetric")
+
+#: density models: mixture covariances, KDE bandwidth rules, MADE orders, coupling layers and linear maps
+COVARIANCE_TYPES = ("spherical", "diag", "full")
+BANDWIDTH_RULES = ("scott", "silverman")
+MADE_ORDERS = ("natural", "random")
+COUPLING_LAYERS = ("affine", "spline")
+LINEAR_PARAMETRIZATIONS = ("dense", "lu")
+#: CNF ODE solvers of torchdiffeq: fixed-step and adaptive
+FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4")
+ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+
+#: energy models: the Langevin samplers of training and sampling
+ENERGY_SAMPLERS = ("langevin", "mala")
+
+#: autoencoders and VAEs: decoder likelihoods, architectures, hidden-layer normalisations
+LIKELIHOODS = ("bernoulli", "gaussian")
+ARCHITECTURES = ("mlp", "conv")
+NORMALIZATIONS = ("none", "layer")
+
+#: the seed of the one draw of a test set under dynamic binarisation (MADE and the RBM score the same images,
+#: whatever the training seed)
+TEST_BINARIZATION_SEED = 0

@@ -1,0 +1,88 @@
+"""hfgen.choices mirrors the names of every choice-valued option without torch: each tuple equals its owner's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hfgen import choices
+from hfgen.data import TOY_DISTRIBUTIONS
+from hfgen.methods import cnf, couplings
+from hfgen.methods.flow_matching import PATHS
+from hfgen.models import coupling_flow, kde, made, mixture, mlp, vae_parts
+from hfgen.models.energy import SMOOTH_ACTIVATIONS
+from hfgen.schedulers import constant_alpha_ddpm, schrodinger_bridge, score_sde
+from hfgen.schedulers.flow_match_solvers import FLOW_MATCH_SCHEDULERS
+from pipelines import score_sde as score_sde_pipeline
+
+OWNERS = {
+    "TOY_DISTRIBUTION_NAMES": tuple(TOY_DISTRIBUTIONS),
+    "ACTIVATION_NAMES": tuple(mlp.ACTIVATIONS),
+    "SMOOTH_ACTIVATION_NAMES": tuple(SMOOTH_ACTIVATIONS),
+    "TIME_EMBEDDINGS": mlp.TIME_EMBEDDINGS,
+    "PATH_NAMES": tuple(PATHS),
+    "FLOW_COUPLINGS": couplings.COUPLINGS,
+    "FLOW_MATCH_SOLVERS": tuple(FLOW_MATCH_SCHEDULERS),
+    "VARIANCE_TYPES": constant_alpha_ddpm.VARIANCE_TYPES,
+    "DDPM_SAMPLERS": constant_alpha_ddpm.SAMPLERS,
+    "PREDICTION_TYPES": score_sde.PREDICTION_TYPES,
+    "SCORE_SDE_SAMPLERS": score_sde_pipeline.SAMPLERS,
+    "BRIDGE_SCHEDULES": schrodinger_bridge.SCHEDULES,
+    "COVARIANCE_TYPES": mixture.COVARIANCE_TYPES,
+    "BANDWIDTH_RULES": kde.BANDWIDTH_RULES,
+    "MADE_ORDERS": made.ORDERS,
+    "COUPLING_LAYERS": coupling_flow.COUPLINGS,
+    "LINEAR_PARAMETRIZATIONS": coupling_flow.LINEAR_PARAMETRIZATIONS,
+    "FIXED_STEP_SOLVERS": cnf.FIXED_STEP_SOLVERS,
+    "ADAPTIVE_SOLVERS": cnf.ADAPTIVE_SOLVERS,
+    "LIKELIHOODS": vae_parts.LIKELIHOODS,
+    "ARCHITECTURES": vae_parts.ARCHITECTURES,
+    "NORMALIZATIONS": vae_parts.NORMALIZATIONS,
+}
+
+
+@pytest.mark.parametrize("name", sorted(OWNERS))
+def test_each_mirror_equals_the_names_of_the_component_that_owns_the_option(name):
+    assert getattr(choices, name) == OWNERS[name]
+
+
+def test_every_mirror_is_checked():
+    mirrors = {name for name in vars(choices) if name.isupper()}
+    assert mirrors == set(OWNERS) | {"ENERGY_SAMPLERS", "TEST_BINARIZATION_SEED"}
+
+
+def test_the_energy_samplers_are_the_training_tasks():
+    from hfgen.training.energy import SAMPLERS
+
+    assert choices.ENERGY_SAMPLERS == tuple(SAMPLERS)
+
+
+def test_the_choices_and_every_arguments_module_import_without_torch():
+    code = (
+        "import sys, pkgutil, importlib, hfgen.choices, hfgen.training.arguments as a\n"
+        "for m in pkgutil.iter_modules(a.__path__): importlib.import_module(f'{a.__name__}.{m.name}')\n"
+        "heavy = sorted(n for n in ('torch', 'diffusers', 'numpy', 'accelerate', 'datasets') if n in sys.modules)\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_learning_rate_schedules_are_those_of_diffusers():
+    from diffusers.optimization import SchedulerType
+
+    from hfgen.training.arguments import LR_SCHEDULERS
+
+    assert LR_SCHEDULERS == tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
+
+
+@pytest.mark.parametrize("package", ["hfgen", "hfgen.training"])
+def test_every_lazy_export_is_defined_by_the_module_it_names(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    for name, source in module._EXPORTS.items():
+        assert name in vars(importlib.import_module(source)), (name, source)
+        assert getattr(module, name) is getattr(importlib.import_module(source), name)
