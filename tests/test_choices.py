@@ -13,9 +13,9 @@ from hfgen.methods import cnf, couplings
 from hfgen.methods.flow_matching import PATHS
 from hfgen.models import coupling_flow, kde, made, mixture, mlp, vae_parts
 from hfgen.models.energy import SMOOTH_ACTIVATIONS
+from hfgen.pipelines import score_sde as score_sde_pipeline
 from hfgen.schedulers import constant_alpha_ddpm, schrodinger_bridge, score_sde
 from hfgen.schedulers.flow_match_solvers import FLOW_MATCH_SCHEDULERS
-from pipelines import score_sde as score_sde_pipeline
 
 OWNERS = {
     "TOY_DISTRIBUTION_NAMES": tuple(TOY_DISTRIBUTIONS),
