@@ -370,3 +370,46 @@ def test_sparse_w2_falls_back_to_the_lazy_network_simplex_with_the_same_value(mo
     a /= a.sum()
     expected = math.sqrt(ot.emd2(a, np.full(90, 1 / 90), ot.dist(x, y), numItermax=10**7))
     assert wasserstein2(x, y, a=a, solver="sparse") == pytest.approx(expected, rel=1e-9)
+
+
+def test_lowest_shifted_costs_are_the_brute_force_minima():
+    """The lifted k-d tree finds, for each x_i, the k smallest ||x_i − y_j||² − g_j and their j (3-D points)."""
+    from hfgen.metrics.wasserstein import _lowest_shifted_costs
+
+    rng = np.random.default_rng(5)
+    x, y, g = rng.standard_normal((40, 3)), rng.standard_normal((30, 3)), rng.normal(0.0, 2.0, 30)
+    values, indices = _lowest_shifted_costs(x, y, g, 5)
+    shifted = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) - g
+    expected = np.argsort(shifted, axis=1)[:, :5]
+    assert np.array_equal(indices, expected)
+    np.testing.assert_allclose(values, np.take_along_axis(shifted, expected, axis=1), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fit", ["floor", "poor"])
+def test_sparse_w2_is_certified_in_few_rounds_for_good_and_poor_fits(fit: str, monkeypatch: pytest.MonkeyPatch):
+    """From the coarse problem's dual the column generation certifies the dense optimum within three rounds, both
+    between two target samples (the floor) and for samples far from the target (moons scaled by two against the
+    checkerboard), without the lazy fallback (nearest-neighbour arcs needed 7 and over 10 rounds at n = 2,000)."""
+    import ot
+
+    from hfgen.data import get_toy_distribution
+
+    def no_lazy(*args, **kwargs):
+        raise AssertionError("ot.emd2_lazy called")
+
+    rounds = []
+    price = wasserstein._negative_arcs
+
+    def counted_price(*args):
+        rounds.append(1)
+        return price(*args)
+
+    monkeypatch.setattr(ot, "emd2_lazy", no_lazy)
+    monkeypatch.setattr(wasserstein, "_negative_arcs", counted_price)
+    target = get_toy_distribution("checkerboard").sample(2000, generator=torch.Generator().manual_seed(0)).double()
+    source = get_toy_distribution("checkerboard" if fit == "floor" else "moons")
+    x = source.sample(2000, generator=torch.Generator().manual_seed(1)).double() * (1 if fit == "floor" else 2)
+    uniform = np.full(2000, 1 / 2000)
+    expected = math.sqrt(ot.emd2(uniform, uniform, ot.dist(x.numpy(), target.numpy()), numItermax=10**7))
+    assert wasserstein2(x, target, solver="sparse") == pytest.approx(expected, rel=1e-9)
+    assert 1 <= len(rounds) <= 3

@@ -14,9 +14,10 @@ n = 10,000); ``solver="lsa"`` stays as an independent exact check.
 
 The dense network simplex holds the (N, M) cost matrix, its dense plan and per-arc arrays: 4.5 GB resident at
 N = M = 10,000. ``solver="sparse"`` solves the same linear program by column generation on a sparse set of arcs
-(nearest neighbours, then the arcs its duals price negatively) and stops only when the duals are feasible on all
-N·M arcs, an optimality certificate (``benchmarks/EVALUATION_RESULTS.md``: the same W2 to the last digit at
-n = 10,000 in 0.9 GB); it is the default above ``DENSE_MAX_ARCS`` arcs (``solver="auto"``).
+(those of lowest reduced cost under the dual of a coarse problem between clusters of the points, then the arcs its
+duals price negatively) and stops only when the duals are feasible on all N·M arcs, an optimality certificate
+(``benchmarks/EVALUATION_RESULTS.md``: the same W2 to the last digit at n = 10,000 in 0.9 GB); it is the default
+above ``DENSE_MAX_ARCS`` arcs (``solver="auto"``).
 """
 
 from __future__ import annotations
@@ -39,14 +40,32 @@ DEFAULT_NUM_ITER_MAX = 100_000_000
 # 2,000 x 2,000 arcs is a 32 MB cost matrix, below which the dense solve is cheap in time and memory.
 DENSE_MAX_ARCS = 4_000_000
 
-# Column generation: nearest neighbours per point in the first sparse graph, and at most this many of a row's
-# negatively priced arcs added per round (more arcs per round: fewer rounds, each a larger network simplex).
-_SPARSE_NEIGHBOURS = 20
+# Column generation's first graph: both point sets are grouped into clusters of about _CLUSTER_SIZE points (at most
+# _MAX_CLUSTERS a side, a dense coarse problem of at most DENSE_MAX_ARCS arcs), the clusters' transport problem is
+# solved exactly, its dual is extended to the points, and each point gets arcs to the _SPARSE_NEIGHBOURS points of
+# lowest reduced cost under it. At most _SPARSE_ARCS_PER_ROUND of a row's negatively priced arcs join per round.
+_CLUSTER_SIZE = 10
+_MAX_CLUSTERS = math.isqrt(DENSE_MAX_ARCS)
+_SPARSE_NEIGHBOURS = 30
 _SPARSE_ARCS_PER_ROUND = 20
 # Rounds after which column generation gives way to POT's lazy network simplex (exact, O(N + M) memory, costs
-# computed on the fly). The demo's W2 and floor need 5-7 rounds (6 s each at n = 10,000). A model far from its
-# target (a 500-step DDPM on moons, W2 0.46) needed over 40 rounds (110 CPU s); with this cap 92 s, where the dense
-# solve took 30 s and the lazy one alone 32 s: an earlier switch for such cases is still to be found.
+# computed on the fly): a safety net, not reached in the runs below. wasserstein2(x, y) at N = M = 10,000, CPU s on
+# one thread, one script run, the same points for both seeds, every value equal to the dense ot.emd2 optimum to 4e-16
+# relative. Model samples: the final evaluation's (seed 1) of a short training run at default settings, against
+# 10,000 target points; floors: two target samples; the dense solve took 14-16 s and ot.emd2_lazy alone 25-32 s.
+#
+#   case (W2^2)                                        seed: nearest neighbours          cluster dual (kept)
+#   checkerboard floor (0.0036)                        10.1 s (7 rounds)                 1.7 s (1 round)
+#   checkerboard + N(0, 0.05^2) noise (0.012)          17.8 s (10 rounds)                1.9 s (1 round)
+#   train_ddpm.py --max_train_steps 300 (0.156)        74.6 s (10 rounds, then lazy)     4.9 s (2 rounds)
+#   train_score.py --max_train_steps 300 (0.123)       69.2 s (10 rounds, the cap)       7.0 s (3 rounds)
+#   train_ebm.py --max_train_steps 100 (0.529)         135.2 s (10 rounds, the cap)      5.9 s (2 rounds)
+#   train_ddpm.py 300 steps on moons (0.328)           121.0 s (10 rounds, the cap)      6.6 s (3 rounds)
+#   moons floor, 8gaussians floor                      10.0 s, 7.8 s                     1.5 s, 1.7 s (1 round)
+#
+# With nearest-neighbour arcs a poor fit leaves ~2,900 negative arcs per row after the first round (a floor ~180).
+# On the 300-step DDPM (another run) switching to the lazy solver there took 40 s, 100 arcs per row per round 52 s,
+# 60 neighbours 49 s: the seed, not the switch, decides the cost.
 _SPARSE_MAX_ROUNDS = 10
 # Rows of the N x M reduced-cost table priced at once (float32, 2,000 x M: 80 MB at M = 10,000).
 _PRICING_ROWS = 2000
@@ -71,15 +90,56 @@ def _northwest_corner_arcs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np
     return rows, cols
 
 
-def _nearest_arcs(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Arcs from each x_i to its k nearest y_j and from each y_j to its k nearest x_i."""
+def _lowest_shifted_costs(x: np.ndarray, y: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each x_i the k values min_j ||x_i − y_j||² − g_j in increasing order, and their j, shape (N, k).
+
+    ||x_i − y_j||² − g_j + max g is the squared distance between (x_i, 0) and the lifted point
+    (y_j, (max g − g_j)^{1/2}), so these are nearest neighbours in D + 1 dimensions (a k-d tree)."""
     from scipy.spatial import cKDTree
 
-    kx, ky = min(k, len(y)), min(k, len(x))
-    _, near_y = cKDTree(y).query(x, k=kx)
-    _, near_x = cKDTree(x).query(y, k=ky)
-    rows = np.concatenate([np.repeat(np.arange(len(x)), kx), np.asarray(near_x).ravel()])
-    cols = np.concatenate([np.asarray(near_y).ravel(), np.repeat(np.arange(len(y)), ky)])
+    k = min(k, len(y))
+    lifted = np.column_stack([y, np.sqrt(g.max() - g)])
+    distances, neighbours = cKDTree(lifted).query(np.column_stack([x, np.zeros(len(x))]), k=k)
+    return distances.reshape(len(x), k) ** 2 - g.max(), neighbours.reshape(len(x), k)
+
+
+def _clusters(x: np.ndarray, a: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids and masses of the non-empty clusters of x (weights a) around ``count`` of its points drawn at
+    random (seed 0), each point in the cluster of its nearest drawn point."""
+    from scipy.spatial import cKDTree
+
+    drawn = np.random.default_rng(0).choice(len(x), size=count, replace=False)
+    labels = cKDTree(x[drawn]).query(x)[1]
+    mass = np.bincount(labels, weights=a, minlength=count)
+    moment = np.stack([np.bincount(labels, weights=a * x[:, d], minlength=count) for d in range(x.shape[1])], 1)
+    kept = mass > 0
+    return moment[kept] / mass[kept, None], mass[kept]
+
+
+def _seed_arcs(
+    x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, num_iter_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """First arc set of column generation, from the dual of a coarse problem.
+
+    The transport problem between the clusters of x and of y (``_clusters``: centroids, masses) is solved exactly
+    (dense network simplex, dual u on the x clusters) and its dual is extended to the points by c-transforms:
+    g_j = min_I ||c_I − y_j||² − u_I, f_i = min_j ||x_i − y_j||² − g_j. Each x_i gets the ``_SPARSE_NEIGHBOURS``
+    arcs of lowest c_ij − g_j and each y_j those of lowest c_ij − f_i: near the optimal plan's support when (f, g)
+    is near the optimal dual, however far the mass travels."""
+    import ot
+
+    centres_x, mass_x = _clusters(x, a, min(_MAX_CLUSTERS, -(-len(x) // _CLUSTER_SIZE)))
+    centres_y, mass_y = _clusters(y, b, min(_MAX_CLUSTERS, -(-len(y) // _CLUSTER_SIZE)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        _, log = ot.emd(mass_x, mass_y, _squared_distances(centres_x, centres_y), numItermax=num_iter_max, log=True)
+    _check_emd_result(log, num_iter_max)
+    g = _lowest_shifted_costs(y, centres_x, np.asarray(log["u"]), 1)[0][:, 0]
+    f = _lowest_shifted_costs(x, y, g, 1)[0][:, 0]
+    _, near_y = _lowest_shifted_costs(x, y, g, _SPARSE_NEIGHBOURS)
+    _, near_x = _lowest_shifted_costs(y, x, f, _SPARSE_NEIGHBOURS)
+    rows = np.concatenate([np.repeat(np.arange(len(x)), near_y.shape[1]), near_x.ravel()])
+    cols = np.concatenate([near_y.ravel(), np.repeat(np.arange(len(y)), near_x.shape[1])])
     return rows, cols
 
 
@@ -128,8 +188,8 @@ def _negative_arcs(
 def _emd_sparse_squared(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, num_iter_max: int) -> float:
     """min_π Σ π_ij ||x_i − y_j||² by column generation with a dual certificate.
 
-    Solves the transport problem restricted to a sparse arc set E (nearest neighbours ∪ a north-west corner plan,
-    so it is feasible) with POT's sparse network simplex, which returns the cost and duals u, v. If every arc of
+    Solves the transport problem restricted to a sparse arc set E (``_seed_arcs`` ∪ a north-west corner plan, so it
+    is feasible) with POT's sparse network simplex, which returns the cost and duals u, v. If every arc of
     the full problem has reduced cost c_ij − u_i − v_j ≥ −τ, then (u, v) is dual feasible up to τ and the sparse
     optimum is the full optimum up to τ (weak duality, Σ a_i = 1); otherwise the negative arcs join E and the
     problem is solved again. τ = 1e-10 · (largest possible cost). After ``_SPARSE_MAX_ROUNDS`` rounds the full
@@ -142,9 +202,9 @@ def _emd_sparse_squared(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarr
     n, m = len(x), len(y)
     bound = float(((np.concatenate([x, y]).max(axis=0) - np.concatenate([x, y]).min(axis=0)) ** 2).sum())
     tolerance = 1e-10 * max(bound, np.finfo(np.float64).tiny)
-    near_rows, near_cols = _nearest_arcs(x, y, _SPARSE_NEIGHBOURS)
+    seed_rows, seed_cols = _seed_arcs(x, y, a, b, num_iter_max)
     corner_rows, corner_cols = _northwest_corner_arcs(a, b)
-    keys = np.concatenate([near_rows * m + near_cols, corner_rows * m + corner_cols]).astype(np.int64)
+    keys = np.concatenate([seed_rows * m + seed_cols, corner_rows * m + corner_cols]).astype(np.int64)
     for _ in range(_SPARSE_MAX_ROUNDS):
         keys = np.unique(keys)
         rows, cols = keys // m, keys % m
