@@ -478,8 +478,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: --families must be among {list(FAMILY_RUNS)}, got {unknown}")
     stored = HERE / PAGES["evaluation"].json_name
-    # only --demo or --families: remeasure those and keep the stored runs
-    keep = json.loads(stored.read_text()) if not runs and stored.exists() else {}
+    # remeasure what is named (--runs, --families, --demo) and keep every other stored row
+    keep = json.loads(stored.read_text()) if stored.exists() else {}
     results: dict[str, Any] = {**machine(), "threads": 1, "runs": {}} | keep
     results["families"] = results.get("families", {})
     for name in families:
