@@ -16,6 +16,7 @@ from hfgen.models.energy import SMOOTH_ACTIVATIONS
 from hfgen.pipelines import score_sde as score_sde_pipeline
 from hfgen.schedulers import constant_alpha_ddpm, schrodinger_bridge, score_sde
 from hfgen.schedulers.flow_match_solvers import FLOW_MATCH_SCHEDULERS
+from hfgen.schedulers.langevin import LANGEVIN_SCHEDULERS
 
 OWNERS = {
     "TOY_DISTRIBUTION_NAMES": tuple(TOY_DISTRIBUTIONS),
@@ -36,6 +37,7 @@ OWNERS = {
     "COUPLING_LAYERS": coupling_flow.COUPLINGS,
     "LINEAR_PARAMETRIZATIONS": coupling_flow.LINEAR_PARAMETRIZATIONS,
     "FIXED_STEP_SOLVERS": cnf.FIXED_STEP_SOLVERS,
+    "ENERGY_SAMPLERS": tuple(LANGEVIN_SCHEDULERS),
     "ADAPTIVE_SOLVERS": cnf.ADAPTIVE_SOLVERS,
     "LIKELIHOODS": vae_parts.LIKELIHOODS,
     "ARCHITECTURES": vae_parts.ARCHITECTURES,
@@ -50,13 +52,7 @@ def test_each_mirror_equals_the_names_of_the_component_that_owns_the_option(name
 
 def test_every_mirror_is_checked():
     mirrors = {name for name in vars(choices) if name.isupper()}
-    assert mirrors == set(OWNERS) | {"ENERGY_SAMPLERS", "TEST_BINARIZATION_SEED"}
-
-
-def test_the_energy_samplers_are_the_training_tasks():
-    from hfgen.training.energy import SAMPLERS
-
-    assert choices.ENERGY_SAMPLERS == tuple(SAMPLERS)
+    assert mirrors == set(OWNERS) | {"TEST_BINARIZATION_SEED"}
 
 
 def test_the_choices_and_every_arguments_module_import_without_torch():

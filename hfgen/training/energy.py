@@ -31,7 +31,6 @@ from hfgen.training.task import TrainingTask
 from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
-SAMPLERS = LANGEVIN_SCHEDULERS
 #: stream index of ``batch_generator`` for the replay buffers' initial noise (process streams are 0, 1, …)
 BUFFER_STREAM = -1
 
@@ -71,7 +70,7 @@ class EnergyTask(TrainingTask):
         )
 
     def training_scheduler(self) -> LangevinScheduler | MALAScheduler:
-        return SAMPLERS[self.args.training_sampler](step_size=self.args.step_size)
+        return LANGEVIN_SCHEDULERS[self.args.training_sampler](step_size=self.args.step_size)
 
     @contextmanager
     def batches(
@@ -145,7 +144,7 @@ class EnergyTask(TrainingTask):
 
     def pipeline(self, model: EnergyMLP) -> EnergyPipeline:
         args = self.args
-        scheduler = SAMPLERS[args.sample_sampler](step_size=args.sample_step_size)
+        scheduler = LANGEVIN_SCHEDULERS[args.sample_sampler](step_size=args.sample_step_size)
         return EnergyPipeline(model, scheduler, start_low=args.buffer_low, start_high=args.buffer_high)
 
     def sample(self, pipeline: EnergyPipeline, num_samples: int, generator: torch.Generator) -> Tensor:
