@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import factories
 import pytest
 import torch
 import yaml
@@ -25,26 +26,13 @@ from hfgen.utils import batch_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_ddpm.py"
-TINY_RUN = {
-    "max_train_steps": 6,
-    "num_train_timesteps": 8,
-    "hidden_size": 8,
-    "num_layers": 1,
-    "num_position_frequencies": 0,
-    "train_batch_size": 32,
-    "lr_warmup_steps": 2,
-    "checkpointing_steps": 3,
-    "validation_steps": 3,
-    "num_validation_samples": 40,
-    "num_eval_samples": 40,
-    "logging_steps": 2,
-    "report_to": "none",
-}
 
 
 def tiny_args(output_dir, **overrides) -> DDPMPointsArguments:
-    """Arguments of a 6-step run (T = 8) with checkpoints and validation every 3 steps."""
-    return replace(DDPMPointsArguments(output_dir=str(output_dir)), **{**TINY_RUN, **overrides})
+    """Arguments of a 6-step run (T = 8, every step sampled) with checkpoints and validation every 3 steps."""
+    return factories.tiny_args(
+        output_dir, DDPMPointsArguments, **{"num_train_timesteps": 8, "num_inference_steps": None, **overrides}
+    )
 
 
 def train(args):
