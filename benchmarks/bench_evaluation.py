@@ -263,7 +263,7 @@ def run_length(arguments: str, flags: list[str]) -> tuple[int, int]:
     """``(length of the short run, of the recipe)`` in the family's unit (:meth:`TrainingArguments.run_length`) of
     the arguments class ``arguments`` (a name in :mod:`hfgen.training`) parsed from ``flags``."""
     import hfgen.training
-    from hfgen.training.arguments import parse_arguments
+    from hfgen.cli.parser import parse_arguments
 
     return parse_arguments(getattr(hfgen.training, arguments), [*flags, "--output_dir", "unused"]).run_length()
 

@@ -12,6 +12,8 @@ import pytest
 from factories import tiny_args
 from transformers import HfArgumentParser
 
+from hfgen.cli.parser import _document, build_parser
+from hfgen.cli.scripts import run_script
 from hfgen.training import (
     DDPMPointsArguments,
     DensityArguments,
@@ -24,9 +26,7 @@ from hfgen.training import (
     VAEArguments,
     run,
 )
-from hfgen.training.arguments.common import _document, build_parser
 from hfgen.training.classifier import ClassifierArguments
-from hfgen.training.cli import run_script
 
 ARGUMENTS = [
     FlowMatchingArguments,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from factories import reset_accelerate
 
+from hfgen.cli.scripts import run_script
 from hfgen.training import DDPMPointsArguments, DensityArguments, SchrodingerBridgeArguments, ScoreSDEArguments
-from hfgen.training.cli import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--report_to", "none", "--validation_steps", "0", "--checkpointing_steps", "0"]

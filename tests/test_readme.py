@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from factories import write_image_parquet
 
+from hfgen.cli.smoke import SMOKE_STEPS_VARIABLE, smoke_capped
 from hfgen.training import DDPMPointsArguments, FlowMatchingArguments
-from hfgen.training.arguments import SMOKE_STEPS_VARIABLE, smoke_capped
 from hfgen.training.classifier import ClassifierArguments
 from hfgen.training.density import DensityArguments
 from hfgen.training.schrodinger_bridge import SchrodingerBridgeArguments

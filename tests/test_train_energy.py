@@ -16,13 +16,13 @@ from factories import assert_equal_tensors, reset_accelerate, resume_at
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
+from hfgen.cli.errors import TrainingDivergedError
+from hfgen.cli.parser import parse_arguments
 from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihood_loss, quadrature_grid
 from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
-from hfgen.training.arguments import parse_arguments
 from hfgen.training.arguments.energy import support_extent
 from hfgen.training.energy import EnergyArguments, EnergyTask
-from hfgen.training.errors import TrainingDivergedError
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 

@@ -23,10 +23,10 @@ from factories import (
 )
 from huggingface_hub import ModelCard
 
+from hfgen.cli.scripts import is_image_run
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
-from hfgen.training.arguments.image_data import is_image_run
 from hfgen.training.image_data import PERMUTATION_STREAM
 from hfgen.training.images import (
     DDPMImageArguments,

@@ -17,9 +17,9 @@ from factories import ExactMixtureScore, assert_equal_tensors, checkpoint_file, 
 from huggingface_hub import ModelCard
 
 from hfgen import ScoreSDEPipeline, VESDEScheduler, VPSDEScheduler
+from hfgen.cli.parser import parse_arguments
 from hfgen.data import get_toy_distribution
 from hfgen.methods.flow_matching import sample_times
-from hfgen.training.arguments import parse_arguments
 from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.score_sde import NoisedScoreBatches, ScoreSDEArguments, ScoreSDETask
 from hfgen.training.trainer import run

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hfgen.training.errors import CheckpointError
+from hfgen.cli.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hfgen.cli.errors import TrainingDivergedError
 from hfgen.data import get_toy_distribution
 from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihood_loss
 from hfgen.metrics import nll_report, sample_quality_report
@@ -26,7 +27,6 @@ from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LANGEVIN_SCHEDULERS, LangevinScheduler, MALAScheduler
 from hfgen.training.arguments.energy import EnergyArguments
 from hfgen.training.checkpoints import list_checkpoints
-from hfgen.training.errors import TrainingDivergedError
 from hfgen.training.task import TrainingTask
 from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator

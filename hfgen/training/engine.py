@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hfgen.cli.errors import RUN_STARTED, UploadError
 from hfgen.pipelines.base import RUN_IN_PROGRESS_FILE
 from hfgen.training.arguments import TrainingArguments
 from hfgen.training.checkpoints import CHECKPOINTS_FOLDER
-from hfgen.training.errors import RUN_STARTED, UploadError
 from hfgen.utils import write_atomic
 
 ARGS_FILE = "args.json"

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
+from hfgen.cli.errors import TrainingDivergedError
 from hfgen.training.checkpoints import (
     TASK_STATE_FILE,
     CheckpointError,
@@ -46,7 +47,6 @@ from hfgen.training.engine import (
     start_output_dir,
     status,
 )
-from hfgen.training.errors import TrainingDivergedError
 from hfgen.training.evaluation import EvaluationStage, TrainingResult
 from hfgen.training.optimization import ListEMA, Loop, Stopwatch, TaskLoss, fused_adamw
 from hfgen.training.task import Phase, Progress, TrainingTask

@@ -1,8 +1,8 @@
 """The arguments of every training script, without torch.
 
 :mod:`~hfgen.training.arguments.common` holds what every run shares (output, optimisation, EMA, checkpoints,
-evaluation, sharing), the parser (command line, YAML or JSON) and smoke runs; each family has its own module. A
-script imports its family's arguments, parses the command line and only then imports the task
+evaluation, sharing; :mod:`hfgen.cli` parses them from the command line, YAML or JSON); each family has its own
+module. A script imports its family's arguments, parses the command line and only then imports the task
 (``hfgen.training.<family>``) and torch, so that ``--help`` and a mistyped flag answer at once. Methods that build a
 run's torch objects (its scheduler, network or data) import them when called; the component that owns a value keeps
 its rule, and ``__post_init__`` calls it.
@@ -14,17 +14,9 @@ from hfgen.training.arguments.common import (
     MIXED_PRECISION,
     QUICK_RUN_DIVISOR,
     REPORT_TO,
-    SMOKE_CAPS,
-    SMOKE_STEPS_VARIABLE,
-    ArgumentsT,
     TrainingArguments,
-    build_parser,
     check_image_data_source,
     check_toy_name,
-    documented,
-    parse_arguments,
-    smoke_capped,
-    smoke_steps,
 )
 
 __all__ = [
@@ -33,15 +25,7 @@ __all__ = [
     "MIXED_PRECISION",
     "QUICK_RUN_DIVISOR",
     "REPORT_TO",
-    "SMOKE_CAPS",
-    "SMOKE_STEPS_VARIABLE",
-    "ArgumentsT",
     "TrainingArguments",
-    "build_parser",
     "check_image_data_source",
     "check_toy_name",
-    "documented",
-    "parse_arguments",
-    "smoke_capped",
-    "smoke_steps",
 ]

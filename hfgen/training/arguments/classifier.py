@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hfgen.checks import check_int
-from hfgen.training.arguments.common import TrainingArguments, documented
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import TrainingArguments
 
 
 @dataclass

@@ -20,7 +20,8 @@ from hfgen.choices import (
     LINEAR_PARAMETRIZATIONS,
     MADE_ORDERS,
 )
-from hfgen.training.arguments.common import TrainingArguments, check_toy_name, documented
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 #: the value of each recipe argument left at ``None`` (a model records those it does not read)
 BASE_RECIPE: dict[str, Any] = {

@@ -7,7 +7,8 @@ from typing import Any
 
 from hfgen.checks import check_int, check_number
 from hfgen.choices import FLOW_COUPLINGS, FLOW_MATCH_SOLVERS, PATH_NAMES, TOY_DISTRIBUTION_NAMES
-from hfgen.training.arguments.common import TrainingArguments, check_toy_name, documented
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 
 @dataclass

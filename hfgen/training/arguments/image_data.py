@@ -1,35 +1,13 @@
-"""The image data set of a run (a Hub id or local parquet files), and which command lines ask for images; without
-torch."""
+"""The image data set of a run (a Hub id or local parquet files), without torch."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hfgen.training.arguments.common import TrainingArguments, _read_config_file, _take_config_flag, documented
-
-#: the flags that make ``train_fm.py`` / ``train_ddpm.py`` train on images
-IMAGE_DATA_FLAGS = ("--dataset_name", "--train_data_files")
-
-
-def is_image_run(argv: Sequence[str]) -> bool:
-    """Whether a training script's command line asks for images: ``--dataset_name``/``--train_data_files`` among the
-    flags, or in the ``--config`` file."""
-    if any(item.split("=", 1)[0] in IMAGE_DATA_FLAGS for item in argv):
-        return True
-    try:
-        path, _ = _take_config_flag(list(argv))
-    except ValueError:
-        return False
-    if path is None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-        path = argv[0]
-    if path is None or not os.path.isfile(path):
-        return False
-    values = _read_config_file(path)
-    return any(values.get(flag.removeprefix("--")) is not None for flag in IMAGE_DATA_FLAGS)
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import TrainingArguments
 
 
 @dataclass

@@ -8,7 +8,8 @@ from typing import Any
 
 from hfgen.checks import check_number
 from hfgen.choices import DDPM_SAMPLERS, FLOW_MATCH_SOLVERS, VARIANCE_TYPES
-from hfgen.training.arguments.common import check_image_data_source, documented
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hfgen.choices import TEST_BINARIZATION_SEED
-from hfgen.training.arguments.common import check_image_data_source, documented
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
 METHODS = ("pcd", "cd")

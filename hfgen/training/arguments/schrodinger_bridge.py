@@ -9,7 +9,8 @@ from typing import Any
 
 from hfgen.checks import check_int
 from hfgen.choices import BRIDGE_SCHEDULES, TOY_DISTRIBUTION_NAMES
-from hfgen.training.arguments.common import TrainingArguments, documented
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import TrainingArguments
 
 STAGES = ("diffusion", "ipf")
 LOSS_WEIGHTINGS = ("none", "inverse_gamma")

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfgen.choices import PREDICTION_TYPES, SCORE_SDE_SAMPLERS, TIME_EMBEDDINGS
-from hfgen.training.arguments.common import TrainingArguments, check_toy_name, documented
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 SDES = ("vp", "ve")
 

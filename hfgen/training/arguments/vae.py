@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfgen.choices import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS
-from hfgen.training.arguments.common import check_image_data_source, documented
+from hfgen.cli.parser import documented
+from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
 MODELS = ("vae", "ae")

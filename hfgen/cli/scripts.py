@@ -5,13 +5,14 @@ checkpoint that does not fit, a diverged loss) as one line on stderr with exit s
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from hfgen.training.arguments import ArgumentsT, build_parser, parse_arguments
-from hfgen.training.arguments.image_data import IMAGE_DATA_FLAGS, is_image_run
-from hfgen.training.errors import RUN_STARTED, CheckpointError, TrainingDivergedError, UploadError
+from hfgen.cli.errors import RUN_STARTED, CheckpointError, TrainingDivergedError, UploadError
+from hfgen.cli.parser import build_parser, parse_arguments, read_config_file, take_config_flag
+from hfgen.cli.smoke import ArgumentsT
 
 #: errors that describe something the user can fix by changing the command line
 USER_ERRORS = (ValueError, TypeError, FileExistsError, FileNotFoundError, CheckpointError, TrainingDivergedError)
@@ -56,6 +57,27 @@ def run_script(
         printable = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
         print(json.dumps(printable, indent=2))
     return 0
+
+
+#: the flags that make ``train_fm.py`` / ``train_ddpm.py`` train on images
+IMAGE_DATA_FLAGS = ("--dataset_name", "--train_data_files")
+
+
+def is_image_run(argv: Sequence[str]) -> bool:
+    """Whether a training script's command line asks for images: ``--dataset_name``/``--train_data_files`` among the
+    flags, or in the ``--config`` file."""
+    if any(item.split("=", 1)[0] in IMAGE_DATA_FLAGS for item in argv):
+        return True
+    try:
+        path, _ = take_config_flag(list(argv))
+    except ValueError:
+        return False
+    if path is None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        path = argv[0]
+    if path is None or not os.path.isfile(path):
+        return False
+    values = read_config_file(path)
+    return any(values.get(flag.removeprefix("--")) is not None for flag in IMAGE_DATA_FLAGS)
 
 
 #: the flags that ask for ``--help``
