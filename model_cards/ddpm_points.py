@@ -7,23 +7,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from hfgen.hub import (
-    SAMPLE_QUALITY_RESULTS,
-    eval_results,
-    markdown_table,
-    off_hub_dataset_type,
-    render_card,
-    sample_quality_rows,
-    training_row,
-    validation_table,
-)
-
-
-def metrics_table(metrics: Mapping[str, Any], args: Any) -> str:
-    """The metrics table from a DDPM run's ``metrics.json`` (missing entries are skipped)."""
-    steps = args.num_inference_steps or args.num_train_timesteps
-    rows = sample_quality_rows(metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {steps} steps)")
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
+from hfgen.hub import SAMPLE_QUALITY_RESULTS, sample_quality_rows
+from hfgen.model_cards import toy_card
 
 
 def schedule_values(args: Any) -> dict[str, str]:
@@ -50,24 +35,19 @@ def ddpm_points_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None 
     """The card of a run with ``DDPMPointsArguments`` ``args``: metadata, the forward process, loss and sampler,
     usage, metrics, validation history and configuration; ``repo_id`` is the Hub id the usage line loads."""
     names = {**SAMPLE_QUALITY_RESULTS, "samples_w2_floor": ("wasserstein-2-floor", "W2 floor")}
-    time_input = (
-        "the integer step t (sinusoidal embedding)"
-        if args.time_embedding == "sinusoidal"
-        else "t / T (random Fourier features)"
-    )
-    return render_card(
+    steps = args.num_inference_steps or args.num_train_timesteps
+    sinusoidal = args.time_embedding == "sinusoidal"
+    return toy_card(
         "ddpm_points",
         args,
         metrics,
         repo_id,
+        sample_quality_rows(metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {steps} steps)"),
+        names,
         default_name=f"ddpm-{args.dataset}",
         tags=["hfgen", "ddpm", "diffusion", "diffusers", "toy-2d"],
-        results=eval_results(metrics, names, args.dataset, off_hub_dataset_type("toy", args.dataset)),
-        card_data={"target_distribution": args.dataset},
         **schedule_values(args),
-        num_inference_steps=args.num_inference_steps or args.num_train_timesteps,
+        num_inference_steps=steps,
         ddim_steps=min(50, args.num_train_timesteps),
-        time_input=time_input,
-        metrics_table=metrics_table(metrics, args),
-        validation_table=validation_table(metrics.get("validation", [])),
+        time_input="the integer step t (sinusoidal embedding)" if sinusoidal else "t / T (random Fourier features)",
     )

@@ -14,15 +14,14 @@ from hfgen.hub import (
     TASK,
     eval_results,
     image_dataset_type,
-    markdown_table,
     nll_rows,
     off_hub_dataset_type,
     render_card,
     sample_quality_rows,
-    training_row,
     validation_table,
 )
 from hfgen.methods.cnf import FIXED_STEP_SOLVERS
+from hfgen.model_cards import metrics_table
 
 MODEL_NAMES = {
     "gmm": "Gaussian mixture (EM)",
@@ -33,8 +32,8 @@ MODEL_NAMES = {
 COUPLING_NAMES = {"affine": "RealNVP coupling flow", "spline": "neural spline flow (rational-quadratic couplings)"}
 
 
-def metrics_table(metrics: Mapping[str, Any]) -> str:
-    """The metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
+def metrics_rows(metrics: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The metrics table's rows from a run's ``metrics.json`` (missing entries are skipped)."""
     rows = sample_quality_rows(metrics, "model samples")
     what = "held-out points" if "entropy" in metrics else "test images"
     rows += nll_rows(metrics, f"{metrics.get('num_nll_samples', '')} {what}")
@@ -44,7 +43,7 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
         history = metrics["em_log_likelihood"]
         note = "never decreased" if metrics.get("em_monotone") else "DECREASED at some step"
         rows.append(("EM train log-likelihood", f"{history[0]:.4f} → {history[-1]:.4f}", note))
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
+    return rows
 
 
 def model_title(args: Any) -> str:
@@ -78,6 +77,6 @@ def density_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = No
         hidden_sizes=" → ".join(str(h) for h in getattr(args, "hidden_sizes", [])),
         fixed_step=getattr(args, "solver", None) in FIXED_STEP_SOLVERS,
         ema_decay=args.ema_decay if args.model in ("made", "coupling", "cnf") else 0,
-        metrics_table=metrics_table(metrics),
+        metrics_table=metrics_table(metrics, metrics_rows(metrics)),
         validation_table=validation_table(metrics.get("validation", [])),
     )

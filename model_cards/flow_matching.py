@@ -7,18 +7,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from hfgen.hub import (
-    LIKELIHOOD_RESULTS,
-    config_table,
-    eval_results,
-    markdown_table,
-    nll_rows,
-    off_hub_dataset_type,
-    render_card,
-    sample_quality_rows,
-    training_row,
-    validation_table,
-)
+from hfgen.hub import config_table, nll_rows, sample_quality_rows, validation_table
+from hfgen.model_cards import toy_card
 
 #: how each ``coupling`` pairs the training points (``regularisation``: Sinkhorn's 2σ²)
 COUPLING_DESCRIPTIONS = {
@@ -28,13 +18,12 @@ COUPLING_DESCRIPTIONS = {
 }
 
 
-def metrics_table(metrics: Mapping[str, Any], args: Any) -> str:
-    """The metrics table from a run's ``metrics.json`` (missing entries are skipped); the W2, MMD and support
+def metrics_rows(metrics: Mapping[str, Any], args: Any) -> list[tuple[Any, ...]]:
+    """The metrics table's rows from a run's ``metrics.json`` (missing entries are skipped); the W2, MMD and support
     figures come from the final evaluation's samples (``evaluation_samples``), drawn with the run's solver."""
     num_samples = metrics.get("evaluation_samples", args.num_eval_samples)
     rows = sample_quality_rows(metrics, f"{num_samples:,} samples ({args.solver}, {args.num_inference_steps} steps)")
-    rows += nll_rows(metrics, "held-out target points")
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
+    return rows + nll_rows(metrics, "held-out target points")
 
 
 def settings_in_use(args: Any) -> dict[str, Any]:
@@ -51,18 +40,17 @@ def settings_in_use(args: Any) -> dict[str, Any]:
 def flow_matching_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = None) -> ModelCard:
     """The card of a run with ``FlowMatchingArguments`` ``args``: metadata, the path, loss and sampler, usage,
     metrics and configuration; ``repo_id`` is the Hub id the usage line loads (the output folder when ``None``)."""
-    return render_card(
+    return toy_card(
         "flow_matching",
         args,
         metrics,
         repo_id,
+        metrics_rows(metrics, args),
         default_name=f"fm-{args.source}-to-{args.dataset}",
         tags=["hfgen", "flow-matching", "diffusers", "toy-2d", *(["ot-cfm"] if args.coupling == "ot" else [])],
-        results=eval_results(metrics, LIKELIHOOD_RESULTS, args.dataset, off_hub_dataset_type("toy", args.dataset)),
         card_data={"source_distribution": args.source, "target_distribution": args.dataset},
         path_description=args.probability_path().describe(),
         coupling_description=COUPLING_DESCRIPTIONS[args.coupling].format(regularisation=2 * args.sigma**2),
-        metrics_table=metrics_table(metrics, args),
         validation_table=validation_table(metrics.get("validation", []), final=metrics),
         config_table=config_table(settings_in_use(args)),
     )

@@ -7,7 +7,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from hfgen.hub import IMAGE_TASK, eval_results, image_dataset_type, markdown_table, render_card, validation_table
+from hfgen.hub import markdown_table, validation_table
+from hfgen.model_cards import image_card
 
 #: metric key → (model-index type, name, note)
 CARD_METRICS = {
@@ -62,21 +63,16 @@ def ddpm_math(args: Any) -> str:
 def _card(args: Any, metrics: Mapping[str, Any], repo_id: str | None, family: str, pipeline_class: str) -> ModelCard:
     history = metrics.get("validation", [])
     scored = any(key in record for record in history for key, _ in VALIDATION_COLUMNS)
-    return render_card(
+    return image_card(
         "image_diffusion",
         args,
         metrics,
         repo_id,
-        default_name=f"{family}-{args.dataset_label.split('/')[-1]}",
+        family,
+        CARD_METRICS,
         tags=["hfgen", "diffusers", family, "image", *(["class-conditional"] if args.class_conditional else [])],
-        results=eval_results(
-            metrics, CARD_METRICS, args.dataset_label, image_dataset_type(args), "test", task_type=IMAGE_TASK
-        ),
-        card_data={"pipeline_tag": IMAGE_TASK},
         family="flow matching" if family == "flow-matching" else "constant-α DDPM",
         pipeline_class=pipeline_class,
-        dataset=args.dataset_label,
-        image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
         block_out_channels=", ".join(str(c) for c in args.block_out_channels),
         math_lines=flow_matching_math(args) if family == "flow-matching" else ddpm_math(args),
         metrics_table=metrics_table(metrics),

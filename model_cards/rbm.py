@@ -8,16 +8,8 @@ from typing import Any
 from huggingface_hub import ModelCard
 
 from hfgen.data.images import TEST_BINARIZATION_SEED
-from hfgen.hub import (
-    IMAGE_TASK,
-    eval_results,
-    image_dataset_type,
-    markdown_table,
-    metric_rows,
-    render_card,
-    training_row,
-    validation_table,
-)
+from hfgen.hub import metric_rows, validation_table
+from hfgen.model_cards import image_card, metrics_table
 
 #: metric key → (model-index type, name, note); values in nats per image
 CARD_METRICS = {
@@ -41,12 +33,6 @@ BINARIZE_DESCRIPTIONS = {
 }
 
 
-def metrics_table(metrics: Mapping[str, Any]) -> str:
-    """The metrics table from a run's ``metrics.json`` (missing entries are skipped)."""
-    rows = metric_rows(metrics, CARD_METRICS, STDERR, ".2f")
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
-
-
 def method_description(args: Any) -> str:
     """CD-k or PCD-k in words."""
     if args.method == "pcd":
@@ -60,25 +46,20 @@ def method_description(args: Any) -> str:
 def rbm_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = None) -> ModelCard:
     """The card of a run with ``RBMArguments`` ``args``: metadata, the equations, usage, metrics, figures and
     configuration; ``repo_id`` is the Hub id the usage line loads (the output folder when ``None``)."""
-    return render_card(
+    return image_card(
         "rbm",
         args,
         metrics,
         repo_id,
-        default_name=f"rbm-{args.dataset_label.split('/')[-1]}",
+        "rbm",
+        CARD_METRICS,
         tags=["hfgen", "diffusers", "restricted-boltzmann-machine", "energy-based-model", "image"],
-        results=eval_results(
-            metrics, CARD_METRICS, args.dataset_label, image_dataset_type(args), "test", task_type=IMAGE_TASK
-        ),
-        card_data={"pipeline_tag": IMAGE_TASK},
-        dataset=args.dataset_label,
         binarize_description=BINARIZE_DESCRIPTIONS[args.binarize],
-        image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
         method_description=method_description(args),
         ais_num_chains=f"{metrics.get('ais_num_chains', args.ais_num_chains):,}",
         ais_num_betas=f"{metrics.get('ais_num_betas', args.ais_num_betas):,}",
         num_nll_images=f"{metrics.get('num_nll_images', 0):,}",
         num_eval_images=f"{metrics.get('num_eval_images', args.num_eval_images):,}",
-        metrics_table=metrics_table(metrics),
+        metrics_table=metrics_table(metrics, metric_rows(metrics, CARD_METRICS, STDERR, ".2f")),
         validation_table=validation_table(metrics.get("validation", []), columns=VALIDATION_COLUMNS, digits=2),
     )

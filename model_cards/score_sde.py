@@ -7,26 +7,16 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from hfgen.hub import (
-    LIKELIHOOD_RESULTS,
-    eval_results,
-    markdown_table,
-    nll_rows,
-    off_hub_dataset_type,
-    render_card,
-    sample_quality_rows,
-    training_row,
-    validation_table,
-)
+from hfgen.hub import nll_rows, sample_quality_rows
+from hfgen.model_cards import toy_card
 
 
-def metrics_table(metrics: Mapping[str, Any], args: Any) -> str:
-    """The metrics table from a score-SDE run's ``metrics.json`` (missing entries are skipped)."""
+def metrics_rows(metrics: Mapping[str, Any], args: Any) -> list[tuple[Any, ...]]:
+    """The metrics table's rows from a score-SDE run's ``metrics.json`` (missing entries are skipped)."""
     rows = sample_quality_rows(
         metrics, f"{args.num_eval_samples:,} samples ({args.sampler}, {args.num_inference_steps} steps)"
     )
-    rows += nll_rows(metrics, "probability-flow ODE")
-    return markdown_table(("metric", "value", "note"), rows + training_row(metrics))
+    return rows + nll_rows(metrics, "probability-flow ODE")
 
 
 def sde_description(args: Any) -> str:
@@ -45,17 +35,13 @@ def sde_description(args: Any) -> str:
 def score_sde_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = None) -> ModelCard:
     """The card of a run with ``ScoreSDEArguments`` ``args``: metadata, the SDE, loss, sampler and likelihood,
     usage, metrics, validation history and configuration; ``repo_id`` is the Hub id the usage line loads."""
-    present = {key: value for key, value in metrics.items() if value is not None}
-    return render_card(
+    return toy_card(
         "score_sde",
         args,
         metrics,
         repo_id,
+        metrics_rows(metrics, args),
         default_name=f"score-{args.sde}-{args.dataset}",
         tags=["hfgen", "score-sde", "score-matching", "diffusion", "diffusers", "toy-2d"],
-        results=eval_results(present, LIKELIHOOD_RESULTS, args.dataset, off_hub_dataset_type("toy", args.dataset)),
-        card_data={"target_distribution": args.dataset},
         sde_description=sde_description(args),
-        metrics_table=metrics_table(metrics, args),
-        validation_table=validation_table(metrics.get("validation", [])),
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCard
+from huggingface_hub import ModelCard
 
-from hfgen.hub import IMAGE_TASK, image_dataset_type, markdown_table, metric_rows, render_card, validation_table
+from hfgen.hub import IMAGE_TASK, markdown_table, metric_rows, validation_table
+from hfgen.model_cards import image_card
 
 #: metric key → (model-index type, name, note); nats are per image
 CARD_METRICS = {
@@ -54,23 +55,6 @@ def card_task(args: Any) -> str:
     return IMAGE_TASK if args.model == "vae" else FEATURE_TASK
 
 
-def results(args: Any, metrics: Mapping[str, Any]) -> list[EvalResult]:
-    """Machine-readable metrics for the card's ``model-index``."""
-    return [
-        EvalResult(
-            task_type=card_task(args),
-            dataset_type=image_dataset_type(args),
-            dataset_name=args.dataset_label,
-            dataset_split="test",
-            metric_type=metric_type,
-            metric_name=name,
-            metric_value=round(float(metrics[key]), 6),
-        )
-        for key, (metric_type, name, _) in CARD_METRICS.items()
-        if key in metrics
-    ]
-
-
 def likelihood_description(args: Any) -> str:
     """``p(x | z)`` as a formula."""
     if args.likelihood == "bernoulli":
@@ -85,18 +69,16 @@ def vae_card(args: Any, metrics: Mapping[str, Any], repo_id: str | None = None) 
     """The card of a run with ``VAEArguments`` ``args`` (``vae.md`` or ``autoencoder.md``): metadata, the math,
     usage, metrics, figures, validation history and configuration; ``repo_id`` is the Hub id the usage line loads."""
     kind = "vae" if args.model == "vae" else "ae"
-    return render_card(
+    return image_card(
         "vae" if kind == "vae" else "autoencoder",
         args,
         metrics,
         repo_id,
-        default_name=f"{kind}-{args.dataset_label.split('/')[-1]}",
+        kind,
+        CARD_METRICS,
+        card_task(args),
         tags=["hfgen", "diffusers", "variational-autoencoder" if kind == "vae" else "autoencoder", "image"],
-        results=results(args, metrics),
-        card_data={"pipeline_tag": card_task(args)},
-        dataset=args.dataset_label,
         binarize_description=BINARIZE_DESCRIPTIONS[args.binarize],
-        image_shape=f"{args.num_channels} × {args.image_size} × {args.image_size}",
         hidden_sizes=" → ".join(str(h) for h in args.hidden_sizes),
         likelihood_description=likelihood_description(args),
         neighbor_weight=args.neighbor_weight if args.uses_neighbor_graph else 0,
