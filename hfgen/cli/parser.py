@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,21 @@ from hfgen.cli.smoke import ArgumentsT, smoke_capped
 def documented(default: Any, help: str) -> Any:
     """A dataclass field with a ``--help`` text."""
     return field(default=default, metadata={"help": help})
+
+
+def recipe(**defaults: Any) -> Callable[[type], type]:
+    """A class decorator, under ``@dataclass``: new ``defaults`` of fields the class inherits (each keeps its place,
+    type and help), as a family declares its recipe."""
+
+    def declare(cls: type) -> type:
+        inherited = {f.name: f.type for base in cls.__mro__[1:] if is_dataclass(base) for f in fields(base)}
+        own = cls.__dict__.get("__annotations__", {})
+        cls.__annotations__ = {**own, **{name: inherited[name] for name in defaults}}
+        for name, value in defaults.items():
+            setattr(cls, name, value)
+        return cls
+
+    return declare
 
 
 def read_config_file(path: str) -> dict[str, Any]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hfgen.checks import check_int
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments
 
 
 @dataclass
+@recipe(learning_rate=1e-3, lr_warmup_steps=0)
 class ClassifierArguments(TrainingArguments):
     """Arguments of ``training/train_classifier.py`` (``--dataset_name`` or ``--train_data_files`` is required)."""
 
@@ -32,9 +33,7 @@ class ClassifierArguments(TrainingArguments):
     max_train_steps: int | None = documented(None, "optimizer steps (None: as many as num_epochs passes take)")
     train_batch_size: int = documented(128, "images per process and micro-batch")
     eval_batch_size: int = documented(1000, "images per batch when measuring the accuracy")
-    learning_rate: float = 1e-3
     lr_scheduler: str = documented("constant", "learning-rate schedule")
-    lr_warmup_steps: int = 0
     ema_decay: float = documented(0.0, "EMA decay of the weights (0: off)")
     max_train_samples: int | None = documented(None, "use only the first N training images")
     checkpointing_steps: int = documented(0, "save the training state every N steps (0: never)")

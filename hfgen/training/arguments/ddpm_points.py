@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfgen.choices import DDPM_SAMPLERS, TIME_EMBEDDINGS, VARIANCE_TYPES
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 #: α of the built-in recipe when neither ``alpha`` nor ``final_alpha_bar`` is given (with T = 500: ᾱ_T ≈ 0.0066)
@@ -16,6 +16,7 @@ BETA_SCHEDULES = ("constant_alpha", "linear", "scaled_linear", "squaredcos_cap_v
 
 
 @dataclass
+@recipe(max_train_steps=12_000, validation_steps=4_000, checkpointing_steps=4_000)
 class DDPMPointsArguments(TrainingArguments):
     """Arguments of ``training/train_ddpm.py``; the defaults are the built-in recipe (checkerboard target).
 
@@ -28,9 +29,6 @@ class DDPMPointsArguments(TrainingArguments):
     run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples"}
 
     output_dir: str = documented("out/ddpm-checkerboard", "where the run writes its outputs")
-    max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
-    checkpointing_steps: int = documented(4_000, "save the training state every N steps (0: never)")
-    validation_steps: int = documented(4_000, "sample with the EMA weights, plot and score every N steps (0: never)")
     dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
     num_train_timesteps: int = field(default=500, metadata={"help": "number T of diffusion steps"})
     beta_schedule: str = field(

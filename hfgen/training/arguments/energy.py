@@ -9,7 +9,7 @@ from typing import Any
 
 from hfgen.checks import check_choice, check_number
 from hfgen.choices import ENERGY_SAMPLERS, SMOOTH_ACTIVATION_NAMES
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 #: data samples that measure the support's extent for the ``grid_bound`` check
@@ -17,6 +17,14 @@ _EXTENT_SAMPLES = 100_000
 
 
 @dataclass
+@recipe(
+    train_batch_size=256,
+    max_train_steps=3_000,
+    lr_warmup_steps=100,
+    ema_decay=0.0,
+    checkpointing_steps=500,
+    validation_steps=1_000,
+)
 class EnergyArguments(TrainingArguments):
     """Arguments of ``training/train_ebm.py``; the defaults are the 8-Gaussians recipe of
     `benchmarks/ENERGY_RESULTS.md`."""
@@ -46,13 +54,6 @@ class EnergyArguments(TrainingArguments):
     reinit_fraction: float = documented(0.05, "probability that a chain restarts from uniform noise")
     buffer_low: float = documented(-4.0, "chains restart uniformly on [buffer_low, buffer_high]²")
     buffer_high: float = documented(4.0, "chains restart uniformly on [buffer_low, buffer_high]²")
-    train_batch_size: int = 256
-    max_train_steps: int = 3_000
-    learning_rate: float = 2e-3
-    lr_warmup_steps: int = 100
-    ema_decay: float = 0.0
-    checkpointing_steps: int = 500
-    validation_steps: int = 1_000
     num_validation_samples: int = documented(2_000, "samples drawn, scored and plotted at each validation")
     sample_sampler: str = documented("mala", f"sampler the saved pipeline uses: {sorted(ENERGY_SAMPLERS)}")
     sample_step_size: float = documented(5e-3, "η of the saved pipeline's sampler")

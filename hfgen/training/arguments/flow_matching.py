@@ -7,11 +7,12 @@ from typing import Any
 
 from hfgen.checks import check_int, check_number
 from hfgen.choices import FLOW_COUPLINGS, FLOW_MATCH_SOLVERS, PATH_NAMES, TOY_DISTRIBUTION_NAMES
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 
 @dataclass
+@recipe(max_train_steps=12_000)
 class FlowMatchingArguments(TrainingArguments):
     """Arguments of ``training/train_fm.py``; the defaults are the built-in checkerboard recipe."""
 
@@ -23,8 +24,6 @@ class FlowMatchingArguments(TrainingArguments):
     }
 
     output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
-    max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
-    validation_steps: int = documented(5_000, "sample with the EMA weights, plot and score every N steps (0: never)")
     dataset: str = documented("checkerboard", f"target toy distribution at t = 1: {', '.join(TOY_DISTRIBUTION_NAMES)}")
     source: str = documented("gaussian", "source toy distribution at t = 0 (same names; may be sample-only)")
     path: str = field(default="linear", metadata={"help": f"probability path: {sorted(PATH_NAMES)}"})

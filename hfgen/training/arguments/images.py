@@ -8,12 +8,21 @@ from typing import Any
 
 from hfgen.checks import check_number
 from hfgen.choices import DDPM_SAMPLERS, FLOW_MATCH_SOLVERS, VARIANCE_TYPES
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
 
 @dataclass
+@recipe(
+    train_batch_size=64,
+    max_train_steps=5_000,
+    learning_rate=5e-4,
+    lr_warmup_steps=100,
+    ema_decay=0.995,
+    checkpointing_steps=1_000,
+    validation_steps=1_000,
+)
 class ImageDiffusionArguments(ImageDataArguments):
     """What the image flow-matching and DDPM runs share (``--dataset_name`` or ``--train_data_files`` is required).
 
@@ -44,13 +53,6 @@ class ImageDiffusionArguments(ImageDataArguments):
     guidance_scale: float = documented(
         1.0, "classifier-free guidance w for the conditional samples of validation and evaluation"
     )
-    train_batch_size: int = 64
-    max_train_steps: int = 5_000
-    learning_rate: float = 5e-4
-    lr_warmup_steps: int = 100
-    ema_decay: float = 0.995
-    checkpointing_steps: int = 1_000
-    validation_steps: int = 1_000
     num_validation_samples: int = documented(100, "images drawn at each validation (a 10 × 10 grid)")
     num_eval_samples: int = documented(1_000, "generated images scored by the classifier at the end")
     num_inference_steps: int = documented(20, "sampler steps for validation and evaluation")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hfgen.choices import TEST_BINARIZATION_SEED
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
@@ -19,6 +19,15 @@ MIN_AIS_BETAS = 20
 
 
 @dataclass
+@recipe(
+    train_batch_size=100,
+    learning_rate=1e-3,
+    adam_beta1=0.5,
+    lr_warmup_steps=0,
+    ema_decay=0.0,
+    checkpointing_steps=3_000,
+    validation_steps=3_000,
+)
 class RBMArguments(ImageDataArguments):
     """Arguments of ``training/train_rbm.py`` (``--dataset_name`` or ``--train_data_files`` is required).
 
@@ -48,14 +57,7 @@ class RBMArguments(ImageDataArguments):
     method: str = documented("pcd", f"{METHODS}: persistent chains (Tieleman 2008) or chains started at the data")
     gibbs_steps: int = documented(1, "k: block-Gibbs sweeps per update")
     num_chains: int = documented(100, "persistent chains per process (PCD)")
-    train_batch_size: int = 100
     max_train_steps: int = documented(12_000, "optimizer steps (20 epochs of 60,000 images at batch 100)")
-    learning_rate: float = 1e-3
-    adam_beta1: float = 0.5
-    lr_warmup_steps: int = 0
-    ema_decay: float = 0.0
-    checkpointing_steps: int = 3_000
-    validation_steps: int = 3_000
     num_validation_samples: int = documented(64, "Gibbs samples drawn and plotted at each validation")
     num_sample_steps: int = documented(1_000, "Gibbs sweeps from uniform noise for each sample")
     num_validation_nll_samples: int = documented(1_000, "test images whose AIS log-likelihood is logged (0: none)")

@@ -9,7 +9,7 @@ from typing import Any
 
 from hfgen.checks import check_int
 from hfgen.choices import BRIDGE_SCHEDULES, TOY_DISTRIBUTION_NAMES
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments
 
 STAGES = ("diffusion", "ipf")
@@ -18,6 +18,7 @@ DIRECTIONS = ("forward", "backward")
 
 
 @dataclass
+@recipe(learning_rate=3e-3, lr_warmup_steps=50)
 class SchrodingerBridgeArguments(TrainingArguments):
     """Arguments of ``training/train_bridge.py``; the defaults are the course's bridge between two balls and the
     same two balls shifted, ``N = 20`` steps of ``γ = 2 / N``.
@@ -56,8 +57,6 @@ class SchrodingerBridgeArguments(TrainingArguments):
     num_layers: int = 3
     half_iteration_steps: int = documented(5_000, "optimizer steps of each half-iteration (one direction)")
     max_train_steps: int = field(init=False, default=0, metadata={"help": "optimizer steps of the whole run"})
-    learning_rate: float = 3e-3
-    lr_warmup_steps: int = 50
     ema_decay: float = documented(0.0, "EMA decay within a half-iteration (0: off; the cosine schedule averages)")
     checkpointing_steps: int = documented(1, "save both networks every N half-iterations (0: never)")
     checkpoints_total_limit: int = documented(0, "keep only the newest N checkpoints (0: keep all)")

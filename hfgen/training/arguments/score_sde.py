@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfgen.choices import PREDICTION_TYPES, SCORE_SDE_SAMPLERS, TIME_EMBEDDINGS
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 SDES = ("vp", "ve")
 
 
 @dataclass
+@recipe(max_train_steps=12_000, validation_steps=4_000, checkpointing_steps=4_000)
 class ScoreSDEArguments(TrainingArguments):
     """Arguments of ``training/train_score.py``; the defaults are the built-in VP recipe (checkerboard target)."""
 
@@ -23,9 +24,6 @@ class ScoreSDEArguments(TrainingArguments):
     }
 
     output_dir: str = documented("out/score-checkerboard", "where the run writes its outputs")
-    max_train_steps: int = field(default=12_000, metadata={"help": "optimizer steps"})
-    validation_steps: int = documented(4_000, "sample with the EMA weights, plot and score every N steps (0: never)")
-    checkpointing_steps: int = documented(4_000, "save the training state every N steps (0: never)")
     dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
     sde: str = field(default="vp", metadata={"help": f"forward SDE {SDES}: variance preserving or exploding"})
     beta_min: float = field(default=0.1, metadata={"help": "VP: β(0)"})

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hfgen.choices import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS
-from hfgen.cli.parser import documented
+from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
@@ -15,6 +15,7 @@ BINARIZE = ("dynamic", "fixed", "none")
 
 
 @dataclass
+@recipe(max_train_steps=8_000, learning_rate=3e-3, checkpointing_steps=1_000, validation_steps=1_000)
 class VAEArguments(ImageDataArguments):
     """Arguments of ``training/train_vae.py`` (``--dataset_name`` or ``--train_data_files`` is required).
 
@@ -59,12 +60,6 @@ class VAEArguments(ImageDataArguments):
     neighbor_k: int = documented(15, "k of the k-NN graph of the training images (with --neighbor_weight > 0)")
     neighbor_components: int = documented(50, "principal components the k-NN graph is computed on")
     neighbor_negatives: int = documented(5, "random negatives per graph edge in the neighbour-embedding term")
-    train_batch_size: int = 512
-    max_train_steps: int = 8_000
-    learning_rate: float = 3e-3
-    lr_warmup_steps: int = 200
-    checkpointing_steps: int = 1_000
-    validation_steps: int = 1_000
     num_validation_samples: int = documented(256, "prior samples drawn and plotted at each validation")
     num_validation_nll_samples: int = documented(200, "test images whose IWAE bound is logged at each validation")
     num_eval_images: int = documented(10_000, "test images for reconstruction, ELBO and k-NN (capped at the split)")
