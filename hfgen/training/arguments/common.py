@@ -32,9 +32,12 @@ class TrainingArguments:
     ``train_batch_size × gradient_accumulation_steps × num_processes`` samples.
     """
 
-    #: fields that may change when a run is resumed: they do not change the trained weights
+    #: fields that may change when a run is resumed: they do not change the trained weights (the final evaluation's
+    #: sizes and classifier wherever a family has them)
     run_only_fields: ClassVar[frozenset[str]] = frozenset(
         {
+            *("num_eval_samples", "num_nll_samples", "num_validation_nll_samples", "num_eval_images"),
+            *("num_nll_images", "classifier_path"),
             "output_dir",
             "overwrite_output_dir",
             "logging_steps",

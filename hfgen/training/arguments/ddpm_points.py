@@ -26,8 +26,6 @@ class DDPMPointsArguments(TrainingArguments):
     from ``beta_start`` to ``beta_end`` (``clip_sample=False``, ε-prediction), ``ᾱ_t = Π_{s ≤ t} (1 − β_s)``.
     """
 
-    run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples"}
-
     output_dir: str = documented("out/ddpm-checkerboard", "where the run writes its outputs")
     dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
     num_train_timesteps: int = field(default=500, metadata={"help": "number T of diffusion steps"})

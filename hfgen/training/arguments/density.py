@@ -114,11 +114,6 @@ class DensityArguments(TrainingArguments):
     ``--dataset``."""
 
     step_fields = ("em_iterations",)
-    run_only_fields = TrainingArguments.run_only_fields | {
-        "num_eval_samples",
-        "num_nll_samples",
-        "num_validation_nll_samples",
-    }
 
     output_dir: str = documented("out/density", "where the run writes its outputs")
     model: str = documented("gmm", f"which density model to train: {MODELS}")

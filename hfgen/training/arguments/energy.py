@@ -30,9 +30,6 @@ class EnergyArguments(TrainingArguments):
     `benchmarks/ENERGY_RESULTS.md`."""
 
     run_only_fields = TrainingArguments.run_only_fields | {
-        "num_eval_samples",
-        "num_nll_samples",
-        "num_validation_nll_samples",
         "num_sample_steps",
         "sample_sampler",
         "sample_step_size",

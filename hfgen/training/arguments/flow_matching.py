@@ -16,12 +16,7 @@ from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 class FlowMatchingArguments(TrainingArguments):
     """Arguments of ``training/train_fm.py``; the defaults are the built-in checkerboard recipe."""
 
-    run_only_fields = TrainingArguments.run_only_fields | {
-        "num_eval_samples",
-        "num_nll_samples",
-        "num_validation_nll_samples",
-        "coupling_workers",
-    }
+    run_only_fields = TrainingArguments.run_only_fields | {"coupling_workers"}
 
     output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
     dataset: str = documented("checkerboard", f"target toy distribution at t = 1: {', '.join(TOY_DISTRIBUTION_NAMES)}")

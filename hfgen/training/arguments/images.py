@@ -31,7 +31,7 @@ class ImageDiffusionArguments(ImageDataArguments):
     ``num_class_embeds = K + 1`` class embeddings (the last one the null class ``K`` of classifier-free guidance),
     and each training label is replaced by the null class with probability ``cond_drop_prob``."""
 
-    run_only_fields = ImageDataArguments.run_only_fields | {"num_eval_samples", "classifier_path", "guidance_scale"}
+    run_only_fields = ImageDataArguments.run_only_fields | {"guidance_scale"}
     positive_fields = (
         *ImageDataArguments.positive_fields,
         "num_classes",

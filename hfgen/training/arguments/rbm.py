@@ -37,9 +37,6 @@ class RBMArguments(ImageDataArguments):
     log-likelihood."""
 
     run_only_fields = ImageDataArguments.run_only_fields | {
-        "num_eval_images",
-        "num_nll_images",
-        "num_validation_nll_samples",
         "num_sample_steps",
         "ais_num_chains",
         "ais_num_betas",

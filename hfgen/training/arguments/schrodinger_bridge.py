@@ -28,7 +28,7 @@ class SchrodingerBridgeArguments(TrainingArguments):
     ``validation_steps`` count half-iterations and IPF iterations.
     """
 
-    run_only_fields = TrainingArguments.run_only_fields | {"num_eval_samples", "plots"}
+    run_only_fields = TrainingArguments.run_only_fields | {"plots"}
     # a half-iteration's length decides where every later phase starts: it cannot change on resume
     adjustable_on_resume = TrainingArguments.adjustable_on_resume - {"max_train_steps"}
     step_fields = ("half_iteration_steps",)

@@ -17,12 +17,6 @@ SDES = ("vp", "ve")
 class ScoreSDEArguments(TrainingArguments):
     """Arguments of ``training/train_score.py``; the defaults are the built-in VP recipe (checkerboard target)."""
 
-    run_only_fields = TrainingArguments.run_only_fields | {
-        "num_eval_samples",
-        "num_nll_samples",
-        "num_validation_nll_samples",
-    }
-
     output_dir: str = documented("out/score-checkerboard", "where the run writes its outputs")
     dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
     sde: str = field(default="vp", metadata={"help": f"forward SDE {SDES}: variance preserving or exploding"})

@@ -25,14 +25,9 @@ class VAEArguments(ImageDataArguments):
     8,000 steps (68 epochs), EMA 0.999; `benchmarks/VAE_RESULTS.md` has the measured time and metrics."""
 
     run_only_fields = ImageDataArguments.run_only_fields | {
-        "num_eval_images",
-        "num_eval_samples",
-        "num_nll_images",
-        "num_validation_nll_samples",
         "num_importance_samples",
         "quadrature_grid_size",
         "knn_neighbors",
-        "classifier_path",
     }
 
     output_dir: str = documented("out/vae-mnist", "where the run writes its outputs")
