@@ -5,11 +5,11 @@ model's task class holds as its ``recipe``."""
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hfgen.checks import check_int, check_number, check_sizes
 from hfgen.choices import (
     ACTIVATION_NAMES,
     ADAPTIVE_SOLVERS,
@@ -21,7 +21,7 @@ from hfgen.choices import (
     MADE_ORDERS,
 )
 from hfgen.cli.parser import documented
-from hfgen.training.arguments.common import TrainingArguments, check_toy_name
+from hfgen.training.arguments.common import TrainingArguments, check_image_data_source, check_toy_name
 
 #: the value of each recipe argument left at ``None`` (a model records those it does not read)
 BASE_RECIPE: dict[str, Any] = {
@@ -213,6 +213,27 @@ class DensityArguments(TrainingArguments):
     validation_steps: int = documented(1_000, "sample, plot and score every N steps (0: never)")
     checkpointing_steps: int = documented(1_000, "save the training state every N steps (0: never)")
 
+    positive_fields = (
+        *TrainingArguments.positive_fields,
+        *("num_components", "num_inits", "num_couplings", "num_masks", "num_ode_steps", "image_size"),
+        *("em_iterations", "num_eval_samples", "num_inference_steps", "bandwidth_grid_size"),
+    )
+    nonnegative_fields = (
+        *TrainingArguments.nonnegative_fields,
+        *("num_train_points", "num_nll_samples", "num_validation_nll_samples", "num_position_frequencies"),
+    )
+    choice_fields = {
+        **TrainingArguments.choice_fields,
+        "binarize": BINARIZE,
+        "covariance_type": COVARIANCE_TYPES,
+        "order": MADE_ORDERS,
+        "activation": ACTIVATION_NAMES,
+        "divergence": DIVERGENCES,
+        "coupling_type": COUPLING_LAYERS,
+        "linear_parametrization": LINEAR_PARAMETRIZATIONS,
+        "solver": FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS,
+    }
+
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"`model` must be one of {MODELS}, got {self.model!r}")
@@ -227,72 +248,17 @@ class DensityArguments(TrainingArguments):
                 setattr(self, name, recipe[name])
         super().__post_init__()
         if self.uses_images:
-            if self.dataset_name is not None and self.train_data_files is not None:
-                raise ValueError(
-                    f"pass one image source: `dataset_name`={self.dataset_name!r} or "
-                    f"`train_data_files`={self.train_data_files!r}"
-                )
-            for name in ("train_data_files", "test_data_files"):
-                path = getattr(self, name)
-                if path is not None and not os.path.exists(path):
-                    raise FileNotFoundError(f"`{name}` {path!r} does not exist")
+            check_image_data_source(self)
         else:
             check_toy_name(self.dataset, "dataset")
-        if self.test_data_files is not None and self.train_data_files is None:
-            raise ValueError("`test_data_files` needs `train_data_files` (a Hub dataset brings its own test split)")
-        choices = (
-            ("binarize", BINARIZE),
-            ("covariance_type", COVARIANCE_TYPES),
-            ("order", MADE_ORDERS),
-            ("activation", ACTIVATION_NAMES),
-            ("divergence", DIVERGENCES),
-            ("coupling_type", COUPLING_LAYERS),
-            ("linear_parametrization", LINEAR_PARAMETRIZATIONS),
-            ("solver", FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS),
-        )
-        for name, allowed in choices:
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
-        positive = (
-            "num_components",
-            "num_inits",
-            "num_couplings",
-            "hidden_size",
-            "num_masks",
-            "num_ode_steps",
-            "image_size",
-            "em_iterations",
-        )
-        for name in (*positive, "num_eval_samples", "num_inference_steps", "bandwidth_grid_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        for name in (
-            "num_train_points",
-            "num_layers",
-            "num_nll_samples",
-            "num_validation_nll_samples",
-            "num_position_frequencies",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
-        if isinstance(self.cv_folds, bool) or not isinstance(self.cv_folds, int) or self.cv_folds < 2:
-            raise ValueError(f"`cv_folds` must be an int >= 2, got {self.cv_folds!r}")
-        if not self.hidden_sizes or any(
-            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes
-        ):
-            raise ValueError(f"`hidden_sizes` must be a non-empty list of ints >= 1, got {self.hidden_sizes!r}")
-        if not (math.isfinite(self.reg_covar) and self.reg_covar >= 0):
-            raise ValueError(f"`reg_covar` must be a finite number >= 0, got {self.reg_covar}")
-        if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins < 2:
-            raise ValueError(f"`num_bins` must be an int >= 2, got {self.num_bins!r}")
-        if not (math.isfinite(self.tail_bound) and self.tail_bound > 0):
-            raise ValueError(f"`tail_bound` must be a finite number > 0, got {self.tail_bound}")
-        if not (math.isfinite(self.time_scale) and self.time_scale > 0):
-            raise ValueError(f"`time_scale` must be a finite number > 0, got {self.time_scale}")
-        if not (math.isfinite(self.ode_tolerance) and self.ode_tolerance > 0):
-            raise ValueError(f"`ode_tolerance` must be a finite number > 0, got {self.ode_tolerance}")
+            if self.test_data_files is not None:
+                raise ValueError("`test_data_files` needs `train_data_files` (a Hub dataset brings its own test split)")
+        check_int(self.cv_folds, "cv_folds", 2)
+        check_sizes(self.hidden_sizes, "hidden_sizes", allow_empty=False)
+        check_number(self.reg_covar, "reg_covar", low=0.0)
+        check_int(self.num_bins, "num_bins", 2)
+        for name in ("tail_bound", "time_scale", "ode_tolerance"):
+            check_number(getattr(self, name), name, low=0.0, open_low=True)
         self.kde_bandwidth()  # raises for a bandwidth <= 0 or an unknown rule
         if self.model == "gmm" and self.num_train_points < self.num_components:
             raise ValueError(
