@@ -52,6 +52,7 @@ class ClassifierTask(TrainingTask):
     part of every checkpoint."""
 
     name = "classifier"
+    card = staticmethod(classifier_card)
 
     def __init__(self, args: ClassifierArguments):
         """Loads the data (before the run's output folder is touched: data that do not fit refuse the run)."""
@@ -141,9 +142,6 @@ class ClassifierTask(TrainingTask):
             "num_train_images": int(self.data["train_labels"].shape[0]),
             "num_test_images": int(self.data["test_labels"].shape[0]),
         }, None
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return classifier_card(self.args, metrics, repo_id)
 
 
 def train_classifier(args: ClassifierArguments) -> tuple[MnistClassifier, dict[str, Any]]:

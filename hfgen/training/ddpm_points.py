@@ -73,6 +73,7 @@ class DDPMPointsTask(PointTask):
     """
 
     name = "ddpm_points"
+    card = staticmethod(ddpm_points_card)
     evaluation_fields = ("num_eval_samples", None)
     args: DDPMPointsArguments
 
@@ -138,9 +139,6 @@ class DDPMPointsTask(PointTask):
             "forward.png": forward_figure,
             "reverse.png": self._reverse_figure(pipeline, 1000, seed=2),
         }
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return ddpm_points_card(self.args, metrics, repo_id)
 
 
 def train_ddpm_points(args: DDPMPointsArguments) -> tuple[DDPMPointsPipeline, dict[str, Any]]:

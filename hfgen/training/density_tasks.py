@@ -99,6 +99,7 @@ class DensityTask(TrainingTask):
     """
 
     name = "density"
+    card = staticmethod(density_card)
     evaluation_fields = ("num_eval_samples", "num_nll_samples")
     args: Any  # the run's DensityArguments (hfgen.training.density)
     #: the recipe on points: the value of each recipe field left at ``None`` (these are recorded, not read, by the
@@ -246,9 +247,6 @@ class DensityTask(TrainingTask):
                 self.log_prob_function(pipeline), bounds=(-3, 3), grid_size=grid_size, title="model density p(x)"
             ),
         }
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return density_card(self.args, metrics, repo_id)
 
 
 class MADETask(DensityTask):

@@ -47,6 +47,7 @@ class EnergyTask(TrainingTask):
     """
 
     name = "energy"
+    card = staticmethod(energy_card)
     evaluation_fields = ("num_eval_samples", "num_nll_samples")
     args: EnergyArguments
 
@@ -193,9 +194,6 @@ class EnergyTask(TrainingTask):
 
     def final_figures(self, pipeline: EnergyPipeline) -> dict[str, Any]:
         return self.figures(pipeline, self.sample(pipeline, 2_000, torch.Generator().manual_seed(2)))
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return energy_card(self.args, metrics, repo_id)
 
 
 def train_energy(args: EnergyArguments) -> tuple[EnergyPipeline, dict[str, Any], EnergyTask]:

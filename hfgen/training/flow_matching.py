@@ -237,6 +237,7 @@ class FlowMatchingTask(PointLikelihoodTask):
     """
 
     name = "flow_matching"
+    card = staticmethod(flow_matching_card)
     evaluation_fields = ("num_eval_samples", "num_nll_samples")
     args: FlowMatchingArguments
 
@@ -329,9 +330,6 @@ class FlowMatchingTask(PointLikelihoodTask):
                 grid_size=DENSITY_GRID_SIZES[self.args.fast_evaluation()],
             )
         return figures
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return flow_matching_card(self.args, metrics, repo_id=repo_id)
 
 
 def _rk4_log_prob(pipeline: FlowMatchingPipeline, points: torch.Tensor, num_steps: int) -> torch.Tensor:

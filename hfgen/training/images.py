@@ -182,6 +182,7 @@ class FlowMatchingImageTask(ImageDiffusionTask):
     ``y_t = (1 − t) y_0 + t y_1`` and ``c`` the label or, with probability ``cond_drop_prob``, the null class."""
 
     name = "flow_matching_images"
+    card = staticmethod(image_flow_matching_card)
     args: FlowMatchingImageArguments
 
     def batch(self, index: int, stream: int, num_streams: int) -> tuple[Tensor, ...]:
@@ -201,9 +202,6 @@ class FlowMatchingImageTask(ImageDiffusionTask):
     def pipeline(self, model: UNet2DModel) -> FlowMatchingImagePipeline:
         scheduler = flow_match_scheduler(self.args.solver)
         return FlowMatchingImagePipeline(model, scheduler, time_scale=self.args.time_scale)
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return image_flow_matching_card(self.args, metrics, repo_id)
 
 
 # ---- DDPM -----------------------------------------------------------------------------------------------------

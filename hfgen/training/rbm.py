@@ -87,6 +87,7 @@ class RBMTask(ImageStreamTask):
     """
 
     name = "rbm"
+    card = staticmethod(rbm_card)
     evaluation_fields, fast_evaluation_sizes = ("num_validation_samples", "num_nll_images"), (500, 500)
     args: RBMArguments
 
@@ -259,9 +260,6 @@ class RBMTask(ImageStreamTask):
 
     def final_figures(self, pipeline: RBMPipeline) -> dict[str, Any]:
         return self.figures(pipeline, self.sample(pipeline, 64, torch.Generator().manual_seed(2)))
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return rbm_card(self.args, metrics, repo_id)
 
 
 def train_rbm(

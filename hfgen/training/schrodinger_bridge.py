@@ -93,6 +93,7 @@ class SchrodingerBridgeTask(TrainingTask):
     each way."""
 
     name = "schrodinger_bridge"
+    card = staticmethod(schrodinger_bridge_card)
     evaluation_fields, fast_evaluation_sizes = ("num_eval_samples", None), (500, 0)
 
     def __init__(self, args: SchrodingerBridgeArguments):
@@ -183,9 +184,6 @@ class SchrodingerBridgeTask(TrainingTask):
 
     def final_figures(self, pipeline: SchrodingerBridgePipeline) -> dict[str, Any]:
         return bridge_progression_figures(pipeline, 1000, seed=2) if self.args.plots else {}
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return schrodinger_bridge_card(self.args, metrics, repo_id)
 
 
 def _tail_mean(losses: list[float], size: int = 100) -> float:

@@ -76,6 +76,7 @@ class ScoreSDETask(PointLikelihoodTask):
     """
 
     name = "score_sde"
+    card = staticmethod(score_sde_card)
     evaluation_fields = ("num_eval_samples", "num_nll_samples")
     args: ScoreSDEArguments
 
@@ -151,9 +152,6 @@ class ScoreSDETask(PointLikelihoodTask):
                 title="probability-flow density",
             )  # fmt: skip
         return figures
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return score_sde_card(self.args, metrics, repo_id)
 
 
 def train_score_sde(args: ScoreSDEArguments) -> tuple[ScoreSDEPipeline, dict[str, Any]]:

@@ -6,7 +6,7 @@ stands (:class:`Progress`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -55,6 +55,8 @@ class TrainingTask(ABC):
     evaluation_fields: ClassVar[tuple[str | None, str | None]] = (None, None)
     #: the fast final evaluation's sizes: each full size capped at these
     fast_evaluation_sizes: ClassVar[tuple[int, int]] = (2_000, 200)
+    #: the family's card renderer, ``card(args, metrics, repo_id)`` (``hfgen.model_cards.<family>``)
+    card: ClassVar[Callable[..., Any]]
 
     def __init__(self, args: TrainingArguments):
         self.args = args
@@ -166,5 +168,5 @@ class TrainingTask(ABC):
         return {}
 
     def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        """The run's ``huggingface_hub.ModelCard``."""
-        raise NotImplementedError
+        """The run's ``huggingface_hub.ModelCard``: the family's :attr:`card` of its arguments and ``metrics``."""
+        return self.card(self.args, metrics, repo_id)

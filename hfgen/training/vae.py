@@ -57,6 +57,7 @@ class VAETask(ImageStreamTask):
     """
 
     name = "vae"
+    card = staticmethod(vae_card)
     evaluation_fields, fast_evaluation_sizes = ("num_eval_samples", "num_nll_images"), (200, 200)
     args: VAEArguments
 
@@ -221,9 +222,6 @@ class VAETask(ImageStreamTask):
 
     def final_figures(self, pipeline: VAEPipeline | AutoEncoderPipeline) -> dict[str, Any]:
         return self._figures(pipeline, self.sample(pipeline, 64, torch.Generator().manual_seed(2)))
-
-    def model_card(self, metrics: dict[str, Any], repo_id: str | None) -> Any:
-        return vae_card(self.args, metrics, repo_id)
 
 
 def train_vae(args: VAEArguments, data: Mapping[str, Tensor] | None = None) -> tuple[Any, dict[str, Any], VAETask]:
