@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from hfgen.checks import check_int, check_number
@@ -56,19 +56,19 @@ class TrainingArguments:
 
     output_dir: str = documented("out/run", "where the run writes its pipeline, card, plots, metrics and checkpoints")
     overwrite_output_dir: bool = documented(False, "allow writing into a folder that holds another run")
-    seed: int = field(default=0, metadata={"help": "seed of the weights and of every data batch"})
-    train_batch_size: int = field(default=512, metadata={"help": "samples per process and micro-batch"})
-    max_train_steps: int = field(default=15_000, metadata={"help": "optimizer steps"})
+    seed: int = documented(0, "seed of the weights and of every data batch")
+    train_batch_size: int = documented(512, "samples per process and micro-batch")
+    max_train_steps: int = documented(15_000, "optimizer steps")
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-3
-    lr_scheduler: str = field(default="cosine", metadata={"help": f"learning-rate schedule: {LR_SCHEDULERS}"})
+    lr_scheduler: str = documented("cosine", f"learning-rate schedule: {LR_SCHEDULERS}")
     lr_warmup_steps: int = 200
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_weight_decay: float = 0.0
-    max_grad_norm: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: no clipping)"})
-    mixed_precision: str = field(default="no", metadata={"help": f"Accelerate mixed precision: {MIXED_PRECISION}"})
-    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the weights (diffusers EMAModel); 0: off"})
+    max_grad_norm: float = documented(0.0, "clip the gradient norm to this (0: no clipping)")
+    mixed_precision: str = documented("no", f"Accelerate mixed precision: {MIXED_PRECISION}")
+    ema_decay: float = documented(0.999, "EMA decay of the weights (diffusers EMAModel); 0: off")
     logging_steps: int = documented(100, "log the loss, learning rate and throughput every N steps")
     report_to: str = documented("auto", f"Accelerate trackers: {REPORT_TO} ('auto': tensorboard when installed)")
     checkpointing_steps: int = documented(5_000, "save the training state every N steps (0: never)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hfgen.choices import DDPM_SAMPLERS, TIME_EMBEDDINGS, VARIANCE_TYPES
@@ -27,35 +27,29 @@ class DDPMPointsArguments(TrainingArguments):
     """
 
     output_dir: str = documented("out/ddpm-checkerboard", "where the run writes its outputs")
-    dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
-    num_train_timesteps: int = field(default=500, metadata={"help": "number T of diffusion steps"})
-    beta_schedule: str = field(
-        default="constant_alpha",
-        metadata={"help": f"{BETA_SCHEDULES}: the course's ᾱ_t = α^t, or a diffusers DDPMScheduler β schedule"},
+    dataset: str = documented("checkerboard", "data distribution x_0 (hfgen.data toy name)")
+    num_train_timesteps: int = documented(500, "number T of diffusion steps")
+    beta_schedule: str = documented(
+        "constant_alpha", f"{BETA_SCHEDULES}: the course's ᾱ_t = α^t, or a diffusers DDPMScheduler β schedule"
     )
-    beta_start: float = field(default=1e-4, metadata={"help": "β_1 of a diffusers linear or scaled_linear schedule"})
-    beta_end: float = field(default=0.02, metadata={"help": "β_T of a diffusers linear or scaled_linear schedule"})
-    alpha: float | None = field(default=None, metadata={"help": f"constant α in (0, 1) (default {DEFAULT_ALPHA})"})
-    final_alpha_bar: float | None = field(
-        default=None, metadata={"help": "instead of alpha: ᾱ_T in (0, 1), giving α = ᾱ_T^(1/T)"}
-    )
+    beta_start: float = documented(1e-4, "β_1 of a diffusers linear or scaled_linear schedule")
+    beta_end: float = documented(0.02, "β_T of a diffusers linear or scaled_linear schedule")
+    alpha: float | None = documented(None, f"constant α in (0, 1) (default {DEFAULT_ALPHA})")
+    final_alpha_bar: float | None = documented(None, "instead of alpha: ᾱ_T in (0, 1), giving α = ᾱ_T^(1/T)")
     hidden_size: int = 256
     num_layers: int = 4
     activation: str = "silu"
-    time_embedding: str = field(
-        default="sinusoidal",
-        metadata={"help": f"{TIME_EMBEDDINGS}: sinusoids of the integer t, or Fourier features of t / T"},
+    time_embedding: str = documented(
+        "sinusoidal", f"{TIME_EMBEDDINGS}: sinusoids of the integer t, or Fourier features of t / T"
     )
-    num_position_frequencies: int = field(
-        default=6, metadata={"help": "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"}
+    num_position_frequencies: int = documented(
+        6, "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"
     )
-    variance_type: str = field(
-        default="beta_tilde", metadata={"help": f"reverse-step variance {VARIANCE_TYPES} (β̃: posterior variance)"}
-    )
-    sampler: str = field(default="ancestral", metadata={"help": f"sampler saved in the scheduler: {DDPM_SAMPLERS}"})
-    eta: float = field(default=0.0, metadata={"help": "DDIM noise scale η in [0, 1] (sampler='ddim' only)"})
-    num_inference_steps: int | None = field(
-        default=None, metadata={"help": "sampling steps in 1 … T for validation and evaluation (default: all T)"}
+    variance_type: str = documented("beta_tilde", f"reverse-step variance {VARIANCE_TYPES} (β̃: posterior variance)")
+    sampler: str = documented("ancestral", f"sampler saved in the scheduler: {DDPM_SAMPLERS}")
+    eta: float = documented(0.0, "DDIM noise scale η in [0, 1] (sampler='ddim' only)")
+    num_inference_steps: int | None = documented(
+        None, "sampling steps in 1 … T for validation and evaluation (default: all T)"
     )
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
 

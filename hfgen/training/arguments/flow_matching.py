@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hfgen.checks import check_int, check_number
@@ -21,14 +21,11 @@ class FlowMatchingArguments(TrainingArguments):
     output_dir: str = documented("out/fm-checkerboard", "where the run writes its outputs")
     dataset: str = documented("checkerboard", f"target toy distribution at t = 1: {', '.join(TOY_DISTRIBUTION_NAMES)}")
     source: str = documented("gaussian", "source toy distribution at t = 0 (same names; may be sample-only)")
-    path: str = field(default="linear", metadata={"help": f"probability path: {sorted(PATH_NAMES)}"})
-    sigma_min: float = field(default=0.0, metadata={"help": "σ_min of the linear path"})
-    sigma: float = field(
-        default=1.0, metadata={"help": "σ of the brownian path and of the sinkhorn coupling (regularisation 2σ²)"}
-    )
-    coupling: str = field(
-        default="independent",
-        metadata={"help": f"minibatch coupling {FLOW_COUPLINGS}; OT couples within each process's batch"},
+    path: str = documented("linear", f"probability path: {sorted(PATH_NAMES)}")
+    sigma_min: float = documented(0.0, "σ_min of the linear path")
+    sigma: float = documented(1.0, "σ of the brownian path and of the sinkhorn coupling (regularisation 2σ²)")
+    coupling: str = documented(
+        "independent", f"minibatch coupling {FLOW_COUPLINGS}; OT couples within each process's batch"
     )
     coupling_workers: int = documented(
         1,
@@ -39,15 +36,11 @@ class FlowMatchingArguments(TrainingArguments):
     num_layers: int = 4
     activation: str = "silu"
     time_embedding: str = "sinusoidal"
-    num_position_frequencies: int = field(
-        default=6, metadata={"help": "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"}
+    num_position_frequencies: int = documented(
+        6, "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"
     )
-    time_beta: float = field(
-        default=0.5, metadata={"help": "train on t ~ Beta(1, b): b = 1 uniform, b < 1 favours the data end t = 1"}
-    )
-    solver: str = field(
-        default="euler", metadata={"help": f"fixed-step sampler saved in the scheduler: {FLOW_MATCH_SOLVERS}"}
-    )
+    time_beta: float = documented(0.5, "train on t ~ Beta(1, b): b = 1 uniform, b < 1 favours the data end t = 1")
+    solver: str = documented("euler", f"fixed-step sampler saved in the scheduler: {FLOW_MATCH_SOLVERS}")
     num_inference_steps: int = 100
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
     num_nll_samples: int = documented(1_000, "held-out points for the final NLL (dopri5)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hfgen.choices import PREDICTION_TYPES, SCORE_SDE_SAMPLERS, TIME_EMBEDDINGS
@@ -18,30 +18,25 @@ class ScoreSDEArguments(TrainingArguments):
     """Arguments of ``training/train_score.py``; the defaults are the built-in VP recipe (checkerboard target)."""
 
     output_dir: str = documented("out/score-checkerboard", "where the run writes its outputs")
-    dataset: str = field(default="checkerboard", metadata={"help": "data distribution x_0 (hfgen.data toy name)"})
-    sde: str = field(default="vp", metadata={"help": f"forward SDE {SDES}: variance preserving or exploding"})
-    beta_min: float = field(default=0.1, metadata={"help": "VP: β(0)"})
-    beta_max: float = field(default=10.0, metadata={"help": "VP: β(1); 10 leaves m_1 ≈ 0.08 of the data at t = 1"})
-    sigma_min: float = field(default=0.01, metadata={"help": "VE: σ(0)"})
-    sigma_max: float = field(default=10.0, metadata={"help": "VE: σ(1), the prior's standard deviation"})
-    sampling_eps: float = field(default=1e-3, metadata={"help": "smallest time ε: training times and sampling end"})
-    prediction_type: str = field(
-        default="epsilon", metadata={"help": f"network output {PREDICTION_TYPES}: ε̂ = −σ_t s, or the score s"}
-    )
+    dataset: str = documented("checkerboard", "data distribution x_0 (hfgen.data toy name)")
+    sde: str = documented("vp", f"forward SDE {SDES}: variance preserving or exploding")
+    beta_min: float = documented(0.1, "VP: β(0)")
+    beta_max: float = documented(10.0, "VP: β(1); 10 leaves m_1 ≈ 0.08 of the data at t = 1")
+    sigma_min: float = documented(0.01, "VE: σ(0)")
+    sigma_max: float = documented(10.0, "VE: σ(1), the prior's standard deviation")
+    sampling_eps: float = documented(1e-3, "smallest time ε: training times and sampling end")
+    prediction_type: str = documented("epsilon", f"network output {PREDICTION_TYPES}: ε̂ = −σ_t s, or the score s")
     hidden_size: int = 256
     num_layers: int = 4
     activation: str = "silu"
-    time_embedding: str = field(default="sinusoidal", metadata={"help": f"{TIME_EMBEDDINGS} embedding of t ∈ [ε, 1]"})
-    num_position_frequencies: int = field(
-        default=3, metadata={"help": "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"}
+    time_embedding: str = documented("sinusoidal", f"{TIME_EMBEDDINGS} embedding of t ∈ [ε, 1]")
+    num_position_frequencies: int = documented(
+        3, "octave encodings sin/cos(2^k π x), k < L, of the input point (0: none)"
     )
-    time_beta: float = field(
-        default=1.0,
-        metadata={"help": "train on t = ε + (1 − ε)(1 − u), u ~ Beta(1, b): b = 1 uniform, b < 1 favours t near ε"},
+    time_beta: float = documented(
+        1.0, "train on t = ε + (1 − ε)(1 − u), u ~ Beta(1, b): b = 1 uniform, b < 1 favours t near ε"
     )
-    sampler: str = field(
-        default="euler_maruyama", metadata={"help": f"sampler for validation and evaluation {SCORE_SDE_SAMPLERS}"}
-    )
+    sampler: str = documented("euler_maruyama", f"sampler for validation and evaluation {SCORE_SDE_SAMPLERS}")
     num_inference_steps: int = documented(500, "sampler steps from t = 1 to ε")
     num_eval_samples: int = documented(10_000, "samples for W2, MMD and support at the end")
     num_nll_samples: int = documented(1_000, "held-out points for the final probability-flow NLL (dopri5)")
