@@ -101,7 +101,10 @@ def _document(parser: Any, arguments_class: type) -> None:
 
 
 def take_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
-    """The file of ``--config FILE`` or ``--config=FILE`` (at most one) and the other arguments."""
+    """The file of ``--config FILE``, ``--config=FILE`` (at most one) or a lone ``FILE.yaml``/``FILE.json``, and the
+    other arguments."""
+    if len(argv) == 1 and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
+        return argv[0], []
     paths, rest, index = [], [], 0
     while index < len(argv):
         item = argv[index]
@@ -140,11 +143,8 @@ def parse_arguments(
     """Parse ``arguments_class`` from ``argv`` (default ``sys.argv[1:]``): flags, ``--config FILE`` (YAML or
     JSON; flags given beside it override the file), or a lone ``FILE.yaml``/``FILE.json``. ``description`` (a
     script's docstring) heads ``--help``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
-        argv = ["--config", argv[0]]
     parser = build_parser(arguments_class, description)
-    config_path, argv = take_config_flag(argv)
+    config_path, argv = take_config_flag(list(sys.argv[1:] if argv is None else argv))
     if config_path is not None:
         values = read_config_file(config_path)
         known = {f.name for f in fields(arguments_class)}

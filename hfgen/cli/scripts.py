@@ -39,17 +39,11 @@ def run_script(
     started = RUN_STARTED.set(False)
     try:
         metrics = train(args)
-    except RUN_REFUSALS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except USER_ERRORS as error:
-        if RUN_STARTED.get():
+    except (*USER_ERRORS, UploadError) as error:
+        if RUN_STARTED.get() and not isinstance(error, (*RUN_REFUSALS, UploadError)):
             raise
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    except UploadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(error, UploadError) else 2
     finally:
         RUN_STARTED.reset(started)
     if metrics:
@@ -72,8 +66,6 @@ def is_image_run(argv: Sequence[str]) -> bool:
         path, _ = take_config_flag(list(argv))
     except ValueError:
         return False
-    if path is None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-        path = argv[0]
     if path is None or not os.path.isfile(path):
         return False
     values = read_config_file(path)

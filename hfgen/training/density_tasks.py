@@ -32,6 +32,7 @@ from hfgen.pipelines.density import DensityPipeline
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.training.arguments.density import BASE_RECIPE, IMAGE_RECIPES, RECIPES
+from hfgen.training.image_data import check_images
 from hfgen.training.task import Phase, TrainingTask
 from hfgen.utils import batch_generator, check_points
 
@@ -43,22 +44,6 @@ def binarize_images(images: Tensor, name: str = "images") -> Tensor:
     """``x = 1[p > 0.5]`` pixel-wise for grey levels ``p`` in ``[0, 1]`` (refuses anything outside)."""
     check_images(images, name)
     return (images > 0.5).to(images.dtype)
-
-
-def check_images(images: object, name: str) -> Tensor:
-    """Check that ``images`` is a finite float ``(N, C, H, W)`` tensor with values in ``[0, 1]``."""
-    if not isinstance(images, Tensor) or not torch.is_floating_point(images):
-        raise TypeError(f"`{name}` must be a floating-point torch.Tensor (N, C, H, W), got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[0] < 1:
-        raise ValueError(f"`{name}` must have shape (N, C, H, W), got {tuple(images.shape)}")
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError(f"`{name}` has NaN or inf values; images must be finite, in [0, 1]")
-    if bool(((images < 0) | (images > 1)).any()):
-        raise ValueError(
-            f"`{name}` must lie in [0, 1] for the Bernoulli model, got range [{float(images.min())}, "
-            f"{float(images.max())}]"
-        )
-    return images
 
 
 def load_density_images(args: Any) -> dict[str, Tensor]:

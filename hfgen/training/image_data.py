@@ -32,6 +32,23 @@ def check_image_shapes(task: Any, names: tuple[str, ...] = ("train_images", "tes
             raise ValueError(f"{name} have shape {tuple(getattr(task, name).shape)}, expected (N, {shape})")
 
 
+def check_images(images: object, name: str, shape: tuple[int, ...] | None = None) -> Tensor:
+    """``images`` if they are a finite float ``(N, C, H, W)`` tensor, ``N >= 1`` (``(C, H, W) = shape`` when given),
+    with values in ``[0, 1]``."""
+    expected = f"(N, {', '.join(map(str, shape))})" if shape else "(N, C, H, W)"
+    if not isinstance(images, Tensor) or not torch.is_floating_point(images):
+        kind = getattr(images, "dtype", type(images).__name__)
+        raise TypeError(f"`{name}` must be a float tensor {expected} in [0, 1], got {kind}")
+    if images.ndim != 4 or images.shape[0] < 1 or (shape is not None and tuple(images.shape[1:]) != tuple(shape)):
+        raise ValueError(f"`{name}` must have shape {expected}, got {tuple(images.shape)}")
+    if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
+        raise ValueError(
+            f"`{name}` must be finite and lie in [0, 1], got range [{float(images.min())}, {float(images.max())}]: "
+            "scale pixels by 1/255"
+        )
+    return images
+
+
 def load_classifier(path: str | None) -> Any:
     """The saved :class:`~hfgen.models.classifier.MnistClassifier` in ``path`` (safetensors), or None."""
     if path is None:

@@ -3,7 +3,7 @@ r"""Flow matching and constant-α DDPM on images (MNIST) with a diffusers ``UNet
 classifier-free-guidance label dropout, classifier scores, 10 × 10 validation grids and the model card.
 
 ``training/train_fm.py`` and ``training/train_ddpm.py`` run these tasks when given ``--dataset_name`` or
-``--train_data_files`` (:func:`~hfgen.training.image_data.is_image_run`).
+``--train_data_files`` (:func:`~hfgen.cli.scripts.is_image_run`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.training.arguments.rbm import RBMArguments
 from hfgen.training.engine import progress_bar
 from hfgen.training.evaluation import evaluate_in_process
-from hfgen.training.image_data import ImageStreamTask
+from hfgen.training.image_data import ImageStreamTask, check_images
 from hfgen.training.task import Progress
 from hfgen.training.trainer import Trainer, train_in_process
 from hfgen.utils import batch_generator
@@ -59,20 +59,6 @@ def binarize_images(images: Tensor, mode: str, seed: int, split: str) -> Tensor:
     if split == "test":
         return binarize_test_images(images)
     return dynamic_binarize(images, batch_generator(seed, BINARIZATION_STREAM, 0))
-
-
-def check_images(images: object, name: str, shape: tuple[int, int, int]) -> Tensor:
-    """Refuse images that are not a float ``(N, *shape)`` tensor in [0, 1], naming ``name``."""
-    if not isinstance(images, Tensor) or not torch.is_floating_point(images):
-        raise TypeError(f"`{name}` must be a float tensor (N, {', '.join(map(str, shape))}) in [0, 1]")
-    if images.ndim != 4 or tuple(images.shape[1:]) != shape or images.shape[0] < 1:
-        raise ValueError(f"`{name}` must have shape (N, {', '.join(map(str, shape))}), got {tuple(images.shape)}")
-    if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
-        raise ValueError(
-            f"`{name}` must lie in [0, 1], got range [{float(images.min())}, {float(images.max())}]: scale pixels "
-            "by 1/255"
-        )
-    return images
 
 
 class RBMTask(ImageStreamTask):
