@@ -8,24 +8,6 @@ run's torch objects (its scheduler, network or data) import them when called; th
 its rule, and ``__post_init__`` calls it.
 """
 
-from hfgen.training.arguments.common import (
-    EVALUATIONS,
-    LR_SCHEDULERS,
-    MIXED_PRECISION,
-    QUICK_RUN_DIVISOR,
-    REPORT_TO,
-    TrainingArguments,
-    check_image_data_source,
-    check_toy_name,
-)
+from hfgen.training.arguments.common import LR_SCHEDULERS, TrainingArguments
 
-__all__ = [
-    "EVALUATIONS",
-    "LR_SCHEDULERS",
-    "MIXED_PRECISION",
-    "QUICK_RUN_DIVISOR",
-    "REPORT_TO",
-    "TrainingArguments",
-    "check_image_data_source",
-    "check_toy_name",
-]
+__all__ = ["LR_SCHEDULERS", "TrainingArguments"]
