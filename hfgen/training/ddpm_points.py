@@ -19,10 +19,11 @@ from hfgen.pipelines import DDPMPointsPipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.training.arguments.ddpm_points import DDPMPointsArguments
 from hfgen.training.points import PointTask
+from hfgen.training.task import IndexedBatches
 from hfgen.utils import batch_generator
 
 
-class NoisedBatches:
+class NoisedBatches(IndexedBatches):
     r"""Iterator of ε-prediction batches ``(x_t, t, z)``: ``x_0 ~ target``, ``t ~ U{1, …, T}``, ``z ~ N(0, I)``,
     ``x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) z`` (:meth:`ConstantAlphaDDPMScheduler.sample_training_inputs`; with a diffusers
     scheduler, its index ``τ = t − 1 ~ U{0, …, T − 1}`` and its ``add_noise``).
@@ -40,13 +41,11 @@ class NoisedBatches:
         stream: int = 0,
         start: int = 0,
     ):
-        if start < 0:
-            raise ValueError(f"`start` must be >= 0, got {start}")
+        super().__init__(start)
         self.target, self.scheduler, self.batch_size = target, scheduler, batch_size
-        self.seed, self.stream, self.next_index = seed, stream, start
+        self.seed, self.stream = seed, stream
 
     def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Batch number ``index``."""
         generator = batch_generator(self.seed, self.stream, index)
         x0 = self.target.sample(self.batch_size, generator)
         if isinstance(self.scheduler, ConstantAlphaDDPMScheduler):
@@ -54,13 +53,6 @@ class NoisedBatches:
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
         noise = randn_tensor(x0.shape, generator=generator, dtype=x0.dtype)
         return self.scheduler.add_noise(x0, noise, timesteps), timesteps, noise
-
-    def __iter__(self) -> NoisedBatches:
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        index, self.next_index = self.next_index, self.next_index + 1
-        return self.draw(index)
 
 
 class DDPMPointsTask(PointTask):

@@ -33,7 +33,7 @@ from hfgen.pipelines.flow_matching import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.training.arguments.density import BASE_RECIPE, IMAGE_RECIPES, RECIPES
 from hfgen.training.image_data import check_images
-from hfgen.training.task import Phase, TrainingTask
+from hfgen.training.task import IndexedBatches, Phase, TrainingTask
 from hfgen.utils import batch_generator, check_points
 
 #: the stream of the fixed training sample of the toy targets (process streams are 0, 1, …)
@@ -58,20 +58,17 @@ def load_density_images(args: Any) -> dict[str, Tensor]:
     return {"train": dataset_to_tensors(splits["train"])[0], "test": dataset_to_tensors(splits["test"])[0]}
 
 
-class DensityBatches:
+class DensityBatches(IndexedBatches):
     """Micro-batch ``k`` of process ``s``: ``train_batch_size`` rows of the fixed training set drawn uniformly with
     replacement, or fresh samples of the toy target, from :func:`~hfgen.utils.batch_generator` ``(seed, s, k)`` (a
     pure function of ``k``: resuming is exact); dynamic binarisation draws ``x ~ Bernoulli(p)`` from the same
     generator. A full-batch model (EM) gets the whole training set at every step."""
 
     def __init__(self, task: DensityTask, stream: int, start: int):
-        self.task, self.stream, self.next_index = task, stream, start
+        super().__init__(start)
+        self.task, self.stream = task, stream
 
-    def __iter__(self) -> DensityBatches:
-        return self
-
-    def __next__(self) -> tuple[Tensor, torch.Generator | None]:
-        index, self.next_index = self.next_index, self.next_index + 1
+    def draw(self, index: int) -> tuple[Tensor, torch.Generator | None]:
         return self.task.batch(index, self.stream)
 
 

@@ -26,11 +26,12 @@ from hfgen.schedulers.flow_match_solvers import flow_match_scheduler
 from hfgen.training.arguments.flow_matching import FlowMatchingArguments
 from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.points import PointLikelihoodTask
+from hfgen.training.task import IndexedBatches
 from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
 
-class CoupledPairs:
+class CoupledPairs(IndexedBatches):
     r"""Iterator of batches ``(x_0, x_1, t, generator)``: ``x_0 ~ source``, ``x_1 ~ target``, coupled by
     ``coupling`` (:func:`~hfgen.methods.couplings.couple`; ``sigma`` is the entropic coupling's σ, regularisation
     2σ²), ``t ~ Beta(1, b)`` (:func:`~hfgen.methods.flow_matching.sample_times`), and the batch's generator,
@@ -63,14 +64,13 @@ class CoupledPairs:
             raise ValueError(f"source dim {source.dim} differs from target dim {target.dim}")
         if prefetch < 0:
             raise ValueError(f"`prefetch` must be >= 0, got {prefetch}")
-        if start < 0:
-            raise ValueError(f"`start` must be >= 0, got {start}")
+        super().__init__(start)
         check_int(workers, "workers", low=0)
         if workers and not prefetch:
             raise ValueError(f"`workers` = {workers} processes need `prefetch` >= 1 batches to solve ahead, got 0")
         self.source, self.target, self.batch_size = source, target, batch_size
         self.coupling, self.seed, self.time_beta = coupling, seed, time_beta
-        self.prefetch, self.stream, self.next_index, self.sigma = prefetch, stream, start, sigma
+        self.prefetch, self.stream, self.sigma = prefetch, stream, sigma
         self.workers = workers
         self._background: _Thread | _Processes | None = None
         if prefetch:
@@ -89,9 +89,6 @@ class CoupledPairs:
         x0 = self.source.sample(self.batch_size, generator)
         x0, x1 = couple(x0, x1, self.coupling, generator=generator, sigma=self.sigma)
         return x0, x1, sample_times(self.batch_size, generator, self.time_beta), generator
-
-    def __iter__(self) -> CoupledPairs:
-        return self
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         index, self.next_index = self.next_index, self.next_index + 1

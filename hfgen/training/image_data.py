@@ -43,8 +43,8 @@ def check_images(images: object, name: str, shape: tuple[int, ...] | None = None
         raise ValueError(f"`{name}` must have shape {expected}, got {tuple(images.shape)}")
     if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
         raise ValueError(
-            f"`{name}` must be finite and lie in [0, 1], got range [{float(images.min())}, {float(images.max())}]: "
-            "scale pixels by 1/255"
+            f"`{name}` must lie in [0, 1], got range [{float(images.min())}, {float(images.max())}]: the pixels are "
+            "a binary model's probabilities (finite; scale them by 1/255)"
         )
     return images
 

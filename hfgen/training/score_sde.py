@@ -19,11 +19,12 @@ from hfgen.schedulers.score_sde import ScoreSDEScheduler
 from hfgen.training.arguments.score_sde import ScoreSDEArguments
 from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.points import PointLikelihoodTask
+from hfgen.training.task import IndexedBatches
 from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
 
-class NoisedScoreBatches:
+class NoisedScoreBatches(IndexedBatches):
     r"""Iterator of denoising-score-matching batches ``(x_t, t, z)``: ``x_0 ~ target``,
     ``t = ε + (1 − ε)(1 − u)`` with ``u ~ Beta(1, b)`` (:func:`~hfgen.methods.flow_matching.sample_times`; ``b = 1``
     is Song et al.'s ``t ~ U[ε, 1]``, ``b < 1`` puts more times near the data), ``z ~ N(0, I)`` and
@@ -43,13 +44,11 @@ class NoisedScoreBatches:
         stream: int = 0,
         start: int = 0,
     ):
-        if start < 0:
-            raise ValueError(f"`start` must be >= 0, got {start}")
+        super().__init__(start)
         self.target, self.scheduler, self.batch_size, self.time_beta = target, scheduler, batch_size, time_beta
-        self.seed, self.stream, self.next_index = seed, stream, start
+        self.seed, self.stream = seed, stream
 
     def draw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Batch number ``index``."""
         generator = batch_generator(self.seed, self.stream, index)
         x0 = self.target.sample(self.batch_size, generator)
         eps = self.scheduler.config.sampling_eps
@@ -57,13 +56,6 @@ class NoisedScoreBatches:
         timesteps = (eps + (1.0 - eps) * (1.0 - u)).clamp(eps, 1.0).to(x0.dtype)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
         return self.scheduler.add_noise(x0, noise, timesteps), timesteps, noise
-
-    def __iter__(self) -> NoisedScoreBatches:
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        index, self.next_index = self.next_index, self.next_index + 1
-        return self.draw(index)
 
 
 class ScoreSDETask(PointLikelihoodTask):

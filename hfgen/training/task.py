@@ -40,6 +40,28 @@ class Progress:
     run_done: bool
 
 
+class IndexedBatches:
+    """An endless iterator of batches ``draw(start), draw(start + 1), …``: where batch ``k`` is a pure function of
+    ``k`` (drawn from ``batch_generator(seed, stream, k)``), a run resumed at ``start = k`` sees exactly the batches
+    an uninterrupted one would."""
+
+    def __init__(self, start: int = 0):
+        if start < 0:
+            raise ValueError(f"`start` must be >= 0, got {start}")
+        self.next_index = start
+
+    def draw(self, index: int) -> Any:
+        """Batch number ``index``."""
+        raise NotImplementedError
+
+    def __iter__(self) -> IndexedBatches:
+        return self
+
+    def __next__(self) -> Any:
+        index, self.next_index = self.next_index, self.next_index + 1
+        return self.draw(index)
+
+
 class TrainingTask(ABC):
     """What a model family tells the ``Trainer``: its networks, phases, data, loss, pipeline, metrics and figures.
 
