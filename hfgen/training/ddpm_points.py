@@ -66,6 +66,7 @@ class DDPMPointsTask(PointTask):
 
     name = "ddpm_points"
     card = staticmethod(ddpm_points_card)
+    trajectory_file = "reverse.png"
     evaluation_fields = ("num_eval_samples", None)
     args: DDPMPointsArguments
 
@@ -96,7 +97,7 @@ class DDPMPointsTask(PointTask):
     def sample(self, pipeline: DDPMPointsPipeline, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return pipeline(num_samples, self.args.num_inference_steps, generator=generator).samples
 
-    def _reverse_figure(self, pipeline: DDPMPointsPipeline, num_samples: int, seed: int) -> Any:
+    def trajectory_figure(self, pipeline: DDPMPointsPipeline, num_samples: int, seed: int) -> Any:
         from hfgen import plotting
 
         generator = torch.Generator().manual_seed(seed)
@@ -104,11 +105,6 @@ class DDPMPointsTask(PointTask):
         if self.args.beta_schedule != "constant_alpha":
             return plotting.plot_trajectory(out.trajectory, out.timesteps)
         return plotting.plot_diffusion_reverse(out.trajectory, out.timesteps, pipeline.scheduler.config.alpha)
-
-    def validation_figures(self, pipeline: DDPMPointsPipeline, samples: torch.Tensor) -> dict[str, Any]:
-        if self.target.dim != 2:
-            return {}
-        return {**self.samples_figure(samples), "reverse.png": self._reverse_figure(pipeline, 500, seed=3)}
 
     def final_figures(self, pipeline: DDPMPointsPipeline) -> dict[str, Any]:
         from hfgen import plotting
@@ -129,7 +125,7 @@ class DDPMPointsTask(PointTask):
         return {
             "samples.png": plotting.plot_samples(samples, reference=data, title="samples"),
             "forward.png": forward_figure,
-            "reverse.png": self._reverse_figure(pipeline, 1000, seed=2),
+            "reverse.png": self.trajectory_figure(pipeline, 1000, seed=2),
         }
 
 

@@ -4,7 +4,7 @@ figure; :class:`PointLikelihoodTask` adds the held-out NLL of a model with a log
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -17,6 +17,9 @@ from hfgen.training.task import TrainingTask
 class PointTask(TrainingTask):
     """A task on the toy target ``args.dataset`` with a :class:`TimeMLP` network (width, depth, activation, time
     embedding and position frequencies from the arguments)."""
+
+    #: the file name of :meth:`trajectory_figure`
+    trajectory_file: ClassVar[str] = "trajectory.png"
 
     def __init__(self, args: Any):
         super().__init__(args)
@@ -38,6 +41,17 @@ class PointTask(TrainingTask):
     def score(self, samples: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
         report = sample_quality_report(samples, self.target, generator=generator)
         return {f"samples_{key}": value for key, value in report.items()}
+
+    def trajectory_figure(self, pipeline: Any, num_samples: int, seed: int) -> Any:
+        """The sampler's trajectories of ``num_samples`` samples drawn from ``seed`` (the file
+        :attr:`trajectory_file`)."""
+        raise NotImplementedError
+
+    def validation_figures(self, pipeline: Any, samples: torch.Tensor) -> dict[str, Any]:
+        """On a 2-D target: :meth:`samples_figure` and the trajectories of 500 samples (seed 3)."""
+        if self.target.dim != 2:
+            return {}
+        return {**self.samples_figure(samples), self.trajectory_file: self.trajectory_figure(pipeline, 500, seed=3)}
 
     def samples_figure(self, samples: torch.Tensor) -> dict[str, Any]:
         """``samples.png``: the validation's EMA samples beside as many target samples (seed 3)."""

@@ -100,7 +100,7 @@ class ScoreSDETask(PointLikelihoodTask):
         args = self.args
         return pipeline(num_samples, args.num_inference_steps, sampler=args.sampler, generator=generator).samples
 
-    def _trajectory_figure(self, pipeline: ScoreSDEPipeline, num_samples: int, seed: int) -> Any:
+    def trajectory_figure(self, pipeline: ScoreSDEPipeline, num_samples: int, seed: int) -> Any:
         from hfgen import plotting
 
         generator = torch.Generator().manual_seed(seed)
@@ -110,11 +110,6 @@ class ScoreSDETask(PointLikelihoodTask):
         )  # fmt: skip
         # plot_trajectory reads its panels as time running from the source to the data: t ↦ 1 − t.
         return plotting.plot_trajectory(out.trajectory, [1.0 - t for t in out.timesteps], bounds=(-3.0, 3.0))
-
-    def validation_figures(self, pipeline: ScoreSDEPipeline, samples: torch.Tensor) -> dict[str, Any]:
-        if self.target.dim != 2:
-            return {}
-        return {**self.samples_figure(samples), "trajectory.png": self._trajectory_figure(pipeline, 500, seed=3)}
 
     def final_figures(self, pipeline: ScoreSDEPipeline) -> dict[str, Any]:
         from hfgen import plotting
@@ -129,7 +124,7 @@ class ScoreSDETask(PointLikelihoodTask):
             "samples.png": plotting.plot_samples(
                 samples, reference=self.target.sample(2000, generator), title="samples"
             ),
-            "trajectory.png": self._trajectory_figure(pipeline, 1000, seed=2),
+            "trajectory.png": self.trajectory_figure(pipeline, 1000, seed=2),
             "score_field.png": plotting.plot_velocity_field(
                 pipeline.score,
                 t=t_small,
