@@ -76,13 +76,19 @@ def read_index(folder: str | os.PathLike) -> dict[str, Any]:
             f"{folder} has no {INDEX_FILE}: expected a folder written by `save_pretrained` ({INDEX_FILE} plus one "
             "sub-folder per component)"
         )
+    return _read_json_object(index_file, "is corrupt", "is not a pipeline index: expected a JSON object")
+
+
+def _read_json_object(path: Path, unreadable: str, not_object: str) -> dict[str, Any]:
+    """The JSON object in the file ``path``; a ``ValueError`` saying ``f"{path} {unreadable}: {error}"`` for a file
+    that is not JSON, ``f"{path} {not_object}, got {type}"`` for JSON that is not an object."""
     try:
-        index = json.loads(index_file.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{index_file} is corrupt: {error}") from error
-    if not isinstance(index, dict):
-        raise ValueError(f"{index_file} is not a pipeline index: expected a JSON object, got {type(index).__name__}")
-    return index
+        raise ValueError(f"{path} {unreadable}: {error}") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} {not_object}, got {type(value).__name__}")
+    return value
 
 
 def check_pipeline_components(
@@ -147,12 +153,7 @@ def read_component_configs(folder: str | os.PathLike, classes: dict[str, type]) 
         path = Path(folder) / name / cls.config_name
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the {cls.__name__} of component {name!r} needs its config")
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from error
-        if not isinstance(config, dict):
-            raise ValueError(f"{path} must hold a JSON object of the component's settings, got {type(config).__name__}")
+        config = _read_json_object(path, "is not valid JSON", "must hold a JSON object of the component's settings")
         saved_by = config.get("_class_name")
         if issubclass(cls, ModelMixin) and saved_by is not None and saved_by != cls.__name__:
             raise ValueError(
