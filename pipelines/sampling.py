@@ -19,6 +19,8 @@ from diffusers.utils import BaseOutput
 
 from hfgen.utils import check_points
 
+__all__ = ["PointsPipelineOutput"]
+
 OUTPUT_TYPES = ("pt", "np")
 #: images come out as a ``(N, C, H, W)`` tensor in ``[0, 1]``, a ``(N, H, W, C)`` float32 array (diffusers' layout for
 #: images) or a list of ``PIL.Image`` (mode ``"L"`` for one channel)
