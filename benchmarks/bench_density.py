@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from report import PAGES, markdown, plus_minus, table, verdict, write_results, written_by, yes_no
+from report import Page, markdown, plus_minus, table, verdict, write_results, written_by, yes_no
 
 from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.metrics import fraction_in_support, w2_against_floor
@@ -52,6 +52,9 @@ from hfgen.training.density_tasks import DensityTask
 from hfgen.training.flow_matching import FlowMatchingArguments, FlowMatchingTask
 from hfgen.training.trainer import Trainer
 from hfgen.utils import batch_generator
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("density", "density_results.json", "DENSITY_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 #: the flow libraries the coupling flow is compared with (optional: the ``bench`` extra)
@@ -1011,7 +1014,7 @@ def main() -> None:
         "quick": args.quick,
         "runs": {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(store.glob("*.json"))},
     }
-    text = write_results(results, output, PAGES["density"], render)
+    text = write_results(results, output, PAGE, render)
     plot_curves(results["runs"], output / "density_cfm_vs_mle.png")
     print(text)
 

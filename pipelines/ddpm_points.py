@@ -29,6 +29,8 @@ from hfgen.utils import (
     check_tolerances,
 )
 
+__all__ = ["DDPMPointsPipeline", "DDPMPointsPipelineOutput"]
+
 #: the schedulers the pipeline runs: the course's constant-α one and diffusers' own ε-prediction DDPM/DDIM
 DDPM_SCHEDULERS = (ConstantAlphaDDPMScheduler, DDPMScheduler, DDIMScheduler)
 DIFFUSERS_VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log")

@@ -16,6 +16,8 @@ from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_generator, check_num_samples, check_points
 
+__all__ = ["EnergyPipeline", "EnergyPipelineOutput"]
+
 
 @dataclass
 class EnergyPipelineOutput(PointsPipelineOutput):

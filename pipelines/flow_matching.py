@@ -26,6 +26,8 @@ from hfgen.utils import (
     check_tolerances,
 )
 
+__all__ = ["FlowMatchingPipeline"]
+
 #: the torchdiffeq fixed-grid method that takes the same steps as each solver's scheduler (``flow_match_scheduler``)
 TORCHDIFFEQ_METHODS = {"euler": "euler", "heun": "heun2", "midpoint": "midpoint"}
 

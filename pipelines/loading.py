@@ -38,6 +38,8 @@ from diffusers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFETENSORS_WEIGHTS_NAME, _
 #: present while ``save_pretrained`` writes into a folder; a folder holding it is not loaded
 SAVING_FILE = ".hfgen-saving"
 INDEX_FILE = "model_index.json"
+#: the packages of hfgen's components: a folder may name a module of these (installed hfgen code, imported on demand)
+COMPONENT_PACKAGES = ("hfgen.models", "hfgen.schedulers", "hfgen.pipelines")
 
 FolderState = tuple[int, int, int] | None
 
@@ -119,10 +121,22 @@ def _takes(pipeline_class: type, held: set[str]) -> bool:
     return required <= held <= accepted
 
 
+def _hfgen_module(name: str) -> Any:
+    """hfgen's module ``name`` when it is ``hfgen`` or one of :data:`COMPONENT_PACKAGES` or their modules, else
+    None (also when no such module is installed)."""
+    if name != "hfgen" and not any(name == p or name.startswith(f"{p}.") for p in COMPONENT_PACKAGES):
+        return None
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        return None
+
+
 def component_classes(components: dict[str, list[str]]) -> dict[str, type]:
     """The class of each component entry ``[library, class name]`` (after
-    :func:`hfgen.remote_code.hfgen_index`): a class of diffusers or transformers, or of a module this process has
-    imported (hfgen's own); a module is never imported because a folder names it."""
+    :func:`hfgen.remote_code.hfgen_index`): a class of diffusers or transformers, of hfgen (a module of
+    :data:`COMPONENT_PACKAGES`, imported on demand) or of a module this process has imported; no other module is
+    imported because a folder names it."""
     from diffusers import pipelines
     from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
 
@@ -131,7 +145,7 @@ def component_classes(components: dict[str, list[str]]) -> dict[str, type]:
         if library in LOADABLE_CLASSES:
             module = importlib.import_module(library)
         else:
-            module = getattr(pipelines, library, None) or sys.modules.get(library)
+            module = getattr(pipelines, library, None) or sys.modules.get(library) or _hfgen_module(library)
         cls = getattr(module, class_name, None)
         if not isinstance(cls, type):
             raise ValueError(

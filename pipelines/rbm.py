@@ -18,6 +18,8 @@ from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_generator, check_images, check_num_samples
 
+__all__ = ["RBMPipeline", "RBMPipelineOutput"]
+
 
 @dataclass
 class RBMPipelineOutput(BaseOutput):

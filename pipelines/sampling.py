@@ -21,6 +21,8 @@ from diffusers.utils import BaseOutput
 from hfgen.methods.continuous_flows import integrate_with_log_density
 from hfgen.utils import check_num_samples, check_points, check_sampling_memory
 
+__all__ = ["PointsPipelineOutput"]
+
 OUTPUT_TYPES = ("pt", "np")
 #: images come out as a ``(N, C, H, W)`` tensor in ``[0, 1]``, a ``(N, H, W, C)`` float32 array (diffusers' layout for
 #: images) or a list of ``PIL.Image`` (mode ``"L"`` for one channel)

@@ -15,6 +15,8 @@ from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
 from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_generator, check_points
 
+__all__ = ["SchrodingerBridgePipeline"]
+
 
 class SchrodingerBridgePipeline(HfgenPipeline):
     r"""Transport between ``p_data`` (state ``X_0``) and ``p'_data`` (state ``X_N``) with the two mean networks of

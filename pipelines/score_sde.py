@@ -25,6 +25,8 @@ from hfgen.utils import (
     check_tolerances,
 )
 
+__all__ = ["ScoreSDEPipeline", "ScoreSDEPipelineOutput"]
+
 SAMPLERS = ("euler_maruyama", "predictor_corrector", "probability_flow")
 ADAPTIVE_ODE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_GRID_ODE_SOLVERS = tuple(FIXED_GRID_EVALUATIONS)

@@ -18,6 +18,8 @@ from hfgen.checks import check_arguments, check_bool, check_choice, check_int, c
 from hfgen.models.mlp import ACTIVATIONS
 from hfgen.utils import check_points
 
+__all__ = ["CouplingFlow", "CouplingFlowOutput"]
+
 COUPLINGS = ("affine", "spline")
 #: parametrisations of the invertible linear map: a dense matrix (starting as a random rotation) or LU factors
 #: (starting as the identity)

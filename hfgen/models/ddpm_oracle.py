@@ -13,6 +13,8 @@ from diffusers.utils import BaseOutput
 
 from hfgen.checks import check_arguments, check_int, check_number
 
+__all__ = ["DDPMOracle", "DDPMOracleOutput"]
+
 
 @dataclass
 class DDPMOracleOutput(BaseOutput):

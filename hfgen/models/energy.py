@@ -13,6 +13,8 @@ from torch import nn
 
 from hfgen.checks import check_arguments, check_choice, check_int, check_number
 
+__all__ = ["EnergyMLP", "EnergyMLPOutput"]
+
 #: smooth activations only: Langevin dynamics and MALA use ∇_x E, which must be continuous
 SMOOTH_ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,

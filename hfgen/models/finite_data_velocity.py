@@ -9,6 +9,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
+__all__ = ["FiniteDataVelocity", "FiniteDataVelocityOutput"]
+
 
 @dataclass
 class FiniteDataVelocityOutput(BaseOutput):

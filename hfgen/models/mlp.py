@@ -19,6 +19,8 @@ from torch import nn
 
 from hfgen.checks import check_arguments, check_choice, check_int
 
+__all__ = ["TimeMLP", "TimeMLPOutput"]
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "relu": nn.ReLU,

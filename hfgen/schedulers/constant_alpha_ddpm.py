@@ -14,6 +14,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.checks import check_arguments, check_choice, check_int, check_number
 
+__all__ = ["alpha_for_final_alpha_bar", "ConstantAlphaDDPMScheduler", "ConstantAlphaDDPMSchedulerOutput"]
+
 VARIANCE_TYPES = ("beta", "beta_tilde")
 SAMPLERS = ("ancestral", "ddim")
 

@@ -11,6 +11,8 @@ from diffusers.utils import BaseOutput
 
 from hfgen.checks import check_int
 
+__all__ = ["GibbsScheduler", "GibbsSchedulerOutput"]
+
 BLOCKS = ("hidden", "visible")
 
 

@@ -19,6 +19,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.checks import check_arguments, check_int, check_number
 
+__all__ = ["LangevinScheduler", "LangevinSchedulerOutput", "MALAScheduler", "MALASchedulerOutput"]
+
 
 @dataclass
 class LangevinSchedulerOutput(BaseOutput):

@@ -13,6 +13,8 @@ from diffusers.utils import BaseOutput
 
 from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_number
 
+__all__ = ["BridgeScheduler", "BridgeSchedulerOutput"]
+
 SCHEDULES = ("constant", "symmetric")
 DIRECTIONS = ("forward", "backward")
 

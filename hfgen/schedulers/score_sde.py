@@ -15,6 +15,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.checks import check_arguments, check_choice, check_int, check_number
 
+__all__ = ["ScoreSDEScheduler", "ScoreSDESchedulerOutput", "VESDEScheduler", "VPSDEScheduler"]
+
 PREDICTION_TYPES = ("epsilon", "score")
 
 

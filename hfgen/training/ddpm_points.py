@@ -21,6 +21,8 @@ from hfgen.training.arguments.ddpm_points import DDPMPointsArguments
 from hfgen.training.points import PointTask
 from hfgen.utils import batch_generator
 
+__all__ = ["DDPMPointsTask", "evaluate_ddpm_points", "train_ddpm_points"]
+
 
 class NoisedBatches:
     r"""Iterator of ε-prediction batches ``(x_t, t, z)``: ``x_0 ~ target``, ``t ~ U{1, …, T}``, ``z ~ N(0, I)``,

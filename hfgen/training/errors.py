@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+__all__ = ["CheckpointError", "TrainingDivergedError"]
+
 #: set by :func:`~hfgen.training.engine.start_output_dir` when this process's run starts writing its output folder:
 #: a user error raised before is a refusal of the command (nothing was written), one raised after is a failure of
 #: the run

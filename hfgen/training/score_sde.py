@@ -22,6 +22,8 @@ from hfgen.training.points import PointLikelihoodTask
 from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
+__all__ = ["evaluate_score_sde", "ScoreSDETask", "train_score_sde"]
+
 
 class NoisedScoreBatches:
     r"""Iterator of denoising-score-matching batches ``(x_t, t, z)``: ``x_0 ~ target``,

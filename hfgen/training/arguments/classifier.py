@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from hfgen.checks import check_int
 from hfgen.training.arguments.common import TrainingArguments, documented
 
+__all__ = ["ClassifierArguments"]
+
 
 @dataclass
 class ClassifierArguments(TrainingArguments):

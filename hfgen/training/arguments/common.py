@@ -18,6 +18,8 @@ from typing import Any, ClassVar, TypeVar
 from hfgen.checks import check_int, check_number
 from hfgen.choices import TOY_DISTRIBUTION_NAMES
 
+__all__ = ["parse_arguments", "TrainingArguments"]
+
 #: the learning-rate schedules of ``diffusers.optimization.get_scheduler`` (its ``SchedulerType`` but
 #: ``piecewise_constant``, which needs a rule string), named here so that parsing does not import torch
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")

@@ -11,6 +11,8 @@ from hfgen.checks import check_choice, check_number
 from hfgen.choices import ENERGY_SAMPLERS, SMOOTH_ACTIVATION_NAMES
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name, documented
 
+__all__ = ["EnergyArguments"]
+
 #: data samples that measure the support's extent for the ``grid_bound`` check
 _EXTENT_SAMPLES = 100_000
 

@@ -9,6 +9,8 @@ from hfgen.checks import check_int, check_number
 from hfgen.choices import FLOW_COUPLINGS, FLOW_MATCH_SOLVERS, PATH_NAMES, TOY_DISTRIBUTION_NAMES
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name, documented
 
+__all__ = ["FlowMatchingArguments"]
+
 
 @dataclass
 class FlowMatchingArguments(TrainingArguments):

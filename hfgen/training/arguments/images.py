@@ -11,6 +11,8 @@ from hfgen.choices import DDPM_SAMPLERS, FLOW_MATCH_SOLVERS, VARIANCE_TYPES
 from hfgen.training.arguments.common import check_image_data_source, documented
 from hfgen.training.arguments.image_data import ImageDataArguments
 
+__all__ = ["DDPMImageArguments", "FlowMatchingImageArguments", "ImageDiffusionArguments"]
+
 
 @dataclass
 class ImageDiffusionArguments(ImageDataArguments):

@@ -11,6 +11,8 @@ from hfgen.checks import check_int
 from hfgen.choices import BRIDGE_SCHEDULES, TOY_DISTRIBUTION_NAMES
 from hfgen.training.arguments.common import TrainingArguments, documented
 
+__all__ = ["SchrodingerBridgeArguments"]
+
 STAGES = ("diffusion", "ipf")
 LOSS_WEIGHTINGS = ("none", "inverse_gamma")
 DIRECTIONS = ("forward", "backward")

@@ -8,6 +8,8 @@ from typing import Any
 from hfgen.choices import PREDICTION_TYPES, SCORE_SDE_SAMPLERS, TIME_EMBEDDINGS
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name, documented
 
+__all__ = ["ScoreSDEArguments"]
+
 SDES = ("vp", "ve")
 
 

@@ -9,6 +9,8 @@ from hfgen.choices import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS
 from hfgen.training.arguments.common import check_image_data_source, documented
 from hfgen.training.arguments.image_data import ImageDataArguments
 
+__all__ = ["VAEArguments"]
+
 MODELS = ("vae", "ae")
 BINARIZE = ("dynamic", "fixed", "none")
 
