@@ -254,6 +254,31 @@ def check_has_values(x: torch.Tensor, name: str) -> torch.Tensor:
     return x
 
 
+def check_same_shape(
+    x: torch.Tensor, like: torch.Tensor, name: str, like_name: str = "`sample`", note: str = ""
+) -> None:
+    """Refuse ``x`` unless it has the shape of ``like``; the refusal names both (``note`` says what ``x`` is)."""
+    if x.shape != like.shape:
+        what = f"`{name}`{f' ({note})' if note else ''}"
+        raise ValueError(f"{what} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(x.shape)}")
+
+
+def per_sample(values: torch.Tensor, like: torch.Tensor, name: str = "timesteps") -> torch.Tensor:
+    """Coefficients of the timesteps ``name``, a scalar or one per sample ``(N,)``, in the device and dtype of
+    ``like`` ``(N, …)`` and shaped to multiply it."""
+    values = values.to(device=like.device, dtype=like.dtype)
+    if values.ndim > 1:
+        raise ValueError(f"`{name}` must be a scalar or a 1-D tensor, got shape {tuple(values.shape)}")
+    if values.ndim == 1:
+        if values.shape[0] not in (1, like.shape[0]):
+            raise ValueError(
+                f"`{name}` must be a scalar or have one entry per sample ({like.shape[0]}), "
+                f"got shape {tuple(values.shape)}"
+            )
+        values = values.reshape(-1, *([1] * (like.ndim - 1)))
+    return values
+
+
 def check_times(
     t: object,
     num_points: int,
