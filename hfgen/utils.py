@@ -218,6 +218,27 @@ def check_points(x: object, dim: int | None = None, name: str = "x") -> torch.Te
     return x
 
 
+def check_point_shape(x: object, dim: int, name: str = "sample") -> torch.Tensor:
+    """Return ``x`` if it is a tensor of shape ``(N, dim)`` (its values are not read)."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != dim:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"`{name}` must have shape (N, {dim}), got {shape}")
+    return x
+
+
+def check_data_points(data_points: object, name: str = "data_points") -> torch.Tensor:
+    """``data_points`` (a list of ``M`` points of one dimension ``D``) as a finite float64 ``(M, D)`` tensor,
+    ``M, D >= 1``."""
+    points = torch.as_tensor(data_points, dtype=torch.float64)
+    if points.ndim != 2 or points.shape[0] < 1 or points.shape[1] < 1:
+        raise ValueError(
+            f"`{name}` must be a non-empty list of points of equal dimension (M, D), got shape {tuple(points.shape)}"
+        )
+    if not torch.isfinite(points).all():
+        raise ValueError(f"`{name}` must be finite (no NaN or inf)")
+    return points
+
+
 def check_images(
     images: object, shape: tuple[int, ...], name: str = "images", unit_range: bool = False
 ) -> torch.Tensor:

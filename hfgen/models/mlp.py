@@ -1,7 +1,7 @@
 """A time-conditioned MLP for points: a velocity, noise or score network in any dimension.
 
 Its remote-code copy (:mod:`hfgen.remote_code`) is this module with the argument checks it uses from
-:mod:`hfgen.checks`, so a diffusers-only user can load a saved velocity network.
+:mod:`hfgen.checks` and :mod:`hfgen.utils`, so a diffusers-only user can load a saved velocity network.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from hfgen.checks import check_arguments, check_choice, check_int
+from hfgen.utils import check_point_shape
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -119,8 +120,7 @@ class TimeMLP(ModelMixin, ConfigMixin):
         self, sample: torch.Tensor, timestep: torch.Tensor | float, return_dict: bool = True
     ) -> TimeMLPOutput | tuple[torch.Tensor]:
         """Evaluate ``f_θ(x, t)`` at points ``sample`` ``(N, D)``; ``timestep`` is a scalar or ``(N,)``."""
-        if sample.ndim != 2 or sample.shape[1] != self.config.dim:
-            raise ValueError(f"`sample` must have shape (N, {self.config.dim}), got {tuple(sample.shape)}")
+        check_point_shape(sample, self.config.dim)
         if not isinstance(timestep, torch.Tensor) or timestep.dtype != sample.dtype:
             timestep = torch.as_tensor(timestep, dtype=sample.dtype, device=sample.device)
         if timestep.ndim > 1 or (timestep.ndim == 1 and timestep.shape[0] not in (1, sample.shape[0])):
