@@ -11,7 +11,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from hfgen.checks import check_arguments, check_choice, check_int, check_number
+from hfgen.checks import check_arguments, check_choice, check_number
+from hfgen.models.mlp import MLP_SIZE_RULES
 from hfgen.utils import check_point_shape
 
 #: smooth activations only: Langevin dynamics and MALA use ∇_x E, which must be continuous
@@ -41,9 +42,7 @@ class EnergyMLP(ModelMixin, ConfigMixin):
     """
 
     config_rules = {
-        "dim": check_int,
-        "hidden_size": check_int,
-        "num_layers": check_int,
+        **MLP_SIZE_RULES,
         "activation": partial(check_choice, choices=tuple(SMOOTH_ACTIVATIONS), note="smooth"),
         "confinement": partial(check_number, low=0),
     }

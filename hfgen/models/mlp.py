@@ -29,6 +29,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
 }
 TIME_EMBEDDINGS = ("sinusoidal", "fourier")
+#: the rule of an activation named in :data:`ACTIVATIONS` (for a ``config_rules`` table, :mod:`hfgen.checks`)
+check_activation = partial(check_choice, choices=tuple(ACTIVATIONS))
+#: the rules of the sizes of an MLP on points: the dimension ``D``, the width and the number of hidden layers
+MLP_SIZE_RULES = {"dim": check_int, "hidden_size": check_int, "num_layers": check_int}
 
 
 @dataclass
@@ -55,10 +59,8 @@ class TimeMLP(ModelMixin, ConfigMixin):
     """
 
     config_rules = {
-        "dim": check_int,
-        "hidden_size": check_int,
-        "num_layers": check_int,
-        "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
+        **MLP_SIZE_RULES,
+        "activation": check_activation,
         "time_embedding": partial(check_choice, choices=TIME_EMBEDDINGS),
         "time_embedding_dim": check_int,
         "num_position_frequencies": partial(check_int, low=0),
