@@ -277,15 +277,16 @@ def check_has_values(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def check_same_shape(
     x: torch.Tensor, like: torch.Tensor, name: str, like_name: str = "`sample`", note: str = ""
-) -> None:
-    """Refuse ``x`` unless it has the shape of ``like``; the refusal names both (``note`` says what ``x`` is)."""
+) -> torch.Tensor:
+    """Return ``x`` if it has the shape of ``like``; the refusal names both (``note`` says what ``x`` is)."""
     if x.shape != like.shape:
         what = f"`{name}`{f' ({note})' if note else ''}"
         raise ValueError(f"{what} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(x.shape)}")
+    return x
 
 
 def per_sample(values: torch.Tensor, like: torch.Tensor, name: str = "timesteps") -> torch.Tensor:
-    """Coefficients of the timesteps ``name``, a scalar or one per sample ``(N,)``, in the device and dtype of
+    """Coefficients at the timesteps ``name``, a scalar or one per sample ``(N,)``, in the device and dtype of
     ``like`` ``(N, …)`` and shaped to multiply it."""
     values = values.to(device=like.device, dtype=like.dtype)
     if values.ndim > 1:
