@@ -217,7 +217,8 @@ class SchedulerConformance:
     """What every scheduler does: config round trips, ``set_timesteps`` checks and a loop that follows
     ``timesteps``.
 
-    Hooks: ``scheduler_class``; ``get_scheduler()`` (non-default config); ``num_inference_steps`` (a valid grid
+    Hooks: ``scheduler_class``; ``scheduler_kwargs`` (a non-default config) or ``get_scheduler()``;
+    ``num_inference_steps`` (a valid grid
     size); ``set_timesteps_kwargs`` (extras such as a direction); ``model_output(sample, t)`` (a stand-in network);
     ``call_step(scheduler, sample, t, generator)`` (one call of ``step``, for a step that takes more than the
     network's output, such as MALA's energy); ``step_off_schedule(scheduler, sample)`` (a call that leaves the
@@ -226,11 +227,12 @@ class SchedulerConformance:
     """
 
     scheduler_class: type
+    scheduler_kwargs: dict[str, Any] = {}
     num_inference_steps = 4
     set_timesteps_kwargs: dict[str, Any] = {}
 
     def get_scheduler(self):
-        raise NotImplementedError
+        return self.scheduler_class(**self.scheduler_kwargs)
 
     def model_output(self, sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.tanh(sample) + 0.01 * float(t)

@@ -194,31 +194,24 @@ class TestScoreSDEPipeline(PipelineConformance):
 class TestFlowMatchEulerScheduler(SchedulerConformance):
     scheduler_class = FlowMatchEulerScheduler
 
-    def get_scheduler(self):
-        return FlowMatchEulerScheduler()
-
 
 class TestFlowMatchHeunScheduler(SchedulerConformance):
     scheduler_class = FlowMatchHeunScheduler
-
-    def get_scheduler(self):
-        return FlowMatchHeunScheduler()
 
 
 class TestFlowMatchMidpointScheduler(SchedulerConformance):
     scheduler_class = FlowMatchMidpointScheduler
 
-    def get_scheduler(self):
-        return FlowMatchMidpointScheduler()
-
 
 class TestConstantAlphaDDPMScheduler(SchedulerConformance):
     scheduler_class = ConstantAlphaDDPMScheduler
-
-    def get_scheduler(self):
-        return ConstantAlphaDDPMScheduler(
-            alpha=0.93, num_train_timesteps=17, variance_type="beta", sampler="ddim", eta=0.3
-        )
+    scheduler_kwargs = {
+        "alpha": 0.93,
+        "num_train_timesteps": 17,
+        "variance_type": "beta",
+        "sampler": "ddim",
+        "eta": 0.3,
+    }
 
     def step_off_schedule(self, scheduler, sample):
         # The DDPM step is stateless (any grid timestep may be stepped again); leaving the schedule means a
@@ -231,9 +224,7 @@ class TestBridgeScheduler(SchedulerConformance):
     # The chain has a fixed number of steps: num_inference_steps must be num_steps (or None).
     num_inference_steps = 7
     set_timesteps_kwargs = {"direction": "backward"}
-
-    def get_scheduler(self):
-        return BridgeScheduler(num_steps=7, gamma=0.03, schedule="symmetric")
+    scheduler_kwargs = {"num_steps": 7, "gamma": 0.03, "schedule": "symmetric"}
 
     def model_output(self, sample, t):
         return 0.9 * sample  # a mean network: the predicted mean of the next state
@@ -241,9 +232,7 @@ class TestBridgeScheduler(SchedulerConformance):
 
 class TestLangevinScheduler(SchedulerConformance):
     scheduler_class = LangevinScheduler
-
-    def get_scheduler(self):
-        return LangevinScheduler(step_size=0.03)
+    scheduler_kwargs = {"step_size": 0.03}
 
     def model_output(self, sample, t):
         return -sample  # the score of N(0, I)
@@ -252,9 +241,7 @@ class TestLangevinScheduler(SchedulerConformance):
 class TestMALAScheduler(TestLangevinScheduler):
     # A MALA step also takes the energy at `sample` (for its Metropolis test): E(x) = ½‖x‖², whose score is −x.
     scheduler_class = MALAScheduler
-
-    def get_scheduler(self):
-        return MALAScheduler(step_size=0.3)
+    scheduler_kwargs = {"step_size": 0.3}
 
     def call_step(self, scheduler, sample, t, generator):
         energy = 0.5 * sample.square().sum(dim=1)
@@ -266,18 +253,13 @@ class TestGibbsScheduler(SchedulerConformance):
     # the other block's draw (two units each here, so every draw has the sample's shape). Gibbs has no settings.
     scheduler_class = GibbsScheduler
 
-    def get_scheduler(self):
-        return GibbsScheduler()
-
     def model_output(self, sample, t):
         return torch.sigmoid(sample + 0.1 * float(t))
 
 
 class TestVPSDEScheduler(SchedulerConformance):
     scheduler_class = VPSDEScheduler
-
-    def get_scheduler(self):
-        return VPSDEScheduler(beta_min=0.2, beta_max=12.0, sampling_eps=1e-2, snr=0.1, num_corrector_steps=2)
+    scheduler_kwargs = {"beta_min": 0.2, "beta_max": 12.0, "sampling_eps": 1e-2, "snr": 0.1, "num_corrector_steps": 2}
 
     def step_off_schedule(self, scheduler, sample):
         # The SDE step is stateless (a grid time may be stepped again, as with DDPM); leaving the schedule means a
@@ -288,9 +270,7 @@ class TestVPSDEScheduler(SchedulerConformance):
 
 class TestVESDEScheduler(TestVPSDEScheduler):
     scheduler_class = VESDEScheduler
-
-    def get_scheduler(self):
-        return VESDEScheduler(sigma_min=0.02, sigma_max=10.0, sampling_eps=1e-3, prediction_type="score")
+    scheduler_kwargs = {"sigma_min": 0.02, "sigma_max": 10.0, "sampling_eps": 1e-3, "prediction_type": "score"}
 
 
 def test_every_scheduler_hfgen_exports_runs_the_scheduler_conformance():
