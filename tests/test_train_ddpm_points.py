@@ -3,11 +3,7 @@ batches and loss, a tiny run's outputs and card, exact resume, and the script en
 
 import json
 import math
-import os
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import factories
 import pytest
@@ -15,6 +11,7 @@ import torch
 import yaml
 from factories import assert_equal_tensors, checkpoint_file, reset_accelerate, resume_at, train_task
 from huggingface_hub import ModelCard
+from training_scripts import launch
 
 from hfgen import DDPMPointsPipeline
 from hfgen.data import get_toy_distribution
@@ -23,9 +20,6 @@ from hfgen.training import DDPMPointsArguments, DDPMPointsTask, parse_arguments,
 from hfgen.training.arguments.ddpm_points import DEFAULT_ALPHA
 from hfgen.training.ddpm_points import NoisedBatches
 from hfgen.utils import batch_generator
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_ddpm.py"
 
 
 def tiny_args(output_dir, **overrides) -> DDPMPointsArguments:
@@ -195,11 +189,7 @@ def test_the_script_trains_and_evaluates_end_to_end(tmp_path):
             "--hidden_size", "16", "--num_layers", "2", "--train_batch_size", "64", "--num_eval_samples", "100",
             "--validation_steps", "5", "--num_validation_samples", "50", "--checkpointing_steps", "5",
             "--report_to", "none"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch("train_ddpm.py", *argv)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_steps"] == 10 and metrics["samples_seen"] == 640
     assert "samples_fraction_in_support" not in metrics  # moons has no bounded support

@@ -5,10 +5,6 @@ launch."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +18,7 @@ from factories import (
     train_task,
 )
 from huggingface_hub import ModelCard
+from training_scripts import launch
 
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
@@ -37,7 +34,6 @@ from hfgen.training.images import (
 )
 from hfgen.utils import batch_generator
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "image_size": 8,
     "block_out_channels": [8, 16],
@@ -233,21 +229,6 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
 
 
-def launch(script: str, *argv: str, processes: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    path = str(REPO / "training" / script)
-    if processes == 1:
-        command = [sys.executable, path, *argv]
-    else:  # real data parallelism on CPU: gloo DDP
-        env["ACCELERATE_USE_CPU"] = "true"
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--main_process_port", "0", path, *argv]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 def script_flags(data_files, **overrides) -> list[str]:
     train, test, classifier = data_files
     flags = ["--train_data_files", train, "--test_data_files", test, "--classifier_path", classifier]
@@ -264,10 +245,8 @@ def test_train_ddpm_script_trains_an_image_ddpm_and_refuses_guidance_without_lab
     assert "samples_frechet_distance" in metrics and "samples_label_accuracy" not in metrics
     pipe = DDPMImagePipeline.from_pretrained(out)
     assert pipe.num_classes is None and pipe.scheduler.config.num_train_timesteps == 10
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(REPO / "training" / "train_ddpm.py"), *script_flags(data_files),
-               "--guidance_scale", "2", "--output_dir", str(tmp_path / "refused")]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    result = launch("train_ddpm.py", *script_flags(data_files), "--guidance_scale", "2",
+                    "--output_dir", str(tmp_path / "refused"), succeed=False)  # fmt: skip
     assert result.returncode == 2 and "guidance_scale" in result.stderr and "Traceback" not in result.stderr
 
 

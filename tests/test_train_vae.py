@@ -2,9 +2,6 @@
 full run (pipeline, card, plots, metrics), exact resume and the script in a subprocess."""
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,14 +16,13 @@ from factories import (
     train_task,
 )
 from huggingface_hub import ModelCard
+from training_scripts import launch
 
 from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, VAEPipeline
 from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training import VAEArguments, VAETask, run
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_vae.py"
 TINY = {
     "image_size": 8,
     "hidden_sizes": [16, 8],
@@ -257,12 +253,9 @@ def test_the_script_trains_an_autoencoder_in_a_subprocess(data_files, tmp_path):
     train, test = data_files
     flags = [f"--{k}={' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in TINY.items()]
     flags = [f for f in flags if not f.startswith("--hidden_sizes")] + ["--hidden_sizes", "16", "8"]
-    command = [sys.executable, str(SCRIPT), "--model", "ae", "--train_data_files", train, "--test_data_files", test,
-               "--output_dir", str(out), "--binarize", "fixed", "--neighbor_weight", "1.5", "--neighbor_k", "4",
-               *flags]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = launch("train_vae.py", "--model", "ae", "--train_data_files", train, "--test_data_files", test,
+                    "--output_dir", str(out), "--binarize", "fixed", "--neighbor_weight", "1.5", "--neighbor_k", "4",
+                    *flags)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert "nll" not in metrics and "elbo" not in metrics and 0 <= metrics["knn_accuracy"] <= 1
     assert json.loads(result.stdout[result.stdout.index("{") :])["knn_accuracy"] == metrics["knn_accuracy"]
@@ -281,13 +274,8 @@ def test_two_processes_train_a_vae_data_parallel(data_files, tmp_path):
     out = tmp_path / "ddp"
     train, test = data_files
     flags = [f"--{k}={v}" for k, v in TINY.items() if k != "hidden_sizes"] + ["--hidden_sizes", "16", "8"]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               "0", str(SCRIPT), "--train_data_files", train, "--test_data_files", test, "--output_dir", str(out),
-               *flags]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch("train_vae.py", "--train_data_files", train, "--test_data_files", test, "--output_dir", str(out), *flags,
+           processes=2)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     batch, steps = TINY["train_batch_size"], TINY["max_train_steps"]
     assert metrics["num_processes"] == 2 and metrics["samples_seen"] == 2 * steps * batch
