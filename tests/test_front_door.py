@@ -16,7 +16,7 @@ import pytest
 import torch
 from factories import digit_parquet_files, reset_accelerate, tiny_args
 from safetensors.torch import load_file, save_file
-from training_scripts import REPO, launch
+from training_runs import REPO, launch
 
 from hfgen import HfgenPipeline
 from hfgen.training import DensityArguments, FlowMatchingTask, RBMArguments, list_checkpoints

@@ -11,7 +11,7 @@ import torch
 from factories import reset_accelerate
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from training_scripts import launch
+from training_runs import launch
 
 from hfgen.data.images import TEST_BINARIZATION_SEED, binarize_test_images
 from hfgen.methods.cnf import cnf_log_prob, cnf_nll_loss

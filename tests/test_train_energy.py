@@ -11,7 +11,7 @@ import torch
 from factories import assert_equal_tensors, reset_accelerate, resume_at
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from training_scripts import launch
+from training_runs import launch
 
 from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihood_loss, quadrature_grid
 from hfgen.pipelines.energy import EnergyPipeline

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from training_scripts import launch
+from training_runs import launch
 
 from hfgen import FlowMatchingPipeline
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask

@@ -10,15 +10,11 @@ import numpy as np
 import pytest
 import torch
 from factories import (
-    assert_equal_tensors,
-    checkpoint_file,
     digit_parquet_files,
-    reset_accelerate,
-    resume_at,
     train_task,
 )
 from huggingface_hub import ModelCard
-from training_scripts import launch
+from training_runs import assert_resumed_run_is_exact, launch
 
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
@@ -220,13 +216,7 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     make_args, make_task = (fm_args, FlowMatchingImageTask) if family == "fm" else (ddpm_args, DDPMImageTask)
     args = make_args(tmp_path / "full", data_files, validation_steps=0, class_conditional=True, train_batch_size=16)
     # 3-batch epochs: the resumed run crosses an epoch boundary
-    (_, full), (_, resumed) = resume_at(lambda a: train_task(make_task(a)), args, tmp_path)
-    reset_accelerate()
-    assert resumed.metrics["train_steps"] == 6
-    assert_equal_tensors(full.pipeline.unet.state_dict(), resumed.pipeline.unet.state_dict())
-    full_raw, start = checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "full", 3)
-    assert_equal_tensors(full_raw, checkpoint_file(tmp_path / "resumed", 6))
-    assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
+    assert_resumed_run_is_exact(lambda a: train_task(make_task(a)), args, tmp_path, "unet")
 
 
 def script_flags(data_files, **overrides) -> list[str]:

@@ -11,7 +11,7 @@ import torch
 from factories import assert_equal_tensors, reset_accelerate, resume_at, write_image_parquet
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from training_scripts import launch
+from training_runs import launch
 
 from hfgen.data.images import binarize_test_images
 from hfgen.methods.rbm import (

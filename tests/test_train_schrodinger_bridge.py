@@ -12,7 +12,7 @@ import yaml
 from factories import reset_accelerate, train_task
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from training_scripts import launch
+from training_runs import launch
 
 from hfgen import ResidualMean, SchrodingerBridgePipeline
 from hfgen.data import Shifted, TwoBalls

@@ -3,15 +3,14 @@ denoising score matching loss against closed forms, a tiny run's outputs and car
 
 import json
 import math
-from dataclasses import replace
 
 import factories
 import pytest
 import torch
 import yaml
-from factories import ExactMixtureScore, assert_equal_tensors, checkpoint_file, reset_accelerate, resume_at, train_task
+from factories import ExactMixtureScore, train_task
 from huggingface_hub import ModelCard
-from training_scripts import launch
+from training_runs import assert_resumed_run_is_exact, launch
 
 from hfgen import ScoreSDEPipeline, VESDEScheduler, VPSDEScheduler
 from hfgen.data import get_toy_distribution
@@ -170,16 +169,7 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
 
 def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
     args = tiny_args(tmp_path / "full", validation_steps=0)
-    (_, full), (_, resumed) = resume_at(train, args, tmp_path)
-    assert resumed.metrics["train_steps"] == 6
-    assert_equal_tensors(full.pipeline.score_model.state_dict(), resumed.pipeline.score_model.state_dict())
-    assert_equal_tensors(checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "resumed", 6))
-    reset_accelerate()
-    _, other = train(replace(args, output_dir=str(tmp_path / "other"), seed=1, checkpointing_steps=0))
-    assert any(
-        not torch.equal(v, other.pipeline.score_model.state_dict()[k])
-        for k, v in full.pipeline.score_model.state_dict().items()
-    )
+    assert_resumed_run_is_exact(train, args, tmp_path, "score_model", another_seed=True)
 
 
 @pytest.mark.parametrize("sampler", ["predictor_corrector", "probability_flow"])

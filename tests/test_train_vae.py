@@ -8,15 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from factories import (
-    assert_equal_tensors,
-    checkpoint_file,
     digit_parquet_files,
-    reset_accelerate,
-    resume_at,
     train_task,
 )
 from huggingface_hub import ModelCard
-from training_scripts import launch
+from training_runs import assert_resumed_run_is_exact, launch
 
 from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, VAEPipeline
 from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
@@ -235,17 +231,7 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     args = tiny_args(
         tmp_path / "full", data_files, validation_steps=0, train_batch_size=24, **options
     )  # 2-batch epochs
-    (full_trainer, full), (resumed_trainer, resumed) = resume_at(lambda a: train_task(VAETask(a)), args, tmp_path)
-    reset_accelerate()
-
-    assert resumed.metrics["train_steps"] == 6
-    assert_equal_tensors(full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict())
-    full_raw = checkpoint_file(tmp_path / "full", 6)
-    assert_equal_tensors(full_raw, checkpoint_file(tmp_path / "resumed", 6))
-    assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
-    # and the weights did move: the comparison is not between two untouched initialisations
-    start = checkpoint_file(tmp_path / "full", 3)
-    assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
+    assert_resumed_run_is_exact(lambda a: train_task(VAETask(a)), args, tmp_path, "model")
 
 
 def test_the_script_trains_an_autoencoder_in_a_subprocess(data_files, tmp_path):
