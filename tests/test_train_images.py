@@ -5,16 +5,14 @@ launch."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
-from factories import (
-    digit_parquet_files,
-    train_task,
-)
+from factories import digit_parquet_files, train_task
 from huggingface_hub import ModelCard
-from training_runs import assert_resumed_run_is_exact, launch
+from training_runs import assert_resumed_run_is_exact, file_run_args, launch
 
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
@@ -56,17 +54,8 @@ def data_files(tmp_path_factory):
     return str(train), str(test), str(classifier)
 
 
-def fm_args(output_dir, data_files, **overrides) -> FlowMatchingImageArguments:
-    train, test, _ = data_files
-    return FlowMatchingImageArguments(
-        output_dir=str(output_dir), train_data_files=train, test_data_files=test, **{**TINY, **overrides}
-    )
-
-
-def ddpm_args(output_dir, data_files, **overrides) -> DDPMImageArguments:
-    train, test, _ = data_files
-    options = {"num_train_timesteps": 10, "final_alpha_bar": 1e-2, **TINY, **overrides}
-    return DDPMImageArguments(output_dir=str(output_dir), train_data_files=train, test_data_files=test, **options)
+fm_args = partial(file_run_args, FlowMatchingImageArguments, TINY)
+ddpm_args = partial(file_run_args, DDPMImageArguments, {"num_train_timesteps": 10, "final_alpha_bar": 1e-2, **TINY})
 
 
 def test_the_scripts_train_on_images_when_given_image_data(tmp_path):

@@ -4,6 +4,7 @@ a full run (pipeline, card, figures, metrics) and the script in a subprocess."""
 
 import json
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from factories import assert_equal_tensors, reset_accelerate, resume_at, write_image_parquet
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from training_runs import launch
+from training_runs import file_run_args, launch
 
 from hfgen.data.images import binarize_test_images
 from hfgen.methods.rbm import (
@@ -73,11 +74,7 @@ def data_files(tmp_path_factory, data):
     return files
 
 
-def tiny_args(output_dir, data_files, **overrides) -> RBMArguments:
-    train, test = data_files
-    return RBMArguments(
-        output_dir=str(output_dir), train_data_files=train, test_data_files=test, **{**TINY, **overrides}
-    )
+tiny_args = partial(file_run_args, RBMArguments, TINY)
 
 
 def test_arguments_name_the_argument_and_the_value(data_files, tmp_path):

@@ -3,16 +3,14 @@ full run (pipeline, card, plots, metrics), exact resume and the script in a subp
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from factories import (
-    digit_parquet_files,
-    train_task,
-)
+from factories import digit_parquet_files, train_task
 from huggingface_hub import ModelCard
-from training_runs import assert_resumed_run_is_exact, launch
+from training_runs import assert_resumed_run_is_exact, file_run_args, launch
 
 from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, VAEPipeline
 from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
@@ -44,11 +42,7 @@ def data_files(tmp_path_factory):
     return digit_parquet_files(tmp_path_factory.mktemp("digits"), 64)
 
 
-def tiny_args(output_dir, data_files, **overrides) -> VAEArguments:
-    train, test = data_files
-    return VAEArguments(
-        output_dir=str(output_dir), train_data_files=train, test_data_files=test, **{**TINY, **overrides}
-    )
+tiny_args = partial(file_run_args, VAEArguments, TINY)
 
 
 def test_argument_errors_name_the_argument(data_files, tmp_path):

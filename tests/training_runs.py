@@ -36,6 +36,14 @@ def launch(script: str, *argv: str, processes: int = 1, succeed: bool = True) ->
     return result
 
 
+def file_run_args(arguments_class: type, tiny: dict[str, Any], output_dir: Path, data_files, **overrides) -> Any:
+    """``arguments_class`` for a tiny run on parquet files (``data_files``: the train and test files, then any other
+    path) writing to ``output_dir``: the options ``tiny`` updated by ``overrides``."""
+    train, test = data_files[:2]
+    options = {**tiny, **overrides}
+    return arguments_class(output_dir=str(output_dir), train_data_files=train, test_data_files=test, **options)
+
+
 def assert_resumed_run_is_exact(
     train: Callable[[Any], tuple[Any, Any]], args: Any, root: Path, network: str, another_seed: bool = False
 ) -> None:
