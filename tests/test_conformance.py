@@ -5,19 +5,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import factories
 import torch
 from conformance import PipelineConformance, SchedulerConformance, seeded
 from diffusers import SchedulerMixin
-from factories import (
-    tiny_autoencoder_pipeline,
-    tiny_bridge_pipeline,
-    tiny_ddpm_pipeline,
-    tiny_energy_pipeline,
-    tiny_flow_matching_pipeline,
-    tiny_rbm_pipeline,
-    tiny_score_sde_pipeline,
-    tiny_vae_pipeline,
-)
 
 import hfgen.schedulers
 from hfgen import (
@@ -55,7 +46,7 @@ class TestFlowMatchingPipeline(PipelineConformance):
 
     def get_pipeline(self):
         # A two-stage solver and a saved toy source: the round trips must restore both.
-        return tiny_flow_matching_pipeline("heun", source=Checkerboard())
+        return factories.tiny_flow_matching_pipeline("heun", source=Checkerboard())
 
     def float64_call(self, pipeline, dtype):
         return pipeline(source_samples=torch.randn(4, 2, generator=seeded()).to(dtype), num_inference_steps=2).samples
@@ -67,7 +58,7 @@ class TestDDPMPointsPipeline(PipelineConformance):
     output_type_kwargs = {"return_trajectory": True}
 
     def get_pipeline(self):
-        return tiny_ddpm_pipeline(variance_type="beta")
+        return factories.tiny_ddpm_pipeline(variance_type="beta")
 
     def float64_call(self, pipeline, dtype):
         x = torch.randn(4, 2, generator=seeded()).to(dtype)
@@ -81,7 +72,7 @@ class TestSchrodingerBridgePipelineForward(PipelineConformance):
 
     def get_pipeline(self):
         # Both marginals are saved toy distributions (a shifted one for the target).
-        return tiny_bridge_pipeline(source=TwoBalls(), target=Shifted(TwoBalls(), [0.0, 3.0]))
+        return factories.tiny_bridge_pipeline(source=TwoBalls(), target=Shifted(TwoBalls(), [0.0, 3.0]))
 
     def float64_call(self, pipeline, dtype):
         x = torch.randn(4, 2, generator=seeded()).to(dtype)
@@ -100,7 +91,7 @@ class TestVAEPipeline(PipelineConformance):
     takes_num_inference_steps = False
 
     def get_pipeline(self):
-        return tiny_vae_pipeline(seed=3, architecture="conv")
+        return factories.tiny_vae_pipeline(seed=3, architecture="conv")
 
     def to_numpy_layout(self, name, tensor):
         # Images are (N, C, H, W) under "pt" and (N, H, W, C) under "np", diffusers' layout for images.
@@ -119,7 +110,7 @@ class TestAutoEncoderPipeline(TestVAEPipeline):
     size_argument = "images"
 
     def get_pipeline(self):
-        return tiny_autoencoder_pipeline(seed=4)
+        return factories.tiny_autoencoder_pipeline(seed=4)
 
     def sample(self, pipeline, generator=None, **overrides):
         images = torch.rand(3, 1, 8, 8, generator=generator)
@@ -160,7 +151,7 @@ class TestRBMPipeline(PipelineConformance):
     call_kwargs = {"num_samples": 3, "num_inference_steps": 2}
 
     def get_pipeline(self):
-        return tiny_rbm_pipeline()
+        return factories.tiny_rbm_pipeline()
 
     def to_numpy_layout(self, name, tensor):
         # images (and the trajectory of states) are (…, C, H, W) under "pt", channels last under "np"
@@ -173,7 +164,7 @@ class TestEnergyPipeline(PipelineConformance):
     output_type_kwargs = {"return_trajectory": True}
 
     def get_pipeline(self):
-        return tiny_energy_pipeline("mala")
+        return factories.tiny_energy_pipeline("mala")
 
     def float64_call(self, pipeline, dtype):
         return pipeline.score(torch.randn(4, 2, generator=seeded()).to(dtype))
@@ -185,7 +176,7 @@ class TestScoreSDEPipeline(PipelineConformance):
     output_type_kwargs = {"return_trajectory": True}
 
     def get_pipeline(self):
-        return tiny_score_sde_pipeline("vp")
+        return factories.tiny_score_sde_pipeline("vp")
 
 
 # ------------------------------------------------------------------------------------------------ schedulers
