@@ -77,14 +77,8 @@ def data_files(tmp_path_factory, data):
 tiny_args = partial(file_run_args, RBMArguments, TINY)
 
 
-def test_arguments_name_the_argument_and_the_value(data_files, tmp_path):
-    train, test = data_files
-    with pytest.raises(ValueError, match="exactly one data source"):
-        RBMArguments()
-    with pytest.raises(ValueError, match="`test_data_files` needs `train_data_files`"):
-        RBMArguments(dataset_name="ylecun/mnist", test_data_files=test)
-    with pytest.raises(FileNotFoundError, match="train_data_files"):
-        RBMArguments(train_data_files=str(tmp_path / "missing.parquet"))
+def test_arguments_name_the_argument_and_the_value(data_files):
+    train, _ = data_files  # the data-source checks: tests/test_image_data.py
     for name, value in (("binarize", "otsu"), ("method", "fpcd")):
         with pytest.raises(ValueError, match=f"`{name}` must be one of .*{value}"):
             RBMArguments(train_data_files=train, **{name: value})

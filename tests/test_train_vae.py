@@ -45,16 +45,8 @@ def data_files(tmp_path_factory):
 tiny_args = partial(file_run_args, VAEArguments, TINY)
 
 
-def test_argument_errors_name_the_argument(data_files, tmp_path):
-    train, test = data_files
-    with pytest.raises(ValueError, match="exactly one data source"):
-        VAEArguments()
-    with pytest.raises(ValueError, match="exactly one data source"):
-        VAEArguments(dataset_name="ylecun/mnist", train_data_files=train)
-    with pytest.raises(ValueError, match="`test_data_files` needs `train_data_files`"):
-        VAEArguments(dataset_name="ylecun/mnist", test_data_files=test)
-    with pytest.raises(FileNotFoundError, match="train_data_files"):
-        VAEArguments(train_data_files=str(tmp_path / "missing.parquet"))
+def test_argument_errors_name_the_argument(data_files):
+    train, _ = data_files  # the data-source checks: tests/test_image_data.py
     bad = [("model", "gan"), ("binarize", "otsu"), ("likelihood", "poisson"), ("architecture", "vit")]
     for name, value in [*bad, ("normalization", "batch")]:
         with pytest.raises(ValueError, match=f"`{name}` must be one of .*{value}"):
