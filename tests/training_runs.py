@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,9 @@ def launch(script: str, *argv: str, processes: int = 1, succeed: bool = True) ->
     return result
 
 
-def file_run_args(arguments_class: type, tiny: dict[str, Any], output_dir: Path, data_files, **overrides) -> Any:
+def file_run_args(
+    arguments_class: type, tiny: dict[str, Any], output_dir: Path, data_files: Sequence[str], **overrides
+) -> Any:
     """``arguments_class`` for a tiny run on parquet files (``data_files``: the train and test files, then any other
     path) writing to ``output_dir``: the options ``tiny`` updated by ``overrides``."""
     train, test = data_files[:2]
