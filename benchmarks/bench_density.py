@@ -652,6 +652,10 @@ def _goal(row: dict) -> str:
     return "; ".join(goals) or "–"
 
 
+TOY_COLUMNS = ["model", "target", "steps", "train CPU (s)", "NLL", "entropy", "NLL − entropy (paired)", "in support",
+               "target", "W2 / floor = ratio"]  # fmt: skip
+
+
 def _toy_row(row: dict, quick: bool, label: str | None = None) -> list[str]:
     """A toy run's cells: steps, CPU, NLL, entropy, paired NLL − entropy, samples in support, targets, W2."""
     inside = row.get("fraction_in_support")
@@ -770,12 +774,10 @@ def _peer_lines(runs: dict, quick: bool) -> list[str]:
         "Each seed is a separate run (weights and batches).",
         "",
     ]
-    header = ["model", "target", "steps", "train CPU (s)", "NLL", "entropy", "NLL − entropy (paired)", "in support",
-              "target", "W2 / floor = ratio"]  # fmt: skip
     rows = [
         _toy_row(r, quick, f"{_flow_name(r['model'])}, seed {r.get('seed', 0)}") for g in grouped.values() for r in g
     ]
-    lines += table(header, rows)
+    lines += table(TOY_COLUMNS, rows)
     lines += [
         "",
         "Over seeds: a second seed reproduces the first when their NLL − entropy differ by at most 2 standard errors "
@@ -928,9 +930,7 @@ def render(results: dict) -> str:
         "listed below), seed 0.",
         "",
     ]
-    header = ["model", "target", "steps", "train CPU (s)", "NLL", "entropy", "NLL − entropy (paired)", "in support",
-              "target", "W2 / floor = ratio"]  # fmt: skip
-    lines += table(header, _toy_rows(runs, results["quick"]))
+    lines += table(TOY_COLUMNS, _toy_rows(runs, results["quick"]))
     lines += _peer_lines(runs, results["quick"])
     lines += ["", "## scikit-learn on the same data", ""]
     lines += [

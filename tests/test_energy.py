@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conformance import seeded
 from factories import QuadraticEnergy, publish_to_local_hub_cache, tiny_energy_pipeline
 
 from hfgen.methods.energy import (
@@ -21,10 +22,6 @@ from hfgen.pipelines.energy import EnergyPipeline, EnergyPipelineOutput
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 
 WIDE = ((-10.0, 10.0), (-10.0, 10.0))
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def energy_fn(model):

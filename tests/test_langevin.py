@@ -4,16 +4,13 @@ import math
 
 import pytest
 import torch
+from conformance import seeded
 from factories import QuadraticEnergy
 
 from hfgen.methods.energy import langevin_chain
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 
 NUM_CHAINS = 20_000
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def moments_close(samples, mean, covariance, sigmas=4.0):
