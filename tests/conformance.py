@@ -8,9 +8,11 @@ the points/prior-sampling contract, the subclass adapts it through a hook (and s
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import factories
@@ -23,6 +25,7 @@ from hfgen.pipelines.base import CHECKSUMS_FILE
 from hfgen.remote_code import pipeline_module_name
 
 BAD_NUM_SAMPLES = (0, -1, 1.5, True)
+TESTS = Path(__file__).resolve().parent
 
 # every pipeline kind the demo serves, by name: its tiny random pipeline (seeded, progress bar disabled)
 TINY_PIPELINES: dict[str, Callable[..., HfgenPipeline]] = {
@@ -35,6 +38,20 @@ TINY_PIPELINES: dict[str, Callable[..., HfgenPipeline]] = {
     "rbm": factories.tiny_rbm_pipeline,
     "autoencoder": factories.tiny_autoencoder_pipeline,
 }
+
+
+def conformance_classes(base: type) -> list[type]:
+    """Every ``Test…`` subclass of ``base`` (:class:`PipelineConformance` or :class:`SchedulerConformance`) that a
+    test module of this folder defines, each family's in its own file: the modules are imported first (by the names
+    pytest gives them), so that a check over all of them holds whichever test files run."""
+    for path in sorted(TESTS.glob("test_*.py")):
+        importlib.import_module(path.stem)
+    found, pending = [], list(base.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        found.append(cls)
+    return sorted({cls for cls in found if cls.__name__.startswith("Test")}, key=lambda cls: cls.__qualname__)
 
 
 def seeded(seed: int = 0) -> torch.Generator:

@@ -7,7 +7,7 @@ from typing import Any
 
 import factories
 import torch
-from conformance import PipelineConformance, SchedulerConformance, seeded
+from conformance import PipelineConformance, SchedulerConformance, conformance_classes, seeded
 from diffusers import SchedulerMixin
 
 import hfgen.schedulers
@@ -18,13 +18,10 @@ from hfgen import (
     CouplingFlow,
     DDPMPointsPipeline,
     DensityPipeline,
-    EnergyPipeline,
     FlowMatchEulerScheduler,
     FlowMatchingPipeline,
     GaussianMixture,
     GibbsScheduler,
-    LangevinScheduler,
-    MALAScheduler,
     RBMPipeline,
     SchrodingerBridgePipeline,
     ScoreSDEPipeline,
@@ -158,18 +155,6 @@ class TestRBMPipeline(PipelineConformance):
         return tensor.movedim(-3, -1).numpy() if tensor.ndim >= 4 else tensor.numpy()
 
 
-class TestEnergyPipeline(PipelineConformance):
-    pipeline_class = EnergyPipeline
-    call_kwargs = {"num_samples": 6, "num_inference_steps": 3}
-    output_type_kwargs = {"return_trajectory": True}
-
-    def get_pipeline(self):
-        return factories.tiny_energy_pipeline("mala")
-
-    def float64_call(self, pipeline, dtype):
-        return pipeline.score(torch.randn(4, 2, generator=seeded()).to(dtype))
-
-
 class TestScoreSDEPipeline(PipelineConformance):
     pipeline_class = ScoreSDEPipeline
     call_kwargs = {"num_samples": 6, "num_inference_steps": 3}
@@ -221,24 +206,6 @@ class TestBridgeScheduler(SchedulerConformance):
         return 0.9 * sample  # a mean network: the predicted mean of the next state
 
 
-class TestLangevinScheduler(SchedulerConformance):
-    scheduler_class = LangevinScheduler
-    scheduler_kwargs = {"step_size": 0.03}
-
-    def model_output(self, sample, t):
-        return -sample  # the score of N(0, I)
-
-
-class TestMALAScheduler(TestLangevinScheduler):
-    # A MALA step also takes the energy at `sample` (for its Metropolis test): E(x) = ½‖x‖², whose score is −x.
-    scheduler_class = MALAScheduler
-    scheduler_kwargs = {"step_size": 0.3}
-
-    def call_step(self, scheduler, sample, t, generator):
-        energy = 0.5 * sample.square().sum(dim=1)
-        return scheduler.step(self.model_output(sample, t), t, sample, generator=generator, energy=energy)
-
-
 class TestGibbsScheduler(SchedulerConformance):
     # The model output is the conditional's probabilities p(block | other block), (N, units) in [0, 1]; the state is
     # the other block's draw (two units each here, so every draw has the sample's shape). Gibbs has no settings.
@@ -268,5 +235,9 @@ def test_every_scheduler_hfgen_exports_runs_the_scheduler_conformance():
     exported = [getattr(hfgen.schedulers, name) for name in hfgen.schedulers.__all__]
     schedulers = {cls for cls in exported if isinstance(cls, type) and issubclass(cls, SchedulerMixin)}
     schedulers -= {cls for cls in schedulers if inspect.isabstract(cls)}  # ScoreSDEScheduler: VP and VE are its SDEs
-    classes = [cls for cls in globals().values() if isinstance(cls, type) and issubclass(cls, SchedulerConformance)]
-    assert {cls.scheduler_class for cls in classes if cls is not SchedulerConformance} == schedulers
+    assert {cls.scheduler_class for cls in conformance_classes(SchedulerConformance)} == schedulers
+
+
+def test_conformance_classes_are_found_in_every_test_module():
+    found = {cls.__module__ for cls in conformance_classes(PipelineConformance)}
+    assert {"test_conformance", "test_energy"} <= found  # the energy family keeps its classes in its own file
