@@ -29,10 +29,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import PAGES, plus_minus, table, verdict, write_results, yes_no
+from report import Page, plus_minus, table, verdict, write_results, yes_no
 
 from hfgen.metrics import wasserstein2, wasserstein2_floor
 from hfgen.training import SchrodingerBridgeArguments, SchrodingerBridgeTask, Trainer
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("bridge", "bridge_results.json", "BRIDGE_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 MAX_RATIO = 1.3
@@ -127,7 +130,7 @@ def main() -> None:
         "meets_target": all(end["ratio"] <= MAX_RATIO for run in runs for end in run["ends"].values()),
     }
     folder = Path(args.output_dir) if options.quick else HERE  # a smoke run's numbers stay out of the repository
-    print(write_results(record, folder, PAGES["bridge"], render))
+    print(write_results(record, folder, PAGE, render))
 
 
 def render(record: dict) -> str:

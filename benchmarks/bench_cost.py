@@ -40,11 +40,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by
+from report import Page, machine, markdown, plus_minus, table, verdict, write_results, written_by
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-PAGE = PAGES["cost"]
+PAGE = Page("cost", "cost_results.json", "COST_RESULTS.md")
 SECTIONS = ("threads", "growth", "startup", "processes")
 #: the key of each section in the JSON
 SECTION_KEYS = {"threads": "thread_policy", "growth": "growth", "startup": "startup", "processes": "processes"}

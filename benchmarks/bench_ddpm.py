@@ -20,11 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import PAGES, machine, markdown, plus_minus, table, write_results, written_by, yes_no
+from report import Page, machine, markdown, plus_minus, table, write_results, written_by, yes_no
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import w2_against_floor
 from hfgen.training import DDPMPointsArguments, train_ddpm_points
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("ddpm", "ddpm_results.json", "DDPM_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("checkerboard", "8gaussians", "moons")
@@ -142,7 +145,7 @@ def main() -> None:
         "runs": [bench_target(dataset, seed, args.quick) for dataset in args.targets for seed in args.seeds],
     }
     results["load_average"] = [load_at_start, os.getloadavg()[0]]
-    print(write_results(results, args.output, PAGES["ddpm"], render))
+    print(write_results(results, args.output, PAGE, render))
 
 
 if __name__ == "__main__":

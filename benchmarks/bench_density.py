@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from report import PAGES, markdown, plus_minus, table, verdict, write_results, written_by, yes_no
+from report import Page, markdown, plus_minus, table, verdict, write_results, written_by, yes_no
 
 from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.metrics import fraction_in_support, w2_against_floor
@@ -52,6 +52,9 @@ from hfgen.training.density_tasks import DensityTask
 from hfgen.training.flow_matching import FlowMatchingArguments, FlowMatchingTask
 from hfgen.training.trainer import Trainer
 from hfgen.utils import batch_generator
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("density", "density_results.json", "DENSITY_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 #: the flow libraries the coupling flow is compared with (optional: the ``bench`` extra)
@@ -649,6 +652,10 @@ def _goal(row: dict) -> str:
     return "; ".join(goals) or "–"
 
 
+TOY_COLUMNS = ["model", "target", "steps", "train CPU (s)", "NLL", "entropy", "NLL − entropy (paired)", "in support",
+               "target", "W2 / floor = ratio"]  # fmt: skip
+
+
 def _toy_row(row: dict, quick: bool, label: str | None = None) -> list[str]:
     """A toy run's cells: steps, CPU, NLL, entropy, paired NLL − entropy, samples in support, targets, W2."""
     inside = row.get("fraction_in_support")
@@ -767,12 +774,10 @@ def _peer_lines(runs: dict, quick: bool) -> list[str]:
         "Each seed is a separate run (weights and batches).",
         "",
     ]
-    header = ["model", "target", "steps", "train CPU (s)", "NLL", "entropy", "NLL − entropy (paired)", "in support",
-              "target", "W2 / floor = ratio"]  # fmt: skip
     rows = [
         _toy_row(r, quick, f"{_flow_name(r['model'])}, seed {r.get('seed', 0)}") for g in grouped.values() for r in g
     ]
-    lines += table(header, rows)
+    lines += table(TOY_COLUMNS, rows)
     lines += [
         "",
         "Over seeds: a second seed reproduces the first when their NLL − entropy differ by at most 2 standard errors "
@@ -925,9 +930,7 @@ def render(results: dict) -> str:
         "listed below), seed 0.",
         "",
     ]
-    header = ["model", "target", "steps", "train CPU (s)", "NLL", "entropy", "NLL − entropy (paired)", "in support",
-              "target", "W2 / floor = ratio"]  # fmt: skip
-    lines += table(header, _toy_rows(runs, results["quick"]))
+    lines += table(TOY_COLUMNS, _toy_rows(runs, results["quick"]))
     lines += _peer_lines(runs, results["quick"])
     lines += ["", "## scikit-learn on the same data", ""]
     lines += [
@@ -1011,7 +1014,7 @@ def main() -> None:
         "quick": args.quick,
         "runs": {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(store.glob("*.json"))},
     }
-    text = write_results(results, output, PAGES["density"], render)
+    text = write_results(results, output, PAGE, render)
     plot_curves(results["runs"], output / "density_cfm_vs_mle.png")
     print(text)
 

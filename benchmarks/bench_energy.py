@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by
+from report import Page, machine, markdown, plus_minus, table, verdict, write_results, written_by
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import nll_report, w2_against_floor, wasserstein2
@@ -49,6 +49,9 @@ from hfgen.schedulers.langevin import LangevinScheduler
 from hfgen.training.energy import EnergyArguments, train_energy
 from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.rbm import RBMArguments, RBMTask, evaluate_rbm, load_rbm_data, train_rbm
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("energy", "energy_results.json", "ENERGY_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 EBM_DATASETS = ("8gaussians", "checkerboard")
@@ -583,7 +586,7 @@ def main() -> None:
         "published_salakhutdinov_murray_2008": PUBLISHED,
         "runs": {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(store.glob("*.json"))},
     }
-    print(write_results(results, output, PAGES["energy"], render))
+    print(write_results(results, output, PAGE, render))
 
 
 if __name__ == "__main__":

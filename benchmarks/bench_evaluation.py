@@ -38,7 +38,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by
+from report import Page, machine, markdown, plus_minus, table, verdict, write_results, written_by
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("evaluation", "evaluation_results.json", "EVALUATION_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 FAMILIES = ("flow_matching", "ddpm", "density")
@@ -477,7 +480,7 @@ def main() -> None:
     unknown = sorted(set(families) - set(FAMILY_RUNS))
     if unknown:
         raise SystemExit(f"error: --families must be among {list(FAMILY_RUNS)}, got {unknown}")
-    stored = HERE / PAGES["evaluation"].json_name
+    stored = HERE / PAGE.json_name
     # remeasure what is named (--runs, --families, --demo) and keep every other stored row
     keep = json.loads(stored.read_text()) if stored.exists() else {}
     results: dict[str, Any] = {**machine(), "threads": 1, "runs": {}} | keep
@@ -485,7 +488,7 @@ def main() -> None:
     for name in families:
         print(f"{name}: a short run with the full evaluation, then with auto …", flush=True)
         results["families"][name] = measure_family(name)
-        write_results(results, HERE, PAGES["evaluation"], render)  # each row kept as soon as it is measured
+        write_results(results, HERE, PAGE, render)  # each row kept as soon as it is measured
     for family, folder in runs.items():
         print(f"evaluating {family} ({folder}): samples, then old and new …", flush=True)
         with tempfile.TemporaryDirectory() as scratch:
@@ -500,7 +503,7 @@ def main() -> None:
         folder, _, log = value.partition(":")
         demo[label] = demo_figures(Path(folder), Path(log))
     results["demo"] = demo or results.get("demo", {})
-    print(write_results(results, HERE, PAGES["evaluation"], render))
+    print(write_results(results, HERE, PAGE, render))
 
 
 if __name__ == "__main__":

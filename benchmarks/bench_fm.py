@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import PAGES, machine, markdown, plus_minus, table, write_results, written_by
+from report import Page, machine, markdown, plus_minus, table, write_results, written_by
 from torch import nn
 
 from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
@@ -30,6 +30,9 @@ from hfgen.methods.flow_matching import cfm_loss
 from hfgen.metrics import fraction_in_support, nll_report, w2_against_floor
 from hfgen.training import FlowMatchingArguments, train_flow_matching
 from hfgen.training.flow_matching import CoupledPairs
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("fm", "results.json", "RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 QUALITY_TARGETS = ("checkerboard", "8gaussians", "moons")
@@ -478,7 +481,7 @@ def main() -> None:
     results |= machine()
     for name in args.sections:
         results[name] = SECTIONS[name](args.quick)
-    print(write_results(results, args.output, PAGES["fm"], render))
+    print(write_results(results, args.output, PAGE, render))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
-from report import PAGES, markdown, plus_minus, table, write_results
+from report import Page, markdown, plus_minus, table, write_results
 
 from hfgen.image_metrics import classifier_outputs, frechet_distance, image_scores, precision_recall
 from hfgen.models.classifier import MnistClassifier
@@ -51,6 +51,9 @@ from hfgen.pipelines.base import HfgenPipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.flow_match_solvers import flow_match_scheduler
 from hfgen.training.images import ImageDiffusionArguments, grid_labels
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("images", "image_results.json", "IMAGE_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -801,8 +804,8 @@ def main() -> None:
     stages.mkdir(parents=True, exist_ok=True)
     # a quick run writes everything into its output folder, so that it never overwrites the measured results
     report_folder = out if args.quick else HERE
-    results_path = report_folder / PAGES["images"].json_name
-    report_path = report_folder / PAGES["images"].markdown_name
+    results_path = report_folder / PAGE.json_name
+    report_path = report_folder / PAGE.markdown_name
     figures = report_folder / "image_figures"
     num = 64 if args.quick else args.num_scored
     results: dict[str, Any] = {
@@ -823,7 +826,7 @@ def main() -> None:
         return value
 
     def save() -> None:
-        write_results(results, report_folder, PAGES["images"], render)
+        write_results(results, report_folder, PAGE, render)
 
     quality_config = {"num": 64, "draws": 3, "k": 3, "chunk": 32} if args.quick else QUALITY
 

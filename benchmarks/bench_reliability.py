@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import PAGES, markdown, table
+from report import Page, markdown, table
 from report import write_results as write_page
 
 from hfgen import (
@@ -835,7 +835,7 @@ def write_results(results: list[Result], seconds: float) -> None:
         "seconds": round(seconds, 1),
         "results": [result.__dict__ for result in results],
     }
-    write_page(payload, HERE, PAGES["reliability"], render)
+    write_page(payload, HERE, PAGE, render)
     print(json.dumps(summary))
 
 
@@ -882,6 +882,9 @@ rbm = RBMPipeline(RBMModel(num_visible=784, num_hidden=8, image_size=28, in_chan
 energy = EnergyPipeline(EnergyMLP(dim=2, hidden_size=8, num_layers=1), LangevinScheduler())
 sde = ScoreSDEPipeline(TimeMLP(dim=2, hidden_size=8, num_layers=1), VPSDEScheduler())
 """
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("reliability", "reliability_results.json", "RELIABILITY_RESULTS.md")
 
 
 def guard_cases(work: Path) -> list[Result]:

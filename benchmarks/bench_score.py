@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
-from report import PAGES, machine, markdown, plus_minus, table, verdict, write_results, written_by, yes_no
+from report import Page, machine, markdown, plus_minus, table, verdict, write_results, written_by, yes_no
 
 from hfgen.data import get_toy_distribution
 from hfgen.metrics import nll_report, w2_against_floor, wasserstein2
@@ -50,6 +50,9 @@ from hfgen.pipelines.flow_matching import FlowMatchingPipeline
 from hfgen.pipelines.score_sde import ScoreSDEPipeline
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
 from hfgen.schedulers.score_sde import VPSDEScheduler
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("score", "score_results.json", "SCORE_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "out" / "score-bench"
@@ -758,7 +761,7 @@ def main() -> None:
             "load_average": [load, os.getloadavg()[0]],
             "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         }
-        text = write_results(results, args.output, PAGES["score"], render)
+        text = write_results(results, args.output, PAGE, render)
         print(f"[{part}] done in {seconds:.0f} CPU s", flush=True)
     print(text)
 

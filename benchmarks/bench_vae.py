@@ -28,10 +28,13 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from report import PAGES, machine, markdown, table, verdict, write_results, written_by
+from report import Page, machine, markdown, table, verdict, write_results, written_by
 
 from hfgen.training import VAEArguments, evaluate_vae, train_vae
 from hfgen.training.vae import load_vae_data
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("vae", "vae_results.json", "VAE_RESULTS.md")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -280,7 +283,7 @@ def main() -> None:
         "targets": TARGETS,
         "runs": {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(store.glob("*.json"))},
     }
-    print(write_results(results, args.output, PAGES["vae"], render))
+    print(write_results(results, args.output, PAGE, render))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from report import PAGES, markdown, plus_minus, table, write_results
+from report import Page, markdown, plus_minus, table, write_results
 
 from hfgen.training import FlowMatchingArguments, evaluate_flow_matching, train_flow_matching
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("recipe", "recipe.json", "RECIPE.md")
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = {
@@ -53,7 +56,7 @@ def main() -> None:
         metrics = evaluate_flow_matching(pipeline, args)
         rows[name] = {"overrides": overrides, **info, **metrics}
         print(name, json.dumps(rows[name]), flush=True)
-    print(write_results(rows, options.output, PAGES["recipe"], render))
+    print(write_results(rows, options.output, PAGE, render))
 
 
 def render(rows: dict) -> str:

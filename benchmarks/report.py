@@ -5,15 +5,17 @@
     python benchmarks/report.py --check          # exit 1, naming them, when committed pages differ from their JSON
 
 Each benchmark script defines ``render(results) -> str``, its page in Markdown from the dict it stores as JSON, and
-writes both with :func:`write_results`; :data:`PAGES` names the script and the two files of every page. The shared
-pieces: :func:`machine` (what a run records of the machine), :func:`written_by` (the header line), :func:`table`
-(a Markdown table), :func:`plus_minus` (a number with its standard error or spread), :func:`verdict` and
-:func:`markdown` (the page's text, with the note that ends a smoke run's page).
+writes both with :func:`write_results`; it declares its :class:`Page` (its name and two files), and :data:`PAGES`
+holds every page that a script of this folder declares. The shared pieces: :func:`machine` (what a run records of the
+machine), :func:`written_by` (the header line), :func:`table` (a Markdown table), :func:`plus_minus` (a number with
+its standard error or spread), :func:`verdict` and :func:`markdown` (the page's text, with the note that ends a smoke
+run's page).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import importlib
 import json
@@ -32,28 +34,35 @@ _QUICK_NOTE = ["", "**Quick smoke run: tiny budgets, the numbers are meaningless
 
 @dataclass(frozen=True)
 class Page:
-    """A results page: the script in ``benchmarks/`` that measures it and renders it (``render(results) -> str``),
-    the JSON it stores and the Markdown it writes."""
+    """A results page: its ``name``, the JSON it stores and the Markdown it writes. The benchmark script that
+    measures it and renders it (``render(results) -> str``) declares it at module level, as
+    ``PAGE = Page("ddpm", "ddpm_results.json", "DDPM_RESULTS.md")``; :func:`declared_pages` fills in ``script``."""
 
-    script: str
+    name: str
     json_name: str
     markdown_name: str
+    script: str = ""
 
 
-PAGES = {
-    "fm": Page("bench_fm", "results.json", "RESULTS.md"),
-    "recipe": Page("recipe_ablation", "recipe.json", "RECIPE.md"),
-    "ddpm": Page("bench_ddpm", "ddpm_results.json", "DDPM_RESULTS.md"),
-    "bridge": Page("bench_bridge", "bridge_results.json", "BRIDGE_RESULTS.md"),
-    "score": Page("bench_score", "score_results.json", "SCORE_RESULTS.md"),
-    "density": Page("bench_density", "density_results.json", "DENSITY_RESULTS.md"),
-    "energy": Page("bench_energy", "energy_results.json", "ENERGY_RESULTS.md"),
-    "vae": Page("bench_vae", "vae_results.json", "VAE_RESULTS.md"),
-    "images": Page("bench_images", "image_results.json", "IMAGE_RESULTS.md"),
-    "reliability": Page("bench_reliability", "reliability_results.json", "RELIABILITY_RESULTS.md"),
-    "evaluation": Page("bench_evaluation", "evaluation_results.json", "EVALUATION_RESULTS.md"),
-    "cost": Page("bench_cost", "cost_results.json", "COST_RESULTS.md"),
-}
+def declared_pages(folder: Path = HERE) -> dict[str, Page]:
+    """Every page declared by a script of ``folder`` (a module-level ``PAGE = Page(...)`` of literal arguments), by
+    name, read with :mod:`ast` without importing the script; two scripts declaring one name is an error."""
+    pages: dict[str, Page] = {}
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+            if not (isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["PAGE"]):
+                continue
+            call = node.value
+            if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Page"):
+                raise ValueError(f"{path.name}: `PAGE` must be `Page(name, json_name, markdown_name)`")
+            page = Page(*map(ast.literal_eval, call.args), script=path.stem)
+            if page.name in pages:
+                raise ValueError(f"{path.name} and {pages[page.name].script}.py both declare the page {page.name!r}")
+            pages[page.name] = page
+    return pages
+
+
+PAGES = declared_pages()
 
 
 def machine() -> dict[str, Any]:

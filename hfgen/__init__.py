@@ -7,71 +7,25 @@ example ``["hfgen", "TimeMLP"]``) with ``getattr(hfgen, "TimeMLP")``, which impo
 
 from __future__ import annotations
 
-from hfgen.lazy import lazy_exports
+import importlib.util
+from pathlib import Path
+
+from hfgen.lazy import declared_exports, declared_names, lazy_exports
 
 __version__ = "0.1.0"
 
-#: every public name and the module that defines it
-_EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["get_toy_distribution", "TOY_DISTRIBUTIONS", "ToyDistribution"], "hfgen.data"),
-    **dict.fromkeys(["GaussianSchrodingerBridge"], "hfgen.methods.schrodinger_bridge"),
-    **dict.fromkeys(
-        [
-            "AutoEncoder",
-            "CouplingFlow",
-            "DDPMOracle",
-            "EnergyMLP",
-            "FiniteDataVelocity",
-            "GaussianMixture",
-            "KernelDensity",
-            "MADE",
-            "MnistClassifier",
-            "MnistClassifierConfig",
-            "RBMModel",
-            "ResidualMean",
-            "StepwiseAffineMean",
-            "TimeMLP",
-            "VAE",
-        ],
-        "hfgen.models",
-    ),
-    **dict.fromkeys(
-        [
-            "AutoEncoderPipeline",
-            "DDPMImagePipeline",
-            "DDPMPointsPipeline",
-            "DensityPipeline",
-            "EnergyPipeline",
-            "FlowMatchingImagePipeline",
-            "FlowMatchingPipeline",
-            "HfgenPipeline",
-            "PointsPipelineOutput",
-            "RBMPipeline",
-            "SchrodingerBridgePipeline",
-            "ScoreSDEPipeline",
-            "VAEPipeline",
-        ],
-        "hfgen.pipelines",
-    ),
-    **dict.fromkeys(
-        [
-            "BridgeScheduler",
-            "ConstantAlphaDDPMScheduler",
-            "flow_match_scheduler",
-            "FlowMatchEulerScheduler",
-            "FlowMatchHeunScheduler",
-            "FlowMatchMidpointScheduler",
-            "GibbsScheduler",
-            "LangevinScheduler",
-            "MALAScheduler",
-            "VESDEScheduler",
-            "VPSDEScheduler",
-        ],
-        "hfgen.schedulers",
-    ),
-}
-
-__all__ = sorted(_EXPORTS)
+#: the packages whose public names ``hfgen`` exports (each module's ``__all__``), beside hfgen.data's list
+#: and the Gaussian bridge's closed form
+EXPORTED_PACKAGES = ("hfgen.models", "hfgen.schedulers", "hfgen.pipelines")
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+def _exports() -> dict[str, str]:
+    data_names, _ = declared_names(Path(importlib.util.find_spec("hfgen.data").origin))
+    exports = dict.fromkeys(data_names, "hfgen.data")
+    exports["GaussianSchrodingerBridge"] = "hfgen.methods.schrodinger_bridge"
+    for package in EXPORTED_PACKAGES:
+        exports |= declared_exports(package)
+    return exports
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _exports)

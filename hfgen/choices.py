@@ -4,7 +4,7 @@ The training arguments (:mod:`hfgen.training.arguments`) check their choice-valu
 list them in ``--help``; importing nothing heavier than this module, a script shows its help and refuses a bad
 argument before torch is imported. Each tuple mirrors the component that owns the option (a model, scheduler,
 method or data module, whose own checks stay the rule where it is used); ``tests/test_choices.py`` checks that every
-mirror equals its owner's names.
+mirror equals its owner's names, as :data:`OWNERS` names them.
 """
 
 from __future__ import annotations
@@ -55,3 +55,30 @@ NORMALIZATIONS = ("none", "layer")
 #: the seed of the one draw of a test set under dynamic binarisation (MADE and the RBM score the same images,
 #: whatever the training seed)
 TEST_BINARIZATION_SEED = 0
+
+#: the owner of each mirror, ``"module:attribute"``: the tuple of its names, or the mapping whose keys they are
+OWNERS: dict[str, str] = {
+    "TOY_DISTRIBUTION_NAMES": "hfgen.data:TOY_DISTRIBUTIONS",
+    "ACTIVATION_NAMES": "hfgen.models.mlp:ACTIVATIONS",
+    "SMOOTH_ACTIVATION_NAMES": "hfgen.models.energy:SMOOTH_ACTIVATIONS",
+    "TIME_EMBEDDINGS": "hfgen.models.mlp:TIME_EMBEDDINGS",
+    "PATH_NAMES": "hfgen.methods.flow_matching:PATHS",
+    "FLOW_COUPLINGS": "hfgen.methods.couplings:COUPLINGS",
+    "FLOW_MATCH_SOLVERS": "hfgen.schedulers.flow_match_solvers:FLOW_MATCH_SCHEDULERS",
+    "VARIANCE_TYPES": "hfgen.schedulers.constant_alpha_ddpm:VARIANCE_TYPES",
+    "DDPM_SAMPLERS": "hfgen.schedulers.constant_alpha_ddpm:SAMPLERS",
+    "PREDICTION_TYPES": "hfgen.schedulers.score_sde:PREDICTION_TYPES",
+    "SCORE_SDE_SAMPLERS": "hfgen.pipelines.score_sde:SAMPLERS",
+    "BRIDGE_SCHEDULES": "hfgen.schedulers.schrodinger_bridge:SCHEDULES",
+    "COVARIANCE_TYPES": "hfgen.models.mixture:COVARIANCE_TYPES",
+    "BANDWIDTH_RULES": "hfgen.models.kde:BANDWIDTH_RULES",
+    "MADE_ORDERS": "hfgen.models.made:ORDERS",
+    "COUPLING_LAYERS": "hfgen.models.coupling_flow:COUPLINGS",
+    "LINEAR_PARAMETRIZATIONS": "hfgen.models.coupling_flow:LINEAR_PARAMETRIZATIONS",
+    "FIXED_STEP_SOLVERS": "hfgen.methods.cnf:FIXED_STEP_SOLVERS",
+    "ADAPTIVE_SOLVERS": "hfgen.methods.cnf:ADAPTIVE_SOLVERS",
+    "ENERGY_SAMPLERS": "hfgen.schedulers.langevin:LANGEVIN_SCHEDULERS",
+    "LIKELIHOODS": "hfgen.models.vae_parts:LIKELIHOODS",
+    "ARCHITECTURES": "hfgen.models.vae_parts:ARCHITECTURES",
+    "NORMALIZATIONS": "hfgen.models.vae_parts:NORMALIZATIONS",
+}

@@ -218,6 +218,27 @@ def check_points(x: object, dim: int | None = None, name: str = "x") -> torch.Te
     return x
 
 
+def check_point_shape(x: object, dim: int, name: str = "sample") -> torch.Tensor:
+    """Return ``x`` if it is a tensor of shape ``(N, dim)`` (its values are not read)."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != dim:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"`{name}` must have shape (N, {dim}), got {shape}")
+    return x
+
+
+def check_data_points(data_points: object, name: str = "data_points") -> torch.Tensor:
+    """``data_points`` (a list of ``M`` points of one dimension ``D``) as a finite float64 ``(M, D)`` tensor,
+    ``M, D >= 1``."""
+    points = torch.as_tensor(data_points, dtype=torch.float64)
+    if points.ndim != 2 or points.shape[0] < 1 or points.shape[1] < 1:
+        raise ValueError(
+            f"`{name}` must be a non-empty list of points of equal dimension (M, D), got shape {tuple(points.shape)}"
+        )
+    if not torch.isfinite(points).all():
+        raise ValueError(f"`{name}` must be finite (no NaN or inf)")
+    return points
+
+
 def check_images(
     images: object, shape: tuple[int, ...], name: str = "images", unit_range: bool = False
 ) -> torch.Tensor:
@@ -252,6 +273,32 @@ def check_has_values(x: torch.Tensor, name: str) -> torch.Tensor:
             "(cpu, cuda)"
         )
     return x
+
+
+def check_same_shape(
+    x: torch.Tensor, like: torch.Tensor, name: str, like_name: str = "`sample`", note: str = ""
+) -> torch.Tensor:
+    """Return ``x`` if it has the shape of ``like``; the refusal names both (``note`` says what ``x`` is)."""
+    if x.shape != like.shape:
+        what = f"`{name}`{f' ({note})' if note else ''}"
+        raise ValueError(f"{what} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(x.shape)}")
+    return x
+
+
+def per_sample(values: torch.Tensor, like: torch.Tensor, name: str = "timesteps") -> torch.Tensor:
+    """Coefficients at the timesteps ``name``, a scalar or one per sample ``(N,)``, in the device and dtype of
+    ``like`` ``(N, …)`` and shaped to multiply it."""
+    values = values.to(device=like.device, dtype=like.dtype)
+    if values.ndim > 1:
+        raise ValueError(f"`{name}` must be a scalar or a 1-D tensor, got shape {tuple(values.shape)}")
+    if values.ndim == 1:
+        if values.shape[0] not in (1, like.shape[0]):
+            raise ValueError(
+                f"`{name}` must be a scalar or have one entry per sample ({like.shape[0]}), "
+                f"got shape {tuple(values.shape)}"
+            )
+        values = values.reshape(-1, *([1] * (like.ndim - 1)))
+    return values
 
 
 def check_times(

@@ -1,40 +1,9 @@
-"""diffusers ``DiffusionPipeline`` subclasses, shipped as ``hfgen.pipelines``."""
+"""diffusers ``DiffusionPipeline`` subclasses, shipped as ``hfgen.pipelines``.
 
-from hfgen.pipelines.base import HfgenPipeline
-from hfgen.pipelines.ddpm_points import DDPMPointsPipeline, DDPMPointsPipelineOutput
-from hfgen.pipelines.density import DensityPipeline, DensityPipelineOutput
-from hfgen.pipelines.energy import EnergyPipeline, EnergyPipelineOutput
-from hfgen.pipelines.flow_matching import FlowMatchingPipeline
-from hfgen.pipelines.image_common import ImageGenerationPipelineOutput
-from hfgen.pipelines.image_ddpm import DDPMImagePipeline
-from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline, ImageLogProbOutput
-from hfgen.pipelines.rbm import RBMPipeline, RBMPipelineOutput
-from hfgen.pipelines.sampling import PointsPipelineOutput
-from hfgen.pipelines.schrodinger_bridge import SchrodingerBridgePipeline
-from hfgen.pipelines.score_sde import ScoreSDEPipeline, ScoreSDEPipelineOutput
-from hfgen.pipelines.vae import AutoEncoderPipeline, ImagesPipelineOutput, LatentGridOutput, VAEPipeline
+The public names are those each module lists in its ``__all__`` (:func:`hfgen.lazy.declared_exports`), imported on
+first use: a new family's pipeline is exported here without editing this file.
+"""
 
-__all__ = [
-    "ScoreSDEPipeline",
-    "ScoreSDEPipelineOutput",
-    "DensityPipeline",
-    "DensityPipelineOutput",
-    "AutoEncoderPipeline",
-    "DDPMPointsPipeline",
-    "DDPMPointsPipelineOutput",
-    "EnergyPipeline",
-    "EnergyPipelineOutput",
-    "FlowMatchingPipeline",
-    "FlowMatchingImagePipeline",
-    "DDPMImagePipeline",
-    "ImageGenerationPipelineOutput",
-    "ImageLogProbOutput",
-    "HfgenPipeline",
-    "ImagesPipelineOutput",
-    "LatentGridOutput",
-    "PointsPipelineOutput",
-    "RBMPipeline",
-    "RBMPipelineOutput",
-    "SchrodingerBridgePipeline",
-    "VAEPipeline",
-]
+from hfgen.lazy import declared_exports, lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, lambda: declared_exports(__name__))

@@ -18,6 +18,8 @@ from hfgen.pipelines.sampling import SamplingPipeline
 from hfgen.remote_code import component_entries, hfgen_index, pipeline_class_name, write_remote_code
 from hfgen.utils import write_atomic
 
+__all__ = ["HfgenPipeline"]
+
 # What hfgen loads of a saved pipeline; nothing else (no pickles, no code) is fetched from the Hub.
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "README.md"]
 #: SHA-256 of every weight file of a saved pipeline, written by ``save_pretrained``, checked by ``verify=True``

@@ -16,20 +16,20 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.checks import check_number
-from hfgen.methods.continuous_flows import integrate_with_log_density
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
+from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit, ode_log_prob
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
 from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import (
     check_batch_size,
     check_generator,
-    check_num_samples,
     check_ode_solver,
     check_points,
     check_sampling_memory,
     check_tolerances,
 )
+
+__all__ = ["DDPMPointsPipeline", "DDPMPointsPipelineOutput"]
 
 #: the schedulers the pipeline runs: the course's constant-α one and diffusers' own ε-prediction DDPM/DDIM
 DDPM_SCHEDULERS = (ConstantAlphaDDPMScheduler, DDPMScheduler, DDIMScheduler)
@@ -157,15 +157,8 @@ class DDPMPointsPipeline(HfgenPipeline):
         timesteps = self.scheduler.timesteps
         editing = strength is not None or start_samples is not None
         start = check_sdedit(strength, start_samples, self.dim) if editing else None
-        n = start.shape[0] if editing else check_num_samples(num_samples)
-        check_sampling_memory(
-            n,
-            self.dim,
-            self.device,
-            self.model.dtype,
-            name="start_samples" if editing else "num_samples",
-            num_steps=len(timesteps),
-            return_trajectory=return_trajectory,
+        n = self._sample_count(
+            num_samples, start, "start_samples", self.dim, self.model.dtype, len(timesteps), return_trajectory
         )
         if editing:
             x, timesteps = self._sdedit_start(strength, start, timesteps, generator)
@@ -179,11 +172,9 @@ class DDPMPointsPipeline(HfgenPipeline):
                 states.append(x)
         trajectory = torch.stack(states) if states is not None else None
         levels = [self._level(t) for t in timesteps] + [0] if return_trajectory else None
-        samples = self._to_output_type(x, output_type)
-        trajectory = self._to_output_type(trajectory, output_type)
-        if not return_dict:
-            return (samples, trajectory, len(timesteps), levels)
-        return DDPMPointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=len(timesteps), timesteps=levels)
+        return self._points_output(
+            x, trajectory, len(timesteps), output_type, return_dict, DDPMPointsPipelineOutput, timesteps=levels
+        )
 
     def _sdedit_start(
         self,
@@ -292,24 +283,23 @@ class DDPMPointsPipeline(HfgenPipeline):
         options: dict[str, torch.Tensor] = {"step_t": torch.tensor([float(T)], dtype=x.dtype)}
         if self._diffusers_scheduler:  # β(t) jumps at the integer levels: tell the solver where
             options["jump_t"] = torch.arange(math.floor(start_level) + 1, T, dtype=x.dtype)
-        chunks = []
-        with torch.no_grad():
-            for chunk in x.split(batch_size):
-                result = integrate_with_log_density(
-                    self._probability_flow_field,
-                    chunk,
-                    None,
-                    float(start_level),
-                    float(T),
-                    method=ode_solver,
-                    rtol=rtol,
-                    atol=atol,
-                    options=options,
-                )
-                z = result.x_end
-                prior = -0.5 * z.square().sum(dim=1) - 0.5 * self.dim * math.log(2 * math.pi)
-                chunks.append(prior - result.log_density_change)
-        return torch.cat(chunks)
+        return ode_log_prob(
+            self._probability_flow_field,
+            x,
+            float(start_level),
+            float(T),
+            _standard_normal_log_prob,
+            batch_size,
+            method=ode_solver,
+            rtol=rtol,
+            atol=atol,
+            options=options,
+        )
+
+
+def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """``log N(z; 0, I)`` per row of ``(N, D)``."""
+    return -0.5 * z.square().sum(dim=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
 
 def _check_steps(timesteps: object, num_train_timesteps: int) -> list[int]:

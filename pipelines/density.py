@@ -13,6 +13,8 @@ from hfgen.pipelines.base import HfgenPipeline
 from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_generator, check_num_samples, check_sampling_memory
 
+__all__ = ["DensityPipeline", "DensityPipelineOutput"]
+
 
 @dataclass
 class DensityPipelineOutput(BaseOutput):

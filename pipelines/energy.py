@@ -14,7 +14,9 @@ from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
 from hfgen.threads import one_thread_for_small_networks
-from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
+from hfgen.utils import check_generator, check_num_samples, check_points
+
+__all__ = ["EnergyPipeline", "EnergyPipelineOutput"]
 
 
 @dataclass
@@ -92,32 +94,25 @@ class EnergyPipeline(HfgenPipeline):
         scheduler = self.scheduler
         if step_size is not None:
             scheduler = type(scheduler).from_config(scheduler.config, step_size=step_size)
-        given = start_samples is not None
-        x = check_points(start_samples, self.dim, "start_samples") if given else None
-        n = x.shape[0] if given else check_num_samples(num_samples)
-        check_sampling_memory(
-            n,
-            self.dim,
-            self.device,
-            self.model.dtype,
-            name="start_samples" if given else "num_samples",
-            num_steps=num_inference_steps,
-            return_trajectory=return_trajectory,
-        )
-        if not given:
+        x = None if start_samples is None else check_points(start_samples, self.dim, "start_samples")
+        dtype = self.model.dtype
+        n = self._sample_count(num_samples, x, "start_samples", self.dim, dtype, num_inference_steps, return_trajectory)
+        if x is None:
             device = generator.device if generator is not None else self.device
-            u = torch.rand(n, self.dim, generator=generator, device=device, dtype=self.model.dtype)
+            u = torch.rand(n, self.dim, generator=generator, device=device, dtype=dtype)
             x = self.config.start_low + (self.config.start_high - self.config.start_low) * u
-        x = x.to(device=self.device, dtype=self.model.dtype)
+        x = x.to(device=self.device, dtype=dtype)
         chain = langevin_chain(
             self.model, x, scheduler, num_inference_steps, generator, return_trajectory, progress=self.progress_bar
         )
-        samples = self._to_output_type(chain.sample, output_type)
-        trajectory = self._to_output_type(chain.trajectory, output_type)
-        if not return_dict:
-            return (samples, trajectory, chain.num_evaluations, chain.acceptance_rate)
-        return EnergyPipelineOutput(
-            samples=samples, trajectory=trajectory, nfe=chain.num_evaluations, acceptance_rate=chain.acceptance_rate
+        return self._points_output(
+            chain.sample,
+            chain.trajectory,
+            chain.num_evaluations,
+            output_type,
+            return_dict,
+            EnergyPipelineOutput,
+            acceptance_rate=chain.acceptance_rate,
         )
 
     @one_thread_for_small_networks

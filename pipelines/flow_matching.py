@@ -22,10 +22,11 @@ from hfgen.utils import (
     check_num_samples,
     check_ode_solver,
     check_points,
-    check_sampling_memory,
     check_times,
     check_tolerances,
 )
+
+__all__ = ["FlowMatchingPipeline"]
 
 #: the torchdiffeq fixed-grid method that takes the same steps as each solver's scheduler (``flow_match_scheduler``)
 TORCHDIFFEQ_METHODS = {"euler": "euler", "heun": "heun2", "midpoint": "midpoint"}
@@ -139,22 +140,13 @@ class FlowMatchingPipeline(HfgenPipeline):
                 strength, start_samples, num_inference_steps, generator, output_type, return_trajectory, return_dict,
                 ode_solver, rtol, atol,
             )  # fmt: skip
-        given = source_samples is not None
-        x = check_points(source_samples, self.dim, "source_samples") if given else None
-        n = x.shape[0] if given else check_num_samples(num_samples)
+        x = None if source_samples is None else check_points(source_samples, self.dim, "source_samples")
         # an adaptive solver without a trajectory takes no grid of num_inference_steps
         steps = num_inference_steps if ode_solver is None or return_trajectory else 0
-        name = "source_samples" if given else "num_samples"
-        check_sampling_memory(
-            n,
-            self.dim,
-            self.device,
-            self.velocity.dtype,
-            name=name,
-            num_steps=steps,
-            return_trajectory=return_trajectory,
+        n = self._sample_count(
+            num_samples, x, "source_samples", self.dim, self.velocity.dtype, steps, return_trajectory
         )
-        if not given:
+        if x is None:
             x = self.source_distribution.sample(n, generator=generator)
         x = x.to(device=self.device, dtype=self.velocity.dtype)
 
@@ -164,12 +156,7 @@ class FlowMatchingPipeline(HfgenPipeline):
             t_eval = torch.linspace(0, 1, num_inference_steps + 1).tolist() if return_trajectory else None
             solution = solve_ode(self._field, x, 0.0, 1.0, method=ode_solver, rtol=rtol, atol=atol, t_eval=t_eval)
             x, trajectory, nfe = solution.x_end, solution.trajectory, solution.nfe
-
-        samples = self._to_output_type(x, output_type)
-        trajectory = self._to_output_type(trajectory, output_type)
-        if not return_dict:
-            return (samples, trajectory, nfe)
-        return PointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=nfe)
+        return self._points_output(x, trajectory, nfe, output_type, return_dict)
 
     def _sdedit(
         self,
@@ -189,15 +176,7 @@ class FlowMatchingPipeline(HfgenPipeline):
         x = check_sdedit(strength, start_samples, self.dim)
         steps = max(1, round(strength * num_inference_steps)) if strength > 0 else 0
         planned = steps if ode_solver is None or return_trajectory else 0
-        check_sampling_memory(
-            x.shape[0],
-            self.dim,
-            self.device,
-            self.velocity.dtype,
-            name="start_samples",
-            num_steps=planned,
-            return_trajectory=return_trajectory,
-        )
+        self._sample_count(None, x, "start_samples", self.dim, self.velocity.dtype, planned, return_trajectory)
         x = x.to(device=self.device, dtype=self.velocity.dtype)
         if strength == 0.0:
             x, trajectory, nfe = x.clone(), x[None].clone() if return_trajectory else None, 0
@@ -219,11 +198,7 @@ class FlowMatchingPipeline(HfgenPipeline):
                 else:
                     solution = solve_ode(self._field, x, t0, 1.0, ode_solver, rtol=rtol, atol=atol, t_eval=t_eval)
             x, trajectory, nfe = solution.x_end, solution.trajectory, solution.nfe
-        samples = self._to_output_type(x, output_type)
-        trajectory = self._to_output_type(trajectory, output_type)
-        if not return_dict:
-            return (samples, trajectory, nfe)
-        return PointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=nfe)
+        return self._points_output(x, trajectory, nfe, output_type, return_dict)
 
     def _integrate_fixed_step(
         self, x: torch.Tensor, num_inference_steps: int, return_trajectory: bool

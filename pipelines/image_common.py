@@ -23,6 +23,8 @@ from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import ImageBatch, check_strength
 from hfgen.utils import check_generator, check_images, check_num_samples, check_sampling_memory
 
+__all__ = ["ImageGenerationPipelineOutput"]
+
 #: images drawn when neither ``num_samples`` nor per-image inputs say how many
 DEFAULT_NUM_SAMPLES = 1000
 

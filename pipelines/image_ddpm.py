@@ -18,6 +18,8 @@ from hfgen.pipelines.image_common import (
 from hfgen.schedulers.constant_alpha_ddpm import ConstantAlphaDDPMScheduler
 from hfgen.utils import check_images, check_integer_steps
 
+__all__ = ["DDPMImagePipeline"]
+
 
 class DDPMImagePipeline(ImageGenerationPipeline):
     r"""Generate images with a constant-α DDPM ε-network (Ho et al. 2020) or its DDIM sampler (Song et al. 2021).

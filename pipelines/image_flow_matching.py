@@ -34,6 +34,8 @@ from hfgen.utils import (
     check_tolerances,
 )
 
+__all__ = ["FlowMatchingImagePipeline", "ImageLogProbOutput"]
+
 
 @dataclass
 class ImageLogProbOutput(BaseOutput):

@@ -38,6 +38,8 @@ from diffusers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFETENSORS_WEIGHTS_NAME, _
 #: present while ``save_pretrained`` writes into a folder; a folder holding it is not loaded
 SAVING_FILE = ".hfgen-saving"
 INDEX_FILE = "model_index.json"
+#: the packages of hfgen's components: a folder may name a module of these (installed hfgen code, imported on demand)
+COMPONENT_PACKAGES = ("hfgen.models", "hfgen.schedulers", "hfgen.pipelines")
 
 FolderState = tuple[int, int, int] | None
 
@@ -76,13 +78,19 @@ def read_index(folder: str | os.PathLike) -> dict[str, Any]:
             f"{folder} has no {INDEX_FILE}: expected a folder written by `save_pretrained` ({INDEX_FILE} plus one "
             "sub-folder per component)"
         )
+    return _read_json_object(index_file, "is corrupt", "is not a pipeline index: expected a JSON object")
+
+
+def _read_json_object(path: Path, unreadable: str, not_object: str) -> dict[str, Any]:
+    """The JSON object in the file ``path``; a ``ValueError`` saying ``f"{path} {unreadable}: {error}"`` for a file
+    that is not JSON, ``f"{path} {not_object}, got {type}"`` for JSON that is not an object."""
     try:
-        index = json.loads(index_file.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{index_file} is corrupt: {error}") from error
-    if not isinstance(index, dict):
-        raise ValueError(f"{index_file} is not a pipeline index: expected a JSON object, got {type(index).__name__}")
-    return index
+        raise ValueError(f"{path} {unreadable}: {error}") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} {not_object}, got {type(value).__name__}")
+    return value
 
 
 def check_pipeline_components(
@@ -113,10 +121,22 @@ def _takes(pipeline_class: type, held: set[str]) -> bool:
     return required <= held <= accepted
 
 
+def _hfgen_module(name: str) -> Any:
+    """hfgen's module ``name`` when it is ``hfgen`` or one of :data:`COMPONENT_PACKAGES` or their modules, else
+    None (also when no such module is installed)."""
+    if name != "hfgen" and not any(name == p or name.startswith(f"{p}.") for p in COMPONENT_PACKAGES):
+        return None
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        return None
+
+
 def component_classes(components: dict[str, list[str]]) -> dict[str, type]:
     """The class of each component entry ``[library, class name]`` (after
-    :func:`hfgen.remote_code.hfgen_index`): a class of diffusers or transformers, or of a module this process has
-    imported (hfgen's own); a module is never imported because a folder names it."""
+    :func:`hfgen.remote_code.hfgen_index`): a class of diffusers or transformers, of hfgen (a module of
+    :data:`COMPONENT_PACKAGES`, imported on demand) or of a module this process has imported; no other module is
+    imported because a folder names it."""
     from diffusers import pipelines
     from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
 
@@ -125,7 +145,7 @@ def component_classes(components: dict[str, list[str]]) -> dict[str, type]:
         if library in LOADABLE_CLASSES:
             module = importlib.import_module(library)
         else:
-            module = getattr(pipelines, library, None) or sys.modules.get(library)
+            module = getattr(pipelines, library, None) or sys.modules.get(library) or _hfgen_module(library)
         cls = getattr(module, class_name, None)
         if not isinstance(cls, type):
             raise ValueError(
@@ -147,12 +167,7 @@ def read_component_configs(folder: str | os.PathLike, classes: dict[str, type]) 
         path = Path(folder) / name / cls.config_name
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the {cls.__name__} of component {name!r} needs its config")
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from error
-        if not isinstance(config, dict):
-            raise ValueError(f"{path} must hold a JSON object of the component's settings, got {type(config).__name__}")
+        config = _read_json_object(path, "is not valid JSON", "must hold a JSON object of the component's settings")
         saved_by = config.get("_class_name")
         if issubclass(cls, ModelMixin) and saved_by is not None and saved_by != cls.__name__:
             raise ValueError(

@@ -16,7 +16,9 @@ from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import ImageBatch
 from hfgen.schedulers.gibbs import GibbsScheduler
 from hfgen.threads import one_thread_for_small_networks
-from hfgen.utils import check_generator, check_images, check_num_samples, check_sampling_memory
+from hfgen.utils import check_generator, check_images, check_num_samples
+
+__all__ = ["RBMPipeline", "RBMPipelineOutput"]
 
 
 @dataclass
@@ -82,15 +84,9 @@ class RBMPipeline(HfgenPipeline):
         noise = isinstance(start, str)
         if noise and start != "noise":
             raise ValueError(f"`start` must be 'noise' or a tensor of images (N, {shape}), got {start!r}")
-        n = check_num_samples(num_samples) if noise else check_images(start, shape, "start", unit_range=True).shape[0]
-        check_sampling_memory(
-            n,
-            visible,
-            self.device,
-            self.model.dtype,
-            name="num_samples" if noise else "start",
-            num_steps=num_inference_steps,
-            return_trajectory=return_trajectory,
+        start_images = None if noise else check_images(start, shape, "start", unit_range=True)
+        n = self._sample_count(
+            num_samples, start_images, "start", visible, self.model.dtype, num_inference_steps, return_trajectory
         )
         if noise:
             half = torch.full((n, visible), 0.5, dtype=self.model.dtype, device=self.device)

@@ -1,4 +1,5 @@
-"""What the sampling code of every hfgen pipeline shares: output types, the points output, SDEdit's arguments.
+"""What the sampling code of every hfgen pipeline shares: output types, the points output, the number of samples and
+its memory check, SDEdit's arguments, log-densities by an ODE.
 
 The pipeline modules and this one are the code of the pipeline file in every saved folder (:mod:`hfgen.remote_code`),
 which diffusers runs without hfgen: in that file ``HfgenPipeline`` is :class:`SamplingPipeline`, and hfgen's
@@ -17,7 +18,10 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from hfgen.utils import check_points
+from hfgen.methods.continuous_flows import integrate_with_log_density
+from hfgen.utils import check_num_samples, check_points, check_sampling_memory
+
+__all__ = ["PointsPipelineOutput"]
 
 OUTPUT_TYPES = ("pt", "np")
 #: images come out as a ``(N, C, H, W)`` tensor in ``[0, 1]``, a ``(N, H, W, C)`` float32 array (diffusers' layout for
@@ -67,11 +71,56 @@ class SamplingPipeline(DiffusionPipeline):
 
             yield counted
 
+    def _sample_count(
+        self,
+        num_samples: object,
+        start: torch.Tensor | None,
+        start_name: str,
+        values_per_sample: int,
+        dtype: torch.dtype,
+        num_steps: int,
+        return_trajectory: bool,
+    ) -> int:
+        """``N``: the rows of the checked start ``start`` (the argument ``start_name``) when given, else the checked
+        ``num_samples``. Refused (``ValueError``) when ``N`` samples of ``values_per_sample`` values, for ``num_steps``
+        steps and with their states when ``return_trajectory``, do not fit in memory
+        (:func:`~hfgen.utils.check_sampling_memory`)."""
+        given = start is not None
+        n = start.shape[0] if given else check_num_samples(num_samples)
+        check_sampling_memory(
+            n,
+            values_per_sample,
+            self.device,
+            dtype,
+            name=start_name if given else "num_samples",
+            num_steps=num_steps,
+            return_trajectory=return_trajectory,
+        )
+        return n
+
     @staticmethod
     def _to_output_type(tensor: torch.Tensor | None, output_type: str) -> torch.Tensor | np.ndarray | None:
         if tensor is None or output_type == "pt":
             return tensor
         return tensor.cpu().numpy()
+
+    def _points_output(
+        self,
+        samples: torch.Tensor,
+        trajectory: torch.Tensor | None,
+        nfe: int,
+        output_type: str,
+        return_dict: bool,
+        output_class: type[PointsPipelineOutput] = PointsPipelineOutput,
+        **extra: Any,
+    ) -> PointsPipelineOutput | tuple:
+        """The points output: ``samples`` and ``trajectory`` in ``output_type``, with ``nfe`` and the ``extra`` fields
+        of ``output_class``; ``(samples, trajectory, nfe, *extra values)`` for ``return_dict=False``."""
+        samples = self._to_output_type(samples, output_type)
+        trajectory = self._to_output_type(trajectory, output_type)
+        if not return_dict:
+            return (samples, trajectory, nfe, *extra.values())
+        return output_class(samples=samples, trajectory=trajectory, nfe=nfe, **extra)
 
     @staticmethod
     def _check_output_type(output_type: str) -> None:
@@ -111,3 +160,24 @@ def check_sdedit(strength: object, start_samples: object, dim: int) -> torch.Ten
     ``(N, dim)`` points; returns the points."""
     check_strength(strength, start_samples, "start_samples")
     return check_points(start_samples, dim, "start_samples")
+
+
+def ode_log_prob(
+    field: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    t_start: float,
+    t_end: float,
+    end_log_prob: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int,
+    **solver: Any,
+) -> torch.Tensor:
+    """``log p_{t_start}(x) = log p_{t_end}(x(t_end)) + ∫_{t_start}^{t_end} Tr ∂F/∂x (x(t), t) dt`` along
+    ``dx/dt = F(x, t)`` (``field``) from ``x(t_start) = x``, the instantaneous change of variables (Chen et al. 2018),
+    with ``log p_{t_end}`` given by ``end_log_prob``; solved in chunks of ``batch_size`` points, ``solver`` the
+    settings of :func:`~hfgen.methods.continuous_flows.integrate_with_log_density`."""
+    chunks = []
+    with torch.no_grad():
+        for chunk in x.split(batch_size):
+            result = integrate_with_log_density(field, chunk, None, t_start, t_end, **solver)
+            chunks.append(end_log_prob(result.x_end) - result.log_density_change)
+    return torch.cat(chunks)

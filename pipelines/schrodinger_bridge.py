@@ -13,7 +13,9 @@ from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.sampling import PointsPipelineOutput
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
 from hfgen.threads import one_thread_for_small_networks
-from hfgen.utils import check_generator, check_num_samples, check_points, check_sampling_memory
+from hfgen.utils import check_generator, check_points
+
+__all__ = ["SchrodingerBridgePipeline"]
 
 
 class SchrodingerBridgePipeline(HfgenPipeline):
@@ -76,7 +78,7 @@ class SchrodingerBridgePipeline(HfgenPipeline):
         check_generator(generator)
         model = self.forward_model if direction == "forward" else self.backward_model
         x = check_points(x, self.dim, "x")
-        self._check_memory(x.shape[0], model.dtype, return_trajectory, "x")
+        self._sample_count(None, x, "x", self.dim, model.dtype, self.scheduler.num_steps, return_trajectory)
         x = x.to(device=self.device, dtype=model.dtype)
         self.scheduler.set_timesteps(device=x.device, direction=direction)
         states = [x] if return_trajectory else None
@@ -124,25 +126,14 @@ class SchrodingerBridgePipeline(HfgenPipeline):
             )
         if source_samples is None:
             start = self.source_distribution if direction == "forward" else self.target_distribution
-            n = check_num_samples(num_samples)
-            self._check_memory(n, self.forward_model.dtype, return_trajectory, "num_samples")
+            steps, dtype = self.scheduler.num_steps, self.forward_model.dtype
+            n = self._sample_count(num_samples, None, "source_samples", self.dim, dtype, steps, return_trajectory)
             x = start.sample(n, generator=generator)
         else:
             x = check_points(source_samples, self.dim, "source_samples")
         result = self.transport(x, direction, generator=generator, return_trajectory=return_trajectory)
         samples, trajectory = result if return_trajectory else (result, None)
-        samples = self._to_output_type(samples, output_type)
-        trajectory = self._to_output_type(trajectory, output_type)
-        nfe = self.scheduler.num_steps
-        if not return_dict:
-            return (samples, trajectory, nfe)
-        return PointsPipelineOutput(samples=samples, trajectory=trajectory, nfe=nfe)
-
-    def _check_memory(self, num_samples: int, dtype: torch.dtype, return_trajectory: bool, name: str) -> None:
-        """The memory estimate of :func:`~hfgen.utils.check_sampling_memory` for the chain's ``N`` steps."""
-        steps = self.scheduler.num_steps
-        check_sampling_memory(num_samples, self.dim, self.device, dtype, name=name, num_steps=steps,
-                              return_trajectory=return_trajectory)  # fmt: skip
+        return self._points_output(samples, trajectory, self.scheduler.num_steps, output_type, return_dict)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Save as :meth:`HfgenPipeline.save_pretrained` does, after checking that both marginals can be saved: named

@@ -10,9 +10,9 @@ import torch
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.methods.continuous_flows import FIXED_GRID_EVALUATIONS, integrate_with_log_density, solve_ode
+from hfgen.methods.continuous_flows import FIXED_GRID_EVALUATIONS, solve_ode
 from hfgen.pipelines.base import HfgenPipeline
-from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit
+from hfgen.pipelines.sampling import PointsPipelineOutput, check_sdedit, ode_log_prob
 from hfgen.schedulers.score_sde import ScoreSDEScheduler
 from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import (
@@ -21,10 +21,11 @@ from hfgen.utils import (
     check_num_samples,
     check_ode_solver,
     check_points,
-    check_sampling_memory,
     check_times,
     check_tolerances,
 )
+
+__all__ = ["ScoreSDEPipeline", "ScoreSDEPipelineOutput"]
 
 SAMPLERS = ("euler_maruyama", "predictor_corrector", "probability_flow")
 ADAPTIVE_ODE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -153,15 +154,14 @@ class ScoreSDEPipeline(HfgenPipeline):
             check_tolerances(rtol, atol)
         editing = strength is not None or start_samples is not None
         start = check_sdedit(strength, start_samples, self.dim) if editing else None
-        n = start.shape[0] if editing else check_num_samples(num_samples)
-        check_sampling_memory(
-            n,
+        n = self._sample_count(
+            num_samples,
+            start,
+            "start_samples",
             self.dim,
-            self.device,
             self.score_model.dtype,
-            name="start_samples" if editing else "num_samples",
-            num_steps=num_inference_steps,
-            return_trajectory=return_trajectory,
+            num_inference_steps,
+            return_trajectory,
         )
         x, start_time = self._start(n, strength, start, generator)
         if start_time == 0.0:
@@ -176,12 +176,9 @@ class ScoreSDEPipeline(HfgenPipeline):
             else:
                 corrector = sampler == "predictor_corrector"
                 x, states, nfe = self._sample_sde(x, corrector, generator, return_trajectory)
-        trajectory = self._to_output_type(states, output_type) if return_trajectory else None
-        samples = self._to_output_type(x, output_type)
-        timesteps = times if return_trajectory else None
-        if not return_dict:
-            return (samples, trajectory, nfe, timesteps)
-        return ScoreSDEPipelineOutput(samples=samples, trajectory=trajectory, nfe=nfe, timesteps=timesteps)
+        if not return_trajectory:
+            states, times = None, None
+        return self._points_output(x, states, nfe, output_type, return_dict, ScoreSDEPipelineOutput, timesteps=times)
 
     def _solve_probability_flow(
         self,
@@ -279,23 +276,17 @@ class ScoreSDEPipeline(HfgenPipeline):
         check_generator(generator)
         check_ode_solver(ode_solver, ADAPTIVE_ODE_SOLVERS)
         check_tolerances(rtol, atol)
-        eps = self.scheduler.config.sampling_eps
-        options = _ode_options(ode_solver, 1.0, x.dtype, 1)
-        chunks = []
-        with torch.no_grad():
-            for chunk in x.split(batch_size):
-                result = integrate_with_log_density(
-                    self._probability_flow_field,
-                    chunk,
-                    None,
-                    eps,
-                    1.0,
-                    method=ode_solver,
-                    rtol=rtol,
-                    atol=atol,
-                    divergence_method=divergence,
-                    generator=generator,
-                    options=options,
-                )
-                chunks.append(self.scheduler.prior_log_prob(result.x_end) - result.log_density_change)
-        return torch.cat(chunks)
+        return ode_log_prob(
+            self._probability_flow_field,
+            x,
+            self.scheduler.config.sampling_eps,
+            1.0,
+            self.scheduler.prior_log_prob,
+            batch_size,
+            method=ode_solver,
+            rtol=rtol,
+            atol=atol,
+            divergence_method=divergence,
+            generator=generator,
+            options=_ode_options(ode_solver, 1.0, x.dtype, 1),
+        )

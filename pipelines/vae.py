@@ -22,6 +22,8 @@ from hfgen.pipelines.sampling import ImageBatch
 from hfgen.threads import one_thread_for_small_networks
 from hfgen.utils import check_batch_size, check_generator, check_memory, check_num_samples, check_sampling_memory
 
+__all__ = ["AutoEncoderPipeline", "ImagesPipelineOutput", "LatentGridOutput", "VAEPipeline"]
+
 LOG_PROB_METHODS = ("quadrature", "iwae")
 
 

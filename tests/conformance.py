@@ -8,20 +8,50 @@ the points/prior-sampling contract, the subclass adapts it through a hook (and s
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import factories
 import numpy as np
 import pytest
 import torch
-from factories import publish_to_local_hub_cache
 
 from hfgen import HfgenPipeline
 from hfgen.pipelines.base import CHECKSUMS_FILE
 from hfgen.remote_code import pipeline_module_name
 
 BAD_NUM_SAMPLES = (0, -1, 1.5, True)
+TESTS = Path(__file__).resolve().parent
+
+# every pipeline kind the demo serves, by name: its tiny random pipeline (seeded, progress bar disabled)
+TINY_PIPELINES: dict[str, Callable[..., HfgenPipeline]] = {
+    "flow_matching": factories.tiny_flow_matching_pipeline,
+    "ddpm": factories.tiny_ddpm_pipeline,
+    "bridge": factories.tiny_bridge_pipeline,
+    "score_sde": factories.tiny_score_sde_pipeline,
+    "energy": factories.tiny_energy_pipeline,
+    "vae": factories.tiny_vae_pipeline,
+    "rbm": factories.tiny_rbm_pipeline,
+    "autoencoder": factories.tiny_autoencoder_pipeline,
+}
+
+
+def conformance_classes(base: type) -> list[type]:
+    """Every ``Test…`` subclass of ``base`` (:class:`PipelineConformance` or :class:`SchedulerConformance`) that a
+    test module of this folder defines, each family's in its own file: the modules are imported first (by the names
+    pytest gives them), so that a check over all of them holds whichever test files run."""
+    for path in sorted(TESTS.glob("test_*.py")):
+        importlib.import_module(path.stem)
+    found, pending = [], list(base.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        found.append(cls)
+    return sorted({cls for cls in found if cls.__name__.startswith("Test")}, key=lambda cls: cls.__qualname__)
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -141,7 +171,7 @@ class PipelineConformance:
         pipeline = self.get_pipeline()
         pipeline.save_pretrained(tmp_path / "saved")
         repo_id = f"hfgen-tests/conformance-{type(self).__name__.lower()}"
-        publish_to_local_hub_cache(tmp_path / "saved", repo_id)
+        factories.publish_to_local_hub_cache(tmp_path / "saved", repo_id)
         for loader in (self.pipeline_class, HfgenPipeline):
             loaded = loader.from_pretrained(repo_id)
             assert type(loaded) is self.pipeline_class
@@ -217,7 +247,8 @@ class SchedulerConformance:
     """What every scheduler does: config round trips, ``set_timesteps`` checks and a loop that follows
     ``timesteps``.
 
-    Hooks: ``scheduler_class``; ``get_scheduler()`` (non-default config); ``num_inference_steps`` (a valid grid
+    Hooks: ``scheduler_class``; ``scheduler_kwargs`` (a non-default config) or ``get_scheduler()``;
+    ``num_inference_steps`` (a valid grid
     size); ``set_timesteps_kwargs`` (extras such as a direction); ``model_output(sample, t)`` (a stand-in network);
     ``call_step(scheduler, sample, t, generator)`` (one call of ``step``, for a step that takes more than the
     network's output, such as MALA's energy); ``step_off_schedule(scheduler, sample)`` (a call that leaves the
@@ -226,11 +257,12 @@ class SchedulerConformance:
     """
 
     scheduler_class: type
+    scheduler_kwargs: dict[str, Any] = {}
     num_inference_steps = 4
     set_timesteps_kwargs: dict[str, Any] = {}
 
     def get_scheduler(self):
-        raise NotImplementedError
+        return self.scheduler_class(**self.scheduler_kwargs)
 
     def model_output(self, sample: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.tanh(sample) + 0.01 * float(t)

@@ -27,6 +27,17 @@ def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
+@pytest.fixture
+def no_pyplot_figures_left():
+    """The figures are built without pyplot: none may be left open in pyplot's registry."""
+    import matplotlib.pyplot as plt
+
+    yield
+    leaked = plt.get_fignums()
+    plt.close("all")
+    assert leaked == []
+
+
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     """Each in-process training run starts from a clean Accelerate state (a process-wide singleton)."""

@@ -22,6 +22,21 @@ def test_each_committed_page_is_what_its_json_renders_to(name):
     assert report.render_page(name) == written, f"run `python benchmarks/report.py {name}` after changing its writer"
 
 
+def test_every_benchmark_script_declares_its_page_and_pages_are_found_without_a_table():
+    scripts = {path.stem for path in BENCHMARKS.glob("*.py")} - {"report"}
+    assert {page.script for page in report.PAGES.values()} == scripts
+    assert len({page.json_name for page in report.PAGES.values()}) == len(report.PAGES)
+
+
+def test_declared_pages_reads_each_scripts_page_and_refuses_a_name_declared_twice(tmp_path):
+    (tmp_path / "bench_a.py").write_text('raise SystemExit("not imported")\nPAGE = Page("a", "a.json", "A.md")\n')
+    (tmp_path / "helper.py").write_text("X = 1\n")
+    assert report.declared_pages(tmp_path) == {"a": report.Page("a", "a.json", "A.md", script="bench_a")}
+    (tmp_path / "bench_b.py").write_text('PAGE = Page("a", "b.json", "B.md")\n')
+    with pytest.raises(ValueError, match="bench_b.py and bench_a.py both declare the page 'a'"):
+        report.declared_pages(tmp_path)
+
+
 def test_the_check_names_a_page_edited_by_hand_and_render_restores_it(tmp_path, capsys):
     page = report.PAGES["ddpm"]
     for file in (page.json_name, page.markdown_name):

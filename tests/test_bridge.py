@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conformance import seeded
 from factories import (
     COV0,
     COV1,
@@ -35,10 +36,6 @@ from hfgen.methods.schrodinger_bridge import (
 )
 from hfgen.models import TimeMLP
 from hfgen.training import SchrodingerBridgeArguments, SchrodingerBridgeTask, Trainer
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 class AffineBridgeTask(SchrodingerBridgeTask):

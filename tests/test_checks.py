@@ -1,11 +1,14 @@
 """The shared argument checks (hfgen.checks): messages, exception types, and the config rules of every component."""
 
+import inspect
 import math
 import re
 from functools import partial
 
 import pytest
 
+import hfgen.models
+import hfgen.schedulers
 from hfgen.checks import (
     ArgumentTypeError,
     check_arguments,
@@ -14,29 +17,6 @@ from hfgen.checks import (
     check_int,
     check_number,
     check_sizes,
-)
-from hfgen.models import (
-    MADE,
-    VAE,
-    AutoEncoder,
-    CouplingFlow,
-    DDPMOracle,
-    Decoder,
-    Encoder,
-    EnergyMLP,
-    GaussianMixture,
-    KernelDensity,
-    RBMModel,
-    StepwiseAffineMean,
-    TimeMLP,
-)
-from hfgen.schedulers import (
-    BridgeScheduler,
-    ConstantAlphaDDPMScheduler,
-    LangevinScheduler,
-    MALAScheduler,
-    VESDEScheduler,
-    VPSDEScheduler,
 )
 from hfgen.utils import check_num_samples, check_positive_int
 
@@ -123,27 +103,14 @@ def test_check_arguments_checks_each_value_by_its_rule_in_order():
         check_arguments(rules, {"a": 1.0, "b": -1, "c": "no"})
 
 
-COMPONENTS = [
-    AutoEncoder,
-    BridgeScheduler,
-    ConstantAlphaDDPMScheduler,
-    CouplingFlow,
-    DDPMOracle,
-    Decoder,
-    Encoder,
-    EnergyMLP,
-    GaussianMixture,
-    KernelDensity,
-    LangevinScheduler,
-    MADE,
-    MALAScheduler,
-    RBMModel,
-    StepwiseAffineMean,
-    TimeMLP,
-    VAE,
-    VESDEScheduler,
-    VPSDEScheduler,
-]
+def _configured_components() -> list[type]:
+    """Every concrete model and scheduler class hfgen exports that declares ``config_rules``, by name."""
+    exported = [getattr(module, name) for module in (hfgen.models, hfgen.schedulers) for name in module.__all__]
+    components = [cls for cls in exported if isinstance(cls, type) and hasattr(cls, "config_rules")]
+    return sorted((cls for cls in components if not inspect.isabstract(cls)), key=lambda cls: cls.__name__)
+
+
+COMPONENTS = _configured_components()
 
 
 def _bad_value(rule) -> tuple[object, type[Exception]]:

@@ -2,57 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
 import pytest
 
 from hfgen import choices
-from hfgen.data import TOY_DISTRIBUTIONS
-from hfgen.methods import cnf, couplings
-from hfgen.methods.flow_matching import PATHS
-from hfgen.models import coupling_flow, kde, made, mixture, mlp, vae_parts
-from hfgen.models.energy import SMOOTH_ACTIVATIONS
-from hfgen.pipelines import score_sde as score_sde_pipeline
-from hfgen.schedulers import constant_alpha_ddpm, schrodinger_bridge, score_sde
-from hfgen.schedulers.flow_match_solvers import FLOW_MATCH_SCHEDULERS
-from hfgen.schedulers.langevin import LANGEVIN_SCHEDULERS
-
-OWNERS = {
-    "TOY_DISTRIBUTION_NAMES": tuple(TOY_DISTRIBUTIONS),
-    "ACTIVATION_NAMES": tuple(mlp.ACTIVATIONS),
-    "SMOOTH_ACTIVATION_NAMES": tuple(SMOOTH_ACTIVATIONS),
-    "TIME_EMBEDDINGS": mlp.TIME_EMBEDDINGS,
-    "PATH_NAMES": tuple(PATHS),
-    "FLOW_COUPLINGS": couplings.COUPLINGS,
-    "FLOW_MATCH_SOLVERS": tuple(FLOW_MATCH_SCHEDULERS),
-    "VARIANCE_TYPES": constant_alpha_ddpm.VARIANCE_TYPES,
-    "DDPM_SAMPLERS": constant_alpha_ddpm.SAMPLERS,
-    "PREDICTION_TYPES": score_sde.PREDICTION_TYPES,
-    "SCORE_SDE_SAMPLERS": score_sde_pipeline.SAMPLERS,
-    "BRIDGE_SCHEDULES": schrodinger_bridge.SCHEDULES,
-    "COVARIANCE_TYPES": mixture.COVARIANCE_TYPES,
-    "BANDWIDTH_RULES": kde.BANDWIDTH_RULES,
-    "MADE_ORDERS": made.ORDERS,
-    "COUPLING_LAYERS": coupling_flow.COUPLINGS,
-    "LINEAR_PARAMETRIZATIONS": coupling_flow.LINEAR_PARAMETRIZATIONS,
-    "FIXED_STEP_SOLVERS": cnf.FIXED_STEP_SOLVERS,
-    "ENERGY_SAMPLERS": tuple(LANGEVIN_SCHEDULERS),
-    "ADAPTIVE_SOLVERS": cnf.ADAPTIVE_SOLVERS,
-    "LIKELIHOODS": vae_parts.LIKELIHOODS,
-    "ARCHITECTURES": vae_parts.ARCHITECTURES,
-    "NORMALIZATIONS": vae_parts.NORMALIZATIONS,
-}
 
 
-@pytest.mark.parametrize("name", sorted(OWNERS))
+def owner_names(owner: str) -> tuple:
+    module, attribute = owner.split(":")
+    return tuple(getattr(importlib.import_module(module), attribute))
+
+
+@pytest.mark.parametrize("name", sorted(choices.OWNERS))
 def test_each_mirror_equals_the_names_of_the_component_that_owns_the_option(name):
-    assert getattr(choices, name) == OWNERS[name]
+    assert getattr(choices, name) == owner_names(choices.OWNERS[name])
 
 
-def test_every_mirror_is_checked():
-    mirrors = {name for name in vars(choices) if name.isupper()}
-    assert mirrors == set(OWNERS) | {"TEST_BINARIZATION_SEED"}
+def test_every_mirror_names_its_owner():
+    mirrors = {name for name, value in vars(choices).items() if name.isupper() and isinstance(value, tuple)}
+    assert mirrors == set(choices.OWNERS)
 
 
 def test_the_choices_and_every_arguments_module_import_without_torch():
@@ -74,11 +45,59 @@ def test_the_learning_rate_schedules_are_those_of_diffusers():
     assert LR_SCHEDULERS == tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
 
 
-@pytest.mark.parametrize("package", ["hfgen", "hfgen.training"])
-def test_every_lazy_export_is_defined_by_the_module_it_names(package):
-    import importlib
-
+@pytest.mark.parametrize("package", ["hfgen", "hfgen.models", "hfgen.schedulers", "hfgen.pipelines", "hfgen.training"])
+def test_every_export_is_the_object_of_the_module_that_declares_it(package):
     module = importlib.import_module(package)
-    for name, source in module._EXPORTS.items():
-        assert name in vars(importlib.import_module(source)), (name, source)
-        assert getattr(module, name) is getattr(importlib.import_module(source), name)
+    assert module.__all__ == sorted(module.__all__) and len(module.__all__) >= 10
+    for name in module.__all__:
+        value = getattr(module, name)
+        source = importlib.import_module(getattr(value, "__module__", None) or package)
+        assert value is getattr(source, name), (package, name)
+
+
+def test_the_top_level_exports_every_model_scheduler_and_pipeline():
+    import hfgen
+
+    for package in hfgen.EXPORTED_PACKAGES:
+        assert set(importlib.import_module(package).__all__) <= set(hfgen.__all__), package
+    assert {"TimeMLP", "FlowMatchingPipeline", "LangevinScheduler", "get_toy_distribution"} <= set(hfgen.__all__)
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_declared_exports_reads_each_modules_all_without_importing_it(tmp_path, monkeypatch):
+    from hfgen.lazy import declared_exports
+
+    root = tmp_path / "toypkg"
+    _write(root / "__init__.py", "")
+    _write(
+        root / "alpha.py", "raise RuntimeError('imported')\n__all__ = ['Alpha', 'ALPHA']\nclass Alpha: ...\nALPHA = 1\n"
+    )
+    _write(root / "beta.py", "from toypkg.alpha import Alpha\n__all__ = ('Alpha', 'beta')\ndef beta(): ...\n")
+    _write(root / "sub" / "__init__.py", "__all__ = ['Ignored']\n")
+    _write(root / "sub" / "gamma.py", "__all__ = ['Gamma']\nclass Gamma: ...\n")
+    _write(root / "_private.py", "__all__ = ['Hidden']\nclass Hidden: ...\n")
+    _write(root / "plain.py", "class NotListed: ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert declared_exports("toypkg") == {
+        "Alpha": "toypkg.alpha",  # defined there; beta only re-exports it
+        "ALPHA": "toypkg.alpha",
+        "beta": "toypkg.beta",
+        "Gamma": "toypkg.sub.gamma",
+    }
+    _write(root / "delta.py", "__all__ = ['Alpha']\nclass Alpha: ...\n")
+    with pytest.raises(ImportError, match="both toypkg.alpha and toypkg.delta define and export 'Alpha'"):
+        declared_exports("toypkg")
+
+
+def test_a_lazy_package_imports_a_name_on_first_use_and_refuses_an_unknown_one():
+    code = (
+        "import sys, hfgen.models as m; assert 'hfgen.models.mlp' not in sys.modules; "
+        "m.TimeMLP; assert 'hfgen.models.mlp' in sys.modules; "
+        "assert getattr(m, 'NoSuchModel', None) is None; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.stdout.strip() == "ok", result.stderr

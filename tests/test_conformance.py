@@ -5,19 +5,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import factories
 import torch
-from conformance import PipelineConformance, SchedulerConformance, seeded
+from conformance import PipelineConformance, SchedulerConformance, conformance_classes, seeded
 from diffusers import SchedulerMixin
-from factories import (
-    tiny_autoencoder_pipeline,
-    tiny_bridge_pipeline,
-    tiny_ddpm_pipeline,
-    tiny_energy_pipeline,
-    tiny_flow_matching_pipeline,
-    tiny_rbm_pipeline,
-    tiny_score_sde_pipeline,
-    tiny_vae_pipeline,
-)
 
 import hfgen.schedulers
 from hfgen import (
@@ -27,13 +18,10 @@ from hfgen import (
     CouplingFlow,
     DDPMPointsPipeline,
     DensityPipeline,
-    EnergyPipeline,
     FlowMatchEulerScheduler,
     FlowMatchingPipeline,
     GaussianMixture,
     GibbsScheduler,
-    LangevinScheduler,
-    MALAScheduler,
     RBMPipeline,
     SchrodingerBridgePipeline,
     ScoreSDEPipeline,
@@ -55,7 +43,7 @@ class TestFlowMatchingPipeline(PipelineConformance):
 
     def get_pipeline(self):
         # A two-stage solver and a saved toy source: the round trips must restore both.
-        return tiny_flow_matching_pipeline("heun", source=Checkerboard())
+        return factories.tiny_flow_matching_pipeline("heun", source=Checkerboard())
 
     def float64_call(self, pipeline, dtype):
         return pipeline(source_samples=torch.randn(4, 2, generator=seeded()).to(dtype), num_inference_steps=2).samples
@@ -67,7 +55,7 @@ class TestDDPMPointsPipeline(PipelineConformance):
     output_type_kwargs = {"return_trajectory": True}
 
     def get_pipeline(self):
-        return tiny_ddpm_pipeline(variance_type="beta")
+        return factories.tiny_ddpm_pipeline(variance_type="beta")
 
     def float64_call(self, pipeline, dtype):
         x = torch.randn(4, 2, generator=seeded()).to(dtype)
@@ -81,7 +69,7 @@ class TestSchrodingerBridgePipelineForward(PipelineConformance):
 
     def get_pipeline(self):
         # Both marginals are saved toy distributions (a shifted one for the target).
-        return tiny_bridge_pipeline(source=TwoBalls(), target=Shifted(TwoBalls(), [0.0, 3.0]))
+        return factories.tiny_bridge_pipeline(source=TwoBalls(), target=Shifted(TwoBalls(), [0.0, 3.0]))
 
     def float64_call(self, pipeline, dtype):
         x = torch.randn(4, 2, generator=seeded()).to(dtype)
@@ -100,7 +88,7 @@ class TestVAEPipeline(PipelineConformance):
     takes_num_inference_steps = False
 
     def get_pipeline(self):
-        return tiny_vae_pipeline(seed=3, architecture="conv")
+        return factories.tiny_vae_pipeline(seed=3, architecture="conv")
 
     def to_numpy_layout(self, name, tensor):
         # Images are (N, C, H, W) under "pt" and (N, H, W, C) under "np", diffusers' layout for images.
@@ -119,7 +107,7 @@ class TestAutoEncoderPipeline(TestVAEPipeline):
     size_argument = "images"
 
     def get_pipeline(self):
-        return tiny_autoencoder_pipeline(seed=4)
+        return factories.tiny_autoencoder_pipeline(seed=4)
 
     def sample(self, pipeline, generator=None, **overrides):
         images = torch.rand(3, 1, 8, 8, generator=generator)
@@ -160,23 +148,11 @@ class TestRBMPipeline(PipelineConformance):
     call_kwargs = {"num_samples": 3, "num_inference_steps": 2}
 
     def get_pipeline(self):
-        return tiny_rbm_pipeline()
+        return factories.tiny_rbm_pipeline()
 
     def to_numpy_layout(self, name, tensor):
         # images (and the trajectory of states) are (…, C, H, W) under "pt", channels last under "np"
         return tensor.movedim(-3, -1).numpy() if tensor.ndim >= 4 else tensor.numpy()
-
-
-class TestEnergyPipeline(PipelineConformance):
-    pipeline_class = EnergyPipeline
-    call_kwargs = {"num_samples": 6, "num_inference_steps": 3}
-    output_type_kwargs = {"return_trajectory": True}
-
-    def get_pipeline(self):
-        return tiny_energy_pipeline("mala")
-
-    def float64_call(self, pipeline, dtype):
-        return pipeline.score(torch.randn(4, 2, generator=seeded()).to(dtype))
 
 
 class TestScoreSDEPipeline(PipelineConformance):
@@ -185,7 +161,7 @@ class TestScoreSDEPipeline(PipelineConformance):
     output_type_kwargs = {"return_trajectory": True}
 
     def get_pipeline(self):
-        return tiny_score_sde_pipeline("vp")
+        return factories.tiny_score_sde_pipeline("vp")
 
 
 # ------------------------------------------------------------------------------------------------ schedulers
@@ -194,31 +170,24 @@ class TestScoreSDEPipeline(PipelineConformance):
 class TestFlowMatchEulerScheduler(SchedulerConformance):
     scheduler_class = FlowMatchEulerScheduler
 
-    def get_scheduler(self):
-        return FlowMatchEulerScheduler()
-
 
 class TestFlowMatchHeunScheduler(SchedulerConformance):
     scheduler_class = FlowMatchHeunScheduler
-
-    def get_scheduler(self):
-        return FlowMatchHeunScheduler()
 
 
 class TestFlowMatchMidpointScheduler(SchedulerConformance):
     scheduler_class = FlowMatchMidpointScheduler
 
-    def get_scheduler(self):
-        return FlowMatchMidpointScheduler()
-
 
 class TestConstantAlphaDDPMScheduler(SchedulerConformance):
     scheduler_class = ConstantAlphaDDPMScheduler
-
-    def get_scheduler(self):
-        return ConstantAlphaDDPMScheduler(
-            alpha=0.93, num_train_timesteps=17, variance_type="beta", sampler="ddim", eta=0.3
-        )
+    scheduler_kwargs = {
+        "alpha": 0.93,
+        "num_train_timesteps": 17,
+        "variance_type": "beta",
+        "sampler": "ddim",
+        "eta": 0.3,
+    }
 
     def step_off_schedule(self, scheduler, sample):
         # The DDPM step is stateless (any grid timestep may be stepped again); leaving the schedule means a
@@ -231,34 +200,10 @@ class TestBridgeScheduler(SchedulerConformance):
     # The chain has a fixed number of steps: num_inference_steps must be num_steps (or None).
     num_inference_steps = 7
     set_timesteps_kwargs = {"direction": "backward"}
-
-    def get_scheduler(self):
-        return BridgeScheduler(num_steps=7, gamma=0.03, schedule="symmetric")
+    scheduler_kwargs = {"num_steps": 7, "gamma": 0.03, "schedule": "symmetric"}
 
     def model_output(self, sample, t):
         return 0.9 * sample  # a mean network: the predicted mean of the next state
-
-
-class TestLangevinScheduler(SchedulerConformance):
-    scheduler_class = LangevinScheduler
-
-    def get_scheduler(self):
-        return LangevinScheduler(step_size=0.03)
-
-    def model_output(self, sample, t):
-        return -sample  # the score of N(0, I)
-
-
-class TestMALAScheduler(TestLangevinScheduler):
-    # A MALA step also takes the energy at `sample` (for its Metropolis test): E(x) = ½‖x‖², whose score is −x.
-    scheduler_class = MALAScheduler
-
-    def get_scheduler(self):
-        return MALAScheduler(step_size=0.3)
-
-    def call_step(self, scheduler, sample, t, generator):
-        energy = 0.5 * sample.square().sum(dim=1)
-        return scheduler.step(self.model_output(sample, t), t, sample, generator=generator, energy=energy)
 
 
 class TestGibbsScheduler(SchedulerConformance):
@@ -266,18 +211,13 @@ class TestGibbsScheduler(SchedulerConformance):
     # the other block's draw (two units each here, so every draw has the sample's shape). Gibbs has no settings.
     scheduler_class = GibbsScheduler
 
-    def get_scheduler(self):
-        return GibbsScheduler()
-
     def model_output(self, sample, t):
         return torch.sigmoid(sample + 0.1 * float(t))
 
 
 class TestVPSDEScheduler(SchedulerConformance):
     scheduler_class = VPSDEScheduler
-
-    def get_scheduler(self):
-        return VPSDEScheduler(beta_min=0.2, beta_max=12.0, sampling_eps=1e-2, snr=0.1, num_corrector_steps=2)
+    scheduler_kwargs = {"beta_min": 0.2, "beta_max": 12.0, "sampling_eps": 1e-2, "snr": 0.1, "num_corrector_steps": 2}
 
     def step_off_schedule(self, scheduler, sample):
         # The SDE step is stateless (a grid time may be stepped again, as with DDPM); leaving the schedule means a
@@ -288,14 +228,16 @@ class TestVPSDEScheduler(SchedulerConformance):
 
 class TestVESDEScheduler(TestVPSDEScheduler):
     scheduler_class = VESDEScheduler
-
-    def get_scheduler(self):
-        return VESDEScheduler(sigma_min=0.02, sigma_max=10.0, sampling_eps=1e-3, prediction_type="score")
+    scheduler_kwargs = {"sigma_min": 0.02, "sigma_max": 10.0, "sampling_eps": 1e-3, "prediction_type": "score"}
 
 
 def test_every_scheduler_hfgen_exports_runs_the_scheduler_conformance():
     exported = [getattr(hfgen.schedulers, name) for name in hfgen.schedulers.__all__]
     schedulers = {cls for cls in exported if isinstance(cls, type) and issubclass(cls, SchedulerMixin)}
     schedulers -= {cls for cls in schedulers if inspect.isabstract(cls)}  # ScoreSDEScheduler: VP and VE are its SDEs
-    classes = [cls for cls in globals().values() if isinstance(cls, type) and issubclass(cls, SchedulerConformance)]
-    assert {cls.scheduler_class for cls in classes if cls is not SchedulerConformance} == schedulers
+    assert {cls.scheduler_class for cls in conformance_classes(SchedulerConformance)} == schedulers
+
+
+def test_conformance_classes_are_found_in_every_test_module():
+    found = {cls.__module__ for cls in conformance_classes(PipelineConformance)}
+    assert {"test_conformance", "test_energy"} <= found  # the energy family keeps its classes in its own file

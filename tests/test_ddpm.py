@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conformance import seeded
 from diffusers import DDIMScheduler, DDPMScheduler
 from factories import TWO_POINTS, oracle_pipeline, tiny_ddpm_pipeline, tiny_epsilon_network
 from matplotlib.figure import Figure
@@ -14,10 +15,6 @@ from matplotlib.figure import Figure
 from hfgen import ConstantAlphaDDPMScheduler, DDPMOracle, DDPMPointsPipeline, HfgenPipeline
 from hfgen.plotting import plot_diffusion_forward, plot_diffusion_reverse
 from hfgen.schedulers import alpha_for_final_alpha_bar
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def fake_epsilon(x, t):
@@ -163,18 +160,7 @@ def test_full_ancestral_trajectory_matches_diffusers_ddpm(variance_type):
     alpha, T = 0.9, 15
     ours = ConstantAlphaDDPMScheduler(alpha=alpha, num_train_timesteps=T, variance_type=variance_type)
     theirs = _diffusers_ddpm(alpha, T, variance_type)
-    ours.set_timesteps(T)
-    theirs.set_timesteps(T)
-    assert (ours.timesteps - 1).tolist() == theirs.timesteps.tolist()
-    x = torch.randn(32, 2, generator=seeded(0))
-    y = x.clone()
-    g_ours, g_theirs = seeded(7), seeded(7)
-    for t, tau in zip(ours.timesteps, theirs.timesteps, strict=True):
-        a = ours.step(fake_epsilon(x, t), t, x, generator=g_ours)
-        b = theirs.step(fake_epsilon(y, tau + 1), tau, y, generator=g_theirs)
-        torch.testing.assert_close(a.pred_original_sample, b.pred_original_sample, rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(a.prev_sample, b.prev_sample, rtol=1e-4, atol=1e-4)
-        x, y = a.prev_sample, b.prev_sample
+    g_ours, g_theirs = assert_strided_steps_match(ours, theirs, T)
     assert torch.equal(g_ours.get_state(), g_theirs.get_state())
 
 
@@ -186,9 +172,10 @@ def test_strided_ancestral_steps_match_diffusers_ddpm():
     assert_strided_steps_match(ours, theirs, S)
 
 
-def assert_strided_steps_match(ours, theirs, num_steps, **their_options):
+def assert_strided_steps_match(ours, theirs, num_steps, **their_options) -> tuple[torch.Generator, torch.Generator]:
     """On ``num_steps`` strided steps ours (steps 1 … T) and diffusers' (0 … T − 1) visit the same levels and, from
-    the same start and noise stream, give the same states at every step."""
+    the same start and noise stream, give the same predicted x̂_0 and states at every step. Returns the two noise
+    generators after the last step."""
     ours.set_timesteps(num_steps)
     theirs.set_timesteps(num_steps)
     assert (ours.timesteps - 1).tolist() == theirs.timesteps.tolist()
@@ -196,9 +183,12 @@ def assert_strided_steps_match(ours, theirs, num_steps, **their_options):
     y = x.clone()
     g_ours, g_theirs = seeded(7), seeded(7)
     for t, tau in zip(ours.timesteps, theirs.timesteps, strict=True):
-        x = ours.step(fake_epsilon(x, t), t, x, generator=g_ours).prev_sample
-        y = theirs.step(fake_epsilon(y, tau + 1), tau, y, generator=g_theirs, **their_options).prev_sample
-        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+        a = ours.step(fake_epsilon(x, t), t, x, generator=g_ours)
+        b = theirs.step(fake_epsilon(y, tau + 1), tau, y, generator=g_theirs, **their_options)
+        torch.testing.assert_close(a.pred_original_sample, b.pred_original_sample, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(a.prev_sample, b.prev_sample, rtol=1e-4, atol=1e-4)
+        x, y = a.prev_sample, b.prev_sample
+    return g_ours, g_theirs
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5])

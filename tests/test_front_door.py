@@ -4,7 +4,6 @@ folder is touched, so a refused command never costs a finished run; checkpoints 
 from __future__ import annotations
 
 import hashlib
-import os
 import runpy
 import shutil
 import subprocess
@@ -17,13 +16,13 @@ import pytest
 import torch
 from factories import digit_parquet_files, reset_accelerate, tiny_args
 from safetensors.torch import load_file, save_file
+from training_runs import REPO, launch
 
 from hfgen import HfgenPipeline
 from hfgen.training import DensityArguments, FlowMatchingTask, RBMArguments, list_checkpoints
 from hfgen.training.arguments.rbm import MIN_AIS_BETAS
 from hfgen.training.trainer import Trainer, train_in_process
 
-REPO = Path(__file__).resolve().parents[1]
 LOCK_FILE = ".hfgen-run.lock"
 #: the smallest run of each family: 4 optimizer steps, a checkpoint after the last, no validation
 QUIET = ["--report_to", "none", "--validation_steps", "0", "--checkpointing_steps", "4", "--max_train_steps", "4"]
@@ -292,13 +291,7 @@ def test_a_resume_whose_random_states_cannot_be_restored_warns_that_it_is_not_ex
 
 def launch_two_processes(name: str, *argv: str, succeed: bool = True) -> subprocess.CompletedProcess:
     """``training/<name>`` under a real 2-process launch on the CPU (gloo DDP)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               "0", str(REPO / "training" / name), *with_steps_flag(name, argv)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-    assert result.returncode == 0 or not succeed, result.stderr[-3000:]
-    return result
+    return launch(name, *with_steps_flag(name, argv), processes=2, succeed=succeed)
 
 
 def saved_tensors(folder: Path) -> dict[str, torch.Tensor]:

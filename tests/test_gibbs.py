@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conformance import seeded
 from factories import publish_to_local_hub_cache, random_rbm, tiny_rbm_pipeline
 from PIL import Image
 
@@ -11,10 +12,6 @@ from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.base import HfgenPipeline
 from hfgen.pipelines.rbm import RBMPipeline, RBMPipelineOutput
 from hfgen.schedulers.gibbs import GibbsScheduler
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def run_scheduler(model, scheduler, v, sweeps, generator, on_sweep=None):

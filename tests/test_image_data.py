@@ -6,6 +6,7 @@ import torch
 from factories import write_image_parquet
 
 from hfgen.data import dataset_to_tensors, dynamic_binarize, load_image_dataset, prepare_image_dataset
+from hfgen.training import DDPMImageArguments, FlowMatchingImageArguments, RBMArguments, VAEArguments
 
 
 def random_pixels(n, size=28, seed=0, channels=None):
@@ -18,6 +19,23 @@ def parquet_files(tmp_path):
     train = write_image_parquet(tmp_path / "train.parquet", random_pixels(12), [i % 10 for i in range(12)])
     test = write_image_parquet(tmp_path / "test.parquet", random_pixels(5, seed=1), [3, 1, 4, 1, 5])
     return {"train": str(train), "test": str(test)}
+
+
+@pytest.mark.parametrize(
+    "arguments_class",
+    [RBMArguments, VAEArguments, FlowMatchingImageArguments, DDPMImageArguments],
+    ids=lambda cls: cls.__name__,
+)
+def test_every_image_run_takes_exactly_one_data_source_that_exists(arguments_class, parquet_files, tmp_path):
+    train, test = parquet_files["train"], parquet_files["test"]
+    with pytest.raises(ValueError, match="exactly one data source"):
+        arguments_class()
+    with pytest.raises(ValueError, match="exactly one data source"):
+        arguments_class(dataset_name="ylecun/mnist", train_data_files=train)
+    with pytest.raises(ValueError, match="`test_data_files` needs `train_data_files`"):
+        arguments_class(dataset_name="ylecun/mnist", test_data_files=test)
+    with pytest.raises(FileNotFoundError, match="train_data_files"):
+        arguments_class(train_data_files=str(tmp_path / "missing.parquet"))
 
 
 def test_parquet_splits_give_float_tensors_of_the_pixels(parquet_files):

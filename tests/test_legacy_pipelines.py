@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conformance import seeded
 from factories import tiny_bridge_pipeline
 from safetensors.torch import load_file
 
@@ -41,10 +42,6 @@ STORED_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 # Known bug, to be fixed in hfgen (not in this test): the alias module hfgen.schedulers.bridge is not imported by
 # `import hfgen`, and it exposes only BridgeScheduler, while diffusers needs the module imported and looks the base
 # class up in it (`hfgen.schedulers.bridge.SchedulerMixin`). Strict: remove the marker once old folders load.
-
-
-def seeded() -> torch.Generator:
-    return torch.Generator().manual_seed(0)
 
 
 # name -> (pipeline class, the draw made at save time: see the fixture's README in this module's docstring)

@@ -16,16 +16,7 @@ from hfgen.plotting import (
     plot_velocity_field,
 )
 
-
-@pytest.fixture(autouse=True)
-def no_pyplot_figures_left():
-    """The figures are built without pyplot: none may be left open in pyplot's registry."""
-    import matplotlib.pyplot as plt
-
-    yield
-    leaked = plt.get_fignums()
-    plt.close("all")
-    assert leaked == []
+pytestmark = pytest.mark.usefixtures("no_pyplot_figures_left")
 
 
 def test_plot_samples_draws_samples_and_reference(generator):

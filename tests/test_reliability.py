@@ -274,33 +274,22 @@ def test_a_component_config_that_is_not_an_object_is_named(tmp_path):
 
 def _pipelines_that_sample():
     """(name, pipeline, call with num_samples and generator) for every pipeline that draws ``num_samples``."""
-    from factories import (
-        gaussian_mixture,
-        tiny_bridge_pipeline,
-        tiny_ddpm_pipeline,
-        tiny_energy_pipeline,
-        tiny_flow_matching_pipeline,
-        tiny_rbm_pipeline,
-        tiny_score_sde_pipeline,
-        tiny_vae_pipeline,
-    )
+    from conformance import TINY_PIPELINES
+    from factories import gaussian_mixture
 
     from hfgen import DensityPipeline
 
+    def draw(p, n, g):
+        return p(num_samples=n, generator=g)
+
+    def draw_in_two_steps(p, n, g):
+        return p(num_samples=n, num_inference_steps=2, generator=g)
+
+    calls = {"flow_matching": draw_in_two_steps, "ddpm": draw, "bridge": draw, "score_sde": draw_in_two_steps,
+             "energy": draw_in_two_steps, "rbm": draw_in_two_steps, "vae": draw}  # fmt: skip
     mixture = gaussian_mixture([[0.0, 0.0], [2.0, 1.0]], [torch.eye(2).tolist()] * 2, [0.5, 0.5])
-    return [
-        (
-            "flow_matching",
-            tiny_flow_matching_pipeline(),
-            lambda p, n, g: p(num_samples=n, num_inference_steps=2, generator=g),
-        ),
-        ("ddpm", tiny_ddpm_pipeline(), lambda p, n, g: p(num_samples=n, generator=g)),
-        ("bridge", tiny_bridge_pipeline(), lambda p, n, g: p(num_samples=n, generator=g)),
-        ("score_sde", tiny_score_sde_pipeline(), lambda p, n, g: p(num_samples=n, num_inference_steps=2, generator=g)),
-        ("energy", tiny_energy_pipeline(), lambda p, n, g: p(num_samples=n, num_inference_steps=2, generator=g)),
-        ("rbm", tiny_rbm_pipeline(), lambda p, n, g: p(num_samples=n, num_inference_steps=2, generator=g)),
-        ("vae", tiny_vae_pipeline(), lambda p, n, g: p(num_samples=n, generator=g)),
-        ("density", DensityPipeline(mixture), lambda p, n, g: p(num_samples=n, generator=g)),
+    return [(kind, TINY_PIPELINES[kind](), call) for kind, call in calls.items()] + [
+        ("density", DensityPipeline(mixture), draw)
     ]
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conformance import PipelineConformance, conformance_classes
 from diffusers import DDIMScheduler, ModelMixin, SchedulerMixin, UNet2DModel
 from factories import (
     gaussian_mixture,
@@ -190,6 +191,21 @@ FAMILIES: dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str
         ("samples",),
     ),
 }
+
+
+def families() -> dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str, ...]]]:
+    """:data:`FAMILIES`, and for a pipeline class that none of them builds, the tiny pipeline, call and output of its
+    conformance class (tests/conformance.py, in its family's test file): a new family is loaded with diffusers alone
+    without an entry here."""
+    entries = dict(FAMILIES)
+    built = {type(build()).__name__ for build, _, _ in FAMILIES.values()}
+    for cls in conformance_classes(PipelineConformance):
+        if pipeline_module_name(cls.pipeline_class) and cls.pipeline_class.__name__ not in built:
+            built.add(cls.pipeline_class.__name__)
+            entries[cls.__name__] = (cls().get_pipeline, dict(cls.call_kwargs), (cls.output_name,))
+    return entries
+
+
 NUM_SAMPLES = 5
 SEED = 3
 
@@ -366,7 +382,7 @@ def _assert_outputs_equal(got: dict[str, torch.Tensor], want: dict[str, Any], na
 @pytest.mark.slow
 def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path, hand_written):
     specs, expected = [], {}
-    for name, (build, kwargs, outputs) in FAMILIES.items():
+    for name, (build, kwargs, outputs) in families().items():
         pipeline = build()
         pipeline.save_pretrained(tmp_path / name)
         index = json.loads((tmp_path / name / "model_index.json").read_text())
@@ -510,7 +526,7 @@ def test_components_map_to_hfgen_modules_by_file_name_and_older_exports_by_class
 def test_every_pipeline_file_is_the_module_hfgen_runs_made_self_contained():
     classes = [getattr(hfgen.pipelines, name) for name in hfgen.pipelines.__all__]
     pipelines = [cls for cls in classes if isinstance(cls, type) and pipeline_module_name(cls)]
-    assert {cls.__name__ for cls in pipelines} == {type(build()).__name__ for build, _, _ in FAMILIES.values()}
+    assert {cls.__name__ for cls in pipelines} == {type(build()).__name__ for build, _, _ in families().values()}
     for cls in pipelines:
         text = pipeline_source(cls)
         check_self_contained(text, cls.__name__)
@@ -664,3 +680,12 @@ def test_bundling_puts_stand_ins_for_component_classes_before_the_definitions_th
     with pytest.raises(TypeError, match="GibbsScheduler is defined in its component's file"):
         bundled.GibbsScheduler()
     assert bundled.HfgenPipeline.__name__ == "SamplingPipeline"
+
+
+def test_a_pipeline_without_an_entry_is_covered_through_its_conformance_class(monkeypatch):
+    without_energy = {name: entry for name, entry in FAMILIES.items() if not name.startswith("energy")}
+    monkeypatch.setitem(globals(), "FAMILIES", without_energy)
+    entries = families()
+    assert set(entries) - set(without_energy) == {"TestEnergyPipeline"}
+    build, kwargs, outputs = entries["TestEnergyPipeline"]
+    assert type(build()).__name__ == "EnergyPipeline" and outputs == ("samples",) and kwargs["num_inference_steps"]

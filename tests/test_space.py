@@ -19,32 +19,13 @@ from urllib.parse import urljoin
 import numpy as np
 import pytest
 import torch
-from factories import (
-    tiny_autoencoder_pipeline,
-    tiny_bridge_pipeline,
-    tiny_ddpm_pipeline,
-    tiny_energy_pipeline,
-    tiny_flow_matching_pipeline,
-    tiny_rbm_pipeline,
-    tiny_score_sde_pipeline,
-    tiny_vae_pipeline,
-)
+from conformance import TINY_PIPELINES
 from PIL import Image
 
 from hfgen import GibbsScheduler, HfgenPipeline, space
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-FACTORIES = {
-    "flow_matching": tiny_flow_matching_pipeline,
-    "ddpm": tiny_ddpm_pipeline,
-    "bridge": tiny_bridge_pipeline,
-    "score_sde": tiny_score_sde_pipeline,
-    "energy": tiny_energy_pipeline,
-    "vae": tiny_vae_pipeline,
-    "rbm": tiny_rbm_pipeline,
-    "autoencoder": tiny_autoencoder_pipeline,
-}
 
 
 def in_ci() -> bool:
@@ -84,7 +65,7 @@ def saved(tmp_path):
 
     def save(kind: str) -> str:
         folder = tmp_path / kind
-        FACTORIES[kind]().save_pretrained(folder)
+        TINY_PIPELINES[kind]().save_pretrained(folder)
         return str(folder)
 
     return save
@@ -101,7 +82,7 @@ def not_blank(image: Image.Image) -> float:
 
 
 def test_describe_finds_each_pipelines_controls(saved):
-    infos = {kind: space.describe(space.load_pipeline(saved(kind)), kind) for kind in FACTORIES}
+    infos = {kind: space.describe(space.load_pipeline(saved(kind)), kind) for kind in TINY_PIPELINES}
     fm = infos["flow_matching"]
     assert fm.can_sample and fm.steps == 100 and fm.has_velocity and fm.has_density and not fm.has_latent
     assert fm.has_trajectory and not infos["vae"].has_trajectory and not infos["rbm"].has_trajectory
@@ -143,10 +124,10 @@ def test_a_missing_folder_and_a_folder_without_a_pipeline_get_one_message(tmp_pa
 
 def test_a_folder_saved_again_with_another_model_is_loaded_again(tmp_path):
     folder = str(tmp_path / "model")
-    FACTORIES["flow_matching"]().save_pretrained(folder)
+    TINY_PIPELINES["flow_matching"]().save_pretrained(folder)
     first = space.load_pipeline(folder)
     assert space.load_pipeline(folder) is first  # unchanged: served from the cache
-    other = tiny_flow_matching_pipeline(seed=1)
+    other = TINY_PIPELINES["flow_matching"](seed=1)
     other.save_pretrained(folder)
     again = space.load_pipeline(folder)
     assert again is not first
@@ -225,7 +206,7 @@ def test_the_ddpm_sampler_chosen_in_the_page_is_the_one_that_runs(saved, tmp_pat
     """The "Sample" button with solver "ddim" on a pipeline saved with the ancestral sampler draws what the same
     pipeline saved with DDIM draws, and not the ancestral draw."""
     ddim = tmp_path / "ddim"
-    tiny_ddpm_pipeline(sampler="ddim").save_pretrained(ddim)
+    TINY_PIPELINES["ddpm"](sampler="ddim").save_pretrained(ddim)
 
     def picture(folder: str, solver: str) -> np.ndarray:
         image, _, _, message = space.sample_controls(folder, 10, solver, 1, 64, "forward", tmp_path)

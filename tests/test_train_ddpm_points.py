@@ -3,18 +3,14 @@ batches and loss, a tiny run's outputs and card, exact resume, and the script en
 
 import json
 import math
-import os
-import subprocess
-import sys
-from dataclasses import replace
-from pathlib import Path
 
 import factories
 import pytest
 import torch
 import yaml
-from factories import assert_equal_tensors, checkpoint_file, reset_accelerate, resume_at, train_task
+from factories import train_task
 from huggingface_hub import ModelCard
+from training_runs import assert_resumed_run_is_exact, launch
 
 from hfgen import DDPMPointsPipeline
 from hfgen.data import get_toy_distribution
@@ -23,9 +19,6 @@ from hfgen.training import DDPMPointsArguments, DDPMPointsTask, parse_arguments,
 from hfgen.training.arguments.ddpm_points import DEFAULT_ALPHA
 from hfgen.training.ddpm_points import NoisedBatches
 from hfgen.utils import batch_generator
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_ddpm.py"
 
 
 def tiny_args(output_dir, **overrides) -> DDPMPointsArguments:
@@ -176,17 +169,7 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
 
 def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
     args = tiny_args(tmp_path / "full", validation_steps=0)
-    (full_trainer, full), (resumed_trainer, resumed) = resume_at(train, args, tmp_path)
-
-    assert resumed.metrics["train_steps"] == 6
-    ema_full = full.pipeline.model.state_dict()
-    assert_equal_tensors(ema_full, resumed.pipeline.model.state_dict())
-    assert_equal_tensors(checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "resumed", 6))
-    assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
-    # a different seed gives different weights: the comparison above can fail
-    reset_accelerate()
-    _, other = train(replace(args, output_dir=str(tmp_path / "other"), seed=1, checkpointing_steps=0))
-    assert any(not torch.equal(v, other.pipeline.model.state_dict()[k]) for k, v in ema_full.items())
+    assert_resumed_run_is_exact(train, args, tmp_path, "model", another_seed=True)
 
 
 def test_the_script_trains_and_evaluates_end_to_end(tmp_path):
@@ -195,11 +178,7 @@ def test_the_script_trains_and_evaluates_end_to_end(tmp_path):
             "--hidden_size", "16", "--num_layers", "2", "--train_batch_size", "64", "--num_eval_samples", "100",
             "--validation_steps", "5", "--num_validation_samples", "50", "--checkpointing_steps", "5",
             "--report_to", "none"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch("train_ddpm.py", *argv)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_steps"] == 10 and metrics["samples_seen"] == 640
     assert "samples_fraction_in_support" not in metrics  # moons has no bounded support

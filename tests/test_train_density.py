@@ -3,18 +3,15 @@ scikit-learn, the CNF's maximum-likelihood loss against a closed form, exact res
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 from factories import reset_accelerate
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
+from training_runs import launch
 
 from hfgen.data.images import TEST_BINARIZATION_SEED, binarize_test_images
 from hfgen.methods.cnf import cnf_log_prob, cnf_nll_loss
@@ -29,8 +26,6 @@ from hfgen.training.density_closed_form import initialize_gmm
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_density.py"
 TINY = {
     "gmm": {"num_components": 3, "num_train_points": 300, "em_iterations": 6, "num_inits": 2},
     "kde": {"num_train_points": 200, "bandwidth_grid_size": 4, "cv_folds": 2},
@@ -372,9 +367,7 @@ def test_the_script_fits_the_gmm_recipe_and_writes_a_loadable_pipeline_and_card(
     out = tmp_path / "gmm"
     argv = ["--model", "gmm", "--num_train_points", "400", "--num_eval_samples", "100", "--num_nll_samples", "50",
             "--em_iterations", "20", "--report_to", "none", "--output_dir", str(out)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch("train_density.py", *argv)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["em_monotone"] and len(metrics["em_log_likelihood"]) == 21
     assert json.loads((out / "args.json").read_text())["num_components"] == 8  # the 8gaussians recipe

@@ -4,17 +4,14 @@ figures, metrics) and the script in a subprocess."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 from factories import assert_equal_tensors, reset_accelerate, resume_at
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
+from training_runs import launch
 
 from hfgen.cli.errors import TrainingDivergedError
 from hfgen.cli.parser import parse_arguments
@@ -26,8 +23,6 @@ from hfgen.training.energy import EnergyArguments, EnergyTask
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_ebm.py"
 TINY = {
     "hidden_size": 8,
     "num_layers": 1,
@@ -220,11 +215,8 @@ def test_a_tiny_run_writes_pipeline_card_figures_and_a_normalised_density(tmp_pa
 def test_the_script_trains_on_8_gaussians_with_unadjusted_langevin(tmp_path):
     out = tmp_path / "script"
     flags = [f"--{k}={v}" for k, v in TINY.items()]
-    command = [sys.executable, str(SCRIPT), "--dataset", "8gaussians", "--output_dir", str(out),
-               "--training_sampler", "langevin", "--sample_sampler", "langevin", *flags]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = launch("train_ebm.py", "--dataset", "8gaussians", "--output_dir", str(out),
+                    "--training_sampler", "langevin", "--sample_sampler", "langevin", *flags)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert json.loads(result.stdout[result.stdout.index("{") :])["nll"] == metrics["nll"]
     assert isinstance(EnergyPipeline.from_pretrained(out).scheduler, LangevinScheduler)

@@ -1,47 +1,28 @@
 """training/train_fm.py end to end on a tiny budget: outputs, checkpoints, a YAML config, a 2-process launch."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from training_runs import launch
 
 from hfgen import FlowMatchingPipeline
 from hfgen.training import FlowMatchingArguments, FlowMatchingTask
 from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.flow_matching import DENSITY_GRID_SIZES
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_fm.py"
 TINY = ["--max_train_steps", "30", "--hidden_size", "16", "--num_layers", "2", "--num_eval_samples", "100",
         "--num_nll_samples", "20", "--num_inference_steps", "10", "--train_batch_size", "64",
         "--checkpointing_steps", "15", "--validation_steps", "15", "--num_validation_samples", "50",
         "--num_validation_nll_samples", "10", "--report_to", "none"]  # fmt: skip
 
 
-def launch(*argv: str, processes: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if processes == 1:
-        command = [sys.executable, str(SCRIPT), *argv]
-    else:  # real data parallelism on CPU: gloo DDP (`--cpu --num_processes 2` would run one process)
-        env["ACCELERATE_USE_CPU"] = "true"
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--main_process_port", "0", str(SCRIPT), *argv]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 def test_tiny_run_from_a_yaml_config_writes_a_loadable_pipeline_card_plots_metrics_and_checkpoints(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("dataset: checkerboard\nhidden_size: 32\nmax_train_steps: 1000\n")
     out = tmp_path / "run"
-    launch("--config", str(config), *TINY, "--output_dir", str(out))  # the flags override the file
+    launch("train_fm.py", "--config", str(config), *TINY, "--output_dir", str(out))  # the flags override the file
     expected = ["model_index.json", "README.md", "metrics.json", "args.json", "samples.png", "trajectory.png",
                 "trajectory.gif", "velocity_over_time.png",
                 "velocity_field.png", "density.png", "velocity/diffusion_pytorch_model.safetensors",
@@ -75,7 +56,7 @@ def test_tiny_run_from_a_yaml_config_writes_a_loadable_pipeline_card_plots_metri
 @pytest.mark.slow
 def test_two_processes_train_data_parallel_and_gather_their_samples(tmp_path):
     out = tmp_path / "ddp"
-    launch(*TINY, "--output_dir", str(out), "--coupling", "ot", processes=2)
+    launch("train_fm.py", *TINY, "--output_dir", str(out), "--coupling", "ot", processes=2)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["samples_seen"] == 2 * 30 * 64
     assert metrics["samples_w2"] > 0 and "nll" in metrics

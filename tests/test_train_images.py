@@ -5,23 +5,14 @@ launch."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
-from factories import (
-    assert_equal_tensors,
-    checkpoint_file,
-    digit_parquet_files,
-    reset_accelerate,
-    resume_at,
-    train_task,
-)
+from factories import digit_parquet_files, train_task
 from huggingface_hub import ModelCard
+from training_runs import assert_resumed_run_is_exact, file_run_args, launch
 
 from hfgen.cli.scripts import is_image_run
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
@@ -37,7 +28,6 @@ from hfgen.training.images import (
 )
 from hfgen.utils import batch_generator
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "image_size": 8,
     "block_out_channels": [8, 16],
@@ -64,17 +54,8 @@ def data_files(tmp_path_factory):
     return str(train), str(test), str(classifier)
 
 
-def fm_args(output_dir, data_files, **overrides) -> FlowMatchingImageArguments:
-    train, test, _ = data_files
-    return FlowMatchingImageArguments(
-        output_dir=str(output_dir), train_data_files=train, test_data_files=test, **{**TINY, **overrides}
-    )
-
-
-def ddpm_args(output_dir, data_files, **overrides) -> DDPMImageArguments:
-    train, test, _ = data_files
-    options = {"num_train_timesteps": 10, "final_alpha_bar": 1e-2, **TINY, **overrides}
-    return DDPMImageArguments(output_dir=str(output_dir), train_data_files=train, test_data_files=test, **options)
+fm_args = partial(file_run_args, FlowMatchingImageArguments, TINY)
+ddpm_args = partial(file_run_args, DDPMImageArguments, {"num_train_timesteps": 10, "final_alpha_bar": 1e-2, **TINY})
 
 
 def test_the_scripts_train_on_images_when_given_image_data(tmp_path):
@@ -224,28 +205,7 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     make_args, make_task = (fm_args, FlowMatchingImageTask) if family == "fm" else (ddpm_args, DDPMImageTask)
     args = make_args(tmp_path / "full", data_files, validation_steps=0, class_conditional=True, train_batch_size=16)
     # 3-batch epochs: the resumed run crosses an epoch boundary
-    (_, full), (_, resumed) = resume_at(lambda a: train_task(make_task(a)), args, tmp_path)
-    reset_accelerate()
-    assert resumed.metrics["train_steps"] == 6
-    assert_equal_tensors(full.pipeline.unet.state_dict(), resumed.pipeline.unet.state_dict())
-    full_raw, start = checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "full", 3)
-    assert_equal_tensors(full_raw, checkpoint_file(tmp_path / "resumed", 6))
-    assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
-
-
-def launch(script: str, *argv: str, processes: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    path = str(REPO / "training" / script)
-    if processes == 1:
-        command = [sys.executable, path, *argv]
-    else:  # real data parallelism on CPU: gloo DDP
-        env["ACCELERATE_USE_CPU"] = "true"
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--main_process_port", "0", path, *argv]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    assert_resumed_run_is_exact(lambda a: train_task(make_task(a)), args, tmp_path, "unet")
 
 
 def script_flags(data_files, **overrides) -> list[str]:
@@ -264,10 +224,8 @@ def test_train_ddpm_script_trains_an_image_ddpm_and_refuses_guidance_without_lab
     assert "samples_frechet_distance" in metrics and "samples_label_accuracy" not in metrics
     pipe = DDPMImagePipeline.from_pretrained(out)
     assert pipe.num_classes is None and pipe.scheduler.config.num_train_timesteps == 10
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(REPO / "training" / "train_ddpm.py"), *script_flags(data_files),
-               "--guidance_scale", "2", "--output_dir", str(tmp_path / "refused")]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    result = launch("train_ddpm.py", *script_flags(data_files), "--guidance_scale", "2",
+                    "--output_dir", str(tmp_path / "refused"), succeed=False)  # fmt: skip
     assert result.returncode == 2 and "guidance_scale" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -4,10 +4,7 @@ a full run (pipeline, card, figures, metrics) and the script in a subprocess."""
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,6 +12,7 @@ import torch
 from factories import assert_equal_tensors, reset_accelerate, resume_at, write_image_parquet
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
+from training_runs import file_run_args, launch
 
 from hfgen.data.images import binarize_test_images
 from hfgen.methods.rbm import (
@@ -30,8 +28,6 @@ from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.training.rbm import RBMArguments, RBMTask
 from hfgen.training.trainer import Trainer, run
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_rbm.py"
 TINY = {
     "image_size": 4,
     "num_hidden": 6,
@@ -78,21 +74,11 @@ def data_files(tmp_path_factory, data):
     return files
 
 
-def tiny_args(output_dir, data_files, **overrides) -> RBMArguments:
-    train, test = data_files
-    return RBMArguments(
-        output_dir=str(output_dir), train_data_files=train, test_data_files=test, **{**TINY, **overrides}
-    )
+tiny_args = partial(file_run_args, RBMArguments, TINY)
 
 
-def test_arguments_name_the_argument_and_the_value(data_files, tmp_path):
-    train, test = data_files
-    with pytest.raises(ValueError, match="exactly one data source"):
-        RBMArguments()
-    with pytest.raises(ValueError, match="`test_data_files` needs `train_data_files`"):
-        RBMArguments(dataset_name="ylecun/mnist", test_data_files=test)
-    with pytest.raises(FileNotFoundError, match="train_data_files"):
-        RBMArguments(train_data_files=str(tmp_path / "missing.parquet"))
+def test_arguments_name_the_argument_and_the_value(data_files):
+    train, _ = data_files  # the data-source checks: tests/test_image_data.py
     for name, value in (("binarize", "otsu"), ("method", "fpcd")):
         with pytest.raises(ValueError, match=f"`{name}` must be one of .*{value}"):
             RBMArguments(train_data_files=train, **{name: value})
@@ -322,12 +308,8 @@ def test_the_script_trains_cd_k_from_parquet_files(data_files, tmp_path):
     train, test = data_files
     out = tmp_path / "script"
     flags = [f"--{k}={v}" for k, v in TINY.items()]
-    command = [sys.executable, str(SCRIPT), "--train_data_files", train, "--test_data_files", test,
-               "--output_dir", str(out), "--method", "cd", "--gibbs_steps", "3", "--binarize", "fixed",
-               *flags]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = launch("train_rbm.py", "--train_data_files", train, "--test_data_files", test, "--output_dir", str(out),
+                    "--method", "cd", "--gibbs_steps", "3", "--binarize", "fixed", *flags)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert json.loads(result.stdout[result.stdout.index("{") :])["log_likelihood"] == metrics["log_likelihood"]
     assert not (out / "chains.png").exists() and (out / "filters.png").is_file()

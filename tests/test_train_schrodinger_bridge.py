@@ -3,12 +3,8 @@ residual mean network, the first half-iteration against the exact Gaussian time 
 and card, resume at half-iteration granularity, and the script end to end."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +12,7 @@ import yaml
 from factories import reset_accelerate, train_task
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
+from training_runs import launch
 
 from hfgen import ResidualMean, SchrodingerBridgePipeline
 from hfgen.data import Shifted, TwoBalls
@@ -28,8 +25,6 @@ from hfgen.training import (
     run_bridge,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_bridge.py"
 TINY_RUN = {
     "num_steps": 4,
     "ipf_iterations": 2,
@@ -233,11 +228,7 @@ def test_the_script_trains_the_diffusion_stage_end_to_end(tmp_path):
             "--hidden_size", "8", "--num_layers", "1", "--train_batch_size", "32", "--num_trajectories", "40",
             "--num_eval_samples", "30", "--num_validation_samples", "30", "--report_to", "none",
             "--plots", "false"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = launch("train_bridge.py", *argv)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_steps"] == 2 * 4 and len(metrics["validation"]) == 1
     assert json.loads(result.stdout)["forward_w2"] == metrics["forward_w2"]

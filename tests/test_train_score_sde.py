@@ -3,18 +3,14 @@ denoising score matching loss against closed forms, a tiny run's outputs and car
 
 import json
 import math
-import os
-import subprocess
-import sys
-from dataclasses import replace
-from pathlib import Path
 
 import factories
 import pytest
 import torch
 import yaml
-from factories import ExactMixtureScore, assert_equal_tensors, checkpoint_file, reset_accelerate, resume_at, train_task
+from factories import ExactMixtureScore, train_task
 from huggingface_hub import ModelCard
+from training_runs import assert_resumed_run_is_exact, launch
 
 from hfgen import ScoreSDEPipeline, VESDEScheduler, VPSDEScheduler
 from hfgen.cli.parser import parse_arguments
@@ -24,9 +20,6 @@ from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.score_sde import NoisedScoreBatches, ScoreSDEArguments, ScoreSDETask
 from hfgen.training.trainer import run
 from hfgen.utils import batch_generator
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_score.py"
 
 
 def tiny_args(output_dir, **overrides) -> ScoreSDEArguments:
@@ -176,16 +169,7 @@ def test_a_tiny_run_writes_a_loadable_pipeline_plots_metrics_and_a_card_that_rou
 
 def test_a_run_resumed_at_step_k_ends_bit_for_bit_where_the_uninterrupted_run_ends(tmp_path):
     args = tiny_args(tmp_path / "full", validation_steps=0)
-    (_, full), (_, resumed) = resume_at(train, args, tmp_path)
-    assert resumed.metrics["train_steps"] == 6
-    assert_equal_tensors(full.pipeline.score_model.state_dict(), resumed.pipeline.score_model.state_dict())
-    assert_equal_tensors(checkpoint_file(tmp_path / "full", 6), checkpoint_file(tmp_path / "resumed", 6))
-    reset_accelerate()
-    _, other = train(replace(args, output_dir=str(tmp_path / "other"), seed=1, checkpointing_steps=0))
-    assert any(
-        not torch.equal(v, other.pipeline.score_model.state_dict()[k])
-        for k, v in full.pipeline.score_model.state_dict().items()
-    )
+    assert_resumed_run_is_exact(train, args, tmp_path, "score_model", another_seed=True)
 
 
 @pytest.mark.parametrize("sampler", ["predictor_corrector", "probability_flow"])
@@ -238,11 +222,7 @@ def test_the_script_trains_and_evaluates_end_to_end(tmp_path):
             "--hidden_size", "16", "--num_layers", "2", "--train_batch_size", "64", "--num_eval_samples", "100",
             "--num_inference_steps", "10", "--validation_steps", "5", "--num_validation_samples", "50",
             "--checkpointing_steps", "5", "--report_to", "none"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch("train_score.py", *argv)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_steps"] == 10 and metrics["samples_seen"] == 640
     assert "nll" not in metrics  # moons is sample-only: no likelihood to score

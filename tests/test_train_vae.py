@@ -2,31 +2,21 @@
 full run (pipeline, card, plots, metrics), exact resume and the script in a subprocess."""
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from factories import (
-    assert_equal_tensors,
-    checkpoint_file,
-    digit_parquet_files,
-    reset_accelerate,
-    resume_at,
-    train_task,
-)
+from factories import digit_parquet_files, train_task
 from huggingface_hub import ModelCard
+from training_runs import assert_resumed_run_is_exact, file_run_args, launch
 
 from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, VAEPipeline
 from hfgen.image_metrics import knn_accuracy, reconstruction_metrics
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.training import VAEArguments, VAETask, run
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_vae.py"
 TINY = {
     "image_size": 8,
     "hidden_sizes": [16, 8],
@@ -52,23 +42,11 @@ def data_files(tmp_path_factory):
     return digit_parquet_files(tmp_path_factory.mktemp("digits"), 64)
 
 
-def tiny_args(output_dir, data_files, **overrides) -> VAEArguments:
-    train, test = data_files
-    return VAEArguments(
-        output_dir=str(output_dir), train_data_files=train, test_data_files=test, **{**TINY, **overrides}
-    )
+tiny_args = partial(file_run_args, VAEArguments, TINY)
 
 
-def test_argument_errors_name_the_argument(data_files, tmp_path):
-    train, test = data_files
-    with pytest.raises(ValueError, match="exactly one data source"):
-        VAEArguments()
-    with pytest.raises(ValueError, match="exactly one data source"):
-        VAEArguments(dataset_name="ylecun/mnist", train_data_files=train)
-    with pytest.raises(ValueError, match="`test_data_files` needs `train_data_files`"):
-        VAEArguments(dataset_name="ylecun/mnist", test_data_files=test)
-    with pytest.raises(FileNotFoundError, match="train_data_files"):
-        VAEArguments(train_data_files=str(tmp_path / "missing.parquet"))
+def test_argument_errors_name_the_argument(data_files):
+    train, _ = data_files  # the data-source checks: tests/test_image_data.py
     bad = [("model", "gan"), ("binarize", "otsu"), ("likelihood", "poisson"), ("architecture", "vit")]
     for name, value in [*bad, ("normalization", "batch")]:
         with pytest.raises(ValueError, match=f"`{name}` must be one of .*{value}"):
@@ -239,17 +217,7 @@ def test_a_run_resumed_at_step_3_ends_bit_for_bit_where_the_uninterrupted_run_en
     args = tiny_args(
         tmp_path / "full", data_files, validation_steps=0, train_batch_size=24, **options
     )  # 2-batch epochs
-    (full_trainer, full), (resumed_trainer, resumed) = resume_at(lambda a: train_task(VAETask(a)), args, tmp_path)
-    reset_accelerate()
-
-    assert resumed.metrics["train_steps"] == 6
-    assert_equal_tensors(full.pipeline.model.state_dict(), resumed.pipeline.model.state_dict())
-    full_raw = checkpoint_file(tmp_path / "full", 6)
-    assert_equal_tensors(full_raw, checkpoint_file(tmp_path / "resumed", 6))
-    assert full_trainer.lr_schedule.get_last_lr() == resumed_trainer.lr_schedule.get_last_lr()
-    # and the weights did move: the comparison is not between two untouched initialisations
-    start = checkpoint_file(tmp_path / "full", 3)
-    assert any(not torch.equal(start[key], full_raw[key]) for key in full_raw)
+    assert_resumed_run_is_exact(lambda a: train_task(VAETask(a)), args, tmp_path, "model")
 
 
 def test_the_script_trains_an_autoencoder_in_a_subprocess(data_files, tmp_path):
@@ -257,12 +225,9 @@ def test_the_script_trains_an_autoencoder_in_a_subprocess(data_files, tmp_path):
     train, test = data_files
     flags = [f"--{k}={' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in TINY.items()]
     flags = [f for f in flags if not f.startswith("--hidden_sizes")] + ["--hidden_sizes", "16", "8"]
-    command = [sys.executable, str(SCRIPT), "--model", "ae", "--train_data_files", train, "--test_data_files", test,
-               "--output_dir", str(out), "--binarize", "fixed", "--neighbor_weight", "1.5", "--neighbor_k", "4",
-               *flags]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = launch("train_vae.py", "--model", "ae", "--train_data_files", train, "--test_data_files", test,
+                    "--output_dir", str(out), "--binarize", "fixed", "--neighbor_weight", "1.5", "--neighbor_k", "4",
+                    *flags)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert "nll" not in metrics and "elbo" not in metrics and 0 <= metrics["knn_accuracy"] <= 1
     assert json.loads(result.stdout[result.stdout.index("{") :])["knn_accuracy"] == metrics["knn_accuracy"]
@@ -281,13 +246,8 @@ def test_two_processes_train_a_vae_data_parallel(data_files, tmp_path):
     out = tmp_path / "ddp"
     train, test = data_files
     flags = [f"--{k}={v}" for k, v in TINY.items() if k != "hidden_sizes"] + ["--hidden_sizes", "16", "8"]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               "0", str(SCRIPT), "--train_data_files", train, "--test_data_files", test, "--output_dir", str(out),
-               *flags]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch("train_vae.py", "--train_data_files", train, "--test_data_files", test, "--output_dir", str(out), *flags,
+           processes=2)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     batch, steps = TINY["train_batch_size"], TINY["max_train_steps"]
     assert metrics["num_processes"] == 2 and metrics["samples_seen"] == 2 * steps * batch

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conformance import seeded
 from factories import (
     LINEAR_B,
     LINEAR_S,
@@ -23,10 +24,6 @@ from factories import (
 from hfgen import VAE, AutoEncoder, AutoEncoderPipeline, HfgenPipeline, VAEPipeline
 from hfgen.image_metrics import likelihood_bounds, reconstruction_metrics
 from hfgen.methods.vae import autoencoder_loss, negative_elbo
-
-
-def seeded(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def linear_gaussian_data(n, seed=0):
@@ -452,16 +449,6 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 # --- plots ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_pyplot_figures_left():
-    import matplotlib.pyplot as plt
-
-    yield
-    leaked = plt.get_fignums()
-    plt.close("all")
-    assert leaked == []
 
 
 def test_plots(no_pyplot_figures_left):

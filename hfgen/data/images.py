@@ -134,24 +134,16 @@ class ImageTransform:
         return out
 
 
-def prepare_image_dataset(
-    dataset: Any,
-    *,
-    image_column: str = "image",
-    label_column: str | None = "label",
-    binarize: str | None = None,
-    seed: int = 0,
-    split: str = "train",
-    image_size: int = 28,
-    num_channels: int = 1,
-) -> Any:
-    """Check the columns and the first image of a ``datasets.Dataset`` and return it with an
-    :class:`ImageTransform` (``with_transform``; the input is left unchanged). Fixed binarisation adds a
-    ``row_index`` column first when the dataset has none."""
+def prepare_image_dataset(dataset: Any, **settings: Any) -> Any:
+    """Check the columns and the first image of a ``datasets.Dataset`` and return it with the
+    :class:`ImageTransform` of ``settings`` (its keyword arguments; ``with_transform``: the input is left
+    unchanged). Fixed binarisation adds a ``row_index`` column first when the dataset has none."""
     from datasets import Dataset
 
     if not isinstance(dataset, Dataset):
         raise TypeError(f"`dataset` must be a datasets.Dataset, got {type(dataset).__name__}")
+    transform = ImageTransform(**settings)
+    image_column, label_column, split = transform.image_column, transform.label_column, transform.split
     columns = dataset.column_names
     if image_column not in columns:
         raise ValueError(
@@ -178,9 +170,8 @@ def prepare_image_dataset(
                 f"split {split!r} has {missing} rows without a label in column {label_column!r} (does its file lack "
                 "the column the other split has?); every row needs a label, or pass label_column=None"
             )
-    transform = ImageTransform(image_column, label_column, binarize, seed, split, image_size, num_channels)
     transform.check_image(dataset[0][image_column])
-    if binarize == "fixed" and ROW_COLUMN not in columns:
+    if transform.binarize == "fixed" and ROW_COLUMN not in columns:
         dataset = dataset.add_column(ROW_COLUMN, list(range(len(dataset))))
     return dataset.with_transform(transform)
 

@@ -311,15 +311,7 @@ def integrate_with_log_density(
 
 
 def log_prob(
-    velocity: VelocityField,
-    x: Tensor,
-    source_log_prob: Callable[[Tensor], Tensor] | None,
-    method: str = "dopri5",
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    divergence_method: str = "exact",
-    generator: torch.Generator | None = None,
-    options: dict | None = None,
+    velocity: VelocityField, x: Tensor, source_log_prob: Callable[[Tensor], Tensor] | None, **solver: Any
 ) -> Tensor:
     """Log-density at ``t = 1`` of the flow that pushes the source ``p_0`` forward along ``velocity``.
 
@@ -332,9 +324,9 @@ def log_prob(
         velocity: the field ``f(x, t)`` (see :data:`VelocityField`).
         x: points, shape ``(N, D)``, finite floats.
         source_log_prob: ``log p_0``, mapping ``(N, D)`` points to ``(N,)`` log-densities.
-        method, rtol, atol: ``torchdiffeq.odeint`` settings.
-        divergence_method: ``"exact"`` (autograd trace) or ``"hutchinson"`` (unbiased estimate, noise drawn
-            from ``generator``).
+        solver: the settings of :func:`integrate_with_log_density` (``method``, ``rtol``, ``atol``: the
+            ``torchdiffeq.odeint`` ones; ``divergence_method``: ``"exact"`` (autograd trace) or ``"hutchinson"``
+            (unbiased estimate, noise drawn from ``generator``); ``options``).
 
     Returns:
         ``log p_1(x)``, shape ``(N,)``.
@@ -345,19 +337,7 @@ def log_prob(
             "log p_1(x) = log p_0(z(0)) − ∫ Tr(∂f/∂z) dt, and a sample-only source cannot give log_prob. "
             "Use a source distribution with a log_prob (for example the standard normal N(0, I))."
         )
-    result = integrate_with_log_density(
-        velocity,
-        x,
-        None,
-        1.0,
-        0.0,
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        divergence_method=divergence_method,
-        generator=generator,
-        options=options,
-    )
+    result = integrate_with_log_density(velocity, x, None, 1.0, 0.0, **solver)
     log_p_source = source_log_prob(result.x_end)
     if not isinstance(log_p_source, Tensor) or log_p_source.shape != x.shape[:1]:
         got = tuple(log_p_source.shape) if isinstance(log_p_source, Tensor) else type(log_p_source).__name__

@@ -46,6 +46,8 @@ from torch import nn
 from hfgen.schedulers.schrodinger_bridge import BridgeScheduler, check_direction
 from hfgen.utils import check_points
 
+__all__ = ["GaussianSchrodingerBridge"]
+
 MeanFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``mean(x, timestep) -> (n, D)``: the predicted mean of the next state; ``timestep`` is a scalar or ``(n,)``."""
 REFERENCES = ("brownian", "ornstein_uhlenbeck")

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from hfgen.models.mixture import GaussianMixture
 from hfgen.schedulers.score_sde import ScoreSDEScheduler
-from hfgen.utils import check_points
+from hfgen.utils import check_points, check_same_shape
 
 ScoreField = Callable[[Tensor, Tensor], Tensor]
 """``score(x, t) -> (N, D)``: a score ``∇ log p_t(x)`` at points ``x`` ``(N, D)`` and times ``t`` ``(N,)``."""
@@ -120,8 +120,7 @@ def denoising_score_matching_loss_at(
     ``timestep`` ``(N,)`` and noises ``noise``: the mean of ``σ_t² ‖s_θ(x_t, t) + z/σ_t‖²`` (Vincent 2011;
     Song et al. 2021, eq. 7), for training loops that draw ``(x_t, t, z)`` themselves (another law of ``t``)."""
     sample = check_points(sample, name="sample")
-    if noise.shape != sample.shape:
-        raise ValueError(f"`noise` must have the shape of `sample` {tuple(sample.shape)}, got {tuple(noise.shape)}")
+    check_same_shape(noise, sample, "noise")
     return _dsm_terms(model, sample, timestep, noise, scheduler)[0].mean()
 
 

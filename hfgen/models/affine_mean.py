@@ -12,6 +12,8 @@ from torch import nn
 
 from hfgen.checks import check_arguments, check_int
 
+__all__ = ["StepwiseAffineMean", "StepwiseAffineMeanOutput"]
+
 
 @dataclass
 class StepwiseAffineMeanOutput(BaseOutput):

@@ -19,6 +19,8 @@ from transformers.modeling_outputs import ImageClassifierOutput
 
 from hfgen.checks import check_int, check_number, check_sizes
 
+__all__ = ["MnistClassifier", "MnistClassifierConfig", "MnistClassifierOutput"]
+
 MODEL_TYPE = "hfgen-mnist-classifier"
 
 

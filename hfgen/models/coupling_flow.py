@@ -15,8 +15,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_number
-from hfgen.models.mlp import ACTIVATIONS
+from hfgen.models.mlp import ACTIVATIONS, check_activation
 from hfgen.utils import check_points
+
+__all__ = ["CouplingFlow", "CouplingFlowOutput"]
 
 COUPLINGS = ("affine", "spline")
 #: parametrisations of the invertible linear map: a dense matrix (starting as a random rotation) or LU factors
@@ -363,7 +365,7 @@ class CouplingFlow(ModelMixin, ConfigMixin):
         "coupling_type": partial(check_choice, choices=COUPLINGS),
         "num_bins": partial(check_int, low=2),
         "tail_bound": partial(check_number, low=0, open_low=True),
-        "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
+        "activation": check_activation,
         "linear_parametrization": partial(check_choice, choices=LINEAR_PARAMETRIZATIONS),
         "unconditional_splines": check_bool,
         "num_position_frequencies": partial(check_int, low=0),

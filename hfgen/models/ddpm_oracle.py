@@ -12,6 +12,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from hfgen.checks import check_arguments, check_int, check_number
+from hfgen.utils import check_data_points, check_point_shape
+
+__all__ = ["DDPMOracle", "DDPMOracleOutput"]
 
 
 @dataclass
@@ -50,14 +53,7 @@ class DDPMOracle(ModelMixin, ConfigMixin):
         num_train_timesteps: int = 100,
     ):
         super().__init__()
-        points = torch.as_tensor(data_points, dtype=torch.float64)
-        if points.ndim != 2 or points.shape[0] < 1 or points.shape[1] < 1:
-            raise ValueError(
-                f"`data_points` must be a non-empty list of points of equal dimension (M, D), got shape "
-                f"{tuple(points.shape)}"
-            )
-        if not torch.isfinite(points).all():
-            raise ValueError("`data_points` must be finite (no NaN or inf)")
+        points = check_data_points(data_points)
         check_arguments(self.config_rules, self.config)
         self.register_buffer("data", points.to(torch.float32))
 
@@ -76,14 +72,9 @@ class DDPMOracle(ModelMixin, ConfigMixin):
             raise ValueError(f"`timestep` must lie in (0, {T}] (ε is undefined at t = 0), got {t.tolist()}")
         return (math.log(self.config.alpha) * t).exp().reshape(-1, 1)
 
-    def _check_sample(self, sample: torch.Tensor) -> None:
-        if not isinstance(sample, torch.Tensor) or sample.ndim != 2 or sample.shape[1] != self.dim:
-            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
-            raise ValueError(f"`sample` must have shape (N, {self.dim}), got {shape}")
-
     def posterior_weights(self, sample: torch.Tensor, timestep: torch.Tensor | float) -> torch.Tensor:
         """``w_i(x̂) = P(x_0 = x_0^(i) | x_t = x̂)``, shape ``(N, M)``, float64."""
-        self._check_sample(sample)
+        check_point_shape(sample, self.dim)
         a = self._alpha_bar(timestep, sample)
         x, data = sample.to(torch.float64), self.data.to(torch.float64)
         # ‖x − √ᾱ y‖² = ‖x‖² − 2√ᾱ x·y + ᾱ‖y‖²; the ‖x‖² term cancels in the softmax.

@@ -11,7 +11,11 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from hfgen.checks import check_arguments, check_choice, check_int, check_number
+from hfgen.checks import check_arguments, check_choice, check_number
+from hfgen.models.mlp import MLP_SIZE_RULES
+from hfgen.utils import check_point_shape
+
+__all__ = ["EnergyMLP", "EnergyMLPOutput"]
 
 #: smooth activations only: Langevin dynamics and MALA use ∇_x E, which must be continuous
 SMOOTH_ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -40,9 +44,7 @@ class EnergyMLP(ModelMixin, ConfigMixin):
     """
 
     config_rules = {
-        "dim": check_int,
-        "hidden_size": check_int,
-        "num_layers": check_int,
+        **MLP_SIZE_RULES,
         "activation": partial(check_choice, choices=tuple(SMOOTH_ACTIVATIONS), note="smooth"),
         "confinement": partial(check_number, low=0),
     }
@@ -67,8 +69,7 @@ class EnergyMLP(ModelMixin, ConfigMixin):
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True) -> EnergyMLPOutput | tuple[torch.Tensor]:
         """Energies ``E_θ(x)`` ``(N,)`` of points ``sample`` ``(N, D)``."""
-        if sample.ndim != 2 or sample.shape[1] != self.config.dim:
-            raise ValueError(f"`sample` must have shape (N, {self.config.dim}), got {tuple(sample.shape)}")
+        check_point_shape(sample, self.config.dim)
         energy = self.body(sample).squeeze(-1)
         if self.config.confinement:
             energy = energy + 0.5 * self.config.confinement * sample.square().sum(-1)

@@ -9,6 +9,10 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
+from hfgen.utils import check_data_points, check_point_shape
+
+__all__ = ["FiniteDataVelocity", "FiniteDataVelocityOutput"]
+
 
 @dataclass
 class FiniteDataVelocityOutput(BaseOutput):
@@ -39,14 +43,7 @@ class FiniteDataVelocity(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, data_points: list[list[float]] = ((1.0, 0.0), (0.0, 1.0)), dim: int | None = None):
         super().__init__()
-        points = torch.as_tensor(data_points, dtype=torch.float64)
-        if points.ndim != 2 or points.shape[0] < 1 or points.shape[1] < 1:
-            raise ValueError(
-                f"`data_points` must be a non-empty list of points of equal dimension (n, D), got shape "
-                f"{tuple(points.shape)}"
-            )
-        if not torch.isfinite(points).all():
-            raise ValueError("`data_points` must be finite (no NaN or inf)")
+        points = check_data_points(data_points)
         if dim is not None and dim != points.shape[1]:
             raise ValueError(
                 f"`dim` must equal the dimension of `data_points` ({points.shape[1]}) or be None, got {dim!r}"
@@ -68,9 +65,7 @@ class FiniteDataVelocity(ModelMixin, ConfigMixin):
 
     def weights(self, sample: torch.Tensor, timestep: torch.Tensor | float) -> torch.Tensor:
         """``w_i(x, t) = softmax_i(−‖x − t x^(i)‖² / (2 (1 − t)²))``, shape ``(N, n)``: ``P(x_1 = x^(i) | x_t = x)``."""
-        if not isinstance(sample, torch.Tensor) or sample.ndim != 2 or sample.shape[1] != self.config.dim:
-            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
-            raise ValueError(f"`sample` must have shape (N, {self.config.dim}), got {shape}")
+        check_point_shape(sample, self.config.dim)
         t = self._time(timestep, sample)
         data = self.data.to(sample.dtype)
         # ‖x − t y‖² = ‖x‖² − 2t x·y + t²‖y‖²; the ‖x‖² term cancels in the softmax.

@@ -13,6 +13,8 @@ from diffusers.utils import BaseOutput
 from hfgen.checks import check_arguments, check_choice, check_int, check_number
 from hfgen.utils import check_points
 
+__all__ = ["KernelDensity", "KernelDensityOutput"]
+
 BANDWIDTH_RULES = ("scott", "silverman")
 _CHUNK_ELEMENTS = 2**22  # query points × data points × D evaluated at once by log_prob
 

@@ -18,6 +18,8 @@ from torch import nn
 from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_sizes
 from hfgen.utils import check_points
 
+__all__ = ["MADE", "MADEOutput"]
+
 CONDITIONALS = ("bernoulli", "gaussian_mixture")
 ORDERS = ("natural", "random")
 

@@ -15,6 +15,8 @@ from torch import nn
 from hfgen.checks import check_arguments, check_choice, check_int
 from hfgen.utils import check_points
 
+__all__ = ["GaussianMixture", "GaussianMixtureOutput"]
+
 COVARIANCE_TYPES = ("spherical", "diag", "full")
 
 

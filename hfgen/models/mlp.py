@@ -1,7 +1,7 @@
 """A time-conditioned MLP for points: a velocity, noise or score network in any dimension.
 
 Its remote-code copy (:mod:`hfgen.remote_code`) is this module with the argument checks it uses from
-:mod:`hfgen.checks`, so a diffusers-only user can load a saved velocity network.
+:mod:`hfgen.checks` and :mod:`hfgen.utils`, so a diffusers-only user can load a saved velocity network.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from hfgen.checks import check_arguments, check_choice, check_int
+from hfgen.utils import check_point_shape
+
+__all__ = ["TimeMLP", "TimeMLPOutput"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -28,6 +31,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
 }
 TIME_EMBEDDINGS = ("sinusoidal", "fourier")
+#: the rule of an activation named in :data:`ACTIVATIONS` (for a ``config_rules`` table, :mod:`hfgen.checks`)
+check_activation = partial(check_choice, choices=tuple(ACTIVATIONS))
+#: the rules of the sizes of an MLP on points: the dimension ``D``, the width and the number of hidden layers
+MLP_SIZE_RULES = {"dim": check_int, "hidden_size": check_int, "num_layers": check_int}
 
 
 @dataclass
@@ -54,10 +61,8 @@ class TimeMLP(ModelMixin, ConfigMixin):
     """
 
     config_rules = {
-        "dim": check_int,
-        "hidden_size": check_int,
-        "num_layers": check_int,
-        "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
+        **MLP_SIZE_RULES,
+        "activation": check_activation,
         "time_embedding": partial(check_choice, choices=TIME_EMBEDDINGS),
         "time_embedding_dim": check_int,
         "num_position_frequencies": partial(check_int, low=0),
@@ -119,8 +124,7 @@ class TimeMLP(ModelMixin, ConfigMixin):
         self, sample: torch.Tensor, timestep: torch.Tensor | float, return_dict: bool = True
     ) -> TimeMLPOutput | tuple[torch.Tensor]:
         """Evaluate ``f_θ(x, t)`` at points ``sample`` ``(N, D)``; ``timestep`` is a scalar or ``(N,)``."""
-        if sample.ndim != 2 or sample.shape[1] != self.config.dim:
-            raise ValueError(f"`sample` must have shape (N, {self.config.dim}), got {tuple(sample.shape)}")
+        check_point_shape(sample, self.config.dim)
         if not isinstance(timestep, torch.Tensor) or timestep.dtype != sample.dtype:
             timestep = torch.as_tensor(timestep, dtype=sample.dtype, device=sample.device)
         if timestep.ndim > 1 or (timestep.ndim == 1 and timestep.shape[0] not in (1, sample.shape[0])):

@@ -27,6 +27,8 @@ from torch import Tensor, nn
 from hfgen.checks import check_arguments, check_int, check_number
 from hfgen.utils import check_has_values
 
+__all__ = ["RBMModel", "RBMModelOutput"]
+
 
 @dataclass
 class RBMModelOutput(BaseOutput):

@@ -12,6 +12,8 @@ from torch import nn
 
 from hfgen.models.mlp import TimeMLP
 
+__all__ = ["ResidualMean", "ResidualMeanOutput"]
+
 
 @dataclass
 class ResidualMeanOutput(BaseOutput):

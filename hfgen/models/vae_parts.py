@@ -9,7 +9,7 @@ from functools import partial
 from torch import nn
 
 from hfgen.checks import check_choice, check_int, check_number, check_sizes
-from hfgen.models.mlp import ACTIVATIONS
+from hfgen.models.mlp import ACTIVATIONS, check_activation
 
 __all__ = ["ARCHITECTURES", "LIKELIHOODS", "NORMALIZATIONS"]
 
@@ -24,7 +24,7 @@ _NETWORK_RULES = {
     "image_size": check_int,
     "latent_dim": check_int,
     "hidden_sizes": check_sizes,
-    "activation": partial(check_choice, choices=tuple(ACTIVATIONS)),
+    "activation": check_activation,
     "architecture": partial(check_choice, choices=ARCHITECTURES),
 }
 #: the config rules of the encoder, the decoder, and the likelihood of the models built from them

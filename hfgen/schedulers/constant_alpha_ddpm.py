@@ -7,12 +7,17 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (see flow_match_euler)
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor
 
 from hfgen.checks import check_arguments, check_choice, check_int, check_number
+from hfgen.schedulers.stepping import StepScheduler
+from hfgen.utils import check_same_shape, per_sample
+
+__all__ = ["alpha_for_final_alpha_bar", "ConstantAlphaDDPMScheduler", "ConstantAlphaDDPMSchedulerOutput"]
 
 VARIANCE_TYPES = ("beta", "beta_tilde")
 SAMPLERS = ("ancestral", "ddim")
@@ -38,7 +43,7 @@ def alpha_for_final_alpha_bar(num_train_timesteps: int, final_alpha_bar: float) 
     return math.exp(math.log(final_alpha_bar) / num_train_timesteps)
 
 
-class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
+class ConstantAlphaDDPMScheduler(StepScheduler):
     r"""DDPM with a constant ``α`` (Ho et al. 2020, *Denoising Diffusion Probabilistic Models*) and its DDIM sampler
     (Song et al. 2021, *Denoising Diffusion Implicit Models*).
 
@@ -69,8 +74,6 @@ class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
     ``alphas_cumprod[τ] = α^{τ+1} = ᾱ_t`` and its ``add_noise(x, z, τ)`` equals our ``add_noise(x, z, t)``.
     """
 
-    config_name = "scheduler_config.json"
-    order = 1
     config_rules = {
         "alpha": partial(check_number, low=0, high=1, open_low=True, open_high=True),
         "num_train_timesteps": check_int,
@@ -119,20 +122,6 @@ class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`{name}` must lie in 0 … {T} (num_train_timesteps), got values {t.tolist()}")
         return t.long()
 
-    def _broadcast(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Per-sample coefficients ``(N,)`` (or a scalar) shaped to multiply ``like`` ``(N, …)``."""
-        values = values.to(device=like.device, dtype=like.dtype)
-        if values.ndim == 1:
-            if values.shape[0] not in (1, like.shape[0]):
-                raise ValueError(
-                    f"`timesteps` must be a scalar or have one entry per sample ({like.shape[0]}), "
-                    f"got shape {tuple(values.shape)}"
-                )
-            values = values.reshape(-1, *([1] * (like.ndim - 1)))
-        elif values.ndim > 1:
-            raise ValueError(f"`timesteps` must be a scalar or a 1-D tensor, got shape {tuple(values.shape)}")
-        return values
-
     def forward_transition(
         self,
         sample: torch.Tensor,
@@ -141,16 +130,13 @@ class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
         timesteps: torch.Tensor | int,
     ) -> torch.Tensor:
         """One draw of ``q(x_t | x_s) = N(√(ᾱ_t/ᾱ_s) x_s, (1 − ᾱ_t/ᾱ_s) I)`` for ``s = from_timesteps ≤ t``."""
-        if sample.shape != noise.shape:
-            raise ValueError(
-                f"`noise` must have the shape of the samples {tuple(sample.shape)}, got {tuple(noise.shape)}"
-            )
+        check_same_shape(noise, sample, "noise", "the samples")
         s = self._check_timesteps(from_timesteps, "from_timesteps")
         t = self._check_timesteps(timesteps, "timesteps")
         if bool((s > t).any()):
             raise ValueError(f"`from_timesteps` ({s.tolist()}) must not exceed `timesteps` ({t.tolist()})")
         ratio = self.alphas_cumprod[t.cpu()] / self.alphas_cumprod[s.cpu()]
-        return self._broadcast(ratio.sqrt(), sample) * sample + self._broadcast((1 - ratio).sqrt(), sample) * noise
+        return per_sample(ratio.sqrt(), sample) * sample + per_sample((1 - ratio).sqrt(), sample) * noise
 
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor | int
@@ -212,23 +198,15 @@ class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
         c_t = math.sqrt(alpha_ts) * (1.0 - a_s) / (1.0 - a_t)
         return c_0, c_t, (1.0 - a_s) * beta_ts / (1.0 - a_t)
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: torch.Tensor | int,
-        sample: torch.Tensor,
-        generator: torch.Generator | None = None,
-        return_dict: bool = True,
-    ) -> ConstantAlphaDDPMSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self, model_output: Tensor, timestep: Tensor | int, sample: Tensor, generator: torch.Generator | None
+    ) -> ConstantAlphaDDPMSchedulerOutput:
         """Go from ``x_t`` (``sample`` at ``timestep``) to ``x_s`` at the next grid point, given ``ε̂ = model_output``.
 
         Noise ``z`` is drawn with ``generator`` only when the step is random (ancestral, or DDIM with ``η > 0``) and
         does not end at ``s = 0``.
         """
-        if model_output.shape != sample.shape:
-            raise ValueError(
-                f"`model_output` must have the shape of `sample` {tuple(sample.shape)}, got {tuple(model_output.shape)}"
-            )
+        check_same_shape(model_output, sample, "model_output")
         t = int(self._check_timesteps(timestep, "timestep"))
         s = self.previous_timestep(t)
         a_t, a_s = float(self.alphas_cumprod[t]), float(self.alphas_cumprod[s])
@@ -243,6 +221,4 @@ class ConstantAlphaDDPMScheduler(SchedulerMixin, ConfigMixin):
         if s > 0 and variance > 0:
             noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
             prev = prev + math.sqrt(variance) * noise
-        if not return_dict:
-            return (prev, pred_original)
         return ConstantAlphaDDPMSchedulerOutput(prev_sample=prev, pred_original_sample=pred_original)

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
+from torch import Tensor
 
 from hfgen.checks import check_int
+from hfgen.schedulers.stepping import StepScheduler
+from hfgen.utils import per_sample
 
 
 @dataclass
@@ -27,15 +29,13 @@ class FlowMatchSchedulerOutput(BaseOutput):
     step_complete: bool = True
 
 
-class FlowMatchFixedStepScheduler(SchedulerMixin, ConfigMixin):
+class FlowMatchFixedStepScheduler(StepScheduler):
     """The grid, the position in ``timesteps``, the two-call step state and the linear path of the fixed-step solvers.
 
     A solver gives ``order`` (evaluations per step), ``output_class``, :meth:`_evaluation_times` (the ``order · n``
     times at which ``step`` receives ``v``) and :meth:`_update` (the state after one evaluation).
     """
 
-    config_name = "scheduler_config.json"
-    order = 1
     output_class = FlowMatchSchedulerOutput
 
     @register_to_config
@@ -64,40 +64,24 @@ class FlowMatchFixedStepScheduler(SchedulerMixin, ConfigMixin):
     def _update(self, model_output: torch.Tensor, sample: torch.Tensor, h: float) -> tuple[torch.Tensor, bool]:
         raise NotImplementedError
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: torch.Tensor | float,
-        sample: torch.Tensor,
-        generator: torch.Generator | None = None,
-        return_dict: bool = True,
-    ) -> FlowMatchSchedulerOutput | tuple[torch.Tensor, bool]:
+    def _step(
+        self, model_output: Tensor, timestep: Tensor | float, sample: Tensor, generator: torch.Generator | None
+    ) -> FlowMatchSchedulerOutput:
         """Advance by one evaluation: ``model_output`` is ``v(sample, timestep)``; returns the next state and whether
         it completes a step.
 
         Calls must follow ``self.timesteps`` in order (the scheduler keeps its position, as diffusers'
         schedulers do); ``generator`` is unused because the ODE is deterministic.
         """
-        if self.num_inference_steps is None:
-            raise RuntimeError("Call `set_timesteps(num_inference_steps)` before `step`.")
-        if self._step_index >= len(self.timesteps):
-            raise RuntimeError(
-                f"`step` was called {self._step_index + 1} times but there are only {len(self.timesteps)} "
-                "timesteps; call `set_timesteps` again to start a new trajectory."
-            )
-        self._step_index += 1
+        self._advance()
         prev, complete = self._update(model_output, sample, 1.0 / self.num_inference_steps)
-        if not return_dict:
-            return (prev, complete)
         return self.output_class(prev_sample=prev, step_complete=complete)
 
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor | float
     ) -> torch.Tensor:
         """Point of the linear path at time ``t``: ``x_t = (1 − t) x_0 + t x_1``, ``x_0 = noise``, ``x_1 = data``."""
-        t = torch.as_tensor(timesteps, dtype=original_samples.dtype, device=original_samples.device)
-        if t.ndim == 1:
-            t = t.reshape(-1, *([1] * (original_samples.ndim - 1)))
+        t = per_sample(torch.as_tensor(timesteps, dtype=original_samples.dtype), original_samples)
         return (1 - t) * noise + t * original_samples
 
     def __len__(self) -> int:

@@ -17,6 +17,8 @@ from diffusers.utils import logging
 
 from hfgen.schedulers.flow_match_base import FlowMatchFixedStepScheduler, FlowMatchSchedulerOutput
 
+__all__ = ["FlowMatchEulerScheduler", "FlowMatchEulerSchedulerOutput"]
+
 logger = logging.get_logger(__name__)
 
 

@@ -10,6 +10,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (
 
 from hfgen.schedulers.flow_match_base import FlowMatchFixedStepScheduler, FlowMatchSchedulerOutput
 
+__all__ = ["FlowMatchMidpointScheduler", "FlowMatchMidpointSchedulerOutput"]
+
 
 @dataclass
 class FlowMatchMidpointSchedulerOutput(FlowMatchSchedulerOutput):

@@ -6,6 +6,8 @@ from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
 from hfgen.schedulers.flow_match_heun import FlowMatchHeunScheduler
 from hfgen.schedulers.flow_match_midpoint import FlowMatchMidpointScheduler
 
+__all__ = ["flow_match_scheduler", "FLOW_MATCH_SCHEDULERS", "flow_match_solver"]
+
 FlowMatchScheduler = FlowMatchEulerScheduler | FlowMatchHeunScheduler | FlowMatchMidpointScheduler
 #: solver name → the scheduler that integrates ``dx/dt = v(x, t)`` on ``t_i = i / n`` with it
 FLOW_MATCH_SCHEDULERS: dict[str, type[FlowMatchScheduler]] = {

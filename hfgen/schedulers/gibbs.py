@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (see flow_match_euler)
 from diffusers.utils import BaseOutput
+from torch import Tensor
 
 from hfgen.checks import check_int
+from hfgen.schedulers.stepping import StepScheduler
+
+__all__ = ["GibbsScheduler", "GibbsSchedulerOutput"]
 
 BLOCKS = ("hidden", "visible")
 
@@ -29,7 +33,7 @@ class GibbsSchedulerOutput(BaseOutput):
     step_complete: bool
 
 
-class GibbsScheduler(SchedulerMixin, ConfigMixin):
+class GibbsScheduler(StepScheduler):
     r"""Block-Gibbs sweeps ``v → h → v`` of a Bernoulli–Bernoulli RBM (Hinton 2002; Geman & Geman 1984).
 
     The hidden units are independent given ``v`` and the visible units given ``h``, so a sweep draws a whole block
@@ -53,8 +57,6 @@ class GibbsScheduler(SchedulerMixin, ConfigMixin):
     ``sample_v``, so a chain run here equals one run with those methods for the same generator.
     """
 
-    config_name = "scheduler_config.json"
-
     @register_to_config
     def __init__(self):
         self.num_inference_steps: int | None = None
@@ -72,28 +74,15 @@ class GibbsScheduler(SchedulerMixin, ConfigMixin):
         self.timesteps = torch.arange(num_inference_steps, device=device).repeat_interleave(2)
         self._step_index = 0
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: torch.Tensor | int,
-        sample: torch.Tensor,
-        generator: torch.Generator | None = None,
-        return_dict: bool = True,
-    ) -> GibbsSchedulerOutput | tuple[torch.Tensor, torch.Tensor, str, bool]:
+    def _step(
+        self, model_output: Tensor, timestep: Tensor | int, sample: Tensor, generator: torch.Generator | None
+    ) -> GibbsSchedulerOutput:
         """Draw the block :attr:`next_block` from ``model_output``, its conditional probabilities given ``sample``.
 
         ``sample`` is the current state of the other block (``v`` before the hidden half, ``h`` before the visible
         half); only its batch size is used, to check that ``model_output`` has one row per chain. Calls must follow
         :attr:`timesteps` in order.
         """
-        if self.num_inference_steps is None:
-            raise RuntimeError("Call `set_timesteps(num_inference_steps)` before `step`.")
-        index = self._step_index
-        if index >= len(self.timesteps):
-            raise RuntimeError(
-                f"`step` was called {index + 1} times but there are only {len(self.timesteps)} timesteps; "
-                "call `set_timesteps` again to start a new chain."
-            )
         if not isinstance(model_output, torch.Tensor) or model_output.ndim != 2:
             raise ValueError("`model_output` must be a (N, units) tensor of conditional probabilities")
         if model_output.shape[0] != sample.shape[0]:
@@ -103,13 +92,11 @@ class GibbsScheduler(SchedulerMixin, ConfigMixin):
         if not torch.isfinite(model_output).all() or bool((model_output < 0).any()) or bool((model_output > 1).any()):
             raise ValueError("`model_output` must hold probabilities in [0, 1]")
         block = self.next_block
+        self._advance()
         device = generator.device if generator is not None else model_output.device
         uniform = torch.rand(model_output.shape, generator=generator, device=device, dtype=model_output.dtype)
         prev = (uniform.to(model_output.device) < model_output).to(model_output.dtype)
-        self._step_index = index + 1
         complete = block == "visible"
-        if not return_dict:
-            return (prev, model_output, block, complete)
         return GibbsSchedulerOutput(prev_sample=prev, probabilities=model_output, block=block, step_complete=complete)
 
     def __len__(self) -> int:

@@ -12,12 +12,17 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (see flow_match_euler)
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor
 
 from hfgen.checks import check_arguments, check_int, check_number
+from hfgen.schedulers.stepping import StepScheduler
+from hfgen.utils import check_same_shape
+
+__all__ = ["LangevinScheduler", "LangevinSchedulerOutput", "MALAScheduler", "MALASchedulerOutput"]
 
 
 @dataclass
@@ -41,11 +46,9 @@ class MALASchedulerOutput(BaseOutput):
     accepted: torch.Tensor | None = None
 
 
-class _LangevinDynamics(SchedulerMixin, ConfigMixin):
+class _LangevinDynamics(StepScheduler):
     """What both samplers share: the step size check, the timesteps and the Langevin proposal."""
 
-    config_name = "scheduler_config.json"
-    order = 1
     config_rules = {"step_size": partial(check_number, low=0, open_low=True)}
 
     def _initialize(self) -> None:
@@ -60,25 +63,11 @@ class _LangevinDynamics(SchedulerMixin, ConfigMixin):
         self.timesteps = torch.arange(num_inference_steps, device=device).repeat_interleave(self.order)
         self._step_index = 0
 
-    def _advance(self) -> None:
-        if self.num_inference_steps is None:
-            raise RuntimeError("Call `set_timesteps(num_inference_steps)` before `step`.")
-        if self._step_index >= len(self.timesteps):
-            raise RuntimeError(
-                f"`step` was called {self._step_index + 1} times but there are only {len(self.timesteps)} timesteps; "
-                "call `set_timesteps` again to start a new chain."
-            )
-        self._step_index += 1
-
     def _propose(
         self, model_output: torch.Tensor, sample: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         """``x' = x + η s(x) + √(2η) z``, ``z ~ N(0, I)`` from ``generator``."""
-        if model_output.shape != sample.shape:
-            raise ValueError(
-                f"`model_output` (the score) must have the shape of `sample` {tuple(sample.shape)}, "
-                f"got {tuple(model_output.shape)}"
-            )
+        check_same_shape(model_output, sample, "model_output", note="the score")
         eta = float(self.config.step_size)
         noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
         return sample + eta * model_output + math.sqrt(2 * eta) * noise
@@ -100,20 +89,12 @@ class LangevinScheduler(_LangevinDynamics):
     def __init__(self, step_size: float = 0.01):
         self._initialize()
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: torch.Tensor | int,
-        sample: torch.Tensor,
-        generator: torch.Generator | None = None,
-        return_dict: bool = True,
-    ) -> LangevinSchedulerOutput | tuple[torch.Tensor, bool]:
+    def _step(
+        self, model_output: Tensor, timestep: Tensor | int, sample: Tensor, generator: torch.Generator | None
+    ) -> LangevinSchedulerOutput:
         """One ULA step from ``sample`` with the score ``model_output = −∇E(sample)``; calls follow ``timesteps``."""
         self._advance()
-        prev = self._propose(model_output, sample, generator)
-        if not return_dict:
-            return (prev, True)
-        return LangevinSchedulerOutput(prev_sample=prev)
+        return LangevinSchedulerOutput(prev_sample=self._propose(model_output, sample, generator))
 
 
 class MALAScheduler(_LangevinDynamics):
@@ -145,15 +126,14 @@ class MALAScheduler(_LangevinDynamics):
         super().set_timesteps(num_inference_steps, device)
         self._current = None
 
-    def step(
+    def _step(
         self,
-        model_output: torch.Tensor,
-        timestep: torch.Tensor | int,
-        sample: torch.Tensor,
-        generator: torch.Generator | None = None,
-        return_dict: bool = True,
-        energy: torch.Tensor | None = None,
-    ) -> MALASchedulerOutput | tuple[torch.Tensor, bool, torch.Tensor | None]:
+        model_output: Tensor,
+        timestep: Tensor | int,
+        sample: Tensor,
+        generator: torch.Generator | None,
+        energy: Tensor | None = None,
+    ) -> MALASchedulerOutput:
         """Propose from ``sample`` (first call) or accept/reject the proposal ``sample`` (second call).
 
         ``model_output`` is the score ``−∇E(sample)`` and ``energy`` ``(N,)`` is ``E(sample)``; the noise and the
@@ -167,10 +147,7 @@ class MALAScheduler(_LangevinDynamics):
         self._advance()
         if self._current is None:
             self._current = (sample, energy, model_output)
-            proposal = self._propose(model_output, sample, generator)
-            if not return_dict:
-                return (proposal, False, None)
-            return MALASchedulerOutput(prev_sample=proposal, step_complete=False)
+            return MALASchedulerOutput(prev_sample=self._propose(model_output, sample, generator), step_complete=False)
         x, energy_x, score_x = self._current
         self._current = None
         if sample.shape != x.shape or model_output.shape != x.shape:
@@ -187,8 +164,6 @@ class MALAScheduler(_LangevinDynamics):
         accepted = torch.log(uniform) < log_alpha  # False for NaN: a non-finite proposal is rejected
         shape = (-1,) + (1,) * (sample.ndim - 1)
         prev = torch.where(accepted.reshape(shape), sample, x)
-        if not return_dict:
-            return (prev, True, accepted)
         return MALASchedulerOutput(prev_sample=prev, step_complete=True, accepted=accepted)
 
 

@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (see flow_match_euler)
 from diffusers.utils import BaseOutput
+from torch import Tensor
 
 from hfgen.checks import check_arguments, check_bool, check_choice, check_int, check_number
+from hfgen.schedulers.stepping import StepScheduler
+
+__all__ = ["BridgeScheduler", "BridgeSchedulerOutput"]
 
 SCHEDULES = ("constant", "symmetric")
 DIRECTIONS = ("forward", "backward")
@@ -31,7 +35,7 @@ def check_direction(direction: object) -> str:
     return check_choice(direction, "direction", DIRECTIONS)
 
 
-class BridgeScheduler(SchedulerMixin, ConfigMixin):
+class BridgeScheduler(StepScheduler):
     r"""The γ-step chain of De Bortoli et al. 2021, *Diffusion Schrödinger Bridge with Applications to Score-Based
     Generative Modeling* (DSB), with mean-predicting networks.
 
@@ -55,8 +59,7 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
     IPF matches to the marginal; ``False`` returns the mean at the last step (a denoised end point).
     """
 
-    config_name = "scheduler_config.json"
-    order = 1
+    planning_call = "set_timesteps(direction=...)"
     config_rules = {
         "num_steps": check_int,
         "schedule": partial(check_choice, choices=SCHEDULES),
@@ -144,28 +147,17 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         self.timesteps = torch.tensor(list(steps), dtype=torch.long, device=device)
         self._step_index = 0
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: int | torch.Tensor,
-        sample: torch.Tensor,
-        generator: torch.Generator | None = None,
-        return_dict: bool = True,
-    ) -> BridgeSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self, model_output: Tensor, timestep: int | Tensor, sample: Tensor, generator: torch.Generator | None
+    ) -> BridgeSchedulerOutput:
         """One step of the chain: ``model_output`` is the predicted mean of the next state (``f_k(X_k)`` forward,
         ``b_{k+1}(X_{k+1})`` backward) and ``√(2γ_k) Z`` is added, ``Z`` drawn from ``generator``.
 
         Calls follow ``self.timesteps`` in order; ``timestep`` must be the current one. ``sample`` is the state
         the network read; it is not needed for the update but is checked for shape.
         """
-        if self.direction is None:
-            raise RuntimeError("Call `set_timesteps(direction=...)` before `step`.")
-        if self._step_index >= len(self.timesteps):
-            raise RuntimeError(
-                f"`step` was called {self._step_index + 1} times but the chain has {self.num_steps} steps; "
-                "call `set_timesteps` again to start a new trajectory."
-            )
-        expected = int(self.timesteps[self._step_index])
+        index = self._position()
+        expected = int(self.timesteps[index])
         if int(timestep) != expected:
             raise ValueError(
                 f"`timestep` must be the next timestep of the {self.direction} chain, {expected}, got {int(timestep)}"
@@ -176,7 +168,7 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
                 "same shape"
             )
         k = expected if self.direction == "forward" else expected - 1
-        self._step_index += 1
+        self._step_index = index + 1
         last = self._step_index == len(self.timesteps)
         if last and not self.config.final_step_noise:
             prev = model_output
@@ -185,8 +177,6 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
                 model_output.shape, generator=generator, dtype=model_output.dtype, device=model_output.device
             )
             prev = model_output + self.noise_std(k) * noise
-        if not return_dict:
-            return (prev, model_output)
         return BridgeSchedulerOutput(prev_sample=prev, mean=model_output)
 
     def __len__(self) -> int:

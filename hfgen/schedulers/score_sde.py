@@ -8,12 +8,17 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (see flow_match_euler)
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor
 
 from hfgen.checks import check_arguments, check_choice, check_int, check_number
+from hfgen.schedulers.stepping import StepScheduler
+from hfgen.utils import check_same_shape, per_sample
+
+__all__ = ["ScoreSDEScheduler", "ScoreSDESchedulerOutput", "VESDEScheduler", "VPSDEScheduler"]
 
 PREDICTION_TYPES = ("epsilon", "score")
 
@@ -27,7 +32,7 @@ class ScoreSDESchedulerOutput(BaseOutput):
     prev_sample_mean: torch.Tensor
 
 
-class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
+class ScoreSDEScheduler(StepScheduler, abc.ABC):
     r"""A linear Itô SDE ``dx = a(t) x dt + g(t) dW`` on ``t ∈ [0, T]``, ``T = 1``, and its time reversal
     (Song et al. 2021, *Score-Based Generative Modeling through Stochastic Differential Equations*).
 
@@ -48,8 +53,6 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
     :class:`~hfgen.pipelines.score_sde.ScoreSDEPipeline`.
     """
 
-    config_name = "scheduler_config.json"
-    order = 1
     #: the rules of the config arguments both SDEs take; a subclass adds those of its noise schedule
     config_rules = {
         "sampling_eps": partial(check_number, low=0, high=1, open_low=True, open_high=True),
@@ -103,16 +106,8 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
 
     @staticmethod
     def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Coefficients, a scalar or one per sample ``(N,)``, shaped to multiply ``like`` ``(N, …)``."""
-        values = values.to(device=like.device, dtype=like.dtype)
-        if values.ndim == 1:
-            if values.shape[0] not in (1, like.shape[0]):
-                raise ValueError(
-                    f"`timestep` must be a scalar or have one entry per sample ({like.shape[0]}), "
-                    f"got shape {tuple(values.shape)}"
-                )
-            values = values.reshape(-1, *([1] * (like.ndim - 1)))
-        return values
+        """Coefficients at the ``timestep``, a scalar or one per sample ``(N,)``, shaped to multiply ``like``."""
+        return per_sample(values, like, "timestep")
 
     def drift(self, sample: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Forward drift ``f(x, t) = a(t) x``."""
@@ -122,10 +117,7 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor | float
     ) -> torch.Tensor:
         """Forward marginal ``x_t = m_t x_0 + σ_t z`` at ``timesteps`` (a scalar or one time per sample)."""
-        if original_samples.shape != noise.shape:
-            raise ValueError(
-                f"`noise` must have the shape of the samples {tuple(original_samples.shape)}, got {tuple(noise.shape)}"
-            )
+        check_same_shape(noise, original_samples, "noise", "the samples")
         mean_coefficient, std = self.marginal_coefficients(self._time(timesteps))
         return (
             self._broadcast(mean_coefficient, original_samples) * original_samples + self._broadcast(std, noise) * noise
@@ -214,14 +206,9 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
     def _noise(self, sample: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: torch.Tensor | float,
-        sample: torch.Tensor,
-        generator: torch.Generator | None = None,
-        return_dict: bool = True,
-    ) -> ScoreSDESchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self, model_output: Tensor, timestep: Tensor | float, sample: Tensor, generator: torch.Generator | None
+    ) -> ScoreSDESchedulerOutput:
         r"""Predictor: one Euler–Maruyama step of the reverse SDE from ``t = t_i`` to ``s = t_{i+1} = t − h``,
 
         ``x_s = x_t − [f(x_t, t) − g(t)² s_θ(x_t, t)] h + g(t) √h z``, ``z ~ N(0, I)``
@@ -229,10 +216,7 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
         (Song et al. 2021, eq. 6). ``model_output`` is the network's output at ``(sample,
         timestep)``; the last step (to ``s = ε``) adds no noise, as Song et al.'s samplers return the mean.
         """
-        if model_output.shape != sample.shape:
-            raise ValueError(
-                f"`model_output` must have the shape of `sample` {tuple(sample.shape)}, got {tuple(model_output.shape)}"
-            )
+        check_same_shape(model_output, sample, "model_output")
         index = self._grid_index(timestep)
         t, h = self._grid[index], self._grid[index] - self._grid[index + 1]
         score = self.convert_model_output(model_output, t)
@@ -241,8 +225,6 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
         prev = mean
         if index < self.num_inference_steps - 1:
             prev = mean + (g * math.sqrt(h)) * self._noise(sample, generator)
-        if not return_dict:
-            return (prev, mean)
         return ScoreSDESchedulerOutput(prev_sample=prev, prev_sample_mean=mean)
 
     def step_correct(
@@ -261,10 +243,7 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
         multiplies ``δ`` by ``α_i = 1 − β_i ≈ 1``, taken as 1 here). ``model_output`` is the network's output at
         ``(sample, timestep)``; the step is repeated ``num_corrector_steps`` times by the pipeline.
         """
-        if model_output.shape != sample.shape:
-            raise ValueError(
-                f"`model_output` must have the shape of `sample` {tuple(sample.shape)}, got {tuple(model_output.shape)}"
-            )
+        check_same_shape(model_output, sample, "model_output")
         score = self.convert_model_output(model_output, self._time(timestep, positive=True))
         noise = self._noise(sample, generator)
         noise_norm = noise.reshape(noise.shape[0], -1).norm(dim=1).mean()
@@ -272,9 +251,7 @@ class ScoreSDEScheduler(SchedulerMixin, ConfigMixin, abc.ABC):
         step_size = 2 * (self.config.snr * noise_norm / score_norm) ** 2
         mean = sample + step_size * score
         prev = mean + (2 * step_size).sqrt() * noise
-        if not return_dict:
-            return (prev, mean)
-        return ScoreSDESchedulerOutput(prev_sample=prev, prev_sample_mean=mean)
+        return self._output(ScoreSDESchedulerOutput(prev_sample=prev, prev_sample_mean=mean), return_dict)
 
     def __len__(self) -> int:
         return self.num_inference_steps or 0

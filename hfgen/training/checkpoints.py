@@ -27,6 +27,8 @@ from safetensors.torch import load_file, save_file
 
 from hfgen.cli.errors import CheckpointError
 
+__all__ = ["list_checkpoints"]
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS_FOLDER = "checkpoints"

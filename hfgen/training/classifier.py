@@ -23,6 +23,8 @@ from hfgen.training.arguments.classifier import ClassifierArguments
 from hfgen.training.task import Phase, TrainingTask
 from hfgen.training.trainer import Trainer, run
 
+__all__ = ["ClassifierTask", "train_classifier"]
+
 
 def _load_splits(args: ClassifierArguments) -> Any:
     columns = {"image_column": args.image_column, "label_column": args.label_column}

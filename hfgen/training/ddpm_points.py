@@ -22,6 +22,8 @@ from hfgen.training.points import PointTask
 from hfgen.training.task import IndexedBatches
 from hfgen.utils import batch_generator
 
+__all__ = ["DDPMPointsTask", "evaluate_ddpm_points", "train_ddpm_points"]
+
 
 class NoisedBatches(IndexedBatches):
     r"""Iterator of ε-prediction batches ``(x_t, t, z)``: ``x_0 ~ target``, ``t ~ U{1, …, T}``, ``z ~ N(0, I)``,

@@ -18,6 +18,8 @@ from hfgen.training.density_tasks import CNFTask, CouplingTask, DensityTask, MAD
 from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.trainer import train_in_process
 
+__all__ = ["DensityTask", "evaluate_density", "train_density"]
+
 #: the task of each ``--model``; its ``recipe`` (and MADE's ``image_recipe``) holds the model's benchmark recipe
 DENSITY_TASKS: dict[str, type[DensityTask]] = {
     "gmm": GMMTask,

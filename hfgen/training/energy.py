@@ -31,6 +31,8 @@ from hfgen.training.task import TrainingTask
 from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
+__all__ = ["EnergyTask", "train_energy"]
+
 #: stream index of ``batch_generator`` for the replay buffers' initial noise (process streams are 0, 1, …)
 BUFFER_STREAM = -1
 

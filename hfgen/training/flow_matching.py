@@ -30,6 +30,8 @@ from hfgen.training.task import IndexedBatches
 from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
+__all__ = ["evaluate_flow_matching", "FlowMatchingTask", "train_flow_matching"]
+
 
 class CoupledPairs(IndexedBatches):
     r"""Iterator of batches ``(x_0, x_1, t, generator)``: ``x_0 ~ source``, ``x_1 ~ target``, coupled by

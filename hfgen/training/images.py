@@ -26,6 +26,8 @@ from hfgen.training.arguments.images import DDPMImageArguments, FlowMatchingImag
 from hfgen.training.image_data import ImageStreamTask, check_image_shapes, load_classifier
 from hfgen.utils import batch_generator
 
+__all__ = ["DDPMImageTask", "FlowMatchingImageTask"]
+
 #: the seed of the validation grid's draws (the same grid at every validation)
 GRID_SEED = 3
 

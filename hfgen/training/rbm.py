@@ -38,6 +38,8 @@ from hfgen.training.task import Progress
 from hfgen.training.trainer import Trainer, train_in_process
 from hfgen.utils import batch_generator
 
+__all__ = ["evaluate_rbm", "RBMTask", "train_rbm"]
+
 #: stream indices of ``batch_generator`` outside the process streams 0, 1, … and the epoch permutations' −1: chain
 #: starts and the fixed binarisation of the images
 CHAIN_STREAM, BINARIZATION_STREAM = -2, -3

@@ -56,6 +56,8 @@ from hfgen.training.task import Phase, Progress, TrainingTask
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator
 
+__all__ = ["evaluate_schrodinger_bridge", "run_bridge", "SchrodingerBridgeTask"]
+
 
 class HalfIterationBatches:
     r"""The micro-batches of one half-iteration: regression pairs ``(Y, k, T[, w])`` of

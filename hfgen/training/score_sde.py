@@ -23,6 +23,8 @@ from hfgen.training.task import IndexedBatches
 from hfgen.training.trainer import train_in_process
 from hfgen.utils import batch_generator
 
+__all__ = ["evaluate_score_sde", "ScoreSDETask", "train_score_sde"]
+
 
 class NoisedScoreBatches(IndexedBatches):
     r"""Iterator of denoising-score-matching batches ``(x_t, t, z)``: ``x_0 ~ target``,

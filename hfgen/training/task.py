@@ -16,6 +16,8 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from hfgen.training.arguments import TrainingArguments
 
+__all__ = ["Phase", "TrainingTask"]
+
 
 @dataclass(frozen=True)
 class Phase:

@@ -51,6 +51,8 @@ from hfgen.training.evaluation import EvaluationStage, TrainingResult
 from hfgen.training.optimization import ListEMA, Loop, Stopwatch, TaskLoss, fused_adamw
 from hfgen.training.task import Phase, Progress, TrainingTask
 
+__all__ = ["run", "Trainer", "TrainingResult"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -25,6 +25,8 @@ from hfgen.training.arguments.vae import VAEArguments
 from hfgen.training.image_data import ImageStreamTask, check_image_shapes, load_classifier
 from hfgen.utils import batch_generator
 
+__all__ = ["evaluate_vae", "train_vae", "VAETask"]
+
 
 def load_vae_data(args: VAEArguments) -> dict[str, Tensor]:
     """Train and test ``images`` ``(N, C, H, W)`` in [0, 1] and their ``labels``.

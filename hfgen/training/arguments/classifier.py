@@ -8,6 +8,8 @@ from hfgen.checks import check_int
 from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments
 
+__all__ = ["ClassifierArguments"]
+
 
 @dataclass
 @recipe(learning_rate=1e-3, lr_warmup_steps=0)

@@ -11,6 +11,8 @@ from hfgen.choices import TOY_DISTRIBUTION_NAMES
 from hfgen.cli.parser import documented
 from hfgen.cli.parser import parse_arguments as parse_arguments  # exported by hfgen.training
 
+__all__ = ["parse_arguments", "TrainingArguments"]
+
 #: the learning-rate schedules of ``diffusers.optimization.get_scheduler`` (its ``SchedulerType`` but
 #: ``piecewise_constant``, which needs a rule string), named here so that parsing does not import torch
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")

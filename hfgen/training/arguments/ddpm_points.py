@@ -9,6 +9,8 @@ from hfgen.choices import DDPM_SAMPLERS, TIME_EMBEDDINGS, VARIANCE_TYPES
 from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
+__all__ = ["DDPMPointsArguments"]
+
 #: α of the built-in recipe when neither ``alpha`` nor ``final_alpha_bar`` is given (with T = 500: ᾱ_T ≈ 0.0066)
 DEFAULT_ALPHA = 0.99
 #: ``beta_schedule`` choices: the course's constant α, or one of diffusers' DDPMScheduler/DDIMScheduler schedules

@@ -23,6 +23,8 @@ from hfgen.choices import (
 from hfgen.cli.parser import documented
 from hfgen.training.arguments.common import TrainingArguments, check_image_data_source, check_toy_name
 
+__all__ = ["DensityArguments"]
+
 #: the value of each recipe argument left at ``None`` (a model records those it does not read)
 BASE_RECIPE: dict[str, Any] = {
     "max_train_steps": 1_000,

@@ -12,6 +12,8 @@ from hfgen.choices import ENERGY_SAMPLERS, SMOOTH_ACTIVATION_NAMES
 from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
+__all__ = ["EnergyArguments"]
+
 #: data samples that measure the support's extent for the ``grid_bound`` check
 _EXTENT_SAMPLES = 100_000
 

@@ -10,6 +10,8 @@ from hfgen.choices import FLOW_COUPLINGS, FLOW_MATCH_SOLVERS, PATH_NAMES, TOY_DI
 from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
+__all__ = ["FlowMatchingArguments"]
+
 
 @dataclass
 @recipe(max_train_steps=12_000)

@@ -12,6 +12,8 @@ from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
+__all__ = ["DDPMImageArguments", "FlowMatchingImageArguments", "ImageDiffusionArguments"]
+
 
 @dataclass
 @recipe(

@@ -9,6 +9,8 @@ from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
+__all__ = ["RBMArguments"]
+
 METHODS = ("pcd", "cd")
 BINARIZE = ("dynamic", "fixed", "threshold")
 #: the fewest AIS steps a run accepts: with fewer, AIS is hardly more than importance sampling from the base model and

@@ -12,6 +12,8 @@ from hfgen.choices import BRIDGE_SCHEDULES, TOY_DISTRIBUTION_NAMES
 from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments
 
+__all__ = ["SchrodingerBridgeArguments"]
+
 STAGES = ("diffusion", "ipf")
 LOSS_WEIGHTINGS = ("none", "inverse_gamma")
 DIRECTIONS = ("forward", "backward")

@@ -9,6 +9,8 @@ from hfgen.choices import PREDICTION_TYPES, SCORE_SDE_SAMPLERS, TIME_EMBEDDINGS
 from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
+__all__ = ["ScoreSDEArguments"]
+
 SDES = ("vp", "ve")
 
 

@@ -10,6 +10,8 @@ from hfgen.cli.parser import documented, recipe
 from hfgen.training.arguments.common import check_image_data_source
 from hfgen.training.arguments.image_data import ImageDataArguments
 
+__all__ = ["VAEArguments"]
+
 MODELS = ("vae", "ae")
 BINARIZE = ("dynamic", "fixed", "none")
 
