@@ -129,3 +129,14 @@ def test_a_run_s_coupling_workers_solve_its_batches_and_change_none_of_them(tmp_
     # independent pairs need no solve: they are drawn in the training thread whatever the setting
     with FlowMatchingTask(tiny_args(tmp_path, coupling_workers=2)).batches(start=0, stream=0) as batches:
         assert (batches.workers, batches.prefetch) == (0, 0)
+
+
+def test_worker_processes_come_from_a_fork_server_not_from_the_training_process():
+    # A fork of the caller, whose torch threads may hold the allocator's or OpenMP's lock at that moment, can leave
+    # a worker spinning forever; a fork server is a single-threaded process that imported the module once.
+    import multiprocessing
+
+    from hfgen.training.flow_matching import _worker_context
+
+    expected = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    assert _worker_context().get_start_method() == expected

@@ -4,7 +4,6 @@ metrics, figures and the model card."""
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,8 +43,8 @@ class CoupledPairs(IndexedBatches):
     ``prefetch = p > 0`` the next ``p`` batches are drawn and coupled ahead while the caller trains on the current
     one: in a background thread with ``workers = 0`` (the OT solve, POT's network simplex, releases the GIL, but
     the sampling and bookkeeping around it contend with the training thread for it), else in ``workers`` processes
-    that solve batches side by side (each with one torch thread, forked on Linux; a batch comes back as arrays
-    and its generator as its state). Either way batch ``k`` is :meth:`draw` ``(k)``, bit for bit.
+    that solve batches side by side (each with one torch thread, forked from a fork server; a batch comes back as
+    arrays and its generator as its state). Either way batch ``k`` is :meth:`draw` ``(k)``, bit for bit.
     """
 
     def __init__(
@@ -139,10 +138,12 @@ class _Thread:
 class _Processes:
     """``count`` worker processes, each with its own copy of the stream, ``CoupledPairs(**arguments)``: batch ``k``
     is drawn by process ``k mod count``. Each talks to the caller over its own pipe (one message each way per
-    batch, no helper threads in the caller); the processes are forked on Linux (no re-import), spawned elsewhere."""
+    batch, no helper threads in the caller). They are forked from a fork server, a single-threaded process that
+    imported this module once (spawned where there is none): a fork of the caller itself, whose torch threads may
+    hold a lock of the allocator or of OpenMP at that moment, can leave the worker spinning forever."""
 
     def __init__(self, count: int, arguments: dict[str, Any]):
-        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        context = _worker_context()
         self._workers: list[tuple[Connection, multiprocessing.process.BaseProcess]] = []
         for _ in range(count):
             here, there = context.Pipe()
@@ -188,6 +189,15 @@ class _Processes:
             if process.is_alive():
                 process.terminate()
                 process.join()
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """The fork server's context, which imports this module before it forks the first worker, or ``spawn``."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _ended(process: multiprocessing.process.BaseProcess, index: int) -> RuntimeError:
