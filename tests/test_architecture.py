@@ -293,7 +293,6 @@ def test_every_family_file_the_guide_names_exists():
             "__init__",
             "arguments",
             "checkpoints",
-            "cli",
             "engine",
             "errors",
             "evaluation",
