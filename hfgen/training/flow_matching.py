@@ -44,7 +44,10 @@ class CoupledPairs(IndexedBatches):
     one: in a background thread with ``workers = 0`` (the OT solve, POT's network simplex, releases the GIL, but
     the sampling and bookkeeping around it contend with the training thread for it), else in ``workers`` processes
     that solve batches side by side (each with one torch thread, forked from a fork server; a batch comes back as
-    arrays and its generator as its state). Either way batch ``k`` is :meth:`draw` ``(k)``, bit for bit.
+    arrays and its generator as its state). Either way batch ``k`` is :meth:`draw` ``(k)``, bit for bit. Workers
+    start in a few seconds, once (the fork server imports torch), and import the caller's main module as every
+    start method but a plain fork does: a script that asks for them runs its work under
+    ``if __name__ == "__main__":``, as the training scripts do.
     """
 
     def __init__(
