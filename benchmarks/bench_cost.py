@@ -302,7 +302,7 @@ def _startup_lines(startup: dict[str, Any]) -> list[str]:
         "## How soon a script answers",
         "",
         f"Each command in a fresh process, {startup['repeats']} times, alternating; mean ± standard error. The scripts "
-        "parse their command line (`hfgen.training.arguments`, without torch) before they import torch and their "
+        "parse their command line (`hfgen.arguments`, without torch) before they import torch and their "
         f"task. Target: `train_fm.py --help` within {STARTUP_FACTOR:g}× the bare interpreter plus "
         f"{STARTUP_SLACK:g} s = {limit:.2f} s. " + _load(startup),
         "",

@@ -1,6 +1,6 @@
 """hfgen: generative models of a graduate course as Hugging Face diffusers pipelines.
 
-The classes are imported on first use (PEP 562): ``import hfgen`` and ``from hfgen.training.arguments import …``
+The classes are imported on first use (PEP 562): ``import hfgen`` and ``from hfgen.arguments import …``
 (a script's ``--help``) do not import torch. diffusers resolves a class named in a saved ``model_index.json`` (for
 example ``["hfgen", "TimeMLP"]``) with ``getattr(hfgen, "TimeMLP")``, which imports it here.
 """

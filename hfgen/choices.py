@@ -1,6 +1,6 @@
 """The names of every choice-valued option, without torch.
 
-The training arguments (:mod:`hfgen.training.arguments`) check their choice-valued flags against these tuples and
+The training arguments (:mod:`hfgen.arguments`) check their choice-valued flags against these tuples and
 list them in ``--help``; importing nothing heavier than this module, a script shows its help and refuses a bad
 argument before torch is imported. Each tuple mirrors the component that owns the option (a model, scheduler,
 method or data module, whose own checks stay the rule where it is used); ``tests/test_choices.py`` checks that every

@@ -291,7 +291,6 @@ def test_every_family_file_the_guide_names_exists():
         "pipelines": {"__init__", "base", "loading", "sampling", "image_common"},
         "hfgen/training": {
             "__init__",
-            "arguments",
             "checkpoints",
             "engine",
             "errors",
@@ -302,7 +301,7 @@ def test_every_family_file_the_guide_names_exists():
             "task",
             "trainer",
         },
-        "hfgen/training/arguments": {"__init__", "common", "image_data"},
+        "hfgen/arguments": {"__init__", "common", "image_data"},
         "hfgen/methods": {"__init__", "solver_order"},
         "model_cards": {"__init__", "pipeline"},
     }

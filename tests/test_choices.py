@@ -28,7 +28,7 @@ def test_every_mirror_names_its_owner():
 
 def test_the_choices_and_every_arguments_module_import_without_torch():
     code = (
-        "import sys, pkgutil, importlib, hfgen.choices, hfgen.training.arguments as a\n"
+        "import sys, pkgutil, importlib, hfgen.choices, hfgen.arguments as a\n"
         "for m in pkgutil.iter_modules(a.__path__): importlib.import_module(f'{a.__name__}.{m.name}')\n"
         "heavy = sorted(n for n in ('torch', 'diffusers', 'numpy', 'accelerate', 'datasets') if n in sys.modules)\n"
         "print(heavy)"
@@ -40,7 +40,7 @@ def test_the_choices_and_every_arguments_module_import_without_torch():
 def test_the_learning_rate_schedules_are_those_of_diffusers():
     from diffusers.optimization import SchedulerType
 
-    from hfgen.training.arguments import LR_SCHEDULERS
+    from hfgen.arguments import LR_SCHEDULERS
 
     assert LR_SCHEDULERS == tuple(s.value for s in SchedulerType if s.value != "piecewise_constant")
 

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 from training_runs import REPO, launch
 
 from hfgen import HfgenPipeline
+from hfgen.arguments.rbm import MIN_AIS_BETAS
 from hfgen.training import DensityArguments, FlowMatchingTask, RBMArguments, list_checkpoints
-from hfgen.training.arguments.rbm import MIN_AIS_BETAS
 from hfgen.training.trainer import Trainer, train_in_process
 
 LOCK_FILE = ".hfgen-run.lock"

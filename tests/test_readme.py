@@ -3,7 +3,7 @@
 The folder holds what the README's relative paths need (links to ``training/`` and the environment ``.venv``) and
 the local MNIST copies its offline recipe writes (``mnist/train.parquet``, ``mnist/test.parquet``: random 28 × 28
 digits with labels). Training lines run as smoke runs (``HFGEN_SMOKE_STEPS``, read by
-``hfgen.training.arguments``), without network (``HF_HUB_OFFLINE=1``) and on the CPU (``ACCELERATE_USE_CPU``).
+``hfgen.arguments``), without network (``HF_HUB_OFFLINE=1``) and on the CPU (``ACCELERATE_USE_CPU``).
 A new block or line is picked up by itself; the few lines that cannot run here are in :data:`SUBSTITUTIONS`.
 """
 

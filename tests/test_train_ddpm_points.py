@@ -13,10 +13,10 @@ from huggingface_hub import ModelCard
 from training_runs import assert_resumed_run_is_exact, launch
 
 from hfgen import DDPMPointsPipeline
+from hfgen.arguments.ddpm_points import DEFAULT_ALPHA
 from hfgen.data import get_toy_distribution
 from hfgen.methods.ddpm import epsilon_loss
 from hfgen.training import DDPMPointsArguments, DDPMPointsTask, parse_arguments, run
-from hfgen.training.arguments.ddpm_points import DEFAULT_ALPHA
 from hfgen.training.ddpm_points import NoisedBatches
 from hfgen.utils import batch_generator
 

@@ -13,12 +13,12 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from training_runs import launch
 
+from hfgen.arguments.energy import support_extent
 from hfgen.cli.errors import TrainingDivergedError
 from hfgen.cli.parser import parse_arguments
 from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihood_loss, quadrature_grid
 from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LangevinScheduler, MALAScheduler
-from hfgen.training.arguments.energy import support_extent
 from hfgen.training.energy import EnergyArguments, EnergyTask
 from hfgen.training.trainer import Trainer, run
 from hfgen.utils import batch_generator

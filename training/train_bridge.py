@@ -7,8 +7,8 @@ python training/train_bridge.py --num_steps 40 --schedule symmetric --ipf_iterat
 python training/train_bridge.py --config run.yaml                   # flags beside it override the file
 """
 
+from hfgen.arguments.schrodinger_bridge import SchrodingerBridgeArguments
 from hfgen.cli.scripts import run_script
-from hfgen.training.arguments.schrodinger_bridge import SchrodingerBridgeArguments
 
 
 def train(args: SchrodingerBridgeArguments) -> dict:

@@ -5,8 +5,8 @@ python training/train_classifier.py --train_data_files mnist/train.parquet --tes
 accelerate launch --multi_gpu --num_processes 2 training/train_classifier.py --dataset_name ylecun/mnist
 """
 
+from hfgen.arguments.classifier import ClassifierArguments
 from hfgen.cli.scripts import run_script
-from hfgen.training.arguments.classifier import ClassifierArguments
 
 
 def train(args: ClassifierArguments) -> dict:

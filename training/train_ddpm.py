@@ -11,9 +11,9 @@ python training/train_ddpm.py --dataset_name ylecun/mnist --output_dir out/ddpm-
 python training/train_ddpm.py --dataset_name ylecun/mnist --class_conditional --guidance_scale 2
 """
 
+from hfgen.arguments.ddpm_points import DDPMPointsArguments
+from hfgen.arguments.images import DDPMImageArguments
 from hfgen.cli.scripts import run_points_or_images
-from hfgen.training.arguments.ddpm_points import DDPMPointsArguments
-from hfgen.training.arguments.images import DDPMImageArguments
 
 
 def train(args: DDPMPointsArguments) -> dict:

@@ -8,8 +8,8 @@ python training/train_density.py --model made --dataset_name ylecun/mnist --outp
 accelerate launch training/train_density.py --model coupling ... --resume_from_checkpoint latest
 """
 
+from hfgen.arguments.density import DensityArguments
 from hfgen.cli.scripts import run_script
-from hfgen.training.arguments.density import DensityArguments
 
 
 def train(args: DensityArguments) -> dict:

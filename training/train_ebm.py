@@ -8,8 +8,8 @@ python training/train_ebm.py --dataset 8gaussians --training_sampler langevin --
 accelerate launch training/train_ebm.py ... --resume_from_checkpoint latest   # continues exactly (buffer included)
 """
 
+from hfgen.arguments.energy import EnergyArguments
 from hfgen.cli.scripts import run_script
-from hfgen.training.arguments.energy import EnergyArguments
 
 
 def train(args: EnergyArguments) -> dict:

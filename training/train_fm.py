@@ -13,9 +13,9 @@ python training/train_fm.py --train_data_files mnist/train.parquet --test_data_f
     --classifier_path out/mnist-classifier                           # classifier scores in metrics.json
 """
 
+from hfgen.arguments.flow_matching import FlowMatchingArguments
+from hfgen.arguments.images import FlowMatchingImageArguments
 from hfgen.cli.scripts import run_points_or_images
-from hfgen.training.arguments.flow_matching import FlowMatchingArguments
-from hfgen.training.arguments.images import FlowMatchingImageArguments
 
 
 def train(args: FlowMatchingArguments) -> dict:

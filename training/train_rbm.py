@@ -7,8 +7,8 @@ python training/train_rbm.py --dataset_name ylecun/mnist --method cd --gibbs_ste
 accelerate launch training/train_rbm.py ... --resume_from_checkpoint latest   # continues exactly (chains included)
 """
 
+from hfgen.arguments.rbm import RBMArguments
 from hfgen.cli.scripts import run_script
-from hfgen.training.arguments.rbm import RBMArguments
 
 
 def train(args: RBMArguments) -> dict:

@@ -7,8 +7,8 @@ python training/train_score.py --sde ve --sigma_max 10 --output_dir out/score-ve
 python training/train_score.py --config run.yaml                        # flags beside it override the file
 """
 
+from hfgen.arguments.score_sde import ScoreSDEArguments
 from hfgen.cli.scripts import run_script
-from hfgen.training.arguments.score_sde import ScoreSDEArguments
 
 
 def train(args: ScoreSDEArguments) -> dict:

@@ -7,8 +7,8 @@ accelerate launch training/train_vae.py ... --resume_from_checkpoint latest     
 python training/train_vae.py ... --classifier_path out/mnist-classifier           # classifier scores of samples
 """
 
+from hfgen.arguments.vae import VAEArguments
 from hfgen.cli.scripts import run_script
-from hfgen.training.arguments.vae import VAEArguments
 
 
 def train(args: VAEArguments) -> dict:

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
+from hfgen.arguments.classifier import ClassifierArguments
 from hfgen.data.images import dataset_to_tensors, load_image_splits
 from hfgen.model_cards.classifier import classifier_card
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
-from hfgen.training.arguments.classifier import ClassifierArguments
 from hfgen.training.task import Phase, TrainingTask
 from hfgen.training.trainer import Trainer, run
 

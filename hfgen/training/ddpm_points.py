@@ -11,13 +11,13 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
+from hfgen.arguments.ddpm_points import DDPMPointsArguments
 from hfgen.data.toy import ToyDistribution
 from hfgen.methods.ddpm import epsilon_loss
 from hfgen.model_cards.ddpm_points import ddpm_points_card
 from hfgen.models import TimeMLP
 from hfgen.pipelines import DDPMPointsPipeline
 from hfgen.schedulers import ConstantAlphaDDPMScheduler
-from hfgen.training.arguments.ddpm_points import DDPMPointsArguments
 from hfgen.training.points import PointTask
 from hfgen.training.task import IndexedBatches
 from hfgen.utils import batch_generator

@@ -1,5 +1,5 @@
 r"""The task of each ``--model`` of ``training/train_density.py`` (:data:`DENSITY_TASKS`; the arguments and
-recipes: :mod:`hfgen.training.arguments.density`): a Gaussian mixture fitted by EM and a kernel density estimate
+recipes: :mod:`hfgen.arguments.density`): a Gaussian mixture fitted by EM and a kernel density estimate
 (:mod:`hfgen.training.density_closed_form`), MADE, a coupling flow (RealNVP or neural spline) and a continuous
 normalising flow trained by maximum likelihood (:mod:`hfgen.training.density_tasks`), on the toy targets of
 :mod:`hfgen.data` or, for MADE, on binarised MNIST-family images.
@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor
 
-from hfgen.training.arguments.density import DensityArguments
+from hfgen.arguments.density import DensityArguments
 from hfgen.training.density_closed_form import GMMTask, KDETask
 from hfgen.training.density_tasks import CNFTask, CouplingTask, DensityTask, MADETask
 from hfgen.training.evaluation import evaluate_in_process

@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hfgen.arguments.density import RECIPES
 from hfgen.methods.kde import select_bandwidth
 from hfgen.methods.mixtures import e_step, kmeans_plus_plus, m_step
 from hfgen.models.kde import KernelDensity, rule_bandwidth
 from hfgen.models.mixture import GaussianMixture
-from hfgen.training.arguments.density import RECIPES
 from hfgen.training.density_tasks import DensityTask
 from hfgen.training.engine import progress_bar
 from hfgen.training.task import Phase

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from hfgen.arguments.density import BASE_RECIPE, IMAGE_RECIPES, RECIPES
 from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.data.images import binarize_test_images
 from hfgen.methods.cnf import cnf_nll_loss
@@ -31,7 +32,6 @@ from hfgen.models.mlp import TimeMLP
 from hfgen.pipelines.density import DensityPipeline
 from hfgen.pipelines.flow_matching import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_euler import FlowMatchEulerScheduler
-from hfgen.training.arguments.density import BASE_RECIPE, IMAGE_RECIPES, RECIPES
 from hfgen.training.image_data import check_images
 from hfgen.training.task import IndexedBatches, Phase, TrainingTask
 from hfgen.utils import batch_generator, check_points

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hfgen.arguments.energy import EnergyArguments
 from hfgen.cli.errors import TrainingDivergedError
 from hfgen.data import get_toy_distribution
 from hfgen.methods.energy import ReplayBuffer, langevin_chain, maximum_likelihood_loss
@@ -25,7 +26,6 @@ from hfgen.model_cards.energy import energy_card
 from hfgen.models.energy import EnergyMLP
 from hfgen.pipelines.energy import EnergyPipeline
 from hfgen.schedulers.langevin import LANGEVIN_SCHEDULERS, LangevinScheduler, MALAScheduler
-from hfgen.training.arguments.energy import EnergyArguments
 from hfgen.training.checkpoints import list_checkpoints
 from hfgen.training.task import TrainingTask
 from hfgen.training.trainer import train_in_process

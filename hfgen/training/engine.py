@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hfgen.arguments import TrainingArguments
 from hfgen.cli.errors import RUN_STARTED, UploadError
 from hfgen.pipelines.base import RUN_IN_PROGRESS_FILE
-from hfgen.training.arguments import TrainingArguments
 from hfgen.training.checkpoints import CHECKPOINTS_FOLDER
 from hfgen.utils import write_atomic
 

@@ -1,5 +1,5 @@
 """The evaluation stages of a run: validation during training and, after it, the saved pipeline, the final evaluation
-(full or fast, :meth:`~hfgen.training.arguments.TrainingArguments.fast_evaluation`), ``metrics.json``, the card and
+(full or fast, :meth:`~hfgen.arguments.TrainingArguments.fast_evaluation`), ``metrics.json``, the card and
 the figures. Each stage that can take more than a moment says on stderr what it does and how large it is.
 """
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from hfgen.arguments.flow_matching import FlowMatchingArguments
 from hfgen.checks import check_int
 from hfgen.data import ToyDistribution, get_toy_distribution
 from hfgen.methods.cnf import cnf_log_prob
@@ -22,7 +23,6 @@ from hfgen.model_cards.flow_matching import flow_matching_card
 from hfgen.models import TimeMLP
 from hfgen.pipelines import FlowMatchingPipeline
 from hfgen.schedulers.flow_match_solvers import flow_match_scheduler
-from hfgen.training.arguments.flow_matching import FlowMatchingArguments
 from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.points import PointLikelihoodTask
 from hfgen.training.task import IndexedBatches

@@ -16,13 +16,13 @@ import torch
 from diffusers import UNet2DModel
 from torch import Tensor
 
+from hfgen.arguments.images import DDPMImageArguments, FlowMatchingImageArguments, ImageDiffusionArguments
 from hfgen.image_metrics import classifier_outputs, image_scores
 from hfgen.methods.image_diffusion import to_network_space
 from hfgen.model_cards.image_diffusion import image_ddpm_card, image_flow_matching_card
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
 from hfgen.schedulers.flow_match_solvers import flow_match_scheduler
-from hfgen.training.arguments.images import DDPMImageArguments, FlowMatchingImageArguments, ImageDiffusionArguments
 from hfgen.training.image_data import ImageStreamTask, check_image_shapes, load_classifier
 from hfgen.utils import batch_generator
 

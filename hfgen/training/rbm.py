@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hfgen.arguments.rbm import RBMArguments
 from hfgen.data.images import binarize_test_images, dynamic_binarize
 from hfgen.methods.rbm import (
     ais_log_likelihood,
@@ -30,7 +31,6 @@ from hfgen.model_cards.rbm import rbm_card
 from hfgen.models.rbm import RBMModel, sample_bernoulli
 from hfgen.pipelines.rbm import RBMPipeline
 from hfgen.schedulers.gibbs import GibbsScheduler
-from hfgen.training.arguments.rbm import RBMArguments
 from hfgen.training.engine import progress_bar
 from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.image_data import ImageStreamTask, check_images

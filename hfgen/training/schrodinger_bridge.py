@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
+from hfgen.arguments.schrodinger_bridge import DIRECTIONS, SchrodingerBridgeArguments
 from hfgen.methods.schrodinger_bridge import (
     mean_matching_loss,
     mean_matching_targets,
@@ -50,7 +51,6 @@ from hfgen.metrics import sample_quality_report
 from hfgen.model_cards.schrodinger_bridge import schrodinger_bridge_card
 from hfgen.pipelines import SchrodingerBridgePipeline
 from hfgen.plotting.points import bridge_progression_figures
-from hfgen.training.arguments.schrodinger_bridge import DIRECTIONS, SchrodingerBridgeArguments
 from hfgen.training.engine import HELD_OUT_SEED
 from hfgen.training.task import Phase, Progress, TrainingTask
 from hfgen.training.trainer import Trainer, run

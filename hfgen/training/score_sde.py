@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from hfgen.arguments.score_sde import ScoreSDEArguments
 from hfgen.data import ToyDistribution
 from hfgen.methods.flow_matching import sample_times
 from hfgen.methods.score_matching import denoising_score_matching_loss_at
@@ -16,7 +17,6 @@ from hfgen.model_cards.score_sde import score_sde_card
 from hfgen.models import TimeMLP
 from hfgen.pipelines.score_sde import ScoreSDEPipeline
 from hfgen.schedulers.score_sde import ScoreSDEScheduler
-from hfgen.training.arguments.score_sde import ScoreSDEArguments
 from hfgen.training.evaluation import evaluate_in_process
 from hfgen.training.points import PointLikelihoodTask
 from hfgen.training.task import IndexedBatches

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
-from hfgen.training.arguments import TrainingArguments
+from hfgen.arguments import TrainingArguments
 
 __all__ = ["Phase", "TrainingTask"]
 
@@ -134,7 +134,7 @@ class TrainingTask(ABC):
     def evaluation_sizes(self) -> tuple[int, int]:
         """``(samples, held-out likelihood points)`` of the final evaluation: the arguments named by
         :attr:`evaluation_fields`, capped at :attr:`fast_evaluation_sizes` when
-        :meth:`~hfgen.training.arguments.TrainingArguments.fast_evaluation` says so."""
+        :meth:`~hfgen.arguments.TrainingArguments.fast_evaluation` says so."""
         full = [getattr(self.args, name) if name else 0 for name in self.evaluation_fields]
         if any(full) and self.args.fast_evaluation():
             return min(full[0], self.fast_evaluation_sizes[0]), min(full[1], self.fast_evaluation_sizes[1])

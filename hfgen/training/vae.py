@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hfgen.arguments.vae import VAEArguments
 from hfgen.data.images import dynamic_binarize
 from hfgen.image_metrics import classifier_scores, knn_accuracy, likelihood_bounds, reconstruction_metrics
 from hfgen.methods.neighbor_embedding import nearest_neighbor_graph
@@ -21,7 +22,6 @@ from hfgen.methods.vae import autoencoder_loss, negative_elbo
 from hfgen.model_cards.vae import vae_card
 from hfgen.models.vae import VAE, AutoEncoder
 from hfgen.pipelines.vae import AutoEncoderPipeline, VAEPipeline
-from hfgen.training.arguments.vae import VAEArguments
 from hfgen.training.image_data import ImageStreamTask, check_image_shapes, load_classifier
 from hfgen.utils import batch_generator
 

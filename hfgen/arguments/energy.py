@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hfgen.arguments.common import TrainingArguments, check_toy_name
 from hfgen.checks import check_choice, check_number
 from hfgen.choices import ENERGY_SAMPLERS, SMOOTH_ACTIVATION_NAMES
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 __all__ = ["EnergyArguments"]
 

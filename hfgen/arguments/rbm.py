@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hfgen.arguments.common import check_image_data_source
+from hfgen.arguments.image_data import ImageDataArguments
 from hfgen.choices import TEST_BINARIZATION_SEED
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import check_image_data_source
-from hfgen.training.arguments.image_data import ImageDataArguments
 
 __all__ = ["RBMArguments"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hfgen.arguments.common import TrainingArguments, check_toy_name
 from hfgen.choices import DDPM_SAMPLERS, TIME_EMBEDDINGS, VARIANCE_TYPES
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 __all__ = ["DDPMPointsArguments"]
 

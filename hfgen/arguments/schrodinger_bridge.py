@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from hfgen.arguments.common import TrainingArguments
 from hfgen.checks import check_int
 from hfgen.choices import BRIDGE_SCHEDULES, TOY_DISTRIBUTION_NAMES
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import TrainingArguments
 
 __all__ = ["SchrodingerBridgeArguments"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hfgen.arguments.common import TrainingArguments
 from hfgen.checks import check_int
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import TrainingArguments
 
 __all__ = ["ClassifierArguments"]
 

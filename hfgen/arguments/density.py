@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hfgen.arguments.common import TrainingArguments, check_image_data_source, check_toy_name
 from hfgen.checks import check_int, check_number, check_sizes
 from hfgen.choices import (
     ACTIVATION_NAMES,
@@ -21,7 +22,6 @@ from hfgen.choices import (
     MADE_ORDERS,
 )
 from hfgen.cli.parser import documented
-from hfgen.training.arguments.common import TrainingArguments, check_image_data_source, check_toy_name
 
 __all__ = ["DensityArguments"]
 

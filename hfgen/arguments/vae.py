@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hfgen.arguments.common import check_image_data_source
+from hfgen.arguments.image_data import ImageDataArguments
 from hfgen.choices import ARCHITECTURES, LIKELIHOODS, NORMALIZATIONS
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import check_image_data_source
-from hfgen.training.arguments.image_data import ImageDataArguments
 
 __all__ = ["VAEArguments"]
 

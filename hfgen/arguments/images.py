@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hfgen.arguments.common import check_image_data_source
+from hfgen.arguments.image_data import ImageDataArguments
 from hfgen.checks import check_number
 from hfgen.choices import DDPM_SAMPLERS, FLOW_MATCH_SOLVERS, VARIANCE_TYPES
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import check_image_data_source
-from hfgen.training.arguments.image_data import ImageDataArguments
 
 __all__ = ["DDPMImageArguments", "FlowMatchingImageArguments", "ImageDiffusionArguments"]
 

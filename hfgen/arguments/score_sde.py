@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hfgen.arguments.common import TrainingArguments, check_toy_name
 from hfgen.choices import PREDICTION_TYPES, SCORE_SDE_SAMPLERS, TIME_EMBEDDINGS
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 __all__ = ["ScoreSDEArguments"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hfgen.arguments.common import TrainingArguments, check_toy_name
 from hfgen.checks import check_int, check_number
 from hfgen.choices import FLOW_COUPLINGS, FLOW_MATCH_SOLVERS, PATH_NAMES, TOY_DISTRIBUTION_NAMES
 from hfgen.cli.parser import documented, recipe
-from hfgen.training.arguments.common import TrainingArguments, check_toy_name
 
 __all__ = ["FlowMatchingArguments"]
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hfgen.arguments.common import TrainingArguments
 from hfgen.cli.parser import documented
-from hfgen.training.arguments.common import TrainingArguments
 
 
 @dataclass
