@@ -1,10 +1,11 @@
-"""The names of every choice-valued option, without torch.
+"""The names of the choice-valued options that several families share, without torch.
 
 The training arguments (:mod:`hfgen.arguments`) check their choice-valued flags against these tuples and
 list them in ``--help``; importing nothing heavier than this module, a script shows its help and refuses a bad
 argument before torch is imported. Each tuple mirrors the component that owns the option (a model, scheduler,
 method or data module, whose own checks stay the rule where it is used); ``tests/test_choices.py`` checks that every
-mirror equals its owner's names, as :data:`OWNERS` names them.
+mirror equals its owner's names, as :data:`OWNERS` names them. An option of one family only is mirrored in that
+family's arguments module (:mod:`hfgen.arguments`), beside its own ``OWNERS``, which the same test reads.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 TOY_DISTRIBUTION_NAMES = ("gaussian", "checkerboard", "8gaussians", "moons", "two_balls", "shifted")
 #: hidden-layer activations of ``TimeMLP`` (``hfgen.models.mlp.ACTIVATIONS``)
 ACTIVATION_NAMES = ("silu", "relu", "gelu", "elu", "tanh", "softplus")
-#: the smooth ones an energy network takes (Langevin dynamics and MALA use ``∇_x E``)
-SMOOTH_ACTIVATION_NAMES = ("silu", "softplus", "gelu", "tanh")
 #: embeddings of ``TimeMLP``'s time input
 TIME_EMBEDDINGS = ("sinusoidal", "fourier")
 
@@ -44,9 +43,6 @@ LINEAR_PARAMETRIZATIONS = ("dense", "lu")
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4")
 ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
-#: energy models: the Langevin samplers of training and sampling
-ENERGY_SAMPLERS = ("langevin", "mala")
-
 #: autoencoders and VAEs: decoder likelihoods, architectures, hidden-layer normalisations
 LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHITECTURES = ("mlp", "conv")
@@ -60,7 +56,6 @@ TEST_BINARIZATION_SEED = 0
 OWNERS: dict[str, str] = {
     "TOY_DISTRIBUTION_NAMES": "hfgen.data:TOY_DISTRIBUTIONS",
     "ACTIVATION_NAMES": "hfgen.models.mlp:ACTIVATIONS",
-    "SMOOTH_ACTIVATION_NAMES": "hfgen.models.energy:SMOOTH_ACTIVATIONS",
     "TIME_EMBEDDINGS": "hfgen.models.mlp:TIME_EMBEDDINGS",
     "PATH_NAMES": "hfgen.methods.flow_matching:PATHS",
     "FLOW_COUPLINGS": "hfgen.methods.couplings:COUPLINGS",
@@ -77,7 +72,6 @@ OWNERS: dict[str, str] = {
     "LINEAR_PARAMETRIZATIONS": "hfgen.models.coupling_flow:LINEAR_PARAMETRIZATIONS",
     "FIXED_STEP_SOLVERS": "hfgen.methods.cnf:FIXED_STEP_SOLVERS",
     "ADAPTIVE_SOLVERS": "hfgen.methods.cnf:ADAPTIVE_SOLVERS",
-    "ENERGY_SAMPLERS": "hfgen.schedulers.langevin:LANGEVIN_SCHEDULERS",
     "LIKELIHOODS": "hfgen.models.vae_parts:LIKELIHOODS",
     "ARCHITECTURES": "hfgen.models.vae_parts:ARCHITECTURES",
     "NORMALIZATIONS": "hfgen.models.vae_parts:NORMALIZATIONS",

@@ -1,14 +1,26 @@
-"""hfgen.choices mirrors the names of every choice-valued option without torch: each tuple equals its owner's."""
+"""hfgen.choices, and a family's arguments module for its own options, mirror the names of every choice-valued option
+without torch: each tuple equals its owner's."""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 
+import hfgen.arguments
 from hfgen import choices
+
+
+def mirror_modules() -> list:
+    """hfgen.choices and every arguments module that mirrors its own options (each with its ``OWNERS``)."""
+    names = [f"hfgen.arguments.{m.name}" for m in pkgutil.iter_modules(hfgen.arguments.__path__)]
+    return [choices, *(m for m in map(importlib.import_module, names) if hasattr(m, "OWNERS"))]
+
+
+MIRRORS = [(module.__name__, name) for module in mirror_modules() for name in sorted(module.OWNERS)]
 
 
 def owner_names(owner: str) -> tuple:
@@ -16,14 +28,18 @@ def owner_names(owner: str) -> tuple:
     return tuple(getattr(importlib.import_module(module), attribute))
 
 
-@pytest.mark.parametrize("name", sorted(choices.OWNERS))
-def test_each_mirror_equals_the_names_of_the_component_that_owns_the_option(name):
-    assert getattr(choices, name) == owner_names(choices.OWNERS[name])
+@pytest.mark.parametrize(("module", "name"), MIRRORS)
+def test_each_mirror_equals_the_names_of_the_component_that_owns_the_option(module, name):
+    module = importlib.import_module(module)
+    assert getattr(module, name) == owner_names(module.OWNERS[name])
 
 
 def test_every_mirror_names_its_owner():
     mirrors = {name for name, value in vars(choices).items() if name.isupper() and isinstance(value, tuple)}
     assert mirrors == set(choices.OWNERS)
+    assert len(mirror_modules()) >= 2  # a family's own mirrors are found too
+    for module in mirror_modules():
+        assert all(isinstance(getattr(module, name), tuple) for name in module.OWNERS), module.__name__
 
 
 def test_the_choices_and_every_arguments_module_import_without_torch():

@@ -9,11 +9,19 @@ from typing import Any
 
 from hfgen.arguments.common import TrainingArguments, check_toy_name
 from hfgen.checks import check_choice, check_number
-from hfgen.choices import ENERGY_SAMPLERS, SMOOTH_ACTIVATION_NAMES
 from hfgen.cli.parser import documented, recipe
 
 __all__ = ["EnergyArguments"]
 
+#: the energy family's choice-valued options, mirrored without torch for ``--help``: the smooth activations an
+#: energy network takes (Langevin dynamics and MALA use ``∇_x E``), and the samplers of training and sampling
+SMOOTH_ACTIVATION_NAMES = ("silu", "softplus", "gelu", "tanh")
+ENERGY_SAMPLERS = ("langevin", "mala")
+#: the owner of each mirror, ``"module:attribute"`` (as :data:`hfgen.choices.OWNERS`; tests/test_choices.py)
+OWNERS: dict[str, str] = {
+    "SMOOTH_ACTIVATION_NAMES": "hfgen.models.energy:SMOOTH_ACTIVATIONS",
+    "ENERGY_SAMPLERS": "hfgen.schedulers.langevin:LANGEVIN_SCHEDULERS",
+}
 #: data samples that measure the support's extent for the ``grid_bound`` check
 _EXTENT_SAMPLES = 100_000
 
@@ -78,7 +86,7 @@ class EnergyArguments(TrainingArguments):
                 f"`dataset` must be a 2-D toy distribution with a density (for the NLL), got {self.dataset!r}"
             )
         for name in ("training_sampler", "sample_sampler"):
-            check_choice(getattr(self, name), name, sorted(ENERGY_SAMPLERS))
+            check_choice(getattr(self, name), name, sorted(LANGEVIN_SCHEDULERS))
         for name in ("activation", "confinement"):  # the network's rules (its sizes: TrainingArguments)
             EnergyMLP.config_rules[name](getattr(self, name), name)
         for name, sampler in (("step_size", self.training_sampler), ("sample_step_size", self.sample_sampler)):
