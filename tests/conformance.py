@@ -27,18 +27,6 @@ from hfgen.remote_code import pipeline_module_name
 BAD_NUM_SAMPLES = (0, -1, 1.5, True)
 TESTS = Path(__file__).resolve().parent
 
-# every pipeline kind the demo serves, by name: its tiny random pipeline (seeded, progress bar disabled)
-TINY_PIPELINES: dict[str, Callable[..., HfgenPipeline]] = {
-    "flow_matching": factories.tiny_flow_matching_pipeline,
-    "ddpm": factories.tiny_ddpm_pipeline,
-    "bridge": factories.tiny_bridge_pipeline,
-    "score_sde": factories.tiny_score_sde_pipeline,
-    "energy": factories.tiny_energy_pipeline,
-    "vae": factories.tiny_vae_pipeline,
-    "rbm": factories.tiny_rbm_pipeline,
-    "autoencoder": factories.tiny_autoencoder_pipeline,
-}
-
 
 def conformance_classes(base: type) -> list[type]:
     """Every ``Test…`` subclass of ``base`` (:class:`PipelineConformance` or :class:`SchedulerConformance`) that a
@@ -52,6 +40,18 @@ def conformance_classes(base: type) -> list[type]:
         pending += cls.__subclasses__()
         found.append(cls)
     return sorted({cls for cls in found if cls.__name__.startswith("Test")}, key=lambda cls: cls.__qualname__)
+
+
+def tiny_pipelines() -> dict[str, Callable[..., HfgenPipeline]]:
+    """Every pipeline kind the demo serves, by name: the tiny random factory (seeded, progress bar disabled; keyword
+    arguments such as ``seed``) that the kind's conformance class declares as ``kind`` and ``tiny``, in its family's
+    test file, so that the cross-family tests (demo, guards, reliability) draw a new family without an entry."""
+    kinds: dict[str, Callable[..., HfgenPipeline]] = {}
+    for cls in conformance_classes(PipelineConformance):
+        if "kind" in vars(cls):
+            assert cls.kind not in kinds, f"two conformance classes declare the kind {cls.kind!r}"
+            kinds[cls.kind] = cls.tiny
+    return kinds
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -81,10 +81,16 @@ class PipelineConformance:
     sizes); ``output_name`` (``"samples"`` or ``"images"``); optionally ``output_type_kwargs`` (e.g. a trajectory so
     that every field's output type is checked), ``sample()`` (how a draw is made from a generator),
     ``to_numpy_layout()`` (how a ``"pt"`` field is laid out under ``"np"``), ``size_argument`` +
-    ``bad_size_overrides()``, ``takes_num_inference_steps`` and ``float64_call()``.
+    ``bad_size_overrides()``, ``takes_num_inference_steps`` and ``float64_call()``; ``kind`` and ``tiny`` (a
+    staticmethod: its tiny random factory) for a pipeline the demo serves (:func:`tiny_pipelines`);
+    ``other_schedulers``, factories of the schedulers the pipeline also samples with, each saved and loaded by
+    diffusers alone in place of its own (tests/test_remote_code.py).
     """
 
     pipeline_class: type[HfgenPipeline]
+    kind: str
+    tiny: Callable[..., HfgenPipeline]
+    other_schedulers: tuple[Callable[[], Any], ...] = ()
     output_name = "samples"
     call_kwargs: dict[str, Any] = {}
     output_type_kwargs: dict[str, Any] = {}

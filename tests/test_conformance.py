@@ -37,6 +37,8 @@ from hfgen.schedulers.flow_match_midpoint import FlowMatchMidpointScheduler
 
 
 class TestFlowMatchingPipeline(PipelineConformance):
+    kind = "flow_matching"
+    tiny = staticmethod(factories.tiny_flow_matching_pipeline)
     pipeline_class = FlowMatchingPipeline
     call_kwargs = {"num_samples": 6, "num_inference_steps": 2}
     output_type_kwargs = {"return_trajectory": True}
@@ -50,6 +52,8 @@ class TestFlowMatchingPipeline(PipelineConformance):
 
 
 class TestDDPMPointsPipeline(PipelineConformance):
+    kind = "ddpm"
+    tiny = staticmethod(factories.tiny_ddpm_pipeline)
     pipeline_class = DDPMPointsPipeline
     call_kwargs = {"num_samples": 6}
     output_type_kwargs = {"return_trajectory": True}
@@ -63,6 +67,8 @@ class TestDDPMPointsPipeline(PipelineConformance):
 
 
 class TestSchrodingerBridgePipelineForward(PipelineConformance):
+    kind = "bridge"
+    tiny = staticmethod(factories.tiny_bridge_pipeline)
     pipeline_class = SchrodingerBridgePipeline
     call_kwargs: dict[str, Any] = {"num_samples": 6, "direction": "forward"}
     output_type_kwargs = {"return_trajectory": True}
@@ -81,6 +87,8 @@ class TestSchrodingerBridgePipelineBackward(TestSchrodingerBridgePipelineForward
 
 
 class TestVAEPipeline(PipelineConformance):
+    kind = "vae"
+    tiny = staticmethod(factories.tiny_vae_pipeline)
     pipeline_class = VAEPipeline
     output_name = "images"
     call_kwargs = {"num_samples": 3}
@@ -99,6 +107,8 @@ class TestVAEPipeline(PipelineConformance):
 
 
 class TestAutoEncoderPipeline(TestVAEPipeline):
+    kind = "autoencoder"
+    tiny = staticmethod(factories.tiny_autoencoder_pipeline)
     # An autoencoder has no prior: calling the pipeline reconstructs given images. The conformance draws are
     # adapted through the hooks: the generator draws the input images (same seed, same images, same
     # reconstructions), and the "number of draws" is the batch of images, so the bad sizes are bad batches.
@@ -143,6 +153,8 @@ class TestDensityPipelineWithACouplingFlow(TestDensityPipelineWithAMixture):
 
 
 class TestRBMPipeline(PipelineConformance):
+    kind = "rbm"
+    tiny = staticmethod(factories.tiny_rbm_pipeline)
     pipeline_class = RBMPipeline
     output_name = "images"
     call_kwargs = {"num_samples": 3, "num_inference_steps": 2}
@@ -156,6 +168,8 @@ class TestRBMPipeline(PipelineConformance):
 
 
 class TestScoreSDEPipeline(PipelineConformance):
+    kind = "score_sde"
+    tiny = staticmethod(factories.tiny_score_sde_pipeline)
     pipeline_class = ScoreSDEPipeline
     call_kwargs = {"num_samples": 6, "num_inference_steps": 3}
     output_type_kwargs = {"return_trajectory": True}

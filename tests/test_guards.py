@@ -16,12 +16,12 @@ import torch
 from factories import (
     tiny_bridge_pipeline,
     tiny_ddpm_pipeline,
-    tiny_energy_pipeline,
     tiny_flow_matching_pipeline,
     tiny_rbm_pipeline,
     tiny_score_sde_pipeline,
     tiny_vae_pipeline,
 )
+from test_energy import tiny_energy_pipeline
 from test_image_pipelines import SIZE, ddpm_pipeline, fm_pipeline, images
 
 import hfgen.utils

@@ -274,7 +274,7 @@ def test_a_component_config_that_is_not_an_object_is_named(tmp_path):
 
 def _pipelines_that_sample():
     """(name, pipeline, call with num_samples and generator) for every pipeline that draws ``num_samples``."""
-    from conformance import TINY_PIPELINES
+    from conformance import tiny_pipelines
     from factories import gaussian_mixture
 
     from hfgen import DensityPipeline
@@ -288,9 +288,8 @@ def _pipelines_that_sample():
     calls = {"flow_matching": draw_in_two_steps, "ddpm": draw, "bridge": draw, "score_sde": draw_in_two_steps,
              "energy": draw_in_two_steps, "rbm": draw_in_two_steps, "vae": draw}  # fmt: skip
     mixture = gaussian_mixture([[0.0, 0.0], [2.0, 1.0]], [torch.eye(2).tolist()] * 2, [0.5, 0.5])
-    return [(kind, TINY_PIPELINES[kind](), call) for kind, call in calls.items()] + [
-        ("density", DensityPipeline(mixture), draw)
-    ]
+    tiny = tiny_pipelines()
+    return [(kind, tiny[kind](), call) for kind, call in calls.items()] + [("density", DensityPipeline(mixture), draw)]
 
 
 PIPELINES = _pipelines_that_sample()

@@ -34,7 +34,6 @@ from factories import (
     tiny_autoencoder_pipeline,
     tiny_bridge_pipeline,
     tiny_ddpm_pipeline,
-    tiny_energy_pipeline,
     tiny_epsilon_network,
     tiny_flow_matching_pipeline,
     tiny_rbm_pipeline,
@@ -182,8 +181,6 @@ FAMILIES: dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str
         ("images",),
     ),
     "rbm": (tiny_rbm_pipeline, {"num_inference_steps": 3}, ("images", "states")),
-    "energy_langevin": (lambda: tiny_energy_pipeline("langevin"), {"num_inference_steps": 4}, ("samples",)),
-    "energy_mala": (lambda: tiny_energy_pipeline("mala"), {"num_inference_steps": 4}, ("samples",)),
     "score_sde_vp": (tiny_score_sde_pipeline, {"num_inference_steps": 5}, ("samples",)),
     "score_sde_ve_pc": (
         lambda: tiny_score_sde_pipeline("ve"),
@@ -195,29 +192,48 @@ FAMILIES: dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str
 
 def families() -> dict[str, tuple[Callable[[], HfgenPipeline], dict[str, Any], tuple[str, ...]]]:
     """:data:`FAMILIES`, and for a pipeline class that none of them builds, the tiny pipeline, call and output of its
-    conformance class (tests/conformance.py, in its family's test file): a new family is loaded with diffusers alone
-    without an entry here."""
+    conformance class (tests/conformance.py, in its family's test file), also with each of the class's
+    ``other_schedulers`` (``<class>[<scheduler>]``): a new family is loaded with diffusers alone without an entry
+    here."""
     entries = dict(FAMILIES)
     built = {type(build()).__name__ for build, _, _ in FAMILIES.values()}
     for cls in conformance_classes(PipelineConformance):
+        call = (dict(cls.call_kwargs), (cls.output_name,))
         if pipeline_module_name(cls.pipeline_class) and cls.pipeline_class.__name__ not in built:
             built.add(cls.pipeline_class.__name__)
-            entries[cls.__name__] = (cls().get_pipeline, dict(cls.call_kwargs), (cls.output_name,))
+            entries[cls.__name__] = (cls().get_pipeline, *call)
+        for make in cls.other_schedulers:
+            name = f"{cls.__name__}[{type(make()).__name__}]"
+            entries[name] = (lambda cls=cls, make=make: _with_scheduler(cls().get_pipeline(), make()), *call)
     return entries
+
+
+def _with_scheduler(pipeline: HfgenPipeline, scheduler: SchedulerMixin) -> HfgenPipeline:
+    """``pipeline``'s components with ``scheduler`` in place of its own."""
+    pipeline = type(pipeline)(**{**pipeline.components, "scheduler": scheduler})
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
 
 
 NUM_SAMPLES = 5
 SEED = 3
 
 #: Folders saved by hfgen when each pipeline file was written by hand (the first remote-code layout), one per pipeline
-#: class, with the tiny pipelines of FAMILIES of the same name (the image networks tinier still) and
-#: ``expected_samples.safetensors``, the draws made at save time (``<name>.<output>``; seed SEED, NUM_SAMPLES points).
-#: Archived as saved (``remote_code_v1/<name>/…``), so that their copies of hfgen's code are not read as its source.
+#: class, with tiny pipelines (the image networks tinier still), ``expected_samples.safetensors``, the draws made at
+#: save time (``<name>.<output>``; seed SEED, NUM_SAMPLES points) and ``calls.json``, each folder's call (``kwargs``
+#: without the generator) and the outputs compared. Archived as saved (``remote_code_v1/<name>/…``), so that their
+#: copies of hfgen's code are not read as its source.
 FIXTURE_ARCHIVE = Path(__file__).parent / "fixtures" / "remote_code_v1.tar.gz"
-HAND_WRITTEN = (
-    "flow_matching_checkerboard", "ddpm", "bridge", "vae", "autoencoder", "gaussian_mixture", "rbm", "energy_mala",
-    "score_sde_ve_pc", "image_flow_matching_guided", "image_ddpm",
-)  # fmt: skip
+
+
+def _hand_written_calls() -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
+    """Each archived folder's ``(call arguments, outputs compared)``, from the archive's ``calls.json``."""
+    with tarfile.open(FIXTURE_ARCHIVE) as archive:
+        calls = json.load(archive.extractfile("remote_code_v1/calls.json"))
+    return {name: (call["kwargs"], tuple(call["outputs"])) for name, call in sorted(calls.items())}
+
+
+HAND_WRITTEN = _hand_written_calls()
 #: the stored draws were made on another machine: float32 kernels may round differently by a few units in the last
 #: place per network evaluation (tests/test_legacy_pipelines.py); any change of model or sampler is far above this
 STORED_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
@@ -402,8 +418,7 @@ def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path
             expected[f"{name}.log_prob"] = {"log_prob": getattr(result, "log_prob", result)}
     # folders saved with the hand-written pipeline files of the first remote-code layout: their own files, and the
     # files written when hfgen saves them again, draw what hfgen draws from them
-    for name in HAND_WRITTEN:
-        _, kwargs, outputs = FAMILIES[name]
+    for name, (kwargs, outputs) in HAND_WRITTEN.items():
         pipeline = HfgenPipeline.from_pretrained(hand_written / name)
         pipeline.set_progress_bar_config(disable=True)
         pipeline.save_pretrained(tmp_path / "resaved" / name)
@@ -440,7 +455,7 @@ def test_every_family_loads_with_diffusers_alone_and_samples_like_hfgen(tmp_path
         _assert_outputs_equal(load_file(tmp_path / f"{name}.st.log_prob"), expected[f"{name}.log_prob"], name)
 
 
-@pytest.mark.parametrize("name", HAND_WRITTEN)
+@pytest.mark.parametrize("name", sorted(HAND_WRITTEN))
 def test_a_folder_saved_with_hand_written_pipeline_files_loads_with_hfgen_without_running_them(
     name, tmp_path, hand_written
 ):
@@ -449,7 +464,7 @@ def test_a_folder_saved_with_hand_written_pipeline_files_loads_with_hfgen_withou
         path.write_text("raise RuntimeError('hfgen ran code from the folder')\n")
     index = json.loads((hand_written / name / "model_index.json").read_text())
     assert (hand_written / name / f"{index['_class_name'][0]}.py").is_file()  # the hand-written pipeline file
-    _, kwargs, outputs = FAMILIES[name]
+    kwargs, outputs = HAND_WRITTEN[name]
     stored = load_file(hand_written / "expected_samples.safetensors")
     for loader in (HfgenPipeline, getattr(hfgen, index["_class_name"][1])):
         pipeline = loader.from_pretrained(tmp_path / name)
@@ -683,9 +698,14 @@ def test_bundling_puts_stand_ins_for_component_classes_before_the_definitions_th
 
 
 def test_a_pipeline_without_an_entry_is_covered_through_its_conformance_class(monkeypatch):
-    without_energy = {name: entry for name, entry in FAMILIES.items() if not name.startswith("energy")}
-    monkeypatch.setitem(globals(), "FAMILIES", without_energy)
     entries = families()
-    assert set(entries) - set(without_energy) == {"TestEnergyPipeline"}
-    build, kwargs, outputs = entries["TestEnergyPipeline"]
-    assert type(build()).__name__ == "EnergyPipeline" and outputs == ("samples",) and kwargs["num_inference_steps"]
+    variants = {name: entry for name, entry in entries.items() if name.endswith("]")}
+    assert variants  # a conformance class's other schedulers are drawn too, each in place of the pipeline's own
+    for name, (build, _, _) in variants.items():
+        assert type(build().scheduler).__name__ == name[name.index("[") + 1 : -1]
+    # without the entries of one pipeline class, its conformance class draws it
+    dropped = type(FAMILIES["flow_matching"][0]()).__name__
+    fewer = {name: entry for name, entry in FAMILIES.items() if type(entry[0]()).__name__ != dropped}
+    monkeypatch.setitem(globals(), "FAMILIES", fewer)
+    added = set(families()) - set(entries)
+    assert len(added) == 1 and type(families()[added.pop()][0]()).__name__ == dropped

@@ -19,13 +19,14 @@ from urllib.parse import urljoin
 import numpy as np
 import pytest
 import torch
-from conformance import TINY_PIPELINES
+from conformance import tiny_pipelines
 from PIL import Image
 
 from hfgen import GibbsScheduler, HfgenPipeline, space
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
+TINY_PIPELINES = tiny_pipelines()
 
 
 def in_ci() -> bool:
