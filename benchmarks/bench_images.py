@@ -112,9 +112,12 @@ def classifier_folder(args: argparse.Namespace, out: Path) -> Path:
     return folder
 
 
-def train_run(name: str, args: argparse.Namespace, out: Path, classifier: Path) -> dict[str, Any]:
-    """Train run ``name`` through its script and return its timing, arguments and final metrics."""
-    script, extra = RUNS[name]
+def train_run(
+    name: str, args: argparse.Namespace, out: Path, classifier: Path, run: tuple[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """Train run ``name`` through its script (``run``: the script and its extra flags, else ``RUNS[name]``) into
+    ``out / name`` and return its timing, arguments and final metrics."""
+    script, extra = run or RUNS[name]
     steps = 20 if args.quick else args.max_train_steps
     network = ["--block_out_channels", "8", "16", "--norm_num_groups", "4"] if args.quick else NETWORK
     folder = out / name

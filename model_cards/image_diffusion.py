@@ -36,12 +36,22 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     return markdown_table(("metric", "samples", "real training images", "note"), rows) if rows else ""
 
 
+def time_law_text(args: Any) -> str:
+    """The law of the training times: uniform, or logit-normal ``t = σ(m + s z)`` (Esser et al. 2024)."""
+    if args.time_law == "uniform":
+        return "`t ~ U[0, 1]`"
+    return (
+        f"`t = σ({args.logit_normal_mean:g} + {args.logit_normal_std:g} z)`, `z ~ N(0, 1)` (logit-normal, "
+        "Esser et al. 2024)"
+    )
+
+
 def flow_matching_math(args: Any) -> str:
     """The path, loss and sampler of image flow matching."""
     return (
         "- **Path**: `y_t = (1 − t) y_0 + t y_1`, `y_0 ~ N(0, I)` at `t = 0`, the images `y_1 = 2x − 1` at "
         "`t = 1`; target velocity `y_1 − y_0`.\n"
-        f"- **Loss**: `E_t,y_0,y_1 ‖v_θ(y_t, t) − (y_1 − y_0)‖²`, `t ~ U[0, 1]`; the UNet reads "
+        f"- **Loss**: `E_t,y_0,y_1 ‖v_θ(y_t, t) − (y_1 − y_0)‖²`, {time_law_text(args)}; the UNet reads "
         f"`{args.time_scale:g} · t`.\n"
         f"- **Sampling**: `dy/dt = v_θ(y, t)` from `t = 0` to 1, {args.num_inference_steps} {args.solver} steps."
     )

@@ -124,3 +124,20 @@ def test_optimal_velocity_at_time_zero_is_mean_minus_x():
         learned = model(grid, 0.0).sample
     optimal = data.mean(0) - grid
     assert (learned - optimal).norm(dim=1).max() < 0.05 * optimal.norm(dim=1).max()
+
+
+def test_logit_normal_times_have_a_normal_logit_with_the_given_mean_and_spread():
+    from scipy import stats
+
+    from hfgen.methods.flow_matching import sample_path_times
+
+    t = sample_path_times(20_000, "logit_normal", torch.Generator().manual_seed(0), mean=-0.5, std=1.5).double()
+    assert bool(((t > 0) & (t < 1)).all())
+    logit = torch.log(t) - torch.log1p(-t)
+    assert stats.kstest(logit.numpy(), "norm", args=(-0.5, 1.5)).pvalue > 1e-3
+    uniform = sample_path_times(1_000, "uniform", torch.Generator().manual_seed(1))
+    assert torch.equal(uniform, torch.rand(1_000, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="time_law"):
+        sample_path_times(4, "cosine")
+    with pytest.raises(ValueError, match="logit_normal_std"):
+        sample_path_times(4, "logit_normal", std=-1.0)

@@ -111,6 +111,25 @@ def test_the_batch_stream_is_a_pure_function_of_its_index_with_label_dropout(dat
     assert len(FlowMatchingImageTask(fm_args(tmp_path, data_files)).batch(0, 0, 1)) == 3  # unconditional
 
 
+def test_the_flow_matching_batches_draw_their_times_from_the_run_s_law(data_files, tmp_path):
+    uniform = FlowMatchingImageTask(fm_args(tmp_path, data_files))
+    logit = FlowMatchingImageTask(
+        fm_args(tmp_path, data_files, time_law="logit_normal", logit_normal_mean=0.5, logit_normal_std=0.3)
+    )
+    images, noise, t = uniform.batch(5, 0, 1)
+    _, _, generator = uniform.draw(5, 0, 1)
+    torch.randn(images.shape, generator=generator)  # the noise, drawn before the times
+    assert torch.equal(t, torch.rand(8, generator=generator))  # the default is U[0, 1], as before the option
+    _, _, generator = logit.draw(5, 0, 1)
+    torch.randn(images.shape, generator=generator)
+    expected = torch.sigmoid(0.5 + 0.3 * torch.randn(8, generator=generator))
+    assert torch.equal(logit.batch(5, 0, 1)[2], expected)
+    with pytest.raises(ValueError, match="time_law"):
+        fm_args(tmp_path, data_files, time_law="beta")
+    with pytest.raises(ValueError, match="logit_normal_std"):
+        fm_args(tmp_path, data_files, time_law="logit_normal", logit_normal_std=0.0)
+
+
 @pytest.mark.parametrize("family", ["fm", "ddpm"])
 def test_label_dropout_turns_a_label_into_the_null_class_with_probability_cond_drop_prob(data_files, tmp_path, family):
     make_args, make_task = (fm_args, FlowMatchingImageTask) if family == "fm" else (ddpm_args, DDPMImageTask)

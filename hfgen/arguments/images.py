@@ -14,6 +14,10 @@ from hfgen.cli.parser import documented, recipe
 
 __all__ = ["DDPMImageArguments", "FlowMatchingImageArguments", "ImageDiffusionArguments"]
 
+#: the laws of image flow matching's training times, mirrored without torch for ``--help`` (``OWNERS``)
+TIME_LAWS = ("uniform", "logit_normal")
+OWNERS: dict[str, str] = {"TIME_LAWS": "hfgen.methods.flow_matching:TIME_LAWS"}
+
 
 @dataclass
 @recipe(
@@ -104,17 +108,24 @@ class ImageDiffusionArguments(ImageDataArguments):
 @dataclass
 class FlowMatchingImageArguments(ImageDiffusionArguments):
     """Arguments of ``training/train_fm.py`` on images: conditional flow matching on the linear path
-    ``y_t = (1 − t) y_0 + t y_1`` from ``N(0, I)`` to the images ``y_1 = 2x − 1``, ``t ~ U[0, 1]``."""
+    ``y_t = (1 − t) y_0 + t y_1`` from ``N(0, I)`` to the images ``y_1 = 2x − 1``, ``t`` uniform or logit-normal."""
 
     output_dir: str = documented("out/fm-mnist", "where the run writes its outputs")
     time_scale: float = documented(1000.0, "the UNet reads the time as time_scale · t")
     solver: str = documented("euler", f"fixed-step sampler saved in the scheduler: {FLOW_MATCH_SOLVERS}")
+    time_law: str = documented(
+        "uniform", f"training times {TIME_LAWS}: t ~ U[0, 1], or t = σ(m + s z), z ~ N(0, 1) (Esser et al. 2024)"
+    )
+    logit_normal_mean: float = documented(0.0, "m of the logit-normal training times")
+    logit_normal_std: float = documented(1.0, "s > 0 of the logit-normal training times")
 
-    choice_fields = {**ImageDiffusionArguments.choice_fields, "solver": FLOW_MATCH_SOLVERS}
+    choice_fields = {**ImageDiffusionArguments.choice_fields, "solver": FLOW_MATCH_SOLVERS, "time_law": TIME_LAWS}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_number(self.time_scale, "time_scale", low=0.0, open_low=True)
+        check_number(self.logit_normal_mean, "logit_normal_mean")
+        check_number(self.logit_normal_std, "logit_normal_std", low=0.0, open_low=True)
 
 
 @dataclass

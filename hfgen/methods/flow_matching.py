@@ -263,6 +263,30 @@ def sample_times(
     return 1 - (1 - u) ** (1 / data_end_concentration)
 
 
+#: laws of the training times of image flow matching (:func:`sample_path_times`)
+TIME_LAWS = ("uniform", "logit_normal")
+
+
+def sample_path_times(
+    num_samples: int,
+    law: str = "uniform",
+    generator: torch.Generator | None = None,
+    mean: float = 0.0,
+    std: float = 1.0,
+) -> torch.Tensor:
+    r"""Training times on the path: ``"uniform"``, ``t ~ U[0, 1]``; or ``"logit_normal"``, ``t = σ(m + s z)`` with
+    ``z ~ N(0, 1)`` (Esser et al. 2024, *Scaling Rectified Flow Transformers*, §3.1), of density
+    ``p(t) = exp(−(logit t − m)² / 2s²) / (s √(2π) t (1 − t))``: more weight on the middle of the path, where the
+    velocity is hardest to predict, less on the ends."""
+    if law == "uniform":
+        return torch.rand(num_samples, generator=generator)
+    if law != "logit_normal":
+        raise ValueError(f"`time_law` must be one of {TIME_LAWS}, got {law!r}")
+    check_number(mean, "logit_normal_mean")
+    check_number(std, "logit_normal_std", 0, open_low=True)
+    return torch.sigmoid(mean + std * torch.randn(num_samples, generator=generator))
+
+
 def cfm_loss(
     model: nn.Module,
     x0: torch.Tensor,

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from hfgen.arguments.images import DDPMImageArguments, FlowMatchingImageArguments, ImageDiffusionArguments
 from hfgen.image_metrics import classifier_outputs, image_scores
+from hfgen.methods.flow_matching import sample_path_times
 from hfgen.methods.image_diffusion import to_network_space
 from hfgen.model_cards.image_diffusion import image_ddpm_card, image_flow_matching_card
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
@@ -180,7 +181,7 @@ class ImageDiffusionTask(ImageStreamTask):
 
 class FlowMatchingImageTask(ImageDiffusionTask):
     r"""Conditional flow matching (Lipman et al. 2022) on images: minimise
-    ``E ‖v_θ(y_t, t, c) − (y_1 − y_0)‖²`` (mean over pixels) with ``y_0 ~ N(0, I)``, ``t ~ U[0, 1]``,
+    ``E ‖v_θ(y_t, t, c) − (y_1 − y_0)‖²`` (mean over pixels) with ``y_0 ~ N(0, I)``, ``t`` uniform or logit-normal,
     ``y_t = (1 − t) y_0 + t y_1`` and ``c`` the label or, with probability ``cond_drop_prob``, the null class."""
 
     name = "flow_matching_images"
@@ -190,7 +191,8 @@ class FlowMatchingImageTask(ImageDiffusionTask):
     def batch(self, index: int, stream: int, num_streams: int) -> tuple[Tensor, ...]:
         images, labels, generator = self.draw(index, stream, num_streams)
         noise = torch.randn(images.shape, generator=generator)
-        t = torch.rand(images.shape[0], generator=generator)
+        args = self.args
+        t = sample_path_times(images.shape[0], args.time_law, generator, args.logit_normal_mean, args.logit_normal_std)
         return (images, noise, t) if labels is None else (images, noise, t, labels)
 
     def loss(self, model: torch.nn.Module, batch: Any, device: torch.device) -> Tensor:

@@ -1,0 +1,206 @@
+"""The unconditional MNIST recipe at equal training cost: image flow matching with uniform training times (the recipe
+of ``benchmarks/bench_images.py``) against logit-normal times ``t = σ(z)``, ``z ~ N(0, 1)`` (Esser et al. 2024).
+
+    python benchmarks/bench_image_recipe.py --train_data_files mnist/train.parquet \
+        --test_data_files mnist/test.parquet --jobs 2
+    python benchmarks/bench_image_recipe.py --quick ...      # a smoke run with tiny budgets (numbers meaningless)
+
+Each recipe trains through ``training/train_fm.py`` with the network, batch, steps and learning rate of
+``bench_images.py`` (about 25 CPU minutes, inside the 30-minute budget), ``--jobs`` recipes at a time (one process
+and one CPU thread each), timed in CPU seconds (user + sys of that child). Each saved pipeline is then scored at
+10,000 samples over 3 independent draws, in that process, with one sampler for all (Heun, 10 steps: 20 network
+evaluations): k-NN precision and recall (Kynkäänniemi et al. 2019, k = 3), Fréchet distance and mean confidence in
+the features of the scoring ``MnistClassifier`` (trained first by ``training/train_classifier.py`` unless
+``--classifier_path`` names one), against the 10,000 test images, and their first 5,000 against a random half of the
+test images beside the floor: the other half, real images the classifier never saw. Each stage stores its JSON under
+``<out>/stages/`` (a rerun skips what is there); ``IMAGE_RECIPE_RESULTS.md`` and ``image_recipe_results.json`` are
+written at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_images import (
+    QUALITY,
+    TARGETS,
+    _quality_cells,
+    classifier_folder,
+    load_pipeline,
+    real_quality,
+    run_quality,
+    train_run,
+)
+from report import Page, markdown, table, verdict, write_results
+
+from hfgen.image_metrics import classifier_outputs
+from hfgen.models.classifier import MnistClassifier
+from hfgen.training.images import ImageDiffusionArguments
+
+#: this benchmark's results page (found by benchmarks/report.py)
+PAGE = Page("image_recipe", "image_recipe_results.json", "IMAGE_RECIPE_RESULTS.md")
+HERE = Path(__file__).resolve().parent
+#: each recipe: its label and the flags it adds to the benchmark's flow-matching run
+RECIPES = {
+    "uniform": ("uniform times t ~ U[0, 1] (the benchmark recipe)", []),
+    "logit_normal": ("logit-normal times t = σ(z), z ~ N(0, 1)", ["--time_law", "logit_normal"]),
+}
+#: the one sampler every recipe is scored with
+SAMPLER = {"solver": "heun", "steps": 10}
+
+
+def stage(folder: Path, name: str, compute: Any) -> Any:
+    """The JSON stored as ``<folder>/<name>.json``, computed and stored first if it is not there."""
+    file = folder / f"{name}.json"
+    if file.is_file():
+        return json.loads(file.read_text())
+    value = compute()
+    file.write_text(json.dumps(value, indent=2))
+    return value
+
+
+def load_data(args: argparse.Namespace, out: Path) -> dict:
+    flags = {"dataset_name": None if args.train_data_files else args.dataset_name,
+             "train_data_files": args.train_data_files, "test_data_files": args.test_data_files}  # fmt: skip
+    return ImageDiffusionArguments(output_dir=str(out / "unused"), **flags).load_images()
+
+
+def test_features(data: dict, classifier: Any, num: int) -> torch.Tensor:
+    if len(data["test_images"]) < num:
+        raise ValueError(f"the quality scores need {num} test images, the data has {len(data['test_images'])}")
+    return classifier_outputs(classifier, data["test_images"][:num])[1]
+
+
+def run_recipe(name: str, args: argparse.Namespace, out: Path, config: dict) -> None:
+    """Train recipe ``name`` and score its pipeline (each a stage of ``<out>/stages``), in this process."""
+    stages, classifier_path = out / "stages", classifier_folder(args, out)
+    run = ("train_fm.py", RECIPES[name][1])
+    stage(stages, f"train-{name}", lambda: train_run(name, args, out, classifier_path, run))
+    classifier = MnistClassifier.from_pretrained(classifier_path, use_safetensors=True).eval()
+
+    def score() -> dict:
+        features = test_features(load_data(args, out), classifier, config["num"])
+        return run_quality(load_pipeline(out / name), classifier, features, SAMPLER, config)
+
+    stage(stages, f"quality-{name}", score)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking that the script runs")
+    parser.add_argument("--dataset_name", default="ylecun/mnist", help="Hub dataset id")
+    parser.add_argument("--train_data_files", default=None, help="local training parquet (instead of the Hub)")
+    parser.add_argument("--test_data_files", default=None, help="local test parquet")
+    parser.add_argument("--classifier_path", default=None, help="a saved MnistClassifier (else one is trained)")
+    parser.add_argument("--output_dir", type=Path, default=HERE / "out" / "image_recipe", help="run folders")
+    parser.add_argument("--max_train_steps", type=int, default=4500, help="optimizer steps of every recipe")
+    parser.add_argument("--jobs", type=int, default=1, help="recipes trained and scored at once (one thread each)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), help="train and score this recipe only (no page)")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    out = args.output_dir
+    (out / "stages").mkdir(parents=True, exist_ok=True)
+    config = {"num": 64, "draws": 3, "k": 3, "chunk": 32} if args.quick else QUALITY
+    if args.recipe:
+        run_recipe(args.recipe, args, out, config)
+        return
+    classifier_path = classifier_folder(args, out)  # once, before the recipes' processes look for it
+    flags = [*sys.argv[1:], *([] if args.classifier_path else ["--classifier_path", str(classifier_path)])]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for result in [pool.submit(subprocess.run, [sys.executable, __file__, *flags, "--recipe", name], check=True)
+                       for name in RECIPES]:  # fmt: skip
+            result.result()
+    classifier = MnistClassifier.from_pretrained(classifier_path, use_safetensors=True).eval()
+    data = load_data(args, out)
+    real = stage(out / "stages", "real", lambda: real_quality(data, classifier, config["num"], config["draws"], 3))
+    stages = out / "stages"
+    results = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, torch {torch.__version__}",
+        "quick": args.quick,
+        "quality": {**config, "sampler": SAMPLER},
+        "real": real,
+        "recipes": {
+            name: {
+                "label": RECIPES[name][0],
+                "train": json.loads((stages / f"train-{name}.json").read_text()),
+                "quality": json.loads((stages / f"quality-{name}.json").read_text()),
+            }
+            for name in RECIPES
+        },  # fmt: skip
+    }
+    report_folder = out if args.quick else HERE
+    write_results(results, report_folder, PAGE, render)
+    print(f"wrote {report_folder / PAGE.markdown_name}")
+
+
+def render(results: dict) -> str:
+    quality, real, recipes = results["quality"], results["real"], results["recipes"]
+    num, half, draws = quality["num"], quality["num"] // 2, quality["draws"]
+    sampler = f"{quality['sampler']['solver']} {quality['sampler']['steps']}"
+    header = ["recipe", "Fréchet", "precision", "recall", "confidence"]
+    train_rows = [
+        [recipe["label"], f"{recipe['train']['cpu_seconds'] / 60:.1f}",
+         f"{recipe['train']['metrics']['train_cpu_seconds']:.0f}", f"`{recipe['train']['command']}`"]
+        for recipe in recipes.values()
+    ]  # fmt: skip
+    full_rows = [[recipe["label"], *_quality_cells(recipe["quality"]["full"])] for recipe in recipes.values()]
+    half_rows = [[recipe["label"], *_quality_cells(recipe["quality"]["half"])] for recipe in recipes.values()]
+    half_rows.append([f"real test half B ({half:,}, unseen): the floor", *_quality_cells(real["floor_half"])])
+    floor = real["floor_half"]
+    targets = []
+    for recipe in recipes.values():
+        scores = recipe["quality"]["half"]
+        confidence = recipe["quality"]["full"]["confidence"]["mean"]
+        gaps = {key: floor[key]["mean"] - scores[key]["mean"] for key in ("precision", "recall")}
+        near = all(gap <= TARGETS["precision_recall_gap_max"] for gap in gaps.values())
+        targets.append(
+            f"- {recipe['label']}: confidence {confidence:.3f} ≥ {TARGETS['confidence_min']}: "
+            f"{verdict(confidence >= TARGETS['confidence_min'])}; precision and recall within "
+            f"{TARGETS['precision_recall_gap_max']} of the floor's (gaps {gaps['precision']:.3f}, "
+            f"{gaps['recall']:.3f}): {verdict(near)}."
+        )
+    lines = [
+        "# The unconditional image recipe: uniform against logit-normal training times",
+        "",
+        f"Written by `benchmarks/bench_image_recipe.py` on {results['machine']}; CPU only. Image flow matching on "
+        "MNIST with the network, batch (64), steps and learning rate of `benchmarks/bench_images.py`; only the law of "
+        "the training times differs. Logit-normal times (Esser et al. 2024, *Scaling Rectified Flow Transformers*, "
+        "§3.1) put the training weight on the middle of the path.",
+        "",
+        "## Training",
+        "",
+        *table(["recipe", "CPU min (whole script)", "optimisation CPU s", "command"], train_rows),
+        "",
+        f"## Sample quality at {num:,} samples",
+        "",
+        f"Mean ± standard error over {draws} independent draws, every recipe sampled with {sampler} (Heun's method: "
+        "two network evaluations a step), in the features of the scoring `MnistClassifier`: k-NN precision and "
+        "recall (Kynkäänniemi et al. 2019, k = 3), the Fréchet distance and the mean confidence `max_c p(c | x)`. "
+        f"Against the first {num:,} test images:",
+        "",
+        *table(header, full_rows),
+        "",
+        f"The first {half:,} images of each draw against a random half A of the test images, beside the floor: the "
+        "other half B, real images the classifier never saw, at the same size:",
+        "",
+        *table(header, half_rows),
+        "",
+        "## Targets",
+        "",
+        *targets,
+    ]
+    return markdown(lines, results["quick"])
+
+
+if __name__ == "__main__":
+    main()
