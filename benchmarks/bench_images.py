@@ -113,12 +113,18 @@ def classifier_folder(args: argparse.Namespace, out: Path) -> Path:
 
 
 def train_run(
-    name: str, args: argparse.Namespace, out: Path, classifier: Path, run: tuple[str, list[str]] | None = None
+    name: str,
+    args: argparse.Namespace,
+    out: Path,
+    classifier: Path,
+    run: tuple[str, list[str]] | None = None,
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """Train run ``name`` through its script (``run``: the script and its extra flags, else ``RUNS[name]``) into
-    ``out / name`` and return its timing, arguments and final metrics."""
+    """Train run ``name`` through its script (``run``: the script and its extra flags, else ``RUNS[name]``) for
+    ``steps`` optimizer steps (else ``--max_train_steps``) into ``out / name`` and return its timing, arguments and
+    final metrics."""
     script, extra = run or RUNS[name]
-    steps = 20 if args.quick else args.max_train_steps
+    steps = 20 if args.quick else steps or args.max_train_steps
     network = ["--block_out_channels", "8", "16", "--norm_num_groups", "4"] if args.quick else NETWORK
     folder = out / name
     command = [sys.executable, str(REPO / "training" / script), *data_flags(args), *network, *extra,
