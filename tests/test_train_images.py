@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard
 from training_runs import assert_resumed_run_is_exact, file_run_args, launch
 
 from hfgen.cli.scripts import is_image_run
+from hfgen.model_cards.image_diffusion import flow_matching_math
 from hfgen.models.classifier import MnistClassifier, MnistClassifierConfig
 from hfgen.pipelines.image_ddpm import DDPMImagePipeline
 from hfgen.pipelines.image_flow_matching import FlowMatchingImagePipeline
@@ -124,6 +125,8 @@ def test_the_flow_matching_batches_draw_their_times_from_the_run_s_law(data_file
     torch.randn(images.shape, generator=generator)
     expected = torch.sigmoid(0.5 + 0.3 * torch.randn(8, generator=generator))
     assert torch.equal(logit.batch(5, 0, 1)[2], expected)
+    assert "`t ~ U[0, 1]`" in flow_matching_math(uniform.args)  # the card states the law
+    assert "`t = σ(0.5 + 0.3 z)`" in flow_matching_math(logit.args)
     with pytest.raises(ValueError, match="time_law"):
         fm_args(tmp_path, data_files, time_law="beta")
     with pytest.raises(ValueError, match="logit_normal_std"):
