@@ -36,17 +36,19 @@ from bench_images import (
     QUALITY,
     TARGETS,
     _quality_cells,
+    add_data_arguments,
     classifier_folder,
+    load_data,
     load_pipeline,
     real_quality,
     run_quality,
+    stored_stage,
     train_run,
 )
 from report import Page, markdown, table, verdict, write_results
 
 from hfgen.image_metrics import classifier_outputs
 from hfgen.models.classifier import MnistClassifier
-from hfgen.training.images import ImageDiffusionArguments
 
 #: this benchmark's results page (found by benchmarks/report.py)
 PAGE = Page("image_recipe", "image_recipe_results.json", "IMAGE_RECIPE_RESULTS.md")
@@ -62,22 +64,6 @@ RECIPES = {
 SAMPLER = {"solver": "heun", "steps": 10}
 
 
-def stage(folder: Path, name: str, compute: Any) -> Any:
-    """The JSON stored as ``<folder>/<name>.json``, computed and stored first if it is not there."""
-    file = folder / f"{name}.json"
-    if file.is_file():
-        return json.loads(file.read_text())
-    value = compute()
-    file.write_text(json.dumps(value, indent=2))
-    return value
-
-
-def load_data(args: argparse.Namespace, out: Path) -> dict:
-    flags = {"dataset_name": None if args.train_data_files else args.dataset_name,
-             "train_data_files": args.train_data_files, "test_data_files": args.test_data_files}  # fmt: skip
-    return ImageDiffusionArguments(output_dir=str(out / "unused"), **flags).load_images()
-
-
 def test_features(data: dict, classifier: Any, num: int) -> torch.Tensor:
     if len(data["test_images"]) < num:
         raise ValueError(f"the quality scores need {num} test images, the data has {len(data['test_images'])}")
@@ -88,23 +74,20 @@ def run_recipe(name: str, args: argparse.Namespace, out: Path, config: dict) -> 
     """Train recipe ``name`` and score its pipeline (each a stage of ``<out>/stages``), in this process."""
     stages, classifier_path = out / "stages", classifier_folder(args, out)
     _, flags, steps = RECIPES[name]
-    stage(stages, f"train-{name}", lambda: train_run(name, args, out, classifier_path, ("train_fm.py", flags), steps))
+    run = ("train_fm.py", flags)
+    stored_stage(stages, f"train-{name}", lambda: train_run(name, args, out, classifier_path, run, steps))
     classifier = MnistClassifier.from_pretrained(classifier_path, use_safetensors=True).eval()
 
     def score() -> dict:
         features = test_features(load_data(args, out), classifier, config["num"])
         return run_quality(load_pipeline(out / name), classifier, features, SAMPLER, config)
 
-    stage(stages, f"quality-{name}", score)
+    stored_stage(stages, f"quality-{name}", score)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking that the script runs")
-    parser.add_argument("--dataset_name", default="ylecun/mnist", help="Hub dataset id")
-    parser.add_argument("--train_data_files", default=None, help="local training parquet (instead of the Hub)")
-    parser.add_argument("--test_data_files", default=None, help="local test parquet")
-    parser.add_argument("--classifier_path", default=None, help="a saved MnistClassifier (else one is trained)")
+    add_data_arguments(parser)
     parser.add_argument("--output_dir", type=Path, default=HERE / "out" / "image_recipe", help="run folders")
     parser.add_argument("--max_train_steps", type=int, default=4500, help="optimizer steps of every recipe")
     parser.add_argument("--jobs", type=int, default=1, help="recipes trained and scored at once (one thread each)")
@@ -125,8 +108,8 @@ def main() -> None:
             result.result()
     classifier = MnistClassifier.from_pretrained(classifier_path, use_safetensors=True).eval()
     data = load_data(args, out)
-    real = stage(out / "stages", "real", lambda: real_quality(data, classifier, config["num"], config["draws"], 3))
     stages = out / "stages"
+    real = stored_stage(stages, "real", lambda: real_quality(data, classifier, config["num"], config["draws"], 3))
     results = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, torch {torch.__version__}",

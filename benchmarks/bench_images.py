@@ -78,6 +78,32 @@ TARGETS = {"frechet_max": VAE_FRECHET / 4, "entropy_gap_max": 0.05, "label_accur
 QUALITY = {"num": 10_000, "draws": 3, "k": 3, "chunk": 1000}
 
 
+def stored_stage(folder: Path, name: str, compute: Any) -> Any:
+    """The JSON stored as ``<folder>/<name>.json``, computed by ``compute()`` and stored first if it is not there."""
+    file = folder / f"{name}.json"
+    if file.is_file():
+        return json.loads(file.read_text())
+    value = compute()
+    file.write_text(json.dumps(value, indent=2))
+    return value
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of every MNIST benchmark: a smoke run, the data and the scoring classifier."""
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking that the script runs")
+    parser.add_argument("--dataset_name", default="ylecun/mnist", help="Hub dataset id")
+    parser.add_argument("--train_data_files", default=None, help="local training parquet (instead of the Hub)")
+    parser.add_argument("--test_data_files", default=None, help="local test parquet")
+    parser.add_argument("--classifier_path", default=None, help="a saved MnistClassifier (else one is trained)")
+
+
+def load_data(args: argparse.Namespace, out: Path) -> dict:
+    """The images and labels of the run's data (a Hub id or local parquet files)."""
+    flags = {"dataset_name": None if args.train_data_files else args.dataset_name,
+             "train_data_files": args.train_data_files, "test_data_files": args.test_data_files}  # fmt: skip
+    return ImageDiffusionArguments(output_dir=str(out / "unused"), **flags).load_images()
+
+
 def data_flags(args: argparse.Namespace) -> list[str]:
     if args.train_data_files:
         flags = ["--train_data_files", args.train_data_files]
@@ -792,11 +818,7 @@ def rescore(results: dict, out: Path, data: dict, classifier: Any, config: dict)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking that the script runs")
-    parser.add_argument("--dataset_name", default="ylecun/mnist", help="Hub dataset id")
-    parser.add_argument("--train_data_files", default=None, help="local training parquet (instead of the Hub)")
-    parser.add_argument("--test_data_files", default=None, help="local test parquet")
-    parser.add_argument("--classifier_path", default=None, help="a saved MnistClassifier (else one is trained)")
+    add_data_arguments(parser)
     parser.add_argument("--output_dir", type=Path, default=HERE / "out" / "images", help="run folders")
     parser.add_argument("--max_train_steps", type=int, default=BUDGET["steps"], help="optimizer steps of every run")
     parser.add_argument("--jobs", type=int, default=1, help="training runs at once (one CPU thread each)")
@@ -827,12 +849,7 @@ def main() -> None:
     }
 
     def stage(name: str, compute: Any) -> Any:
-        file = stages / f"{name}.json"
-        if file.is_file():
-            return json.loads(file.read_text())
-        value = compute()
-        file.write_text(json.dumps(value, indent=2))
-        return value
+        return stored_stage(stages, name, compute)
 
     def save() -> None:
         write_results(results, report_folder, PAGE, render)
@@ -841,9 +858,7 @@ def main() -> None:
 
     classifier_path = classifier_folder(args, out)
     classifier = MnistClassifier.from_pretrained(classifier_path, use_safetensors=True).eval()
-    flags = {"dataset_name": None if args.train_data_files else args.dataset_name,
-             "train_data_files": args.train_data_files, "test_data_files": args.test_data_files}  # fmt: skip
-    data = ImageDiffusionArguments(output_dir=str(out / "unused"), **flags).load_images()
+    data = load_data(args, out)
     if args.rescore:
         if not results_path.is_file():
             sys.exit(f"error: --rescore needs the stored results {results_path}")
