@@ -29,7 +29,6 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import torch
 from bench_images import (
@@ -41,13 +40,13 @@ from bench_images import (
     load_data,
     load_pipeline,
     real_quality,
+    reference_features,
     run_quality,
     stored_stage,
     train_run,
 )
 from report import Page, markdown, table, verdict, write_results
 
-from hfgen.image_metrics import classifier_outputs
 from hfgen.models.classifier import MnistClassifier
 
 #: this benchmark's results page (found by benchmarks/report.py)
@@ -64,12 +63,6 @@ RECIPES = {
 SAMPLER = {"solver": "heun", "steps": 10}
 
 
-def test_features(data: dict, classifier: Any, num: int) -> torch.Tensor:
-    if len(data["test_images"]) < num:
-        raise ValueError(f"the quality scores need {num} test images, the data has {len(data['test_images'])}")
-    return classifier_outputs(classifier, data["test_images"][:num])[1]
-
-
 def run_recipe(name: str, args: argparse.Namespace, out: Path, config: dict) -> None:
     """Train recipe ``name`` and score its pipeline (each a stage of ``<out>/stages``), in this process."""
     stages, classifier_path = out / "stages", classifier_folder(args, out)
@@ -79,7 +72,7 @@ def run_recipe(name: str, args: argparse.Namespace, out: Path, config: dict) -> 
     classifier = MnistClassifier.from_pretrained(classifier_path, use_safetensors=True).eval()
 
     def score() -> dict:
-        features = test_features(load_data(args, out), classifier, config["num"])
+        features = reference_features(load_data(args, out), classifier, config["num"])
         return run_quality(load_pipeline(out / name), classifier, features, SAMPLER, config)
 
     stored_stage(stages, f"quality-{name}", score)

@@ -332,13 +332,18 @@ def run_quality(pipeline: Any, classifier: Any, test_features: torch.Tensor, set
     return {"solver": setting["solver"], "steps": setting["steps"], **summary, "draws": {"full": full, "half": half}}
 
 
+def reference_features(data: dict, classifier: Any, num: int) -> torch.Tensor:
+    """The classifier's features of the first ``num`` test images, which the generated images are scored against."""
+    if len(data["test_images"]) < num:
+        raise ValueError(f"the quality scores need {num} test images, the data has {len(data['test_images'])}")
+    return classifier_outputs(classifier, data["test_images"][:num])[1]
+
+
 def evaluate_quality(out: Path, data: dict, classifier: Any, settings: dict, config: dict) -> dict:
     """The sample-quality stage: :func:`real_quality`, and :func:`run_quality` of each unconditional run in
     ``settings`` (run name → sampler setting)."""
     num = config["num"]
-    if len(data["test_images"]) < num:
-        raise ValueError(f"the quality scores need {num} test images, the data has {len(data['test_images'])}")
-    _, test_features = classifier_outputs(classifier, data["test_images"][:num])
+    test_features = reference_features(data, classifier, num)
     runs = {name: run_quality(load_pipeline(out / name), classifier, test_features, setting, config)
             for name, setting in settings.items()}  # fmt: skip
     return {**config, "real": real_quality(data, classifier, num, config["draws"], config["k"]), "runs": runs}
