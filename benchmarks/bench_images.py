@@ -148,17 +148,18 @@ def train_run(
 ) -> dict[str, Any]:
     """Train run ``name`` through its script (``run``: the script and its extra flags, else ``RUNS[name]``) for
     ``steps`` optimizer steps (else ``--max_train_steps``) into ``out / name`` and return its timing, arguments and
-    final metrics."""
+    final metrics. The extra flags come last, so a run may override the benchmark's network, batch or learning rate
+    (the last value of a flag wins)."""
     script, extra = run or RUNS[name]
     steps = 20 if args.quick else steps or args.max_train_steps
     network = ["--block_out_channels", "8", "16", "--norm_num_groups", "4"] if args.quick else NETWORK
     folder = out / name
-    command = [sys.executable, str(REPO / "training" / script), *data_flags(args), *network, *extra,
+    command = [sys.executable, str(REPO / "training" / script), *data_flags(args), *network,
                "--output_dir", str(folder), "--overwrite_output_dir", "--max_train_steps", str(steps),
                "--train_batch_size", str(BUDGET["batch"]), "--learning_rate", str(BUDGET["learning_rate"]),
                "--checkpointing_steps", str(steps // 2), "--validation_steps", str(steps // 2),
                "--num_eval_samples", str(64 if args.quick else 500), "--classifier_path", str(classifier),
-               "--report_to", "none", "--seed", "0"]  # fmt: skip
+               "--report_to", "none", "--seed", "0", *extra]  # fmt: skip
     timing = timed(command)
     metrics = json.loads((folder / "metrics.json").read_text())
     return {"command": public_command(command[1:]), **timing, "metrics": metrics}
