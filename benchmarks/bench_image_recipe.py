@@ -1,6 +1,7 @@
 """The unconditional MNIST recipe inside the same training budget of 30 CPU minutes: image flow matching with uniform
 training times (the recipe of ``benchmarks/bench_images.py``) against logit-normal times ``t = σ(z)``, ``z ~ N(0, 1)``
-(Esser et al. 2024), at its steps and at twice as many, with a slower EMA, and with a wider network for fewer steps.
+(Esser et al. 2024), at its steps and at twice as many, with a slower EMA, with a wider network for fewer steps, and
+with half the batch for more steps.
 
     python benchmarks/bench_image_recipe.py --train_data_files mnist/train.parquet \
         --test_data_files mnist/test.parquet --jobs 2
@@ -8,7 +9,8 @@ training times (the recipe of ``benchmarks/bench_images.py``) against logit-norm
 
 Each recipe trains through ``training/train_fm.py`` with the network, batch and learning rate of ``bench_images.py``
 but what its flags change (:data:`RECIPES`: 4,500 steps, about 14 CPU minutes on this machine; twice as many; the
-UNet 32-64-64, about 2.7 times the cost of a step, for a third of them), ``--jobs`` recipes at a time (one process and
+UNet 32-64-64, about 2.7 times the cost of a step, for a third of them; batch 32, about 0.55 times the cost of a
+step, for 16,000), ``--jobs`` recipes at a time (one process and
 one CPU thread each), timed in CPU seconds (user + sys of that child). Each saved pipeline is then scored at
 10,000 samples over 3 independent draws, in that process, with one sampler for all (Heun, 10 steps: 20 network
 evaluations): k-NN precision and recall (Kynkäänniemi et al. 2019, k = 3), Fréchet distance and mean confidence in
@@ -22,6 +24,7 @@ written at the end.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -67,6 +70,11 @@ RECIPES = {
         "logit-normal times, UNet 32-64-64 (4× the parameters), a third of the steps",
         ["--time_law", "logit_normal", "--block_out_channels", "32", "64", "64"],
         3000,
+    ),
+    "logit_normal_small_batch": (
+        "logit-normal times, batch 32 for 16,000 steps",
+        ["--time_law", "logit_normal", "--train_batch_size", "32"],
+        16000,
     ),
 }
 #: the one sampler every recipe is scored with
@@ -133,13 +141,22 @@ def main() -> None:
     print(f"wrote {report_folder / PAGE.markdown_name}")
 
 
+def flag_values(command: str, flag: str) -> list[str]:
+    """The values that follow the last ``flag`` in a shown ``command`` (the one the script used)."""
+    words = command.split()
+    start = len(words) - words[::-1].index(flag)
+    return list(itertools.takewhile(lambda word: not word.startswith("--"), words[start:]))
+
+
 def render(results: dict) -> str:
     quality, real, recipes = results["quality"], results["real"], results["recipes"]
     num, half, draws = quality["num"], quality["num"] // 2, quality["draws"]
     sampler = f"{quality['sampler']['solver']} {quality['sampler']['steps']}"
     header = ["recipe", "Fréchet", "precision", "recall", "confidence"]
     train_rows = [
-        [recipe["label"], f"{recipe['train']['metrics']['train_steps']:,}",
+        [recipe["label"], "-".join(flag_values(recipe["train"]["command"], "--block_out_channels")),
+         recipe["train"]["metrics"]["samples_seen"] // recipe["train"]["metrics"]["train_steps"],
+         f"{recipe['train']['metrics']['train_steps']:,}",
          f"{recipe['train']['cpu_seconds'] / 60:.1f}", f"{recipe['train']['metrics']['train_cpu_seconds']:.0f}",
          f"`{recipe['train']['command']}`"]
         for recipe in recipes.values()
@@ -167,14 +184,17 @@ def render(results: dict) -> str:
         "# The unconditional image recipe inside 30 CPU minutes",
         "",
         f"Written by `benchmarks/bench_image_recipe.py` on {results['machine']}; CPU only. Image flow matching on "
-        "MNIST with the network, batch (64) and learning rate of `benchmarks/bench_images.py`; the recipes differ in "
-        "the law of the training times, the number of steps, the EMA decay and the network's width, each inside the "
-        "benchmark's budget of 30 CPU minutes for the whole training script. Logit-normal times (Esser et al. 2024, "
-        "*Scaling Rectified Flow Transformers*, §3.1) put the training weight on the middle of the path.",
+        "MNIST with the network, batch and learning rate of `benchmarks/bench_images.py`; the recipes differ in "
+        "the law of the training times, the number of steps, the EMA decay, the network's width and the batch, each "
+        "inside the benchmark's budget of 30 CPU minutes for the whole training script. Logit-normal times (Esser "
+        "et al. 2024, *Scaling Rectified Flow Transformers*, §3.1) put the training weight on the middle of the path.",
         "",
         "## Training",
         "",
-        *table(["recipe", "steps", "CPU min (whole script)", "optimisation CPU s", "command"], train_rows),
+        *table(
+            ["recipe", "UNet channels", "batch", "steps", "CPU min (whole script)", "optimisation CPU s", "command"],
+            train_rows,
+        ),
         "",
         f"## Sample quality at {num:,} samples",
         "",
