@@ -224,7 +224,7 @@ def render(results: dict) -> str:
         "",
         f"The run's own evaluation: the training script's final one, {own['evaluation_samples']:,} samples with the "
         f"run's default sampler (Euler, 20 steps), where real test images score {own['real_confidence']:.3f}.",
-        *(["", "Trained, not scored at 10,000 samples:", "", *unscored] if unscored else []),
+        *(["", f"Trained, not scored at {num:,} samples:", "", *unscored] if unscored else []),
         "",
         f"## Sample quality at {num:,} samples",
         "",
