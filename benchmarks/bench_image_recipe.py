@@ -8,10 +8,11 @@ fewer steps, and half the batch for more steps.
     python benchmarks/bench_image_recipe.py --quick ...      # a smoke run with tiny budgets (numbers meaningless)
 
 Each recipe trains through ``training/train_fm.py`` with the network, batch and learning rate of ``bench_images.py``
-but what its flags change (:data:`RECIPES`: 4,500 steps, about 14 CPU minutes on this machine; twice as many; the
-UNet 32-64-64, about 2.7 times the cost of a step, for a third of them; batch 32, about 0.55 times the cost of a
-step, for 16,000), ``--jobs`` recipes at a time (one process and
-one CPU thread each), timed in CPU seconds (user + sys of that child). Each saved pipeline is then scored at
+but what its flags change (:data:`RECIPES`: 4,500 steps, about 14 CPU minutes on this machine; twice as many, also
+with another EMA decay or learning rate; the UNet 32-64-64, about 2.7 times the cost of a step, for a third of them;
+batch 32, about 0.55 times the cost of a step, for 16,000), ``--jobs`` recipes at a time (one process and one CPU
+thread each), timed in CPU seconds (user + sys of that child). Each saved pipeline but those of :data:`UNSCORED`
+(compared by their runs' own final evaluation only) is then scored at
 10,000 samples over 3 independent draws, in that process, with one sampler for all (Heun, 10 steps: 20 network
 evaluations): k-NN precision and recall (Kynkäänniemi et al. 2019, k = 3), Fréchet distance and mean confidence in
 the features of the scoring ``MnistClassifier`` (trained first by ``training/train_classifier.py`` unless
@@ -202,9 +203,9 @@ def render(results: dict) -> str:
         f"Written by `benchmarks/bench_image_recipe.py` on {results['machine']}; CPU only. Image flow matching on "
         "MNIST with the network, batch and learning rate of `benchmarks/bench_images.py`; the recipes differ in "
         "the law of the training times, the number of steps, the EMA decay, the learning rate, the network's width and "
-        "the batch, each "
-        "inside the benchmark's budget of 30 CPU minutes for the whole training script. Logit-normal times (Esser "
-        "et al. 2024, *Scaling Rectified Flow Transformers*, §3.1) put the training weight on the middle of the path.",
+        "the batch, each inside the benchmark's budget of 30 CPU minutes for the whole training script. Logit-normal "
+        "times (Esser et al. 2024, *Scaling Rectified Flow Transformers*, §3.1) put the training weight on the middle "
+        "of the path.",
         "",
         "## Training",
         "",
