@@ -25,7 +25,7 @@ from torch import nn
 
 from hfgen import FlowMatchEulerScheduler, FlowMatchingPipeline, TimeMLP
 from hfgen.data import StandardGaussian, get_toy_distribution
-from hfgen.methods.couplings import optimal_permutation
+from hfgen.methods.couplings import optimal_permutation, ot_assignment
 from hfgen.methods.flow_matching import cfm_loss
 from hfgen.metrics import fraction_in_support, nll_report, w2_against_floor
 from hfgen.training import FlowMatchingArguments, train_flow_matching
@@ -312,8 +312,6 @@ def bench_ot_blocks(quick: bool) -> dict:
     For each ``b``: the median CPU time of coupling a batch, and the mean squared distance of its pairs
     ``(1/256) Σ_i ‖x_0^{σ(i)} − x_1^i‖²`` (the objective the coupling minimises; the whole batch's OT is its
     minimum, the independent coupling ``E‖x_0 − x_1‖²``) over independent batches, with its standard error."""
-    from hfgen.methods.couplings import ot_assignment
-
     source, results = StandardGaussian(2), {}
     num_batches = 5 if quick else 40
     for name in QUALITY_TARGETS:

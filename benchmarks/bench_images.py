@@ -30,6 +30,7 @@ into the stored results, without training.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -854,8 +855,7 @@ def main() -> None:
         "network": NETWORK,
     }
 
-    def stage(name: str, compute: Any) -> Any:
-        return stored_stage(stages, name, compute)
+    stage = functools.partial(stored_stage, stages)
 
     def save() -> None:
         write_results(results, report_folder, PAGE, render)
